@@ -1,0 +1,63 @@
+# One machine, two commands: `make run` (live dashboard on SQLite, no Redis) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# `make run` defaults; each can be overridden from the environment (README "Configuration").
+DJANGO_SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
+DJANGO_ALLOWED_HOSTS ?= localhost,127.0.0.1
+ENABLE_AUTO_THREAT_GENERATION ?= true
+THREAT_GENERATION_INTERVAL ?= 10
+RUN_ENV = DJANGO_SECRET_KEY_FILE=$(DJANGO_SECRET_KEY_FILE) DJANGO_ALLOWED_HOSTS=$(DJANGO_ALLOWED_HOSTS) \
+	ENABLE_AUTO_THREAT_GENERATION=$(ENABLE_AUTO_THREAT_GENERATION) THREAT_GENERATION_INTERVAL=$(THREAT_GENERATION_INTERVAL)
+
+.PHONY: run test test-fast test-integration latency clean
+
+$(VENV)/.python-ok:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@touch $@
+
+$(VENV)/.runtime: requirements.txt $(VENV)/.python-ok
+	@echo "Installing runtime requirements..."
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	@echo "Installing test requirements..."
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+var/secret_key:
+	@mkdir -p var
+	@$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+	@chmod 600 $@
+
+run: $(VENV)/.runtime var/secret_key
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+	$(RUN_ENV) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@echo ""
+	@echo "  SOC Agent System: http://localhost:$(PORT)/   (log in as analyst / analyst)"
+	@echo "  Admin: http://localhost:$(PORT)/admin/   API docs: http://localhost:$(PORT)/api/docs"
+	@echo "  A new synthetic threat every $(THREAT_GENERATION_INTERVAL) s. Stop with Ctrl-C."
+	@echo ""
+	$(RUN_ENV) exec $(BIN)/daphne -b $(HOST) -p $(PORT) socproject.asgi:application
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -m "not integration"
+
+test-integration: $(VENV)/.dev
+	$(BIN)/python -m pytest -m integration
+
+latency: $(VENV)/.dev
+	$(BIN)/python bench/trigger_latency.py --runs 50
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache

@@ -1,0 +1,58 @@
+"""What every agent is: read what it needs from the database, then judge the signal.
+
+`gather()` runs on the coordinator's thread and may query the database; `analyze()` runs on a
+pool thread, in parallel with the other agents, and must only use the threat and what `gather()`
+returned. That split keeps the parallel part free of database connections and deterministic.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AgentResult:
+    """An agent's verdict. Every finding and risk contribution names the evidence it used."""
+
+    summary: str
+    confidence: float
+    findings: list = field(default_factory=list)
+    recommendations: list = field(default_factory=list)
+    risk: list = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+
+    def find(self, text, *evidence):
+        self.findings.append({"text": text, "evidence": list(evidence)})
+
+    def score(self, points, reason, *evidence):
+        """Add a signed contribution to the threat's risk score (see README "Risk score")."""
+        self.risk.append({"points": points, "reason": reason, "evidence": list(evidence)})
+
+    @property
+    def evidence(self):
+        refs = [ref for item in self.findings + self.risk for ref in item["evidence"]]
+        return list(dict.fromkeys(refs))
+
+
+class Agent(ABC):
+    kind = ""
+
+    def gather(self, threat):
+        """Read the stored records this agent needs. Runs before the parallel phase."""
+        return None
+
+    @abstractmethod
+    def analyze(self, threat, gathered):
+        """Return an AgentResult computed only from `threat` and `gathered`."""
+
+
+def observable(threat, name, default=None):
+    value = threat.observables.get(name)
+    return default if value in (None, "", []) else value
+
+
+def field_ref(name):
+    return f"signal.observables.{name}"
+
+
+def threat_ref(threat_id):
+    return f"threat:{threat_id}"

@@ -1,0 +1,282 @@
+"""
+Settings for the SOC Agent System: one module, driven by environment variables.
+
+Three blocks: strict helpers, values read from the environment (with one-machine defaults),
+and derived values. Every variable is listed in the README's table. Nothing outside this
+module reads the environment.
+
+One machine (nothing set): SQLite in WAL mode, in-memory channel layer, agents run
+in-process (Celery eager), local-memory cache.
+Cluster (REDIS_URL and usually DATABASE_URL set): Postgres, channels-redis, Celery workers
+on the Redis broker, django-redis cache.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+# --- 1. Strict helpers --------------------------------------------------------------------
+
+
+def env_str(name, default=""):
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name, default):
+    """Only "true" or "false" (any case) are accepted: "False" must never read as true."""
+    value = env_str(name, default).lower()
+    if value not in ("true", "false"):
+        raise ImproperlyConfigured(f"{name}={value!r}: use 'true' or 'false'")
+    return value == "true"
+
+
+def env_int(name, default, minimum=0):
+    value = env_str(name, str(default))
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected an integer") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name}={number}: must be at least {minimum}")
+    return number
+
+
+def env_float(name, default, minimum=0.0):
+    value = env_str(name, str(default))
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a number") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name}={number}: must be at least {minimum}")
+    return number
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_secret(name, default=""):
+    """Read NAME, or the file named by NAME_FILE (Kubernetes/Docker secrets)."""
+    path = env_str(f"{name}_FILE")
+    if not path:
+        return env_str(name, default)
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
+
+
+# --- 2. Values from the environment -------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", "false")
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
+
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
+OTEL_EXPORTER_OTLP_PROTOCOL = env_str("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "soc-agent-system")
+
+THREAT_GENERATION_INTERVAL = env_float("THREAT_GENERATION_INTERVAL", 30, minimum=0.1)
+ENABLE_AUTO_THREAT_GENERATION = env_bool("ENABLE_AUTO_THREAT_GENERATION", "false")
+MAX_STORED_THREATS = env_int("MAX_STORED_THREATS", 0)
+
+LLM_BASE_URL = env_str("LLM_BASE_URL")
+LLM_API_KEY = env_secret("LLM_API_KEY")
+LLM_MODEL = env_str("LLM_MODEL")
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20, minimum=0.1)
+
+
+# --- 3. Derived values ---------------------------------------------------------------------
+
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set when DJANGO_DEBUG is false"
+        )
+    SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 - only reachable with DJANGO_DEBUG=true
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_DEBUG is false")
+if "*" in ALLOWED_HOSTS:
+    # AllowedHostsOriginValidator reuses ALLOWED_HOSTS: "*" would switch off the WebSocket
+    # origin check, so it is refused rather than silently accepted.
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must list host names; '*' is not allowed")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use 'json' or 'text'")
+if OTEL_EXPORTER_OTLP_PROTOCOL not in ("grpc", "http/protobuf"):
+    raise ImproperlyConfigured(
+        f"OTEL_EXPORTER_OTLP_PROTOCOL={OTEL_EXPORTER_OTLP_PROTOCOL!r}: use 'grpc' or 'http/protobuf'"
+    )
+
+EMBEDDED = not REDIS_URL
+DATA_DIR = BASE_DIR / "var"
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "ninja",
+    "threats",
+    "agents",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "socproject.urls"
+ASGI_APPLICATION = "socproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if DATABASE_URL:
+    # CONN_MAX_AGE=0: under Daphne persistent connections are never recycled (daphne#332).
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+else:
+    DATA_DIR.mkdir(exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "db.sqlite3",
+            # WAL lets the dashboard read while an analysis writes; IMMEDIATE transactions plus a
+            # busy timeout turn "database is locked" into a short wait.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+            "TEST": {"NAME": DATA_DIR / "test-db.sqlite3"},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # redis-py 8 defaults (socket_timeout=5, max_connections=100) kill idle sockets and
+            # refuse bursts of joins; see README "Channel layer".
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 10000}]
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "soc",
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Celery: with no broker the agents run in-process (eager); AGENTS_IN_THREAD moves that eager
+# run off the request thread so POST /api/threats/trigger answers 202 at once.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_TASK_ALWAYS_EAGER:
+    CELERY_BROKER_URL = "memory://localhost/"  # never used for eager tasks; keeps kombu from guessing localhost
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = (
+    {
+        "generate-threat": {
+            "task": "threats.generate_threat",
+            "schedule": THREAT_GENERATION_INTERVAL,
+        }
+    }
+    if ENABLE_AUTO_THREAT_GENERATION
+    else {}
+)
+AGENTS_IN_THREAD = CELERY_TASK_ALWAYS_EAGER
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "threats:dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Bounds on untrusted input (alerts may carry 50 MB strings).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# How far back a WebSocket resume may reach before the client is told to reload.
+EVENT_REPLAY_LIMIT = 1000
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "socproject.logformat.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # One line per successful task is noise at this volume; failures are still logged.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "celery.app.trace": {"level": "WARNING"}},
+}

@@ -1,0 +1,328 @@
+"""The JSON API under /api (django-ninja). Documented in README "HTTP API" and at /api/docs.
+
+Handlers are thin: authenticate, parse, call one service function, shape the answer.
+Errors are always JSON {"detail": ...}; input errors also name the `field` (and the valid values).
+"""
+
+import base64
+import binascii
+import json
+import logging
+from datetime import datetime
+from typing import Optional
+from uuid import UUID
+
+from django.db.models import Avg, Count, F, Q
+from ninja import Field, NinjaAPI, Query, Router, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import django_auth
+
+from . import services
+from .choices import CLOSED_STATUSES, Severity, Status
+from .models import Threat
+from .serializers import event_message, threat_detail, threat_summary
+
+log = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="SOC Agent System API",
+    version="1.0",
+    description="Threats, triage, analytics and the event log. Session authentication (CSRF on writes).",
+    urls_namespace="api",
+)
+router = Router(auth=django_auth, tags=["threats"])
+
+
+# --- Schemas -----------------------------------------------------------------------------------
+
+
+class Error(Schema):
+    detail: str | list | dict
+    field: Optional[str] = None
+    valid: Optional[list[str]] = None
+
+
+class ThreatSummary(Schema):
+    id: UUID
+    title: str
+    source: str
+    threat_type: str
+    customer: str
+    customer_slug: str
+    severity: Optional[str]
+    risk_score: Optional[int]
+    analysis_status: str
+    status: str
+    disposition: Optional[str]
+    assignee: Optional[str]
+    requires_human_review: bool
+    executive_summary: str
+    mitre_techniques: list[str]
+    processing_ms: Optional[int]
+    occurred_at: datetime
+    received_at: datetime
+
+
+class ThreatPage(Schema):
+    items: list[ThreatSummary]
+    next_cursor: Optional[str]
+
+
+class ThreatDetail(ThreatSummary):
+    source_ref: Optional[str]
+    observables: dict
+    mitre_hints: list
+    raw: dict
+    risk_factors: list
+    confidence: Optional[float]
+    mitre: dict
+    false_positive: dict
+    response_plan: dict
+    timeline: list
+    review_reasons: list
+    analyzed_at: Optional[datetime]
+    analysis_error: Optional[str]
+    disposition_reason: Optional[str]
+    acknowledged_at: Optional[datetime]
+    closed_at: Optional[datetime]
+    closed_by_kind: Optional[str]
+    agent_runs: list[dict]
+    notes: list[dict]
+
+
+class ThreatFilters(Schema):
+    severity: Optional[str] = None
+    threat_type: Optional[str] = None
+    status: Optional[str] = None
+    customer: Optional[str] = Field(None, description="Customer slug.")
+    assignee: Optional[str] = Field(None, description="Username, 'me' or 'none'.")
+    requires_review: Optional[bool] = None
+    q: Optional[str] = Field(None, max_length=200, description="Text search in title, summary and source ref.")
+    limit: int = Field(20, ge=1, le=100)
+    cursor: Optional[str] = Field(None, max_length=200)
+
+
+class TriggerIn(Schema):
+    threat_type: Optional[str] = Field(None, max_length=40)
+    scenario: Optional[str] = Field(None, max_length=40)
+    customer: Optional[str] = Field(None, max_length=100, description="Customer name or slug.")
+
+
+class TriggerOut(Schema):
+    id: UUID
+    analysis_status: str
+    threat_type: str
+    customer: str
+    title: str
+    url: str
+
+
+class TriageIn(Schema):
+    status: Optional[str] = Field(None, max_length=16)
+    disposition: Optional[str] = Field(None, max_length=24)
+    reason: Optional[str] = Field(None, max_length=services.REASON_MAX_LENGTH)
+    assignee: Optional[str] = Field(None, max_length=150, description="Username; null or '' unassigns.")
+
+
+class NoteIn(Schema):
+    body: str = Field(..., max_length=services.NOTE_MAX_LENGTH)
+
+
+class NoteOut(Schema):
+    id: int
+    threat_id: UUID
+    author: str
+    body: str
+    created_at: datetime
+
+
+class EventPage(Schema):
+    events: list[dict]
+    latest_seq: int
+
+
+# --- Threats -------------------------------------------------------------------------------------
+
+
+@router.get("/threats", response={200: ThreatPage, 400: Error, 403: Error})
+def list_threats(request, filters: Query[ThreatFilters]):
+    """Newest first, filtered, with cursor pagination (pass `next_cursor` back as `cursor`)."""
+    found = _filter(services.visible_threats(request.user), filters, request.user)
+    if filters.cursor:
+        received_at, last_id = _decode_cursor(filters.cursor)
+        found = found.filter(Q(received_at__lt=received_at) | Q(received_at=received_at, id__lt=last_id))
+    page = list(found.order_by("-received_at", "-id")[: filters.limit + 1])
+    more = len(page) > filters.limit
+    page = page[: filters.limit]
+    next_cursor = _encode_cursor(page[-1]) if more else None
+    return {"items": [threat_summary(t) for t in page], "next_cursor": next_cursor}
+
+
+@router.get("/threats/{uuid:threat_id}", response={200: ThreatDetail, 403: Error, 404: Error})
+def get_threat(request, threat_id: UUID):
+    threat = services.get_threat_for_user(request.user, threat_id)
+    return threat_detail(threat)
+
+
+@router.post("/threats/trigger", response={202: TriggerOut, 400: Error, 403: Error})
+def trigger(request, payload: TriggerIn = None):
+    """Create a synthetic threat (random, by `threat_type`, or by named `scenario`) and queue its analysis."""
+    services.check_permission(request.user, services.TRIGGER_PERMISSION)
+    payload = payload or TriggerIn()
+    threat = services.trigger_threat(
+        services.Actor.for_user(request.user), payload.threat_type or None, payload.scenario or None,
+        payload.customer or None,
+    )
+    return 202, {
+        "id": threat.pk, "analysis_status": threat.analysis_status, "threat_type": threat.threat_type,
+        "customer": threat.customer.name, "title": threat.title, "url": f"/api/threats/{threat.pk}",
+    }
+
+
+@router.patch("/threats/{uuid:threat_id}", response={200: ThreatDetail, 400: Error, 403: Error, 404: Error})
+def update_threat(request, threat_id: UUID, payload: TriageIn):
+    """Triage: change `status`, set a `disposition` with a `reason` when closing, or (un)assign."""
+    fields = payload.dict(exclude_unset=True)
+    threat = services.triage(request.user, threat_id, **fields)
+    return threat_detail(threat)
+
+
+@router.post("/threats/{uuid:threat_id}/notes", response={201: NoteOut, 400: Error, 403: Error, 404: Error})
+def add_note(request, threat_id: UUID, payload: NoteIn):
+    note = services.add_note(request.user, threat_id, payload.body)
+    return 201, {"id": note.pk, "threat_id": note.threat_id, "author": request.user.get_username(),
+                 "body": note.body, "created_at": note.created_at}
+
+
+# --- Analytics and events --------------------------------------------------------------------------
+
+
+@router.get("/analytics", response={200: dict, 403: Error})
+def analytics(request):
+    """Totals by type, severity and status; customers affected; processing time; MTTA/MTTR."""
+    threats = services.visible_threats(request.user).order_by()
+    totals = threats.aggregate(
+        total=Count("id"),
+        customers_affected=Count("customer", distinct=True),
+        avg_processing_ms=Avg("processing_ms"),
+        requires_review=Count("id", filter=Q(requires_human_review=True) & ~Q(status__in=CLOSED_STATUSES)),
+        mtta=Avg(F("acknowledged_at") - F("received_at"), filter=Q(acknowledged_at__isnull=False)),
+        mttr=Avg(F("closed_at") - F("received_at"), filter=Q(closed_at__isnull=False)),
+    )
+    return {
+        "total_threats": totals["total"],
+        "customers_affected": totals["customers_affected"],
+        "average_processing_ms": round(totals["avg_processing_ms"] or 0, 1),
+        "requires_review": totals["requires_review"],
+        "mtta_seconds": _seconds(totals["mtta"]),
+        "mttr_seconds": _seconds(totals["mttr"]),
+        "by_type": _counts(threats, "threat_type"),
+        "by_severity": {**{s: 0 for s in Severity.values}, **_counts(threats.exclude(severity=""), "severity")},
+        "by_status": {**{s: 0 for s in Status.values}, **_counts(threats, "status")},
+        "open_by_severity": {
+            **{s: 0 for s in Severity.values},
+            **_counts(threats.exclude(severity="").exclude(status__in=CLOSED_STATUSES), "severity"),
+        },
+        "latest_seq": services.latest_seq(),
+    }
+
+
+@router.get("/events", response={200: EventPage, 403: Error})
+def list_events(request, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
+    """Events with seq > `after`, oldest first, at most `limit` (for replay after a disconnect)."""
+    services.check_permission(request.user, services.VIEW_PERMISSION)
+    return {"events": [event_message(e) for e in services.events_after(after, limit)],
+            "latest_seq": services.latest_seq()}
+
+
+# --- Helpers -----------------------------------------------------------------------------------------
+
+
+def _filter(found, filters, user):
+    choices = {"severity": Severity.values, "status": Status.values}
+    for name in ("severity", "threat_type", "status"):
+        value = getattr(filters, name)
+        if value:
+            if name in choices and value not in choices[name]:
+                raise services.InvalidInput(name, f"Unknown {name} {value!r}.", choices[name])
+            found = found.filter(**{name: value})
+    if filters.customer:
+        found = found.filter(customer__slug=filters.customer)
+    if filters.assignee == "none":
+        found = found.filter(assignee__isnull=True)
+    elif filters.assignee:
+        username = user.get_username() if filters.assignee == "me" else filters.assignee
+        found = found.filter(assignee__username=username)
+    if filters.requires_review is not None:
+        found = found.filter(requires_human_review=filters.requires_review)
+    if filters.q:
+        q = filters.q.strip()
+        found = found.filter(Q(title__icontains=q) | Q(executive_summary__icontains=q) | Q(source_ref=q))
+    return found
+
+
+def _encode_cursor(threat):
+    raw = json.dumps([threat.received_at.isoformat(), str(threat.pk)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor):
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        received_at, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(received_at), UUID(last_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None
+
+
+def _counts(threats, field):
+    return dict(threats.values_list(field).annotate(n=Count("id")).order_by())
+
+
+def _seconds(delta):
+    return round(delta.total_seconds(), 1) if delta is not None else None
+
+
+api.add_router("/", router)
+
+
+# --- Error handling: always JSON ------------------------------------------------------------------------
+
+
+@api.exception_handler(services.InvalidInput)
+def _invalid(request, exc):
+    body = {"detail": exc.detail, "field": exc.field}
+    if exc.valid is not None:
+        body["valid"] = list(exc.valid)
+    return api.create_response(request, body, status=400)
+
+
+@api.exception_handler(services.AccessDenied)
+def _denied(request, exc):
+    return api.create_response(request, {"detail": str(exc)}, status=403)
+
+
+@api.exception_handler(services.NotFound)
+def _not_found(request, exc):
+    return api.create_response(request, {"detail": str(exc)}, status=404)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request, exc):
+    return api.create_response(request, {"detail": "Authentication required: log in first."}, status=401)
+
+
+@api.exception_handler(ValidationError)
+def _validation(request, exc):
+    return api.create_response(request, {"detail": exc.errors}, status=422)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc):
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(Exception)
+def _unexpected(request, exc):
+    log.exception("unhandled API error on %s %s", request.method, request.path)
+    return api.create_response(request, {"detail": "Internal server error."}, status=500)

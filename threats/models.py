@@ -1,0 +1,218 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from .choices import (
+    ActorKind,
+    AnalysisStatus,
+    ClosedByKind,
+    ContextKind,
+    Disposition,
+    InfraEventKind,
+    Sensitivity,
+    Severity,
+    Status,
+    ThreatType,
+    Tier,
+)
+
+
+class Customer(models.Model):
+    """A tenant whose traffic is monitored, with the configuration the agents check signals against."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    tier = models.CharField(max_length=20, choices=Tier.choices, default=Tier.BUSINESS)
+    rate_limit_per_minute = models.PositiveIntegerField(default=100)
+    allowed_countries = models.JSONField(
+        default=list, blank=True, help_text="ISO 3166 alpha-2 codes; empty means any country."
+    )
+    bot_sensitivity = models.CharField(
+        max_length=10, choices=Sensitivity.choices, default=Sensitivity.MEDIUM
+    )
+    auto_block = models.BooleanField(default=False)
+    timezone = models.CharField(max_length=64, default="UTC")
+    business_hours_start = models.PositiveSmallIntegerField(default=8, help_text="Hour, 0-23.")
+    business_hours_end = models.PositiveSmallIntegerField(default=18, help_text="Hour, 1-24.")
+    escalation_contacts = models.JSONField(default=list, blank=True)
+    allow_listed_ips = models.JSONField(
+        default=list, blank=True, help_text="IP addresses or CIDR networks that are trusted."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Threat(models.Model):
+    """One threat signal, the agents' verdict on it, and its triage state."""
+
+    # Signal
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source = models.CharField(max_length=32, default="generator")
+    source_ref = models.CharField(max_length=200, blank=True)
+    threat_type = models.CharField(max_length=40)
+    title = models.CharField(max_length=200)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="threats")
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    raw = models.JSONField(default=dict, blank=True)
+    observables = models.JSONField(default=dict, blank=True)
+    mitre_hints = models.JSONField(default=list, blank=True)
+
+    # Analysis
+    analysis_status = models.CharField(
+        max_length=12, choices=AnalysisStatus.choices, default=AnalysisStatus.QUEUED
+    )
+    severity = models.CharField(max_length=10, choices=Severity.choices, blank=True)
+    risk_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    risk_factors = models.JSONField(default=list, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    executive_summary = models.TextField(blank=True)
+    mitre = models.JSONField(default=dict, blank=True)
+    false_positive = models.JSONField(default=dict, blank=True)
+    response_plan = models.JSONField(default=dict, blank=True)
+    timeline = models.JSONField(default=list, blank=True)
+    requires_human_review = models.BooleanField(default=False)
+    review_reasons = models.JSONField(default=list, blank=True)
+    processing_ms = models.PositiveIntegerField(null=True, blank=True)
+    analyzed_at = models.DateTimeField(null=True, blank=True)
+    analysis_error = models.TextField(blank=True)
+
+    # Triage
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    disposition = models.CharField(max_length=24, choices=Disposition.choices, blank=True)
+    disposition_reason = models.TextField(blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_threats",
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by_kind = models.CharField(max_length=8, choices=ClosedByKind.choices, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # Idempotent ingest: one row per alert of a source.
+            models.UniqueConstraint(
+                fields=["source", "source_ref"],
+                condition=~Q(source_ref=""),
+                name="threat_unique_source_ref",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-received_at", "-id"], name="threat_newest"),
+            models.Index(fields=["customer", "-received_at"], name="threat_customer_newest"),
+            models.Index(fields=["severity", "-received_at"], name="threat_severity_newest"),
+            models.Index(fields=["status", "-received_at"], name="threat_status_newest"),
+            models.Index(fields=["threat_type", "-received_at"], name="threat_type_newest"),
+            models.Index(fields=["assignee", "-received_at"], name="threat_assignee_newest"),
+        ]
+
+    def __str__(self):
+        return self.title
+
+    @property
+    def type_label(self):
+        return ThreatType(self.threat_type).label if self.threat_type in ThreatType.values else self.threat_type
+
+
+class ThreatEvent(models.Model):
+    """Append-only event log: the audit trail, the WebSocket feed and the replay source."""
+
+    seq = models.BigAutoField(primary_key=True)
+    threat = models.ForeignKey(Threat, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=40)
+    actor_kind = models.CharField(max_length=8, choices=ActorKind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    actor_label = models.CharField(max_length=150, blank=True)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["threat", "seq"], name="event_threat_seq")]
+
+    def __str__(self):
+        return f"#{self.seq} {self.type}"
+
+
+class Note(models.Model):
+    """An analyst's note on a threat."""
+
+    threat = models.ForeignKey(Threat, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"Note {self.pk} on {self.threat_id}"
+
+
+class InfraEvent(models.Model):
+    """A deployment, scaling step, outage or maintenance window that may explain a signal."""
+
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="infra_events",
+        help_text="Empty means shared infrastructure (affects every customer).",
+    )
+    kind = models.CharField(max_length=16, choices=InfraEventKind.choices)
+    service = models.CharField(max_length=100, blank=True)
+    description = models.CharField(max_length=500)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["customer", "started_at"], name="infra_customer_start")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.description}"
+
+
+class ContextItem(models.Model):
+    """Business or news context the context agent matches against signals."""
+
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="context_items",
+        help_text="Empty means it applies to every customer.",
+    )
+    kind = models.CharField(max_length=16, choices=ContextKind.choices, default=ContextKind.NEWS)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    threat_types = models.JSONField(
+        default=list, blank=True, help_text="Threat types this item is relevant to; empty = all."
+    )
+    keywords = models.JSONField(default=list, blank=True)
+    valid_from = models.DateTimeField()
+    valid_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-valid_from"]
+
+    def __str__(self):
+        return self.title

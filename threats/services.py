@@ -1,0 +1,347 @@
+"""The only code that changes threats. `check_*` validates and authorizes, `do_*` writes.
+
+Every write records a ThreatEvent in the same transaction; `events.broadcast_on_commit` pushes it
+to WebSockets (and Redis) only after the transaction commits, and analysis is enqueued the same way.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from . import events, generator
+from .choices import (
+    CLOSED_STATUSES,
+    ActorKind,
+    AnalysisStatus,
+    ClosedByKind,
+    Disposition,
+    EventType,
+    Scenario,
+    Status,
+    ThreatType,
+)
+from .models import Customer, Note, Threat, ThreatEvent
+from .serializers import threat_summary
+
+log = logging.getLogger(__name__)
+
+VIEW_PERMISSION = "threats.view_threat"
+TRIAGE_PERMISSION = "threats.change_threat"
+TRIGGER_PERMISSION = "threats.add_threat"
+NOTE_MAX_LENGTH = 10_000
+REASON_MAX_LENGTH = 2_000
+# Any constant works; it names the Postgres advisory lock that orders the event log.
+EVENT_LOG_LOCK = 7_201_114
+
+
+class InvalidInput(Exception):
+    """Bad input from a user or client; the API answers 400 with `field` and the reason."""
+
+    def __init__(self, field, detail, valid=None):
+        super().__init__(detail)
+        self.field, self.detail, self.valid = field, detail, valid
+
+
+class AccessDenied(Exception):
+    """The user is authenticated but may not do this."""
+
+
+class NotFound(Exception):
+    """No such object (or not visible to this user)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an event: a user, an agent or the system."""
+
+    kind: str
+    user: object = None
+    label: str = ""
+
+    @classmethod
+    def for_user(cls, user):
+        return cls(ActorKind.USER, user, user.get_username())
+
+
+SYSTEM = Actor(ActorKind.SYSTEM, label="system")
+COORDINATOR = Actor(ActorKind.AGENT, label="coordinator")
+
+
+# --- Access ---------------------------------------------------------------------------------
+
+
+def check_permission(user, permission):
+    if not user.has_perm(permission):
+        raise AccessDenied(f"You do not have the '{permission}' permission.")
+
+
+def visible_threats(user):
+    check_permission(user, VIEW_PERMISSION)
+    return Threat.objects.select_related("customer", "assignee")
+
+
+def get_threat_for_user(user, threat_id):
+    """The one access check for a single threat, shared by pages, API, admin actions and sockets."""
+    try:
+        return visible_threats(user).get(pk=threat_id)
+    except (Threat.DoesNotExist, ValueError):
+        raise NotFound("Threat not found.") from None
+
+
+# --- Creating threats ------------------------------------------------------------------------
+
+
+def customer_for_name(name):
+    """Find a customer by name or slug; the generator's catalogue customers are created on demand."""
+    found = Customer.objects.filter(name__iexact=name).first() or Customer.objects.filter(slug=name).first()
+    if found:
+        return found
+    if name in generator.CUSTOMER_CATALOGUE:
+        customer, _ = Customer.objects.get_or_create(
+            name=name, defaults={"slug": slugify(name), **generator.CUSTOMER_CATALOGUE[name]}
+        )
+        return customer
+    known = sorted(set(Customer.objects.values_list("slug", flat=True)) | set(generator.CUSTOMER_CATALOGUE))
+    raise InvalidInput("customer", f"Unknown customer {name!r}.", known)
+
+
+def check_trigger(threat_type=None, scenario=None, customer=None):
+    if threat_type and threat_type not in ThreatType.values:
+        raise InvalidInput("threat_type", f"Unknown threat_type {threat_type!r}.", ThreatType.values)
+    if scenario and scenario not in Scenario.values:
+        raise InvalidInput("scenario", f"Unknown scenario {scenario!r}.", Scenario.values)
+    if threat_type and scenario:
+        raise InvalidInput("scenario", "Give either threat_type or scenario, not both.")
+    return customer_for_name(customer) if customer else None
+
+
+def trigger_threat(actor, threat_type=None, scenario=None, customer=None, rng=None, now=None):
+    """Generate a synthetic signal (random, by type or by scenario), store it and queue analysis."""
+    chosen = check_trigger(threat_type, scenario, customer)
+    signal = generator.build_signal(threat_type, scenario, chosen.name if chosen else None, rng=rng, now=now)
+    return do_create_threat(
+        customer=chosen or customer_for_name(signal.customer_name),
+        threat_type=signal.threat_type,
+        title=signal.title,
+        occurred_at=signal.occurred_at,
+        observables=signal.observables,
+        raw={"metadata": signal.metadata, "scenario": signal.scenario},
+        mitre_hints=signal.mitre_hints,
+        actor=actor,
+        received_at=now,
+    )
+
+
+def do_create_threat(*, customer, threat_type, title, occurred_at, actor, observables=None, raw=None,
+                     source="generator", source_ref="", mitre_hints=(), received_at=None):
+    from agents.tasks import enqueue_analysis
+
+    with transaction.atomic():
+        threat = Threat.objects.create(
+            source=source, source_ref=source_ref, threat_type=threat_type, title=title[:200],
+            customer=customer, occurred_at=occurred_at, received_at=received_at or timezone.now(),
+            observables=observables or {}, raw=raw or {}, mitre_hints=list(mitre_hints),
+        )
+        _record_event(threat, EventType.CREATED, actor)
+        enqueue_analysis(threat.pk)
+        if settings.MAX_STORED_THREATS:
+            transaction.on_commit(enforce_retention, robust=True)
+    return threat
+
+
+def enforce_retention(batch_size=500):
+    """Delete the oldest threats beyond MAX_STORED_THREATS, in batches (events and runs cascade)."""
+    limit = settings.MAX_STORED_THREATS
+    boundary = Threat.objects.order_by("-received_at", "-id").values_list("received_at", flat=True)[limit:limit + 1]
+    if limit and boundary:
+        cutoff = boundary[0]
+        while True:
+            ids = list(Threat.objects.filter(received_at__lte=cutoff).order_by("received_at")
+                       .values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            Threat.objects.filter(pk__in=ids).delete()
+
+
+# --- Analysis ---------------------------------------------------------------------------------
+
+
+def start_analysis(threat_id):
+    """Mark a threat as running; None when it is gone or already analysed (idempotent tasks)."""
+    claimed = Threat.objects.filter(pk=threat_id).exclude(analysis_status=AnalysisStatus.COMPLETED).update(
+        analysis_status=AnalysisStatus.RUNNING
+    )
+    if not claimed:
+        return None
+    return Threat.objects.select_related("customer", "assignee").get(pk=threat_id)
+
+
+def do_record_analysis(threat, verdict):
+    """Store the coordinator's verdict and every agent run; a second call for the same threat is a no-op."""
+    from agents.models import AgentRun
+
+    with transaction.atomic():
+        locked = Threat.objects.select_for_update().select_related("customer", "assignee").get(pk=threat.pk)
+        if locked.analysis_status == AnalysisStatus.COMPLETED:
+            return locked
+        for run in verdict.agent_runs:
+            AgentRun.objects.update_or_create(threat=locked, kind=run["kind"], defaults=run)
+        fields = verdict.threat_fields()
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.analysis_status = AnalysisStatus.COMPLETED
+        locked.analysis_error = ""
+        locked.save(update_fields=[*fields, "analysis_status", "analysis_error", "updated_at"])
+        _record_event(locked, EventType.ANALYZED, COORDINATOR)
+    return locked
+
+
+def do_fail_analysis(threat_id, error):
+    with transaction.atomic():
+        threat = Threat.objects.select_for_update().select_related("customer", "assignee").get(pk=threat_id)
+        if threat.analysis_status == AnalysisStatus.COMPLETED:
+            return threat
+        threat.analysis_status = AnalysisStatus.FAILED
+        threat.analysis_error = str(error)[:2000]
+        threat.save(update_fields=["analysis_status", "analysis_error", "updated_at"])
+        _record_event(threat, EventType.ANALYSIS_FAILED, COORDINATOR, {"error": threat.analysis_error})
+    return threat
+
+
+# --- Triage -----------------------------------------------------------------------------------
+
+
+def check_triage(user, threat, status=None, disposition=None, reason=None, assignee=...):
+    """Validate a triage change; returns the cleaned changes. `assignee=None` means unassign."""
+    check_permission(user, TRIAGE_PERMISSION)
+    changes = {}
+    if status is not None:
+        if status not in Status.values:
+            raise InvalidInput("status", f"Unknown status {status!r}.", Status.values)
+        changes["status"] = status
+    closing = changes.get("status", threat.status) in CLOSED_STATUSES
+    if disposition is not None:
+        if disposition not in Disposition.values:
+            raise InvalidInput("disposition", f"Unknown disposition {disposition!r}.", Disposition.values)
+        if not closing:
+            raise InvalidInput("disposition", "A disposition is set when closing: use status resolved or closed.")
+        changes["disposition"] = disposition
+    if "status" in changes and changes["status"] in CLOSED_STATUSES and threat.status not in CLOSED_STATUSES:
+        if not (disposition or threat.disposition):
+            raise InvalidInput("disposition", "Closing a threat needs a disposition.", Disposition.values)
+        if not (reason or "").strip():
+            raise InvalidInput("reason", "Closing a threat needs a reason.")
+    if reason is not None:
+        if len(reason) > REASON_MAX_LENGTH:
+            raise InvalidInput("reason", f"At most {REASON_MAX_LENGTH} characters.")
+        changes["disposition_reason"] = reason.strip()
+    if assignee is not ...:
+        changes["assignee"] = _assignable_user(assignee)
+    if not changes:
+        raise InvalidInput("body", "Nothing to change: give status, disposition, reason or assignee.")
+    return changes
+
+
+def _assignable_user(username):
+    if username is None or username == "":
+        return None
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None or not user.has_perm(VIEW_PERMISSION):
+        raise InvalidInput("assignee", f"No active analyst called {username!r}.")
+    return user
+
+
+def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN):
+    """Apply validated triage changes, stamping acknowledgement and closure times."""
+    with transaction.atomic():
+        locked = Threat.objects.select_for_update().select_related("customer", "assignee").get(pk=threat.pk)
+        before = {name: _plain(getattr(locked, name)) for name in changes}
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        touched = [*changes, *_stamp_times(locked, closed_by_kind)]
+        locked.save(update_fields=[*dict.fromkeys(touched), "updated_at"])
+        diff = {name: {"from": before[name], "to": _plain(getattr(locked, name))} for name in changes}
+        _record_event(locked, EventType.UPDATED, actor, {"changes": diff})
+    return locked
+
+
+def _stamp_times(threat, closed_by_kind):
+    now, touched = timezone.now(), []
+    if threat.status != Status.NEW and threat.acknowledged_at is None:
+        threat.acknowledged_at, touched = now, touched + ["acknowledged_at"]
+    if threat.status in CLOSED_STATUSES and threat.closed_at is None:
+        threat.closed_at, threat.closed_by_kind = now, closed_by_kind
+        touched += ["closed_at", "closed_by_kind"]
+    elif threat.status not in CLOSED_STATUSES and threat.closed_at is not None:
+        threat.closed_at, threat.closed_by_kind, threat.disposition = None, "", ""
+        touched += ["closed_at", "closed_by_kind", "disposition"]
+    return touched
+
+
+def _plain(value):
+    return value.get_username() if hasattr(value, "get_username") else value
+
+
+def triage(user, threat_id, **fields):
+    """Check and apply a triage change for `user` (API, pages and admin all come through here)."""
+    threat = get_threat_for_user(user, threat_id)
+    changes = check_triage(user, threat, **fields)
+    return do_triage(threat, Actor.for_user(user), changes)
+
+
+def check_note(user, body):
+    check_permission(user, TRIAGE_PERMISSION)
+    body = (body or "").strip()
+    if not body:
+        raise InvalidInput("body", "A note cannot be empty.")
+    if len(body) > NOTE_MAX_LENGTH:
+        raise InvalidInput("body", f"At most {NOTE_MAX_LENGTH} characters.")
+    return body
+
+
+def do_add_note(threat, user, body):
+    with transaction.atomic():
+        note = Note.objects.create(threat=threat, author=user, body=body)
+        _record_event(threat, EventType.NOTE_ADDED, Actor.for_user(user), {"note": {"id": note.pk, "body": body}})
+    return note
+
+
+def add_note(user, threat_id, body):
+    threat = get_threat_for_user(user, threat_id)
+    return do_add_note(threat, user, check_note(user, body))
+
+
+# --- The event log ----------------------------------------------------------------------------
+
+
+def _record_event(threat, event_type, actor, extra=None):
+    """Append to the event log in the caller's transaction and broadcast after commit."""
+    if connection.vendor == "postgresql":
+        # Sequence values are handed out at insert, not at commit; holding this lock until commit
+        # makes commit order equal seq order, so a client that has seen seq N has seen all < N.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_LOG_LOCK])
+    event = ThreatEvent.objects.create(
+        threat=threat, type=event_type, actor_kind=actor.kind, actor=actor.user,
+        actor_label=actor.label, payload={"threat": threat_summary(threat), **(extra or {})},
+    )
+    events.broadcast_on_commit(event)
+    return event
+
+
+def latest_seq():
+    return ThreatEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+
+
+def events_after(after, limit, upto=None):
+    """Stored events with seq > after (and <= upto), oldest first, at most `limit`."""
+    found = ThreatEvent.objects.filter(seq__gt=after)
+    if upto is not None:
+        found = found.filter(seq__lte=upto)
+    return list(found.order_by("seq")[:limit])
+

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "threats"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("threats/<uuid:threat_id>/", views.threat_detail, name="threat_detail"),
+]
