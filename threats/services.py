@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -89,7 +90,7 @@ def get_threat_for_user(user, threat_id):
     """The one access check for a single threat, shared by pages, API, admin actions and sockets."""
     try:
         return visible_threats(user).get(pk=threat_id)
-    except (Threat.DoesNotExist, ValueError):
+    except (Threat.DoesNotExist, ValueError, ValidationError):
         raise NotFound("Threat not found.") from None
 
 
@@ -101,12 +102,14 @@ def customer_for_name(name):
     found = Customer.objects.filter(name__iexact=name).first() or Customer.objects.filter(slug=name).first()
     if found:
         return found
+    name = next((n for n in generator.CUSTOMER_CATALOGUE if slugify(n) == slugify(name)), name)
     if name in generator.CUSTOMER_CATALOGUE:
         customer, _ = Customer.objects.get_or_create(
             name=name, defaults={"slug": slugify(name), **generator.CUSTOMER_CATALOGUE[name]}
         )
         return customer
-    known = sorted(set(Customer.objects.values_list("slug", flat=True)) | set(generator.CUSTOMER_CATALOGUE))
+    catalogue = {slugify(known_name) for known_name in generator.CUSTOMER_CATALOGUE}
+    known = sorted(set(Customer.objects.values_list("slug", flat=True)) | catalogue)
     raise InvalidInput("customer", f"Unknown customer {name!r}.", known)
 
 

@@ -1,0 +1,108 @@
+"""Fast settings, personas and factories shared by every test.
+
+Personas (as in healthchecks): alice is an analyst, bob a teammate analyst, charlie an outsider
+who can log in but has no analyst role. Every endpoint test includes charlie.
+
+The suite runs with production-like settings (DEBUG off) and the embedded defaults, unless the
+caller sets DATABASE_URL (CI runs it on Postgres too) or REDIS_URL. These variables are set here,
+before Django reads its settings (pytest_configure below).
+"""
+
+import os
+
+import pytest
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "socproject.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-only-for-the-test-suite")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("DJANGO_DEBUG", "false")
+os.environ.setdefault("ENABLE_AUTO_THREAT_GENERATION", "false")
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]  # loads the settings now; pytest-django then sets Django up
+    if database["ENGINE"].endswith("sqlite3"):
+        # A file (threads and the consumer's database_sync_to_async must see committed rows), one
+        # per test process so that parallel runs never share it.
+        database["TEST"]["NAME"] = settings.DATA_DIR / f"test-db-{os.getpid()}.sqlite3"
+
+ANALYST_PERMISSIONS = ["view_threat", "add_threat", "change_threat"]
+
+
+@pytest.fixture(autouse=True)
+def fast_settings(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.AGENTS_IN_THREAD = False  # analysis runs synchronously at commit, so tests can assert it
+    settings.REDIS_URL = ""
+    settings.STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    from socproject.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+
+
+@pytest.fixture
+def analyst_group(db):
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name="analyst")
+    group.permissions.set(Permission.objects.filter(content_type__app_label="threats", codename__in=ANALYST_PERMISSIONS))
+    return group
+
+
+def _user(username, group=None):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    if group:
+        user.groups.add(group)
+    return get_user_model().objects.get(pk=user.pk)  # fresh instance: no stale permission cache
+
+
+@pytest.fixture
+def alice(analyst_group):
+    return _user("alice", analyst_group)
+
+
+@pytest.fixture
+def bob(analyst_group):
+    return _user("bob", analyst_group)
+
+
+@pytest.fixture
+def charlie(db):
+    return _user("charlie")
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def charlie_client(client, charlie):
+    client.force_login(charlie)
+    return client
+
+
+@pytest.fixture
+def customer(db):
+    from tests import factories
+
+    return factories.make_customer()
+
+
+@pytest.fixture
+def threat(customer):
+    from tests import factories
+
+    return factories.make_threat(customer=customer)

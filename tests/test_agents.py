@@ -1,0 +1,180 @@
+"""The analysis task: five agents in parallel, a verdict computed from the signal and stored data."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from agents import coordinator, tasks
+from agents.models import AgentRun
+from agents.registry import AGENT_KINDS
+from tests import factories
+from threats import services
+from threats.choices import AnalysisStatus, EventType
+from threats.models import ContextItem, Threat, ThreatEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _analysed(threat):
+    return Threat.objects.get(pk=threat.pk)
+
+
+def test_it_writes_one_agent_run_per_agent(threat):
+    runs = AgentRun.objects.filter(threat=threat)
+    assert sorted(runs.values_list("kind", flat=True)) == sorted(AGENT_KINDS)
+    for run in runs:
+        assert run.status == "succeeded", run.error
+        assert run.started_at <= run.finished_at
+        assert run.summary and 0 <= run.confidence <= 1
+        assert run.findings
+    assert threat.analysis_status == AnalysisStatus.COMPLETED
+    assert threat.severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+    assert threat.risk_score == max(0, min(100, sum(f["points"] for f in threat.risk_factors)))
+
+
+def test_the_agents_run_in_parallel(customer, monkeypatch):
+    # Each agent waits at a barrier for all five: run one after another, they would time out.
+    barrier = threading.Barrier(len(AGENT_KINDS), timeout=5)
+    for _label, path in AGENT_KINDS.values():
+        cls = import_string(path)
+        monkeypatch.setattr(cls, "analyze", _after_barrier(cls.analyze, barrier))
+    threat = _analysed(factories.make_threat(customer=customer))
+    assert set(AgentRun.objects.filter(threat=threat).values_list("status", flat=True)) == {"succeeded"}
+    timeline_events = [m["event"] for m in threat.timeline]
+    assert timeline_events.count("agent_started") == 5 and timeline_events[-1] == "decision"
+
+
+def _after_barrier(analyze, barrier):
+    def wrapped(self, threat, gathered):
+        barrier.wait()
+        return analyze(self, threat, gathered)
+
+    return wrapped
+
+
+def test_running_the_task_twice_changes_nothing(threat):
+    before = list(AgentRun.objects.filter(threat=threat).values_list("id", "finished_at"))
+    tasks.analyze_threat.delay(str(threat.pk))
+    tasks.analyze_threat.delay(str(threat.pk))
+    assert list(AgentRun.objects.filter(threat=threat).values_list("id", "finished_at")) == before
+    assert ThreatEvent.objects.filter(threat=threat, type=EventType.ANALYZED).count() == 1
+
+
+def test_a_redelivered_task_after_a_crash_updates_rather_than_duplicates(customer):
+    threat = factories.make_threat(customer=customer, analyse=False)
+    Threat.objects.filter(pk=threat.pk).update(analysis_status=AnalysisStatus.RUNNING)  # a worker died mid-run
+    tasks.analyze_threat.delay(str(threat.pk))
+    tasks.analyze_threat.delay(str(threat.pk))
+    assert AgentRun.objects.filter(threat=threat).count() == 5
+    assert ThreatEvent.objects.filter(threat=threat, type=EventType.ANALYZED).count() == 1
+
+
+def test_a_task_for_a_deleted_threat_is_a_no_op(db):
+    assert coordinator.analyze("00000000-0000-0000-0000-000000000000") is None
+
+
+def test_a_failing_agent_is_recorded_and_flags_review(customer, monkeypatch):
+    def broken(self, threat, gathered):
+        raise ValueError("context source unavailable")
+
+    monkeypatch.setattr("agents.context.agent.ContextAgent.analyze", broken)
+    threat = _analysed(factories.make_threat(customer=customer))
+    run = AgentRun.objects.get(threat=threat, kind="context")
+    assert run.status == "failed" and "context source unavailable" in run.error
+    assert threat.analysis_status == AnalysisStatus.COMPLETED
+    assert threat.requires_human_review and "agent(s) failed: context" in threat.review_reasons
+
+
+def test_a_failed_analysis_is_visible_and_can_be_retried(customer, monkeypatch):
+    monkeypatch.setattr(coordinator, "_risk_factors", lambda results, fp: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        factories.make_threat(customer=customer)
+    threat = Threat.objects.get()
+    assert threat.analysis_status == AnalysisStatus.FAILED and "division by zero" in threat.analysis_error
+    assert ThreatEvent.objects.filter(threat=threat, type=EventType.ANALYSIS_FAILED).exists()
+    monkeypatch.undo()
+    tasks.analyze_threat.delay(str(threat.pk))
+    assert _analysed(threat).analysis_status == AnalysisStatus.COMPLETED
+
+
+def test_analysis_is_not_enqueued_for_a_rolled_back_threat(customer, django_capture_on_commit_callbacks):
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            services.trigger_threat(services.SYSTEM, customer=customer.slug)
+            raise RuntimeError
+    assert not AgentRun.objects.exists()
+
+
+def test_the_critical_scenario_is_critical_and_needs_review(db):
+    threat = _triggered(scenario="critical_threat")
+    assert threat.severity == "CRITICAL"
+    assert "critical severity" in threat.review_reasons
+    techniques = {t["technique_id"] for t in threat.mitre["techniques"]}
+    assert {"T1071", "T1041"} <= techniques
+    assert threat.response_plan["sla_minutes"] == 15
+    assert threat.response_plan["actions"][0]["action"] == "isolate_host"
+
+
+def test_the_crypto_surge_is_explained_by_the_rate_limit(db):
+    threat = _triggered(scenario="crypto_surge")
+    config = AgentRun.objects.get(threat=threat, kind="config")
+    assert config.data["rate_ratio"] == pytest.approx(850 / 150, rel=0.01)
+    assert any("customer:cryptoexchange-pro.rate_limit_per_minute" in f["evidence"] for f in config.findings)
+    assert threat.severity in ("HIGH", "CRITICAL")
+
+
+def test_the_historical_agent_learns_from_analyst_dispositions(customer, alice):
+    past = [factories.make_threat(customer=customer) for _ in range(3)]
+    for old in past:
+        services.triage(alice, old.pk, status="closed", disposition="false_positive", reason="known scanner")
+    fresh = _analysed(factories.make_threat(customer=customer))
+    run = AgentRun.objects.get(threat=fresh, kind="historical")
+    assert run.data["dispositions"]["false_positive"] == 3
+    assert {f"threat:{t.pk}" for t in past} <= set(run.evidence)
+    assert fresh.false_positive["score"] > past[0].false_positive["score"]
+
+
+def test_the_devops_agent_cites_infrastructure_events(customer):
+    deployment = factories.make_infra_event(customer=customer, minutes_ago=15, description="API release 9.1")
+    factories.make_infra_event(customer=customer, minutes_ago=600, description="last week's change")
+    threat = factories.make_threat(customer=customer, threat_type="rate_limit_breach")
+    run = AgentRun.objects.get(threat=threat, kind="devops")
+    assert run.evidence == [f"infra_event:{deployment.pk}"]
+    assert any(r["points"] < 0 for r in run.risk)
+
+
+def test_the_context_agent_uses_tier_hours_and_context_items(customer):
+    item = ContextItem.objects.create(
+        customer=customer, kind="advisory", title="Credential stuffing wave", threat_types=["bot_traffic"],
+        valid_from=timezone.now() - timedelta(days=1),
+    )
+    threat = factories.make_threat(customer=customer)
+    run = AgentRun.objects.get(threat=threat, kind="context")
+    assert f"context_item:{item.pk}" in run.evidence
+    assert "business hours" in run.summary
+
+
+def test_the_config_agent_honours_the_allow_list(db):
+    trusted = factories.make_customer(allow_listed_ips=["192.0.2.0/24"])
+    threat = factories.make_threat(customer=trusted)
+    run = AgentRun.objects.get(threat=threat, kind="config")
+    assert any(r["points"] == -25 and "allow-listed" in r["reason"] for r in run.risk)
+
+
+def test_alert_technique_hints_are_kept(customer):
+    threat = factories.make_threat(customer=customer, mitre_hints=["T1110", "not-a-technique"])
+    sources = {t["technique_id"]: t["source"] for t in threat.mitre["techniques"]}
+    assert sources["T1110"] == "alert" and "not-a-technique" not in sources
+
+
+def _triggered(**kwargs):
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True), tasks.analysis_inline():
+        threat = services.trigger_threat(services.SYSTEM, **kwargs)
+    return _analysed(threat)
