@@ -189,7 +189,7 @@ def do_record_analysis(threat, verdict):
     from agents.models import AgentRun
 
     with transaction.atomic():
-        locked = Threat.objects.select_for_update().select_related("customer", "assignee").get(pk=threat.pk)
+        locked = Threat.objects.select_for_update(of=("self",)).select_related("customer", "assignee").get(pk=threat.pk)
         if locked.analysis_status == AnalysisStatus.COMPLETED:
             return locked
         for run in verdict.agent_runs:
@@ -206,7 +206,7 @@ def do_record_analysis(threat, verdict):
 
 def do_fail_analysis(threat_id, error):
     with transaction.atomic():
-        threat = Threat.objects.select_for_update().select_related("customer", "assignee").get(pk=threat_id)
+        threat = Threat.objects.select_for_update(of=("self",)).select_related("customer", "assignee").get(pk=threat_id)
         if threat.analysis_status == AnalysisStatus.COMPLETED:
             return threat
         threat.analysis_status = AnalysisStatus.FAILED
@@ -262,7 +262,7 @@ def _assignable_user(username):
 def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN):
     """Apply validated triage changes, stamping acknowledgement and closure times."""
     with transaction.atomic():
-        locked = Threat.objects.select_for_update().select_related("customer", "assignee").get(pk=threat.pk)
+        locked = Threat.objects.select_for_update(of=("self",)).select_related("customer", "assignee").get(pk=threat.pk)
         before = {name: _plain(getattr(locked, name)) for name in changes}
         for name, value in changes.items():
             setattr(locked, name, value)
