@@ -12,9 +12,12 @@ from datetime import datetime
 from typing import Optional
 from uuid import UUID
 
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Avg, Count, F, Q
 from ninja import Field, NinjaAPI, Query, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+from ninja.responses import Status as Reply
 from ninja.security import django_auth
 
 from . import services
@@ -24,7 +27,22 @@ from .serializers import event_message, threat_detail, threat_summary
 
 log = logging.getLogger(__name__)
 
+
+
+class ObjectParser(Parser):
+    """JSON bodies must be objects: `["x"]` or `5` would otherwise read as an empty request."""
+
+    def parse_body(self, request):
+        if not request.body.strip():
+            return {}
+        data = super().parse_body(request)
+        if not isinstance(data, dict):
+            raise services.InvalidInput("body", "The body must be a JSON object.")
+        return data
+
+
 api = NinjaAPI(
+    parser=ObjectParser(),
     title="SOC Agent System API",
     version="1.0",
     description="Threats, triage, analytics and the event log. Session authentication (CSRF on writes).",
@@ -173,10 +191,10 @@ def trigger(request, payload: TriggerIn = None):
         services.Actor.for_user(request.user), payload.threat_type or None, payload.scenario or None,
         payload.customer or None,
     )
-    return 202, {
+    return Reply(202, {
         "id": threat.pk, "analysis_status": threat.analysis_status, "threat_type": threat.threat_type,
         "customer": threat.customer.name, "title": threat.title, "url": f"/api/threats/{threat.pk}",
-    }
+    })
 
 
 @router.patch("/threats/{uuid:threat_id}", response={200: ThreatDetail, 400: Error, 403: Error, 404: Error})
@@ -190,8 +208,8 @@ def update_threat(request, threat_id: UUID, payload: TriageIn):
 @router.post("/threats/{uuid:threat_id}/notes", response={201: NoteOut, 400: Error, 403: Error, 404: Error})
 def add_note(request, threat_id: UUID, payload: NoteIn):
     note = services.add_note(request.user, threat_id, payload.body)
-    return 201, {"id": note.pk, "threat_id": note.threat_id, "author": request.user.get_username(),
-                 "body": note.body, "created_at": note.created_at}
+    return Reply(201, {"id": note.pk, "threat_id": note.threat_id, "author": request.user.get_username(),
+                        "body": note.body, "created_at": note.created_at})
 
 
 # --- Analytics and events --------------------------------------------------------------------------
@@ -270,7 +288,7 @@ def _decode_cursor(cursor):
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         received_at, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(received_at), UUID(last_id)
+        return datetime.fromisoformat(str(received_at)), UUID(str(last_id))
     except (ValueError, TypeError, binascii.Error):
         raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None
 
@@ -320,6 +338,11 @@ def _validation(request, exc):
 @api.exception_handler(HttpError)
 def _http_error(request, exc):
     return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request, exc):
+    return api.create_response(request, {"detail": "Request body too large."}, status=413)
 
 
 @api.exception_handler(Exception)

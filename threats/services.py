@@ -36,6 +36,8 @@ TRIAGE_PERMISSION = "threats.change_threat"
 TRIGGER_PERMISSION = "threats.add_threat"
 NOTE_MAX_LENGTH = 10_000
 REASON_MAX_LENGTH = 2_000
+# Reopening a closed threat clears its verdict.
+REOPEN_CLEARS = ("disposition", "disposition_reason")
 # Any constant works; it names the Postgres advisory lock that orders the event log.
 EVENT_LOG_LOCK = 7_201_114
 
@@ -263,12 +265,16 @@ def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN):
     """Apply validated triage changes, stamping acknowledgement and closure times."""
     with transaction.atomic():
         locked = Threat.objects.select_for_update(of=("self",)).select_related("customer", "assignee").get(pk=threat.pk)
-        before = {name: _plain(getattr(locked, name)) for name in changes}
+        before = {name: _plain(getattr(locked, name)) for name in [*changes, *REOPEN_CLEARS]}
         for name, value in changes.items():
             setattr(locked, name, value)
         touched = [*changes, *_stamp_times(locked, closed_by_kind)]
         locked.save(update_fields=[*dict.fromkeys(touched), "updated_at"])
-        diff = {name: {"from": before[name], "to": _plain(getattr(locked, name))} for name in changes}
+        diff = {
+            name: {"from": before[name], "to": _plain(getattr(locked, name))}
+            for name in dict.fromkeys(touched)
+            if name in before and before[name] != _plain(getattr(locked, name))
+        }
         _record_event(locked, EventType.UPDATED, actor, {"changes": diff})
     return locked
 
@@ -281,8 +287,10 @@ def _stamp_times(threat, closed_by_kind):
         threat.closed_at, threat.closed_by_kind = now, closed_by_kind
         touched += ["closed_at", "closed_by_kind"]
     elif threat.status not in CLOSED_STATUSES and threat.closed_at is not None:
-        threat.closed_at, threat.closed_by_kind, threat.disposition = None, "", ""
-        touched += ["closed_at", "closed_by_kind", "disposition"]
+        threat.closed_at, threat.closed_by_kind = None, ""
+        for name in REOPEN_CLEARS:
+            setattr(threat, name, "")
+        touched += ["closed_at", "closed_by_kind", *REOPEN_CLEARS]
     return touched
 
 

@@ -1,0 +1,172 @@
+"""The settings module is driven by the environment and refuses unsafe or ambiguous values.
+
+Each case imports the settings in a fresh interpreter with a controlled environment and only
+inspects the resulting values: nothing here connects to a database or to Redis.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Every variable settings.py reads (plus the *_FILE forms of its secrets), so the caller's
+# environment cannot leak into a case.
+SETTINGS_VARIABLES = {
+    "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CSRF_TRUSTED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME",
+    "THREAT_GENERATION_INTERVAL", "ENABLE_AUTO_THREAT_GENERATION", "MAX_STORED_THREATS",
+    "LLM_BASE_URL", "LLM_API_KEY", "LLM_API_KEY_FILE", "LLM_MODEL", "LLM_TIMEOUT",
+}
+PRODUCTION = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "a-real-secret", "DJANGO_ALLOWED_HOSTS": "soc.example"}
+PROGRAM = (
+    "import django; import json; import os; os.environ['DJANGO_SETTINGS_MODULE']='socproject.settings'; "
+    "from django.conf import settings; print(json.dumps({expression}, default=str))"
+)
+
+
+def load_settings(expression="settings.DEBUG", **variables):
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("DJANGO_") and key not in SETTINGS_VARIABLES}
+    env.update(variables)
+    return subprocess.run([sys.executable, "-c", PROGRAM.format(expression=expression)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def value_of(expression, **variables):
+    result = load_settings(expression, **variables)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def refusal(**variables):
+    """The settings fail to load with ImproperlyConfigured; returns its message line."""
+    result = load_settings(**variables)
+    assert result.returncode != 0, result.stdout
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("django.core.exceptions.ImproperlyConfigured")]
+    return line
+
+
+# --- DJANGO_DEBUG -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw,expected", [("true", True), ("TRUE", True), ("True", True), ("false", False),
+                                          ("False", False), ("FALSE", False)])
+def test_it_accepts_only_true_or_false_in_any_case(raw, expected):
+    assert value_of("settings.DEBUG", **{**PRODUCTION, "DJANGO_DEBUG": raw}) is expected
+
+
+@pytest.mark.parametrize("raw", ["yes", "1", "0", "on", "no", ""])
+def test_it_refuses_an_ambiguous_debug_value_naming_the_variable(raw):
+    message = refusal(**{**PRODUCTION, "DJANGO_DEBUG": raw})
+    assert "DJANGO_DEBUG" in message
+
+
+def test_it_defaults_to_debug_off():
+    assert value_of("settings.DEBUG", DJANGO_SECRET_KEY="s", DJANGO_ALLOWED_HOSTS="soc.example") is False
+
+
+def test_it_runs_with_debug_on_and_nothing_else_set():
+    values = value_of("[settings.DEBUG, settings.SECRET_KEY != '', settings.ALLOWED_HOSTS]", DJANGO_DEBUG="true")
+    assert values == [True, True, ["localhost", "127.0.0.1", "[::1]"]]
+
+
+# --- Secret key and allowed hosts ------------------------------------------------------------------
+
+
+def test_it_refuses_debug_off_without_a_secret_key():
+    message = refusal(DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="soc.example")
+    assert "DJANGO_SECRET_KEY" in message
+
+
+def test_it_refuses_debug_off_without_allowed_hosts():
+    message = refusal(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="a-real-secret")
+    assert "DJANGO_ALLOWED_HOSTS" in message
+
+
+@pytest.mark.parametrize("hosts", ["*", "soc.example,*"])
+def test_it_refuses_a_wildcard_in_allowed_hosts(hosts):
+    message = refusal(**{**PRODUCTION, "DJANGO_ALLOWED_HOSTS": hosts})
+    assert "DJANGO_ALLOWED_HOSTS" in message and "*" in message
+
+
+def test_it_reads_allowed_hosts_as_a_comma_separated_list():
+    hosts = value_of("settings.ALLOWED_HOSTS", **{**PRODUCTION, "DJANGO_ALLOWED_HOSTS": " soc.example , api.example ,"})
+    assert hosts == ["soc.example", "api.example"]
+
+
+def test_it_reads_the_secret_key_from_a_file(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("secret-from-a-file\n")
+
+    key = value_of("settings.SECRET_KEY", DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="soc.example",
+                   DJANGO_SECRET_KEY_FILE=str(secret), DJANGO_SECRET_KEY="ignored-when-a-file-is-given")
+
+    assert key == "secret-from-a-file"
+
+
+def test_it_fails_loudly_when_the_secret_key_file_is_missing(tmp_path):
+    missing = tmp_path / "does-not-exist"
+
+    message = refusal(DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="soc.example", DJANGO_SECRET_KEY_FILE=str(missing))
+
+    assert "DJANGO_SECRET_KEY_FILE" in message and str(missing) in message
+
+
+# --- One machine versus cluster --------------------------------------------------------------------
+
+EXPRESSION = (
+    "{'layer': settings.CHANNEL_LAYERS['default']['BACKEND'], 'eager': settings.CELERY_TASK_ALWAYS_EAGER, "
+    "'in_thread': settings.AGENTS_IN_THREAD, 'engine': settings.DATABASES['default']['ENGINE'], "
+    "'options': settings.DATABASES['default'].get('OPTIONS', {}), 'cache': settings.CACHES['default']['BACKEND'], "
+    "'broker': settings.CELERY_BROKER_URL}"
+)
+
+
+def test_it_runs_embedded_without_redis():
+    values = value_of(EXPRESSION, **PRODUCTION)
+
+    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["eager"] is True
+    assert values["in_thread"] is True
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert "journal_mode=WAL" in values["options"]["init_command"]
+    assert values["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert not values["broker"].startswith("redis")
+
+
+def test_it_runs_clustered_with_redis_and_postgres():
+    values = value_of(EXPRESSION, **PRODUCTION, REDIS_URL="redis://127.0.0.1:6379/0",
+                      DATABASE_URL="postgres://postgres@127.0.0.1:5432/test")
+
+    assert values["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert values["eager"] is False
+    assert values["in_thread"] is False
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["cache"] == "django_redis.cache.RedisCache"
+    assert values["broker"] == "redis://127.0.0.1:6379/0"
+
+
+def test_it_points_the_channel_layer_and_cache_at_redis_url():
+    layer_host, cache_location = value_of(
+        "[settings.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['address'], settings.CACHES['default']['LOCATION']]",
+        **PRODUCTION, REDIS_URL="redis://cache.internal:6380/2",
+    )
+    assert layer_host == cache_location == "redis://cache.internal:6380/2"
+
+
+# --- Other strict values -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variables,name", [
+    ({"MAX_STORED_THREATS": "lots"}, "MAX_STORED_THREATS"),
+    ({"MAX_STORED_THREATS": "-5"}, "MAX_STORED_THREATS"),
+    ({"THREAT_GENERATION_INTERVAL": "0"}, "THREAT_GENERATION_INTERVAL"),
+    ({"ENABLE_AUTO_THREAT_GENERATION": "yes"}, "ENABLE_AUTO_THREAT_GENERATION"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+])
+def test_it_refuses_other_invalid_values_naming_the_variable(variables, name):
+    assert name in refusal(**PRODUCTION, **variables)
