@@ -56,11 +56,11 @@ def analyze(threat_id):
     if threat is None:
         return None
     try:
-        verdict = decide(threat)
+        return services.do_record_analysis(threat, decide(threat))
     except Exception as exc:
+        # Never leave a threat "running": record the failure (visible, and retried by the next run).
         services.do_fail_analysis(threat.pk, exc)
         raise
-    return services.do_record_analysis(threat, verdict)
 
 
 def decide(threat):

@@ -168,6 +168,13 @@ TEMPLATES = [
     },
 ]
 
+# WAL lets the dashboard read while an analysis writes; IMMEDIATE transactions plus a busy timeout
+# turn "database is locked" into a short wait. Applied to every SQLite database, default or URL.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 if DATABASE_URL:
     # CONN_MAX_AGE=0: under Daphne persistent connections are never recycled (daphne#332).
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
@@ -177,16 +184,11 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "db.sqlite3",
-            # WAL lets the dashboard read while an analysis writes; IMMEDIATE transactions plus a
-            # busy timeout turn "database is locked" into a short wait.
-            "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
             "TEST": {"NAME": DATA_DIR / "test-db.sqlite3"},
         }
     }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -5,7 +5,7 @@ import ipaddress
 import random
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC
 
 import pytest
 from django.contrib.auth import authenticate
@@ -16,7 +16,7 @@ from threats.choices import CLOSED_STATUSES, Scenario, ThreatType
 from threats.management.commands import seed_demo
 from threats.models import ContextItem, Customer, InfraEvent, Threat
 
-NOW = datetime(2025, 3, 14, 12, 0, tzinfo=dt_timezone.utc)
+NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 DOCUMENTATION_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
 
 EXPECTED = {

@@ -9,7 +9,6 @@ import binascii
 import json
 import logging
 from datetime import datetime
-from typing import Optional
 from uuid import UUID
 
 from django.core.exceptions import RequestDataTooBig
@@ -22,7 +21,6 @@ from ninja.security import django_auth
 
 from . import services
 from .choices import CLOSED_STATUSES, Severity, Status
-from .models import Threat
 from .serializers import event_message, threat_detail, threat_summary
 
 log = logging.getLogger(__name__)
@@ -56,8 +54,8 @@ router = Router(auth=django_auth, tags=["threats"])
 
 class Error(Schema):
     detail: str | list | dict
-    field: Optional[str] = None
-    valid: Optional[list[str]] = None
+    field: str | None = None
+    valid: list[str] | None = None
 
 
 class ThreatSummary(Schema):
@@ -67,63 +65,63 @@ class ThreatSummary(Schema):
     threat_type: str
     customer: str
     customer_slug: str
-    severity: Optional[str]
-    risk_score: Optional[int]
+    severity: str | None
+    risk_score: int | None
     analysis_status: str
     status: str
-    disposition: Optional[str]
-    assignee: Optional[str]
+    disposition: str | None
+    assignee: str | None
     requires_human_review: bool
     executive_summary: str
     mitre_techniques: list[str]
-    processing_ms: Optional[int]
+    processing_ms: int | None
     occurred_at: datetime
     received_at: datetime
 
 
 class ThreatPage(Schema):
     items: list[ThreatSummary]
-    next_cursor: Optional[str]
+    next_cursor: str | None
 
 
 class ThreatDetail(ThreatSummary):
-    source_ref: Optional[str]
+    source_ref: str | None
     observables: dict
     mitre_hints: list
     raw: dict
     risk_factors: list
-    confidence: Optional[float]
+    confidence: float | None
     mitre: dict
     false_positive: dict
     response_plan: dict
     timeline: list
     review_reasons: list
-    analyzed_at: Optional[datetime]
-    analysis_error: Optional[str]
-    disposition_reason: Optional[str]
-    acknowledged_at: Optional[datetime]
-    closed_at: Optional[datetime]
-    closed_by_kind: Optional[str]
+    analyzed_at: datetime | None
+    analysis_error: str | None
+    disposition_reason: str | None
+    acknowledged_at: datetime | None
+    closed_at: datetime | None
+    closed_by_kind: str | None
     agent_runs: list[dict]
     notes: list[dict]
 
 
 class ThreatFilters(Schema):
-    severity: Optional[str] = None
-    threat_type: Optional[str] = None
-    status: Optional[str] = None
-    customer: Optional[str] = Field(None, description="Customer slug.")
-    assignee: Optional[str] = Field(None, description="Username, 'me' or 'none'.")
-    requires_review: Optional[bool] = None
-    q: Optional[str] = Field(None, max_length=200, description="Text search in title, summary and source ref.")
+    severity: str | None = None
+    threat_type: str | None = None
+    status: str | None = None
+    customer: str | None = Field(None, description="Customer slug.")
+    assignee: str | None = Field(None, description="Username, 'me' or 'none'.")
+    requires_review: bool | None = None
+    q: str | None = Field(None, max_length=200, description="Text search in title, summary and source ref.")
     limit: int = Field(20, ge=1, le=100)
-    cursor: Optional[str] = Field(None, max_length=200)
+    cursor: str | None = Field(None, max_length=200)
 
 
 class TriggerIn(Schema):
-    threat_type: Optional[str] = Field(None, max_length=40)
-    scenario: Optional[str] = Field(None, max_length=40)
-    customer: Optional[str] = Field(None, max_length=100, description="Customer name or slug.")
+    threat_type: str | None = Field(None, max_length=40)
+    scenario: str | None = Field(None, max_length=40)
+    customer: str | None = Field(None, max_length=100, description="Customer name or slug.")
 
 
 class TriggerOut(Schema):
@@ -136,10 +134,10 @@ class TriggerOut(Schema):
 
 
 class TriageIn(Schema):
-    status: Optional[str] = Field(None, max_length=16)
-    disposition: Optional[str] = Field(None, max_length=24)
-    reason: Optional[str] = Field(None, max_length=services.REASON_MAX_LENGTH)
-    assignee: Optional[str] = Field(None, max_length=150, description="Username; null or '' unassigns.")
+    status: str | None = Field(None, max_length=16)
+    disposition: str | None = Field(None, max_length=24)
+    reason: str | None = Field(None, max_length=services.REASON_MAX_LENGTH)
+    assignee: str | None = Field(None, max_length=150, description="Username; null or '' unassigns.")
 
 
 class NoteIn(Schema):

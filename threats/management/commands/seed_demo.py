@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from agents.tasks import analysis_inline
 from threats import generator, services
-from threats.choices import CLOSED_STATUSES, Disposition, Status
+from threats.choices import CLOSED_STATUSES, Disposition
 from threats.models import ContextItem, InfraEvent, Threat
 
 ANALYST_PERMISSIONS = [
