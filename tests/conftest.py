@@ -22,6 +22,7 @@ os.environ.setdefault("ENABLE_AUTO_THREAT_GENERATION", "false")
 def pytest_configure(config):
     from django.conf import settings
 
+    settings.STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request otherwise
     database = settings.DATABASES["default"]  # loads the settings now; pytest-django then sets Django up
     if database["ENGINE"].endswith("sqlite3"):
         # A file (threads and the consumer's database_sync_to_async must see committed rows), one

@@ -60,6 +60,9 @@ def _apply(modeladmin, request, queryset, describe, **fields):
 
 @admin.action(description="Acknowledge", permissions=["change"])
 def acknowledge(modeladmin, request, queryset):
+    skipped = queryset.exclude(status=Status.NEW).count()
+    if skipped:
+        modeladmin.message_user(request, f"Skipped {skipped} threat(s) that were no longer new.", messages.INFO)
     _apply(modeladmin, request, queryset.filter(status=Status.NEW), "Acknowledged", status=Status.ACKNOWLEDGED)
 
 

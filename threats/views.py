@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from . import services
-from .choices import Scenario, Severity, ThreatType
+from .choices import Scenario, Severity, Status, ThreatType
 
 log = logging.getLogger(__name__)
 FEED_SIZE = 25
@@ -28,6 +28,7 @@ def dashboard(request):
         "latest_seq": services.latest_seq(),
         "recent": threats.order_by("-received_at", "-id")[:FEED_SIZE],
         "threat_types": ThreatType.choices,
+        "labels": {"types": dict(ThreatType.choices), "statuses": dict(Status.choices)},
         "scenarios": Scenario.choices,
         "severities": Severity.values,
         "can_trigger": request.user.has_perm(services.TRIGGER_PERMISSION),

@@ -6,6 +6,7 @@
   var feed = document.getElementById("feed");
   var FEED_LIMIT = 50;
   var refreshTimer = null;
+  var labels = JSON.parse(document.getElementById("labels").textContent);
 
   function cookie(name) {
     var match = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
@@ -37,12 +38,6 @@
     refreshTimer = window.setTimeout(function () { refreshTimer = null; refreshAnalytics(); }, 5000);
   }
 
-  function localTime(iso) {
-    var d = new Date(iso);
-    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    return d.toLocaleString() + " " + zone;
-  }
-
   function cell(row, value, className) {
     var td = document.createElement("td");
     if (className) td.className = className;
@@ -56,14 +51,14 @@
     var when = cell(row, "");
     var time = document.createElement("time");
     time.dateTime = t.received_at;
-    time.textContent = localTime(t.received_at);
+    time.textContent = window.SocLive.localTime(t.received_at);
     when.appendChild(time);
     var sev = cell(row, "");
     var badge = document.createElement("span");
     badge.className = "sev sev-" + (t.severity || "pending").toLowerCase();
     badge.textContent = t.severity || "…";
     sev.appendChild(badge);
-    cell(row, t.threat_type.replace(/_/g, " "));
+    cell(row, labels.types[t.threat_type] || t.threat_type.replace(/_/g, " "));
     cell(row, t.customer);
     var title = cell(row, "");
     var link = document.createElement("a");
@@ -71,7 +66,14 @@
     link.textContent = t.title;
     title.appendChild(link);
     cell(row, t.risk_score);
-    cell(row, t.status + (t.requires_human_review ? " · review" : ""));
+    var status = cell(row, labels.statuses[t.status] || t.status);
+    if (t.requires_human_review) {
+      var chip = document.createElement("span");
+      chip.className = "chip";
+      chip.textContent = "review";
+      status.appendChild(document.createTextNode(" "));
+      status.appendChild(chip);
+    }
     cell(row, t.analysis_status);
   }
 
@@ -118,7 +120,6 @@
   document.querySelectorAll("button.trigger").forEach(function (button) {
     button.addEventListener("click", function () { trigger(button); });
   });
-  document.querySelectorAll("#feed time").forEach(function (t) { t.textContent = localTime(t.dateTime); });
   refreshAnalytics();
   window.SocLive.connect({ seq: parseInt(root.dataset.seq, 10) || 0, onEvent: onEvent });
 })();

@@ -48,5 +48,20 @@
     return { lastSeq: function () { return lastSeq; } };
   }
 
-  window.SocLive = { connect: connect };
+  // Times are stored and rendered in UTC; show them in the analyst's zone, naming the zone.
+  function localTime(iso, precise) {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    var options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+    if (precise) options.fractionalSecondDigits = 3;
+    return new Date(iso).toLocaleString(undefined, options) + " " + zone;
+  }
+
+  function localizeTimes(root) {
+    (root || document).querySelectorAll("time[datetime]").forEach(function (t) {
+      if (t.dateTime) t.textContent = localTime(t.dateTime, t.classList.contains("precise"));
+    });
+  }
+
+  localizeTimes(document);
+  window.SocLive = { connect: connect, localTime: localTime };
 })();
