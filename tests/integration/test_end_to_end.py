@@ -126,34 +126,21 @@ def test_it_refuses_a_logged_in_socket_from_a_foreign_origin(server, session):
     assert asyncio.run(_refused_status(server, session=session, origin="http://evil.example")) == 403
 
 
-def test_a_reconnecting_client_gets_exactly_the_missed_events_in_order(server, session):
+@pytest.mark.parametrize("how", ["message", "url"])
+def test_a_reconnecting_client_gets_exactly_the_missed_events_in_order(server, session, how):
     start = _disconnect_then_miss_three_analysed_threats(server, session)
+    path = f"/ws?after={start['seq']}" if how == "url" else "/ws"
 
-    async def resume_by_message():
-        async with _socket(server, session) as ws:
+    async def resume():
+        async with _socket(server, session, path=path) as ws:
             hello = await _receive(ws)
-            await _send(ws, {"type": "resume", "after": start["seq"]})
+            if how == "message":
+                await _send(ws, {"type": "resume", "after": start["seq"]})
             frames = [await _receive(ws) for _ in range(7)]
             await _assert_quiet(ws)
             return hello, frames
 
-    hello, frames = asyncio.run(resume_by_message())
-
-    assert hello == {"type": "hello", "seq": start["seq"] + 6}
-    _assert_exact_replay(frames, start)
-
-
-def test_a_reconnecting_client_can_resume_through_the_url(server, session):
-    start = _disconnect_then_miss_three_analysed_threats(server, session)
-
-    async def resume_by_url():
-        async with _socket(server, session, path=f"/ws?after={start['seq']}") as ws:
-            hello = await _receive(ws)
-            frames = [await _receive(ws) for _ in range(7)]
-            await _assert_quiet(ws)
-            return hello, frames
-
-    hello, frames = asyncio.run(resume_by_url())
+    hello, frames = asyncio.run(resume())
 
     assert hello == {"type": "hello", "seq": start["seq"] + 6}
     _assert_exact_replay(frames, start)
