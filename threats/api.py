@@ -96,6 +96,9 @@ class ThreatDetail(ThreatSummary):
     response_plan: dict
     timeline: list
     review_reasons: list
+    adversarial: dict
+    severity_hint: str | None
+    group_id: int | None
     analyzed_at: datetime | None
     analysis_error: str | None
     disposition_reason: str | None

@@ -49,6 +49,33 @@ class Customer(models.Model):
         return self.name
 
 
+class ThreatGroup(models.Model):
+    """Repeated alerts with the same grouping key inside a time window: one head, many members."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="threat_groups")
+    source = models.CharField(max_length=32)
+    key = models.CharField(max_length=255, help_text="Format-specific grouping key, e.g. rule id + entity.")
+    title = models.CharField(max_length=200)
+    head = models.ForeignKey(
+        "Threat", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The first alert of the group; the agents analyse it once for the group.",
+    )
+    member_count = models.PositiveIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    worst_severity_hint = models.CharField(max_length=10, blank=True)
+    tactics = models.JSONField(default=list, blank=True)
+    users = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        indexes = [models.Index(fields=["customer", "source", "key", "-last_seen"], name="group_lookup")]
+
+    def __str__(self):
+        return f"{self.title} (x{self.member_count})"
+
+
 class Threat(models.Model):
     """One threat signal, the agents' verdict on it, and its triage state."""
 
@@ -64,6 +91,12 @@ class Threat(models.Model):
     raw = models.JSONField(default=dict, blank=True)
     observables = models.JSONField(default=dict, blank=True)
     mitre_hints = models.JSONField(default=list, blank=True)
+    severity_hint = models.CharField(
+        max_length=10, choices=Severity.choices, blank=True, help_text="Severity the source gave the alert."
+    )
+    group = models.ForeignKey(
+        ThreatGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="members"
+    )
 
     # Analysis
     analysis_status = models.CharField(
@@ -80,6 +113,7 @@ class Threat(models.Model):
     timeline = models.JSONField(default=list, blank=True)
     requires_human_review = models.BooleanField(default=False)
     review_reasons = models.JSONField(default=list, blank=True)
+    adversarial = models.JSONField(default=dict, blank=True)
     processing_ms = models.PositiveIntegerField(null=True, blank=True)
     analyzed_at = models.DateTimeField(null=True, blank=True)
     analysis_error = models.TextField(blank=True)
@@ -216,3 +250,39 @@ class ContextItem(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class APIKey(models.Model):
+    """A machine client's key (ingest, read, trigger). Only a SHA-256 of the secret is stored."""
+
+    class Scope(models.TextChoices):
+        INGEST = "ingest", "Ingest alerts"
+        READ = "read", "Read threats"
+        TRIGGER = "trigger", "Trigger synthetic threats"
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    source = models.CharField(
+        max_length=32, blank=True, help_text="Restrict ingest to one format (wazuh, suricata, ecs, generic)."
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.SET_NULL, null=True, blank=True,
+        help_text="Customer for alerts that name none.",
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def active(self):
+        return self.revoked_at is None
