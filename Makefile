@@ -13,7 +13,7 @@ THREAT_GENERATION_INTERVAL ?= 10
 RUN_ENV = DJANGO_SECRET_KEY_FILE=$(DJANGO_SECRET_KEY_FILE) DJANGO_ALLOWED_HOSTS=$(DJANGO_ALLOWED_HOSTS) \
 	ENABLE_AUTO_THREAT_GENERATION=$(ENABLE_AUTO_THREAT_GENERATION) THREAT_GENERATION_INTERVAL=$(THREAT_GENERATION_INTERVAL)
 
-.PHONY: run test test-fast test-integration latency clean
+.PHONY: run test test-fast test-integration latency bench clean
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
@@ -58,6 +58,11 @@ test-integration: $(VENV)/.dev
 
 latency: $(VENV)/.dev
 	$(BIN)/python bench/trigger_latency.py --runs 50
+
+# Every benchmark: each bench/bench_*.py prints its summary and appends a JSON line to bench/results/.
+bench: $(VENV)/.dev
+	@set -e; for script in bench/trigger_latency.py bench/bench_*.py; do \
+		[ -f "$$script" ] || continue; echo "== $$script"; $(BIN)/python "$$script"; done
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache
