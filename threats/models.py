@@ -151,6 +151,12 @@ class Threat(models.Model):
             models.Index(fields=["status", "-received_at"], name="threat_status_newest"),
             models.Index(fields=["threat_type", "-received_at"], name="threat_type_newest"),
             models.Index(fields=["assignee", "-received_at"], name="threat_assignee_newest"),
+            # The stale-analysis sweeper looks only at unfinished analyses: keep that index tiny.
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(analysis_status__in=["queued", "running"]),
+                name="threat_pending_analysis",
+            ),
         ]
 
     def __str__(self):
