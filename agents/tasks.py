@@ -5,11 +5,15 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.utils import timezone
+
+from threats.choices import AnalysisStatus
+from threats.models import Threat
 
 from . import coordinator
 
@@ -18,16 +22,55 @@ _embedded_pool = None
 _inline = threading.local()
 
 
-@shared_task(name="agents.analyze_threat", soft_time_limit=60, time_limit=90)
+# An analysis older than this that is still queued or running lost its task (broker restarted
+# without persistence, worker killed without redelivery): the sweeper queues it again.
+STALE_AFTER = timedelta(minutes=2)
+SWEEP_BATCH = 500
+
+
+@shared_task(
+    name="agents.analyze_threat",
+    soft_time_limit=60,
+    time_limit=90,  # below the broker's visibility timeout (settings), so no duplicate delivery
+    autoretry_for=(OperationalError, InterfaceError),  # the database went away for a moment
+    max_retries=3,
+    retry_backoff=2,
+    retry_backoff_max=30,
+)
 def analyze_threat(threat_id):
-    """Analyse one threat with all agents. Idempotent: an analysed threat is left alone."""
+    """Analyse one threat with all agents. Idempotent: an analysed threat is left alone, and a
+    re-delivered run updates the same AgentRun rows. After the last retry the threat stays
+    `failed`, with a threat.analysis_failed event."""
     coordinator.analyze(threat_id)
+
+
+@shared_task(name="agents.requeue_stale_analyses", soft_time_limit=30, time_limit=60)
+def requeue_stale_analyses_task():
+    return requeue_stale_analyses()
+
+
+def requeue_stale_analyses(now=None):
+    """Queue again every analysis stuck in queued/running for longer than STALE_AFTER."""
+    cutoff = (now or timezone.now()) - STALE_AFTER
+    stale = list(
+        Threat.objects.filter(analysis_status__in=[AnalysisStatus.QUEUED, AnalysisStatus.RUNNING],
+                              updated_at__lt=cutoff)
+        .order_by("updated_at").values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for threat_id in stale:
+        Threat.objects.filter(pk=threat_id).update(updated_at=timezone.now())  # not again next sweep
+        _submit(str(threat_id))
+    if stale:
+        log.warning("re-queued %d stale analyses", len(stale))
+    return len(stale)
 
 
 def enqueue_analysis(threat_id):
     """Queue the analysis once the caller's transaction commits (never before: the worker would
     not find the row, or analyse one that is rolled back)."""
-    transaction.on_commit(partial(_submit, str(threat_id)))
+    threat_id = str(threat_id)
+    # robust: the row is committed whatever happens here; a failure is logged and swept up later.
+    transaction.on_commit(lambda: _submit(threat_id), robust=True)
 
 
 @contextmanager
@@ -46,8 +89,14 @@ def _submit(threat_id):
         # One machine, no broker: run the (eager) task on a background thread of this process, so
         # the request that created the threat answers at once.
         _pool().submit(_run_in_thread, threat_id)
-    else:
+        return
+    try:
         analyze_threat.delay(threat_id)
+    except Exception as exc:
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            raise
+        # The broker is down: the threat is stored and stays queued; the sweeper queues it again.
+        log.warning("could not queue analysis of %s (%s); the sweeper will retry", threat_id, exc)
 
 
 def _pool():

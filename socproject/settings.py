@@ -220,24 +220,30 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 if CELERY_TASK_ALWAYS_EAGER:
     CELERY_BROKER_URL = "memory://localhost/"  # never used for eager tasks; keeps kombu from guessing localhost
 CELERY_TASK_EAGER_PROPAGATES = True
+# At-least-once analysis (tasks are idempotent): acknowledge after the run, give the task back if
+# the worker process dies, take one task at a time, and stop work whose broker connection is gone.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
+# Visibility timeout above every task's hard time limit, or a running task is delivered twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE = (
-    {
-        "generate-threat": {
-            "task": "threats.generate_threat",
-            "schedule": THREAT_GENERATION_INTERVAL,
-        }
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# A web request that queues an analysis while Redis is down gives up quickly (the threat is stored
+# and the sweeper queues it later) instead of hanging.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-analyses": {"task": "agents.requeue_stale_analyses", "schedule": 60.0},
+}
+if ENABLE_AUTO_THREAT_GENERATION:
+    CELERY_BEAT_SCHEDULE["generate-threat"] = {
+        "task": "threats.generate_threat",
+        "schedule": THREAT_GENERATION_INTERVAL,
     }
-    if ENABLE_AUTO_THREAT_GENERATION
-    else {}
-)
 AGENTS_IN_THREAD = CELERY_TASK_ALWAYS_EAGER
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,5 +1,6 @@
 """Build valid objects in one call; keyword arguments override the defaults."""
 
+import contextlib
 import itertools
 from datetime import timedelta
 from unittest import mock
@@ -38,12 +39,9 @@ def make_threat(customer=None, analyse=True, **fields):
     customer = customer or make_customer()
     # Tests run inside a transaction, so on-commit hooks (broadcast, enqueue, retention) are run
     # here explicitly, as a real commit would.
-    with TestCase.captureOnCommitCallbacks(execute=True), analysis_inline():
-        if analyse:
-            threat = services.do_create_threat(customer=customer, **{**defaults, **fields})
-        else:
-            with mock.patch("agents.tasks._submit"):
-                threat = services.do_create_threat(customer=customer, **{**defaults, **fields})
+    skip_analysis = contextlib.nullcontext() if analyse else mock.patch("agents.tasks._submit")
+    with skip_analysis, TestCase.captureOnCommitCallbacks(execute=True), analysis_inline():
+        threat = services.do_create_threat(customer=customer, **{**defaults, **fields})
     threat.refresh_from_db()
     return threat
 

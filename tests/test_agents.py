@@ -90,8 +90,7 @@ def test_a_failing_agent_is_recorded_and_flags_review(customer, monkeypatch):
 
 def test_a_failed_analysis_is_visible_and_can_be_retried(customer, monkeypatch):
     monkeypatch.setattr(coordinator, "_risk_factors", lambda results, fp: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        factories.make_threat(customer=customer)
+    factories.make_threat(customer=customer)  # the creation itself succeeds; the analysis fails
     threat = Threat.objects.get()
     assert threat.analysis_status == AnalysisStatus.FAILED and "division by zero" in threat.analysis_error
     assert ThreatEvent.objects.filter(threat=threat, type=EventType.ANALYSIS_FAILED).exists()
@@ -178,3 +177,17 @@ def _triggered(**kwargs):
     with TestCase.captureOnCommitCallbacks(execute=True), tasks.analysis_inline():
         threat = services.trigger_threat(services.SYSTEM, **kwargs)
     return _analysed(threat)
+
+
+def test_the_sweeper_requeues_only_stale_unfinished_analyses(customer):
+    from datetime import timedelta as _td
+
+    stuck = factories.make_threat(customer=customer, analyse=False)
+    fresh = factories.make_threat(customer=customer, analyse=False)
+    done = factories.make_threat(customer=customer)
+    Threat.objects.filter(pk__in=[stuck.pk, done.pk]).update(updated_at=timezone.now() - _td(minutes=10))
+    with tasks.analysis_inline():
+        assert tasks.requeue_stale_analyses() == 1
+    assert _analysed(stuck).analysis_status == AnalysisStatus.COMPLETED
+    assert _analysed(fresh).analysis_status == AnalysisStatus.QUEUED
+    assert ThreatEvent.objects.filter(threat=done, type=EventType.ANALYZED).count() == 1

@@ -113,7 +113,7 @@ async def test_resume_from_the_url_replays_before_live_events(alice_cookie, cust
 
 async def test_a_gap_in_the_live_stream_is_filled_from_the_event_log(alice_cookie, customer, monkeypatch):
     communicator, hello = await _streaming(alice_cookie)
-    monkeypatch.setattr(events, "publish", lambda message: None)  # these pushes are lost
+    monkeypatch.setattr(events, "publish", lambda *args: None)  # these pushes are lost
     lost = await make_threat(customer=customer)
     monkeypatch.undo()
     seen = await make_threat(customer=customer)
@@ -127,7 +127,8 @@ async def test_a_repeated_push_is_delivered_once(alice_cookie, customer):
     communicator, hello = await _streaming(alice_cookie)
     await make_threat(customer=customer)
     pushed = await _receive(communicator, 2)
-    await get_channel_layer().group_send(events.GROUP, pushed[1])
+    again = {"type": pushed[1]["type"], "seq": pushed[1]["seq"], "text": json.dumps(pushed[1])}
+    await get_channel_layer().group_send(events.GROUP, again)
     assert await communicator.receive_nothing(0.3)
     await communicator.disconnect()
 
@@ -169,3 +170,15 @@ async def test_it_refuses_an_outsider(charlie_cookie):
 async def test_it_refuses_a_foreign_or_missing_origin(alice_cookie, origin):
     communicator, connected = await _connect(alice_cookie, origin=origin)
     assert not connected
+
+
+async def test_a_heartbeat_delivers_what_the_push_lost(alice_cookie, customer, monkeypatch):
+    communicator, hello = await _streaming(alice_cookie)
+    monkeypatch.setattr(events, "publish", lambda *args: None)  # e.g. Redis restarted mid-push
+    lost = await make_threat(customer=customer)
+    assert await communicator.receive_nothing(0.3)
+    await communicator.send_json_to({"type": "ping"})
+    created, analyzed, pong = await _receive(communicator, 3)
+    assert [created["threat"]["id"], analyzed["threat"]["id"]] == [str(lost.pk)] * 2
+    assert pong == {"type": "pong", "seq": hello["seq"] + 2}
+    await communicator.disconnect()

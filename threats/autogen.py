@@ -1,13 +1,16 @@
-"""Periodic synthetic threats. In a cluster Celery beat runs `threats.generate_threat`; on one machine
-(no broker) a daemon thread in the Daphne process does the same, so `make run` shows live traffic."""
+"""Periodic background jobs. In a cluster Celery beat runs them (`threats.generate_threat`,
+`agents.requeue_stale_analyses`); on one machine (no broker) a daemon thread of the Daphne process
+does the same, so `make run` shows live traffic and never leaves an analysis stuck."""
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections
 
 log = logging.getLogger(__name__)
+SWEEP_INTERVAL_SECONDS = 60
 _started = threading.Event()
 
 
@@ -20,22 +23,38 @@ def generate_one():
 
 
 def start_if_enabled():
-    """Start the in-process generator once, only in embedded mode and when enabled."""
-    if not (settings.ENABLE_AUTO_THREAT_GENERATION and settings.CELERY_TASK_ALWAYS_EAGER):
-        return None
-    if _started.is_set():
+    """Start the in-process jobs once, only in embedded mode (with a broker, beat runs them)."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER or _started.is_set():
         return None
     _started.set()
     stop = threading.Event()
-    thread = threading.Thread(target=_loop, args=(stop,), name="threat-generator", daemon=True)
+    thread = threading.Thread(target=_loop, args=(stop,), name="background-jobs", daemon=True)
     thread.start()
     return stop
 
 
+def _jobs():
+    from agents.tasks import requeue_stale_analyses
+
+    jobs = [(SWEEP_INTERVAL_SECONDS, requeue_stale_analyses)]
+    if settings.ENABLE_AUTO_THREAT_GENERATION:
+        jobs.append((settings.THREAT_GENERATION_INTERVAL, generate_one))
+    return jobs
+
+
 def _loop(stop):
-    while not stop.wait(settings.THREAT_GENERATION_INTERVAL):
-        close_old_connections()
-        try:
-            generate_one()
-        except Exception:  # keep generating: one bad round must not stop the demo feed
-            log.exception("periodic threat generation failed")
+    jobs = _jobs()
+    due = [time.monotonic() + interval for interval, _job in jobs]
+    while not stop.wait(max(0.0, min(due) - time.monotonic())):
+        for index, (interval, job) in enumerate(jobs):
+            if time.monotonic() >= due[index]:
+                due[index] = time.monotonic() + interval
+                _run(job)
+
+
+def _run(job):
+    close_old_connections()
+    try:
+        job()
+    except Exception:  # keep going: one bad round must not stop the demo feed or the sweeper
+        log.exception("background job %s failed", job.__name__)

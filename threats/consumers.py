@@ -49,7 +49,7 @@ class ThreatConsumer(AsyncWebsocketConsumer):
         message = _parse_client_message(text_data)
         kind = message.get("type")
         if kind == "ping":
-            await self._send({"type": "pong", "seq": self.last_seq})
+            await self._heartbeat()
         elif kind == "resume":
             await self._resume(message.get("after"))
         # Anything else is ignored: client messages are never forwarded to the channel layer.
@@ -86,8 +86,16 @@ class ThreatConsumer(AsyncWebsocketConsumer):
         if seq > self.last_seq + 1:
             await self._catch_up()
         if seq > self.last_seq:
-            await self._send(message)
+            await self.send(text_data=message["text"])  # serialised once per event, in events.py
             self.last_seq = seq
+
+    async def _heartbeat(self):
+        """A ping re-joins the group (cheap, idempotent: a socket never stays open but deaf after a
+        layer reconnect or a group expiry) and sends whatever the log has that the push missed."""
+        await self.channel_layer.group_add(events.GROUP, self.channel_name)
+        if self.streaming:
+            await self._catch_up()
+        await self._send({"type": "pong", "seq": self.last_seq})
 
     async def _start_streaming(self):
         self.streaming = True

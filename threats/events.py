@@ -3,14 +3,19 @@
 Each event goes to the channel-layer group `threats` (every /ws consumer on every pod) and, when
 Redis is configured, is PUBLISHed as JSON on the Redis channel `threats:events`. Both are pushes
 only: the database event log is the truth, and clients fill any gap with `resume`.
+
+The event is serialised to JSON once, here; consumers send that text as it is, so a pod with a
+thousand sockets does not encode the same event a thousand times.
 """
 
 import asyncio
+import atexit
 import json
 import logging
+import os
 import threading
+from concurrent.futures import wait
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -21,10 +26,13 @@ log = logging.getLogger(__name__)
 
 GROUP = "threats"
 REDIS_CHANNEL = "threats:events"
+FLUSH_AT_EXIT_SECONDS = 2
 
 _server_loop = None
+_publisher = None  # (pid, loop) of this process's background publishing loop
+_pending = set()
+_lock = threading.Lock()
 _redis = None
-_redis_lock = threading.Lock()
 
 
 def bind_loop(loop):
@@ -39,45 +47,71 @@ def bind_loop(loop):
 
 def broadcast_on_commit(event):
     message = event_message(event)
-    transaction.on_commit(lambda: publish(message), robust=True)
+    text = json.dumps(message)
+    transaction.on_commit(lambda: publish(message["type"], message["seq"], text), robust=True)
 
 
-def publish(message):
-    _group_send(message)
+def publish(event_type, seq, text):
+    """Push one stored event to every consumer and to `threats:events`. Best effort by design."""
+    _group_send({"type": event_type, "seq": seq, "text": text})
     if settings.REDIS_URL:
-        _redis_publish(message)
+        _redis_publish(text)
 
 
 def _group_send(message):
-    layer = get_channel_layer()
-    loop = _server_loop
-    if loop is None or not loop.is_running():
-        async_to_sync(layer.group_send)(GROUP, message)
-        return
+    coroutine = get_channel_layer().group_send(GROUP, message)
+    loop = _server_loop if _server_loop is not None and _server_loop.is_running() else _publisher_loop()
     try:
         current = asyncio.get_running_loop()
     except RuntimeError:
         current = None
     if current is loop:
-        loop.create_task(layer.group_send(GROUP, message))
-    else:
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), loop)
-        future.add_done_callback(_log_failure)
+        loop.create_task(coroutine)
+        return
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    with _lock:
+        _pending.add(future)
+    future.add_done_callback(_settled)
 
 
-def _log_failure(future):
-    if future.exception() is not None:
+def _publisher_loop():
+    """A long-lived loop on a daemon thread for processes without a server loop (Celery workers,
+    commands): one layer connection reused, instead of a new loop and connection per event.
+    Re-created after fork, since a forked child inherits the variable but not the thread."""
+    global _publisher
+    with _lock:
+        if _publisher is None or _publisher[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="event-publisher", daemon=True).start()
+            _publisher = (os.getpid(), loop)
+        return _publisher[1]
+
+
+def _settled(future):
+    with _lock:
+        _pending.discard(future)
+    if not future.cancelled() and future.exception() is not None:
         log.warning("channel-layer send failed: %s", future.exception())
 
 
-def _redis_publish(message):
+@atexit.register
+def _flush():
+    """Give pushes still in flight a moment before the process exits (e.g. a management command)."""
+    with _lock:
+        pending = list(_pending)
+    if pending:
+        wait(pending, timeout=FLUSH_AT_EXIT_SECONDS)
+
+
+def _redis_publish(text):
     global _redis
     try:
-        with _redis_lock:
-            if _redis is None:
+        with _lock:
+            if _redis is None or _redis[0] != os.getpid():
                 import redis
 
-                _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-        _redis.publish(REDIS_CHANNEL, json.dumps(message))
+                _redis = (os.getpid(), redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2,
+                                                             socket_connect_timeout=2))
+        _redis[1].publish(REDIS_CHANNEL, text)
     except Exception as exc:  # a push is best effort: the event is already in the database
         log.warning("redis publish on %s failed: %s", REDIS_CHANNEL, exc)
