@@ -157,30 +157,41 @@ class EmbeddedServer:
     def _create_database(self):
         if not self.postgres_url:
             return f"sqlite:///{self.tmp}/e2e.sqlite3"
-        import psycopg
-
-        self.pg_database = f"e2e_{secrets.token_hex(6)}"
-        with self._maintenance_connection(psycopg) as conn:
-            for attempt in range(5):
-                try:
-                    conn.execute(f'CREATE DATABASE "{self.pg_database}"')
-                    break
-                except psycopg.errors.ObjectInUse:  # template1 busy: another session is creating a database
-                    if attempt == 4:
-                        raise
-                    time.sleep(0.5)
-        parts = urllib.parse.urlsplit(self.postgres_url)
-        return urllib.parse.urlunsplit(parts._replace(path="/" + self.pg_database))
+        self.pg_database, url = create_postgres_database(self.postgres_url, prefix="e2e")
+        return url
 
     def _drop_database(self):
-        import psycopg
+        drop_postgres_database(self.postgres_url, self.pg_database)
 
-        with self._maintenance_connection(psycopg) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
 
-    def _maintenance_connection(self, psycopg):
-        parts = urllib.parse.urlsplit(self.postgres_url)
-        return psycopg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True)
+def create_postgres_database(server_url, prefix):
+    """A new, empty database on the Postgres server of `server_url`; returns (name, its URL)."""
+    import psycopg
+
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with _maintenance_connection(psycopg, server_url) as conn:
+        for attempt in range(5):
+            try:
+                conn.execute(f'CREATE DATABASE "{name}"')
+                break
+            except psycopg.errors.ObjectInUse:  # template1 busy: another session is creating a database
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
+    parts = urllib.parse.urlsplit(server_url)
+    return name, urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def drop_postgres_database(server_url, name):
+    import psycopg
+
+    with _maintenance_connection(psycopg, server_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _maintenance_connection(psycopg, server_url):
+    parts = urllib.parse.urlsplit(server_url)
+    return psycopg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True)
 
 
 # --- HTTP as a browser does it ---------------------------------------------------------------
