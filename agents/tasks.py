@@ -49,9 +49,9 @@ def requeue_stale_analyses_task():
     return requeue_stale_analyses()
 
 
-def requeue_stale_analyses(now=None):
-    """Queue again every analysis stuck in queued/running for longer than STALE_AFTER."""
-    cutoff = (now or timezone.now()) - STALE_AFTER
+def requeue_stale_analyses(older_than=STALE_AFTER):
+    """Queue again every analysis stuck in queued/running for longer than `older_than`."""
+    cutoff = timezone.now() - older_than
     stale = list(
         Threat.objects.filter(analysis_status__in=[AnalysisStatus.QUEUED, AnalysisStatus.RUNNING],
                               updated_at__lt=cutoff)
