@@ -54,5 +54,13 @@ def field_ref(name):
     return f"signal.observables.{name}"
 
 
+def meta_ref(name):
+    return f"signal.raw.metadata.{name}"
+
+
+def customer_ref(customer, rule):
+    return f"customer:{customer.slug}.{rule}"
+
+
 def threat_ref(threat_id):
     return f"threat:{threat_id}"

@@ -1,7 +1,9 @@
 """The coordinator: run the five agents in parallel, then the analyzers, then decide.
 
-Risk score (0-100) = the sum of every agent's signed contributions, each with its reason and
-evidence, clamped; severity comes from fixed bands of that score (README "Risk score").
+Risk score (0-100) = the sum of every agent's signed contributions plus the analyzers' (adversarial
+input, false-positive verdict), each with its reason and evidence, clamped; severity comes from
+fixed bands of that score (README "Risk score and severity"). The optional LLM only rewrites the
+narrative: the score, severity and review decision are always the deterministic ones.
 """
 
 import logging
@@ -14,14 +16,19 @@ from django.utils import timezone
 
 from threats import services
 
-from .analyzers import false_positive, response, timeline
+from . import llm, signal
+from .analyzers import adversarial, false_positive, response, timeline
+from .priority import attack
 from .registry import load_agents
 
 log = logging.getLogger(__name__)
 
 SEVERITY_BANDS = [(75, "CRITICAL"), (50, "HIGH"), (25, "MEDIUM"), (0, "LOW")]
+SEVERITY_RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2, "CRITICAL": 3}
 AGENT_TIMEOUT_SECONDS = 30
 LOW_CONFIDENCE = 0.5
+CONTRADICTION_PENALTY = 0.1
+FALSE_POSITIVE_POINTS = -10
 
 _agents = None
 _pool = None
@@ -42,6 +49,7 @@ class Verdict:
     timeline: list
     requires_human_review: bool
     review_reasons: list
+    adversarial: dict
     processing_ms: int
     analyzed_at: object
     agent_runs: list = field(default_factory=list)
@@ -64,36 +72,45 @@ def analyze(threat_id):
 
 
 def decide(threat):
-    started_at, clock = timezone.now(), time.perf_counter()
+    clock, tick = timeline.Clock(), time.perf_counter()
+    clock.mark(timezone.now(), "analysis_started", "Analysis started")
     agents = _load()
     gathered = {agent.kind: agent.gather(threat) for agent in agents}
+    clock.mark(timezone.now(), "context_gathered", _gathered_title(gathered))
     futures = {agent.kind: _executor().submit(_run_agent, agent, threat, gathered[agent.kind]) for agent in agents}
     runs = {kind: future.result(timeout=AGENT_TIMEOUT_SECONDS) for kind, future in futures.items()}
     results = {kind: run.pop("result") for kind, run in runs.items() if run["status"] == "succeeded"}
 
-    fp = false_positive.assess(threat, results)
-    factors = _risk_factors(results, fp)
+    scan = adversarial.scan(threat, results)
+    clock.mark(timezone.now(), "adversarial_scanned", scan["summary"])
+    fp = false_positive.assess(threat, results, scan)
+    clock.mark(timezone.now(), "false_positive_assessed",
+               f"False-positive assessment: {fp['recommendation'].replace('_', ' ')} ({fp['score']:.0%} FP, "
+               f"{fp['benign_score']:.0%} benign)")
+    factors = _set_aside(_risk_factors(results, fp), scan) + _adversarial_factors(scan)
     risk = max(0, min(100, sum(f["points"] for f in factors)))
     severity = next(name for floor, name in SEVERITY_BANDS if risk >= floor)
-    confidence = round(sum(r.confidence for r in results.values()) / max(len(results), 1), 3)
-    reasons = _review_reasons(severity, confidence, fp, runs)
+    confidence = _confidence(results, scan)
+    reasons = _review_reasons(severity, confidence, fp, runs) + _more_review_reasons(
+        threat, severity, scan, results["priority"].data["techniques"] if "priority" in results else [])
+    plan = response.plan(threat, severity, fp, scan)
+    clock.mark(timezone.now(), "response_planned",
+               f"Response planned: {len(plan['actions'])} action(s), SLA {plan['sla_minutes']} min")
     decided_at = timezone.now()
-    return Verdict(
-        severity=severity,
-        risk_score=risk,
-        risk_factors=factors,
-        confidence=confidence,
-        executive_summary=_summary(threat, severity, risk, factors, fp),
-        mitre=_mitre(results),
-        false_positive=fp,
-        response_plan=response.plan(threat, severity, fp["score"]),
-        timeline=timeline.build(threat, list(runs.values()), started_at, decided_at, severity),
-        requires_human_review=bool(reasons),
-        review_reasons=reasons,
-        processing_ms=round((time.perf_counter() - clock) * 1000),
-        analyzed_at=decided_at,
-        agent_runs=list(runs.values()),
+    clock.mark(decided_at, "decision", f"Severity decided: {severity} (risk {risk}/100)"
+               + (f"; human review: {len(reasons)} reason(s)" if reasons else ""))
+    verdict = Verdict(
+        severity=severity, risk_score=risk, risk_factors=factors, confidence=confidence,
+        executive_summary=_summary(threat, severity, risk, confidence, factors, fp, results, reasons),
+        mitre=_mitre(results), false_positive=fp, response_plan=plan, timeline=[],
+        requires_human_review=bool(reasons), review_reasons=reasons, adversarial=scan,
+        processing_ms=0, analyzed_at=decided_at, agent_runs=list(runs.values()),
     )
+    if llm.enabled():
+        _narrate(threat, verdict, clock)
+    verdict.timeline = timeline.build(threat, verdict.agent_runs, clock)
+    verdict.processing_ms = round((time.perf_counter() - tick) * 1000)
+    return verdict
 
 
 def _run_agent(agent, threat, gathered):
@@ -106,6 +123,7 @@ def _run_agent(agent, threat, gathered):
         run.update(status="failed", error="".join(traceback.format_exception_only(exc)).strip(),
                    summary="", confidence=None, findings=[], recommendations=[], evidence=[], risk=[], data={})
     else:
+        result.data["narrative"] = {"source": "deterministic", "text": result.summary}
         run.update(status="succeeded", error="", summary=result.summary, confidence=round(result.confidence, 3),
                    findings=result.findings, recommendations=result.recommendations,
                    evidence=result.evidence, risk=result.risk, data=result.data, result=result)
@@ -120,9 +138,32 @@ def _risk_factors(results, fp):
         for item in result.risk
     ]
     if fp["recommendation"] == "likely_false_positive":
-        factors.append({"points": -15, "reason": f"false-positive likelihood {fp['score']:.0%}",
-                        "agent": "false_positive", "evidence": []})
+        factors.append({"points": FALSE_POSITIVE_POINTS, "reason": f"false-positive likelihood {fp['score']:.0%}",
+                        "agent": "false_positive",
+                        "evidence": list(dict.fromkeys(e for i in fp["indicators"] for e in i["evidence"]))})
     return factors
+
+
+def _set_aside(factors, scan):
+    """When an agent's explanation is contradicted by attack evidence, its exculpatory points are
+    listed at 0 (with what they were): disagreement goes to a human instead of being averaged away."""
+    contradicted = {kind for c in scan["contradictions"] for kind in c["agents"] if kind not in ("priority", "adversarial")}
+    for factor in factors:
+        if factor["agent"] in contradicted and factor["points"] < 0:
+            factor["set_aside"] = factor["points"]
+            factor["points"] = 0
+            factor["reason"] += " (set aside: contradicted by attack evidence, see review reasons)"
+    return factors
+
+
+def _adversarial_factors(scan):
+    return [{**factor, "agent": "adversarial"} for factor in scan["factors"]]
+
+
+def _confidence(results, scan):
+    """Mean agent confidence, lowered for every contradiction between agents (they cannot all be right)."""
+    mean = sum(r.confidence for r in results.values()) / max(len(results), 1)
+    return round(max(0.05, mean - CONTRADICTION_PENALTY * len(scan["contradictions"])), 3)
 
 
 def _review_reasons(severity, confidence, fp, runs):
@@ -139,23 +180,92 @@ def _review_reasons(severity, confidence, fp, runs):
     return reasons
 
 
+def _more_review_reasons(threat, severity, scan, techniques):
+    reasons = []
+    if scan["detected"]:
+        kinds = sorted({f["kind"].replace("_", " ") for f in scan["findings"] if f["severity"] == "high"})
+        reasons.append(f"adversarial input: {', '.join(kinds)}")
+    for contradiction in scan["contradictions"]:
+        reasons.append(f"agents disagree ({' vs '.join(contradiction['agents'])}): {contradiction['description']}")
+    if signal.family(threat.threat_type) == "other" and not techniques:
+        reasons.append(f"unclassified alert: category {threat.threat_type[:60]!r} and no ATT&CK technique")
+    hint = threat.severity_hint
+    if hint in SEVERITY_RANK and abs(SEVERITY_RANK[hint] - SEVERITY_RANK[severity]) >= 2:
+        reasons.append(f"the source rated it {hint}, the agents {severity}")
+    return reasons
+
+
 def _mitre(results):
     data = results["priority"].data if "priority" in results else {}
-    return {"attack_source": data.get("attack_source", ""), "techniques": data.get("techniques", [])}
+    techniques = data.get("techniques", [])
+    tactics = {}
+    for technique in techniques:
+        for tactic_id, name in zip(technique["tactic_ids"], technique["tactics"]):
+            tactics.setdefault(tactic_id, {"id": tactic_id, "name": name, "techniques": []})
+            tactics[tactic_id]["techniques"].append(technique["technique_id"])
+    for hint in data.get("tactic_hints", []):
+        entry = tactics.setdefault(hint["id"], {"id": hint["id"], "name": hint["name"], "techniques": []})
+        if hint["legacy_name"]:
+            entry["legacy_name"] = hint["legacy_name"]
+    return {
+        "attack_version": attack.version(),
+        "domain": attack.catalog()["domain"],
+        "attack_source": attack.SOURCE,
+        "techniques": techniques,
+        "tactics": sorted(tactics.values(), key=lambda t: t["id"]),
+        "context": data.get("context", {}),
+        "notice": attack.notice(),
+    }
 
 
-def _summary(threat, severity, risk, factors, fp):
+def _summary(threat, severity, risk, confidence, factors, fp, results, reasons):
+    family = signal.family(threat.threat_type)
+    label = threat.type_label if family == threat.threat_type else f"{threat.threat_type} ({family.replace('_', ' ')})"
     top = sorted((f for f in factors if f["points"] > 0), key=lambda f: -f["points"])[:3]
-    drivers = "; ".join(f["reason"] for f in top) or "no aggravating factor"
-    return (
-        f"{severity} {threat.threat_type.replace('_', ' ')} for {threat.customer.name} "
-        f"(risk {risk}/100): {drivers}. False-positive likelihood {fp['score']:.0%}."
-    )
+    relief = sorted((f for f in factors if f["points"] < 0), key=lambda f: f["points"])[:2]
+    techniques = results["priority"].data.get("techniques", [])[:3] if "priority" in results else []
+    text = (f"{severity} {label} for {threat.customer.name} (risk {risk}/100, confidence {confidence:.0%}). "
+            f"Raised by: {'; '.join(f['reason'] for f in top) or 'nothing beyond the base level'}.")
+    if relief:
+        text += f" Lowered by: {'; '.join(f['reason'] for f in relief)}."
+    if techniques:
+        text += f" ATT&CK: {', '.join(t['technique_id'] + ' ' + t['name'] for t in techniques)}."
+    text += f" Assessment: {fp['recommendation'].replace('_', ' ')} ({fp['score']:.0%} FP, {fp['benign_score']:.0%} benign)."
+    if reasons:
+        text += f" Needs a human: {'; '.join(reasons)}."
+    return text
+
+
+def _narrate(threat, verdict, clock):
+    """Ask the LLM for a narrative; on any failure the deterministic one stands and says so."""
+    clock.mark(timezone.now(), "narrative_requested", f"LLM narrative requested ({llm.model_name()})")
+    try:
+        narrative = llm.narrate(threat, verdict)
+    except llm.LLMError as exc:
+        clock.mark(timezone.now(), "narrative_failed", f"LLM narrative failed ({exc}); deterministic narrative kept")
+        for run in verdict.agent_runs:
+            if run["status"] == "succeeded":
+                run["data"]["narrative"]["llm_error"] = str(exc)
+        return
+    clock.mark(timezone.now(), "narrative_written", f"LLM narrative written in {narrative['attempts']} attempt(s)")
+    verdict.executive_summary += f"\n\nNarrative ({llm.model_name()}, LLM; verdict above is deterministic): " \
+                                 f"{narrative['executive_summary']}"
+    for run in verdict.agent_runs:
+        text = narrative["agents"].get(run["kind"])
+        if text and run["status"] == "succeeded":
+            run["data"]["narrative"] = {"source": "llm", "model": llm.model_name(), "text": text,
+                                        "deterministic": run["summary"]}
+
+
+def _gathered_title(gathered):
+    counts = ", ".join(f"{kind} {len(found)}" for kind, found in gathered.items() if isinstance(found, list))
+    return f"Stored records read ({counts})"
 
 
 def _load():
     global _agents
     if _agents is None:
+        attack.warm_up()
         _agents = load_agents()
     return _agents
 

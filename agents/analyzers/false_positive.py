@@ -1,52 +1,130 @@
-"""False-positive likelihood from the agents' results (README "False-positive score").
+"""False-positive analyzer: was the detection wrong (false positive), right about something expected
+(benign true positive), or right about an attack?
 
-Benign true positives (real but expected activity) do not count as false positives.
+Two separate likelihoods, each moved by weighted, cited indicators from a per-family prior:
+- `score`: false positive — the thing did not happen or is not what the rule meant (analysts called
+  similar threats false positives; a rate-limit alert below the customer's own limit; an impossible
+  travel explained by a known VPN egress, because then the travel never happened).
+- `benign_score`: benign true positive — it happened, for an approved reason (a deployment or a
+  business event explains it, an allow-listed source did it, analysts closed similar ones as
+  benign). Benign true positives are never counted as false positives, or per-type FP rates lie.
+Attack evidence and a manipulation attempt lower both; with a manipulation attempt neither
+recommendation may close the threat.
 """
 
-# Share of false positives per type before any evidence, a prior to be moved by evidence.
-BASE_RATE = {
-    "bot_traffic": 0.30,
-    "proxy_network": 0.35,
-    "device_compromise": 0.10,
-    "anomaly_detection": 0.45,
-    "rate_limit_breach": 0.40,
-    "geo_anomaly": 0.45,
+from .. import signal
+
+# Base rates, all below POSSIBLE: a prior alone never sends a threat to review, evidence must.
+PRIOR = {
+    "bot_traffic": 0.25, "proxy_network": 0.25, "device_compromise": 0.10, "anomaly_detection": 0.35,
+    "rate_limit_breach": 0.30, "geo_anomaly": 0.35, "authentication": 0.30, "web_attack": 0.25,
+    "reconnaissance": 0.25, "policy": 0.30, "malware": 0.15, "command_and_control": 0.10, "exfiltration": 0.10,
+    "denial_of_service": 0.25, "defense_evasion": 0.15, "other": 0.30,
 }
+BENIGN_PRIOR = 0.10
+LIKELY, POSSIBLE = 0.6, 0.4
+FULL_WEIGHT_AT = 5  # labelled similar threats needed for history to count fully
+# Where an explanation means the detection itself was wrong (the travel did not happen).
+LOCATION_FAMILIES = {"geo_anomaly"}
 
 
-def assess(threat, results):
-    score = BASE_RATE.get(threat.threat_type, 0.3)
-    indicators = []
+def assess(threat, results, adversarial):
+    family = signal.family(threat.threat_type)
+    state = {"score": PRIOR.get(family, PRIOR["other"]), "benign_score": BENIGN_PRIOR, "indicators": []}
 
-    def weigh(weight, text, source):
-        nonlocal score
-        score += weight
-        indicators.append({"weight": weight, "indicator": text, "source": source})
+    def weigh(kind, weight, text, source, evidence=()):
+        state[kind] = state[kind] + weight
+        state["indicators"].append({"kind": "false_positive" if kind == "score" else "benign_true_positive",
+                                    "weight": round(weight, 3), "indicator": text, "source": source,
+                                    "evidence": list(evidence)})
 
-    history = results["historical"].data.get("dispositions") if "historical" in results else None
-    if history:
-        fp, real = history["false_positive"], history["true_positive"] + history["benign_true_positive"]
-        if fp + real:
-            share = fp / (fp + real)
-            weigh(round((share - 0.5) * 0.4, 3), f"{share:.0%} of similar closed threats were false positives",
-                  "historical")
-    for name, result in results.items():
-        for item in result.risk:
-            if item["points"] <= -10:
-                weigh(0.15, item["reason"], name)
-    confidence = sum(r.confidence for r in results.values()) / max(len(results), 1)
-    score = min(max(score, 0.0), 1.0)
+    def data(kind):
+        return results[kind].data if kind in results else {}
+
+    _history(weigh, data("historical"), state)
+    explanation = "score" if family in LOCATION_FAMILIES else "benign_score"
+    if data("config").get("allow_listed"):
+        weigh(explanation, 0.35, "source is on the customer's allow-list", "config", _refs(results, "config", -1))
+    ratio = data("config").get("rate_ratio")
+    if threat.threat_type == "rate_limit_breach" and ratio is not None and ratio <= 1:
+        weigh("score", 0.3, f"observed rate is {ratio:.0%} of the customer's limit", "config",
+              _refs(results, "config", -1))
+    if ratio is not None and ratio >= 2:
+        weigh("score", -0.1, f"the customer's rate limit is exceeded {ratio:.1f}x", "config",
+              _refs(results, "config", 1))
+    if data("devops").get("explaining"):
+        events, same_service = data("devops")["explaining"], data("devops").get("same_service", [])
+        weigh(explanation, min(0.5, 0.35 * len(events)), f"{len(events)} infrastructure change(s) explain the signal",
+              "devops", [f"infra_event:{pk}" for pk in events])
+        if same_service:
+            weigh(explanation, 0.15, "the changed service is the one the signal is about", "devops",
+                  [f"infra_event:{pk}" for pk in same_service])
+    if data("context").get("explaining"):
+        items = data("context")["explaining"]
+        weigh(explanation, 0.4, f"{len(items)} business context item(s) explain the signal", "context",
+              [f"context_item:{pk}" for pk in items])
+    attack = data("priority").get("attack_evidence", [])
+    if attack:
+        weight = -min(0.45, 0.15 * len(attack))
+        weigh("score", weight, f"attack evidence: {', '.join(attack[:3])}", "priority")
+        weigh("benign_score", weight, f"attack evidence: {', '.join(attack[:3])}", "priority")
+    if adversarial["detected"]:
+        weigh("score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
+        weigh("benign_score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
+    score, benign = (min(max(state[k], 0.0), 1.0) for k in ("score", "benign_score"))
+    history = data("historical")
+    labelled = history.get("labelled", 0)
     return {
         "score": round(score, 3),
-        "confidence": round(confidence, 3),
-        "recommendation": _recommendation(score),
-        "indicators": indicators,
+        "benign_score": round(benign, 3),
+        "prior": PRIOR.get(family, PRIOR["other"]),
+        "confidence": round(min(0.9, 0.4 + 0.08 * labelled + (0.1 if len(state["indicators"]) >= 2 else 0)), 3),
+        "recommendation": _recommendation(score, benign, adversarial["detected"]),
+        "indicators": state["indicators"],
+        "historical": {"labelled": labelled, "dispositions": history.get("dispositions", {}),
+                       "fp_share": history.get("fp_share"), "benign_share": history.get("benign_share")},
+        "explanation": _explain(score, benign, family, state["indicators"], adversarial["detected"]),
     }
 
 
-def _recommendation(score):
-    if score >= 0.7:
+def _history(weigh, history, state):
+    labelled, counts = history.get("labelled", 0), history.get("dispositions", {})
+    decided = sum(counts.get(k, 0) for k in ("true_positive", "benign_true_positive", "false_positive"))
+    if not decided:
+        return
+    trust = min(1.0, decided / FULL_WEIGHT_AT)
+    fp_share = counts.get("false_positive", 0) / decided
+    benign_share = counts.get("benign_true_positive", 0) / decided
+    weigh("score", (fp_share - state["score"]) * trust,
+          f"{fp_share:.0%} of {decided} similar threats analysts closed were false positives", "historical")
+    if benign_share:
+        weigh("benign_score", benign_share * trust * 0.8,
+              f"{benign_share:.0%} of {decided} similar threats were benign true positives", "historical")
+
+
+def _refs(results, kind, sign):
+    """Evidence of an agent's contributions with the given sign (its exculpatory ones for -1)."""
+    return list(dict.fromkeys(ref for item in results[kind].risk if item["points"] * sign > 0
+                              for ref in item["evidence"])) if kind in results else []
+
+
+def _recommendation(score, benign, manipulated):
+    if manipulated:
+        return "needs_review" if max(score, benign) >= POSSIBLE else "likely_real_threat"
+    if score >= LIKELY and score >= benign:
         return "likely_false_positive"
-    if score >= 0.4:
+    if benign >= LIKELY:
+        return "likely_benign_true_positive"
+    if max(score, benign) >= POSSIBLE:
         return "needs_review"
     return "likely_real_threat"
+
+
+def _explain(score, benign, family, indicators, manipulated):
+    top = sorted(indicators, key=lambda i: -abs(i["weight"]))[:3]
+    because = "; ".join(f"{i['indicator']} ({i['weight']:+.2f})" for i in top) or "no indicator beyond the prior"
+    text = (f"False-positive likelihood {score:.0%}, benign-true-positive likelihood {benign:.0%} "
+            f"(prior for {family.replace('_', ' ')} {PRIOR.get(family, PRIOR['other']):.0%}): {because}.")
+    if manipulated:
+        text += " The alert tries to steer the analysis, so it must not be closed automatically."
+    return text

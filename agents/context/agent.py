@@ -1,18 +1,30 @@
-"""Context agent: business context of the customer at the time of the signal."""
+"""Context agent: business context of the customer at the time of the signal.
+
+Context items apply by threat type and, when they carry keywords, only when a keyword occurs in
+one of the signal's entity observables (never in free text such as the user agent, which the
+attacker writes: "pentest" in a user agent must not explain anything). A matching business item (an approved pentest, a marketing
+launch, a known VPN egress) explains the signal; an advisory about an active campaign aggravates it.
+"""
 
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Q
 
-from threats.choices import ThreatType, Tier
+from threats.choices import ContextKind, Tier
 from threats.models import ContextItem
 
-from ..base import Agent, AgentResult
+from .. import signal
+from ..base import Agent, AgentResult, customer_ref, field_ref
 
 TIER_POINTS = {Tier.ENTERPRISE: 5, Tier.BUSINESS: 2, Tier.STARTER: 0}
 # Human-driven activity outside business hours is more suspicious than traffic-shaped activity.
-OFF_HOURS_TYPES = {ThreatType.DEVICE_COMPROMISE, ThreatType.ANOMALY_DETECTION, ThreatType.GEO_ANOMALY}
+OFF_HOURS_FAMILIES = {"device_compromise", "anomaly_detection", "geo_anomaly", "authentication", "exfiltration",
+                      "command_and_control", "malware"}
+MAX_ITEMS = 50
+KEYWORD_FIELDS = ("src_ip", "dst_ip", "user", "host", "domains", "endpoint", "country")
+# kind -> (points when a keyword matched, points when it applies by type only)
+ITEM_POINTS = {ContextKind.ADVISORY: (8, 5), ContextKind.BUSINESS: (-12, -5), ContextKind.NEWS: (3, 0)}
 
 
 class ContextAgent(Agent):
@@ -22,32 +34,68 @@ class ContextAgent(Agent):
         when = threat.occurred_at
         valid = Q(valid_from__lte=when) & (Q(valid_until__isnull=True) | Q(valid_until__gte=when))
         mine = Q(customer_id=threat.customer_id) | Q(customer__isnull=True)
-        items = ContextItem.objects.filter(valid & mine).order_by("-valid_from")[:50]
-        return [i for i in items if not i.threat_types or threat.threat_type in i.threat_types]
+        items = ContextItem.objects.filter(valid & mine).order_by("-valid_from")[:MAX_ITEMS]
+        return [i for i in items if not i.threat_types or threat.threat_type in i.threat_types
+                or signal.family(threat.threat_type) in i.threat_types]
 
     def analyze(self, threat, items):
         customer = threat.customer
         result = AgentResult(summary="", confidence=0.7)
-        rule = f"customer:{customer.slug}"
         if TIER_POINTS.get(customer.tier):
-            result.score(TIER_POINTS[customer.tier], f"{customer.get_tier_display()} tier customer", f"{rule}.tier")
+            result.score(TIER_POINTS[customer.tier], f"{customer.get_tier_display()} tier customer",
+                         customer_ref(customer, "tier"))
+        in_hours, hours_text = self._hours(result, threat, customer)
+        entities = _entities(threat)
+        applied = []
+        for item in items:
+            matched = {k: entities[k.strip().lower()] for k in item.keywords
+                       if isinstance(k, str) and k.strip().lower() in entities}
+            if item.keywords and not matched:
+                continue
+            applied.append(item)
+            self._apply(result, item, matched)
+        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS]
+        result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
+                       "explaining": explaining, "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
+        if explaining:
+            result.confidence = 0.85
+        result.summary = (
+            f"{customer.get_tier_display()} customer; signal {'inside' if in_hours else 'outside'} business hours; "
+            f"{len(applied)} relevant context item(s)"
+            + (f", {len(explaining)} of them explain the activity." if explaining else ".")
+        )
+        return result
+
+    def _hours(self, result, threat, customer):
         local = _local_time(threat.occurred_at, customer.timezone)
         in_hours = customer.business_hours_start <= local.hour < customer.business_hours_end and local.weekday() < 5
         hours_text = f"{local:%a %H:%M} {customer.timezone}"
-        result.find(f"Signal at {hours_text}, {'inside' if in_hours else 'outside'} business hours.",
-                    "signal.occurred_at", f"{rule}.business_hours")
-        if not in_hours and threat.threat_type in OFF_HOURS_TYPES:
-            result.score(5, f"outside business hours ({hours_text})", "signal.occurred_at", f"{rule}.business_hours")
-        for item in items:
-            result.find(f"{item.get_kind_display()}: {item.title}", f"context_item:{item.pk}")
-            if item.kind == "advisory":
-                result.score(5, f"active advisory: {item.title}", f"context_item:{item.pk}")
-        result.summary = (
-            f"{customer.get_tier_display()} customer; signal {'inside' if in_hours else 'outside'} business hours; "
-            f"{len(items)} relevant context item(s)."
-        )
-        result.data = {"business_hours": in_hours, "local_time": local.isoformat()}
-        return result
+        evidence = ("signal.occurred_at", customer_ref(customer, "business_hours"))
+        result.find(f"Signal at {hours_text}, {'inside' if in_hours else 'outside'} business hours.", *evidence)
+        if not in_hours and signal.family(threat.threat_type) in OFF_HOURS_FAMILIES:
+            result.score(5, f"human-driven activity outside business hours ({hours_text})", *evidence)
+        return in_hours, hours_text
+
+    def _apply(self, result, item, matched):
+        ref = f"context_item:{item.pk}"
+        why = f" (matches {', '.join(repr(k) for k in matched)})" if matched else ""
+        result.find(f"{item.get_kind_display()}: {item.title}{why}", ref, *dict.fromkeys(matched.values()))
+        points = ITEM_POINTS.get(item.kind, (0, 0))[0 if matched else 1]
+        if points > 0:
+            result.score(points, f"{item.get_kind_display().lower()}: {item.title}", ref)
+        elif points < 0:
+            result.score(points, f"explained by business context: {item.title}", ref)
+            result.recommendations.append(f"Check the activity against '{item.title}' and close as benign true "
+                                          "positive if it matches.")
+
+
+def _entities(threat):
+    """Lower-cased entity values of the signal -> the field they came from."""
+    found = {}
+    for name in KEYWORD_FIELDS:
+        for value in signal.values(threat, name):
+            found.setdefault(value.strip().lower(), field_ref(name))
+    return found
 
 
 def _local_time(moment: datetime, zone):

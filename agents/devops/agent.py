@@ -1,18 +1,35 @@
-"""DevOps agent: could a deployment, scaling step, outage or maintenance explain the signal?"""
+"""DevOps agent: could a deployment, scaling step, outage or maintenance explain the signal?
 
+An infrastructure change that explains a signal makes it a *benign true positive* (the traffic
+really happened, for an approved reason), not a false positive; the false-positive analyzer keeps
+the two apart.
+"""
+
+import re
 from datetime import timedelta
 
 from django.db.models import Q
 
-from threats.choices import ThreatType
 from threats.models import InfraEvent
 
-from ..base import Agent, AgentResult
+from .. import signal
+from ..base import Agent, AgentResult, field_ref
 
 WINDOW_BEFORE = timedelta(minutes=60)
 WINDOW_AFTER = timedelta(minutes=5)
-# Traffic-shaped signals that infrastructure changes commonly cause.
-EXPLAINABLE = {ThreatType.RATE_LIMIT_BREACH, ThreatType.ANOMALY_DETECTION, ThreatType.BOT_TRAFFIC}
+MAX_EVENTS = 20
+# Families that infrastructure changes commonly cause, and which kinds of change can cause them.
+EXPLAINS = {
+    "rate_limit_breach": {"deployment", "scaling", "outage", "maintenance", "config_change"},
+    "anomaly_detection": {"deployment", "scaling", "outage", "maintenance", "config_change"},
+    "bot_traffic": {"deployment", "config_change"},
+    "denial_of_service": {"scaling", "outage", "maintenance"},
+    "policy": {"deployment", "maintenance", "config_change"},
+    "authentication": {"outage", "maintenance", "config_change"},
+}
+POINTS_EACH, POINTS_CAP = -10, -20
+SERVICE_FIELDS = ("endpoint", "host", "urls")
+TOKEN = re.compile(r"[a-z0-9]{3,}")
 
 
 class DevOpsAgent(Agent):
@@ -22,25 +39,53 @@ class DevOpsAgent(Agent):
         start, end = threat.occurred_at - WINDOW_BEFORE, threat.occurred_at + WINDOW_AFTER
         overlapping = Q(started_at__lte=end) & (Q(ended_at__isnull=True, started_at__gte=start) | Q(ended_at__gte=start))
         mine = Q(customer_id=threat.customer_id) | Q(customer__isnull=True)
-        return list(InfraEvent.objects.filter(mine & overlapping).order_by("started_at")[:20])
+        return list(InfraEvent.objects.filter(mine & overlapping).order_by("started_at")[:MAX_EVENTS])
 
     def analyze(self, threat, infra):
-        result = AgentResult(summary="", confidence=0.7 if infra else 0.6)
+        family = signal.family(threat.threat_type)
+        result = AgentResult(summary="", confidence=0.6)
+        result.data = {"infra_events": [e.pk for e in infra], "explaining": []}
         if not infra:
             result.summary = "No infrastructure change in the hour before the signal."
-            result.find(result.summary)
+            result.find(result.summary, "signal.occurred_at")
             return result
+        explaining = [e for e in infra if e.kind in EXPLAINS.get(family, ())]
         for event in infra:
             minutes = round((threat.occurred_at - event.started_at).total_seconds() / 60)
             when = f"{minutes} min before" if minutes >= 0 else f"{-minutes} min after"
-            result.find(f"{event.get_kind_display()} {when} the signal: {event.description}",
-                        f"infra_event:{event.pk}")
-        if threat.threat_type in EXPLAINABLE:
-            refs = [f"infra_event:{e.pk}" for e in infra]
-            result.score(-10 * min(len(infra), 2), f"{len(infra)} infrastructure change(s) may explain the traffic",
-                         *refs)
-            result.summary = f"{len(infra)} infrastructure change(s) in the window may explain this signal."
+            service = f" ({event.service})" if event.service else ""
+            result.find(f"{event.get_kind_display()}{service} {when} the signal: {event.description}",
+                        f"infra_event:{event.pk}", "signal.occurred_at")
+        result.confidence = 0.8
+        if explaining:
+            refs = [f"infra_event:{e.pk}" for e in explaining]
+            for event in explaining:
+                where = _same_service(threat, event)
+                if where:
+                    result.data.setdefault("same_service", []).append(event.pk)
+                    result.find(f"The changed service '{event.service}' is the one in the signal.",
+                                f"infra_event:{event.pk}", where)
+            points = max(POINTS_CAP, POINTS_EACH * len(explaining))
+            kinds = ", ".join(sorted({e.get_kind_display().lower() for e in explaining}))
+            result.score(points, f"{len(explaining)} infrastructure change(s) ({kinds}) in the window can explain "
+                                 f"a {family.replace('_', ' ')}", *refs)
+            result.data["explaining"] = [e.pk for e in explaining]
+            result.summary = f"{len(explaining)} infrastructure change(s) in the window may explain this signal."
+            result.recommendations.append("Confirm with the change owner that the change caused this traffic "
+                                          "and close as benign true positive if so.")
         else:
-            result.summary = f"{len(infra)} infrastructure change(s) in the window; none explains a {threat.threat_type}."
-        result.data = {"infra_events": [e.pk for e in infra]}
+            result.summary = (f"{len(infra)} infrastructure change(s) in the window; none of them explains "
+                              f"a {family.replace('_', ' ')}.")
         return result
+
+
+def _same_service(threat, event):
+    """The signal field that names the changed service (all its words), or None."""
+    words = set(TOKEN.findall(event.service.lower()))
+    if not words:
+        return None
+    for name in SERVICE_FIELDS:
+        for value in signal.values(threat, name):
+            if words <= set(TOKEN.findall(value.lower())):
+                return field_ref(name)
+    return None

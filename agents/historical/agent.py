@@ -1,76 +1,144 @@
-"""Historical agent: how did analysts resolve similar threats before?"""
+"""Historical agent: how did analysts resolve similar threats before?
+
+Similar = same customer and threat type, or the same entity (source/destination IP anywhere; user,
+host or an indicator — hash, domain — at the same customer) within the look-back. Only
+dispositions that a human gave are learned from: closures by a rule or an agent are counted apart
+(they would otherwise teach the agents their own verdicts back).
+"""
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Q
 
-from threats.choices import Disposition
+from threats.choices import ClosedByKind, Disposition
 from threats.models import Threat
 
-from ..base import Agent, AgentResult, field_ref, observable, threat_ref
+from .. import signal
+from ..base import Agent, AgentResult, field_ref, threat_ref
 
-LOOKBACK = timedelta(days=30)
-MAX_CITED = 50
-IDENTITY_FIELDS = ("src_ip", "user", "host")
+MAX_ROWS = 200
+CROSS_CUSTOMER_FIELDS = ("src_ip", "dst_ip")
+CUSTOMER_FIELDS = ("user", "host")
+INDICATOR_FIELDS = ("hashes", "domains")
+STRONG, WEAK = 1.0, 0.5  # weight of an entity match and of a same-type-only match
+POINTS = {  # per weighted threat, cap
+    Disposition.TRUE_POSITIVE: (5, 15),
+    Disposition.FALSE_POSITIVE: (-4, -15),
+    Disposition.BENIGN_TRUE_POSITIVE: (-2, -8),
+}
+
+
+def lookback():
+    return timedelta(days=getattr(settings, "AGENTS_HISTORY_DAYS", 30))
 
 
 class HistoricalAgent(Agent):
     kind = "historical"
 
     def gather(self, threat):
-        since = threat.received_at - LOOKBACK
-        same_entity = Q()
-        for name in IDENTITY_FIELDS:
-            value = observable(threat, name)
-            if isinstance(value, str):
-                same_entity |= Q(**{f"observables__{name}": value})
-        similar = Q(customer_id=threat.customer_id, threat_type=threat.threat_type) | same_entity
+        similar = Q(customer_id=threat.customer_id, threat_type=threat.threat_type)
+        for name in CROSS_CUSTOMER_FIELDS:
+            if signal.text(threat, name):
+                similar |= Q(**{f"observables__{name}": signal.text(threat, name)})
+        for name in CUSTOMER_FIELDS:
+            if signal.text(threat, name):
+                similar |= Q(customer_id=threat.customer_id, **{f"observables__{name}": signal.text(threat, name)})
+        if any(signal.values(threat, name) for name in INDICATOR_FIELDS):
+            similar |= Q(customer_id=threat.customer_id)  # list overlap is checked in analyze()
         rows = (
-            Threat.objects.filter(similar, received_at__gte=since, received_at__lte=threat.received_at)
+            Threat.objects.filter(similar, received_at__gte=threat.received_at - lookback(),
+                                  received_at__lte=threat.received_at)
             .exclude(pk=threat.pk)
             .order_by("-received_at")
-            .values("id", "customer_id", "threat_type", "status", "disposition", "severity", "observables")
+            .values("id", "customer_id", "threat_type", "status", "disposition", "closed_by_kind", "observables")
         )
-        return list(rows[:MAX_CITED])
+        return list(rows[:MAX_ROWS])
 
-    def analyze(self, threat, past):
-        result = AgentResult(summary="", confidence=min(0.95, 0.45 + 0.05 * len(past)))
+    def analyze(self, threat, rows):
+        days = lookback().days
+        past = [p for p in (_match(threat, row) for row in rows) if p]
+        result = AgentResult(summary="", confidence=0.4)
         if not past:
-            result.summary = f"No similar threats in the last {LOOKBACK.days} days."
-            result.find(result.summary)
+            result.summary = f"No similar threat in the last {days} days: no analyst history to learn from."
+            result.find(result.summary, "signal.threat_type", *_entity_refs(threat))
+            result.data = {"similar": 0, "labelled": 0, "dispositions": _counts([]), "lookback_days": days}
             return result
-        counts = {d: sum(1 for p in past if p["disposition"] == d) for d in Disposition.values}
-        closed = sum(counts.values())
-        cited = [threat_ref(p["id"]) for p in past]
-        result.find(f"{len(past)} similar threats in the last {LOOKBACK.days} days.", *cited)
-        result.data = {"similar": len(past), "dispositions": counts, "cited": [str(p["id"]) for p in past]}
-        self._score_dispositions(result, counts, past)
-        self._score_repeat_entities(result, threat, past)
+        automation = (ClosedByKind.AGENT, ClosedByKind.RULE)
+        labelled = [p for p in past if p["disposition"] and p["closed_by_kind"] not in automation]
+        automated = [p for p in past if p["disposition"] and p["closed_by_kind"] in automation]
+        counts = _counts(labelled)
+        result.find(f"{len(past)} similar threats in the last {days} days "
+                    f"({sum(1 for p in past if p['weight'] == STRONG)} share an entity).",
+                    *[threat_ref(p["id"]) for p in past])
+        self._score_dispositions(result, labelled)
+        self._score_repeats(result, threat, past)
+        if automated:
+            result.find(f"{len(automated)} similar threats were closed by automation; not learned from.",
+                        *[threat_ref(p["id"]) for p in automated])
+        decided = counts["true_positive"] + counts["benign_true_positive"] + counts["false_positive"]
+        result.confidence = min(0.95, 0.45 + 0.1 * decided)
+        result.data = {
+            "similar": len(past), "labelled": len(labelled), "dispositions": counts,
+            "fp_share": round(counts["false_positive"] / decided, 3) if decided else None,
+            "benign_share": round(counts["benign_true_positive"] / decided, 3) if decided else None,
+            "automated_closures": len(automated), "lookback_days": days,
+            "cited": [str(p["id"]) for p in past],
+        }
         result.summary = (
-            f"{len(past)} similar threats in {LOOKBACK.days} days; analysts closed {closed}: "
-            f"{counts['true_positive']} true positive, {counts['benign_true_positive']} benign, "
+            f"{len(past)} similar threats in {days} days; analysts closed {len(labelled)}: "
+            f"{counts['true_positive']} true positive, {counts['benign_true_positive']} benign true positive, "
             f"{counts['false_positive']} false positive."
         )
         return result
 
-    def _score_dispositions(self, result, counts, past):
-        def refs(disposition):
-            return [threat_ref(p["id"]) for p in past if p["disposition"] == disposition]
+    def _score_dispositions(self, result, labelled):
+        for disposition, (each, cap) in POINTS.items():
+            matching = [p for p in labelled if p["disposition"] == disposition]
+            if not matching:
+                continue
+            weighted = sum(p["weight"] for p in matching)
+            points = max(cap, round(each * weighted)) if cap < 0 else min(cap, round(each * weighted))
+            strong = sum(1 for p in matching if p["weight"] == STRONG)
+            label = Disposition(disposition).label.lower()
+            result.score(points, f"{len(matching)} similar threats closed as {label} ({strong} sharing an entity)",
+                         *[threat_ref(p["id"]) for p in matching])
 
-        if counts["true_positive"]:
-            points = min(15, 5 * counts["true_positive"])
-            result.score(points, f"{counts['true_positive']} similar threats were confirmed true positives",
-                         *refs("true_positive"))
-        if counts["false_positive"]:
-            points = -min(15, 5 * counts["false_positive"])
-            result.score(points, f"{counts['false_positive']} similar threats were false positives",
-                         *refs("false_positive"))
-
-    def _score_repeat_entities(self, result, threat, past):
-        for name in IDENTITY_FIELDS:
-            value = observable(threat, name)
-            seen = [p for p in past if isinstance(value, str) and p["observables"].get(name) == value]
+    def _score_repeats(self, result, threat, past):
+        # An entity that keeps coming back in threats nobody called benign is a repeat offender.
+        live = [p for p in past if p["disposition"] not in (Disposition.FALSE_POSITIVE, Disposition.BENIGN_TRUE_POSITIVE)]
+        for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS + INDICATOR_FIELDS:
+            seen = [p for p in live if name in p["shared"]]
             if seen:
-                result.find(f"{name} {value} appeared in {len(seen)} earlier threats.", field_ref(name),
+                result.find(f"{name} seen in {len(seen)} earlier threats not closed as benign.", field_ref(name),
                             *[threat_ref(p["id"]) for p in seen])
-                result.score(min(10, 3 * len(seen)), f"repeat {name} {value}", field_ref(name))
+                result.score(min(12, 4 * len(seen)), f"repeat {name} in {len(seen)} earlier threats", field_ref(name),
+                             *[threat_ref(p["id"]) for p in seen])
+
+
+def _match(threat, row):
+    """Which entities a past threat shares with this one; None if it is not similar after all."""
+    observables = row["observables"] if isinstance(row["observables"], dict) else {}
+    same_customer = row["customer_id"] == threat.customer_id
+    shared = []
+    for name in CROSS_CUSTOMER_FIELDS + (CUSTOMER_FIELDS if same_customer else ()):
+        value = signal.text(threat, name)
+        if value and observables.get(name) == value:
+            shared.append(name)
+    for name in INDICATOR_FIELDS if same_customer else ():
+        theirs = observables.get(name) if isinstance(observables.get(name), list) else []
+        if set(signal.values(threat, name)) & {v for v in theirs if isinstance(v, str)}:
+            shared.append(name)
+    same_type = same_customer and row["threat_type"] == threat.threat_type
+    if not shared and not same_type:
+        return None
+    return {**row, "shared": shared, "weight": STRONG if shared else WEAK}
+
+
+def _counts(rows):
+    return {d: sum(1 for p in rows if p["disposition"] == d) for d in Disposition.values}
+
+
+def _entity_refs(threat):
+    names = CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS + INDICATOR_FIELDS
+    return [field_ref(name) for name in names if signal.values(threat, name)]

@@ -1,0 +1,166 @@
+"""Adversarial-input detector: does the signal try to steer the analysis, or contradict itself?
+
+Every string the alert's source controls (title, observables, the whole raw alert, bounded) is
+scanned for instruction-like text aimed at an AI or an analyst, chat-template markers and hidden
+control characters. A private source address with a public geolocation is forged or mis-enriched
+metadata. Contradictions between agents (history says "false positive" while the signal carries
+attack evidence; an allow-list or a deployment explains away a signal with attack evidence) do not
+add risk but force a human review. A manipulation attempt adds risk: an alert that tries to talk
+to the AI is itself a strong malicious signal, and it may never be closed automatically.
+"""
+
+import re
+
+from .. import signal
+from ..priority.agent import EXPLOIT_TOOLS, SCANNER_TOOLS
+
+EXCERPT = 60
+ATTEMPT_POINTS = 20  # once per threat, whatever the number of hits
+GEO_MISMATCH_POINTS = 10
+HIDDEN_POINTS = 5
+FP_HISTORY_SHARE, FP_HISTORY_MIN = 0.6, 3
+
+PATTERNS = [  # (kind, severity, pattern) — all written for this project
+    ("instruction_override", "high",
+     r"\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}?\b(previous|prior|above|earlier|all|any|your|the|these)\b"
+     r"[^.\n]{0,30}?\b(instructions?|prompts?|rules|guidelines|directives|context)\b"),
+    ("role_override", "high",
+     r"\byou are now\b|\bfrom now on,? you\b|\bpretend (to be|you are)\b|\bact as (an?|the) (ai|assistant|analyst|model|system)"
+     r"|\b(developer|god|jailbreak|dan) mode\b"),
+    ("chat_template", "high", r"<\|(im_start|im_end|system|user|assistant|endoftext)\|>|\[/?INST\]|<</?SYS>>"
+     r"|###\s*(system|instruction)s?\b|</?(system|instructions?)>"),
+    ("verdict_manipulation", "high",
+     r"\b(mark|classify|label|report|treat|flag|close|resolve|set|rate)\b[^.\n]{0,30}?\b(as|to)\b[^.\n]{0,15}?"
+     r"\b(benign|false[ -]?positives?|safe|harmless|legitimate|informational|resolved|closed|low severity)\b"
+     r"|\b(this|the) (alert|event|request|traffic|activity|signal) (is|was) (an? )?(benign|false[ -]?positive|safe|"
+     r"harmless|authori[sz]ed|legitimate|expected)\b"
+     r"|\bdo not (escalate|alert|flag|report|block|investigate)\b|\bno (action|escalation|investigation) (is )?(needed|required)\b"
+     r"|\bsafe to ignore\b|\b\d{2,3}\s?% of (similar )?(alerts|incidents|events) (are|were) false positives?\b"),
+    ("prompt_extraction", "high",
+     r"\b(reveal|print|show|repeat|output|leak)\b[^.\n]{0,20}?\b(system prompt|your (instructions|prompt)|hidden prompt|api key)\b"),
+    ("addressed_to_ai", "medium",
+     r"\b(dear|attention|note to|hey|hello)\b[^.\n]{0,12}?\b(ai|llm|gpt|assistant|model|agent|soc bot)\b"
+     r"|\b(ai|llm)[ -](agent|assistant|analyst|model|triage)s?\b"),
+]
+COMPILED = [(kind, severity, re.compile(pattern, re.I)) for kind, severity, pattern in PATTERNS]
+# Invisible or direction-changing characters (zero-width space/joiners excluded: emoji use U+200D).
+HIDDEN = re.compile("[\u200b\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
+
+
+def scan(threat, results):
+    findings = _text_findings(threat) + _tool_findings(threat) + _geo_findings(threat)
+    contradictions = _contradictions(results, findings)
+    attempts = [f for f in findings if f["severity"] == "high" and f["kind"] != "geo_mismatch"]
+    factors = []
+    if attempts:
+        fields = ", ".join(sorted({f["field"] for f in attempts})[:4])
+        factors.append({"points": ATTEMPT_POINTS, "reason": f"manipulation attempt in alert text ({fields})",
+                        "evidence": sorted({f["field"] for f in attempts})})
+    if any(f["kind"] == "geo_mismatch" for f in findings):
+        factors.append({"points": GEO_MISMATCH_POINTS, "reason": "private source address with a public geolocation",
+                        "evidence": [f["field"] for f in findings if f["kind"] == "geo_mismatch"][:1] +
+                        ["signal.observables.src_ip"]})
+    if any(f["kind"] == "hidden_characters" for f in findings):
+        factors.append({"points": HIDDEN_POINTS, "reason": "hidden control characters in alert text",
+                        "evidence": [f["field"] for f in findings if f["kind"] == "hidden_characters"][:4]})
+    detected = any(f["severity"] == "high" for f in findings)
+    return {
+        "detected": detected,
+        "risk_points": sum(f["points"] for f in factors),
+        "factors": factors,
+        "findings": findings,
+        "contradictions": contradictions,
+        "summary": _summary(detected, findings, contradictions),
+    }
+
+
+def _text_findings(threat):
+    findings = []
+    for path, value in signal.untrusted_texts(threat):
+        for kind, severity, pattern in COMPILED:
+            match = pattern.search(value)
+            if match:
+                findings.append(_finding(kind, severity, path, value, match.start(), match.end(),
+                                         f"{kind.replace('_', ' ')} text"))
+        hidden = HIDDEN.search(value)
+        if hidden:
+            findings.append(_finding("hidden_characters", "medium", path, value, hidden.start(), hidden.end(),
+                                     f"invisible character U+{ord(hidden.group(0)):04X}"))
+    return findings
+
+
+def _tool_findings(threat):
+    """Attack-tool user agents: shown here, scored by the priority agent (not twice)."""
+    agent = signal.text(threat, "user_agent")
+    match = EXPLOIT_TOOLS.search(agent) or SCANNER_TOOLS.search(agent)
+    if not match:
+        return []
+    return [_finding("attack_tool_user_agent", "medium", "signal.observables.user_agent", agent, match.start(),
+                     match.end(), f"user agent of the attack tool {match.group(0)!r} (scored by the priority agent)")]
+
+
+def _geo_findings(threat):
+    address = signal.ip(signal.text(threat, "src_ip"))
+    if not signal.is_internal(address):
+        return []
+    claimed = [("signal.observables.country", signal.text(threat, "country"))]
+    location = signal.metadata(threat).get("current_location")
+    if isinstance(location, dict) and isinstance(location.get("country"), str):
+        claimed.append(("signal.raw.metadata.current_location.country", location["country"]))
+    return [
+        {"kind": "geo_mismatch", "severity": "high", "field": path,
+         "excerpt": f"{address} -> {value[:EXCERPT]}",
+         "reason": f"{address} is a private/internal address, yet the alert places it in {value[:8]!r}"}
+        for path, value in claimed if value
+    ]
+
+
+def _contradictions(results, findings):
+    def data(kind):
+        return results[kind].data if kind in results else {}
+
+    attack = data("priority").get("attack_evidence", [])
+    shown = ", ".join(attack[:3])
+    found = []
+    history = data("historical")
+    share, labelled = history.get("fp_share"), history.get("labelled", 0)
+    if attack and share is not None and share >= FP_HISTORY_SHARE and labelled >= FP_HISTORY_MIN:
+        found.append(_contradiction(["historical", "priority"],
+                                    f"{share:.0%} of {labelled} similar threats were false positives, "
+                                    f"but this one shows {shown}"))
+    if attack and data("config").get("allow_listed"):
+        found.append(_contradiction(["config", "priority"], f"the source is allow-listed, yet shows {shown}"))
+    for kind in ("devops", "context"):
+        if attack and data(kind).get("explaining"):
+            found.append(_contradiction([kind, "priority"], f"{kind} explains the signal away, yet it shows {shown}"))
+    if any(f["severity"] == "high" for f in findings):
+        explainers = [k for k in ("devops", "context") if data(k).get("explaining")]
+        explainers += ["config"] if data("config").get("allow_listed") else []
+        if explainers:
+            found.append(_contradiction(["adversarial", *explainers],
+                                        f"{' and '.join(explainers)} explain the signal away while its text "
+                                        "tries to steer the analysis"))
+    return found
+
+
+def _finding(kind, severity, path, value, start, end, reason):
+    low, high = max(0, start - 20), min(len(value), end + 20)
+    excerpt = ("…" if low else "") + value[low:high][: EXCERPT * 2] + ("…" if high < len(value) else "")
+    return {"kind": kind, "severity": severity, "field": path, "excerpt": excerpt, "reason": reason}
+
+
+def _contradiction(agents, description):
+    return {"agents": agents, "description": description}
+
+
+def _summary(detected, findings, contradictions):
+    if not findings and not contradictions:
+        return "No manipulation attempt or contradiction found in the alert's text and the agents' results."
+    parts = []
+    if detected:
+        parts.append("This alert tries to steer the analysis: treat it as hostile and do not auto-close it.")
+    elif findings:
+        parts.append(f"{len(findings)} suspicious text finding(s), none of them a clear manipulation attempt.")
+    if contradictions:
+        parts.append(f"{len(contradictions)} contradiction(s) between agents.")
+    return " ".join(parts)
