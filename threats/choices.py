@@ -31,6 +31,8 @@ class AnalysisStatus(models.TextChoices):
     RUNNING = "running", "Running"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
+    # An ingested alert that joined a group: not analysed itself, it shares the group head's verdict.
+    GROUPED = "grouped", "Grouped (analysed with its group head)"
 
 
 class Status(models.TextChoices):

@@ -143,7 +143,10 @@ def trigger_threat(actor, threat_type=None, scenario=None, customer=None, rng=No
 
 
 def do_create_threat(*, customer, threat_type, title, occurred_at, actor, observables=None, raw=None,
-                     source="generator", source_ref="", mitre_hints=(), received_at=None):
+                     source="generator", source_ref="", mitre_hints=(), received_at=None,
+                     severity_hint="", group=None, analysis_status=AnalysisStatus.QUEUED):
+    """Store a signal and queue its analysis (only when `analysis_status` is queued: a grouped
+    alert shares its group head's analysis)."""
     from agents.tasks import enqueue_analysis
 
     with transaction.atomic():
@@ -151,9 +154,11 @@ def do_create_threat(*, customer, threat_type, title, occurred_at, actor, observ
             source=source, source_ref=source_ref, threat_type=threat_type, title=title[:200],
             customer=customer, occurred_at=occurred_at, received_at=received_at or timezone.now(),
             observables=observables or {}, raw=raw or {}, mitre_hints=list(mitre_hints),
+            severity_hint=severity_hint, group=group, analysis_status=analysis_status,
         )
         _record_event(threat, EventType.CREATED, actor)
-        enqueue_analysis(threat.pk)
+        if analysis_status == AnalysisStatus.QUEUED:
+            enqueue_analysis(threat.pk)
         if settings.MAX_STORED_THREATS:
             transaction.on_commit(enforce_retention, robust=True)
     return threat
