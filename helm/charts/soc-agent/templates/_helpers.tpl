@@ -1,0 +1,260 @@
+{{/*
+Names, labels and the one environment every application pod shares.
+Names follow the seed (`<release>-backend`, `<release>-redis`), so `fullname` is the release name
+unless fullnameOverride is set. Kubernetes names are limited to 63 characters (DNS label).
+*/}}
+
+{{- define "soc-agent.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "soc-agent.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/* `<fullname>-<component>`: call with (dict "ctx" $ "component" "backend"). */}}
+{{- define "soc-agent.componentName" -}}
+{{- printf "%s-%s" (include "soc-agent.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "soc-agent.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The seed's `app` label per component, so `kubectl get pods -l app=soc-backend` works. */}}
+{{- define "soc-agent.appLabel" -}}
+{{- $apps := dict "backend" "soc-backend" "worker" "soc-worker" "beat" "soc-beat" "migrate" "soc-migrate" "seed" "soc-seed" "frontend" "soc-frontend" "redis" "redis" "postgresql" "postgresql" "test" "soc-test" "shared" "soc-agent" "app" "soc-agent" -}}
+{{- required (printf "no app label for component %q" .) (get $apps .) }}
+{{- end }}
+
+{{/* Labels on every object. Call with (dict "ctx" $ "component" "backend"). */}}
+{{- define "soc-agent.labels" -}}
+helm.sh/chart: {{ include "soc-agent.chart" .ctx }}
+{{ include "soc-agent.selectorLabels" . }}
+app: {{ include "soc-agent.appLabel" .component }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: soc-agent-system
+{{- end }}
+
+{{/* Selector labels: stable for the life of a release (Deployment selectors are immutable). */}}
+{{- define "soc-agent.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "soc-agent.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "soc-agent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "soc-agent.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "soc-agent.backendImage" -}}
+{{- printf "%s:%s" .Values.backend.image.repository (.Values.backend.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{- define "soc-agent.frontendImage" -}}
+{{- printf "%s:%s" .Values.frontend.image.repository (.Values.frontend.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* A number as the environment expects it: values files give 1000000 as a float (1e+06). */}}
+{{- define "soc-agent.envValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) }}
+{{- printf "%d" (int64 .) }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/* Host names Django serves: the user's, the ingress hosts, and the backend Service (probes, helm test). */}}
+{{- define "soc-agent.allowedHosts" -}}
+{{- $hosts := list -}}
+{{- range (splitList "," (.Values.backend.env.DJANGO_ALLOWED_HOSTS | toString)) }}
+{{- if trim . }}{{- $hosts = append $hosts (trim .) }}{{- end }}
+{{- end }}
+{{- if .Values.ingress.enabled }}
+{{- range .Values.ingress.hosts }}{{- $hosts = append $hosts .host }}{{- end }}
+{{- end }}
+{{- $hosts = append $hosts (include "soc-agent.componentName" (dict "ctx" . "component" "backend")) -}}
+{{- $hosts | uniq | join "," }}
+{{- end }}
+
+{{/* CSRF origins: the user's, or https://<host> for every TLS ingress host. */}}
+{{- define "soc-agent.csrfTrustedOrigins" -}}
+{{- if .Values.backend.env.CSRF_TRUSTED_ORIGINS }}
+{{- .Values.backend.env.CSRF_TRUSTED_ORIGINS }}
+{{- else if .Values.ingress.enabled }}
+{{- $origins := list -}}
+{{- range .Values.ingress.tls }}{{- range .hosts }}{{- $origins = append $origins (printf "https://%s" .) }}{{- end }}{{- end }}
+{{- $origins | uniq | join "," }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding DJANGO_SECRET_KEY and LLM_API_KEY. */}}
+{{- define "soc-agent.appSecretName" -}}
+{{- default (include "soc-agent.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/* A value the chart stores in its Secret, base64-encoded: the one given in values, else the
+one already in the cluster (so generated passwords survive upgrades), else a new random one.
+Call with (dict "ctx" $ "key" "postgres-password" "value" .Values.postgresql.auth.password). */}}
+{{- define "soc-agent.keptSecretValue" -}}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace (include "soc-agent.fullname" .ctx) | default dict -}}
+{{- $data := get $existing "data" | default dict -}}
+{{- if .value }}
+{{- .value | toString | b64enc }}
+{{- else if hasKey $data .key }}
+{{- get $data .key }}
+{{- else }}
+{{- randAlphaNum (.length | default 32) | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* Where DATABASE_URL comes from: (secret name, key). */}}
+{{- define "soc-agent.databaseSecretRef" -}}
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.existingSecret -}}
+name: {{ .Values.externalDatabase.existingSecret }}
+key: {{ .Values.externalDatabase.existingSecretKey }}
+{{- else -}}
+name: {{ include "soc-agent.fullname" . }}
+key: database-url
+{{- end }}
+{{- end }}
+
+{{/*
+The environment of every application pod (web, worker, beat, migration and seed jobs): the
+variables socproject/settings.py reads, with these exact names (tests/chart checks for drift).
+*/}}
+{{- define "soc-agent.appEnv" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "soc-agent.componentName" (dict "ctx" . "component" "env") }}
+env:
+  - name: DJANGO_SECRET_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "soc-agent.appSecretName" . }}
+        key: django-secret-key
+  - name: LLM_API_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "soc-agent.appSecretName" . }}
+        key: llm-api-key
+        optional: true
+  - name: DATABASE_URL
+    valueFrom:
+      secretKeyRef:
+        {{- include "soc-agent.databaseSecretRef" . | nindent 8 }}
+  - name: REDIS_URL
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "soc-agent.fullname" . }}
+        key: redis-url
+  - name: CELERY_BROKER_URL
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "soc-agent.fullname" . }}
+        key: celery-broker-url
+{{- end }}
+
+{{/* Restart the application pods when their configuration changes. */}}
+{{- define "soc-agent.configChecksums" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/values-secret: {{ toJson (list .Values.secrets .Values.externalDatabase .Values.backend.env.REDIS_URL .Values.backend.env.CELERY_BROKER_URL .Values.redis.auth .Values.postgresql.auth) | sha256sum }}
+{{- end }}
+
+{{/* Pod-level hardening shared by every pod. */}}
+{{- define "soc-agent.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "soc-agent.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Spread replicas of one component over nodes when the cluster has several. */}}
+{{- define "soc-agent.antiAffinity" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "soc-agent.selectorLabels" . | nindent 12 }}
+{{- end }}
+
+{{/* nodeSelector, tolerations and image pull secrets for every pod. */}}
+{{- define "soc-agent.podScheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Application pods wait until the migration job has applied every migration: `migrate --check`
+exits non-zero while one is missing (or the database is unreachable). Web pods never migrate.
+*/}}
+{{- define "soc-agent.waitForMigrations" -}}
+- name: wait-for-migrations
+  image: {{ include "soc-agent.backendImage" . }}
+  imagePullPolicy: {{ .Values.backend.image.pullPolicy }}
+  command: ["sh", "-c", "until python manage.py migrate --check >/dev/null; do echo 'waiting for migrations'; sleep 3; done"]
+  {{- include "soc-agent.appEnv" . | nindent 2 }}
+  securityContext:
+    {{- include "soc-agent.containerSecurityContext" . | nindent 4 }}
+  resources:
+    {{- toYaml .Values.migrations.resources | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/* Cross-field checks the schema cannot express; a failure stops install, upgrade and template. */}}
+{{- define "soc-agent.validateValues" -}}
+{{- if and .Values.postgresql.enabled (or .Values.externalDatabase.url .Values.externalDatabase.existingSecret) }}
+{{- fail "choose one database: postgresql.enabled=true (bundled) or externalDatabase.url / externalDatabase.existingSecret, not both" }}
+{{- end }}
+{{- if not (or .Values.postgresql.enabled .Values.externalDatabase.url .Values.externalDatabase.existingSecret) }}
+{{- fail "no database: set postgresql.enabled=true, externalDatabase.url or externalDatabase.existingSecret" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (not .Values.backend.env.REDIS_URL) }}
+{{- fail "redis.enabled=false needs backend.env.REDIS_URL: backend pods share WebSocket broadcasts and the Celery broker through Redis" }}
+{{- end }}
+{{- range $name, $hpa := dict "backend" .Values.backend.hpa "worker" .Values.worker.hpa }}
+{{- if and $hpa.enabled (gt (int $hpa.minReplicas) (int $hpa.maxReplicas)) }}
+{{- fail (printf "%s.hpa.minReplicas (%v) is above %s.hpa.maxReplicas (%v)" $name $hpa.minReplicas $name $hpa.maxReplicas) }}
+{{- end }}
+{{- end }}
+{{- with .Values.backend }}
+{{- if and .hpa.enabled (or (lt (int .replicaCount) (int .hpa.minReplicas)) (gt (int .replicaCount) (int .hpa.maxReplicas))) }}
+{{- fail (printf "backend.replicaCount (%v) must lie between backend.hpa.minReplicas (%v) and backend.hpa.maxReplicas (%v)" .replicaCount .hpa.minReplicas .hpa.maxReplicas) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
+{{- fail "ingress.enabled=true needs at least one ingress.hosts entry" }}
+{{- end }}
+{{- end }}
