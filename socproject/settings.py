@@ -147,6 +147,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "threats.middleware.ContentSecurityPolicyMiddleware",
     "threats.middleware.JsonApiErrorsMiddleware",
 ]
 

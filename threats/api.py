@@ -8,22 +8,30 @@ import base64
 import binascii
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 from uuid import UUID
 
 from django.core.exceptions import RequestDataTooBig
-from django.db.models import Avg, Count, F, Q
+from django.db.models import Avg, Count, F, Q, Sum
+from django.utils import timezone
 from ninja import Field, NinjaAPI, Query, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.responses import Status as Reply
 from ninja.security import django_auth
 
+from agents.analyzers.response import SLA_MINUTES
+
 from . import services
-from .choices import CLOSED_STATUSES, Severity, Status
+from .choices import CLOSED_STATUSES, Disposition, Severity, Status
 from .serializers import event_message, threat_detail, threat_summary
 
 log = logging.getLogger(__name__)
+SNAPSHOT_ATTEMPTS = 3
+SLA_WATCH_LIMIT = 500
+BULK_LIMIT = 500
 
 
 
@@ -143,6 +151,25 @@ class TriageIn(Schema):
     assignee: str | None = Field(None, max_length=150, description="Username; null or '' unassigns.")
 
 
+class BulkTriageIn(Schema):
+    ids: list[UUID] = Field(..., min_length=1, max_length=BULK_LIMIT)
+    status: str | None = Field(None, max_length=16)
+    disposition: str | None = Field(None, max_length=24)
+    reason: str | None = Field(None, max_length=services.REASON_MAX_LENGTH)
+    assignee: str | None = Field(None, max_length=150, description="Username; null or '' unassigns.")
+
+
+class BulkFailure(Schema):
+    id: UUID
+    detail: str
+    field: str | None = None
+
+
+class BulkTriageOut(Schema):
+    updated: list[UUID]
+    failed: list[BulkFailure]
+
+
 class NoteIn(Schema):
     body: str = Field(..., max_length=services.NOTE_MAX_LENGTH)
 
@@ -206,6 +233,43 @@ def update_threat(request, threat_id: UUID, payload: TriageIn):
     return threat_detail(threat)
 
 
+@router.post("/threats/bulk", response={200: BulkTriageOut, 400: Error, 403: Error})
+def bulk_triage(request, payload: BulkTriageIn):
+    """One triage change for many threats (at most 500). Each threat is changed on its own, with its
+    own event; the ones that cannot be changed (gone, or refused) are listed with the reason."""
+    fields = payload.dict(exclude_unset=True)
+    ids = list(dict.fromkeys(fields.pop("ids")))
+    services.check_permission(request.user, services.TRIAGE_PERMISSION)
+    _check_bulk_change(fields)
+    updated, failed = [], []
+    for threat_id in ids:
+        try:
+            services.triage(request.user, threat_id, **fields)
+        except services.InvalidInput as exc:
+            failed.append({"id": threat_id, "detail": exc.detail, "field": exc.field})
+        except services.NotFound as exc:
+            failed.append({"id": threat_id, "detail": str(exc)})
+        else:
+            updated.append(threat_id)
+    return {"updated": updated, "failed": failed}
+
+
+def _check_bulk_change(fields):
+    """Refuse up front what would fail for every threat alike, instead of N identical refusals."""
+    if not fields:
+        raise services.InvalidInput("body", "Nothing to change: give status, disposition, reason or assignee.")
+    if "status" in fields and fields["status"] not in Status.values:
+        raise services.InvalidInput("status", f"Unknown status {fields['status']!r}.", Status.values)
+    if fields.get("disposition") is not None and fields["disposition"] not in Disposition.values:
+        raise services.InvalidInput("disposition", f"Unknown disposition {fields['disposition']!r}.",
+                                    Disposition.values)
+    if fields.get("status") in CLOSED_STATUSES:
+        if not fields.get("disposition"):
+            raise services.InvalidInput("disposition", "Closing threats needs a disposition.", Disposition.values)
+        if not (fields.get("reason") or "").strip():
+            raise services.InvalidInput("reason", "Closing threats needs a reason.")
+
+
 @router.post("/threats/{uuid:threat_id}/notes", response={201: NoteOut, 400: Error, 403: Error, 404: Error})
 def add_note(request, threat_id: UUID, payload: NoteIn):
     note = services.add_note(request.user, threat_id, payload.body)
@@ -218,15 +282,36 @@ def add_note(request, threat_id: UUID, payload: NoteIn):
 
 @router.get("/analytics", response={200: dict, 403: Error})
 def analytics(request):
-    """Totals by type, severity and status; customers affected; processing time; MTTA/MTTR."""
-    threats = services.visible_threats(request.user).order_by()
+    """Totals by type, severity and status; customers affected; processing time; MTTA/MTTR overall,
+    by severity and by customer; SLA breaches. Exact at `latest_seq` (see `analytics_snapshot`)."""
+    return analytics_snapshot(request.user)
+
+
+def analytics_snapshot(user, now=None):
+    """The analytics and the event seq they are exact at.
+
+    The aggregates are read again when an event was recorded while they were computed, so a
+    dashboard that applies every event after `latest_seq` to them counts each change exactly once
+    (`exact` is false in the rare case that the log kept moving on every attempt)."""
+    threats = services.visible_threats(user).order_by()
+    for _attempt in range(SNAPSHOT_ATTEMPTS):
+        seq = services.latest_seq()
+        data = _analytics(threats, now or timezone.now())
+        if services.latest_seq() == seq:
+            return {**data, "latest_seq": seq, "exact": True}
+    return {**data, "latest_seq": seq, "exact": False}
+
+
+def _analytics(threats, now):
+    is_open = ~Q(status__in=CLOSED_STATUSES)
     totals = threats.aggregate(
         total=Count("id"),
         customers_affected=Count("customer", distinct=True),
         avg_processing_ms=Avg("processing_ms"),
-        requires_review=Count("id", filter=Q(requires_human_review=True) & ~Q(status__in=CLOSED_STATUSES)),
-        mtta=Avg(F("acknowledged_at") - F("received_at"), filter=Q(acknowledged_at__isnull=False)),
-        mttr=Avg(F("closed_at") - F("received_at"), filter=Q(closed_at__isnull=False)),
+        analyzed=Count("processing_ms"),
+        processing_ms_sum=Sum("processing_ms"),
+        requires_review=Count("id", filter=Q(requires_human_review=True) & is_open),
+        **_time_to_aggregates(now),
     )
     return {
         "total_threats": totals["total"],
@@ -240,10 +325,98 @@ def analytics(request):
         "by_status": {**{s: 0 for s in Status.values}, **_counts(threats, "status")},
         "open_by_severity": {
             **{s: 0 for s in Severity.values},
-            **_counts(threats.exclude(severity="").exclude(status__in=CLOSED_STATUSES), "severity"),
+            **_counts(threats.exclude(severity="").filter(is_open), "severity"),
         },
-        "latest_seq": services.latest_seq(),
+        # What a dashboard needs to keep the figures above current from events alone.
+        "analyzed_count": totals["analyzed"],
+        "processing_ms_sum": totals["processing_ms_sum"] or 0,
+        "customer_slugs": sorted(threats.values_list("customer__slug", flat=True).distinct()),
+        "sla": _sla(threats, totals, now),
     }
+
+
+# --- SLA: acknowledge within the response plan's minutes for the severity ---------------------------
+
+
+def _time_to_aggregates(now):
+    acknowledged, closed = Q(acknowledged_at__isnull=False), Q(closed_at__isnull=False)
+    return {
+        "acknowledged": Count("id", filter=acknowledged),
+        "mtta": Avg(F("acknowledged_at") - F("received_at"), filter=acknowledged),
+        "closed": Count("id", filter=closed),
+        "mttr": Avg(F("closed_at") - F("received_at"), filter=closed),
+        "within_sla": Count("id", filter=_acknowledged_within_sla()),
+        "breached_open": Count("id", filter=_breached_open(now)),
+    }
+
+
+def _acknowledged_within_sla():
+    return reduce(or_, (
+        Q(severity=severity, acknowledged_at__lte=F("received_at") + timedelta(minutes=minutes))
+        for severity, minutes in SLA_MINUTES.items()
+    ))
+
+
+def _breached_open(now):
+    """Open, never acknowledged, and past the acknowledgement deadline of its severity."""
+    late = reduce(or_, (
+        Q(severity=severity, received_at__lt=now - timedelta(minutes=minutes))
+        for severity, minutes in SLA_MINUTES.items()
+    ))
+    return late & Q(acknowledged_at__isnull=True) & ~Q(status__in=CLOSED_STATUSES)
+
+
+def _sla(threats, totals, now):
+    by_severity = {s: _time_to(None) for s in Severity.values}
+    for row in threats.exclude(severity="").values("severity").annotate(**_time_to_aggregates(now)):
+        by_severity[row["severity"]] = _time_to(row)
+    by_customer = {
+        row["customer__slug"]: {"name": row["customer__name"], **_time_to(row)}
+        for row in threats.values("customer__slug", "customer__name").annotate(**_time_to_aggregates(now))
+    }
+    watch, until = _sla_watch(threats, now)
+    return {
+        "minutes": dict(SLA_MINUTES),
+        **_time_to(totals),
+        "by_severity": by_severity,
+        "by_customer": by_customer,
+        "watch": watch,
+        "watch_until": until.isoformat() if until else None,
+    }
+
+
+def _time_to(row):
+    row = row or {}
+    return {
+        "acknowledged": row.get("acknowledged", 0),
+        "mtta_seconds": _seconds(row.get("mtta")),
+        "closed": row.get("closed", 0),
+        "mttr_seconds": _seconds(row.get("mttr")),
+        "within_sla": row.get("within_sla", 0),
+        "breached_open": row.get("breached_open", 0),
+    }
+
+
+def _sla_watch(threats, now):
+    """Every SLA deadline still ahead up to a horizon ([id, severity, customer slug, due], soonest
+    first), so a dashboard can count breaches as they happen. `until` is that horizon (None: all of
+    them are listed); past it, the dashboard reads the analytics again."""
+    pending = threats.filter(acknowledged_at__isnull=True).exclude(status__in=CLOSED_STATUSES)
+    found, horizons = [], []
+    for severity, minutes in SLA_MINUTES.items():
+        rows = list(
+            pending.filter(severity=severity, received_at__gte=now - timedelta(minutes=minutes))
+            .order_by("received_at").values_list("pk", "customer__slug", "received_at")[:SLA_WATCH_LIMIT]
+        )
+        found += [(received + timedelta(minutes=minutes), str(pk), severity, slug) for pk, slug, received in rows]
+        if len(rows) == SLA_WATCH_LIMIT:  # later deadlines of this severity were left out
+            horizons.append(rows[-1][2] + timedelta(minutes=minutes))
+    found.sort()
+    if len(found) > SLA_WATCH_LIMIT:
+        horizons.append(found[SLA_WATCH_LIMIT - 1][0])
+    until = min(horizons) if horizons else None
+    listed = [item for item in found if until is None or item[0] <= until][:SLA_WATCH_LIMIT]
+    return [[pk, severity, slug, due.isoformat()] for due, pk, severity, slug in listed], until
 
 
 @router.get("/events", response={200: EventPage, 403: Error})
@@ -255,6 +428,29 @@ def list_events(request, after: int = Query(0, ge=0), limit: int = Query(100, ge
 
 
 # --- Helpers -----------------------------------------------------------------------------------------
+
+
+def threat_page(user, filters, before=None):
+    """One page of the filtered list for the threats page: keyset queries only (no OFFSET, no COUNT),
+    so it costs the same on page 1 and page 40,000. `filters.cursor` goes to older threats,
+    `before` (the first row of a page) back to newer ones. Returns (threats, older, newer) cursors."""
+    found, limit = _filter(services.visible_threats(user), filters, user), filters.limit
+    if before:
+        received_at, first_id = _decode_cursor(before)
+        newer = found.filter(Q(received_at__gt=received_at) | Q(received_at=received_at, id__gt=first_id))
+        rows = list(newer.order_by("received_at", "id")[: limit + 1])
+        more_newer = len(rows) > limit
+        rows = rows[:limit][::-1]
+        return rows, (_encode_cursor(rows[-1]) if rows else None), (_encode_cursor(rows[0]) if more_newer else None)
+    if filters.cursor:
+        received_at, last_id = _decode_cursor(filters.cursor)
+        found = found.filter(Q(received_at__lt=received_at) | Q(received_at=received_at, id__lt=last_id))
+    rows = list(found.order_by("-received_at", "-id")[: limit + 1])
+    more_older = len(rows) > limit
+    rows = rows[:limit]
+    older = _encode_cursor(rows[-1]) if more_older else None
+    newer = _encode_cursor(rows[0]) if filters.cursor and rows else None
+    return rows, older, newer
 
 
 def _filter(found, filters, user):

@@ -6,5 +6,6 @@ app_name = "threats"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("threats/", views.threat_list, name="threat_list"),
     path("threats/<uuid:threat_id>/", views.threat_detail, name="threat_detail"),
 ]

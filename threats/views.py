@@ -1,58 +1,375 @@
-"""Server-rendered pages (dashboard, threat detail) and the health/readiness probes."""
+"""Server-rendered pages (overview, threat list, threat detail) and the health/readiness probes.
+
+Pages render everything from the database; the small JS file of each page then applies WebSocket
+events to what was rendered (README "Dashboard"). Alert-derived text is only ever escaped by the
+templates; links are built here, from validated ids, never from alert fields.
+"""
 
 import logging
+import json
+import re
+from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from pydantic import ValidationError as SchemaError
+
+from agents.analyzers.response import SLA_MINUTES
+from agents.registry import AGENT_KINDS
 
 from . import services
-from .choices import Scenario, Severity, Status, ThreatType
+from .api import ThreatFilters, analytics_snapshot, threat_page
+from .choices import CLOSED_STATUSES, AnalysisStatus, Disposition, Scenario, Severity, Status, ThreatType
+from .models import Customer, ThreatEvent
+from .serializers import event_message
 
 log = logging.getLogger(__name__)
 FEED_SIZE = 25
+ACTIVITY_SIZE = 30
+PAGE_SIZE = 50
+MAX_ANALYSTS = 500
+THREAT_REF = re.compile(r"^threat:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q")
+NO_DUE = None
+TYPE_LABELS = dict(ThreatType.choices)
+
+
+# --- Pages ----------------------------------------------------------------------------------------
 
 
 @login_required
 def dashboard(request):
-    try:
-        threats = services.visible_threats(request.user)
-    except services.AccessDenied as exc:
-        raise PermissionDenied(str(exc)) from None
+    user = _analyst(request)
+    # Read first, and exact at its seq: the page's JS applies every later event on top of it.
+    analytics = analytics_snapshot(user)
+    recent = list(services.visible_threats(user).order_by("-received_at", "-id")[:FEED_SIZE])
+    events = ThreatEvent.objects.filter(seq__lte=analytics["latest_seq"]).order_by("-seq")[:ACTIVITY_SIZE]
     context = {
-        # Read the seq first: the page's JS resumes from it, so nothing between render and connect is lost.
-        "latest_seq": services.latest_seq(),
-        "recent": threats.order_by("-received_at", "-id")[:FEED_SIZE],
+        **_common(request),
+        "latest_seq": analytics["latest_seq"],
+        "analytics": analytics,
+        "recent": [_row(t) for t in recent],
+        "activity": [_activity(event_message(e)) for e in events],
+        "type_bars": _bars({**{value: 0 for value in ThreatType.values}, **analytics["by_type"]}, TYPE_LABELS),
+        "severity_bars": _bars({value: analytics["by_severity"][value] for value in _severities()}),
+        "cards": _cards(analytics),
+        "sla_by_severity": [_sla_row(s, s, analytics["sla"]["by_severity"][s]) for s in _severities()],
+        "sla_by_customer": sorted(
+            (_sla_row(slug, group["name"], group) for slug, group in analytics["sla"]["by_customer"].items()),
+            key=lambda row: row["label"].lower(),
+        ),
         "threat_types": ThreatType.choices,
-        "labels": {"types": dict(ThreatType.choices), "statuses": dict(Status.choices)},
         "scenarios": Scenario.choices,
-        "severities": Severity.values,
-        "can_trigger": request.user.has_perm(services.TRIGGER_PERMISSION),
+        "can_trigger": user.has_perm(services.TRIGGER_PERMISSION),
     }
     return render(request, "threats/dashboard.html", context)
 
 
 @login_required
+def threat_list(request):
+    user = _analyst(request)
+    latest_seq = services.latest_seq()
+    values = {name: request.GET.get(name, "").strip()[:250] for name in FILTER_NAMES}
+    rows, older, newer, error = [], None, None, None
+    try:
+        filters = _list_filters(values, request.GET.get("cursor"))
+        rows, older, newer = threat_page(user, filters, before=request.GET.get("before") or None)
+    except services.InvalidInput as exc:
+        error = f"{exc.field}: {exc.detail}"
+    except SchemaError as exc:
+        error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    context = {
+        **_common(request),
+        "latest_seq": latest_seq,
+        "rows": [_row(t) for t in rows],
+        "filters": values,
+        "active_filters": {k: v for k, v in values.items() if v},
+        "filter_query": urlencode({k: v for k, v in values.items() if v}),
+        "older": older,
+        "newer": newer,
+        "error": error,
+        "customers": Customer.objects.order_by("name").values_list("slug", "name"),
+        "analysts": _analysts(),
+        "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
+    }
+    return render(request, "threats/list.html", context, status=400 if error else 200)
+
+
+@login_required
 def threat_detail(request, threat_id):
+    user = _analyst(request)
     latest_seq = services.latest_seq()
     try:
-        threat = services.get_threat_for_user(request.user, threat_id)
-    except services.AccessDenied as exc:
-        raise PermissionDenied(str(exc)) from None
+        threat = services.get_threat_for_user(user, threat_id)
     except services.NotFound:
         raise Http404("Threat not found") from None
+    runs = {run.kind: run for run in threat.agent_runs.all()}
+    cited = _cited_threats(user, [*runs.values()], threat.risk_factors)
     context = {
+        **_common(request),
         "latest_seq": latest_seq,
         "threat": threat,
-        "agent_runs": threat.agent_runs.all(),
+        "row": _row(threat),
+        "agents": [_agent(kind, label, runs.get(kind), cited) for kind, (label, _path) in AGENT_KINDS.items()],
+        "risk_factors": [{**f, "evidence": _evidence(f.get("evidence", []), cited)} for f in threat.risk_factors],
+        "observables": [(key, _text(value)) for key, value in threat.observables.items()],
+        "raw_json": json.dumps(threat.raw, indent=2, ensure_ascii=False, default=str),
+        "adversarial": threat.adversarial or {},
+        "fp_recommendation": str(threat.false_positive.get("recommendation", "")).replace("_", " "),
+        "plan_actions": [{**a, "label": str(a.get("action", "")).replace("_", " ")}
+                         for a in threat.response_plan.get("actions", []) if isinstance(a, dict)],
         "notes": threat.notes.select_related("author"),
-        "events": threat.events.order_by("seq"),
+        "history": [_activity(event_message(e)) for e in threat.events.order_by("seq")],
+        "sla": _sla(threat),
+        "analysts": _analysts(),
+        "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
+        "analysis_done": threat.analysis_status in (AnalysisStatus.COMPLETED, AnalysisStatus.FAILED),
     }
     return render(request, "threats/detail.html", context)
+
+
+# --- Pieces shared by the pages --------------------------------------------------------------------
+
+
+def _analyst(request):
+    try:
+        services.check_permission(request.user, services.VIEW_PERMISSION)
+    except services.AccessDenied as exc:
+        raise PermissionDenied(str(exc)) from None
+    return request.user
+
+
+def _common(request):
+    """Labels and URLs every page's JS needs (through json_script: no inline script)."""
+    return {
+        "page_config": {
+            "username": request.user.get_username(),
+            "detailUrl": reverse("threats:threat_detail", args=["00000000-0000-0000-0000-000000000000"]),
+            "apiThreats": "/api/threats",
+            "analyticsUrl": "/api/analytics",
+            "triggerUrl": "/api/threats/trigger",
+            "bulkUrl": "/api/threats/bulk",
+            "types": dict(ThreatType.choices),
+            "statuses": dict(Status.choices),
+            "dispositions": dict(Disposition.choices),
+            "analysis": dict(AnalysisStatus.choices),
+            "severities": _severities(),
+            "closed": list(CLOSED_STATUSES),
+            "slaMinutes": dict(SLA_MINUTES),
+        },
+        "severities": _severities(),
+        "statuses": Status.choices,
+        "dispositions": Disposition.choices,
+        "threat_type_choices": ThreatType.choices,
+    }
+
+
+def _cards(a):
+    """The overview's metric cards as first rendered; dashboard.js re-renders them from events."""
+    sla = a["sla"]
+    cards = [
+        ("total_threats", "Total threats", a["total_threats"]),
+        ("customers_affected", "Customers affected", a["customers_affected"]),
+        ("average_processing_ms", "Avg processing", f"{a['average_processing_ms']:g} ms"),
+        ("requires_review", "Requires review", a["requires_review"]),
+        *((f"open:{s}", f"Open {s.lower()}", a["open_by_severity"][s]) for s in _severities()),
+        ("mtta", "MTTA", duration(a["mtta_seconds"])),
+        ("mttr", "MTTR", duration(a["mttr_seconds"])),
+        ("breached_open", "SLA breached (open)", sla["breached_open"]),
+        ("within_sla", "Acknowledged in SLA", percent(sla["within_sla"], sla["acknowledged"])),
+    ]
+    return [{"key": key, "label": label, "text": str(text)} for key, label, text in cards]
+
+
+def _sla_row(key, label, group):
+    return {
+        "key": key, "label": label, "acknowledged": group["acknowledged"], "mtta": duration(group["mtta_seconds"]),
+        "within_sla": percent(group["within_sla"], group["acknowledged"]), "closed": group["closed"],
+        "mttr": duration(group["mttr_seconds"]), "breached_open": group["breached_open"],
+    }
+
+
+def percent(part, whole):
+    return f"{round(100 * part / whole)}%" if whole else "–"
+
+
+def _severities():
+    """Worst first, as analysts read them."""
+    return list(reversed(Severity.values))
+
+
+def _list_filters(values, cursor):
+    data = {name: value for name, value in values.items() if value and name != "review"}
+    if values["review"] in ("yes", "no"):
+        data["requires_review"] = values["review"] == "yes"
+    return ThreatFilters(**data, cursor=cursor or None, limit=PAGE_SIZE)
+
+
+def _analysts():
+    """Who a threat can be assigned to: active users holding the view permission."""
+    permission = Permission.objects.filter(content_type__app_label="threats", codename="view_threat").first()
+    holders = Q(is_superuser=True) | Q(user_permissions=permission) | Q(groups__permissions=permission)
+    users = get_user_model().objects.filter(holders, is_active=True).distinct().order_by("username")
+    return list(users.values_list("username", flat=True)[:MAX_ANALYSTS])
+
+
+def _row(threat, now=None):
+    """A list row: the threat and its SLA cell. rows.js builds the same row from an event's summary
+    and keeps the SLA cell ticking."""
+    text, css = _sla_cell(threat, now or timezone.now())
+    return {"threat": threat, "sla_text": text, "sla_class": css}
+
+
+def _sla_cell(threat, now):
+    due = _due(threat)
+    if due is None:
+        return "", ""
+    if threat.acknowledged_at:
+        late = threat.acknowledged_at > due
+        return f"TTA {duration(_since(threat.received_at, threat.acknowledged_at))}", "sla-late" if late else "sla-met"
+    if threat.status in CLOSED_STATUSES:
+        return "", ""
+    if due > now:
+        return f"due in {duration((due - now).total_seconds())}", "sla-running"
+    return f"breached {duration((now - due).total_seconds())}", "sla-breached"
+
+
+def duration(seconds):
+    """4m 12s, 3h 05m, 2d 04h (rows.js `duration` writes the same)."""
+    if seconds is None:
+        return "–"
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _due(threat):
+    minutes = SLA_MINUTES.get(threat.severity)
+    return threat.received_at + timedelta(minutes=minutes) if minutes else NO_DUE
+
+
+def _sla(threat):
+    due = _due(threat)
+    tta, ttr = _since(threat.received_at, threat.acknowledged_at), _since(threat.received_at, threat.closed_at)
+    return {
+        "minutes": SLA_MINUTES.get(threat.severity),
+        "due": due,
+        "tta": tta,
+        "tta_text": duration(tta),
+        "ttr": ttr,
+        "ttr_text": duration(ttr),
+        "met": due is not None and threat.acknowledged_at is not None and threat.acknowledged_at <= due,
+        "breached": due is not None and (threat.acknowledged_at or timezone.now()) > due,
+    }
+
+
+def _text(value):
+    if isinstance(value, list):
+        return ", ".join(_text(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _since(start, end):
+    return (end - start).total_seconds() if end else None
+
+
+def _bars(counts, labels=None):
+    """Chart rows: key, label, count and the bar's share of the largest (SVG width, 0-100)."""
+    top = max(counts.values(), default=0) or 1
+    return [{"key": key, "label": (labels or {}).get(key, key.replace("_", " ")), "count": count,
+             "width": round(100 * count / top, 1)} for key, count in counts.items()]
+
+
+# --- Agents and the evidence they cite -------------------------------------------------------------
+
+
+def _cited_threats(user, runs, risk_factors):
+    refs = [ref for run in runs for item in [*run.findings, *run.risk] for ref in item.get("evidence", [])]
+    refs += [ref for factor in risk_factors for ref in factor.get("evidence", [])]
+    ids = {match.group(1) for ref in refs if isinstance(ref, str) and (match := THREAT_REF.match(ref))}
+    if not ids:
+        return {}
+    return {str(t.pk): t for t in services.visible_threats(user).filter(pk__in=ids)}
+
+
+def _evidence(refs, cited):
+    """Each cited reference: a link when it names a stored threat, otherwise the reference as text."""
+    found = []
+    for ref in refs:
+        match = THREAT_REF.match(ref) if isinstance(ref, str) else None
+        found.append({"ref": str(ref), "threat": cited.get(match.group(1)) if match else None,
+                      "missing": bool(match) and match.group(1) not in cited})
+    return found
+
+
+def _agent(kind, label, run, cited):
+    if run is None:
+        return {"kind": kind, "label": label, "run": None}
+    findings = [{"text": f.get("text", ""), "evidence": _evidence(f.get("evidence", []), cited)} for f in run.findings]
+    return {"kind": kind, "label": label, "run": run, "findings": findings,
+            "confidence_pct": None if run.confidence is None else round(run.confidence * 100)}
+
+
+# --- The event log as sentences (rows.js `describe` says the same) ------------------------------------
+
+
+def _activity(message):
+    threat = message.get("threat") or {}
+    return {"seq": message["seq"], "type": message["type"], "at": message["at"], "actor": message["actor"],
+            "threat": threat, "text": describe_event(message)}
+
+
+def describe_event(message):
+    threat = message.get("threat") or {}
+    kind = message["type"]
+    if kind == "threat.created":
+        return "created"
+    if kind == "threat.analyzed":
+        risk = threat.get("risk_score")
+        return f"analysed: {threat.get('severity') or '–'}, risk {'–' if risk is None else risk}"
+    if kind == "threat.analysis_failed":
+        return "analysis failed"
+    if kind == "threat.note_added":
+        return "added a note"
+    if kind == "threat.updated":
+        changes = message.get("changes") or {}
+        parts = [f"{name.replace('_', ' ')}: {_label(name, c.get('from'))} → {_label(name, c.get('to'))}"
+                 for name, c in changes.items() if name != "disposition_reason"]
+        if "disposition_reason" in changes and changes["disposition_reason"].get("to"):
+            parts.append(f"reason: {changes['disposition_reason']['to']}")
+        return "; ".join(parts) or "updated"
+    return kind
+
+
+def _label(name, value):
+    if value in (None, ""):
+        return "–"
+    labels = {"status": dict(Status.choices), "disposition": dict(Disposition.choices)}.get(name, {})
+    return str(labels.get(value, value))
+
+
+# --- Probes and error pages -------------------------------------------------------------------------
 
 
 @never_cache

@@ -1,125 +1,176 @@
-// Dashboard: metric cards, trigger buttons and the live feed. Untrusted text goes in with textContent.
+// Overview: metric cards, charts, SLA tables, live feed, activity and trigger buttons, all kept
+// current from WebSocket events (metrics.js) without re-reading the threat store.
 (function () {
   "use strict";
   var root = document.getElementById("dashboard");
   if (!root) return;
+  var live = window.SocLive, rows = window.SocRows, config = live.config;
+  var FEED_LIMIT = 25, ACTIVITY_LIMIT = 30, BUFFER_LIMIT = 2000, RECONCILE_DELAY_MS = 2000;
   var feed = document.getElementById("feed");
-  var FEED_LIMIT = 50;
-  var refreshTimer = null;
-  var labels = JSON.parse(document.getElementById("labels").textContent);
+  var activity = document.getElementById("activity");
+  var metrics = new window.SocMetrics(JSON.parse(document.getElementById("analytics").textContent));
+  var recent = [];  // applied events, to re-apply on top of an older snapshot
+  var renderPending = false, reconcileTimer = null;
 
-  function cookie(name) {
-    var match = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
-    return match ? decodeURIComponent(match[1]) : "";
+  // --- rendering ---------------------------------------------------------------------------
+
+  function render() {
+    renderPending = false;
+    var view = metrics.view();
+    Object.keys(view.cards).forEach(function (key) {
+      var el = root.querySelector('[data-metric="' + key + '"]');
+      if (el && el.textContent !== view.cards[key]) el.textContent = view.cards[key];
+    });
+    var breached = root.querySelector('[data-card="breached_open"]');
+    if (breached) breached.classList.toggle("alert", view.cards.breached_open !== "0");
+    bars(document.getElementById("chart-type"), view.byType, rows.typeLabel, "bar-type");
+    bars(document.getElementById("chart-severity"), view.bySeverity, null, null);
+    slaTable(document.getElementById("sla-severity"), view.slaBySeverity, true);
+    slaTable(document.getElementById("sla-customer"), view.slaByCustomer, false);
   }
 
-  function text(id, value) {
-    var el = document.getElementById(id);
-    if (el) el.textContent = value;
+  function scheduleRender() {
+    if (renderPending) return;
+    renderPending = true;
+    window.requestAnimationFrame(render);
   }
 
-  function showAnalytics(a) {
-    text("m-total", a.total_threats);
-    text("m-customers", a.customers_affected);
-    text("m-processing", a.average_processing_ms + " ms");
-    text("m-review", a.requires_review);
-    Object.keys(a.open_by_severity).forEach(function (s) { text("m-open-" + s, a.open_by_severity[s]); });
+  // Horizontal bars drawn as SVG rects (no chart library, no inline style: the CSP forbids it).
+  function bars(chart, counts, labelOf, fillClass) {
+    if (!chart) return;
+    var keys = Object.keys(counts);
+    var top = Math.max.apply(null, keys.map(function (k) { return counts[k]; }).concat([1]));
+    keys.forEach(function (key) {
+      var row = chart.querySelector('.bar-row[data-key="' + CSS.escape(key) + '"]');
+      if (!row) row = chart.appendChild(barRow(key, labelOf ? labelOf(key) : key, fillClass));
+      row.querySelector("rect").setAttribute("width", String(Math.round(1000 * counts[key] / top) / 10));
+      row.querySelector(".bar-count").textContent = String(counts[key]);
+    });
   }
 
-  function refreshAnalytics() {
-    fetch(root.dataset.analyticsUrl, { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (a) { if (a) showAnalytics(a); });
+  function barRow(key, label, fillClass) {
+    var svgNs = "http://www.w3.org/2000/svg";
+    var row = document.createElement("div");
+    row.className = "bar-row";
+    row.dataset.key = key;
+    var name = document.createElement("span");
+    name.className = "bar-label";
+    name.textContent = label;
+    var svg = document.createElementNS(svgNs, "svg");
+    svg.setAttribute("class", "bar-track");
+    svg.setAttribute("viewBox", "0 0 100 10");
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("aria-hidden", "true");
+    var rect = document.createElementNS(svgNs, "rect");
+    rect.setAttribute("class", "bar-fill " + (fillClass || "sev-fill-" + key.toLowerCase()));
+    rect.setAttribute("height", "10");
+    svg.appendChild(rect);
+    var count = document.createElement("span");
+    count.className = "bar-count";
+    row.appendChild(name);
+    row.appendChild(svg);
+    row.appendChild(count);
+    return row;
   }
 
-  // Counters other than the total need a server aggregate; ask at most once every 5 s, not per event.
-  function scheduleRefresh() {
-    if (refreshTimer) return;
-    refreshTimer = window.setTimeout(function () { refreshTimer = null; refreshAnalytics(); }, 5000);
+  var SLA_FIELDS = ["acknowledged", "mtta", "within_sla", "closed", "mttr", "breached_open"];
+
+  function slaTable(tbody, items, bySeverity) {
+    if (!tbody) return;
+    if (items.length) { var empty = tbody.querySelector("tr.empty"); if (empty) empty.remove(); }
+    items.forEach(function (item, index) {
+      var tr = tbody.querySelector('tr[data-key="' + CSS.escape(item.key) + '"]');
+      if (!tr) {
+        tr = document.createElement("tr");
+        tr.dataset.key = item.key;
+        var name = document.createElement("td");
+        if (bySeverity) {
+          var badge = document.createElement("span");
+          badge.className = "sev sev-" + item.key.toLowerCase();
+          badge.textContent = item.label;
+          name.appendChild(badge);
+        } else {
+          name.textContent = item.label;
+        }
+        tr.appendChild(name);
+        SLA_FIELDS.forEach(function () { var td = document.createElement("td"); td.className = "num"; tr.appendChild(td); });
+      }
+      if (tbody.children[index] !== tr) tbody.insertBefore(tr, tbody.children[index] || null);
+      SLA_FIELDS.forEach(function (field, i) {
+        var td = tr.children[i + 1];
+        var text = String(item[field]);
+        if (td.textContent !== text) td.textContent = text;
+      });
+      tr.lastElementChild.classList.toggle("breached-count", item.breached_open > 0);
+    });
   }
 
-  function cell(row, value, className) {
-    var td = document.createElement("td");
-    if (className) td.className = className;
-    td.textContent = value === null || value === undefined ? "" : value;
-    row.appendChild(td);
-    return td;
-  }
-
-  function render(row, t) {
-    row.textContent = "";
-    var when = cell(row, "");
-    var time = document.createElement("time");
-    time.dateTime = t.received_at;
-    time.textContent = window.SocLive.localTime(t.received_at);
-    when.appendChild(time);
-    var sev = cell(row, "");
-    var badge = document.createElement("span");
-    badge.className = "sev sev-" + (t.severity || "pending").toLowerCase();
-    badge.textContent = t.severity || "…";
-    sev.appendChild(badge);
-    cell(row, labels.types[t.threat_type] || t.threat_type.replace(/_/g, " "));
-    cell(row, t.customer);
-    var title = cell(row, "");
-    var link = document.createElement("a");
-    link.href = root.dataset.detailUrl.replace("00000000-0000-0000-0000-000000000000", t.id);
-    link.textContent = t.title;
-    title.appendChild(link);
-    cell(row, t.risk_score);
-    var status = cell(row, labels.statuses[t.status] || t.status);
-    if (t.requires_human_review) {
-      var chip = document.createElement("span");
-      chip.className = "chip";
-      chip.textContent = "review";
-      status.appendChild(document.createTextNode(" "));
-      status.appendChild(chip);
-    }
-    cell(row, t.analysis_status);
-  }
-
-  function upsert(t, isNew) {
-    var row = feed.querySelector('tr[data-id="' + t.id + '"]');
-    if (!row && !isNew) return;
-    if (!row) {
-      var empty = feed.querySelector("tr.empty");
-      if (empty) empty.remove();
-      row = document.createElement("tr");
-      row.dataset.id = t.id;
-      feed.insertBefore(row, feed.firstChild);
-      while (feed.children.length > FEED_LIMIT) feed.removeChild(feed.lastChild);
-    }
-    render(row, t);
-  }
+  // --- events ------------------------------------------------------------------------------
 
   function onEvent(message) {
-    if (message.type === "threat.created") {
-      var total = document.getElementById("m-total");
-      if (total && /^\d+$/.test(total.textContent)) total.textContent = String(parseInt(total.textContent, 10) + 1);
-    }
-    upsert(message.threat, message.type === "threat.created");
-    scheduleRefresh();
+    recent.push(message);
+    if (recent.length > BUFFER_LIMIT) recent.shift();
+    var result = metrics.apply(message);
+    if (result.reconcile) scheduleReconcile();
+    if (result.changed) scheduleRender();
+    rows.upsert(feed, message, { create: message.type === "threat.created", limit: FEED_LIMIT });
+    addActivity(message);
   }
+
+  function addActivity(message) {
+    var empty = activity.querySelector("li.empty");
+    if (empty) empty.remove();
+    activity.insertBefore(rows.activityItem(message, false), activity.firstChild);
+    while (activity.children.length > ACTIVITY_LIMIT) activity.lastElementChild.remove();
+  }
+
+  // A fresh snapshot, for what events cannot say (see metrics.js). Exact at its latest_seq:
+  // events after it are applied on top, including ones this page had already applied.
+  function scheduleReconcile() {
+    if (reconcileTimer) return;
+    reconcileTimer = window.setTimeout(function () {
+      live.api("GET", config.analyticsUrl).then(function (res) {
+        reconcileTimer = null;
+        if (!res.ok) return;
+        var applied = metrics.seq;
+        metrics.reset(res.data);
+        recent.forEach(function (m) { if (m.seq > res.data.latest_seq && m.seq <= applied) metrics.apply(m); });
+        scheduleRender();
+      });
+    }, RECONCILE_DELAY_MS);
+  }
+
+  function tick() {
+    var now = Date.now();
+    var result = metrics.tick(now);
+    if (result.reconcile) scheduleReconcile();
+    if (result.changed) scheduleRender();
+    rows.tickSla(feed, now);
+  }
+
+  // --- trigger buttons ---------------------------------------------------------------------
 
   function trigger(button) {
     var body = {};
     if (button.dataset.threatType) body.threat_type = button.dataset.threatType;
     if (button.dataset.scenario) body.scenario = button.dataset.scenario;
     var status = document.getElementById("trigger-status");
-    fetch(root.dataset.triggerUrl, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken") },
-      body: JSON.stringify(body)
-    }).then(function (r) { return r.json().then(function (data) { return { ok: r.ok, data: data }; }); })
-      .then(function (res) {
-        status.textContent = res.ok ? "Queued: " + res.data.title : "Refused: " + JSON.stringify(res.data.detail);
-      })
-      .catch(function () { status.textContent = "Could not reach the server."; });
+    button.disabled = true;
+    live.api("POST", config.triggerUrl, body).then(function (res) {
+      button.disabled = false;
+      status.textContent = res.ok ? "Queued: " + res.data.title : "Refused: " + describeError(res.data);
+    });
+  }
+
+  function describeError(data) {
+    return typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
   }
 
   document.querySelectorAll("button.trigger").forEach(function (button) {
     button.addEventListener("click", function () { trigger(button); });
   });
-  refreshAnalytics();
-  window.SocLive.connect({ seq: parseInt(root.dataset.seq, 10) || 0, onEvent: onEvent });
+  render();
+  tick();
+  window.setInterval(tick, 1000);
+  live.connect({ seq: parseInt(root.dataset.seq, 10) || 0, onEvent: onEvent });
 })();

@@ -1,13 +1,158 @@
-// Threat detail page: reload when an event about this threat arrives (analysis finished, triage).
+// Threat detail: triage buttons, close form and notes (through the API); every event about this
+// threat re-reads this page and swaps the parts marked data-swap, so another analyst's change, a
+// note or the agents' results appear without a reload and without losing a half-typed note.
 (function () {
   "use strict";
   var root = document.getElementById("detail");
   if (!root) return;
+  var live = window.SocLive, rows = window.SocRows, triage = window.SocTriage, config = live.config;
   var threatId = root.dataset.threatId;
-  window.SocLive.connect({
-    seq: parseInt(root.dataset.seq, 10) || 0,
-    onEvent: function (message) {
-      if (message.threat && message.threat.id === threatId) window.location.reload();
+  var shownSeq = parseInt(root.dataset.seq, 10) || 0;
+  var refreshing = false, again = false;
+
+  // --- live updates ------------------------------------------------------------------------
+
+  function onEvent(message) {
+    if (!message.threat || message.threat.id !== threatId) return;
+    setAnalysisStatus(message.threat.analysis_status);
+    syncTriage(message.threat);
+    refresh();
+  }
+
+  function setAnalysisStatus(status) {
+    var el = document.getElementById("analysis-status");
+    if (!el) return;
+    el.textContent = config.analysis[status] || status;
+    el.className = "analysis-" + status;
+    root.dataset.analysis = status;
+  }
+
+  // One refresh at a time; events during a refresh cause one more. Older pages never replace newer.
+  function refresh() {
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) { if (html) swap(new DOMParser().parseFromString(html, "text/html")); })
+      .catch(function () { /* the next event or reconnect tries again */ })
+      .then(function () {
+        refreshing = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  // The fetched page is our own server-rendered, escaped HTML; its parts replace ours.
+  function swap(page) {
+    var fresh = page.getElementById("detail");
+    var seq = fresh ? parseInt(fresh.dataset.seq, 10) : 0;
+    if (!fresh || seq < shownSeq) return;
+    shownSeq = seq;
+    root.dataset.seq = String(seq);
+    root.dataset.analysis = fresh.dataset.analysis;
+    document.querySelectorAll("[data-swap]").forEach(function (part) {
+      var replacement = part.id && page.getElementById(part.id);
+      if (!replacement) return;
+      var node = document.importNode(replacement, true);
+      live.localizeTimes(node);
+      part.replaceWith(node);
+    });
+    tickClock();
+  }
+
+  // --- SLA clock ---------------------------------------------------------------------------
+
+  function tickClock() {
+    var clock = document.getElementById("sla-clock");
+    if (!clock) return;
+    var due = new Date(clock.dataset.due).getTime();
+    var now = Date.now();
+    var text, css;
+    if (clock.dataset.acknowledged) {
+      var ack = new Date(clock.dataset.acknowledged).getTime();
+      var tta = rows.duration((ack - new Date(clock.dataset.received).getTime()) / 1000);
+      text = ack <= due ? "Met: acknowledged after " + tta : "Breached: acknowledged after " + tta;
+      css = ack <= due ? "sla-met" : "sla-late";
+    } else if (due > now) {
+      text = clockText(due - now) + " left to acknowledge";
+      css = due - now < 5 * 60000 ? "sla-running sla-soon" : "sla-running";
+    } else {
+      text = "Breached " + clockText(now - due) + " ago";
+      css = "sla-breached";
     }
-  });
+    clock.textContent = text;
+    clock.className = "sla " + css;
+  }
+
+  function clockText(ms) {
+    var s = Math.floor(ms / 1000);
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    function two(n) { return String(n).padStart(2, "0"); }
+    return (h ? h + ":" + two(m) : String(m)) + ":" + two(sec);
+  }
+
+  // --- triage ------------------------------------------------------------------------------
+
+  var panel = document.getElementById("triage");
+  var message = document.getElementById("triage-message");
+
+  function syncTriage(t) {
+    if (!panel) return;
+    panel.dataset.status = t.status;
+    panel.dataset.assignee = t.assignee || "";
+    panel.querySelector('[data-action="acknowledge"]').disabled = t.status !== "new";
+    var status = document.getElementById("status-choice");
+    if (document.activeElement !== status && !rows.isClosed(t.status)) status.value = t.status;
+    var assignee = document.getElementById("assignee-choice");
+    if (document.activeElement !== assignee) assignee.value = t.assignee || "";
+  }
+
+  function send(body, done) {
+    message.textContent = "Saving…";
+    message.className = "muted";
+    return triage.patch(threatId, body).then(function (res) {
+      message.textContent = res.ok ? "Saved." : triage.describeError(res);
+      message.className = res.ok ? "ok" : "error";
+      if (res.ok && done) done();
+    });
+  }
+
+  function action(name) {
+    if (name === "acknowledge") {  // acknowledging an unowned threat takes it (auto-assign on ack)
+      var body = { status: "acknowledged" };
+      if (!panel.dataset.assignee) body.assignee = config.username;
+      return send(body);
+    }
+    if (name === "assign-me") return send({ assignee: config.username });
+    if (name === "assign") return send({ assignee: document.getElementById("assignee-choice").value || null });
+    if (name === "status") return send({ status: document.getElementById("status-choice").value });
+  }
+
+  if (panel) {
+    panel.querySelectorAll("[data-action]").forEach(function (button) {
+      button.addEventListener("click", function () { action(button.dataset.action); });
+    });
+    var closeForm = document.getElementById("close-form");
+    closeForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var form = new FormData(closeForm);
+      send({ status: form.get("status"), disposition: form.get("disposition"), reason: form.get("reason") },
+           function () { closeForm.reset(); });
+    });
+  }
+
+  var noteForm = document.getElementById("note-form");
+  if (noteForm) {
+    noteForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var body = document.getElementById("note-body");
+      triage.note(threatId, body.value).then(function (res) {
+        if (res.ok) { body.value = ""; message && (message.textContent = "Note added."); }
+        else if (message) { message.textContent = triage.describeError(res); message.className = "error"; }
+      });
+    });
+  }
+
+  tickClock();
+  window.setInterval(tickClock, 1000);
+  live.connect({ seq: shownSeq, onEvent: onEvent });
 })();

@@ -1,8 +1,12 @@
-// The live connection to /ws (protocol: README "WebSocket protocol").
-// Reconnects with exponential backoff and full jitter, resuming from the last seq it saw, so the
-// page receives every event once and in order across disconnects.
+// The live connection to /ws (protocol: README "WebSocket protocol"), local times, and API calls.
+// Reconnects with exponential backoff and full jitter, resuming from the last seq it saw
+// (/ws?after=N), so a page receives every event once and in order across disconnects.
 (function () {
   "use strict";
+  var HEARTBEAT_MS = 25000;      // a ping makes the server re-join the group and send anything missed
+  var PONG_TIMEOUT_MS = 10000;   // no pong in time: the socket is dead even if TCP has not noticed
+  var MAX_BACKOFF_MS = 10000;
+  var OFFLINE_AFTER_MS = 30000;  // "reconnecting" turns into "offline" after this long without a socket
 
   function setBadge(state) {
     var badge = document.getElementById("connection");
@@ -16,52 +20,137 @@
     var lastSeq = options.seq || 0;
     var attempt = 0;
     var socket = null;
+    var heartbeat = null;
+    var pongTimer = null;
+    var retryTimer = null;
+    var downSince = null;
 
     function url() {
       var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
       return scheme + "//" + window.location.host + "/ws?after=" + lastSeq;
     }
 
+    function offline() {
+      return !navigator.onLine || (downSince !== null && Date.now() - downSince > OFFLINE_AFTER_MS);
+    }
+
     function open() {
-      setBadge(attempt === 0 ? "connecting" : "reconnecting");
+      retryTimer = null;
+      setBadge(attempt === 0 ? "connecting" : offline() ? "offline" : "reconnecting");
       socket = new WebSocket(url());
-      socket.onopen = function () { attempt = 0; setBadge("connected"); };
+      socket.onopen = function () {
+        attempt = 0;
+        downSince = null;
+        setBadge("connected");
+        startHeartbeat(socket);
+      };
       socket.onmessage = function (frame) {
         var message;
         try { message = JSON.parse(frame.data); } catch (e) { return; }
-        if (message.type === "resync") { window.location.reload(); return; }
-        if (typeof message.seq !== "number" || !message.threat) return;  // hello, resumed, pong
+        if (message.type === "pong") { window.clearTimeout(pongTimer); return; }
+        if (message.type === "resync") { (options.onResync || reload)(); return; }
+        if (typeof message.seq !== "number" || !message.threat) return;  // hello, resumed
         if (message.seq <= lastSeq) return;
         lastSeq = message.seq;
         options.onEvent(message);
       };
       socket.onclose = function () {
-        setBadge("reconnecting");
+        window.clearInterval(heartbeat);
+        window.clearTimeout(pongTimer);
+        if (downSince === null) downSince = Date.now();
+        setBadge(offline() ? "offline" : "reconnecting");
         attempt += 1;
-        var cap = Math.min(30000, 500 * Math.pow(2, attempt));
-        window.setTimeout(open, Math.random() * cap);
+        var cap = Math.min(MAX_BACKOFF_MS, 500 * Math.pow(2, attempt));
+        retryTimer = window.setTimeout(open, Math.random() * cap);
       };
     }
 
+    function startHeartbeat(current) {
+      window.clearInterval(heartbeat);
+      heartbeat = window.setInterval(function () {
+        if (current.readyState !== WebSocket.OPEN) return;
+        current.send(JSON.stringify({ type: "ping" }));
+        window.clearTimeout(pongTimer);
+        pongTimer = window.setTimeout(function () { current.close(); }, PONG_TIMEOUT_MS);
+      }, HEARTBEAT_MS);
+    }
+
     window.addEventListener("offline", function () { setBadge("offline"); });
+    window.addEventListener("online", function () {
+      if (retryTimer !== null) { window.clearTimeout(retryTimer); open(); }
+    });
     open();
     return { lastSeq: function () { return lastSeq; } };
   }
 
+  function reload() { window.location.reload(); }
+
   // Times are stored and rendered in UTC; show them in the analyst's zone, naming the zone.
-  function localTime(iso, precise) {
-    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    var options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" };
-    if (precise) options.fractionalSecondDigits = 3;
-    return new Date(iso).toLocaleString(undefined, options) + " " + zone;
+  var ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+  // style "precise" adds milliseconds; "short" (table cells) drops the year and the zone, which the
+  // top bar names, and keeps the full time in the tooltip.
+  function localTime(iso, style) {
+    var options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+                    second: "2-digit", hourCycle: "h23" };
+    if (style === "precise") options.fractionalSecondDigits = 3;
+    if (style === "short") { delete options.year; options.month = "short"; }
+    var date = new Date(iso);
+    if (isNaN(date.getTime())) return iso;
+    return date.toLocaleString(undefined, options) + (style === "short" ? "" : " " + ZONE);
+  }
+
+  function localizeTime(t) {
+    var style = t.classList.contains("precise") ? "precise" : t.classList.contains("short") ? "short" : "";
+    t.textContent = localTime(t.dateTime, style);
+    if (style === "short") t.title = localTime(t.dateTime);
   }
 
   function localizeTimes(root) {
     (root || document).querySelectorAll("time[datetime]").forEach(function (t) {
-      if (t.dateTime) t.textContent = localTime(t.dateTime, t.classList.contains("precise"));
+      if (t.dateTime) localizeTime(t);
     });
   }
 
+  function showZone() {
+    var el = document.getElementById("zone");
+    if (!el) return;
+    var minutes = -new Date().getTimezoneOffset();
+    var sign = minutes < 0 ? "-" : "+";
+    var abs = Math.abs(minutes);
+    var offset = "UTC" + sign + String(Math.floor(abs / 60)).padStart(2, "0") + ":" + String(abs % 60).padStart(2, "0");
+    el.textContent = "Times: " + ZONE + " (" + offset + ")";
+  }
+
+  function cookie(name) {
+    var match = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  // JSON API call with the session and the CSRF token; resolves to {ok, status, data}.
+  function api(method, url, body) {
+    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.headers["X-CSRFToken"] = cookie("csrftoken");
+      init.body = JSON.stringify(body);
+    }
+    return fetch(url, init).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        return { ok: response.ok, status: response.status, data: data };
+      });
+    }, function () {
+      return { ok: false, status: 0, data: { detail: "Could not reach the server." } };
+    });
+  }
+
+  function config() {
+    var el = document.getElementById("page-config");
+    return el ? JSON.parse(el.textContent) : {};
+  }
+
   localizeTimes(document);
-  window.SocLive = { connect: connect, localTime: localTime };
+  showZone();
+  window.SocLive = { connect: connect, localTime: localTime, localizeTime: localizeTime, localizeTimes: localizeTimes, api: api,
+                     config: config(), zone: ZONE };
 })();

@@ -44,8 +44,9 @@ def free_port():
 
 
 class EmbeddedServer:
-    def __init__(self, port=None, postgres_url=None, keep_db=False, python=None):
+    def __init__(self, port=None, postgres_url=None, keep_db=False, python=None, collect_static=False):
         self.port = port or free_port()
+        self.collect_static = collect_static  # pages with their JS/CSS (browser tests): collectstatic first
         self.postgres_url = postgres_url
         self.keep_db = keep_db
         self.python = python or sys.executable
@@ -67,31 +68,29 @@ class EmbeddedServer:
             self.env = self._environment()
             self._manage("migrate", "--noinput")
             self._manage("seed_demo", "--history", "0")
-            self._stdout = open(self.tmp / "daphne.stdout", "wb")
-            self._stderr = open(self.tmp / "daphne.stderr", "wb")
-            self.process = subprocess.Popen(
-                [self.python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "socproject.asgi:application"],
-                cwd=REPO_ROOT, env=self.env, stdout=self._stdout, stderr=self._stderr, stdin=subprocess.DEVNULL,
-            )
-            self._wait_until_healthy()
+            if self.collect_static:
+                self._manage("collectstatic", "--noinput", "--verbosity", "0")
+            self._start_daphne()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def restart(self, while_down=None):
+        """Stop Daphne (every socket drops), call `while_down()` if given, and start Daphne again on
+        the same port and database. Returns what `while_down` returned."""
+        self._stop_daphne()
+        result = while_down() if while_down else None
+        self._start_daphne()
+        return result
+
+    def manage(self, *args):
+        """Run a management command against this server's database; returns its stdout."""
+        return self._manage(*args)
+
     def stop(self):
         """Terminate the Daphne PID (kill it after 10 s), then drop what start() created."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        for handle in (self._stdout, self._stderr):
-            if handle is not None:
-                handle.close()
-        self._stdout = self._stderr = None
+        self._stop_daphne()
         if self.pg_database and not self.keep_db:
             self._drop_database()
             self.pg_database = None
@@ -116,6 +115,28 @@ class EmbeddedServer:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    def _start_daphne(self):
+        self._stdout = open(self.tmp / "daphne.stdout", "ab")
+        self._stderr = open(self.tmp / "daphne.stderr", "ab")
+        self.process = subprocess.Popen(
+            [self.python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "socproject.asgi:application"],
+            cwd=REPO_ROOT, env=self.env, stdout=self._stdout, stderr=self._stderr, stdin=subprocess.DEVNULL,
+        )
+        self._wait_until_healthy()
+
+    def _stop_daphne(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        for handle in (self._stdout, self._stderr):
+            if handle is not None:
+                handle.close()
+        self._stdout = self._stderr = None
+
     def _environment(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k not in STRIPPED_VARIABLES}
         env.update(
@@ -136,6 +157,7 @@ class EmbeddedServer:
         )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result.stdout
 
     def _wait_until_healthy(self):
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS

@@ -1,0 +1,100 @@
+// Threat list: rows update live; on the first page, threats that start to match the filters appear
+// in time order. Selection and bulk triage (one API call, one event per threat).
+(function () {
+  "use strict";
+  var root = document.getElementById("threat-list");
+  if (!root) return;
+  var live = window.SocLive, rows = window.SocRows, triage = window.SocTriage, config = live.config;
+  var tbody = document.getElementById("rows");
+  var filters = JSON.parse(document.getElementById("active-filters").textContent);
+  var firstPage = root.dataset.firstPage === "true";
+  var selectable = !!document.getElementById("bulk");
+  var LIVE_ROW_LIMIT = 200;
+
+  // The same filters as the server's (api._filter), applied to an event's summary.
+  function matches(t) {
+    if (filters.severity && t.severity !== filters.severity) return false;
+    if (filters.threat_type && t.threat_type !== filters.threat_type) return false;
+    if (filters.status && t.status !== filters.status) return false;
+    if (filters.customer && t.customer_slug !== filters.customer) return false;
+    if (filters.assignee === "none" && t.assignee) return false;
+    if (filters.assignee === "me" && t.assignee !== config.username) return false;
+    if (filters.assignee && ["me", "none"].indexOf(filters.assignee) === -1 && t.assignee !== filters.assignee) return false;
+    if (filters.review === "yes" && !t.requires_human_review) return false;
+    if (filters.review === "no" && t.requires_human_review) return false;
+    if (filters.q) {
+      var q = filters.q.toLowerCase();
+      if ((t.title || "").toLowerCase().indexOf(q) === -1 && (t.executive_summary || "").toLowerCase().indexOf(q) === -1) return false;
+    }
+    return true;
+  }
+
+  function onEvent(message) {
+    var fits = matches(message.threat);
+    var row = rows.upsert(tbody, message, { create: firstPage && fits, selectable: selectable, limit: LIVE_ROW_LIMIT });
+    if (row) row.classList.toggle("unmatched", !fits);
+    updateCount();
+  }
+
+  // --- selection and bulk actions ----------------------------------------------------------
+
+  function selectedIds() {
+    return Array.prototype.map.call(tbody.querySelectorAll("input.select:checked"), function (box) { return box.value; });
+  }
+
+  function updateCount() {
+    var count = document.getElementById("bulk-count");
+    if (count) count.textContent = selectedIds().length + " selected";
+  }
+
+  function value(id) { return document.getElementById(id).value; }
+
+  function bulkBody(action) {
+    switch (action) {
+      case "acknowledge": return { status: "acknowledged" };
+      case "assign-me": return { assignee: config.username };
+      case "assign": return { assignee: value("bulk-assignee") || null };
+      case "status": return { status: value("bulk-status") };
+      case "close": return { status: value("bulk-close-status"), disposition: value("bulk-disposition") || null,
+                             reason: value("bulk-reason") };
+    }
+    return null;
+  }
+
+  function runBulk(action) {
+    var ids = selectedIds();
+    var line = document.getElementById("bulk-status-line");
+    if (!ids.length) { line.textContent = "Select threats first."; return; }
+    if (action === "acknowledge") {  // only the new ones: acknowledging twice would be a no-op change
+      ids = ids.filter(function (id) {
+        var row = tbody.querySelector('tr.threat-row[data-id="' + id + '"]');
+        return row && row.dataset.status === "new";
+      });
+      if (!ids.length) { line.textContent = "None of the selected threats is new."; return; }
+    }
+    line.textContent = "Working…";
+    triage.bulk(ids, bulkBody(action)).then(function (res) {
+      if (!res.ok) { line.textContent = "Refused: " + triage.describeError(res); return; }
+      var text = "Updated " + res.data.updated.length + ".";
+      if (res.data.failed.length) {
+        text += " Not changed: " + res.data.failed.map(function (f) { return f.detail; })
+          .filter(function (d, i, all) { return all.indexOf(d) === i; }).join("; ");
+      }
+      line.textContent = text;
+    });
+  }
+
+  if (selectable) {
+    document.getElementById("select-all").addEventListener("change", function (e) {
+      tbody.querySelectorAll("input.select").forEach(function (box) { box.checked = e.target.checked; });
+      updateCount();
+    });
+    tbody.addEventListener("change", function (e) { if (e.target.matches("input.select")) updateCount(); });
+    document.querySelectorAll("#bulk [data-bulk]").forEach(function (button) {
+      button.addEventListener("click", function () { runBulk(button.dataset.bulk); });
+    });
+  }
+  rows.tickSla(tbody, Date.now());
+  window.setInterval(function () { rows.tickSla(tbody, Date.now()); }, 1000);
+  live.connect({ seq: parseInt(root.dataset.seq, 10) || 0, onEvent: onEvent });
+})();
