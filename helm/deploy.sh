@@ -11,7 +11,7 @@
 # Environment overrides: CLUSTER_NAME (soc-demo), RELEASE (soc-agent), IMAGE_TAG (the chart's
 # appVersion), INGRESS_NGINX_VERSION (controller-v1.12.1), HELM_TIMEOUT (10m), DRY_RUN=1 prints the
 # commands instead of running them.
-set -euo pipefail
+set -Eeuo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(dirname "$HERE")"
