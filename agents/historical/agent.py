@@ -1,7 +1,8 @@
 """Historical agent: how did analysts resolve similar threats before?
 
-Similar = same customer and threat type, or the same entity (source/destination IP anywhere; user,
-host or an indicator — hash, domain — at the same customer) within the look-back. Only
+Similar = same customer and threat type, or the same entity (user, host, source/destination IP or
+an indicator — hash, domain — at the same customer) within the look-back, or the same
+source/destination IP at another customer within the last day. Only
 dispositions that a human gave are learned from: closures by a rule or an agent are counted apart
 (they would otherwise teach the agents their own verdicts back).
 """
@@ -18,6 +19,9 @@ from .. import signal
 from ..base import Agent, AgentResult, field_ref, threat_ref
 
 MAX_ROWS = 200
+MAX_OTHER_CUSTOMERS = 50
+CROSS_CUSTOMER_WINDOW = timedelta(days=1)
+FIELDS = ("id", "customer_id", "threat_type", "status", "disposition", "closed_by_kind", "observables")
 CROSS_CUSTOMER_FIELDS = ("src_ip", "dst_ip")
 CUSTOMER_FIELDS = ("user", "host")
 INDICATOR_FIELDS = ("hashes", "domains")
@@ -37,23 +41,28 @@ class HistoricalAgent(Agent):
     kind = "historical"
 
     def gather(self, threat):
-        similar = Q(customer_id=threat.customer_id, threat_type=threat.threat_type)
+        # Two queries, each on an index range (customer + time, then time alone), rather than one
+        # OR that would make the database evaluate JSON on every row of the look-back.
+        window = Threat.objects.filter(received_at__gte=threat.received_at - lookback(),
+                                       received_at__lte=threat.received_at).exclude(pk=threat.pk)
+        mine = Q(threat_type=threat.threat_type)
+        for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:
+            if signal.text(threat, name):
+                mine |= Q(**{f"observables__{name}": signal.text(threat, name)})
+        if any(signal.values(threat, name) for name in INDICATOR_FIELDS):
+            mine = Q()  # list overlap is checked in analyze()
+        rows = list(window.filter(mine, customer_id=threat.customer_id).order_by("-received_at")
+                    .values(*FIELDS)[:MAX_ROWS])
+        others = Q()
         for name in CROSS_CUSTOMER_FIELDS:
             if signal.text(threat, name):
-                similar |= Q(**{f"observables__{name}": signal.text(threat, name)})
-        for name in CUSTOMER_FIELDS:
-            if signal.text(threat, name):
-                similar |= Q(customer_id=threat.customer_id, **{f"observables__{name}": signal.text(threat, name)})
-        if any(signal.values(threat, name) for name in INDICATOR_FIELDS):
-            similar |= Q(customer_id=threat.customer_id)  # list overlap is checked in analyze()
-        rows = (
-            Threat.objects.filter(similar, received_at__gte=threat.received_at - lookback(),
-                                  received_at__lte=threat.received_at)
-            .exclude(pk=threat.pk)
-            .order_by("-received_at")
-            .values("id", "customer_id", "threat_type", "status", "disposition", "closed_by_kind", "observables")
-        )
-        return list(rows[:MAX_ROWS])
+                others |= Q(**{f"observables__{name}": signal.text(threat, name)})
+        if others:
+            # Across customers there is no index to narrow the search: a shorter window bounds it.
+            recent = window.filter(received_at__gte=threat.received_at - CROSS_CUSTOMER_WINDOW)
+            rows += list(recent.filter(others).exclude(customer_id=threat.customer_id).order_by("-received_at")
+                         .values(*FIELDS)[:MAX_OTHER_CUSTOMERS])
+        return rows
 
     def analyze(self, threat, rows):
         days = lookback().days
