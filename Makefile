@@ -13,7 +13,7 @@ THREAT_GENERATION_INTERVAL ?= 10
 RUN_ENV = DJANGO_SECRET_KEY_FILE=$(DJANGO_SECRET_KEY_FILE) DJANGO_ALLOWED_HOSTS=$(DJANGO_ALLOWED_HOSTS) \
 	ENABLE_AUTO_THREAT_GENERATION=$(ENABLE_AUTO_THREAT_GENERATION) THREAT_GENERATION_INTERVAL=$(THREAT_GENERATION_INTERVAL)
 
-.PHONY: run test test-fast test-integration latency bench clean
+.PHONY: run test test-fast test-integration latency bench cluster clean
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
@@ -58,6 +58,14 @@ test-integration: $(VENV)/.dev
 
 latency: $(VENV)/.dev
 	$(BIN)/python bench/trigger_latency.py --runs 50
+
+# The cluster topology on this machine: Redis, 3 Daphne pods, Celery worker + beat, nginx on
+# CLUSTER_PORT (README "Multi-pod"). Needs redis-server and nginx (Debian packages).
+CLUSTER_PORT ?= 8080
+cluster: $(VENV)/.dev
+	@command -v redis-server >/dev/null || { echo "make cluster needs redis-server: apt-get install redis-server"; exit 1; }
+	@command -v nginx >/dev/null || { echo "make cluster needs nginx: apt-get install nginx"; exit 1; }
+	$(BIN)/python -m tests.integration.cluster --pods 3 --port $(CLUSTER_PORT)
 
 # Every benchmark: each bench/bench_*.py prints its summary and appends a JSON line to bench/results/.
 bench: $(VENV)/.dev
