@@ -294,3 +294,28 @@ def test_a_worker_child_killed_mid_analysis_still_completes_each_threat_once(clu
     assert sorted(analysed) == sorted(ids)  # every threat once, none twice
     detail = session.get_json(f"/api/threats/{ids[20]}")
     assert len(detail["agent_runs"]) == 5
+
+
+def test_while_redis_is_down_readiness_fails_and_threats_are_still_stored(cluster, session):
+    cluster.stop_redis()
+    try:
+        status, body = _get(cluster.pod_url(2) + "/ready")
+        assert status == 503 and "redis" in body["problems"]
+        created = trigger(session, threat_type="anomaly_detection")  # stored, analysis queued later
+        assert created["analysis_status"] == "queued"
+    finally:
+        cluster.start_redis()
+    assert _get(cluster.pod_url(2) + "/ready") == (200, {"status": "ready"})
+    cluster.manage("requeue_stale_analyses", "--older-than", "0")
+    _wait_all_analysed(session, [created["id"]])
+
+
+def _get(url):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
