@@ -499,6 +499,7 @@ def _seconds(delta):
 
 
 api.add_router("/", router)
+api.add_router("/", "threats.ingest_api.router")  # POST /api/ingest/{format}, GET /api/groups
 
 
 # --- Error handling: always JSON ------------------------------------------------------------------------

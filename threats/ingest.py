@@ -1,0 +1,461 @@
+"""Alert ingestion: decode a batch, map each record with its format's importer, resolve the
+customer, skip what is already stored, group repeats, and store the rest through
+`services.do_create_threat`. Used by POST /api/ingest/{format} and `manage.py import_alerts`;
+documented in README "Alert ingestion".
+
+- Idempotent on (source, source_ref): a known alert answers `duplicate` with the stored id and is
+  not analysed again. The unique constraint decides under concurrency: an insert that loses the
+  race fails inside its own savepoint and is answered as a duplicate.
+- One transaction per chunk of at most CHUNK_SIZE alerts; on PostgreSQL it first takes the
+  event-log lock that every event-writing transaction takes anyway (services.EVENT_LOG_LOCK), so
+  concurrent batches are serialised up front and cannot deadlock on each other's new rows.
+  SQLite's IMMEDIATE transactions serialise writers the same way.
+- Grouping: an alert joins a recent group with the same key (rule + entity) unless it brings a new
+  ATT&CK tactic, a new user or a higher severity; then it heads a new group. Only heads are
+  analysed; members are stored with analysis_status "grouped" and share the head's verdict.
+"""
+
+import fnmatch
+import json
+import re
+import dataclasses
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from functools import lru_cache
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+
+from . import services
+from .choices import ActorKind, AnalysisStatus
+from .importers import IMPORTERS, ItemError, Skip
+from .importers.common import SEVERITY_RANK, severity_max
+from .models import Customer, Threat, ThreatGroup
+
+# Limits (README "Alert ingestion"). Each can be overridden by a Django setting of the same name.
+DEFAULTS = {
+    "INGEST_MAX_BODY_BYTES": 10 * 1024 * 1024,  # larger request bodies: 413
+    "INGEST_MAX_BATCH": 1_000,  # more alerts in one request: 413
+    "INGEST_MAX_ITEM_CHARS": 1024 * 1024,  # one alert, counted in characters of keys and strings
+    "INGEST_MAX_STRING_CHARS": 65_536,  # longer strings inside an alert are cut (Wazuh's own cap is 64 KiB)
+    "INGEST_MAX_DEPTH": 32,  # deeper nesting: the alert is refused
+    "INGEST_GROUP_WINDOW_SECONDS": 3_600,  # 0 = no grouping, every alert is analysed
+    "INGEST_HOST_CUSTOMERS": "",  # "web-*=acme-corp,db01=globex": agent/host name pattern -> customer
+}
+CHUNK_SIZE = 500  # alerts per transaction
+GROUP_CANDIDATES = 20  # recent groups with the same key that an alert may join
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
+CUT_MARKER = "…[cut {n} characters]"
+# JSON escapes that Python decodes but PostgreSQL refuses (NUL in text, lone UTF-16 surrogates).
+RISKY_ESCAPES = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def setting(name):
+    return getattr(settings, name, DEFAULTS[name])
+
+
+# --- Decoding a request body ------------------------------------------------------------------
+
+
+class BodyError(Exception):
+    """The whole request is refused (unparseable, too large, no alerts)."""
+
+    def __init__(self, status, field, detail):
+        super().__init__(detail)
+        self.status, self.field, self.detail = status, field, detail
+
+
+@dataclass
+class Record:
+    """One decoded item of a batch (or why it could not be decoded)."""
+
+    index: int
+    value: object = None
+    line: int | None = None
+    error: ItemError | None = None
+    scrub: bool = False  # the text had \u0000 or surrogate escapes: clean strings before storing
+
+
+def decode_body(body, content_type=""):
+    """A JSON object, a JSON array, NDJSON, or an Elasticsearch `_search` answer -> Records."""
+    if len(body) > setting("INGEST_MAX_BODY_BYTES"):
+        raise BodyError(413, "body", f"The body is larger than {setting('INGEST_MAX_BODY_BYTES')} bytes.")
+    if not body.strip():
+        raise BodyError(400, "body", "The body is empty: send one alert, a JSON array or NDJSON.")
+    if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
+        return _limit_batch(ndjson_records(body.splitlines()))
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # several documents: read it as NDJSON
+            return _limit_batch(ndjson_records(body.splitlines()))
+        raise BodyError(400, "body", f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise BodyError(400, "body", _decode_problem(exc)) from None
+    return _limit_batch(document_records(data, scrub=bool(RISKY_ESCAPES.search(body))))
+
+
+def document_records(data, scrub=True):
+    """Records of one decoded JSON document: an object, an array, or a `_search` answer's hits."""
+    return [Record(index, value, scrub=scrub) for index, value in enumerate(_items(data))]
+
+
+def ndjson_records(lines, first_line=1, first_index=0):
+    """One Record per non-blank line (bytes); a bad line is a per-item error with its line number."""
+    records = []
+    for number, line in enumerate(lines, start=first_line):
+        if not line.strip():
+            continue
+        record = Record(first_index + len(records), line=number, scrub=bool(RISKY_ESCAPES.search(line)))
+        try:
+            record.value = json.loads(line.rstrip(b"\r\n"))
+        except json.JSONDecodeError as exc:
+            record.error = ItemError("line", f"Line {number}: invalid JSON: {exc.msg} (column {exc.colno}).")
+        except (UnicodeDecodeError, RecursionError) as exc:
+            record.error = ItemError("line", f"Line {number}: {_decode_problem(exc)}")
+        records.append(record)
+    return records
+
+
+def _items(data):
+    if isinstance(data, dict) and isinstance(data.get("hits"), dict) and isinstance(data["hits"].get("hits"), list):
+        return data["hits"]["hits"]
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list):
+        return data
+    raise BodyError(400, "body", "The body must be a JSON object, a JSON array of objects or NDJSON.")
+
+
+def _limit_batch(records):
+    if not records:
+        raise BodyError(400, "body", "The body holds no alert.")
+    if len(records) > setting("INGEST_MAX_BATCH"):
+        raise BodyError(413, "body", f"{len(records)} alerts in one request; at most {setting('INGEST_MAX_BATCH')}.")
+    return records
+
+
+def _decode_problem(exc):
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply."
+    return "The body is not UTF-8 text."
+
+
+# --- Checking one decoded item ------------------------------------------------------------------
+
+
+def check_item(value, scrub):
+    """Bound one item in place: cut very long strings, clean NUL and lone surrogates, refuse
+    nesting or total size beyond the limits. Returns the paths that were cut."""
+    if not isinstance(value, dict):
+        raise ItemError("alert", "Each alert must be a JSON object.")
+    state = {"chars": 0, "cut": [], "scrub": scrub, "max": setting("INGEST_MAX_STRING_CHARS"),
+             "depth": setting("INGEST_MAX_DEPTH")}
+    _walk(value, "", 0, state)
+    if state["chars"] > setting("INGEST_MAX_ITEM_CHARS"):
+        raise ItemError("alert", f"The alert holds {state['chars']} characters; at most {setting('INGEST_MAX_ITEM_CHARS')}.")
+    return state["cut"]
+
+
+def _walk(node, path, depth, state):
+    if depth > state["depth"]:
+        raise ItemError(path or "alert", f"Nested deeper than {state['depth']} levels.")
+    is_object = isinstance(node, dict)
+    renamed = {}
+    for key, value in list(node.items() if is_object else enumerate(node)):
+        child = (f"{path}.{key}" if path else key) if is_object else f"{path}[{key}]"
+        if is_object:
+            state["chars"] += len(key)
+            if state["scrub"] and _needs_scrub(key):
+                renamed[key] = _scrubbed(key)
+        if isinstance(value, str):
+            state["chars"] += len(value)
+            fixed = _bounded(value, child, state)
+            if fixed is not value:
+                node[key] = fixed
+        elif isinstance(value, (dict, list)):
+            _walk(value, child, depth + 1, state)
+        else:
+            state["chars"] += 1
+    for old, new in renamed.items():
+        node[new] = node.pop(old)
+
+
+def _bounded(text, path, state):
+    if state["scrub"] and _needs_scrub(text):
+        text = _scrubbed(text)
+    if len(text) > state["max"]:
+        state["cut"].append(path)
+        text = text[:state["max"]] + CUT_MARKER.format(n=len(text) - state["max"])
+    return text
+
+
+def _needs_scrub(text):
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _scrubbed(text):
+    return LONE_SURROGATE.sub("\ufffd", text.replace("\x00", ""))
+
+
+# --- Customers --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def host_patterns(spec):
+    """Parse INGEST_HOST_CUSTOMERS ("web-*=acme-corp,db01=globex") into [(pattern, customer)]."""
+    pairs = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        pattern, sep, customer = entry.partition("=")
+        if not sep or not pattern.strip() or not customer.strip():
+            raise ImproperlyConfigured(f"INGEST_HOST_CUSTOMERS: {entry!r} is not HOST_PATTERN=CUSTOMER")
+        pairs.append((pattern.strip().lower(), customer.strip()))
+    return pairs
+
+
+class CustomerResolver:
+    """The customer of an alert (README "Alert ingestion", customer rule):
+    1. a customer the alert names (generic `customer`, Wazuh `agent.labels.customer`, ECS
+       `organization.name`), by slug or name;
+    2. else the first INGEST_HOST_CUSTOMERS pattern matching the alert's agent/host/sensor name;
+    3. else the API key's customer (or `import_alerts --customer`).
+    A key bound to a customer never writes for another one."""
+
+    def __init__(self, bound=None, default=None):
+        self.bound, self.default = bound, default
+        self.cache = {}
+        self.patterns = host_patterns(setting("INGEST_HOST_CUSTOMERS") or "")
+
+    def resolve(self, alert):
+        customer = self._named(alert) or self._mapped(alert) or self.bound or self.default
+        if customer is None:
+            raise ItemError("customer", "No customer: name one in the alert, map its host in INGEST_HOST_CUSTOMERS, "
+                                        "or use an API key bound to a customer.")
+        if self.bound is not None and customer.pk != self.bound.pk:
+            raise ItemError("customer", f"This API key only ingests alerts for {self.bound.slug!r}.")
+        return customer
+
+    def _named(self, alert):
+        if not alert.customer_hint:
+            return None
+        found = self.find(alert.customer_hint)
+        if found is None:
+            raise ItemError("customer", f"Unknown customer {alert.customer_hint[:100]!r}.")
+        return found
+
+    def _mapped(self, alert):
+        for host in alert.hosts:
+            for pattern, name in self.patterns:
+                if fnmatch.fnmatchcase(host.lower(), pattern):
+                    found = self.find(name)
+                    if found is None:
+                        raise ItemError("customer", f"INGEST_HOST_CUSTOMERS maps {host[:100]!r} to unknown customer "
+                                                    f"{name!r}.")
+                    return found
+        return None
+
+    def find(self, name):
+        if name not in self.cache:
+            self.cache[name] = Customer.objects.filter(Q(slug=name) | Q(name__iexact=name)).first()
+        return self.cache[name]
+
+
+# --- Results ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ItemResult:
+    """What happened to one item; `status` is created, duplicate, skipped or error."""
+
+    index: int
+    status: str
+    line: int | None = None
+    id: str | None = None
+    duplicate: bool = False
+    group_id: int | None = None
+    group_head: bool | None = None
+    analysis_status: str | None = None
+    field: str | None = None
+    detail: str | None = None
+    truncated: list = dataclasses.field(default_factory=list)
+    warnings: list = dataclasses.field(default_factory=list)
+
+    def as_dict(self):
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def summary(results):
+    counts = {"created": 0, "duplicate": 0, "skipped": 0, "error": 0}
+    for result in results:
+        counts[result.status] += 1
+    return {"created": counts["created"], "duplicates": counts["duplicate"], "skipped": counts["skipped"],
+            "errors": counts["error"]}
+
+
+# --- Ingesting ----------------------------------------------------------------------------------
+
+
+def ingest(source, records, *, actor_label, bound_customer=None, default_customer=None):
+    """Import decoded Records of one format; returns one ItemResult per record, in order."""
+    importer = IMPORTERS[source]
+    resolver = CustomerResolver(bound_customer, default_customer)
+    actor = services.Actor(ActorKind.SYSTEM, label=actor_label[:150])
+    results = []
+    for start in range(0, len(records), CHUNK_SIZE):
+        results += _ingest_chunk(importer, records[start:start + CHUNK_SIZE], resolver, actor)
+    return results
+
+
+def _ingest_chunk(importer, records, resolver, actor):
+    results, mapped = {}, []
+    for record in records:
+        outcome = _map(importer, record, resolver)
+        if isinstance(outcome, ItemResult):
+            results[record.index] = outcome
+        else:
+            mapped.append((record, *outcome))
+    if mapped:
+        with transaction.atomic():
+            _serialise_writers()
+            _Batch(importer.SOURCE, actor).store(mapped, results)
+    return [results[record.index] for record in records]
+
+
+def _map(importer, record, resolver):
+    """(alert, customer, cut paths) or an error/skip ItemResult; no database writes."""
+    try:
+        if record.error:
+            raise record.error
+        cut = check_item(record.value, record.scrub)
+        alert = importer.parse(record.value)
+        return alert, resolver.resolve(alert), cut
+    except ItemError as exc:
+        return ItemResult(record.index, "error", line=record.line, field=exc.field, detail=exc.detail)
+    except Skip as exc:
+        return ItemResult(record.index, "skipped", line=record.line, detail=exc.reason)
+
+
+def _serialise_writers():
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [services.EVENT_LOG_LOCK])
+
+
+class _Batch:
+    """Storing one chunk inside its transaction."""
+
+    def __init__(self, source, actor):
+        self.source, self.actor = source, actor
+        self.window = timedelta(seconds=setting("INGEST_GROUP_WINDOW_SECONDS"))
+        self.candidates = {}  # (customer id, group key) -> recent groups, newest first
+        self.touched = {}  # group id -> group with unsaved changes
+
+    def store(self, mapped, results):
+        known = self._known({alert.source_ref for _, alert, _, _ in mapped})
+        self._load_groups(mapped)
+        for record, alert, customer, cut in mapped:
+            result = ItemResult(record.index, "created", line=record.line, truncated=[*cut, *alert.truncated],
+                                warnings=alert.warnings)
+            if alert.source_ref in known:
+                result.status, result.duplicate, (result.id, result.group_id) = "duplicate", True, known[alert.source_ref]
+            else:
+                self._create(alert, customer, result, known)
+            results[record.index] = result
+        if self.touched:
+            ThreatGroup.objects.bulk_update(
+                self.touched.values(),
+                ["head", "title", "member_count", "first_seen", "last_seen", "worst_severity_hint", "tactics", "users"],
+            )
+
+    def _known(self, refs):
+        rows = Threat.objects.filter(source=self.source, source_ref__in=refs).values_list("source_ref", "pk", "group_id")
+        return {ref: (str(pk), group_id) for ref, pk, group_id in rows}
+
+    def _create(self, alert, customer, result, known):
+        group, head = self._choose_group(alert, customer)
+        try:
+            with transaction.atomic():
+                if head and group is not None:
+                    group.save()
+                threat = services.do_create_threat(
+                    customer=customer, threat_type=alert.threat_type, title=alert.title,
+                    occurred_at=alert.occurred_at, actor=self.actor, observables=alert.observables, raw=alert.raw,
+                    source=alert.source, source_ref=alert.source_ref, mitre_hints=alert.mitre_hints,
+                    severity_hint=alert.severity_hint, group=group,
+                    analysis_status=AnalysisStatus.QUEUED if head else AnalysisStatus.GROUPED,
+                )
+        except IntegrityError:
+            # Another transaction stored the same (source, source_ref) after our lookup.
+            existing = Threat.objects.filter(source=alert.source, source_ref=alert.source_ref)
+            found = existing.values_list("pk", "group_id").first()
+            if found is None:
+                raise
+            result.status, result.duplicate, result.id, result.group_id = "duplicate", True, str(found[0]), found[1]
+            known[alert.source_ref] = result.id, result.group_id
+            return
+        known[alert.source_ref] = str(threat.pk), threat.group_id
+        result.id, result.group_id, result.group_head = str(threat.pk), threat.group_id, head
+        result.analysis_status = threat.analysis_status
+        if group is not None:
+            self._record_member(group, threat, alert, customer, head)
+
+    # --- Grouping --------------------------------------------------------------------------------
+
+    def _load_groups(self, mapped):
+        """Recent groups for every grouping key of the chunk, in one query per key."""
+        if not self.window:
+            return
+        bounds = {}
+        for _, alert, customer, _ in mapped:
+            key = (customer.pk, alert.group_key)
+            low, high = bounds.get(key, (alert.occurred_at, alert.occurred_at))
+            bounds[key] = (min(low, alert.occurred_at), max(high, alert.occurred_at))
+        for (customer_id, key), (low, high) in bounds.items():
+            self.candidates[(customer_id, key)] = list(
+                ThreatGroup.objects.filter(customer_id=customer_id, source=self.source, key=key,
+                                           first_seen__gte=low - self.window, first_seen__lte=high + self.window)
+                .order_by("-id")[:GROUP_CANDIDATES]
+            )
+
+    def _choose_group(self, alert, customer):
+        """(group, is_head): an open group the alert fits, or a new unsaved one it will head."""
+        if not self.window:
+            return None, True
+        for group in self.candidates[(customer.pk, alert.group_key)]:
+            if self._fits(group, alert):
+                return group, False
+        user = alert.user.casefold()
+        return ThreatGroup(
+            customer=customer, source=alert.source, key=alert.group_key, title=alert.title[:200], member_count=1,
+            first_seen=alert.occurred_at, last_seen=alert.occurred_at, worst_severity_hint=alert.severity_hint,
+            tactics=list(alert.tactics), users=[user] if user else [],
+        ), True
+
+    def _fits(self, group, alert):
+        """Same key and window, and nothing new: no new tactic, no new user, no higher severity."""
+        return (
+            abs(alert.occurred_at - group.first_seen) <= self.window
+            and set(alert.tactics) <= set(group.tactics)
+            and (not alert.user or alert.user.casefold() in group.users)
+            and SEVERITY_RANK.get(alert.severity_hint, 0) <= SEVERITY_RANK.get(group.worst_severity_hint, 0)
+        )
+
+    def _record_member(self, group, threat, alert, customer, head):
+        if head:
+            group.head = threat
+            self.candidates[(customer.pk, alert.group_key)].insert(0, group)
+        else:
+            group.member_count += 1
+            group.first_seen = min(group.first_seen, alert.occurred_at)
+            group.last_seen = max(group.last_seen, alert.occurred_at)
+            group.worst_severity_hint = severity_max(group.worst_severity_hint, alert.severity_hint)
+        self.touched[group.pk] = group
