@@ -18,7 +18,7 @@ from threats.models import Threat
 from .. import signal
 from ..base import Agent, AgentResult, field_ref, threat_ref
 
-MAX_ROWS = 200
+MAX_ROWS = 100
 MAX_OTHER_CUSTOMERS = 50
 CROSS_CUSTOMER_WINDOW = timedelta(days=1)
 FIELDS = ("id", "customer_id", "threat_type", "status", "disposition", "closed_by_kind", "observables")
