@@ -1,13 +1,17 @@
 """Django admin for triage. Triage fields are read-only here: they change only through the actions
 below, which go through `services` so that every change is an event (audit trail + live push)."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from agents.models import AgentRun
 
-from . import services
+from . import apikeys, services
 from .choices import Disposition, Status
-from .models import ContextItem, Customer, InfraEvent, Note, Threat, ThreatEvent
+from .importers import FORMATS
+from .models import APIKey, ContextItem, Customer, InfraEvent, Note, Threat, ThreatEvent, ThreatGroup
 
 
 class AgentRunInline(admin.TabularInline):
@@ -142,3 +146,89 @@ class ThreatEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- Alert ingestion: API keys and alert groups (README "Alert ingestion") ---------------------
+
+
+class APIKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=APIKey.Scope.choices, widget=forms.CheckboxSelectMultiple,
+                                       initial=[APIKey.Scope.INGEST])
+    source = forms.ChoiceField(choices=[("", "Any format"), *[(f, f) for f in FORMATS]], required=False,
+                               help_text="An ingest key restricted to one format is refused for the others.")
+
+    class Meta:
+        model = APIKey
+        fields = ("name", "scopes", "source", "customer")
+
+
+@admin.action(description="Revoke selected keys", permissions=["change"])
+def revoke_keys(modeladmin, request, queryset):
+    count = apikeys.revoke(queryset)
+    modeladmin.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+
+
+@admin.register(APIKey)
+class APIKeyAdmin(admin.ModelAdmin):
+    """Keys are issued here; the secret is shown once, in a message after saving, and only its
+    SHA-256 is stored. Revoke with the action; a revoked key cannot be re-activated."""
+
+    form = APIKeyForm
+    list_display = ("name", "prefix", "scope_list", "source", "customer", "active", "last_used_at", "revoked_at")
+    list_filter = ("source", ("revoked_at", admin.EmptyFieldListFilter), "customer")
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    actions = [revoke_keys]
+
+    @admin.display(description="Scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes or [])
+
+    @admin.display(boolean=True)
+    def active(self, obj):
+        return obj.active
+
+    def save_model(self, request, obj, form, change):
+        raw = None
+        if not change:
+            obj.created_by = request.user
+            raw = apikeys.assign_secret(obj)
+        super().save_model(request, obj, form, change)
+        if raw:
+            self.message_user(request, f"The new key for “{obj.name}” is {raw} — copy it now: only its hash is "
+                                       "stored and it will not be shown again.", messages.WARNING)
+
+
+@admin.register(ThreatGroup)
+class ThreatGroupAdmin(admin.ModelAdmin):
+    """Read-only: groups are built by ingestion. The head is the member the agents analysed."""
+
+    list_display = ("title", "customer", "source", "member_count", "worst_severity_hint", "first_seen", "last_seen",
+                    "head_link", "members_link")
+    list_filter = ("source", "worst_severity_hint", "customer")
+    search_fields = ("title", "key")
+    list_select_related = ("customer", "head")
+    date_hierarchy = "last_seen"
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in ThreatGroup._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Head")
+    def head_link(self, obj):
+        if not obj.head_id:
+            return "—"
+        url = reverse("admin:threats_threat_change", args=[obj.head_id])
+        return format_html('<a href="{}">{}</a> ({})', url, obj.head.title[:60],
+                           obj.head.severity or obj.head.analysis_status)
+
+    @admin.display(description="Members")
+    def members_link(self, obj):
+        url = reverse("admin:threats_threat_changelist")
+        return format_html('<a href="{}?group__id__exact={}">{} alert(s)</a>', url, obj.pk, obj.member_count)

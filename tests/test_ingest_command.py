@@ -1,0 +1,94 @@
+"""`manage.py import_alerts FILE [--format F] [--customer C]`: every sample file imports, NDJSON
+is streamed in batches with progress on stderr, and the summary names each failed line."""
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import TestCase
+
+from agents.models import AgentRun
+from tests import factories
+from threats.models import Threat, ThreatGroup
+
+pytestmark = pytest.mark.django_db
+FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
+
+
+def run(*args):
+    """(stdout, stderr, error) of one run, with on-commit work (analysis) done as a commit would."""
+    out, err, error = StringIO(), StringIO(), None
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        try:
+            call_command("import_alerts", *map(str, args), stdout=out, stderr=err)
+        except CommandError as exc:
+            error = exc
+    return out.getvalue(), err.getvalue(), error
+
+
+@pytest.fixture
+def acme(db):
+    return factories.make_customer(name="Acme Corp", slug="acme-corp")
+
+
+def test_a_wazuh_file_imports_and_the_summary_names_the_bad_lines(acme):
+    out, err, error = run(FIXTURES / "wazuh_alerts.ndjson", "--format", "wazuh", "--customer", "acme-corp")
+    assert "imported          12  (11 group heads analysed, 1 joined a group)" in out
+    assert "errors             3" in out
+    assert "error at line 5: line: Line 5: invalid JSON" in out
+    assert "error at line 9: rule.level: Rule level must be an integer 0-15, not 'critical'." in out
+    assert "error at line 13: rule:" in out
+    assert error is not None and error.returncode == 1  # some lines failed: non-zero exit
+    assert "100%" in err  # progress goes to stderr
+    assert Threat.objects.filter(source="wazuh").count() == 12
+    assert AgentRun.objects.values("threat").distinct().count() == 11
+
+
+def test_the_format_is_recognised_and_non_alerts_are_counted_as_skipped(acme):
+    out, _, _ = run(FIXTURES / "suricata_eve.ndjson", "--customer", "acme corp")  # a name works too
+    assert "suricata_eve.ndjson (suricata)" in out
+    assert "skipped            6" in out and "skipped: event_type 'flow' is not an alert (1)" in out
+    assert Threat.objects.filter(source="suricata").count() == 7
+
+
+@pytest.mark.parametrize("name, source, count", [("wazuh_shuffle.json", "wazuh", 2),
+                                                 ("ecs_search_response.json", "ecs", 2)])
+def test_single_json_documents_import_too(acme, name, source, count):
+    out, _, error = run(FIXTURES / name, "--customer", "acme-corp")
+    assert error is None, out
+    assert f"imported    {count:>8}" in out and Threat.objects.filter(source=source).count() == count
+
+
+def test_running_twice_reports_duplicates_and_stores_nothing_new(acme):
+    run(FIXTURES / "ecs_alerts.ndjson", "--format", "ecs", "--customer", "acme-corp")
+    stored = Threat.objects.count()
+    out, _, _ = run(FIXTURES / "ecs_alerts.ndjson", "--format", "ecs", "--customer", "acme-corp")
+    assert "imported           0" in out and "duplicates         6" in out
+    assert Threat.objects.count() == stored
+
+
+def test_a_large_ndjson_file_is_streamed_in_batches(acme, tmp_path):
+    path = tmp_path / "big.ndjson"
+    with path.open("w") as f:
+        for n in range(2_500):
+            f.write(json.dumps({"id": f"big-{n}", "title": f"rule {n % 5}", "rule": f"r{n % 5}", "host": "h",
+                                "occurred_at": f"2026-11-20T10:{n % 60:02d}:00Z"}) + "\n")
+            if n == 1_234:
+                f.write("{broken\n")
+    out, err, error = run(path, "--format", "generic", "--customer", "acme-corp", "--batch-size", "300")
+    assert "imported        2500  (5 group heads analysed, 2495 joined a group)" in out
+    assert "error at line 1236: line:" in out and error.returncode == 1
+    assert err.count("alerts") >= 5  # a progress line per step of 10 %
+    assert Threat.objects.count() == 2_500
+    assert sorted(ThreatGroup.objects.values_list("member_count", flat=True)) == [500] * 5
+
+
+def test_bad_arguments_are_refused_plainly(acme, tmp_path):
+    assert "Unknown customer 'nobody'. Known: acme-corp." in str(run(FIXTURES / "ecs_alerts.ndjson", "--customer",
+                                                                      "nobody")[2])
+    assert "Cannot read" in str(run(tmp_path / "missing.ndjson")[2])
+    (tmp_path / "odd.ndjson").write_text('{"what": "is this"}\n')
+    assert "pass --format" in str(run(tmp_path / "odd.ndjson")[2])
+    assert not Threat.objects.exists()
