@@ -77,7 +77,13 @@
 
     window.addEventListener("offline", function () { setBadge("offline"); });
     window.addEventListener("online", function () {
-      if (retryTimer !== null) { window.clearTimeout(retryTimer); open(); }
+      if (socket && socket.readyState === WebSocket.OPEN) {
+        setBadge("connected");
+        socket.send(JSON.stringify({ type: "ping" }));  // the server answers with anything the push missed
+      } else if (retryTimer !== null) {
+        window.clearTimeout(retryTimer);
+        open();
+      }
     });
     open();
     return { lastSeq: function () { return lastSeq; } };

@@ -6,7 +6,9 @@ serves the session; tests that restart it start their own. Each page fails its t
 JavaScript error or a Content-Security-Policy violation.
 """
 
+import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -74,7 +76,8 @@ class Browsers:
 
     def __init__(self, chromium, server):
         self.chromium, self.server = chromium, server
-        self.contexts, self.problems = [], []
+        self.contexts, self.problems, self.expected = [], [], []
+        self.frames = {}  # page -> every WebSocket frame it received, parsed, in order
 
     def page(self, username=USERNAME, password=None, path="/", **context_options):
         context = self.chromium.new_context(viewport={"width": 1440, "height": 1000}, locale="en-US",
@@ -84,6 +87,8 @@ class Browsers:
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda error: self.problems.append(f"{username}: {error}"))
         page.on("console", lambda message: self._console(username, message))
+        self.frames[page] = frames = []
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(json.loads(payload))))
         page.goto(self.server.base_url + "/accounts/login/?next=" + path)
         page.fill("#id_username", username)
         page.fill("#id_password", password or (PASSWORD if username == USERNAME else username))
@@ -97,20 +102,34 @@ class Browsers:
         # load: not a page problem. Script errors and CSP refusals are.
         if message.text.startswith("Failed to load resource"):
             return
+        if any(message.text.startswith(prefix) for prefix in self.expected):
+            return
         if message.type == "error" or "Content Security Policy" in message.text:
             self.problems.append(f"{username}: console {message.type}: {message.text}")
+
+    def expect_console(self, prefix):
+        """A console message this test causes on purpose (e.g. a refused WebSocket while the server is down)."""
+        self.expected.append(prefix)
 
     def close(self):
         for context in self.contexts:
             context.close()
 
 
+@contextmanager
+def browsers_for(chromium, server):
+    opened = Browsers(chromium, server)
+    try:
+        yield opened
+    finally:
+        opened.close()
+    assert opened.problems == [], "the pages logged errors"
+
+
 @pytest.fixture
 def browsers(chromium, server):
-    opened = Browsers(chromium, server)
-    yield opened
-    opened.close()
-    assert opened.problems == [], "the pages logged errors"
+    with browsers_for(chromium, server) as opened:
+        yield opened
 
 
 # --- helpers shared by the browser tests --------------------------------------------------------
