@@ -1,0 +1,54 @@
+"""The README's Kubernetes section stays true: its values table is the one generated from the chart,
+and every command of the seed README it promises is there."""
+
+import pytest
+
+from tests.chart import helmchart as hc
+from tests.chart import values_table
+
+pytestmark = pytest.mark.chart
+
+README = (hc.REPO_ROOT / "README.md").read_text()
+SEED_COMMANDS = [
+    "./deploy.sh",
+    "helm install soc-agent ./charts/soc-agent",
+    "helm install soc-agent ./charts/soc-agent -f values-production.yaml",
+    "helm install soc-agent ./charts/soc-agent --set backend.replicaCount=4",
+    "--set backend.image.repository=gcr.io/my-project/soc-backend",
+    "--set frontend.image.repository=gcr.io/my-project/soc-frontend",
+    "helm upgrade soc-agent ./charts/soc-agent",
+    "helm upgrade soc-agent ./charts/soc-agent -f values-production.yaml",
+    "helm rollback soc-agent",
+    "helm uninstall soc-agent",
+    "./teardown.sh",
+    "kubectl get pods -l app=soc-backend",
+    "kubectl get pods -l app=redis",
+    "kubectl logs -l app=soc-backend --tail=50",
+    "kubectl exec -it <backend-pod> -- env | grep REDIS_URL",
+    "kubectl get hpa",
+    "kubectl get ingress",
+    "kubectl describe ingress",
+    "kubectl rollout restart deployment/soc-agent-backend",
+]
+
+
+def test_the_readme_values_table_is_generated_from_the_chart():
+    assert values_table.replaced(README) == README, "run: .venv/bin/python -m tests.chart.values_table --write"
+
+
+def test_the_values_table_lists_every_documented_key():
+    table = values_table.table()
+
+    for key, _ in hc.values_params():
+        assert f"| `{key}` |" in table
+
+
+@pytest.mark.parametrize("command", SEED_COMMANDS)
+def test_the_kubernetes_section_shows_every_seed_command(command):
+    section = README.split("## Kubernetes (Helm chart)", 1)[1].split("\n## ", 1)[0]
+
+    assert command in section
+
+
+def test_the_rollout_restart_line_names_a_rendered_deployment():
+    assert "soc-agent-backend" in hc.named(hc.render(), "Deployment")
