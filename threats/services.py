@@ -36,6 +36,10 @@ TRIAGE_PERMISSION = "threats.change_threat"
 TRIGGER_PERMISSION = "threats.add_threat"
 NOTE_MAX_LENGTH = 10_000
 REASON_MAX_LENGTH = 2_000
+AGENT_RUN_UPDATE_FIELDS = [
+    "status", "started_at", "finished_at", "duration_ms", "confidence", "summary", "findings",
+    "recommendations", "evidence", "risk", "data", "error",
+]
 # Reopening a closed threat clears its verdict.
 REOPEN_CLEARS = ("disposition", "disposition_reason")
 # Any constant works; it names the Postgres advisory lock that orders the event log.
@@ -192,23 +196,27 @@ def start_analysis(threat_id):
 
 
 def do_record_analysis(threat, verdict):
-    """Store the coordinator's verdict and every agent run; a second call for the same threat is a no-op."""
+    """Store the coordinator's verdict and every agent run; a second call for the same threat is a no-op.
+
+    One conditional UPDATE both claims the completion (a re-delivered task finds nothing left to
+    do) and row-locks the threat until commit; the five runs are one upsert.
+    """
     from agents.models import AgentRun
 
+    fields = {**verdict.threat_fields(), "analysis_status": AnalysisStatus.COMPLETED, "analysis_error": ""}
     with transaction.atomic():
-        locked = Threat.objects.select_for_update(of=("self",)).select_related("customer", "assignee").get(pk=threat.pk)
-        if locked.analysis_status == AnalysisStatus.COMPLETED:
-            return locked
-        for run in verdict.agent_runs:
-            AgentRun.objects.update_or_create(threat=locked, kind=run["kind"], defaults=run)
-        fields = verdict.threat_fields()
+        claimed = Threat.objects.filter(pk=threat.pk).exclude(analysis_status=AnalysisStatus.COMPLETED)
+        if not claimed.update(**fields, updated_at=timezone.now()):
+            return Threat.objects.select_related("customer", "assignee").get(pk=threat.pk)
+        runs = [AgentRun(threat_id=threat.pk, **run) for run in verdict.agent_runs]
+        AgentRun.objects.bulk_create(runs, update_conflicts=True, unique_fields=["threat", "kind"],
+                                     update_fields=AGENT_RUN_UPDATE_FIELDS)
+        # Triage may have changed while the agents ran: the event must carry today's triage state.
+        threat.refresh_from_db(fields=["status", "disposition", "assignee", "updated_at"])
         for name, value in fields.items():
-            setattr(locked, name, value)
-        locked.analysis_status = AnalysisStatus.COMPLETED
-        locked.analysis_error = ""
-        locked.save(update_fields=[*fields, "analysis_status", "analysis_error", "updated_at"])
-        _record_event(locked, EventType.ANALYZED, COORDINATOR)
-    return locked
+            setattr(threat, name, value)
+        _record_event(threat, EventType.ANALYZED, COORDINATOR)
+    return threat
 
 
 def do_fail_analysis(threat_id, error):
