@@ -313,11 +313,14 @@ def test_beat_generates_threats_that_workers_analyse_and_every_pod_pushes(topolo
     session = login(f"http://localhost:{topology.backend_ports[1]}")
 
     async def scenario():
+        generated = set()
         async with _socket(f"localhost:{topology.backend_ports[0]}", session) as ws:
             await _receive(ws)
             while True:
                 frame = await _receive(ws)
-                if frame["type"] == "threat.analyzed" and frame.get("actor") != "analyst":
+                if frame["type"] == "threat.created" and frame.get("actor") == "system":
+                    generated.add(frame["threat"]["id"])
+                elif frame["type"] == "threat.analyzed" and frame["threat"]["id"] in generated:
                     return frame
 
     frame = asyncio.run(asyncio.wait_for(scenario(), FRAME_SECONDS))
