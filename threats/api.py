@@ -8,11 +8,13 @@ import base64
 import binascii
 import json
 import logging
+from collections import Counter
 from datetime import datetime, timedelta
 from functools import reduce
 from operator import or_
 from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Avg, Count, F, Q, Sum
 from django.utils import timezone
@@ -26,10 +28,12 @@ from agents.analyzers.response import SLA_MINUTES
 
 from . import services
 from .choices import CLOSED_STATUSES, Disposition, Severity, Status
+from .models import Customer
 from .serializers import event_message, threat_detail, threat_summary
 
 log = logging.getLogger(__name__)
 SNAPSHOT_ATTEMPTS = 3
+GROUP_KEYS = ("customer__slug", "customer__name", "threat_type", "severity", "status")
 SLA_WATCH_LIMIT = 500
 BULK_LIMIT = 500
 
@@ -303,36 +307,78 @@ def analytics_snapshot(user, now=None):
 
 
 def _analytics(threats, now):
-    is_open = ~Q(status__in=CLOSED_STATUSES)
-    totals = threats.aggregate(
-        total=Count("id"),
-        customers_affected=Count("customer", distinct=True),
-        avg_processing_ms=Avg("processing_ms"),
+    """Every figure from ONE grouped scan of the threats (by customer, type, severity and status),
+    rolled up here: a handful of groups per customer instead of a dozen passes over the table."""
+    groups = threats.values(*GROUP_KEYS).annotate(
+        n=Count("id"),
         analyzed=Count("processing_ms"),
         processing_ms_sum=Sum("processing_ms"),
-        requires_review=Count("id", filter=Q(requires_human_review=True) & is_open),
+        review=Count("id", filter=Q(requires_human_review=True)),
         **_time_to_aggregates(now),
-    )
+    ).order_by()
+    by_type, by_status = Counter(), Counter({s: 0 for s in Status.values})
+    by_severity, open_by_severity = Counter({s: 0 for s in Severity.values}), Counter({s: 0 for s in Severity.values})
+    overall, severity_times, customer_times, names = _Times(), {s: _Times() for s in Severity.values}, {}, {}
+    analyzed = processing = review = 0
+    for g in groups:
+        is_open = g["status"] not in CLOSED_STATUSES
+        by_type[g["threat_type"]] += g["n"]
+        by_status[g["status"]] += g["n"]
+        analyzed, processing = analyzed + g["analyzed"], processing + (g["processing_ms_sum"] or 0)
+        review += g["review"] if is_open else 0
+        names[g["customer__slug"]] = g["customer__name"]
+        for times in (overall, customer_times.setdefault(g["customer__slug"], _Times())):
+            times.add(g)
+        if g["severity"]:
+            by_severity[g["severity"]] += g["n"]
+            open_by_severity[g["severity"]] += g["n"] if is_open else 0
+            severity_times[g["severity"]].add(g)
     return {
-        "total_threats": totals["total"],
-        "customers_affected": totals["customers_affected"],
-        "average_processing_ms": round(totals["avg_processing_ms"] or 0, 1),
-        "requires_review": totals["requires_review"],
-        "mtta_seconds": _seconds(totals["mtta"]),
-        "mttr_seconds": _seconds(totals["mttr"]),
-        "by_type": _counts(threats, "threat_type"),
-        "by_severity": {**{s: 0 for s in Severity.values}, **_counts(threats.exclude(severity=""), "severity")},
-        "by_status": {**{s: 0 for s in Status.values}, **_counts(threats, "status")},
-        "open_by_severity": {
-            **{s: 0 for s in Severity.values},
-            **_counts(threats.exclude(severity="").filter(is_open), "severity"),
-        },
+        "total_threats": sum(by_type.values()),
+        "customers_affected": len(names),
+        "average_processing_ms": round(processing / analyzed, 1) if analyzed else 0,
+        "requires_review": review,
+        "mtta_seconds": overall.as_dict()["mtta_seconds"],
+        "mttr_seconds": overall.as_dict()["mttr_seconds"],
+        "by_type": dict(by_type),
+        "by_severity": dict(by_severity),
+        "by_status": dict(by_status),
+        "open_by_severity": dict(open_by_severity),
         # What a dashboard needs to keep the figures above current from events alone.
-        "analyzed_count": totals["analyzed"],
-        "processing_ms_sum": totals["processing_ms_sum"] or 0,
-        "customer_slugs": sorted(threats.values_list("customer__slug", flat=True).distinct()),
-        "sla": _sla(threats, totals, now),
+        "analyzed_count": analyzed,
+        "processing_ms_sum": processing,
+        "customer_slugs": sorted(names),
+        "sla": _sla(threats, now, overall, severity_times,
+                    {slug: {"name": names[slug], **times.as_dict()} for slug, times in customer_times.items()}),
     }
+
+
+class _Times:
+    """Counts and summed durations behind MTTA/MTTR and the SLA figures, so groups add up exactly."""
+
+    def __init__(self):
+        self.acknowledged = self.closed = self.within_sla = self.breached_open = 0
+        self.acknowledge_seconds = self.resolve_seconds = 0.0
+
+    def add(self, group):
+        self.acknowledged += group["acknowledged"]
+        self.closed += group["closed"]
+        self.within_sla += group["within_sla"]
+        self.breached_open += group["breached_open"]
+        if group["mtta"] is not None:
+            self.acknowledge_seconds += group["mtta"].total_seconds() * group["acknowledged"]
+        if group["mttr"] is not None:
+            self.resolve_seconds += group["mttr"].total_seconds() * group["closed"]
+
+    def as_dict(self):
+        return {
+            "acknowledged": self.acknowledged,
+            "mtta_seconds": round(self.acknowledge_seconds / self.acknowledged, 1) if self.acknowledged else None,
+            "closed": self.closed,
+            "mttr_seconds": round(self.resolve_seconds / self.closed, 1) if self.closed else None,
+            "within_sla": self.within_sla,
+            "breached_open": self.breached_open,
+        }
 
 
 # --- SLA: acknowledge within the response plan's minutes for the severity ---------------------------
@@ -366,34 +412,15 @@ def _breached_open(now):
     return late & Q(acknowledged_at__isnull=True) & ~Q(status__in=CLOSED_STATUSES)
 
 
-def _sla(threats, totals, now):
-    by_severity = {s: _time_to(None) for s in Severity.values}
-    for row in threats.exclude(severity="").values("severity").annotate(**_time_to_aggregates(now)):
-        by_severity[row["severity"]] = _time_to(row)
-    by_customer = {
-        row["customer__slug"]: {"name": row["customer__name"], **_time_to(row)}
-        for row in threats.values("customer__slug", "customer__name").annotate(**_time_to_aggregates(now))
-    }
+def _sla(threats, now, overall, severity_times, by_customer):
     watch, until = _sla_watch(threats, now)
     return {
         "minutes": dict(SLA_MINUTES),
-        **_time_to(totals),
-        "by_severity": by_severity,
+        **overall.as_dict(),
+        "by_severity": {severity: times.as_dict() for severity, times in severity_times.items()},
         "by_customer": by_customer,
         "watch": watch,
         "watch_until": until.isoformat() if until else None,
-    }
-
-
-def _time_to(row):
-    row = row or {}
-    return {
-        "acknowledged": row.get("acknowledged", 0),
-        "mtta_seconds": _seconds(row.get("mtta")),
-        "closed": row.get("closed", 0),
-        "mttr_seconds": _seconds(row.get("mttr")),
-        "within_sla": row.get("within_sla", 0),
-        "breached_open": row.get("breached_open", 0),
     }
 
 
@@ -461,13 +488,15 @@ def _filter(found, filters, user):
             if name in choices and value not in choices[name]:
                 raise services.InvalidInput(name, f"Unknown {name} {value!r}.", choices[name])
             found = found.filter(**{name: value})
+    # Customer and assignee are looked up first, so the filter is on the indexed id column
+    # (customer/assignee + received_at): a join on the name would scan at a million rows.
     if filters.customer:
-        found = found.filter(customer__slug=filters.customer)
+        found = found.filter(customer_id=Customer.objects.filter(slug=filters.customer).values("pk")[:1])
     if filters.assignee == "none":
         found = found.filter(assignee__isnull=True)
     elif filters.assignee:
         username = user.get_username() if filters.assignee == "me" else filters.assignee
-        found = found.filter(assignee__username=username)
+        found = found.filter(assignee_id=get_user_model().objects.filter(username=username).values("pk")[:1])
     if filters.requires_review is not None:
         found = found.filter(requires_human_review=filters.requires_review)
     if filters.q:
@@ -488,10 +517,6 @@ def _decode_cursor(cursor):
         return datetime.fromisoformat(str(received_at)), UUID(str(last_id))
     except (ValueError, TypeError, binascii.Error):
         raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None
-
-
-def _counts(threats, field):
-    return dict(threats.values_list(field).annotate(n=Count("id")).order_by())
 
 
 def _seconds(delta):
