@@ -64,7 +64,11 @@ def test_every_application_container_gets_exactly_the_variables_settings_reads(c
         for name in secrets:
             assert (name in rendered) != (f"{name}_FILE" in rendered), name
             expected.add(name if name in rendered else f"{name}_FILE")
-        assert set(rendered) == expected, f"{component}/{container['name']}"
+        missing, extra = sorted(expected - set(rendered)), sorted(set(rendered) - expected)
+        assert not missing, (f"{component}/{container['name']}: settings.py reads {missing} but the chart does not set "
+                             "them: add each to backend.env in helm/charts/soc-agent/values.yaml (with its ## @param "
+                             "line and a values.schema.json entry), or to the Secret if it is a secret")
+        assert not extra, f"{component}/{container['name']}: the chart sets {extra}, which settings.py never reads"
 
 
 def test_backend_env_keys_in_values_are_settings_variables():
