@@ -547,3 +547,22 @@ def test_it_answers_an_unknown_page_with_an_html_404(alice_client):
     html = html_of(alice_client.get("/no-such-page/"), 404)
 
     assert "Not found" in html
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's query plan")
+@pytest.mark.parametrize("direction, bound", [("cursor", "<="), ("before", ">=")])
+def test_a_deep_page_seeks_in_the_index_instead_of_walking_it(alice_client, customer, direction, bound):
+    spread(customer, 5)
+    cursor = alice_client.get("/api/threats", {"limit": 2}).json()["next_cursor"]
+
+    with CaptureQueriesContext(connection) as queries:
+        html_of(alice_client.get("/threats/", {direction: cursor}))
+
+    listing = next(q["sql"] for q in queries.captured_queries
+                   if 'FROM "threats_threat"' in q["sql"] and "ORDER BY" in q["sql"])
+    with connection.cursor() as cursor_:
+        cursor_.execute("SET LOCAL enable_seqscan = off")  # five rows: make the planner show its index use
+        cursor_.execute("EXPLAIN " + listing)
+        plan = "\n".join(row[0] for row in cursor_.fetchall())
+    # An index condition on received_at: the scan starts at the cursor, not at the newest row.
+    assert re.search(rf"Index Cond: \(.*received_at {bound}", plan), plan
