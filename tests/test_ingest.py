@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import TestCase
 
 from agents.models import AgentRun
@@ -74,8 +74,11 @@ def test_a_wazuh_file_is_stored_with_its_mapping_events_and_per_line_errors(acme
     assert threat.occurred_at == datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=timezone.utc)
     windows = Threat.objects.get(source_ref="wazuh-manager-1:1795165351.1102456")
     assert windows.customer == globex  # names no customer: the default
-    created = ThreatEvent.objects.filter(type=EventType.CREATED)
+    created = ThreatEvent.objects.filter(type=EventType.CREATED).select_related("threat")
     assert created.count() == 12 and {e.actor_label for e in created} == {"test"}
+    in_order = [str(r.id) for r in results if r.status == "created"]
+    assert [str(e.threat_id) for e in created.order_by("seq")] == in_order  # the log keeps the file's order
+    assert created.order_by("seq").first().payload["threat"]["source"] == "wazuh"
 
 
 def test_only_group_heads_are_analysed_and_members_are_marked_grouped(acme):
@@ -133,15 +136,19 @@ def test_the_same_alert_twice_in_one_batch_is_stored_once(customer):
 
 
 def test_a_row_stored_by_someone_else_after_the_lookup_is_answered_as_a_duplicate(customer):
-    """The race the unique constraint settles: the insert fails inside its savepoint, the batch goes on."""
+    """The race the unique constraint settles (only a writer outside ingestion could cause it, as
+    batches hold the writers' lock): the bulk insert fails, and the alert-by-alert retry answers
+    the stored id while the rest of the batch is stored."""
     theirs = factories.make_threat(customer=customer, analyse=False, source="generic", source_ref="a-1")
-    parsed = generic.parse(alert(1))
-    batch, result = ingest._Batch("generic", ingest.services.SYSTEM), ingest.ItemResult(0, "created")
-    batch._load_groups([(None, parsed, customer, [])])
+    mapped = [(ingest.Record(n), generic.parse(alert(n)), customer, []) for n in (1, 2)]
+    batch, results = ingest._Batch("generic", ingest.services.SYSTEM), {}
+    with pytest.raises(IntegrityError), transaction.atomic():
+        batch._store(mapped, results, known={}, one_by_one=False)  # as if looked up before theirs
     with TestCase.captureOnCommitCallbacks(execute=True):
-        batch._create(parsed, customer, result, known={})  # "known" is empty: as if looked up before theirs
-    assert (result.status, result.duplicate, result.id) == ("duplicate", True, str(theirs.pk))
-    assert Threat.objects.count() == 1 and not ThreatGroup.objects.exists()  # the new group rolled back too
+        batch._store(mapped, results, known={}, one_by_one=True)
+    assert (results[1].status, results[1].duplicate, results[1].id) == ("duplicate", True, str(theirs.pk))
+    assert results[2].status == "created" and results[2].group_head
+    assert Threat.objects.count() == 2 and ThreatGroup.objects.get().head_id == Threat.objects.get(source_ref="a-2").pk
 
 
 @pytest.mark.django_db(transaction=True)

@@ -18,8 +18,9 @@ documented in README "Alert ingestion".
 import fnmatch
 import json
 import re
+import uuid
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
@@ -152,45 +153,52 @@ def check_item(value, scrub):
     nesting or total size beyond the limits. Returns the paths that were cut."""
     if not isinstance(value, dict):
         raise ItemError("alert", "Each alert must be a JSON object.")
-    state = {"chars": 0, "cut": [], "scrub": scrub, "max": setting("INGEST_MAX_STRING_CHARS"),
-             "depth": setting("INGEST_MAX_DEPTH")}
-    _walk(value, "", 0, state)
-    if state["chars"] > setting("INGEST_MAX_ITEM_CHARS"):
-        raise ItemError("alert", f"The alert holds {state['chars']} characters; at most {setting('INGEST_MAX_ITEM_CHARS')}.")
-    return state["cut"]
+    bounds = _Bounds(scrub)
+    bounds.walk(value, "", 0)
+    if bounds.chars > setting("INGEST_MAX_ITEM_CHARS"):
+        raise ItemError("alert", f"The alert holds {bounds.chars} characters; at most {setting('INGEST_MAX_ITEM_CHARS')}.")
+    return bounds.cut
 
 
-def _walk(node, path, depth, state):
-    if depth > state["depth"]:
-        raise ItemError(path or "alert", f"Nested deeper than {state['depth']} levels.")
-    is_object = isinstance(node, dict)
-    renamed = {}
-    for key, value in list(node.items() if is_object else enumerate(node)):
-        child = (f"{path}.{key}" if path else key) if is_object else f"{path}[{key}]"
+class _Bounds:
+    """One walk over a decoded item (hot path: paths are only spelled out when needed)."""
+
+    def __init__(self, scrub):
+        self.scrub, self.chars, self.cut = scrub, 0, []
+        self.longest, self.deepest = setting("INGEST_MAX_STRING_CHARS"), setting("INGEST_MAX_DEPTH")
+
+    def walk(self, node, path, depth):
+        if depth > self.deepest:
+            raise ItemError(path or "alert", f"Nested deeper than {self.deepest} levels.")
+        is_object = isinstance(node, dict)
+        for key, value in list(node.items() if is_object else enumerate(node)):
+            if isinstance(value, str):
+                self.chars += len(value)
+                if self.scrub or len(value) > self.longest:
+                    node[key] = self.bounded(value, path, key)
+            elif isinstance(value, (dict, list)):
+                self.walk(value, _child(path, key), depth + 1)
+            else:
+                self.chars += 1
         if is_object:
-            state["chars"] += len(key)
-            if state["scrub"] and _needs_scrub(key):
-                renamed[key] = _scrubbed(key)
-        if isinstance(value, str):
-            state["chars"] += len(value)
-            fixed = _bounded(value, child, state)
-            if fixed is not value:
-                node[key] = fixed
-        elif isinstance(value, (dict, list)):
-            _walk(value, child, depth + 1, state)
-        else:
-            state["chars"] += 1
-    for old, new in renamed.items():
-        node[new] = node.pop(old)
+            self.chars += sum(map(len, node))
+            if self.scrub:
+                for key in [k for k in node if _needs_scrub(k)]:
+                    node[_scrubbed(key)] = node.pop(key)
+
+    def bounded(self, text, path, key):
+        if self.scrub and _needs_scrub(text):
+            text = _scrubbed(text)
+        if len(text) > self.longest:
+            self.cut.append(_child(path, key))
+            text = text[:self.longest] + CUT_MARKER.format(n=len(text) - self.longest)
+        return text
 
 
-def _bounded(text, path, state):
-    if state["scrub"] and _needs_scrub(text):
-        text = _scrubbed(text)
-    if len(text) > state["max"]:
-        state["cut"].append(path)
-        text = text[:state["max"]] + CUT_MARKER.format(n=len(text) - state["max"])
-    return text
+def _child(path, key):
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
 
 
 def _needs_scrub(text):
@@ -290,7 +298,7 @@ class ItemResult:
     warnings: list = dataclasses.field(default_factory=list)
 
     def as_dict(self):
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None}
 
 
 def summary(results):
@@ -351,86 +359,110 @@ def _serialise_writers():
 
 
 class _Batch:
-    """Storing one chunk inside its transaction."""
+    """Storing one chunk inside its transaction. Every alert is planned in memory first (duplicate,
+    group head or member), then written with a few bulk statements. Should an insert still meet a
+    stored (source, source_ref) - only a writer outside ingestion could, since batches hold the
+    writers' lock - the chunk is redone alert by alert, each in its own savepoint."""
 
     def __init__(self, source, actor):
         self.source, self.actor = source, actor
         self.window = timedelta(seconds=setting("INGEST_GROUP_WINDOW_SECONDS"))
-        self.candidates = {}  # (customer id, group key) -> recent groups, newest first
-        self.touched = {}  # group id -> group with unsaved changes
 
     def store(self, mapped, results):
-        known = self._known({alert.source_ref for _, alert, _, _ in mapped})
+        refs = {alert.source_ref for _, alert, _, _ in mapped}
+        try:
+            with transaction.atomic():
+                self._store(mapped, results, self._known(refs), one_by_one=False)
+        except IntegrityError:
+            self._store(mapped, results, self._known(refs), one_by_one=True)
+
+    def _store(self, mapped, results, known, one_by_one):
         self._load_groups(mapped)
+        self.new_groups, self.touched, planned, rows = [], {}, [], []
         for record, alert, customer, cut in mapped:
-            result = ItemResult(record.index, "created", line=record.line, truncated=[*cut, *alert.truncated],
-                                warnings=alert.warnings)
+            result = results[record.index] = ItemResult(
+                record.index, "created", line=record.line, truncated=[*cut, *alert.truncated], warnings=alert.warnings)
             if alert.source_ref in known:
-                result.status, result.duplicate, (result.id, result.group_id) = "duplicate", True, known[alert.source_ref]
+                result.status, result.duplicate, (result.id, group) = "duplicate", True, known[alert.source_ref]
+            elif one_by_one:
+                group = self._create_one(alert, customer, result, known)
             else:
-                self._create(alert, customer, result, known)
-            results[record.index] = result
-        if self.touched:
-            ThreatGroup.objects.bulk_update(
-                self.touched.values(),
-                ["head", "title", "member_count", "first_seen", "last_seen", "worst_severity_hint", "tactics", "users"],
-            )
+                group, head, row = self._plan(alert, customer, result)
+                self._add_member(group, row["id"], alert, customer, head)
+                rows.append(row)
+                known[alert.source_ref] = result.id, group
+            planned.append((result, group))
+        if rows:
+            ThreatGroup.objects.bulk_create(self.new_groups)
+            services.do_create_threats(rows, self.actor)
+        for result, group in planned:
+            result.group_id = group.pk if isinstance(group, ThreatGroup) else group
+        for group in self.touched.values():
+            ThreatGroup.objects.filter(pk=group.pk).update(
+                member_count=group.member_count, first_seen=group.first_seen, last_seen=group.last_seen,
+                worst_severity_hint=group.worst_severity_hint)
 
     def _known(self, refs):
         rows = Threat.objects.filter(source=self.source, source_ref__in=refs).values_list("source_ref", "pk", "group_id")
         return {ref: (str(pk), group_id) for ref, pk, group_id in rows}
 
-    def _create(self, alert, customer, result, known):
+    def _plan(self, alert, customer, result):
+        """(group, is_head, Threat field values) for a new alert; nothing is changed yet."""
         group, head = self._choose_group(alert, customer)
+        threat_id = uuid.uuid4()
+        result.id, result.group_head = str(threat_id), head
+        result.analysis_status = AnalysisStatus.QUEUED if head else AnalysisStatus.GROUPED
+        return group, head, {
+            "id": threat_id, "customer": customer, "threat_type": alert.threat_type, "title": alert.title,
+            "occurred_at": alert.occurred_at, "observables": alert.observables, "raw": alert.raw,
+            "source": alert.source, "source_ref": alert.source_ref, "mitre_hints": alert.mitre_hints,
+            "severity_hint": alert.severity_hint, "group": group, "analysis_status": result.analysis_status,
+        }
+
+    def _create_one(self, alert, customer, result, known):
+        """The careful path: one savepoint per alert; an insert that meets a stored row is a duplicate."""
+        group, head, row = self._plan(alert, customer, result)
         try:
             with transaction.atomic():
-                if head and group is not None:
+                if group is not None and head:
+                    group.head_id = row["id"]  # the threat is inserted after the group: the key is deferred
                     group.save()
-                threat = services.do_create_threat(
-                    customer=customer, threat_type=alert.threat_type, title=alert.title,
-                    occurred_at=alert.occurred_at, actor=self.actor, observables=alert.observables, raw=alert.raw,
-                    source=alert.source, source_ref=alert.source_ref, mitre_hints=alert.mitre_hints,
-                    severity_hint=alert.severity_hint, group=group,
-                    analysis_status=AnalysisStatus.QUEUED if head else AnalysisStatus.GROUPED,
-                )
+                services.do_create_threats([row], self.actor)
         except IntegrityError:
-            # Another transaction stored the same (source, source_ref) after our lookup.
             existing = Threat.objects.filter(source=alert.source, source_ref=alert.source_ref)
             found = existing.values_list("pk", "group_id").first()
             if found is None:
                 raise
-            result.status, result.duplicate, result.id, result.group_id = "duplicate", True, str(found[0]), found[1]
-            known[alert.source_ref] = result.id, result.group_id
-            return
-        known[alert.source_ref] = str(threat.pk), threat.group_id
-        result.id, result.group_id, result.group_head = str(threat.pk), threat.group_id, head
-        result.analysis_status = threat.analysis_status
-        if group is not None:
-            self._record_member(group, threat, alert, customer, head)
+            result.status, result.duplicate, result.group_head, result.analysis_status = "duplicate", True, None, None
+            result.id, group = str(found[0]), found[1]
+        else:
+            self._add_member(group, row["id"], alert, customer, head)
+        known[alert.source_ref] = result.id, group
+        return group
 
     # --- Grouping --------------------------------------------------------------------------------
 
     def _load_groups(self, mapped):
-        """Recent groups for every grouping key of the chunk, in one query per key."""
-        if not self.window:
+        """Recent groups for the chunk's grouping keys, in one query."""
+        self.candidates = {}  # (customer id, group key) -> recent groups, newest first
+        if not self.window or not mapped:
             return
-        bounds = {}
-        for _, alert, customer, _ in mapped:
-            key = (customer.pk, alert.group_key)
-            low, high = bounds.get(key, (alert.occurred_at, alert.occurred_at))
-            bounds[key] = (min(low, alert.occurred_at), max(high, alert.occurred_at))
-        for (customer_id, key), (low, high) in bounds.items():
-            self.candidates[(customer_id, key)] = list(
-                ThreatGroup.objects.filter(customer_id=customer_id, source=self.source, key=key,
-                                           first_seen__gte=low - self.window, first_seen__lte=high + self.window)
-                .order_by("-id")[:GROUP_CANDIDATES]
-            )
+        moments = [alert.occurred_at for _, alert, _, _ in mapped]
+        found = ThreatGroup.objects.filter(
+            source=self.source, customer_id__in={customer.pk for _, _, customer, _ in mapped},
+            key__in={alert.group_key for _, alert, _, _ in mapped},
+            first_seen__gte=min(moments) - self.window, first_seen__lte=max(moments) + self.window,
+        ).order_by("-id")
+        for group in found:
+            recent = self.candidates.setdefault((group.customer_id, group.key), [])
+            if len(recent) < GROUP_CANDIDATES:
+                recent.append(group)
 
     def _choose_group(self, alert, customer):
         """(group, is_head): an open group the alert fits, or a new unsaved one it will head."""
         if not self.window:
             return None, True
-        for group in self.candidates[(customer.pk, alert.group_key)]:
+        for group in self.candidates.get((customer.pk, alert.group_key), []):
             if self._fits(group, alert):
                 return group, False
         user = alert.user.casefold()
@@ -449,13 +481,18 @@ class _Batch:
             and SEVERITY_RANK.get(alert.severity_hint, 0) <= SEVERITY_RANK.get(group.worst_severity_hint, 0)
         )
 
-    def _record_member(self, group, threat, alert, customer, head):
+    def _add_member(self, group, threat_id, alert, customer, head):
+        if group is None:
+            return
         if head:
-            group.head = threat
-            self.candidates[(customer.pk, alert.group_key)].insert(0, group)
-        else:
-            group.member_count += 1
-            group.first_seen = min(group.first_seen, alert.occurred_at)
-            group.last_seen = max(group.last_seen, alert.occurred_at)
-            group.worst_severity_hint = severity_max(group.worst_severity_hint, alert.severity_hint)
-        self.touched[group.pk] = group
+            group.head_id = threat_id  # the threat is inserted after the group: the key is deferred
+            if group.pk is None:
+                self.new_groups.append(group)
+            self.candidates.setdefault((customer.pk, alert.group_key), []).insert(0, group)
+            return
+        group.member_count += 1
+        group.first_seen = min(group.first_seen, alert.occurred_at)
+        group.last_seen = max(group.last_seen, alert.occurred_at)
+        group.worst_severity_hint = severity_max(group.worst_severity_hint, alert.severity_hint)
+        if group.pk is not None:
+            self.touched[group.pk] = group

@@ -12,6 +12,7 @@ import binascii
 from datetime import datetime
 
 from django.db.models import Q
+from django.http import JsonResponse
 from ninja import Field, Query, Router, Schema
 from ninja.responses import Status as Reply
 from ninja.security import django_auth
@@ -112,9 +113,12 @@ def ingest_alerts(request, format: str):
     results = ingest.ingest(format, records, actor_label=f"api key {key.name}", bound_customer=key.customer)
     answer = {"format": format, "received": len(results), **ingest.summary(results),
               "items": [result.as_dict() for result in results]}
+    # The answer is built field by field above (IngestOut documents it); returning it as it is
+    # spares re-validating up to 1,000 items.
     if answer["errors"] == len(results):
-        return Reply(422, {**answer, "detail": "No alert in the request could be imported.", "field": "items"})
-    return Reply(202, answer)
+        answer.update(detail="No alert in the request could be imported.", field="items")
+        return JsonResponse(answer, status=422)
+    return JsonResponse(answer, status=202)
 
 
 @router.get("/groups", auth=[APIKeyAuth("read", required=False), django_auth],

@@ -168,6 +168,25 @@ def do_create_threat(*, customer, threat_type, title, occurred_at, actor, observ
     return threat
 
 
+def do_create_threats(rows, actor):
+    """Store many signals at once (alert ingestion): one INSERT for the threats and one for their
+    `threat.created` events, in one transaction. `rows` are Threat field values (an `id` may be
+    given); analysis is queued for the rows whose analysis_status is queued (the default)."""
+    from agents.tasks import enqueue_analysis
+
+    now = timezone.now()
+    threats = [Threat(**{"received_at": now, **row, "title": row["title"][:200]}) for row in rows]
+    with transaction.atomic():
+        Threat.objects.bulk_create(threats)
+        _record_events(threats, EventType.CREATED, actor)
+        for threat in threats:
+            if threat.analysis_status == AnalysisStatus.QUEUED:
+                enqueue_analysis(threat.pk)
+        if settings.MAX_STORED_THREATS:
+            transaction.on_commit(enforce_retention, robust=True)
+    return threats
+
+
 def enforce_retention(batch_size=500):
     """Delete the oldest threats beyond MAX_STORED_THREATS, in batches (events and runs cascade)."""
     limit = settings.MAX_STORED_THREATS
@@ -343,19 +362,36 @@ def add_note(user, threat_id, body):
 # --- The event log ----------------------------------------------------------------------------
 
 
-def _record_event(threat, event_type, actor, extra=None):
-    """Append to the event log in the caller's transaction and broadcast after commit."""
+def _lock_event_log():
     if connection.vendor == "postgresql":
         # Sequence values are handed out at insert, not at commit; holding this lock until commit
         # makes commit order equal seq order, so a client that has seen seq N has seen all < N.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_LOG_LOCK])
+
+
+def _record_event(threat, event_type, actor, extra=None):
+    """Append to the event log in the caller's transaction and broadcast after commit."""
+    _lock_event_log()
     event = ThreatEvent.objects.create(
         threat=threat, type=event_type, actor_kind=actor.kind, actor=actor.user,
         actor_label=actor.label, payload={"threat": threat_summary(threat), **(extra or {})},
     )
     events.broadcast_on_commit(event)
     return event
+
+
+def _record_events(threats, event_type, actor):
+    """`_record_event` for many threats: one INSERT (seqs in list order), one broadcast each."""
+    _lock_event_log()
+    recorded = ThreatEvent.objects.bulk_create([
+        ThreatEvent(threat=threat, type=event_type, actor_kind=actor.kind, actor=actor.user,
+                    actor_label=actor.label, payload={"threat": threat_summary(threat)})
+        for threat in threats
+    ])
+    for event in recorded:
+        events.broadcast_on_commit(event)
+    return recorded
 
 
 def latest_seq():
