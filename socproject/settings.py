@@ -61,6 +61,16 @@ def env_list(name, default=""):
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def env_pairs(name, default="", separator="="):
+    """Comma-separated KEY<separator>VALUE items, e.g. "web-*=acme,db01=globex"; a malformed item
+    fails at start-up."""
+    pairs = [item.partition(separator) for item in env_list(name, default)]
+    for key, found, value in pairs:
+        if not (found and key.strip() and value.strip()):
+            raise ImproperlyConfigured(f"{name}: {key + found + value!r} is not KEY{separator}VALUE")
+    return [(key.strip(), value.strip()) for key, _, value in pairs]
+
+
 def env_secret(name, default=""):
     """Read NAME, or the file named by NAME_FILE (Kubernetes/Docker secrets)."""
     path = env_str(f"{name}_FILE")
@@ -99,6 +109,12 @@ LLM_API_KEY = env_secret("LLM_API_KEY")
 LLM_MODEL = env_str("LLM_MODEL")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20, minimum=0.1)
 
+# Alert ingestion (README "Alert ingestion"): Wazuh rule level -> severity hint (level >= N),
+# agent/host/sensor name pattern -> customer slug or name, grouping window (0 = no grouping).
+INGEST_WAZUH_LEVELS = env_pairs("INGEST_WAZUH_LEVELS", "0:LOW,7:MEDIUM,12:HIGH,15:CRITICAL", separator=":")
+INGEST_HOST_CUSTOMERS = env_pairs("INGEST_HOST_CUSTOMERS")
+INGEST_GROUP_WINDOW_SECONDS = env_int("INGEST_GROUP_WINDOW_SECONDS", 3600)
+
 
 # --- 3. Derived values ---------------------------------------------------------------------
 
@@ -114,6 +130,12 @@ if "*" in ALLOWED_HOSTS:
     # AllowedHostsOriginValidator reuses ALLOWED_HOSTS: "*" would switch off the WebSocket
     # origin check, so it is refused rather than silently accepted.
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must list host names; '*' is not allowed")
+_levels = [(int(level) if level.isdigit() else -1, severity.upper()) for level, severity in INGEST_WAZUH_LEVELS]
+if not any(level == 0 for level, _ in _levels) or not all(
+    0 <= level <= 15 and severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL") for level, severity in _levels
+):
+    raise ImproperlyConfigured("INGEST_WAZUH_LEVELS: LEVEL:SEVERITY items with levels 0-15, one of them 0, and "
+                               "severities LOW, MEDIUM, HIGH or CRITICAL")
 if LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use 'json' or 'text'")
 if OTEL_EXPORTER_OTLP_PROTOCOL not in ("grpc", "http/protobuf"):

@@ -67,6 +67,8 @@ def test_the_wazuh_level_table_is_a_setting(settings):
     settings.INGEST_WAZUH_LEVELS = "0:LOW, 5:HIGH, 10:CRITICAL"
     assert wazuh.parse(WAZUH[4]).severity_hint == "HIGH"  # level 5
     assert wazuh.parse(WAZUH[1]).severity_hint == "CRITICAL"  # level 10
+    settings.INGEST_WAZUH_LEVELS = [("0", "LOW"), ("5", "CRITICAL")]  # the form settings.py reads from the env
+    assert wazuh.parse(WAZUH[4]).severity_hint == "CRITICAL"
     settings.INGEST_WAZUH_LEVELS = "3:LOW,9:ultra"
     with pytest.raises(ImproperlyConfigured):
         wazuh.parse(WAZUH[1])

@@ -18,6 +18,7 @@ from threats import ingest
 from threats.choices import AnalysisStatus, EventType
 from threats.importers import generic
 from threats.models import Threat, ThreatEvent, ThreatGroup
+from tests.test_settings import PRODUCTION, load_settings
 
 pytestmark = pytest.mark.django_db
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
@@ -264,6 +265,25 @@ def test_unknown_or_missing_customers_are_item_errors(acme, settings):
     settings.INGEST_HOST_CUSTOMERS = "no-equals-sign"
     with pytest.raises(ImproperlyConfigured):
         run("generic", body(alert(4)))
+
+
+def test_the_ingest_environment_variables_are_read_strictly():
+    read = load_settings("[settings.INGEST_WAZUH_LEVELS, settings.INGEST_HOST_CUSTOMERS, "
+                         "settings.INGEST_GROUP_WINDOW_SECONDS]", **PRODUCTION, INGEST_WAZUH_LEVELS="0:LOW, 10:CRITICAL",
+                         INGEST_HOST_CUSTOMERS="web-*=acme-corp,db01=Globex", INGEST_GROUP_WINDOW_SECONDS="600")
+    assert json.loads(read.stdout) == [[["0", "LOW"], ["10", "CRITICAL"]], [["web-*", "acme-corp"], ["db01", "Globex"]],
+                                       600]
+    for name, value in [("INGEST_WAZUH_LEVELS", "5:LOW"), ("INGEST_WAZUH_LEVELS", "0:LOW,7:SEVERE"),
+                        ("INGEST_WAZUH_LEVELS", "0:LOW,16:HIGH"), ("INGEST_HOST_CUSTOMERS", "web-*"),
+                        ("INGEST_GROUP_WINDOW_SECONDS", "-1")]:
+        refused = load_settings(**PRODUCTION, **{name: value})
+        assert refused.returncode != 0 and "ImproperlyConfigured" in refused.stderr and name in refused.stderr, value
+
+
+def test_the_settings_pairs_drive_the_host_map(acme, globex, settings):
+    settings.INGEST_HOST_CUSTOMERS = [("web-*", "acme-corp"), ("db01", "Globex")]
+    results = run("generic", body(alert(1, host="web-7"), alert(2, host="DB01")))
+    assert [Threat.objects.get(pk=r.id).customer for r in results] == [acme, globex]
 
 
 # --- Decoding and limits -------------------------------------------------------------------------------

@@ -218,16 +218,20 @@ def _scrubbed(text):
 # --- Customers --------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=8)
 def host_patterns(spec):
-    """Parse INGEST_HOST_CUSTOMERS ("web-*=acme-corp,db01=globex") into [(pattern, customer)]."""
-    pairs = []
-    for entry in filter(None, (part.strip() for part in spec.split(","))):
-        pattern, sep, customer = entry.partition("=")
-        if not sep or not pattern.strip() or not customer.strip():
-            raise ImproperlyConfigured(f"INGEST_HOST_CUSTOMERS: {entry!r} is not HOST_PATTERN=CUSTOMER")
-        pairs.append((pattern.strip().lower(), customer.strip()))
-    return pairs
+    """[(pattern, customer)] from "web-*=acme-corp,db01=globex" or from settings.py's pairs."""
+    pairs = tuple(map(tuple, spec)) if isinstance(spec, (list, tuple)) else tuple(
+        entry.partition("=")[::2] if "=" in entry else (entry, "")
+        for entry in filter(None, map(str.strip, spec.split(","))))
+    return _patterns(pairs)
+
+
+@lru_cache(maxsize=8)
+def _patterns(pairs):
+    for pattern, customer in pairs:
+        if not str(pattern).strip() or not str(customer).strip():
+            raise ImproperlyConfigured(f"INGEST_HOST_CUSTOMERS: {pattern}={customer} is not HOST_PATTERN=CUSTOMER")
+    return [(str(pattern).strip().lower(), str(customer).strip()) for pattern, customer in pairs]
 
 
 class CustomerResolver:

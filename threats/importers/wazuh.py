@@ -25,17 +25,22 @@ CHANNEL_GROUPS = {"local", "syslog", "ossec", "windows", "linux", "json"}
 SYSMON_HASH = re.compile(r"(?:MD5|SHA1|SHA256|SHA512)=([0-9A-Fa-f]+)")
 
 
-@lru_cache(maxsize=8)
 def level_table(spec):
-    """Parse "0:LOW,7:MEDIUM,12:HIGH,15:CRITICAL" into [(15, "CRITICAL"), (12, "HIGH"), ...]."""
+    """[(15, "CRITICAL"), (12, "HIGH"), ...] from "0:LOW,7:MEDIUM,..." or from settings.py's pairs."""
+    pairs = tuple(map(tuple, spec)) if isinstance(spec, (list, tuple)) else tuple(
+        entry.replace("=", ":").partition(":")[::2] for entry in filter(None, map(str.strip, spec.split(","))))
+    return _table(pairs)
+
+
+@lru_cache(maxsize=8)
+def _table(pairs):
     table = []
-    for entry in filter(None, (part.strip() for part in spec.split(","))):
-        level, sep, severity = entry.replace("=", ":").partition(":")
-        severity = severity.strip().upper()
-        if not sep or not level.strip().isdigit() or not 0 <= int(level) <= 15 or severity not in Severity.values:
+    for level, severity in pairs:
+        level, severity = str(level).strip(), str(severity).strip().upper()
+        if not level.isdigit() or not 0 <= int(level) <= 15 or severity not in Severity.values:
             raise ImproperlyConfigured(
-                f"INGEST_WAZUH_LEVELS: {entry!r} is not LEVEL:SEVERITY with LEVEL 0-15 and SEVERITY one of "
-                f"{', '.join(Severity.values)}"
+                f"INGEST_WAZUH_LEVELS: {level}:{severity} is not LEVEL:SEVERITY with LEVEL 0-15 and SEVERITY one "
+                f"of {', '.join(Severity.values)}"
             )
         table.append((int(level), severity))
     if not table or min(level for level, _ in table) != 0:
