@@ -9,11 +9,11 @@ narrative: the score, severity and review decision are always the deterministic 
 import logging
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.utils import timezone
 
+from socproject import telemetry
 from threats import services
 
 from . import llm, signal
@@ -58,6 +58,7 @@ class Verdict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "agent_runs"}
 
 
+@telemetry.traced_analysis
 def analyze(threat_id):
     """Analyse one stored threat; a no-op when it is gone or already analysed."""
     threat = services.start_analysis(threat_id)
@@ -77,13 +78,17 @@ def decide(threat):
     agents = _load()
     gathered = {agent.kind: agent.gather(threat) for agent in agents}
     clock.mark(timezone.now(), "context_gathered", _gathered_title(gathered))
+    telemetry.step("gather")
     futures = {agent.kind: _executor().submit(_run_agent, agent, threat, gathered[agent.kind]) for agent in agents}
     runs = {kind: future.result(timeout=AGENT_TIMEOUT_SECONDS) for kind, future in futures.items()}
     results = {kind: run.pop("result") for kind, run in runs.items() if run["status"] == "succeeded"}
+    telemetry.step("agents")
 
     scan = adversarial.scan(threat, results)
+    telemetry.step("adversarial")
     clock.mark(timezone.now(), "adversarial_scanned", scan["summary"])
     fp = false_positive.assess(threat, results, scan)
+    telemetry.step("false_positive")
     clock.mark(timezone.now(), "false_positive_assessed",
                f"False-positive assessment: {fp['recommendation'].replace('_', ' ')} ({fp['score']:.0%} FP, "
                f"{fp['benign_score']:.0%} benign)")
@@ -94,6 +99,7 @@ def decide(threat):
     reasons = _review_reasons(severity, confidence, fp, runs) + _more_review_reasons(
         threat, severity, scan, results["priority"].data["techniques"] if "priority" in results else [])
     plan = response.plan(threat, severity, fp, scan)
+    telemetry.step("response")
     clock.mark(timezone.now(), "response_planned",
                f"Response planned: {len(plan['actions'])} action(s), SLA {plan['sla_minutes']} min")
     decided_at = timezone.now()
@@ -108,11 +114,14 @@ def decide(threat):
     )
     if llm.enabled():
         _narrate(threat, verdict, clock)
+        telemetry.step("narrative")
     verdict.timeline = timeline.build(threat, verdict.agent_runs, clock)
+    telemetry.step("timeline")
     verdict.processing_ms = round((time.perf_counter() - tick) * 1000)
     return verdict
 
 
+@telemetry.traced_agent
 def _run_agent(agent, threat, gathered):
     started_at, clock = timezone.now(), time.perf_counter()
     run = {"kind": agent.kind, "started_at": started_at}
@@ -273,5 +282,5 @@ def _load():
 def _executor():
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=5, thread_name_prefix="agent")
+        _pool = telemetry.ContextExecutor(max_workers=5, thread_name_prefix="agent")  # the trace goes on in the pool
     return _pool

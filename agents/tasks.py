@@ -3,7 +3,6 @@ AgentRun rows and the Threat, never in a result backend."""
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -12,6 +11,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
+from socproject import telemetry
+from threats import metrics
 from threats.choices import AnalysisStatus
 from threats.models import Threat
 
@@ -62,6 +63,7 @@ def requeue_stale_analyses(older_than=STALE_AFTER):
         _submit(str(threat_id))
     if stale:
         log.warning("re-queued %d stale analyses", len(stale))
+        metrics.ANALYSES_REQUEUED.inc(len(stale))
     return len(stale)
 
 
@@ -102,7 +104,7 @@ def _submit(threat_id):
 def _pool():
     global _embedded_pool
     if _embedded_pool is None:
-        _embedded_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="analysis")
+        _embedded_pool = telemetry.ContextExecutor(max_workers=2, thread_name_prefix="analysis")  # keeps the trace
     return _embedded_pool
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from socproject import telemetry
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -130,6 +132,8 @@ if "*" in ALLOWED_HOSTS:
     # AllowedHostsOriginValidator reuses ALLOWED_HOSTS: "*" would switch off the WebSocket
     # origin check, so it is refused rather than silently accepted.
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must list host names; '*' is not allowed")
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
 _levels = [(int(level) if level.isdigit() else -1, severity.upper()) for level, severity in INGEST_WAZUH_LEVELS]
 if not any(level == 0 for level, _ in _levels) or not all(
     0 <= level <= 15 and severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL") for level, severity in _levels
@@ -161,6 +165,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "threats.metrics.HttpMetricsMiddleware",  # first: times everything below it (README "Observability")
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -300,15 +305,27 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # How far back a WebSocket resume may reach before the client is told to reload.
 EVENT_REPLAY_LIMIT = 1000
 
+# --- Observability (README "Observability") ---
+# Metric samples of this process tree (this process and the Celery children it forks); set before
+# anything imports prometheus_client, which reads PROMETHEUS_MULTIPROC_DIR once.
+PROMETHEUS_MULTIPROC_DIR = telemetry.metrics_directory()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"trace": {"()": "socproject.logformat.TraceContextFilter"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"()": "socproject.logformat.TextFormatter",
+                 "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "socproject.logformat.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["trace"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # One line per successful task is noise at this volume; failures are still logged.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "celery.app.trace": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per successful task is noise at this volume; failures are still logged.
+        "celery.app.trace": {"level": "WARNING"},
+        # The exporter logs each retry; the final failure of a batch (ERROR) is enough.
+        "opentelemetry": {"level": "ERROR"},
+    },
 }

@@ -2,12 +2,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from threats import views
+from threats import metrics, views
 from threats.api import api
 
 urlpatterns = [
     path("health", views.health, name="health"),
     path("ready", views.ready, name="ready"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import events, services
+from . import events, metrics, services
 from .serializers import event_message
 
 # A new connection waits this long before streaming, so that a reconnecting client's `resume`
@@ -27,11 +27,13 @@ class ThreatConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not await _can_view(user):
+            metrics.WS_CONNECTS.labels("refused").inc()
             await self.close()  # before accept: the handshake is refused with 403
             return
         events.bind_loop(asyncio.get_running_loop())
         await self.channel_layer.group_add(events.GROUP, self.channel_name)
         await self.accept()
+        metrics.socket_opened(self)
         self.hello_seq = self.last_seq = await database_sync_to_async(services.latest_seq)()
         self.streaming = self.closed = False
         await self._send({"type": "hello", "seq": self.last_seq})
@@ -43,6 +45,7 @@ class ThreatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         self.closed = True
+        metrics.socket_closed(self)
         await self.channel_layer.group_discard(events.GROUP, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
@@ -84,6 +87,7 @@ class ThreatConsumer(AsyncWebsocketConsumer):
         if not self.streaming or seq <= self.last_seq:
             return  # streaming starts with a catch-up from the database; older ones were sent
         if seq > self.last_seq + 1:
+            metrics.WS_GAPS.inc()
             await self._catch_up()
         if seq > self.last_seq:
             await self.send(text_data=message["text"])  # serialised once per event, in events.py
@@ -109,6 +113,7 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             self.last_seq = await database_sync_to_async(services.latest_seq)()
             await self._send({"type": "resync", "seq": self.last_seq})
             return False
+        metrics.WS_REPLAYED.inc(len(rows))
         for message in rows:
             await self._send(message)
             self.last_seq = message["seq"]
@@ -116,6 +121,7 @@ class ThreatConsumer(AsyncWebsocketConsumer):
 
     async def _resume(self, after):
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            metrics.WS_RESUMES.labels("invalid").inc()
             await self._send({"type": "error", "detail": "resume needs a non-negative integer 'after'."})
             return
         if not self.streaming:
@@ -123,9 +129,11 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             self.last_seq = min(after, self.last_seq)
             self.streaming = True
             if not await self._catch_up():
+                metrics.WS_RESUMES.labels("resync").inc()
                 return
         elif after < self.last_seq:
             await self._replay_unsent(after)
+        metrics.WS_RESUMES.labels("resumed").inc()
         await self._send({"type": "resumed", "seq": self.last_seq})
 
     async def _replay_unsent(self, after):
@@ -136,6 +144,7 @@ class ThreatConsumer(AsyncWebsocketConsumer):
         if len(rows) > limit:
             await self._send({"type": "resync", "seq": self.last_seq})
             return
+        metrics.WS_REPLAYED.inc(len(rows))
         for message in rows:
             await self._send(message)
 

@@ -20,6 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from . import metrics
 from .serializers import event_message
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def broadcast_on_commit(event):
 def publish(event_type, seq, text):
     """Push one stored event to every consumer and to `threats:events`. Best effort by design."""
     _group_send({"type": event_type, "seq": seq, "text": text})
+    metrics.EVENTS_BROADCAST.labels(event_type).inc()
     if settings.REDIS_URL:
         _redis_publish(text)
 
@@ -92,6 +94,7 @@ def _settled(future):
         _pending.discard(future)
     if not future.cancelled() and future.exception() is not None:
         log.warning("channel-layer send failed: %s", future.exception())
+        metrics.LAYER_SEND_FAILURES.inc()
 
 
 @atexit.register
@@ -115,3 +118,4 @@ def _redis_publish(text):
         _redis[1].publish(REDIS_CHANNEL, text)
     except Exception as exc:  # a push is best effort: the event is already in the database
         log.warning("redis publish on %s failed: %s", REDIS_CHANNEL, exc)
+        metrics.REDIS_PUBLISH_FAILURES.inc()

@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -380,7 +381,8 @@ def health(request):
 
 @never_cache
 def ready(request):
-    """Readiness: the database (and Redis, when configured) really answer."""
+    """Readiness: the database, and with REDIS_URL Redis and a channel-layer round trip, really answer.
+    503 names each failing component."""
     problems = {}
     try:
         with connection.cursor() as cursor:
@@ -389,6 +391,7 @@ def ready(request):
         problems["database"] = str(exc)
     if settings.REDIS_URL:
         problems.update(_redis_problems())
+        problems.update(async_to_sync(_channel_layer_problems)())
     if problems:
         log.warning("not ready: %s", problems)
         return JsonResponse({"status": "unavailable", "problems": problems}, status=503)
@@ -403,6 +406,43 @@ def _redis_problems():
     except Exception as exc:
         return {"redis": str(exc)}
     return {}
+
+
+READY_LAYER_TIMEOUT_SECONDS = 2
+
+
+async def _channel_layer_problems():
+    """Send a message to a new channel of this process's layer and read it back (what every
+    broadcast to this pod's sockets relies on)."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    try:
+        async with asyncio.timeout(READY_LAYER_TIMEOUT_SECONDS):
+            channel = await layer.new_channel("ready.")
+            await layer.send(channel, {"type": "ready.ping"})
+            answer = await layer.receive(channel)
+            await _forget_channel(layer, channel)
+    except TimeoutError:
+        return {"channel_layer": f"no round trip within {READY_LAYER_TIMEOUT_SECONDS} s"}
+    except Exception as exc:
+        return {"channel_layer": str(exc) or type(exc).__name__}
+    if answer.get("type") != "ready.ping":
+        return {"channel_layer": f"unexpected message {answer.get('type')!r}"}
+    return {}
+
+
+async def _forget_channel(layer, channel):
+    # The layers drop a channel's subscription when a receive on it is cancelled (their clean-up
+    # when a consumer goes away); without this every probe would leave one subscribed channel.
+    import asyncio
+
+    waiter = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
 
 
 def not_found(request, exception=None):
