@@ -35,7 +35,7 @@ def test_an_issued_key_is_stored_only_as_its_hash(customer):
 
 
 def test_malformed_unknown_wrong_and_revoked_keys_do_not_verify(customer):
-    key, raw = apikeys.issue("k", ["ingest"])
+    _, raw = apikeys.issue("k", ["ingest"])
     wrong_secret = raw[:-1] + ("A" if raw[-1] != "A" else "B")
     other_prefix = f"soc_{'0' * 12}_{raw.split('_', 2)[2]}"
     for candidate in ("", "garbage", raw + "x", wrong_secret, other_prefix, raw.upper()):

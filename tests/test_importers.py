@@ -3,7 +3,7 @@ tests/fixtures/alerts/ (Wazuh alerts.json lines and a Shuffle envelope, Suricata
 Security alerts and a `_search` answer, the generic shape). Pure functions: no database."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def test_a_wazuh_alert_maps_to_the_threat_fields():
     alert = wazuh.parse(item)
     assert alert.source == "wazuh"
     assert alert.source_ref == "wazuh-manager-1:1795162502.1047261"  # `id`, qualified by the manager
-    assert alert.occurred_at == datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=timezone.utc)
+    assert alert.occurred_at == datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=UTC)
     assert alert.title == "sshd: brute force trying to get access to the system. Non existent user."
     assert alert.threat_type == "wazuh:sshd"  # first rule group after the log channel ("syslog")
     assert alert.severity_hint == "MEDIUM"  # level 10
@@ -151,7 +151,7 @@ def test_an_eve_alert_maps_to_the_threat_fields():
     alert = suricata.parse(item)
     assert alert.source == "suricata"
     assert alert.source_ref == "1482760342310921:2032749:2026-11-20T11:00:03.118402+0000:0"
-    assert alert.occurred_at == datetime(2026, 11, 20, 11, 0, 3, 118402, tzinfo=timezone.utc)
+    assert alert.occurred_at == datetime(2026, 11, 20, 11, 0, 3, 118402, tzinfo=UTC)
     assert alert.title == "ET MALWARE Cobalt Strike Beacon Activity (GET)"
     assert alert.threat_type == "suricata:a_network_trojan_was_detected"
     assert alert.severity_hint == "CRITICAL"  # severity 1 = HIGH, raised by ET's signature_severity Critical
@@ -213,7 +213,7 @@ def test_an_elastic_security_alert_maps_to_the_threat_fields():
     alert = ecs.parse(item)
     assert alert.source == "ecs"
     assert alert.source_ref == "c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2"  # kibana.alert.uuid
-    assert alert.occurred_at == datetime(2026, 11, 20, 12, 10, 38, 516000, tzinfo=timezone.utc)  # original_time
+    assert alert.occurred_at == datetime(2026, 11, 20, 12, 10, 38, 516000, tzinfo=UTC)  # original_time
     assert alert.title == "Suspicious MS Office Child Process"
     assert alert.threat_type == "ecs:process"
     assert alert.severity_hint == "HIGH"
@@ -287,9 +287,9 @@ def test_the_generic_shape_maps_to_the_threat_fields():
 def test_generic_accepts_known_types_epoch_times_and_offsets():
     waf, dlp = generic.parse(GENERIC[2]), generic.parse(GENERIC[3])
     assert waf.threat_type == "bot_traffic" and waf.severity_hint == "LOW"
-    assert waf.occurred_at == datetime.fromtimestamp(1795180000, tz=timezone.utc)
+    assert waf.occurred_at == datetime.fromtimestamp(1795180000, tz=UTC)
     assert waf.observables["endpoint"] == "/api/login" and waf.observables["proto"] == "tcp"
-    assert dlp.occurred_at == datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc)
+    assert dlp.occurred_at == datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
     assert dlp.source_ref.startswith("sha256:")  # no id given
     assert dlp.observables["hashes"] == ["9f2b5c0e1d7a3f4b8c6e2d0a1b3c5e7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b"]
     assert any("observables.mac" in w for w in dlp.warnings)
@@ -327,13 +327,13 @@ def test_dig_reads_flattened_nested_and_mixed_keys():
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("2026-11-20T08:15:02.347+0000", datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=timezone.utc)),
-    ("2026-11-20T08:15:02Z", datetime(2026, 11, 20, 8, 15, 2, tzinfo=timezone.utc)),
-    ("2026-11-20T09:15:02+01:00", datetime(2026, 11, 20, 8, 15, 2, tzinfo=timezone.utc)),
-    ("2026-11-20 08:15:02", datetime(2026, 11, 20, 8, 15, 2, tzinfo=timezone.utc)),  # naive = UTC
-    ("Nov 20, 2026 @ 08:15:02.000", datetime(2026, 11, 20, 8, 15, 2, tzinfo=timezone.utc)),  # Kibana display
-    (1795162502, datetime(2026, 11, 20, 8, 15, 2, tzinfo=timezone.utc)),
-    (1795162502347, datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=timezone.utc)),  # milliseconds
+    ("2026-11-20T08:15:02.347+0000", datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=UTC)),
+    ("2026-11-20T08:15:02Z", datetime(2026, 11, 20, 8, 15, 2, tzinfo=UTC)),
+    ("2026-11-20T09:15:02+01:00", datetime(2026, 11, 20, 8, 15, 2, tzinfo=UTC)),
+    ("2026-11-20 08:15:02", datetime(2026, 11, 20, 8, 15, 2, tzinfo=UTC)),  # naive = UTC
+    ("Nov 20, 2026 @ 08:15:02.000", datetime(2026, 11, 20, 8, 15, 2, tzinfo=UTC)),  # Kibana display
+    (1795162502, datetime(2026, 11, 20, 8, 15, 2, tzinfo=UTC)),
+    (1795162502347, datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=UTC)),  # milliseconds
 ])
 def test_timestamps_in_every_shape_the_sources_use(text, expected):
     assert parse_time(text, "timestamp") == expected

@@ -4,7 +4,7 @@ heads are analysed). Asserts database rows, events and agent runs."""
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,15 +14,15 @@ from django.test import TestCase
 
 from agents.models import AgentRun
 from tests import factories
+from tests.test_settings import PRODUCTION, load_settings
 from threats import ingest
 from threats.choices import AnalysisStatus, EventType
 from threats.importers import generic
 from threats.models import Threat, ThreatEvent, ThreatGroup
-from tests.test_settings import PRODUCTION, load_settings
 
 pytestmark = pytest.mark.django_db
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
-BASE = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+BASE = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def run(source, body, content_type="application/json", **options):
@@ -72,7 +72,7 @@ def test_a_wazuh_file_is_stored_with_its_mapping_events_and_per_line_errors(acme
     assert threat.threat_type == "wazuh:sshd" and threat.severity_hint == "MEDIUM"
     assert threat.observables == {"src_ip": "203.0.113.45", "src_port": 51422, "user": "admin", "host": "web-01"}
     assert threat.mitre_hints == ["T1110"]
-    assert threat.occurred_at == datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=timezone.utc)
+    assert threat.occurred_at == datetime(2026, 11, 20, 8, 15, 2, 347000, tzinfo=UTC)
     windows = Threat.objects.get(source_ref="wazuh-manager-1:1795165351.1102456")
     assert windows.customer == globex  # names no customer: the default
     created = ThreatEvent.objects.filter(type=EventType.CREATED).select_related("threat")
@@ -221,6 +221,14 @@ def test_alerts_outside_the_window_or_of_another_entity_start_new_groups(custome
     # and across batches: a later request joins the stored group
     later = run("generic", body(alert(6, 12)), default_customer=customer)
     assert later[0].group_id == results[2].group_id and later[0].group_head is False
+
+
+def test_a_group_whose_head_was_deleted_takes_no_more_members(customer):
+    first = run("generic", body(alert(1), alert(2)), default_customer=customer)
+    Threat.objects.filter(pk=first[0].id).delete()  # e.g. retention (MAX_STORED_THREATS)
+    later = run("generic", body(alert(3, 1)), default_customer=customer)
+    assert later[0].group_head and later[0].group_id != first[0].group_id
+    assert Threat.objects.get(pk=later[0].id).analysis_status == AnalysisStatus.COMPLETED
 
 
 def test_a_zero_window_turns_grouping_off(customer, settings):

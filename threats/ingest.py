@@ -1,11 +1,12 @@
 """Alert ingestion: decode a batch, map each record with its format's importer, resolve the
-customer, skip what is already stored, group repeats, and store the rest through
-`services.do_create_threat`. Used by POST /api/ingest/{format} and `manage.py import_alerts`;
+customer, skip what is already stored, group repeats, and store the rest in bulk through
+`services.do_create_threats`. Used by POST /api/ingest/{format} and `manage.py import_alerts`;
 documented in README "Alert ingestion".
 
 - Idempotent on (source, source_ref): a known alert answers `duplicate` with the stored id and is
-  not analysed again. The unique constraint decides under concurrency: an insert that loses the
-  race fails inside its own savepoint and is answered as a duplicate.
+  not analysed again. The unique constraint has the last word: should an insert still meet a
+  stored row, the chunk is redone alert by alert, each in a savepoint, and that one is answered as
+  a duplicate.
 - One transaction per chunk of at most CHUNK_SIZE alerts; on PostgreSQL it first takes the
   event-log lock that every event-writing transaction takes anyway (services.EVENT_LOG_LOCK), so
   concurrent batches are serialised up front and cannot deadlock on each other's new rows.
@@ -15,11 +16,11 @@ documented in README "Alert ingestion".
   analysed; members are stored with analysis_status "grouped" and share the head's verdict.
 """
 
+import dataclasses
 import fnmatch
 import json
 import re
 import uuid
-import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -477,9 +478,11 @@ class _Batch:
         ), True
 
     def _fits(self, group, alert):
-        """Same key and window, and nothing new: no new tactic, no new user, no higher severity."""
+        """Same key and window, and nothing new: no new tactic, no new user, no higher severity.
+        A group whose head is gone (retention) takes no more members: nobody would analyse them."""
         return (
-            abs(alert.occurred_at - group.first_seen) <= self.window
+            group.head_id is not None
+            and abs(alert.occurred_at - group.first_seen) <= self.window
             and set(alert.tactics) <= set(group.tactics)
             and (not alert.user or alert.user.casefold() in group.users)
             and SEVERITY_RANK.get(alert.severity_hint, 0) <= SEVERITY_RANK.get(group.worst_severity_hint, 0)

@@ -95,8 +95,15 @@ class GroupFilters(Schema):
     cursor: str | None = Field(None, max_length=200)
 
 
-@router.post("/ingest/{format}", auth=APIKeyAuth("ingest"), exclude_none=True,
-             response={202: IngestOut, 400: Problem, 401: Problem, 403: Problem, 413: Problem, 422: IngestRefused})
+BATCH_BODY = {"type": "array", "items": {"type": "object"}, "description": "One alert object, or an array of them."}
+
+
+@router.post("/ingest/{format}", auth=APIKeyAuth("ingest"),
+             response={202: IngestOut, 400: Problem, 401: Problem, 403: Problem, 413: Problem, 422: IngestRefused},
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": BATCH_BODY},
+                 "application/x-ndjson": {"schema": {"type": "string", "description": "One alert per line."}},
+             }}})
 def ingest_alerts(request, format: str):
     """Import one alert, a JSON array or NDJSON (`Content-Type: application/x-ndjson`) of `format`
     (generic, wazuh, suricata, ecs). Idempotent on the alert's own id: re-posting answers

@@ -26,4 +26,4 @@ def detect_format(item):
     return None
 
 
-__all__ = ["Alert", "FORMATS", "IMPORTERS", "ItemError", "Skip", "detect_format"]
+__all__ = ["FORMATS", "IMPORTERS", "Alert", "ItemError", "Skip", "detect_format"]

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from threats.choices import Severity
 
@@ -264,7 +264,7 @@ def parse_time(value, field_name):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1000 if value > 10**11 else value
         try:
-            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+            return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise ItemError(field_name, f"{value!r} is not a valid epoch time.") from None
     if not isinstance(value, str) or not value.strip():
@@ -276,7 +276,7 @@ def parse_time(value, field_name):
         parsed = _kibana_time(text)
         if parsed is None:
             raise ItemError(field_name, f"{text[:60]!r} is not an ISO-8601 timestamp.") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _kibana_time(text):

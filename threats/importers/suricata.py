@@ -9,7 +9,16 @@ Emerging Threats rules put ATT&CK ids in `alert.metadata.mitre_*` arrays.
 from threats.choices import Severity
 
 from .common import (
-    ItemError, Reader, Skip, as_list, category, parse_time, reference, severity_max, tactic_ids, unwrap_source,
+    ItemError,
+    Reader,
+    Skip,
+    as_list,
+    category,
+    parse_time,
+    reference,
+    severity_max,
+    tactic_ids,
+    unwrap_source,
 )
 
 SOURCE = "suricata"

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from threats.choices import Severity
 
-from .common import ItemError, Reader, as_list, category, reference, tactic_ids, parse_time, unwrap_source
+from .common import ItemError, Reader, as_list, category, parse_time, reference, tactic_ids, unwrap_source
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
