@@ -360,3 +360,55 @@ def test_ready_names_the_channel_layer_when_its_round_trip_fails(client, setting
     response = client.get("/ready")
     assert response.status_code == 503
     assert set(response.json()["problems"]) == {"redis", "channel_layer"}
+
+
+# --- The chart's alerts and dashboard read metrics the application really exposes ------------------
+
+CHART_FILES = __import__("pathlib").Path(__file__).resolve().parents[1] / "helm" / "charts" / "soc-agent" / "files"
+PROMQL_WORDS = {"by", "without", "and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool",
+                "offset", "inf", "nan"}
+PROMETHEUS_METRICS = {"up"}  # made by Prometheus itself, not by the application
+
+
+def metric_names(expression):
+    """The metric names a PromQL expression reads: identifiers that are not functions, keywords,
+    label names (inside {...} or by/without (...)), strings or durations."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expression)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        following = text[match.end():].lstrip()[:1]
+        word = match.group()
+        if following != "(" and word.lower() not in PROMQL_WORDS:
+            names.add(word)
+    return names
+
+
+def shipped_expressions():
+    rules = __import__("yaml").safe_load((CHART_FILES / "prometheus-rules.yaml").read_text())
+    found = [(rule["alert"], rule["expr"]) for group in rules["groups"] for rule in group["rules"]]
+    dashboard = json.loads((CHART_FILES / "grafana-dashboard.json").read_text())
+    found += [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    return found
+
+
+def test_the_promql_reader_finds_metric_names_and_nothing_else():
+    expression = ('1 - sum(increase(a_bucket{le="0.7"}[1h])) / sum by (le, agent) (rate(b_total{x=~"5.."}[5m]))'
+                  ' > 0.5 and on (pod) max(c) unless absent(up{job=~".+-backend"})')
+    assert metric_names(expression) == {"a_bucket", "b_total", "c", "up"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_metric_in_the_shipped_alerts_and_dashboard_is_exposed_after_one_threat(client, alice):
+    trigger(client, alice, scenario="critical_threat")
+    client.patch("/api/threats/" + str(Threat.objects.first().pk), {"status": "acknowledged"},
+                 content_type="application/json")
+    exposed = {name for name, _labels in samples(scrape(client))}
+
+    expressions = shipped_expressions()
+    assert len(expressions) >= 25
+    for where, expression in expressions:
+        missing = metric_names(expression) - exposed - PROMETHEUS_METRICS
+        assert not missing, f"{where}: {expression} reads {missing}, which /metrics does not expose"

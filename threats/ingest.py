@@ -30,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
-from . import services
+from . import metrics, services
 from .choices import ActorKind, AnalysisStatus
 from .importers import IMPORTERS, ItemError, Skip
 from .importers.common import SEVERITY_RANK, severity_max
@@ -325,6 +325,7 @@ def ingest(source, records, *, actor_label, bound_customer=None, default_custome
     results = []
     for start in range(0, len(records), CHUNK_SIZE):
         results += _ingest_chunk(importer, records[start:start + CHUNK_SIZE], resolver, actor)
+    metrics.count_ingested(source, results)
     return results
 
 

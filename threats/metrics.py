@@ -87,6 +87,26 @@ HTTP_DURATION = Histogram("soc_http_request_duration_seconds", "HTTP request tim
                           ["method", "route"], buckets=HTTP_SECONDS)
 
 
+def _zero_series():
+    """Series of small known label sets exist from the start at 0, so a rate() or an alert sees them
+    before the first event (an absent series reads as "no data", not as zero)."""
+    from .choices import EventType
+
+    for outcome in ("accepted", "refused"):
+        WS_CONNECTS.labels(outcome)
+    for outcome in ("resumed", "resync", "invalid"):
+        WS_RESUMES.labels(outcome)
+    for event_type in EventType.values:
+        EVENTS_BROADCAST.labels(event_type)
+    for source in INGEST_FORMATS:
+        for outcome in ("created", "duplicate", "skipped", "error"):
+            INGEST_ITEMS.labels(source, outcome)
+
+
+INGEST_FORMATS = ("generic", "wazuh", "suricata", "ecs")
+_zero_series()
+
+
 def analysis_recorded(threat, started_at):
     """One analysis stored: count it and sample its queue wait, total time and false-positive score."""
     from agents.signal import family

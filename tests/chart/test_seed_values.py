@@ -425,6 +425,8 @@ CONTEXT = {
     "worker.hpa.minReplicas": {"worker": {"hpa": {"enabled": True}}},
     "worker.hpa.maxReplicas": {"worker": {"hpa": {"enabled": True}}},
     "worker.hpa.targetCPUUtilizationPercentage": {"worker": {"hpa": {"enabled": True}}},
+    "observability.serviceMonitor.interval": {"observability": {"serviceMonitor": {"enabled": True}}},
+    "observability.labels": {"observability": {"dashboard": {"enabled": True}}},
 }
 # A different, valid value for keys whose type alone does not say which.
 MUTATIONS = {
@@ -433,7 +435,7 @@ MUTATIONS = {
     "backend.hpa.maxReplicas": 3,
     "backend.env.REDIS_URL": "redis://r:6379",
     "backend.env.LOG_LEVEL": "DEBUG",
-    "backend.env.LOG_FORMAT": "json",
+    "backend.env.LOG_FORMAT": "text",
     "backend.env.OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     "backend.env.DJANGO_DEBUG": "true",
     "backend.env.ENABLE_AUTO_THREAT_GENERATION": "false",
@@ -451,6 +453,8 @@ MUTATIONS = {
     "backend.podAnnotations": {"example.com/team": "soc"},
     "networkPolicy.appEgress": [],
     "ingress.annotations": {"example.com/x": "y"},
+    "observability.labels": {"release": "kube-prometheus-stack"},
+    "observability.serviceMonitor.interval": "15s",
 }
 
 
