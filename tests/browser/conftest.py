@@ -2,7 +2,7 @@
 against a real embedded-mode Daphne process (tests/integration/server.py) with its own database.
 
 Every test here is marked `browser` and `integration` (so `make test-fast` skips them). One server
-serves the session; tests that restart it start their own. Each page fails its test when it logs a
+serves the whole package; tests that restart it start their own. Each page fails its test when it logs a
 JavaScript error or a Content-Security-Policy violation.
 """
 
@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API runs an event loop on this thread while it is
+# open, and every later test that calls asyncio.run() would fail. It closes after the last browser test.
+@pytest.fixture(scope="package")
 def chromium():
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed: apt-get install -y chromium")
@@ -61,7 +63,7 @@ def stop_server(request, running, failed_before):
             print(f"\n--- daphne stderr ---\n{log}\n--- end of daphne stderr ---")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(request):
     running, failed_before = start_server(request, history=40)
     try:
