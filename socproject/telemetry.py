@@ -33,7 +33,7 @@ analysis_log = logging.getLogger("agents.analysis")
 SHUTDOWN_SECONDS = 2.0  # the longest a process waits at exit for spans to leave
 EXPORT_TIMEOUT_SECONDS = 5.0  # one export, retries included (the SDK default is 10 s)
 # Probes and scrapes arrive every few seconds from every pod: tracing them would bury the real traffic.
-UNTRACED_URLS = "health,ready,metrics"
+UNTRACED_URLS = "/health$,/ready$,/metrics$"  # regular expressions searched in the request URL
 ANALYZERS = ("adversarial", "false_positive", "response", "timeline")
 
 _tracing = {"pid": None, "provider": None, "exporters": []}
