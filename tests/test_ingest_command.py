@@ -86,6 +86,17 @@ def test_a_large_ndjson_file_is_streamed_in_batches(acme, tmp_path):
     assert sorted(ThreatGroup.objects.values_list("member_count", flat=True)) == [500] * 5
 
 
+def test_a_line_too_long_to_read_is_skipped_with_its_number(acme, tmp_path, settings):
+    settings.INGEST_MAX_ITEM_CHARS = 1_000  # lines over 4,000 bytes are not read into memory
+    path = tmp_path / "long.ndjson"
+    first = {"id": "ok-1", "title": "fine", "occurred_at": "2026-11-20T10:00:00Z"}
+    path.write_text("\n" + json.dumps(first) + "\n" + json.dumps({**first, "id": "big", "pad": "p" * 50_000}) + "\n"
+                    + json.dumps({**first, "id": "ok-2"}) + "\n")
+    out, _, error = run(path, "--format", "generic", "--customer", "acme-corp")
+    assert "imported           2" in out and "error at line 3: line: Line 3 is longer than 1000 characters" in out
+    assert error.returncode == 1 and set(Threat.objects.values_list("source_ref", flat=True)) == {"ok-1", "ok-2"}
+
+
 def test_bad_arguments_are_refused_plainly(acme, tmp_path):
     assert "Unknown customer 'nobody'. Known: acme-corp." in str(run(FIXTURES / "ecs_alerts.ndjson", "--customer",
                                                                       "nobody")[2])

@@ -106,9 +106,14 @@ def document_records(data, scrub=True):
 
 
 def ndjson_records(lines, first_line=1, first_index=0):
-    """One Record per non-blank line (bytes); a bad line is a per-item error with its line number."""
+    """One Record per non-blank line (bytes; None for a line too long to read); a bad line is a
+    per-item error with its line number."""
     records = []
     for number, line in enumerate(lines, start=first_line):
+        if line is None:
+            records.append(Record(first_index + len(records), line=number, error=ItemError(
+                "line", f"Line {number} is longer than {setting('INGEST_MAX_ITEM_CHARS')} characters; not read.")))
+            continue
         if not line.strip():
             continue
         record = Record(first_index + len(records), line=number, scrub=bool(RISKY_ESCAPES.search(line)))

@@ -19,6 +19,7 @@ from threats import ingest
 from threats.importers import FORMATS, detect_format
 
 ERRORS_LISTED = 50
+SKIP_REASONS = 20  # distinct reasons listed; the rest are counted as "other"
 PROGRESS_EVERY_SECONDS = 0.5
 
 
@@ -39,16 +40,16 @@ class Command(BaseCommand):
         default_customer = self._customer(customer) if customer else None
         stream, size = self._open(file)
         self.progress = Progress(self.stderr, size)
-        self.format, self.results, started = format, [], time.monotonic()
+        self.format, self.tally, started = format, Tally(), time.monotonic()
         with stream, analysis_inline():
             for records in self._batches(stream, batch_size):
                 self._import(records, default_customer, file)
-        self.progress.show(self.results, force=True)
+        self.progress.show(self.tally.total, force=True)
         self.progress.done()
         self._summary(file, time.monotonic() - started)
-        errors = sum(1 for r in self.results if r.status == "error")
-        if errors:
-            raise CommandError(f"{errors} alert(s) could not be imported (listed above).", returncode=1)
+        if self.tally.counts["error"]:
+            raise CommandError(f"{self.tally.counts['error']} alert(s) could not be imported (listed above).",
+                               returncode=1)
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -62,23 +63,28 @@ class Command(BaseCommand):
 
     def _batches(self, stream, batch_size):
         """Lists of Records: NDJSON line by line, or one whole JSON document cut into batches."""
-        first = stream.readline()
-        while first and not first.strip():
-            first = stream.readline()
-        if first and not _is_json_line(first):
-            yield from self._document(first + stream.read(), batch_size)
+        lines = _lines(stream, 4 * ingest.setting("INGEST_MAX_ITEM_CHARS"))
+        pending = []  # the lines up to the first one that is not blank
+        for line in lines:
+            pending.append(line)
+            if line is None or line.strip():
+                break
+        if pending and pending[-1] is not None and pending[-1].strip() and not _is_json_line(pending[-1]):
+            yield from self._document(b"".join(pending) + stream.read(), batch_size)
             return
-        lines, number, index = [first] if first else [], 1, 0
-        for line in stream:
-            lines.append(line)
-            if len(lines) >= batch_size:
-                records = ingest.ndjson_records(lines, first_line=number, first_index=index)
-                self.progress.advance(sum(map(len, lines)))
+        number, index = 1, 0
+        for line in lines:
+            pending.append(line)
+            if len(pending) >= batch_size:
+                records = self._records(pending, number, index)
                 yield records
-                number, index, lines = number + len(lines), index + len(records), []
-        if lines:
-            self.progress.advance(sum(map(len, lines)))
-            yield ingest.ndjson_records(lines, first_line=number, first_index=index)
+                number, index, pending = number + len(pending), index + len(records), []
+        if pending:
+            yield self._records(pending, number, index)
+
+    def _records(self, lines, number, index):
+        self.progress.advance(sum(len(line or b"") for line in lines))
+        return ingest.ndjson_records(lines, first_line=number, first_index=index)
 
     def _document(self, body, batch_size):
         try:
@@ -98,9 +104,9 @@ class Command(BaseCommand):
             self.format = next((detect_format(r.value) for r in records if detect_format(r.value)), None)
             if self.format is None:
                 raise CommandError(f"Cannot tell the format of the first alerts; pass --format ({', '.join(FORMATS)}).")
-        self.results += ingest.ingest(self.format, records, actor_label=f"import_alerts {os.path.basename(file)}"[:150],
-                                      default_customer=default_customer)
-        self.progress.show(self.results)
+        self.tally.add(ingest.ingest(self.format, records, actor_label=f"import_alerts {os.path.basename(file)}"[:150],
+                                     default_customer=default_customer))
+        self.progress.show(self.tally.total)
 
     def _customer(self, name):
         found = ingest.CustomerResolver().find(name)
@@ -112,27 +118,55 @@ class Command(BaseCommand):
         return found
 
     def _summary(self, file, seconds):
-        counts = ingest.summary(self.results)
-        heads = sum(1 for r in self.results if r.status == "created" and r.group_head)
-        rate = len(self.results) / seconds if seconds else 0
+        tally, counts = self.tally, self.tally.counts
+        rate = tally.total / seconds if seconds else 0
         self.stdout.write(
-            f"{os.path.basename(file)} ({self.format or 'unknown format'}): {len(self.results)} alert(s) "
+            f"{os.path.basename(file)} ({self.format or 'unknown format'}): {tally.total} alert(s) "
             f"in {seconds:.1f} s ({rate:,.0f}/s)\n"
-            f"  imported    {counts['created']:>8}  ({heads} group heads analysed, "
-            f"{counts['created'] - heads} joined a group)\n"
-            f"  duplicates  {counts['duplicates']:>8}\n"
+            f"  imported    {counts['created']:>8}  ({tally.heads} group heads analysed, "
+            f"{counts['created'] - tally.heads} joined a group)\n"
+            f"  duplicates  {counts['duplicate']:>8}\n"
             f"  skipped     {counts['skipped']:>8}\n"
-            f"  errors      {counts['errors']:>8}"
+            f"  errors      {counts['error']:>8}"
         )
-        skipped = Counter(r.detail for r in self.results if r.status == "skipped")
-        for reason, count in skipped.most_common():
+        for reason, count in tally.skipped.most_common():
             self.stdout.write(f"  skipped: {reason} ({count})")
-        errors = [r for r in self.results if r.status == "error"]
-        for result in errors[:ERRORS_LISTED]:
+        for result in tally.errors:
             where = f"line {result.line}" if result.line else f"item {result.index}"
             self.stdout.write(f"  error at {where}: {result.field}: {result.detail}")
-        if len(errors) > ERRORS_LISTED:
-            self.stdout.write(f"  ... and {len(errors) - ERRORS_LISTED} more error(s)")
+        if counts["error"] > len(tally.errors):
+            self.stdout.write(f"  ... and {counts['error'] - len(tally.errors)} more error(s)")
+
+
+class Tally:
+    """What the import did so far, in constant memory: a file may hold millions of alerts."""
+
+    def __init__(self):
+        self.total, self.heads, self.counts, self.skipped, self.errors = 0, 0, Counter(), Counter(), []
+
+    def add(self, results):
+        for result in results:
+            self.total += 1
+            self.counts[result.status] += 1
+            if result.status == "created" and result.group_head:
+                self.heads += 1
+            elif result.status == "skipped":
+                reason = result.detail if len(self.skipped) < SKIP_REASONS or result.detail in self.skipped else "other"
+                self.skipped[reason] += 1
+            elif result.status == "error" and len(self.errors) < ERRORS_LISTED:
+                self.errors.append(result)
+
+
+def _lines(stream, most):
+    """The stream's lines, each read with at most `most` bytes in memory; a longer line is skipped
+    and stands as None (reported as an error for its line number)."""
+    while line := stream.readline(most + 1):
+        if len(line) <= most or line.endswith(b"\n"):
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = stream.readline(1 << 20)
+        yield None
 
 
 def _is_json_line(line):
@@ -155,13 +189,13 @@ class Progress:
     def advance(self, count):
         self.read += count
 
-    def show(self, results, force=False):
+    def show(self, total, force=False):
         now = time.monotonic()
         if not force and now - self.shown_at < PROGRESS_EVERY_SECONDS:
             return
         self.shown_at = now
         fraction = min(1.0, self.read / self.total) if self.total else None
-        line = f"{len(results):,} alerts"
+        line = f"{total:,} alerts"
         if fraction is not None:
             line = f"[{'#' * int(fraction * 30):<30}] {fraction:4.0%}  {line}"
         if line == self.last_line:
