@@ -75,6 +75,22 @@ def test_a_wazuh_batch_is_accepted_with_one_result_per_item(client, key):
     assert body["items"][8]["field"] == "rule.level"
 
 
+@pytest.mark.parametrize("fmt, name, content_type, counts", [
+    ("wazuh", "wazuh_alerts.ndjson", NDJSON, (12, 0, 3)),
+    ("wazuh", "wazuh_shuffle.json", JSON, (2, 0, 0)),
+    ("suricata", "suricata_eve.ndjson", NDJSON, (7, 6, 3)),
+    ("ecs", "ecs_alerts.ndjson", NDJSON, (6, 0, 3)),
+    ("ecs", "ecs_search_response.json", JSON, (2, 0, 0)),
+    ("generic", "generic_alerts.json", JSON, (5, 0, 6)),  # the RetailMax alert is refused: the key is Acme's
+])
+def test_every_sample_file_imports_through_the_api(client, key, fmt, name, content_type, counts):
+    factories.make_customer(name="RetailMax", slug="retailmax")
+    factories.make_customer(name="Globex", slug="globex")  # named by one ECS alert: refused, the key is Acme's
+    body = post(client, fmt, (FIXTURES / name).read_bytes(), key, content_type).json()
+    assert (body["created"], body["skipped"], body["errors"]) == counts, body
+    assert Threat.objects.filter(source=fmt).count() == counts[0]
+
+
 def test_reposting_answers_duplicate_with_the_stored_ids(client, key):
     data = (FIXTURES / "wazuh_shuffle.json").read_bytes()
     first = post(client, "wazuh", data, key).json()

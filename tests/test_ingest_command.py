@@ -61,6 +61,14 @@ def test_single_json_documents_import_too(acme, name, source, count):
     assert f"imported    {count:>8}" in out and Threat.objects.filter(source=source).count() == count
 
 
+def test_the_generic_sample_file_imports_with_its_item_errors(acme):
+    factories.make_customer(name="RetailMax", slug="retailmax")
+    out, _, error = run(FIXTURES / "generic_alerts.json", "--customer", "acme-corp")
+    assert "generic_alerts.json (generic)" in out and "imported           6" in out and "errors             5" in out
+    assert "error at item 6: title:" in out and "error at item 10: alert: Each alert must be a JSON object." in out
+    assert error.returncode == 1 and Threat.objects.filter(source="generic").count() == 6
+
+
 def test_running_twice_reports_duplicates_and_stores_nothing_new(acme):
     run(FIXTURES / "ecs_alerts.ndjson", "--format", "ecs", "--customer", "acme-corp")
     stored = Threat.objects.count()
