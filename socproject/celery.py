@@ -57,6 +57,16 @@ def use_django_logging(**kwargs):
     dictConfig(settings.LOGGING)
 
 
+@signals.celeryd_init.connect
+def no_banner_between_json_lines(instance, **kwargs):
+    """With LOG_FORMAT=json every line must be a JSON object: skip the worker's ASCII banner (as
+    `celery --quiet` would; the chart's command keeps its shape)."""
+    from django.conf import settings
+
+    if settings.LOG_FORMAT == "json":
+        instance.quiet = True
+
+
 @signals.worker_process_init.connect
 def start_tracing_in_pool_process(**kwargs):
     telemetry.instrument_celery()

@@ -167,6 +167,7 @@ def test_a_real_worker_continues_the_request_s_trace_over_http_protobuf_and_serv
     for text in (web_log, worker_log):
         lines = [line for line in text.splitlines() if line.strip()]
         assert all(json.loads(line) for line in lines if line.startswith("{"))
+    assert "[queues]" not in worker_log  # no ASCII banner between the JSON lines
 
 
 def test_the_chart_default_protocol_grpc_exports_to_a_grpc_collector(grpc_collector):
