@@ -6,6 +6,9 @@
   if (!root) return;
   var live = window.SocLive, rows = window.SocRows, config = live.config;
   var FEED_LIMIT = 25, ACTIVITY_LIMIT = 30, BUFFER_LIMIT = 2000, RECONCILE_DELAY_MS = 2000;
+  // Retention (MAX_STORED_THREATS) deletes old threats without events: a visible page takes a fresh
+  // snapshot this often so its totals follow. One aggregate query per tab every few minutes.
+  var RETENTION_RESYNC_MS = 5 * 60 * 1000;
   var feed = document.getElementById("feed");
   var activity = document.getElementById("activity");
   var metrics = new window.SocMetrics(JSON.parse(document.getElementById("analytics").textContent));
@@ -172,5 +175,6 @@
   render();
   tick();
   window.setInterval(tick, 1000);
+  window.setInterval(function () { if (document.visibilityState === "visible") scheduleReconcile(); }, RETENTION_RESYNC_MS);
   live.connect({ seq: parseInt(root.dataset.seq, 10) || 0, onEvent: onEvent });
 })();

@@ -4,7 +4,8 @@
 // (events at or below the snapshot's seq are already in it). Status changes carry their "from"
 // and "to", so counts, MTTA/MTTR sums and SLA breaches move exactly. Two rare transitions
 // cannot be undone from an event (a reopened threat's old resolution time, a threat moved back
-// to "new"), and neither can retention deleting old threats: those ask for a fresh snapshot.
+// to "new"), and neither can retention deleting old threats (no event at all): those ask for a
+// fresh snapshot (dashboard.js, also every few minutes).
 (function () {
   "use strict";
   var rows = window.SocRows;

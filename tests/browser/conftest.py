@@ -81,9 +81,13 @@ class Browsers:
         self.contexts, self.problems, self.expected = [], [], []
         self.frames = {}  # page -> every WebSocket frame it received, parsed, in order
 
-    def page(self, username=USERNAME, password=None, path="/", **context_options):
+    def page(self, username=USERNAME, password=None, path="/", clock=False, **context_options):
+        """A logged-in page at `path`; `clock=True` installs Playwright's fake clock (from now), so a
+        test can move the page's time forward."""
         context = self.chromium.new_context(viewport={"width": 1440, "height": 1000}, locale="en-US",
                                             **context_options)
+        if clock:
+            context.clock.install()
         self.contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)

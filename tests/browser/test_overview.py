@@ -7,7 +7,9 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import SCREENSHOTS, activity_seqs, metric, row, settle, trigger_from_button
+from tests.browser.conftest import (
+    SCREENSHOTS, activity_seqs, api_send, metric, row, settle, trigger_from_button, wait_connected,
+)
 
 SEVERITY_COLOURS = {"CRITICAL": "rgb(229, 72, 77)", "HIGH": "rgb(247, 107, 21)", "MEDIUM": "rgb(255, 197, 61)",
                     "LOW": "rgb(61, 214, 140)"}
@@ -101,3 +103,37 @@ def test_times_are_shown_in_the_analysts_zone_and_the_zone_is_named(browsers, se
     assert received.inner_text() == stored.strftime("%m/%d/%Y, %H:%M:%S") + " Asia/Tokyo"
     assert re.fullmatch(r"\d\d/\d\d/\d{4}, \d\d:\d\d:\d\d\.\d{3} Asia/Tokyo",
                         page.locator("ol.timeline time").first.inner_text())
+
+
+def test_reopening_a_closed_threat_takes_a_fresh_snapshot_and_stays_exact(browsers, server):
+    page = browsers.page()
+    threat_id = trigger_from_button(page, 'button[data-threat-type="anomaly_detection"]')
+    wait_analysed(page, threat_id)
+    api_send(page, "PATCH", f"/api/threats/{threat_id}",
+             {"status": "closed", "disposition": "benign_true_positive", "reason": "Planned migration"})
+    expect(row(page, threat_id).locator("td").nth(6)).to_contain_text("Closed")
+
+    with page.expect_response(lambda r: r.url.endswith("/api/analytics")):  # MTTR cannot drop it alone
+        api_send(page, "PATCH", f"/api/threats/{threat_id}", {"status": "investigating"})
+
+    settle(page)
+    assert figures(page) == figures(browsers.page())
+
+
+def test_an_sla_deadline_passing_turns_the_row_red_and_counts_it_live(browsers, server):
+    page = browsers.page(clock=True)
+    breached = int(metric(page, "breached_open"))
+    threat_id = trigger_from_button(page, 'button[data-scenario="critical_threat"]')  # 15 minutes to acknowledge
+    wait_analysed(page, threat_id)
+    sla = row(page, threat_id).locator("td.sla")
+    expect(sla).to_contain_text("due in 14m")
+    expect(page.locator('[data-metric="breached_open"]')).to_have_text(str(breached))
+
+    page.clock.fast_forward("15:30")
+
+    expect(sla).to_have_class("sla sla-breached")
+    expect(sla).to_have_text(re.compile(r"breached [23]\ds"))
+    expect(row(page, threat_id)).to_have_class("threat-row breached")
+    expect(page.locator('[data-metric="breached_open"]')).to_have_text(str(breached + 1))
+    expect(page.locator('[data-card="breached_open"]')).to_have_class("card metric alert")
+    wait_connected(page)
