@@ -30,9 +30,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import sync_playwright
 
-from tests.integration.server import PASSWORD, USERNAME, EmbeddedServer  # noqa: E402
+from tests.integration.server import PASSWORD, USERNAME, EmbeddedServer
 
 RESULTS = REPO_ROOT / "bench" / "results" / "dashboard.jsonl"
 CHROMIUM = "/usr/bin/chromium"
@@ -192,7 +192,7 @@ def main():
         print(f"{label:28} median {s['median']:7.1f} ms  p95 {s['p95']:7.1f}  min {s['min']:7.1f}  max {s['max']:7.1f}")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    line = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    line = {"at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": platform.node(), "python": platform.python_version(), "chromium": version,
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # 1-min, before and after
             "threats": args.threats, "loads": args.loads, "runs": args.runs,

@@ -73,7 +73,7 @@ def fill(rows):
     analyst = get_user_model().objects.create_superuser("bench", password="bench")
     customers = [services.customer_for_name(name) for name in CUSTOMER_CATALOGUE]
     rng = random.Random(7)
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     severities, statuses, types = Severity.values, Status.values, ThreatType.values
     started = time.monotonic()
     for offset in range(0, rows, BATCH):
@@ -171,7 +171,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    line = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    line = {"at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": platform.node(), "database": vendor, "rows": args.rows, "repeat": args.repeat,
             "cases": results, "offset_contrast": contrast}
     with RESULTS.open("a") as handle:

@@ -56,7 +56,7 @@ def section(html, element_id):
 
 
 def json_script(html, element_id):
-    match = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.S)
+    match = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.DOTALL)
     assert match, f"no json_script #{element_id}"
     return json.loads(match.group(1))
 
@@ -165,7 +165,7 @@ def test_it_colours_each_severity_bar_by_the_severity_name(alice_client, custome
 
     chart = section(html_of(alice_client.get("/")), "chart-severity")
 
-    rows = re.findall(r'data-key="(\w+)".*?<rect class="bar-fill ([\w-]+)"[^>]*width="([\d.]+)"', chart, re.S)
+    rows = re.findall(r'data-key="(\w+)".*?<rect class="bar-fill ([\w-]+)"[^>]*width="([\d.]+)"', chart, re.DOTALL)
     assert [(key, css) for key, css, _ in rows] == [(s, f"sev-fill-{s.lower()}") for s in reversed(Severity.values)]
     widths = {key: float(width) for key, _, width in rows}
     assert widths == {"CRITICAL": 0, "HIGH": 100, "MEDIUM": 0, "LOW": 0}
@@ -192,7 +192,7 @@ def test_it_shows_sla_figures_by_severity_and_customer(alice_client, alice, cust
 
     html = html_of(alice_client.get("/"))
 
-    high = re.search(r'<tr data-key="HIGH">(.*?)</tr>', section(html, "sla-severity"), re.S).group(1)
+    high = re.search(r'<tr data-key="HIGH">(.*?)</tr>', section(html, "sla-severity"), re.DOTALL).group(1)
     cells = re.findall(r'<td class="num[^"]*">([^<]*)</td>', high)
     assert cells == ["1", "10m 00s", "100%", "0", "–", "1"]
     assert customer.name in section(html, "sla-customer")
@@ -333,10 +333,10 @@ def test_it_highlights_a_breached_sla_in_the_list(alice_client, alice, customer)
 
     html = html_of(alice_client.get("/threats/"))
 
-    row = re.search(rf'<tr class="([^"]*)" data-id="{breached.pk}".*?<td class="sla ([^"]*)">([^<]*)<', html, re.S)
+    row = re.search(rf'<tr class="([^"]*)" data-id="{breached.pk}".*?<td class="sla ([^"]*)">([^<]*)<', html, re.DOTALL)
     assert row.group(1) == "threat-row breached" and row.group(2) == "sla-breached"
     assert row.group(3).startswith("breached 30m")
-    row = re.search(rf'<tr class="([^"]*)" data-id="{on_time.pk}".*?<td class="sla ([^"]*)">([^<]*)<', html, re.S)
+    row = re.search(rf'<tr class="([^"]*)" data-id="{on_time.pk}".*?<td class="sla ([^"]*)">([^<]*)<', html, re.DOTALL)
     assert row.group(1) == "threat-row" and row.group(2) == "sla-running" and row.group(3).startswith("due in 9m")
 
 

@@ -8,7 +8,14 @@ from zoneinfo import ZoneInfo
 from playwright.sync_api import expect
 
 from tests.browser.conftest import (
-    SCREENSHOTS, activity_seqs, api_send, metric, row, settle, trigger_from_button, wait_connected,
+    SCREENSHOTS,
+    activity_seqs,
+    api_send,
+    metric,
+    row,
+    settle,
+    trigger_from_button,
+    wait_connected,
 )
 
 SEVERITY_COLOURS = {"CRITICAL": "rgb(229, 72, 77)", "HIGH": "rgb(247, 107, 21)", "MEDIUM": "rgb(255, 197, 61)",

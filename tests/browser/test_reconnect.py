@@ -8,7 +8,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import TEAMMATE, activity_seqs, api_send, browsers_for, row, start_server, stop_server
+from tests.browser.conftest import (
+    TEAMMATE,
+    activity_seqs,
+    api_send,
+    browsers_for,
+    row,
+    start_server,
+    stop_server,
+)
 
 RECONNECT_TIMEOUT_MS = 30_000  # the page retries with jittered backoff capped at 10 s
 
@@ -59,7 +67,7 @@ def test_after_the_server_restarts_the_page_shows_each_missed_event_once_in_orde
     shown = activity_seqs(page)
     assert shown[:7] == list(range(before + 6, before - 1, -1))
     assert len(shown) == len(set(shown))
-    titles = re.findall(r"geo_anomaly\s+\S.*?\s{2,}(.+)$", output, re.M)
+    titles = re.findall(r"geo_anomaly\s+\S.*?\s{2,}(.+)$", output, re.MULTILINE)
     assert len(titles) == 3
     feed = page.locator("#feed").inner_text()
     for title in titles:

@@ -5,7 +5,15 @@ The database state is read back through the API."""
 from playwright.sync_api import expect
 
 from tests.browser.conftest import (
-    SCREENSHOTS, TEAMMATE, api_get, api_send, metric, row, settle, trigger_from_button, wait_connected,
+    SCREENSHOTS,
+    TEAMMATE,
+    api_get,
+    api_send,
+    metric,
+    row,
+    settle,
+    trigger_from_button,
+    wait_connected,
 )
 from tests.integration.server import USERNAME
 
