@@ -10,6 +10,7 @@
   var firstPage = root.dataset.firstPage === "true";
   var selectable = !!document.getElementById("bulk");
   var LIVE_ROW_LIMIT = 200;
+  var hasOlderPage = root.dataset.hasOlder === "true";
 
   // The same filters as the server's (api._filter), applied to an event's summary.
   function matches(t) {
@@ -29,9 +30,18 @@
     return true;
   }
 
+  // A matching threat belongs on this page if it is newer than the page's oldest row (or no older
+  // page exists): an old threat that starts to match (a note, a status change) is on a later page.
+  function belongsHere(t) {
+    var shown = tbody.querySelectorAll("tr.threat-row");
+    if (!hasOlderPage || !shown.length) return true;
+    return new Date(t.received_at).getTime() >= new Date(shown[shown.length - 1].dataset.received).getTime();
+  }
+
   function onEvent(message) {
     var fits = matches(message.threat);
-    var row = rows.upsert(tbody, message, { create: firstPage && fits, selectable: selectable, limit: LIVE_ROW_LIMIT });
+    var create = firstPage && fits && belongsHere(message.threat);
+    var row = rows.upsert(tbody, message, { create: create, selectable: selectable, limit: LIVE_ROW_LIMIT });
     if (row) row.classList.toggle("unmatched", !fits);
     updateCount();
   }
