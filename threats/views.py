@@ -5,8 +5,8 @@ events to what was rendered (README "Dashboard"). Alert-derived text is only eve
 templates; links are built here, from validated ids, never from alert fields.
 """
 
-import logging
 import json
+import logging
 import re
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -31,7 +31,15 @@ from agents.registry import AGENT_KINDS
 
 from . import services
 from .api import ThreatFilters, analytics_snapshot, threat_page
-from .choices import CLOSED_STATUSES, AnalysisStatus, Disposition, Scenario, Severity, Status, ThreatType
+from .choices import (
+    CLOSED_STATUSES,
+    AnalysisStatus,
+    Disposition,
+    Scenario,
+    Severity,
+    Status,
+    ThreatType,
+)
 from .models import Customer, ThreatEvent
 from .serializers import event_message
 
