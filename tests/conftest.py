@@ -22,6 +22,9 @@ os.environ.setdefault("ENABLE_AUTO_THREAT_GENERATION", "false")
 def pytest_configure(config):
     from django.conf import settings
 
+    from threats import autogen
+
+    autogen._started.set()  # importing socproject.asgi must not start the embedded background jobs here
     settings.STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request otherwise
     database = settings.DATABASES["default"]  # loads the settings now; pytest-django then sets Django up
     if database["ENGINE"].endswith("sqlite3"):
