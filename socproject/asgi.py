@@ -18,10 +18,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from threats import autogen  # noqa: E402
 from threats.metrics import asgi_metrics  # noqa: E402
+from threats.middleware import WebSocketOriginValidator  # noqa: E402
 from threats.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -34,7 +34,8 @@ async def http(scope, receive, send):
 application = ProtocolTypeRouter(
     {
         "http": http,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Origin first (exact allow-list, README "Security"), then the session, then the consumer.
+        "websocket": WebSocketOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

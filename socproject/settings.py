@@ -12,6 +12,7 @@ on the Redis broker, django-redis cache.
 """
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -90,6 +91,10 @@ DEBUG = env_bool("DJANGO_DEBUG", "false")
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# WebSocket Origin allow-list beyond the page's own origin (default: CSRF_TRUSTED_ORIGINS), and the
+# number of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted (README "Security").
+WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS")
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
@@ -132,6 +137,13 @@ if "*" in ALLOWED_HOSTS:
     # AllowedHostsOriginValidator reuses ALLOWED_HOSTS: "*" would switch off the WebSocket
     # origin check, so it is refused rather than silently accepted.
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must list host names; '*' is not allowed")
+if any("*" in origin for origin in WS_ALLOWED_ORIGINS):
+    # A wildcard origin is what makes cross-site WebSocket hijacking possible: list exact origins.
+    raise ImproperlyConfigured("WS_ALLOWED_ORIGINS must list exact origins (https://host[:port]); '*' is not allowed")
+WS_ALLOWED_ORIGINS = WS_ALLOWED_ORIGINS or [origin for origin in CSRF_TRUSTED_ORIGINS if "*" not in origin]
+for _origin in WS_ALLOWED_ORIGINS:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?", _origin):
+        raise ImproperlyConfigured(f"WS_ALLOWED_ORIGINS: {_origin!r} is not an origin like https://soc.example.com")
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
 _levels = [(int(level) if level.isdigit() else -1, severity.upper()) for level, severity in INGEST_WAZUH_LEVELS]
@@ -172,9 +184,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "threats.middleware.RateLimitMiddleware",  # per user / per address limits, throttled logins -> 429
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "threats.middleware.ContentSecurityPolicyMiddleware",
+    "threats.middleware.StrictTransportSecurityMiddleware",
     "threats.middleware.JsonApiErrorsMiddleware",
 ]
 
@@ -293,12 +307,50 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
+# --- Security (README "Security") ---
+# HTTPS indicator: the site is served over HTTPS when its trusted origins are https (the chart
+# derives them from the TLS ingress hosts). Then cookies are Secure, the session cookie takes the
+# __Host- prefix and every response carries HSTS for a year including subdomains.
+SERVED_OVER_HTTPS = any(origin.startswith("https://") for origin in CSRF_TRUSTED_ORIGINS)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SERVED_OVER_HTTPS
+SESSION_COOKIE_NAME = "__Host-sessionid" if SERVED_OVER_HTTPS else "sessionid"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = 12 * 3600  # absolute session lifetime: one shift (ASVS 7.3.2)
 CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_HSTS_SECONDS = 31_536_000 if SERVED_OVER_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SERVED_OVER_HTTPS
+# X-Forwarded-Proto is believed only when proxies are configured to stand in front (they set it).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT else None
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SILENCED_SYSTEM_CHECKS = [
+    # W008 (SECURE_SSL_REDIRECT off): TLS ends at the ingress, which redirects http to https
+    # (ingress-nginx's ssl-redirect, on by default with a TLS host). Behind it the pods only ever
+    # see plain HTTP from nginx, so a redirect here would loop; /health and /ready must answer
+    # the kubelet over plain HTTP as well.
+    "security.W008",
+    # W021 (SECURE_HSTS_PRELOAD off): preloading is a one-way commitment for the whole registered
+    # domain, made by its owner at hstspreload.org, not something this application may assert.
+    "security.W021",
+]
+AUTHENTICATION_BACKENDS = ["threats.access.ThrottledModelBackend"]
+# Limits as (count, window in seconds), counted in the shared cache (README "Security"): API calls
+# per session user, per API key and per address without either; failed logins per username and
+# per address (Zulip's 5 per 30 min per username); WebSocket client messages per socket.
+RATE_LIMITS = {
+    "user": (600, 60),
+    "key": (1200, 60),
+    "anonymous": (120, 60),
+    "login_user": (5, 1800),
+    "login_ip": (50, 1800),
+}
+WS_MAX_MESSAGE_BYTES = 65_536  # larger client messages close the socket (1009); over 4 KiB are ignored
+WS_MESSAGES_PER_10_SECONDS = 30
+# How often a socket re-reads its session (a missed force.close still ends it within this time).
+WS_SESSION_RECHECK_SECONDS = 60
 
 # Bounds on untrusted input (alerts may carry 50 MB strings).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

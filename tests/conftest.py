@@ -40,6 +40,9 @@ def fast_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    from django.core.cache import cache
+
+    cache.clear()  # rate-limit counters (threats/ratelimit.py) must not carry over from other tests
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.AGENTS_IN_THREAD = False  # analysis runs synchronously at commit, so tests can assert it
     settings.REDIS_URL = ""

@@ -26,9 +26,10 @@ from ninja.security import django_auth
 
 from agents.analyzers.response import SLA_MINUTES
 
-from . import services
-from .choices import CLOSED_STATUSES, Disposition, Severity, Status
-from .models import Customer
+from . import access, audit, ratelimit, services
+from .apikeys import APIKeyAuth
+from .choices import CLOSED_STATUSES, ActorKind, Disposition, Severity, Status
+from .models import APIKey, Customer
 from .serializers import event_message, threat_detail, threat_summary
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ SNAPSHOT_ATTEMPTS = 3
 GROUP_KEYS = ("customer__slug", "customer__name", "threat_type", "severity", "status")
 SLA_WATCH_LIMIT = 500
 BULK_LIMIT = 500
+MAX_SEQ = 2**63 - 1
 
 
 
@@ -55,10 +57,14 @@ api = NinjaAPI(
     parser=ObjectParser(),
     title="SOC Agent System API",
     version="1.0",
-    description="Threats, triage, analytics and the event log. Session authentication (CSRF on writes).",
+    description="Threats, triage, analytics and the event log. Session authentication (CSRF on writes); "
+                "reads also with an `X-API-Key` of scope `read`, the trigger with scope `trigger`.",
     urls_namespace="api",
 )
 router = Router(auth=django_auth, tags=["threats"])
+# Reads and the trigger also take an API key (header only: no cookie, no CSRF); triage never does.
+READ_AUTH = [APIKeyAuth("read", required=False), django_auth]
+TRIGGER_AUTH = [APIKeyAuth("trigger", required=False), django_auth]
 
 
 # --- Schemas -----------------------------------------------------------------------------------
@@ -68,6 +74,11 @@ class Error(Schema):
     detail: str | list | dict
     field: str | None = None
     valid: list[str] | None = None
+
+
+# What any authenticated endpoint may answer besides its own codes: not logged in / bad key,
+# not allowed, malformed input, over a rate limit.
+REFUSALS = {401: Error, 403: Error, 422: Error, 429: Error}
 
 
 class ThreatSummary(Schema):
@@ -122,11 +133,11 @@ class ThreatDetail(ThreatSummary):
 
 
 class ThreatFilters(Schema):
-    severity: str | None = None
-    threat_type: str | None = None
-    status: str | None = None
-    customer: str | None = Field(None, description="Customer slug.")
-    assignee: str | None = Field(None, description="Username, 'me' or 'none'.")
+    severity: str | None = Field(None, max_length=16)
+    threat_type: str | None = Field(None, max_length=64)
+    status: str | None = Field(None, max_length=16)
+    customer: str | None = Field(None, max_length=100, description="Customer slug.")
+    assignee: str | None = Field(None, max_length=150, description="Username, 'me' or 'none'.")
     requires_review: bool | None = None
     q: str | None = Field(None, max_length=200, description="Text search in title, summary and source ref.")
     limit: int = Field(20, ge=1, le=100)
@@ -194,10 +205,11 @@ class EventPage(Schema):
 # --- Threats -------------------------------------------------------------------------------------
 
 
-@router.get("/threats", response={200: ThreatPage, 400: Error, 403: Error})
+@router.get("/threats", auth=READ_AUTH, response={200: ThreatPage, 400: Error, **REFUSALS})
 def list_threats(request, filters: Query[ThreatFilters]):
     """Newest first, filtered, with cursor pagination (pass `next_cursor` back as `cursor`)."""
-    found = _filter(services.visible_threats(request.user), filters, request.user)
+    who = access.principal(request)
+    found = _filter(services.visible_threats(who), filters, who)
     if filters.cursor:
         received_at, last_id = _decode_cursor(filters.cursor)
         found = _older_than(found, received_at, last_id)
@@ -208,28 +220,30 @@ def list_threats(request, filters: Query[ThreatFilters]):
     return {"items": [threat_summary(t) for t in page], "next_cursor": next_cursor}
 
 
-@router.get("/threats/{uuid:threat_id}", response={200: ThreatDetail, 403: Error, 404: Error})
+@router.get("/threats/{uuid:threat_id}", auth=READ_AUTH, response={200: ThreatDetail, 404: Error, **REFUSALS})
 def get_threat(request, threat_id: UUID):
-    threat = services.get_threat_for_user(request.user, threat_id)
+    threat = services.get_threat_for_user(access.principal(request), threat_id)
     return threat_detail(threat)
 
 
-@router.post("/threats/trigger", response={202: TriggerOut, 400: Error, 403: Error})
+@router.post("/threats/trigger", auth=TRIGGER_AUTH, response={202: TriggerOut, 400: Error, **REFUSALS})
 def trigger(request, payload: TriggerIn = None):
-    """Create a synthetic threat (random, by `threat_type`, or by named `scenario`) and queue its analysis."""
-    services.check_permission(request.user, services.TRIGGER_PERMISSION)
+    """Create a synthetic threat (random, by `threat_type`, or by named `scenario`) and queue its analysis.
+    A principal scoped to customers triggers for one of them (its first when `customer` is absent)."""
+    who = access.principal(request)
+    services.check_permission(who, services.TRIGGER_PERMISSION)
     payload = payload or TriggerIn()
-    threat = services.trigger_threat(
-        services.Actor.for_user(request.user), payload.threat_type or None, payload.scenario or None,
-        payload.customer or None,
-    )
+    customer = access.trigger_customer(who, payload.customer or None)
+    actor = (services.Actor(ActorKind.SYSTEM, label=f"api key {who.name}"[:150]) if isinstance(who, APIKey)
+             else services.Actor.for_user(who))
+    threat = services.trigger_threat(actor, payload.threat_type or None, payload.scenario or None, customer)
     return Reply(202, {
         "id": threat.pk, "analysis_status": threat.analysis_status, "threat_type": threat.threat_type,
         "customer": threat.customer.name, "title": threat.title, "url": f"/api/threats/{threat.pk}",
     })
 
 
-@router.patch("/threats/{uuid:threat_id}", response={200: ThreatDetail, 400: Error, 403: Error, 404: Error})
+@router.patch("/threats/{uuid:threat_id}", response={200: ThreatDetail, 400: Error, 404: Error, **REFUSALS})
 def update_threat(request, threat_id: UUID, payload: TriageIn):
     """Triage: change `status`, set a `disposition` with a `reason` when closing, or (un)assign."""
     fields = payload.dict(exclude_unset=True)
@@ -237,7 +251,7 @@ def update_threat(request, threat_id: UUID, payload: TriageIn):
     return threat_detail(threat)
 
 
-@router.post("/threats/bulk", response={200: BulkTriageOut, 400: Error, 403: Error})
+@router.post("/threats/bulk", response={200: BulkTriageOut, 400: Error, **REFUSALS})
 def bulk_triage(request, payload: BulkTriageIn):
     """One triage change for many threats (at most 500). Each threat is changed on its own, with its
     own event; the ones that cannot be changed (gone, or refused) are listed with the reason."""
@@ -274,7 +288,7 @@ def _check_bulk_change(fields):
             raise services.InvalidInput("reason", "Closing threats needs a reason.")
 
 
-@router.post("/threats/{uuid:threat_id}/notes", response={201: NoteOut, 400: Error, 403: Error, 404: Error})
+@router.post("/threats/{uuid:threat_id}/notes", response={201: NoteOut, 400: Error, 404: Error, **REFUSALS})
 def add_note(request, threat_id: UUID, payload: NoteIn):
     note = services.add_note(request.user, threat_id, payload.body)
     return Reply(201, {"id": note.pk, "threat_id": note.threat_id, "author": request.user.get_username(),
@@ -284,11 +298,11 @@ def add_note(request, threat_id: UUID, payload: NoteIn):
 # --- Analytics and events --------------------------------------------------------------------------
 
 
-@router.get("/analytics", response={200: dict, 403: Error})
+@router.get("/analytics", auth=READ_AUTH, response={200: dict, **REFUSALS})
 def analytics(request):
     """Totals by type, severity and status; customers affected; processing time; MTTA/MTTR overall,
     by severity and by customer; SLA breaches. Exact at `latest_seq` (see `analytics_snapshot`)."""
-    return analytics_snapshot(request.user)
+    return analytics_snapshot(access.principal(request))
 
 
 def analytics_snapshot(user, now=None):
@@ -446,12 +460,12 @@ def _sla_watch(threats, now):
     return [[pk, severity, slug, due.isoformat()] for due, pk, severity, slug in listed], until
 
 
-@router.get("/events", response={200: EventPage, 403: Error})
-def list_events(request, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
-    """Events with seq > `after`, oldest first, at most `limit` (for replay after a disconnect)."""
-    services.check_permission(request.user, services.VIEW_PERMISSION)
-    return {"events": [event_message(e) for e in services.events_after(after, limit)],
-            "latest_seq": services.latest_seq()}
+@router.get("/events", auth=READ_AUTH, response={200: EventPage, **REFUSALS})
+def list_events(request, after: int = Query(0, ge=0, le=MAX_SEQ), limit: int = Query(100, ge=1, le=1000)):
+    """Events with seq > `after`, oldest first, at most `limit` (for replay after a disconnect); only
+    the events of customers the caller may see."""
+    found = access.visible_events(access.principal(request)).filter(seq__gt=after).order_by("seq")[:limit]
+    return {"events": [event_message(e) for e in found], "latest_seq": services.latest_seq()}
 
 
 # --- Helpers -----------------------------------------------------------------------------------------
@@ -506,7 +520,8 @@ def _filter(found, filters, user):
     if filters.assignee == "none":
         found = found.filter(assignee__isnull=True)
     elif filters.assignee:
-        username = user.get_username() if filters.assignee == "me" else filters.assignee
+        me = user.get_username() if hasattr(user, "get_username") else ""  # an API key is nobody's "me"
+        username = me if filters.assignee == "me" else filters.assignee
         found = found.filter(assignee_id=get_user_model().objects.filter(username=username).values("pk")[:1])
     if filters.requires_review is not None:
         found = found.filter(requires_human_review=filters.requires_review)
@@ -561,7 +576,17 @@ def _not_found(request, exc):
 
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request, exc):
+    audit.record("api.unauthenticated", None, outcome="refused", method=request.method, path=request.path)
     return api.create_response(request, {"detail": "Authentication required: log in first."}, status=401)
+
+
+@api.exception_handler(ratelimit.RateLimited)
+def _rate_limited(request, exc):
+    audit.record("ratelimit.refused", access.principal(request) if hasattr(request, "auth") else None,
+                 outcome="refused", path=request.path)
+    response = api.create_response(request, {"detail": exc.detail, "field": None}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(ValidationError)

@@ -5,7 +5,9 @@ row; only a SHA-256 of the whole key is stored, compared in constant time. The k
 when it is issued (Django admin). Revoked keys stop working at once.
 
 `APIKeyAuth` is the django-ninja auth class: it reads only the `X-API-Key` header (never a cookie),
-so requests authenticated by it need no CSRF token and cannot be forged by a browser.
+so requests authenticated by it need no CSRF token and cannot be forged by a browser. Each use is
+an audit line and counts against the key's rate limit; a refused key counts against the client
+address (README "Security").
 """
 
 import hashlib
@@ -18,6 +20,7 @@ from django.utils import timezone
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader
 
+from . import audit, ratelimit
 from .models import APIKey
 
 HEADER = "X-API-Key"
@@ -91,7 +94,12 @@ class APIKeyAuth(APIKeyHeader):
             return None
         found = verify(key)
         if found is None:
+            audit.record("key.refused", None, outcome="refused", key=key[:16], path=request.path)
+            ratelimit.check("anonymous", ratelimit.request_ip(request))
             raise HttpError(401, f"Invalid or revoked API key in the {HEADER} header.")
         if self.scope not in (found.scopes or []):
+            audit.record("key.refused", found, outcome="refused", scope=self.scope, path=request.path)
             raise HttpError(403, f"This API key lacks the '{self.scope}' scope.")
+        ratelimit.check("key", found.pk)
+        audit.record("key.used", found, scope=self.scope, method=request.method, path=request.path)
         return found

@@ -4,34 +4,62 @@ Delivery: the consumer tracks the last seq it sent. A live event that skips ahea
 event arrived first, or a push was lost) makes it read the missing events from the database and
 send them in order; an event it already sent is dropped. So a connected client sees every event
 once, in order, whatever the channel layer does.
+
+Security (README "Security"): the Origin was checked before this consumer runs (middleware.py
+`WebSocketOriginValidator`); a socket without a valid session of an active user with the view
+permission is refused before accept. Each socket joins `user.<id>` so that logout, a password
+change, deactivation or a change of role or scope closes it (`force.close`), and re-reads its
+session at most every WS_SESSION_RECHECK_SECONDS on a heartbeat, so a lost push still ends it. A
+socket scoped to customers is sent only their events, live and replayed. Client messages are
+allow-listed (`ping`, `resume`), bounded in size and rate, and never forwarded.
 """
 
 import asyncio
 import json
+import time
+from functools import lru_cache
+from importlib import import_module
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 
-from . import events, metrics, services
+from . import access, audit, events, metrics, ratelimit, services
+from .models import Customer
 from .serializers import event_message
 
 # A new connection waits this long before streaming, so that a reconnecting client's `resume`
 # (sent as soon as the socket opens) is applied before any live event: exactly once and in order.
 RESUME_GRACE_SECONDS = 0.5
-MAX_CLIENT_MESSAGE_BYTES = 4096
+# Close codes: the session ended (logout, password, deactivation, role or scope change) / policy.
+CLOSE_SESSION_ENDED = 4001
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+CLOSE_UNSUPPORTED = 1003
+RATE_WINDOW_SECONDS = 10
+MAX_PARSED_MESSAGE_CHARS = 4096
 
 
 class ThreatConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not await _can_view(user):
+        self.closed = True
+        reason = await _refusal(user)
+        if reason:
             metrics.WS_CONNECTS.labels("refused").inc()
+            audit.record("ws.refused", user, outcome="refused", ip=ratelimit.scope_ip(self.scope), reason=reason)
             await self.close()  # before accept: the handshake is refused with 403
             return
+        self.user_id = user.pk
+        self.customer_slugs = await _customer_slugs(user)
+        self.session_checked = time.monotonic()
+        self.window_start, self.window_count = time.monotonic(), 0
         events.bind_loop(asyncio.get_running_loop())
         await self.channel_layer.group_add(events.GROUP, self.channel_name)
+        await self.channel_layer.group_add(access.user_group(user.pk), self.channel_name)
         await self.accept()
         metrics.socket_opened(self)
         self.hello_seq = self.last_seq = await database_sync_to_async(services.latest_seq)()
@@ -44,11 +72,20 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             asyncio.get_running_loop().call_later(RESUME_GRACE_SECONDS, self._request_stream_start)
 
     async def disconnect(self, code):
+        if self.closed:  # refused before accept: never joined anything
+            return
         self.closed = True
         metrics.socket_closed(self)
         await self.channel_layer.group_discard(events.GROUP, self.channel_name)
+        await self.channel_layer.group_discard(access.user_group(self.user_id), self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
+        refusal = self._client_refusal(text_data, bytes_data)
+        if refusal:
+            audit.record("ws.closed", self.scope.get("user"), outcome="refused", ip=ratelimit.scope_ip(self.scope),
+                         reason=refusal[1])
+            await self.close(code=refusal[0])
+            return
         message = _parse_client_message(text_data)
         kind = message.get("type")
         if kind == "ping":
@@ -80,6 +117,50 @@ class ThreatConsumer(AsyncWebsocketConsumer):
         if not self.streaming:
             await self._start_streaming()
 
+    async def force_close(self, message):
+        """The user's session ended somewhere (access.close_user_sockets): close at once."""
+        await self._end_session(str(message.get("reason", "session ended")))
+
+    # --- security --------------------------------------------------------------------------------
+
+    def _client_refusal(self, text_data, bytes_data):
+        """(close code, reason) for a client message this socket will not take, else None."""
+        if bytes_data is not None:
+            return CLOSE_UNSUPPORTED, "binary message"
+        if len((text_data or "").encode()) > settings.WS_MAX_MESSAGE_BYTES:
+            return CLOSE_TOO_BIG, "message too big"
+        now = time.monotonic()
+        if now - self.window_start >= RATE_WINDOW_SECONDS:
+            self.window_start, self.window_count = now, 0
+        self.window_count += 1
+        if self.window_count > settings.WS_MESSAGES_PER_10_SECONDS:
+            return CLOSE_POLICY, "too many messages"
+        return None
+
+    async def _end_session(self, reason):
+        audit.record("ws.closed", self.scope.get("user"), outcome="closed", ip=ratelimit.scope_ip(self.scope),
+                     reason=reason)
+        await self.close(code=CLOSE_SESSION_ENDED)
+
+    async def _session_valid(self):
+        """Re-read the session (at most every WS_SESSION_RECHECK_SECONDS): expired, logged out,
+        password changed or user deactivated -> False."""
+        now = time.monotonic()
+        if now - self.session_checked < settings.WS_SESSION_RECHECK_SECONDS:
+            return True
+        self.session_checked = now
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        return bool(key) and await database_sync_to_async(_session_user_id)(key) == self.user_id
+
+    def _visible(self, message):
+        """Whether this socket may be sent an event (a dict, or a live push with its text)."""
+        if self.customer_slugs is None:
+            return True
+        if "text" in message:
+            return _customer_of_push(message["seq"], message["text"]) in self.customer_slugs
+        return (message.get("threat") or {}).get("customer_slug") in self.customer_slugs
+
     # --- delivery ----------------------------------------------------------------------------
 
     async def _on_event(self, message):
@@ -90,13 +171,18 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             metrics.WS_GAPS.inc()
             await self._catch_up()
         if seq > self.last_seq:
-            await self.send(text_data=message["text"])  # serialised once per event, in events.py
+            if self._visible(message):
+                await self.send(text_data=message["text"])  # serialised once per event, in events.py
             self.last_seq = seq
 
     async def _heartbeat(self):
         """A ping re-joins the group (cheap, idempotent: a socket never stays open but deaf after a
         layer reconnect or a group expiry) and sends whatever the log has that the push missed."""
+        if not await self._session_valid():
+            await self._end_session("session no longer valid")
+            return
         await self.channel_layer.group_add(events.GROUP, self.channel_name)
+        await self.channel_layer.group_add(access.user_group(self.user_id), self.channel_name)
         if self.streaming:
             await self._catch_up()
         await self._send({"type": "pong", "seq": self.last_seq})
@@ -115,7 +201,8 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             return False
         metrics.WS_REPLAYED.inc(len(rows))
         for message in rows:
-            await self._send(message)
+            if self._visible(message):
+                await self._send(message)
             self.last_seq = message["seq"]
         return True
 
@@ -146,7 +233,8 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             return
         metrics.WS_REPLAYED.inc(len(rows))
         for message in rows:
-            await self._send(message)
+            if self._visible(message):
+                await self._send(message)
 
     def _request_stream_start(self):
         if not self.closed:
@@ -157,8 +245,40 @@ class ThreatConsumer(AsyncWebsocketConsumer):
 
 
 @database_sync_to_async
-def _can_view(user):
-    return user.is_active and user.has_perm(services.VIEW_PERMISSION)
+def _refusal(user):
+    """Why a handshake is refused (None: accept). AuthMiddlewareStack already turned a missing,
+    expired or tampered session, a changed password or an inactive user into AnonymousUser."""
+    if user is None or not user.is_authenticated:
+        return "not logged in"
+    if not access.has_permission(user, access.VIEW_PERMISSION):
+        return "no view permission"
+    return None
+
+
+@database_sync_to_async
+def _customer_slugs(user):
+    scope = access.customer_scope(user)
+    if scope is access.ALL_CUSTOMERS:
+        return None
+    return frozenset(Customer.objects.filter(pk__in=scope).values_list("slug", flat=True))
+
+
+def _session_user_id(session_key):
+    """The id of the active user whose valid session this is, else None."""
+    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    user = get_user_model()._default_manager.filter(pk=data.get(SESSION_KEY), is_active=True).first()
+    if user is None or not constant_time_compare(data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
+        return None
+    return user.pk
+
+
+@lru_cache(maxsize=512)
+def _customer_of_push(seq, text):
+    """The customer slug of a live push; parsed once per event per process, not once per socket."""
+    try:
+        return (json.loads(text).get("threat") or {}).get("customer_slug")
+    except (ValueError, AttributeError):
+        return None
 
 
 def _messages_after(after, limit, upto=None):
@@ -173,7 +293,7 @@ def _query_after(scope):
 
 
 def _parse_client_message(text):
-    if not text or len(text) > MAX_CLIENT_MESSAGE_BYTES:
+    if not text or len(text) > MAX_PARSED_MESSAGE_CHARS:  # a ping or resume is tiny: never parse more
         return {}
     try:
         message = json.loads(text)

@@ -60,8 +60,13 @@ def publish(event_type, seq, text):
         _redis_publish(text)
 
 
-def _group_send(message):
-    coroutine = get_channel_layer().group_send(GROUP, message)
+def send_to_group(group, message):
+    """Push a control message (e.g. `force.close` to `user.<id>`) to one group; best effort."""
+    _group_send(message, group)
+
+
+def _group_send(message, group=GROUP):
+    coroutine = get_channel_layer().group_send(group, message)
     loop = _server_loop if _server_loop is not None and _server_loop.is_running() else _publisher_loop()
     try:
         current = asyncio.get_running_loop()

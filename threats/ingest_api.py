@@ -17,10 +17,10 @@ from ninja import Field, Query, Router, Schema
 from ninja.responses import Status as Reply
 from ninja.security import django_auth
 
-from . import ingest, services
+from . import access, ingest, services
 from .apikeys import APIKeyAuth
 from .importers import FORMATS
-from .models import APIKey, ThreatGroup
+from .models import ThreatGroup
 from .serializers import threat_summary
 
 router = Router(tags=["ingest"])
@@ -173,11 +173,11 @@ def _read_body(request):
 
 
 def _visible_groups(request):
+    """Groups of the customers the key or user may see (access.py: one scoping rule everywhere)."""
     groups = ThreatGroup.objects.select_related("customer", "head__customer", "head__assignee")
-    if isinstance(request.auth, APIKey):
-        return groups.filter(customer=request.auth.customer) if request.auth.customer_id else groups
-    services.check_permission(request.user, services.VIEW_PERMISSION)
-    return groups
+    who = access.principal(request)
+    services.check_permission(who, services.VIEW_PERMISSION)
+    return access.scoped(groups, who)
 
 
 def _group(group):

@@ -1,8 +1,13 @@
 """Project middleware: every /api/ answer stays JSON (including the 405 that django-ninja renders as
-plain text), and every response carries a Content-Security-Policy."""
+plain text), every response carries a Content-Security-Policy (and HSTS when served over HTTPS),
+and the rate limits of README "Security" answer 429 with Retry-After."""
 
+from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+
+from . import audit, ratelimit
+from .apikeys import HEADER as API_KEY_HEADER
 
 
 class JsonApiErrorsMiddleware:
@@ -35,8 +40,75 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = self.POLICY.format(host=_host(request))
+            policy = self.POLICY.format(host=_host(request))
+            if settings.SERVED_OVER_HTTPS:  # never a plain-text socket from an HTTPS page
+                policy = policy.replace(f" ws://{_host(request)}", "")
+            response["Content-Security-Policy"] = policy
         return response
+
+
+class StrictTransportSecurityMiddleware:
+    """HSTS on every response when the site is served over HTTPS. Django's SecurityMiddleware adds
+    it only when the request itself looks secure, and behind the chart's nginx (which speaks plain
+    HTTP to the pods and says so in X-Forwarded-Proto) it never does; browsers ignore the header on
+    plain-HTTP responses, so sending it always is safe."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if settings.SECURE_HSTS_SECONDS and "Strict-Transport-Security" not in response:
+            value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+            response["Strict-Transport-Security"] = value + ("; includeSubDomains" if
+                                                             settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else "")
+        return response
+
+
+class RateLimitMiddleware:
+    """Limits /api/ calls per session user, or per client address for requests with neither a
+    session nor an API key (keys are counted in apikeys once verified, so a wrong key cannot spend
+    a real key's budget); turns a throttled login (access.ThrottledModelBackend) into 429. It also
+    records the client address for the audit log of this request."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        ip = ratelimit.request_ip(request)
+        token = audit.client_ip.set(ip)
+        try:
+            response = self._refusal(request, ip) or self.get_response(request)
+        finally:
+            audit.client_ip.reset(token)
+        retry_after = getattr(request, "login_throttled", None)
+        if retry_after:
+            return too_many(request, retry_after, "Too many failed logins: try again later.")
+        return response
+
+    def _refusal(self, request, ip):
+        if not request.path.startswith("/api/"):
+            return None
+        if request.user.is_authenticated:
+            name, ident = "user", request.user.pk
+        elif API_KEY_HEADER in request.headers:
+            return None
+        else:
+            name, ident = "anonymous", ip
+        verdict = ratelimit.hit(name, ident)
+        if verdict.allowed:
+            return None
+        audit.record("ratelimit.refused", request.user, outcome="refused", ip=ip, limit=name, path=request.path)
+        return too_many(request, verdict.retry_after)
+
+
+def too_many(request, retry_after, detail="Too many requests: slow down."):
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"detail": detail, "field": None}, status=429)
+    else:
+        response = HttpResponse(detail, status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 def _host(request):
@@ -44,3 +116,85 @@ def _host(request):
         return request.get_host()
     except DisallowedHost:  # a refused Host header still gets a policy, just without a socket host
         return "invalid.invalid"
+
+
+class WebSocketOriginValidator:
+    """ASGI middleware for /ws: the handshake's single Origin must be the socket's own origin
+    (scheme, and the Host header, which must be one of ALLOWED_HOSTS) or one of WS_ALLOWED_ORIGINS,
+    compared exactly after lower-casing and dropping default ports. A missing, `null`, malformed
+    or repeated Origin, a sibling subdomain, the other scheme or another port is refused before
+    the consumer runs (cross-site WebSocket hijacking; README "Security"). Unlike
+    AllowedHostsOriginValidator it never depends on a wildcard-free ALLOWED_HOSTS."""
+
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        reason = origin_refusal(scope)
+        if reason is None:
+            return await self.application(scope, receive, send)
+        from channels.security.websocket import WebsocketDenier
+
+        from . import metrics
+
+        metrics.WS_CONNECTS.labels("refused").inc()
+        audit.record("ws.refused", None, outcome="refused", ip=ratelimit.scope_ip(scope), reason=reason,
+                     origin=_headers(scope, b"origin")[:1])
+        return await WebsocketDenier()(scope, receive, send)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_refusal(scope):
+    """Why the handshake's Origin is refused, or None."""
+    origins, hosts = _headers(scope, b"origin"), _headers(scope, b"host")
+    if len(origins) != 1:
+        return "no Origin" if not origins else "repeated Origin"
+    origin = normalise_origin(origins[0])
+    if origin is None:
+        return "malformed Origin"
+    if origin in {normalise_origin(allowed) for allowed in settings.WS_ALLOWED_ORIGINS}:
+        return None
+    if not hosts:
+        # No Host header: never from a browser (HTTP/1.1 requires it), so no victim's cookies ride
+        # on it; in-process test clients send none. The origin's host must still be allowed.
+        return None if _allowed_host(origin.split("://", 1)[1]) else "foreign Origin"
+    if len(hosts) != 1 or not _allowed_host(hosts[0]):
+        return "Host not allowed"
+    own = normalise_origin(f"{_scheme(scope)}://{hosts[0]}")
+    return None if origin == own else "foreign Origin"
+
+
+def normalise_origin(text):
+    """`scheme://host[:port]` lower-cased without a default port, or None when it is not an origin."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.path or parts.query or parts.username:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = "" if port in (None, DEFAULT_PORTS[parts.scheme]) else f":{port}"
+    return f"{parts.scheme}://{host.lower()}{port}"
+
+
+def _headers(scope, name):
+    return [value.decode("latin-1") for key, value in scope.get("headers", []) if key.lower() == name]
+
+
+def _scheme(scope):
+    forwarded = _headers(scope, b"x-forwarded-proto")
+    if settings.SECURE_PROXY_SSL_HEADER and forwarded:
+        return "https" if forwarded[-1].strip().lower() == "https" else "http"
+    return "https" if scope.get("scheme") == "wss" else "http"
+
+
+def _allowed_host(host):
+    from django.http.request import split_domain_port, validate_host
+
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)

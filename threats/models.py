@@ -292,3 +292,16 @@ class APIKey(models.Model):
     @property
     def active(self):
         return self.revoked_at is None
+
+
+class UserAccess(models.Model):
+    """Customer scoping of one user: with this row the user sees only these customers (none if empty)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="soc_access")
+    customers = models.ManyToManyField(Customer, blank=True, related_name="scoped_users")
+
+    class Meta:
+        verbose_name = "customer scope"
+
+    def __str__(self):
+        return f"{self.user} (scoped)"

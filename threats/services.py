@@ -9,12 +9,21 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import events, generator
+from . import access, audit, events, generator
+from .access import (  # noqa: F401 - the access helpers live in access.py; these names stay for callers
+    TRIAGE_PERMISSION,
+    TRIGGER_PERMISSION,
+    VIEW_PERMISSION,
+    AccessDenied,
+    NotFound,
+    check_permission,
+    get_threat_for_user,
+    visible_threats,
+)
 from .choices import (
     CLOSED_STATUSES,
     ActorKind,
@@ -31,9 +40,6 @@ from .serializers import threat_summary
 
 log = logging.getLogger(__name__)
 
-VIEW_PERMISSION = "threats.view_threat"
-TRIAGE_PERMISSION = "threats.change_threat"
-TRIGGER_PERMISSION = "threats.add_threat"
 NOTE_MAX_LENGTH = 10_000
 REASON_MAX_LENGTH = 2_000
 AGENT_RUN_UPDATE_FIELDS = [
@@ -54,14 +60,6 @@ class InvalidInput(Exception):
         self.field, self.detail, self.valid = field, detail, valid
 
 
-class AccessDenied(Exception):
-    """The user is authenticated but may not do this."""
-
-
-class NotFound(Exception):
-    """No such object (or not visible to this user)."""
-
-
 @dataclass(frozen=True)
 class Actor:
     """Who caused an event: a user, an agent or the system."""
@@ -77,27 +75,6 @@ class Actor:
 
 SYSTEM = Actor(ActorKind.SYSTEM, label="system")
 COORDINATOR = Actor(ActorKind.AGENT, label="coordinator")
-
-
-# --- Access ---------------------------------------------------------------------------------
-
-
-def check_permission(user, permission):
-    if not user.has_perm(permission):
-        raise AccessDenied(f"You do not have the '{permission}' permission.")
-
-
-def visible_threats(user):
-    check_permission(user, VIEW_PERMISSION)
-    return Threat.objects.select_related("customer", "assignee")
-
-
-def get_threat_for_user(user, threat_id):
-    """The one access check for a single threat, shared by pages, API, admin actions and sockets."""
-    try:
-        return visible_threats(user).get(pk=threat_id)
-    except (Threat.DoesNotExist, ValueError, ValidationError):
-        raise NotFound("Threat not found.") from None
 
 
 # --- Creating threats ------------------------------------------------------------------------
@@ -278,17 +255,17 @@ def check_triage(user, threat, status=None, disposition=None, reason=None, assig
             raise InvalidInput("reason", f"At most {REASON_MAX_LENGTH} characters.")
         changes["disposition_reason"] = reason.strip()
     if assignee is not ...:
-        changes["assignee"] = _assignable_user(assignee)
+        changes["assignee"] = _assignable_user(assignee, threat)
     if not changes:
         raise InvalidInput("body", "Nothing to change: give status, disposition, reason or assignee.")
     return changes
 
 
-def _assignable_user(username):
+def _assignable_user(username, threat):
     if username is None or username == "":
         return None
     user = get_user_model().objects.filter(username=username, is_active=True).first()
-    if user is None or not user.has_perm(VIEW_PERMISSION):
+    if user is None or not user.has_perm(VIEW_PERMISSION) or not access.can_see_customer(user, threat.customer_id):
         raise InvalidInput("assignee", f"No active analyst called {username!r}.")
     return user
 
@@ -334,6 +311,7 @@ def triage(user, threat_id, **fields):
     """Check and apply a triage change for `user` (API, pages and admin all come through here)."""
     threat = get_threat_for_user(user, threat_id)
     changes = check_triage(user, threat, **fields)
+    audit.record("threat.triage", user, threat=str(threat.pk), changes=sorted(changes))
     return do_triage(threat, Actor.for_user(user), changes)
 
 
@@ -356,7 +334,9 @@ def do_add_note(threat, user, body):
 
 def add_note(user, threat_id, body):
     threat = get_threat_for_user(user, threat_id)
-    return do_add_note(threat, user, check_note(user, body))
+    body = check_note(user, body)
+    audit.record("threat.note", user, threat=str(threat.pk))
+    return do_add_note(threat, user, body)
 
 
 # --- The event log ----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pydantic import ValidationError as SchemaError
 from agents.analyzers.response import SLA_MINUTES
 from agents.registry import AGENT_KINDS
 
-from . import services
+from . import access, services
 from .api import ThreatFilters, analytics_snapshot, threat_page
 from .choices import (
     CLOSED_STATUSES,
@@ -40,7 +40,6 @@ from .choices import (
     Status,
     ThreatType,
 )
-from .models import Customer, ThreatEvent
 from .serializers import event_message
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def dashboard(request):
     # Read first, and exact at its seq: the page's JS applies every later event on top of it.
     analytics = analytics_snapshot(user)
     recent = list(services.visible_threats(user).order_by("-received_at", "-id")[:FEED_SIZE])
-    events = ThreatEvent.objects.filter(seq__lte=analytics["latest_seq"]).order_by("-seq")[:ACTIVITY_SIZE]
+    events = access.visible_events(user).filter(seq__lte=analytics["latest_seq"]).order_by("-seq")[:ACTIVITY_SIZE]
     context = {
         **_common(request),
         "latest_seq": analytics["latest_seq"],
@@ -108,7 +107,7 @@ def threat_list(request):
         "older": older,
         "newer": newer,
         "error": error,
-        "customers": Customer.objects.order_by("name").values_list("slug", "name"),
+        "customers": access.visible_customers(user).order_by("name").values_list("slug", "name"),
         "analysts": _analysts(),
         "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
     }

@@ -1,0 +1,113 @@
+"""Rate limits that hold across pods, and the client address they are keyed on (README "Security").
+
+Counters live in the Django cache — django-redis in cluster mode, so every pod counts in the same
+Redis key — and are fixed windows: `add` creates the window's key with its expiry, `incr` is one
+atomic INCRBY (a Lua script in django-redis; a lock in the local-memory cache). Concurrent requests
+therefore each get a distinct count and exactly `limit` of them pass in a window, however many
+arrive at once. If the cache is down the limit is not applied (logged): a Redis outage must not
+lock every analyst out of the console.
+
+The client address comes from X-Forwarded-For only as far as TRUSTED_PROXY_COUNT proxies vouch for
+it: each trusted proxy appends the address it received the request from, so the client is the
+N-th entry from the right; anything further left was written by the client and is ignored.
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from ipaddress import ip_address
+
+from django.conf import settings
+from django.core.cache import cache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    count: int
+    limit: int
+    retry_after: int  # seconds until the window ends (the value of a 429's Retry-After)
+
+
+class RateLimited(Exception):
+    """Over a limit: answer 429 with Retry-After."""
+
+    def __init__(self, retry_after, detail="Too many requests: slow down."):
+        super().__init__(detail)
+        self.retry_after, self.detail = retry_after, detail
+
+
+def hit(name, ident, now=None):
+    """Count one event for `ident` against the limit `name` of settings.RATE_LIMITS."""
+    limit, window = settings.RATE_LIMITS[name]
+    now = time.time() if now is None else now
+    start = math.floor(now / window) * window
+    key = f"rl:{name}:{ident}:{int(start)}"
+    retry_after = max(1, math.ceil(start + window - now))
+    try:
+        cache.add(key, 0, timeout=window + 1)
+        count = cache.incr(key)
+    except ValueError:  # the key expired between add and incr (a clock at the window's edge)
+        cache.add(key, 0, timeout=window + 1)
+        count = cache.incr(key)
+    except Exception as exc:  # noqa: BLE001 - fail open on a cache outage, loudly
+        log.warning("rate limit %s not applied: cache error %s", name, exc)
+        return Verdict(True, 0, limit, retry_after)
+    return Verdict(count <= limit, count, limit, retry_after)
+
+
+def peek(name, ident, now=None):
+    """The current window's count for `ident` without counting (0 when unknown or on a cache error)."""
+    limit, window = settings.RATE_LIMITS[name]
+    now = time.time() if now is None else now
+    start = math.floor(now / window) * window
+    try:
+        count = cache.get(f"rl:{name}:{ident}:{int(start)}") or 0
+    except Exception:  # noqa: BLE001
+        return Verdict(True, 0, limit, 1)
+    return Verdict(count < limit, count, limit, max(1, math.ceil(start + window - now)))
+
+
+def forget(name, ident, now=None):
+    _limit, window = settings.RATE_LIMITS[name]
+    now = time.time() if now is None else now
+    start = math.floor(now / window) * window
+    try:
+        cache.delete(f"rl:{name}:{ident}:{int(start)}")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("rate limit %s not reset: cache error %s", name, exc)
+
+
+def check(name, ident, detail="Too many requests: slow down."):
+    """`hit`, raising RateLimited when over the limit."""
+    verdict = hit(name, ident)
+    if not verdict.allowed:
+        raise RateLimited(verdict.retry_after, detail)
+    return verdict
+
+
+def client_ip(peer, forwarded_for):
+    """The client's address: `peer` (the TCP peer) unless TRUSTED_PROXY_COUNT proxies stand in
+    front, then the entry of X-Forwarded-For that the outermost trusted proxy wrote."""
+    proxies = settings.TRUSTED_PROXY_COUNT
+    chain = [part.strip() for part in (forwarded_for or "").split(",") if part.strip()]
+    candidate = chain[-min(proxies, len(chain))] if proxies and chain else peer
+    try:
+        return str(ip_address(candidate))
+    except ValueError:
+        return peer or "unknown"
+
+
+def request_ip(request):
+    return client_ip(request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def scope_ip(scope):
+    """`request_ip` for an ASGI scope (WebSocket handshakes)."""
+    peer = (scope.get("client") or ("", 0))[0] or ""
+    forwarded = ",".join(value.decode("latin-1") for name, value in scope.get("headers", [])
+                         if name.lower() == b"x-forwarded-for")
+    return client_ip(peer, forwarded)
