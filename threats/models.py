@@ -305,3 +305,30 @@ class UserAccess(models.Model):
 
     def __str__(self):
         return f"{self.user} (scoped)"
+
+
+class ThreatCount(models.Model):
+    """Exact running totals of the threats of one (customer, type, severity, status): kept by
+    database triggers in the writing transaction (threats/stats.py), read by the analytics."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    threat_type = models.CharField(max_length=40)
+    severity = models.CharField(max_length=10, blank=True)
+    status = models.CharField(max_length=16)
+    n = models.BigIntegerField(default=0)
+    analyzed = models.BigIntegerField(default=0, help_text="Threats with a processing time.")
+    processing_ms = models.BigIntegerField(default=0, help_text="Sum of processing_ms.")
+    review = models.BigIntegerField(default=0, help_text="Threats requiring human review.")
+    acknowledged = models.BigIntegerField(default=0)
+    acknowledge_us = models.BigIntegerField(default=0, help_text="Sum of acknowledged_at - received_at, µs.")
+    closed = models.BigIntegerField(default=0)
+    resolve_us = models.BigIntegerField(default=0, help_text="Sum of closed_at - received_at, µs.")
+    within_sla = models.BigIntegerField(default=0, help_text="Acknowledged within the severity's SLA.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "threat_type", "severity", "status"], name="threat_count_key"),
+        ]
+
+    def __str__(self):
+        return f"{self.customer_id}/{self.threat_type}/{self.severity or '-'}/{self.status}: {self.n}"
