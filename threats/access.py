@@ -239,8 +239,18 @@ def _on_access_saved(sender, instance, raw=False, **kwargs):
         close_user_sockets(instance.user_id, "scope changed")
 
 
+def _on_admin_change(sender, instance, created=False, raw=False, **kwargs):
+    if created and not raw:
+        action = {1: "added", 2: "changed", 3: "deleted"}.get(instance.action_flag, str(instance.action_flag))
+        audit.record("admin.change", instance.user, change=action, model=str(instance.content_type),
+                     object=instance.object_repr, detail=instance.get_change_message())
+
+
 def connect_signals():
+    from django.contrib.admin.models import LogEntry
+
     user_model = get_user_model()
+    post_save.connect(_on_admin_change, sender=LogEntry, dispatch_uid="soc-audit-admin")
     auth_signals.user_logged_in.connect(_on_login, dispatch_uid="soc-audit-login")
     auth_signals.user_login_failed.connect(_on_login_failed, dispatch_uid="soc-audit-login-failed")
     auth_signals.user_logged_out.connect(_on_logout, dispatch_uid="soc-audit-logout")

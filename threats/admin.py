@@ -3,15 +3,27 @@ below, which go through `services` so that every change is an event (audit trail
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.urls import reverse
 from django.utils.html import format_html
 
 from agents.models import AgentRun
 
-from . import apikeys, services
+from . import access, apikeys, audit, services
 from .choices import Disposition, Status
 from .importers import FORMATS
-from .models import APIKey, ContextItem, Customer, InfraEvent, Note, Threat, ThreatEvent, ThreatGroup
+from .models import (
+    APIKey,
+    ContextItem,
+    Customer,
+    InfraEvent,
+    Note,
+    Threat,
+    ThreatEvent,
+    ThreatGroup,
+    UserAccess,
+)
 
 
 class AgentRunInline(admin.TabularInline):
@@ -103,6 +115,9 @@ class ThreatAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Threat._meta.fields]
 
+    def get_queryset(self, request):
+        return access.scoped(super().get_queryset(request), request.user)  # customer scoping, as everywhere
+
     def has_add_permission(self, request):
         return False  # threats come from the generator, the API or imports
 
@@ -138,6 +153,9 @@ class ThreatEventAdmin(admin.ModelAdmin):
     list_select_related = ("threat",)
     show_full_result_count = False
 
+    def get_queryset(self, request):
+        return access.scoped(super().get_queryset(request), request.user, "threat__customer_id")
+
     def has_add_permission(self, request):
         return False
 
@@ -165,6 +183,7 @@ class APIKeyForm(forms.ModelForm):
 @admin.action(description="Revoke selected keys", permissions=["change"])
 def revoke_keys(modeladmin, request, queryset):
     count = apikeys.revoke(queryset)
+    audit.record("key.revoked", request.user, keys=sorted(queryset.values_list("prefix", flat=True)))
     modeladmin.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
 
@@ -195,6 +214,8 @@ class APIKeyAdmin(admin.ModelAdmin):
             raw = apikeys.assign_secret(obj)
         super().save_model(request, obj, form, change)
         if raw:
+            audit.record("key.issued", request.user, key=obj.prefix, scopes=obj.scopes,
+                         customer=obj.customer.slug if obj.customer_id else None)
             self.message_user(request, f"The new key for “{obj.name}” is {raw} — copy it now: only its hash is "
                                        "stored and it will not be shown again.", messages.WARNING)
 
@@ -214,6 +235,9 @@ class ThreatGroupAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in ThreatGroup._meta.fields]
 
+    def get_queryset(self, request):
+        return access.scoped(super().get_queryset(request), request.user)
+
     def has_add_permission(self, request):
         return False
 
@@ -232,3 +256,27 @@ class ThreatGroupAdmin(admin.ModelAdmin):
     def members_link(self, obj):
         url = reverse("admin:threats_threat_changelist")
         return format_html('<a href="{}?group__id__exact={}">{} alert(s)</a>', url, obj.pk, obj.member_count)
+
+
+# --- Users: roles are the groups viewer / analyst / admin; customer scoping (README "Security") ----
+
+
+class UserAccessInline(admin.StackedInline):
+    """Present = the user sees only the customers listed (none if the list is empty)."""
+
+    model = UserAccess
+    can_delete = True
+    extra = 0
+    max_num = 1
+    filter_horizontal = ("customers",)
+    verbose_name = "customer scope (only these customers)"
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class ScopedUserAdmin(UserAdmin):
+    inlines = (*UserAdmin.inlines, UserAccessInline)

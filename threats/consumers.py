@@ -297,6 +297,6 @@ def _parse_client_message(text):
         return {}
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[...", nested past the parser's depth
         return {}
     return message if isinstance(message, dict) else {}

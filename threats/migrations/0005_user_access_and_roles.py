@@ -30,9 +30,10 @@ def create_roles(apps, schema_editor):
     from django.contrib.auth.management import create_permissions
 
     for app_config in apps.get_app_configs():
-        app_config.models_module = True
+        previous = getattr(app_config, "models_module", None)  # None in the migration state: skipped
+        app_config.models_module = previous or True
         create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        app_config.models_module = previous
     Group, Permission = apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
     for name, codes in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
