@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -133,6 +134,8 @@ class Cluster:
         self.pod_ports = []
         self.pg_database = None
         self.redis_port = None
+        self.restarts = {}
+        self._watching = threading.Event()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -160,12 +163,14 @@ class Cluster:
                 self.wait_healthy(self.pod_url(index), self.pods[index])
             if self.with_nginx:
                 self.start_nginx()
+            threading.Thread(target=self._supervise, name="cluster-supervisor", daemon=True).start()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self):
+        self._watching.set()
         for process in [self.nginx, self.beat, self.worker, *self.pods]:
             if process is not None:
                 process.stop()
@@ -222,10 +227,28 @@ class Cluster:
         self.stop_redis(signal.SIGKILL)
         self.start_redis()
 
-    def worker_children(self):
-        """PIDs of the Celery worker's pool processes (the ones that run tasks)."""
-        result = subprocess.run(["pgrep", "-P", str(self.worker.pid)], capture_output=True, text=True)
-        return [int(pid) for pid in result.stdout.split()]
+    def worker_children(self, timeout=30):
+        """PIDs of the Celery worker's pool processes (the ones that run tasks), once it has them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = subprocess.run(["pgrep", "-P", str(self.worker.pid)], capture_output=True, text=True)
+            if result.stdout.split() or time.monotonic() > deadline:
+                return [int(pid) for pid in result.stdout.split()]
+            time.sleep(0.2)  # a (re)started worker is still forking its pool
+
+    def _supervise(self):
+        """Restart the worker or beat when its process exits, as Kubernetes restarts a container.
+
+        Needed for real: when Redis goes away at the wrong moment, Celery 5.7's worker can stop with
+        "Unrecoverable error: AttributeError(... 'hostname')" raised while it closes the broken
+        broker connection (kombu's Redis transport); in a pod the kubelet restarts it, here this does.
+        """
+        while not self._watching.wait(0.5):
+            for name in ("worker", "beat"):
+                process = getattr(self, name)
+                if process is not None and not process.alive() and not self._watching.is_set():
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    setattr(self, name, Process(name, process.command, self.env, self.tmp).start())
 
     # --- helpers ----------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ def cluster(request):
         yield running
         if request.session.testsfailed > failed_before:  # the processes' own words, for the report
             for process in [running.worker, *running.pods]:
-                print(f"\n--- {process.name} log ---\n{process.log_tail(3000)}")
+                print(f"\n--- {process.name} log ---\n{process.log_tail(20000)}")
 
 
 @pytest.fixture(scope="module")
