@@ -40,19 +40,21 @@ class RateLimited(Exception):
         self.retry_after, self.detail = retry_after, detail
 
 
-def hit(name, ident, now=None):
-    """Count one event for `ident` against the limit `name` of settings.RATE_LIMITS."""
+def hit(name, ident, now=None, store=None):
+    """Count one event for `ident` against the limit `name` of settings.RATE_LIMITS (in `store`,
+    by default the Django cache)."""
+    store = cache if store is None else store
     limit, window = settings.RATE_LIMITS[name]
     now = time.time() if now is None else now
     start = math.floor(now / window) * window
     key = f"rl:{name}:{ident}:{int(start)}"
     retry_after = max(1, math.ceil(start + window - now))
     try:
-        cache.add(key, 0, timeout=window + 1)
-        count = cache.incr(key)
+        store.add(key, 0, timeout=window + 1)
+        count = store.incr(key)
     except ValueError:  # the key expired between add and incr (a clock at the window's edge)
-        cache.add(key, 0, timeout=window + 1)
-        count = cache.incr(key)
+        store.add(key, 0, timeout=window + 1)
+        count = store.incr(key)
     except Exception as exc:  # noqa: BLE001 - fail open on a cache outage, loudly
         log.warning("rate limit %s not applied: cache error %s", name, exc)
         return Verdict(True, 0, limit, retry_after)
