@@ -205,11 +205,11 @@ def test_it_reads_the_analytics_again_when_an_event_lands_while_computing(alice_
     compute = api._analytics
     calls = []
 
-    def one_event_during_the_first_read(threats, now):
+    def one_event_during_the_first_read(*args):
         calls.append(1)
         if len(calls) == 1:
             made(customer, 1)  # lands between reading the seq and reading the aggregates
-        return compute(threats, now)
+        return compute(*args)
 
     monkeypatch.setattr(api, "_analytics", one_event_during_the_first_read)
 

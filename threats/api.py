@@ -16,7 +16,7 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
-from django.db.models import Avg, Count, F, Q, Sum
+from django.db.models import Count, Q
 from django.utils import timezone
 from ninja import Field, NinjaAPI, Query, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -26,7 +26,7 @@ from ninja.security import django_auth
 
 from agents.analyzers.response import SLA_MINUTES
 
-from . import access, audit, ratelimit, services
+from . import access, audit, ratelimit, services, stats
 from .apikeys import APIKeyAuth
 from .choices import CLOSED_STATUSES, ActorKind, Disposition, Severity, Status
 from .models import APIKey, Customer
@@ -34,7 +34,6 @@ from .serializers import event_message, threat_detail, threat_summary
 
 log = logging.getLogger(__name__)
 SNAPSHOT_ATTEMPTS = 3
-GROUP_KEYS = ("customer__slug", "customer__name", "threat_type", "severity", "status")
 SLA_WATCH_LIMIT = 500
 BULK_LIMIT = 500
 MAX_SEQ = 2**63 - 1
@@ -312,41 +311,44 @@ def analytics_snapshot(user, now=None):
     dashboard that applies every event after `latest_seq` to them counts each change exactly once
     (`exact` is false in the rare case that the log kept moving on every attempt)."""
     threats = services.visible_threats(user).order_by()
+    scope = access.customer_scope(user)
     for _attempt in range(SNAPSHOT_ATTEMPTS):
         seq = services.latest_seq()
-        data = _analytics(threats, now or timezone.now())
+        data = _analytics(threats, now or timezone.now(), scope)
         if services.latest_seq() == seq:
             return {**data, "latest_seq": seq, "exact": True}
     return {**data, "latest_seq": seq, "exact": False}
 
 
-def _analytics(threats, now):
-    """Every figure from ONE grouped scan of the threats (by customer, type, severity and status),
-    rolled up here: a handful of groups per customer instead of a dozen passes over the table."""
-    groups = threats.values(*GROUP_KEYS).annotate(
-        n=Count("id"),
-        analyzed=Count("processing_ms"),
-        processing_ms_sum=Sum("processing_ms"),
-        review=Count("id", filter=Q(requires_human_review=True)),
-        **_time_to_aggregates(now),
-    ).order_by()
+def _analytics(threats, now, scope=access.ALL_CUSTOMERS):
+    """Every figure from the exact running totals per (customer, type, severity, status) that the
+    database keeps in each writing transaction (threats/stats.py: a few hundred rows whatever the
+    number of threats), plus one index range for the open threats still inside their SLA deadline."""
     by_type, by_status = Counter(), Counter({s: 0 for s in Status.values})
     by_severity, open_by_severity = Counter({s: 0 for s in Severity.values}), Counter({s: 0 for s in Severity.values})
     overall, severity_times, customer_times, names = _Times(), {s: _Times() for s in Severity.values}, {}, {}
     analyzed = processing = review = 0
-    for g in groups:
-        is_open = g["status"] not in CLOSED_STATUSES
-        by_type[g["threat_type"]] += g["n"]
-        by_status[g["status"]] += g["n"]
-        analyzed, processing = analyzed + g["analyzed"], processing + (g["processing_ms_sum"] or 0)
-        review += g["review"] if is_open else 0
-        names[g["customer__slug"]] = g["customer__name"]
-        for times in (overall, customer_times.setdefault(g["customer__slug"], _Times())):
-            times.add(g)
-        if g["severity"]:
-            by_severity[g["severity"]] += g["n"]
-            open_by_severity[g["severity"]] += g["n"] if is_open else 0
-            severity_times[g["severity"]].add(g)
+    unacknowledged = Counter()  # (customer slug, severity) -> open threats never acknowledged
+    for slug, name, threat_type, severity, status, n, n_analyzed, ms, n_review, *times in stats.totals(scope):
+        is_open = status not in CLOSED_STATUSES
+        by_type[threat_type] += n
+        by_status[status] += n
+        analyzed, processing = analyzed + n_analyzed, processing + ms
+        review += n_review if is_open else 0
+        names[slug] = name
+        for bucket in (overall, customer_times.setdefault(slug, _Times())):
+            bucket.add(*times)
+        if severity:
+            by_severity[severity] += n
+            open_by_severity[severity] += n if is_open else 0
+            severity_times[severity].add(*times)
+            unacknowledged[slug, severity] += n - times[0] if is_open else 0
+    within_deadline = _open_within_deadline(threats, now)
+    for (slug, severity), count in unacknowledged.items():
+        if severity in SLA_MINUTES:
+            breached = count - within_deadline[slug, severity]
+            for bucket in (overall, customer_times[slug], severity_times[severity]):
+                bucket.breached_open += breached
     return {
         "total_threats": sum(by_type.values()),
         "customers_affected": len(names),
@@ -368,28 +370,25 @@ def _analytics(threats, now):
 
 
 class _Times:
-    """Counts and summed durations behind MTTA/MTTR and the SLA figures, so groups add up exactly."""
+    """Counts and summed durations behind MTTA/MTTR and the SLA figures, so buckets add up exactly."""
 
     def __init__(self):
         self.acknowledged = self.closed = self.within_sla = self.breached_open = 0
-        self.acknowledge_seconds = self.resolve_seconds = 0.0
+        self.acknowledge_us = self.resolve_us = 0
 
-    def add(self, group):
-        self.acknowledged += group["acknowledged"]
-        self.closed += group["closed"]
-        self.within_sla += group["within_sla"]
-        self.breached_open += group["breached_open"]
-        if group["mtta"] is not None:
-            self.acknowledge_seconds += group["mtta"].total_seconds() * group["acknowledged"]
-        if group["mttr"] is not None:
-            self.resolve_seconds += group["mttr"].total_seconds() * group["closed"]
+    def add(self, acknowledged, acknowledge_us, closed, resolve_us, within_sla):
+        self.acknowledged += acknowledged
+        self.acknowledge_us += acknowledge_us
+        self.closed += closed
+        self.resolve_us += resolve_us
+        self.within_sla += within_sla
 
     def as_dict(self):
         return {
             "acknowledged": self.acknowledged,
-            "mtta_seconds": round(self.acknowledge_seconds / self.acknowledged, 1) if self.acknowledged else None,
+            "mtta_seconds": round(self.acknowledge_us / 1e6 / self.acknowledged, 1) if self.acknowledged else None,
             "closed": self.closed,
-            "mttr_seconds": round(self.resolve_seconds / self.closed, 1) if self.closed else None,
+            "mttr_seconds": round(self.resolve_us / 1e6 / self.closed, 1) if self.closed else None,
             "within_sla": self.within_sla,
             "breached_open": self.breached_open,
         }
@@ -398,32 +397,17 @@ class _Times:
 # --- SLA: acknowledge within the response plan's minutes for the severity ---------------------------
 
 
-def _time_to_aggregates(now):
-    acknowledged, closed = Q(acknowledged_at__isnull=False), Q(closed_at__isnull=False)
-    return {
-        "acknowledged": Count("id", filter=acknowledged),
-        "mtta": Avg(F("acknowledged_at") - F("received_at"), filter=acknowledged),
-        "closed": Count("id", filter=closed),
-        "mttr": Avg(F("closed_at") - F("received_at"), filter=closed),
-        "within_sla": Count("id", filter=_acknowledged_within_sla()),
-        "breached_open": Count("id", filter=_breached_open(now)),
-    }
-
-
-def _acknowledged_within_sla():
-    return reduce(or_, (
-        Q(severity=severity, acknowledged_at__lte=F("received_at") + timedelta(minutes=minutes))
+def _open_within_deadline(threats, now):
+    """Open, never acknowledged threats whose acknowledgement deadline is still ahead, per
+    (customer slug, severity): recent threats only, read from the (severity, received_at) index.
+    The totals hold every unacknowledged open threat; the difference is the breached ones."""
+    recent = reduce(or_, (
+        Q(severity=severity, received_at__gte=now - timedelta(minutes=minutes))
         for severity, minutes in SLA_MINUTES.items()
     ))
-
-
-def _breached_open(now):
-    """Open, never acknowledged, and past the acknowledgement deadline of its severity."""
-    late = reduce(or_, (
-        Q(severity=severity, received_at__lt=now - timedelta(minutes=minutes))
-        for severity, minutes in SLA_MINUTES.items()
-    ))
-    return late & Q(acknowledged_at__isnull=True) & ~Q(status__in=CLOSED_STATUSES)
+    pending = threats.filter(recent, acknowledged_at__isnull=True).exclude(status__in=CLOSED_STATUSES)
+    return Counter({(slug, severity): n for slug, severity, n in
+                    pending.values_list("customer__slug", "severity").annotate(n=Count("pk")).order_by()})
 
 
 def _sla(threats, now, overall, severity_times, by_customer):
