@@ -28,7 +28,7 @@ GROUP_MEMBERS_DEFAULT = 100
 
 
 class Problem(Schema):
-    detail: str
+    detail: str | list  # a list: the field errors of a 422
     field: str | None = None
     valid: list[str] | None = None
 
@@ -99,7 +99,8 @@ BATCH_BODY = {"type": "array", "items": {"type": "object"}, "description": "One 
 
 
 @router.post("/ingest/{format}", auth=APIKeyAuth("ingest"),
-             response={202: IngestOut, 400: Problem, 401: Problem, 403: Problem, 413: Problem, 422: IngestRefused},
+             response={202: IngestOut, 400: Problem, 401: Problem, 403: Problem, 413: Problem, 422: IngestRefused,
+                       429: Problem},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": BATCH_BODY},
                  "application/x-ndjson": {"schema": {"type": "string", "description": "One alert per line."}},
@@ -129,7 +130,7 @@ def ingest_alerts(request, format: str):
 
 
 @router.get("/groups", auth=[APIKeyAuth("read", required=False), django_auth],
-            response={200: GroupPage, 400: Problem, 401: Problem, 403: Problem})
+            response={200: GroupPage, 400: Problem, 401: Problem, 403: Problem, 422: Problem, 429: Problem})
 def list_groups(request, filters: Query[GroupFilters]):
     """Alert groups, most recently active first (pass `next_cursor` back as `cursor`)."""
     found = _visible_groups(request)
@@ -146,7 +147,7 @@ def list_groups(request, filters: Query[GroupFilters]):
 
 
 @router.get("/groups/{int:group_id}", auth=[APIKeyAuth("read", required=False), django_auth],
-            response={200: GroupDetail, 401: Problem, 403: Problem, 404: Problem})
+            response={200: GroupDetail, 401: Problem, 403: Problem, 404: Problem, 422: Problem, 429: Problem})
 def get_group(request, group_id: int, limit: int = Query(GROUP_MEMBERS_DEFAULT, ge=1, le=500)):
     """One group with its newest members (at most `limit`), each a threat summary."""
     group = _visible_groups(request).filter(pk=group_id).first()
