@@ -16,7 +16,9 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
-from django.db.models import Count, Q
+from django.db.models import Count, F, Func, JSONField, Q
+from django.db.models.functions import Left
+from django.http import JsonResponse
 from django.utils import timezone
 from ninja import Field, NinjaAPI, Query, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -30,7 +32,7 @@ from . import access, audit, ratelimit, services, stats
 from .apikeys import APIKeyAuth
 from .choices import CLOSED_STATUSES, ActorKind, Disposition, Severity, Status
 from .models import APIKey, Customer
-from .serializers import event_message, threat_detail, threat_summary
+from .serializers import SUMMARY_TEXT_LIMIT, event_message, threat_detail
 
 log = logging.getLogger(__name__)
 SNAPSHOT_ATTEMPTS = 3
@@ -212,11 +214,49 @@ def list_threats(request, filters: Query[ThreatFilters]):
     if filters.cursor:
         received_at, last_id = _decode_cursor(filters.cursor)
         found = _older_than(found, received_at, last_id)
-    page = list(found.order_by("-received_at", "-id")[: filters.limit + 1])
+    page = list(found.order_by("-received_at", "-id").values(*SUMMARY_FIELDS, **SUMMARY_EXPRESSIONS)[: filters.limit + 1])
     more = len(page) > filters.limit
     page = page[: filters.limit]
-    next_cursor = _encode_cursor(page[-1]) if more else None
-    return {"items": [threat_summary(t) for t in page], "next_cursor": next_cursor}
+    next_cursor = _cursor(page[-1]["received_at"], page[-1]["id"]) if more else None
+    # Encoded here, not validated item by item by the response schema (which still documents it):
+    # that validation cost more than the query. The items equal `threat_summary` (tested).
+    return JsonResponse({"items": [_summary(row) for row in page], "next_cursor": next_cursor},
+                        content_type="application/json; charset=utf-8")
+
+
+class _TechniqueIds(Func):
+    """The technique ids of `mitre` as a JSON array, taken out in the database: a list page never
+    loads the techniques' evidence, mitigations and detections."""
+
+    output_field = JSONField()
+    template = "jsonb_path_query_array(%(expressions)s, '$.techniques[*].technique_id')"
+
+    def as_sqlite(self, compiler, connection, **extra):
+        template = "(SELECT json_group_array(json_extract(value, '$.technique_id')) FROM json_each(%(expressions)s, '$.techniques'))"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+# Only what a summary shows: not `raw`, the timeline, the response plan or the agents' JSON.
+SUMMARY_FIELDS = ("id", "title", "source", "threat_type", "severity", "risk_score", "analysis_status", "status",
+                  "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at")
+SUMMARY_EXPRESSIONS = {
+    "customer_name": F("customer__name"), "customer_slug": F("customer__slug"),
+    "assignee_name": F("assignee__username"), "summary": Left("executive_summary", SUMMARY_TEXT_LIMIT),
+    "techniques": _TechniqueIds("mitre"),
+}
+
+
+def _summary(row):
+    """`serializers.threat_summary` from the selected columns."""
+    return {
+        "id": row["id"], "title": row["title"], "source": row["source"], "threat_type": row["threat_type"],
+        "customer": row["customer_name"], "customer_slug": row["customer_slug"], "severity": row["severity"] or None,
+        "risk_score": row["risk_score"], "analysis_status": row["analysis_status"], "status": row["status"],
+        "disposition": row["disposition"] or None, "assignee": row["assignee_name"],
+        "requires_human_review": row["requires_human_review"], "executive_summary": row["summary"],
+        "mitre_techniques": row["techniques"], "processing_ms": row["processing_ms"],
+        "occurred_at": row["occurred_at"], "received_at": row["received_at"],
+    }
 
 
 @router.get("/threats/{uuid:threat_id}", auth=READ_AUTH, response={200: ThreatDetail, 404: Error, **REFUSALS})
@@ -516,7 +556,11 @@ def _filter(found, filters, user):
 
 
 def _encode_cursor(threat):
-    raw = json.dumps([threat.received_at.isoformat(), str(threat.pk)])
+    return _cursor(threat.received_at, threat.pk)
+
+
+def _cursor(received_at, threat_id):
+    raw = json.dumps([received_at.isoformat(), str(threat_id)])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 

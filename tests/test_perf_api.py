@@ -1,0 +1,83 @@
+"""The fast paths of the API return exactly what the straightforward code returned: the threat list
+reads only the summary's columns and encodes the page itself, and its items are still the
+`threat_summary` every WebSocket event carries."""
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from ninja.responses import NinjaJSONEncoder
+
+from tests import factories
+from threats import services
+from threats.choices import Disposition, Status
+from threats.models import Threat
+from threats.serializers import threat_summary
+
+pytestmark = pytest.mark.django_db
+
+
+def as_the_api_encodes(summary):
+    """threat_summary as the response schema encoded it: datetimes parsed, then ECMA-262 (ms, Z)."""
+    fields = {**summary, "occurred_at": datetime.fromisoformat(summary["occurred_at"]),
+              "received_at": datetime.fromisoformat(summary["received_at"])}
+    return json.loads(json.dumps(fields, cls=NinjaJSONEncoder))
+
+
+@pytest.fixture
+def varied(alice, bob, customer):
+    """Analysed and not, assigned and not, closed with a disposition, a long summary, hostile text."""
+    threats = [factories.make_threat(customer=customer, threat_type=kind)
+               for kind in ("bot_traffic", "device_compromise", "geo_anomaly")]
+    threats.append(factories.make_threat(customer=factories.make_customer(), analyse=False,
+                                         title='<script>alert("x")</script> ünïcode'))
+    services.triage(alice, threats[0].pk, status=Status.CLOSED, disposition=Disposition.FALSE_POSITIVE,
+                    reason="known scanner", assignee="bob")
+    Threat.objects.filter(pk=threats[1].pk).update(executive_summary="é" * 700)
+    return threats
+
+
+def test_the_list_items_are_the_summaries_the_events_carry(alice_client, varied):
+    body = alice_client.get("/api/threats?limit=100").json()
+
+    expected = [as_the_api_encodes(threat_summary(t)) for t in Threat.objects.order_by("-received_at", "-id")]
+    assert body["items"] == expected
+    assert body["next_cursor"] is None
+    assert any(item["mitre_techniques"] for item in body["items"])
+    assert {len(item["executive_summary"]) for item in body["items"]} >= {300}
+
+
+def test_the_list_pages_with_cursors_as_before(alice_client, customer):
+    now = timezone.now()
+    made = [factories.make_threat(customer=customer, analyse=False, received_at=now - timedelta(seconds=i))
+            for i in range(5)]
+    first = alice_client.get("/api/threats?limit=2").json()
+    second = alice_client.get(f"/api/threats?limit=2&cursor={first['next_cursor']}").json()
+    third = alice_client.get(f"/api/threats?limit=2&cursor={second['next_cursor']}").json()
+
+    ids = [item["id"] for page in (first, second, third) for item in page["items"]]
+    assert ids == [str(t.pk) for t in made]
+    assert third["next_cursor"] is None
+
+
+def test_the_list_reads_neither_the_raw_alert_nor_the_verdict_json(alice_client, varied):
+    with CaptureQueriesContext(connection) as queries:
+        assert alice_client.get("/api/threats?limit=20").status_code == 200
+
+    listing = [q["sql"] for q in queries.captured_queries if 'FROM "threats_threat"' in q["sql"]]
+    assert len(listing) == 1
+    for column in ('"raw"', '"timeline"', '"response_plan"', '"risk_factors"', '"false_positive"'):
+        assert column not in listing[0]
+
+
+def test_the_list_answers_json_with_the_api_content_type(alice_client, varied):
+    response = alice_client.get("/api/threats?severity=LOW")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+
+
+def test_an_outsider_still_gets_no_list(charlie_client, varied):
+    assert charlie_client.get("/api/threats").status_code == 403
