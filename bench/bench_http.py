@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""HTTP read throughput of one web process, with its ceiling measured in the same run.
+
+The method of the peer's numbers (`../shared/reference/peer-bench.md`): wrk, 20 connections, 2
+threads, a 3 s warm-up then `--seconds` per path, on loopback, against ONE server process —
+here one Daphne process (PostgreSQL with `--postgres`, else SQLite; `bench/bench_settings.py`:
+the project's settings with the per-user rate limit lifted, the limiter still counting). The
+database holds `--threats` threats from `manage.py seed_scale`. The analyst's session cookie
+goes with every request.
+
+Paths: `/health` (the ceiling: a bare Django JSON view through the same middleware on the same
+server, measured first and last), the list (newest 20; a filter; a page at the middle through its
+cursor), a detail page with its five agent runs, `/api/analytics`, and event replay
+(`/api/events?after=<middle>`). Per path: requests/s, p50/p95/p99 (wrk's Lua `done` hook), non-2xx
+count, response size, server CPU (the Daphne process's CPU time over the run, 100 % = one core).
+
+Prints a table and appends one JSON line to bench/results/http.jsonl.
+
+    .venv/bin/python bench/bench_http.py --postgres postgres://postgres@127.0.0.1:5432/postgres --threats 1000000
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.integration.server import EmbeddedServer, login  # noqa: E402
+
+RESULTS = REPO_ROOT / "bench" / "results" / "http.jsonl"
+PEER = {"list": 27.6, "analytics": 4.19}  # req/s, ../shared/reference/peer-bench.md section 2
+REPORT = """
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\\"requests\\": %d, \\"seconds\\": %.3f, \\"non2xx\\": %d, \\"errors\\": %d, "
+    .. "\\"p50\\": %.3f, \\"p95\\": %.3f, \\"p99\\": %.3f, \\"max\\": %.3f, \\"bytes\\": %d}\\n",
+    summary.requests, summary.duration / 1e6, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, summary.bytes))
+end
+"""
+
+
+class BenchServer(EmbeddedServer):
+    """The embedded test server with the benchmark settings module."""
+
+    def _environment(self):
+        return {**super()._environment(), "DJANGO_SETTINGS_MODULE": "bench.bench_settings", "LOG_LEVEL": "WARNING"}
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url, cookie, seconds, connections, script, pid):
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script,
+               "-H", f"Cookie: {cookie}", url]
+    subprocess.run([*command[:3], "-d3s", *command[4:]], capture_output=True, check=True)  # warm-up
+    cpu, started = cpu_seconds(pid), time.monotonic()
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    busy = (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
+    line = json.loads(next(x for x in out.splitlines() if x.startswith("JSON "))[5:])
+    return {"rps": round(line["requests"] / line["seconds"], 1), "p50_ms": round(line["p50"], 2),
+            "p95_ms": round(line["p95"], 2), "p99_ms": round(line["p99"], 2), "max_ms": round(line["max"], 2),
+            "requests": line["requests"], "non_2xx": line["non2xx"], "socket_errors": line["errors"],
+            "bytes_per_response": round(line["bytes"] / max(line["requests"], 1)),
+            "server_cpu_pct": round(100 * busy, 1)}
+
+
+def targets(server, session, threats):
+    """The paths to measure, with ids, cursors and seqs taken from the seeded data."""
+    newest = session.get_json("/api/threats?limit=1")["items"][0]["id"]
+    middle_cursor = None
+    if threats > 40:
+        middle = server.manage("shell", "-c", (
+            "from threats.models import Threat; from threats.api import _encode_cursor; "
+            f"print(_encode_cursor(Threat.objects.order_by('-received_at', '-id')[{threats // 2}]))")).strip()
+        middle_cursor = middle.splitlines()[-1]
+    latest = session.get_json("/api/events?after=0&limit=1")["latest_seq"]
+    paths = {
+        "ceiling /health": "/health",
+        "list newest 20": "/api/threats?limit=20",
+        "list severity=HIGH": "/api/threats?limit=20&severity=HIGH",
+        "list status=new, customer": "/api/threats?limit=20&status=new&customer=retailmax",
+        "detail (5 agent runs)": f"/api/threats/{newest}",
+        "analytics": "/api/analytics",
+        "event replay (100 after the middle)": f"/api/events?after={latest // 2}&limit=100",
+    }
+    if middle_cursor:
+        paths["list page at the middle (cursor)"] = f"/api/threats?limit=20&cursor={middle_cursor}"
+    return paths
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threats", type=int, default=100_000)
+    parser.add_argument("--postgres", default="", help="Postgres server URL (a fresh database is made and dropped)")
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 threats, 2 s per path")
+    args = parser.parse_args()
+    if args.quick:
+        args.threats, args.seconds = 2000, 2
+    if not shutil.which("wrk"):
+        sys.exit("bench_http needs wrk (Debian package `wrk`)")
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as folder, BenchServer(postgres_url=args.postgres or None) as server:
+        started = time.monotonic()
+        server.manage("seed_scale", "--threats", str(args.threats), "--detailed", str(min(args.threats, 10_000)))
+        seed_seconds = round(time.monotonic() - started, 1)
+        server._stop_daphne()  # a fresh process: nothing from the seeding in its caches
+        server._start_daphne()
+        session = login(server.base_url)
+        script = Path(folder) / "report.lua"
+        script.write_text(REPORT)
+        results = {}
+        for name, path in [*targets(server, session, args.threats).items(), ("ceiling /health (again)", "/health")]:
+            results[name] = {"path": path, **wrk(server.base_url + path, session.cookie_header, args.seconds,
+                                                  args.connections, str(script), server.pid)}
+            print(f"{name:40s} {results[name]['rps']:8.1f} req/s  p50 {results[name]['p50_ms']:7.2f} ms  "
+                  f"p95 {results[name]['p95_ms']:7.2f} ms  non-2xx {results[name]['non_2xx']}  "
+                  f"server CPU {results[name]['server_cpu_pct']} %", flush=True)
+    ceiling = (results["ceiling /health"]["rps"] + results["ceiling /health (again)"]["rps"]) / 2
+    ratios = {
+        "list_vs_peer": round(results["list newest 20"]["rps"] / PEER["list"], 1),
+        "list_vs_ceiling": round(results["list newest 20"]["rps"] / ceiling, 3),
+        "analytics_vs_peer": round(results["analytics"]["rps"] / PEER["analytics"], 1),
+        "analytics_vs_ceiling": round(results["analytics"]["rps"] / ceiling, 3),
+    }
+    print("ratios:", ratios)
+    line = {
+        "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "host": platform.node(),
+        "python": platform.python_version(), "cpus": os.cpu_count(), "quick": args.quick,
+        "database": "postgresql" if args.postgres else "sqlite", "threats": args.threats, "seed_seconds": seed_seconds,
+        "method": f"wrk -t2 -c{args.connections} -d{args.seconds}s after 3 s warm-up, one Daphne process, session cookie",
+        "load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "ceiling_rps": round(ceiling, 1), "peer_rps": PEER, "ratios": ratios, "paths": results,
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    with RESULTS.open("a") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
