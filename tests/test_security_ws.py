@@ -315,13 +315,13 @@ async def test_hostile_messages_neither_crash_nor_reach_other_sockets(alice_sess
 async def test_an_oversized_message_closes_the_socket(alice_session):
     socket = await _streaming(alice_session[1])
     await socket.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * 70_000}))
-    assert await _closed_with(socket) == 1009
+    assert await _closed_with(socket) == 4009
 
 
 async def test_a_binary_message_closes_the_socket(alice_session):
     socket = await _streaming(alice_session[1])
     await socket.send_to(bytes_data=b"\x00\x01")
-    assert await _closed_with(socket) == 1003
+    assert await _closed_with(socket) == 4003
 
 
 async def test_a_flooding_client_is_closed(alice_session, settings):
@@ -329,4 +329,4 @@ async def test_a_flooding_client_is_closed(alice_session, settings):
     socket = await _streaming(alice_session[1])  # its ping was message 1
     for _ in range(20):
         await socket.send_json_to({"type": "unknown"})
-    assert await _closed_with(socket) == 1008
+    assert await _closed_with(socket) == 4008

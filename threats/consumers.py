@@ -34,11 +34,13 @@ from .serializers import event_message
 # A new connection waits this long before streaming, so that a reconnecting client's `resume`
 # (sent as soon as the socket opens) is applied before any live event: exactly once and in order.
 RESUME_GRACE_SECONDS = 0.5
-# Close codes: the session ended (logout, password, deactivation, role or scope change) / policy.
+# Close codes (an application may only send 1000 or 3000-4999; Daphne turns others into 1011):
+# 4001 the session ended (logout, password, deactivation, role or scope change); 4003 binary
+# message; 4008 too many messages; 4009 message too big (the 1003/1008/1009 meanings + 3000).
 CLOSE_SESSION_ENDED = 4001
-CLOSE_TOO_BIG = 1009
-CLOSE_POLICY = 1008
-CLOSE_UNSUPPORTED = 1003
+CLOSE_UNSUPPORTED = 4003
+CLOSE_POLICY = 4008
+CLOSE_TOO_BIG = 4009
 RATE_WINDOW_SECONDS = 10
 MAX_PARSED_MESSAGE_CHARS = 4096
 

@@ -1,0 +1,147 @@
+"""Security with real processes (README "Security"): two Daphne pods on a private Redis. A logout on
+pod A, or a deactivation by a management command in a third process, closes the user's socket on
+pod B within seconds; Daphne itself refuses a smuggled second Origin; oversized bodies and messages
+are refused over real sockets (chunked bodies without a Content-Length included)."""
+
+import asyncio
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+
+from tests.integration.cluster import Cluster
+from tests.integration.server import login
+
+pytestmark = pytest.mark.integration
+CLOSE_WITHIN_SECONDS = 5
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with Cluster(pods=2, worker=False, beat=False, nginx=False) as running:
+        yield running
+
+
+async def _open(cluster, pod, session):
+    socket_ = await websockets.connect(cluster.pod_ws(pod), additional_headers={
+        "Cookie": session.cookie_header, "Origin": cluster.pod_url(pod)}, max_size=None)
+    assert json.loads(await asyncio.wait_for(socket_.recv(), 5))["type"] == "hello"
+    return socket_
+
+
+async def _closed_within(socket_, seconds):
+    """(close code, seconds it took) once the server closes the socket."""
+    started = time.monotonic()
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await asyncio.wait_for(socket_.recv(), seconds)
+    return socket_.close_code, time.monotonic() - started
+
+
+def _post_form(session, path):
+    request = urllib.request.Request(session.base_url + path, data=b"", method="POST", headers={
+        "X-CSRFToken": session.cookie("csrftoken") or "", "Origin": session.base_url})
+    with session.opener.open(request, timeout=10) as response:
+        return response.status
+
+
+def test_a_logout_on_one_pod_closes_the_socket_on_another(cluster):
+    session = login(cluster.pod_url(0))
+
+    async def scenario():
+        on_b = await _open(cluster, 1, session)
+        await asyncio.to_thread(_post_form, session, "/accounts/logout/")
+        return await _closed_within(on_b, CLOSE_WITHIN_SECONDS)
+
+    code, took = asyncio.run(scenario())
+    print(f"\nlogout on pod A -> socket on pod B closed with {code} after {took * 1000:.0f} ms")
+    assert code == 4001 and took < CLOSE_WITHIN_SECONDS
+
+
+def test_a_deactivation_by_another_process_closes_the_users_sockets_on_every_pod(cluster):
+    cluster.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
+                   "u = get_user_model().objects.create_user('dora', password='pw-dora-12345'); "
+                   "from django.contrib.auth.models import Group; u.groups.add(Group.objects.get(name='analyst'))")
+    session = login(cluster.pod_url(0), "dora", "pw-dora-12345")
+
+    async def scenario():
+        sockets = [await _open(cluster, pod, session) for pod in (0, 1)]
+        await asyncio.to_thread(cluster.manage, "shell", "-c",
+                                "from django.contrib.auth import get_user_model; "
+                                "u = get_user_model().objects.get(username='dora'); u.is_active = False; u.save()")
+        return [await _closed_within(s, CLOSE_WITHIN_SECONDS) for s in sockets]
+
+    for code, took in asyncio.run(scenario()):
+        assert code == 4001 and took < CLOSE_WITHIN_SECONDS
+    with pytest.raises(websockets.InvalidStatus):  # and the session cannot open a new one
+        asyncio.run(_open(cluster, 1, session))
+
+
+def _raw_handshake(cluster, pod, headers):
+    """Send a WebSocket upgrade by hand (so headers can repeat); returns the status line."""
+    port = cluster.pod_ports[pod]
+    lines = ["GET /ws HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13", *headers, "", ""]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall("\r\n".join(lines).encode())
+        return conn.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+
+
+def test_daphne_refuses_a_smuggled_second_origin(cluster):
+    session = login(cluster.pod_url(1))
+    cookie = f"Cookie: {session.cookie_header}"
+    own = f"Origin: {cluster.pod_url(1)}"
+    assert " 101 " in _raw_handshake(cluster, 1, [cookie, own])
+    assert " 101 " not in _raw_handshake(cluster, 1, [cookie, own, "Origin: https://evil.example.net"])
+    assert " 101 " not in _raw_handshake(cluster, 1, [cookie, "Origin: https://evil.example.net"])
+    assert " 101 " not in _raw_handshake(cluster, 1, [cookie])
+    assert " 101 " not in _raw_handshake(cluster, 1, [cookie, "Origin: null"])
+
+
+def _chunked_post(cluster, path, session, size):
+    """POST `size` bytes with Transfer-Encoding: chunked (no Content-Length at all)."""
+    port = cluster.pod_ports[0]
+    body = b'{"customer": "' + b"x" * size + b'"}'
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Cookie: {session.cookie_header}\r\nX-CSRFToken: {session.cookie('csrftoken')}\r\n"
+            f"Origin: {cluster.pod_url(0)}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(head.encode())
+        for start in range(0, len(body), 65536):
+            chunk = body[start:start + 65536]
+            conn.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        conn.sendall(b"0\r\n\r\n")
+        answer = b""
+        while data := conn.recv(65536):
+            answer += data
+    return answer.decode("latin-1").split("\r\n", 1)[0]
+
+
+def test_oversized_bodies_are_refused_with_or_without_a_content_length(cluster):
+    session = login(cluster.pod_url(0))
+    big = json.dumps({"customer": "x" * (3 * 1024 * 1024)}).encode()
+    request = urllib.request.Request(cluster.pod_url(0) + "/api/threats/trigger", data=big, method="POST", headers={
+        "Content-Type": "application/json", "X-CSRFToken": session.cookie("csrftoken"),
+        "Origin": cluster.pod_url(0)})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        session.opener.open(request, timeout=30)
+    assert refused.value.code == 413
+    assert " 413 " in _chunked_post(cluster, "/api/threats/trigger", session, 3 * 1024 * 1024)
+
+
+def test_oversized_websocket_messages_close_the_socket(cluster):
+    session = login(cluster.pod_url(0))
+
+    async def scenario(size):
+        socket_ = await _open(cluster, 0, session)
+        await socket_.send(json.dumps({"type": "ping", "pad": "x" * size}))
+        code, _took = await _closed_within(socket_, 5)
+        return code
+
+    assert asyncio.run(scenario(70_000)) == 4009  # over WS_MAX_MESSAGE_BYTES: the consumer closes
+    # Over Daphne's own 1 MiB limit the protocol layer fails the connection (no close frame: 1006).
+    assert asyncio.run(scenario(2 * 1024 * 1024)) in (1006, 1009)
