@@ -16,6 +16,7 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
+from django.http.multipartparser import MultiPartParserError
 from django.db.models import Count, F, Func, JSONField, Q
 from django.db.models.functions import Left
 from django.http import JsonResponse
@@ -625,6 +626,13 @@ def _validation(request, exc):
 @api.exception_handler(HttpError)
 def _http_error(request, exc):
     return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(MultiPartParserError)
+def _malformed_body(request, exc):
+    # e.g. `Content-Type: multipart/form-data` without a boundary, met when the CSRF check reads
+    # request.POST (found by the Schemathesis run, tests/test_fuzz_api.py): the client's mistake.
+    return api.create_response(request, {"detail": f"Malformed request body: {exc}", "field": "body"}, status=400)
 
 
 @api.exception_handler(RequestDataTooBig)
