@@ -16,10 +16,10 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
-from django.http.multipartparser import MultiPartParserError
 from django.db.models import Count, F, Func, JSONField, Q
 from django.db.models.functions import Left
 from django.http import JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from ninja import Field, NinjaAPI, Query, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
