@@ -180,3 +180,31 @@ def test_the_analytics_equal_brute_force_over_every_threat(alice, customer):
         == expected["sla_by_customer"]
     assert expected["sla_overall"]["breached_open"] > 0, expected["sla_overall"]
     assert expected["sla_overall"]["within_sla"] > 0, expected["sla_overall"]
+
+
+# --- Retention reads the count from the totals ----------------------------------------------------------
+
+
+def test_retention_deletes_exactly_the_oldest_excess_with_their_rows(settings, customer):
+    from agents.models import AgentRun
+    from threats.models import ThreatEvent
+
+    made = [factories.make_threat(customer=customer, received_at=timezone.now() - timedelta(minutes=m))
+            for m in range(7)]
+    settings.MAX_STORED_THREATS = 4
+
+    assert services.enforce_retention(batch_size=2) == 3
+
+    oldest = {t.pk for t in made[4:]}
+    assert set(Threat.objects.values_list("pk", flat=True)) == {t.pk for t in made[:4]}
+    assert not ThreatEvent.objects.filter(threat_id__in=oldest).exists()
+    assert not AgentRun.objects.filter(threat_id__in=oldest).exists()
+    assert services.enforce_retention() == 0
+    assert_exact()
+
+
+def test_retention_below_the_limit_costs_one_small_query(settings, customer, django_assert_num_queries):
+    factories.make_threat(customer=customer, analyse=False)
+    settings.MAX_STORED_THREATS = 10
+    with django_assert_num_queries(1):
+        assert services.enforce_retention() == 0

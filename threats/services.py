@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import access, audit, events, generator
+from . import access, audit, events, generator, stats
 from .access import (  # noqa: F401 - the access helpers live in access.py; these names stay for callers
     TRIAGE_PERMISSION,
     TRIGGER_PERMISSION,
@@ -50,6 +50,7 @@ AGENT_RUN_UPDATE_FIELDS = [
 REOPEN_CLEARS = ("disposition", "disposition_reason")
 # Any constant works; it names the Postgres advisory lock that orders the event log.
 EVENT_LOG_LOCK = 7_201_114
+RETENTION_LOCK = 7_201_115
 
 
 class InvalidInput(Exception):
@@ -165,17 +166,25 @@ def do_create_threats(rows, actor):
 
 
 def enforce_retention(batch_size=500):
-    """Delete the oldest threats beyond MAX_STORED_THREATS, in batches (events and runs cascade)."""
-    limit = settings.MAX_STORED_THREATS
-    boundary = Threat.objects.order_by("-received_at", "-id").values_list("received_at", flat=True)[limit:limit + 1]
-    if limit and boundary:
-        cutoff = boundary[0]
-        while True:
-            ids = list(Threat.objects.filter(received_at__lte=cutoff).order_by("received_at")
-                       .values_list("pk", flat=True)[:batch_size])
+    """Delete the oldest threats beyond MAX_STORED_THREATS (their events, runs and notes cascade),
+    in short transactions of `batch_size`, so a writer never waits for more than one batch.
+
+    The number stored is read from the exact running totals (threats/stats.py): below the limit
+    this costs one small query, not a walk over the newest MAX_STORED_THREATS rows of the index.
+    Each batch re-reads it under a lock, so concurrent callers never delete more than the excess."""
+    limit, deleted = settings.MAX_STORED_THREATS, 0
+    if not limit or stats.stored_count() <= limit:
+        return deleted
+    while True:
+        with transaction.atomic():
+            _lock(RETENTION_LOCK)
+            excess = stats.stored_count() - limit
+            ids = list(Threat.objects.order_by("received_at", "id").values_list("pk", flat=True)[:min(excess, batch_size)]
+                       if excess > 0 else [])
             if not ids:
-                break
+                return deleted
             Threat.objects.filter(pk__in=ids).delete()
+            deleted += len(ids)
 
 
 # --- Analysis ---------------------------------------------------------------------------------
@@ -343,11 +352,16 @@ def add_note(user, threat_id, body):
 
 
 def _lock_event_log():
+    # Sequence values are handed out at insert, not at commit; holding this lock until commit
+    # makes commit order equal seq order, so a client that has seen seq N has seen all < N.
+    _lock(EVENT_LOG_LOCK)
+
+
+def _lock(key):
+    """A PostgreSQL advisory lock held until commit (SQLite's IMMEDIATE transactions already serialise writers)."""
     if connection.vendor == "postgresql":
-        # Sequence values are handed out at insert, not at commit; holding this lock until commit
-        # makes commit order equal seq order, so a client that has seen seq N has seen all < N.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_LOG_LOCK])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 def _record_event(threat, event_type, actor, extra=None):

@@ -19,6 +19,7 @@ their deadline (a small index range of recent threats).
 """
 
 from django.db import connections, transaction
+from django.db.models import Sum
 
 from .models import ThreatCount
 
@@ -238,3 +239,8 @@ def stored(customer_ids=None):
     if customer_ids is not None:
         rows = rows.filter(customer_id__in=customer_ids)
     return {tuple(row[:4]): tuple(row[4:]) for row in rows.values_list(*KEY, *SUMS) if any(row[4:])}
+
+
+def stored_count():
+    """How many threats are stored (every customer): the sum of the totals, a few hundred rows."""
+    return ThreatCount.objects.aggregate(n=Sum("n"))["n"] or 0
