@@ -248,3 +248,38 @@ def test_the_stored_key_is_only_a_hash(world):
     stored = APIKey.objects.get()
     assert raw not in json.dumps(list(APIKey.objects.values()), default=str)
     assert stored.key_hash == apikeys.digest(raw) and len(stored.key_hash) == 64
+
+
+def test_no_threat_or_event_leaks_across_customers_over_a_randomised_fixture(db):
+    """S6: 50 users with random scopes (some unscoped, some empty) over 8 customers and 1,000
+    threats; each user's list, event log, analytics and sampled details hold exactly its share."""
+    import random
+
+    from threats import services
+    from threats.choices import AnalysisStatus
+
+    rng = random.Random(7)
+    customers = [factories.make_customer(name=f"Tenant {i}") for i in range(8)]
+    rows = [{"customer": rng.choice(customers), "threat_type": "bot_traffic", "title": f"t{i}",
+             "occurred_at": timezone.now(), "analysis_status": AnalysisStatus.GROUPED} for i in range(1000)]
+    threats = services.do_create_threats(rows, services.SYSTEM)
+    by_customer = {c.pk: {str(t.pk) for t in threats if t.customer_id == c.pk} for c in customers}
+    everything = {str(t.pk) for t in threats}
+    for index in range(50):
+        kind = index % 5
+        scope = None if kind == 0 else [] if kind == 1 else rng.sample(customers, rng.randint(1, 3))
+        client = _session(_user(f"user{index}", rng.choice(["viewer", "analyst"]), customers=scope))
+        expected = everything if scope is None else set().union(*(by_customer[c.pk] for c in scope))
+        seen, cursor = set(), ""
+        while True:
+            page = client.get(f"/api/threats?limit=100{cursor}").json()
+            seen |= {item["id"] for item in page["items"]}
+            if not page["next_cursor"]:
+                break
+            cursor = f"&cursor={page['next_cursor']}"
+        assert seen == expected
+        events = client.get("/api/events?limit=1000").json()["events"]
+        assert {e["threat"]["id"] for e in events} == expected
+        assert client.get("/api/analytics").json()["total_threats"] == len(expected)
+        for threat_id in rng.sample(sorted(everything), 5):
+            assert client.get(f"/api/threats/{threat_id}").status_code == (200 if threat_id in expected else 404)

@@ -30,7 +30,7 @@ def _production_env(**overrides):
 
 
 def _manage(env, *args):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, check=False,
                           text=True, timeout=120)
 
 
