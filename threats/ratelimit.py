@@ -12,6 +12,7 @@ it: each trusted proxy appends the address it received the request from, so the 
 N-th entry from the right; anything further left was written by the client and is ignored.
 """
 
+import hashlib
 import logging
 import math
 import time
@@ -47,7 +48,7 @@ def hit(name, ident, now=None, store=None):
     limit, window = settings.RATE_LIMITS[name]
     now = time.time() if now is None else now
     start = math.floor(now / window) * window
-    key = f"rl:{name}:{ident}:{int(start)}"
+    key = _key(name, ident, start)
     retry_after = max(1, math.ceil(start + window - now))
     try:
         store.add(key, 0, timeout=window + 1)
@@ -67,7 +68,7 @@ def peek(name, ident, now=None):
     now = time.time() if now is None else now
     start = math.floor(now / window) * window
     try:
-        count = cache.get(f"rl:{name}:{ident}:{int(start)}") or 0
+        count = cache.get(_key(name, ident, start)) or 0
     except Exception:  # noqa: BLE001
         return Verdict(True, 0, limit, 1)
     return Verdict(count < limit, count, limit, max(1, math.ceil(start + window - now)))
@@ -78,9 +79,15 @@ def forget(name, ident, now=None):
     now = time.time() if now is None else now
     start = math.floor(now / window) * window
     try:
-        cache.delete(f"rl:{name}:{ident}:{int(start)}")
+        cache.delete(_key(name, ident, start))
     except Exception as exc:  # noqa: BLE001
         log.warning("rate limit %s not reset: cache error %s", name, exc)
+
+
+def _key(name, ident, start):
+    """The window's cache key; the identity is hashed, since a username may hold any character."""
+    digest = hashlib.sha256(str(ident).encode()).hexdigest()[:32]
+    return f"rl:{name}:{digest}:{int(start)}"
 
 
 def check(name, ident, detail="Too many requests: slow down."):
