@@ -13,7 +13,7 @@ THREAT_GENERATION_INTERVAL ?= 10
 RUN_ENV = DJANGO_SECRET_KEY_FILE=$(DJANGO_SECRET_KEY_FILE) DJANGO_ALLOWED_HOSTS=$(DJANGO_ALLOWED_HOSTS) \
 	ENABLE_AUTO_THREAT_GENERATION=$(ENABLE_AUTO_THREAT_GENERATION) THREAT_GENERATION_INTERVAL=$(THREAT_GENERATION_INTERVAL)
 
-.PHONY: run test test-fast test-integration latency bench cluster clean
+.PHONY: run test test-fast test-integration latency bench load cluster clean
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
@@ -67,10 +67,24 @@ cluster: $(VENV)/.dev
 	@command -v nginx >/dev/null || { echo "make cluster needs nginx: apt-get install nginx"; exit 1; }
 	$(BIN)/python -m tests.integration.cluster --pods 3 --port $(CLUSTER_PORT)
 
-# Every benchmark: each bench/bench_*.py prints its summary and appends a JSON line to bench/results/.
+# Every benchmark (README "Measured", docs/benchmarks.md): bench/run_all.py runs each bench/*.py script
+# (each appends a JSON line to bench/results/) and writes docs/benchmarks.md from this run's lines.
+# Needs wrk, redis-server and nginx (Debian packages); PostgreSQL on 127.0.0.1:5432 for the scale runs
+# (else SQLite). BENCH_ARGS=--quick: a smoke run of a few seconds per script (CI).
+BENCH_ARGS ?=
 bench: $(VENV)/.dev
-	@set -e; for script in bench/trigger_latency.py bench/bench_*.py; do \
-		[ -f "$$script" ] || continue; echo "== $$script"; $(BIN)/python "$$script"; done
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# Locust (tests/load/locustfile.py) headless against the cluster harness: analysts (login, dashboard,
+# list, details, triage, WebSocket), ingest clients in every format, a burst shape. HTML and CSV
+# report in var/load/. LOAD_USERS analysts before the burst (x4 during it), LOAD_SECONDS in all.
+LOAD_USERS ?= 20
+LOAD_SECONDS ?= 60
+load: $(VENV)/.dev
+	@command -v redis-server >/dev/null || { echo "make load needs redis-server: apt-get install redis-server"; exit 1; }
+	@command -v nginx >/dev/null || { echo "make load needs nginx: apt-get install nginx"; exit 1; }
+	$(BIN)/python -m tests.load.run --users $(LOAD_USERS) --seconds $(LOAD_SECONDS)
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache

@@ -22,16 +22,16 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import websockets  # noqa: E402
+import websockets
 
-from tests.integration.cluster import Cluster, Process  # noqa: E402
-from tests.integration.server import free_port, login, trigger  # noqa: E402
+from tests.integration.cluster import Cluster, Process
+from tests.integration.server import free_port, login, trigger
 
 RESULTS = ROOT / "bench" / "results" / "cluster.jsonl"
 SUSTAINED_P95_MS = 1000
@@ -41,7 +41,7 @@ def pct(values, q):
     if not values:
         return None
     ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 1)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
 
 
 class Listener:
@@ -64,7 +64,7 @@ class Listener:
         while not stop.is_set():
             try:
                 frame = json.loads(await asyncio.wait_for(self.ws.recv(), 0.5))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if "at" in frame and self.seq_key in frame:
                 at = frame["at"]
@@ -93,7 +93,7 @@ def produce(cluster, rate, duration, bare=False, bare_redis=None):
     if bare:
         env["BARE_REDIS_URL"] = bare_redis
         args.append("--bare")
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=duration * 5 + 60)
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=duration * 5 + 60, check=False)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -168,7 +168,7 @@ def main():
     if args.quick:
         args.runs, args.warmup, args.clients, args.seconds, args.rates = 5, 1, 60, 3, "2,10"
     rates = [float(r) for r in args.rates.split(",")]
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "node": platform.node(),
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "node": platform.node(),
               "python": platform.python_version(), "quick": args.quick,
               "database": "postgres" if args.postgres else "sqlite"}
 

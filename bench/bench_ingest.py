@@ -36,7 +36,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.integration.server import EmbeddedServer, free_port, login  # noqa: E402
+from tests.integration.server import EmbeddedServer, free_port, login
 
 RESULTS = REPO_ROOT / "bench" / "results" / "bench_ingest.jsonl"
 TEMPLATE = json.loads((REPO_ROOT / "tests" / "fixtures" / "alerts" / "wazuh_alerts.ndjson").read_text().splitlines()[0])
@@ -74,7 +74,7 @@ def private_redis():
                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG":
+        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False).stdout.strip() == "PONG":
             return process, f"redis://127.0.0.1:{port}/0"
         time.sleep(0.05)  # waiting for a real process to bind its port
     process.terminate()

@@ -5,7 +5,7 @@ A benchmark drives one session (or one key) at hundreds of requests a second; th
 request in the cache, so its cost stays in the measurement.
 """
 
-from socproject.settings import *  # noqa: F403
+from socproject.settings import *
 from socproject.settings import RATE_LIMITS
 
 UNLIMITED = (10**9, 60)

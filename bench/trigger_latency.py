@@ -23,11 +23,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import django  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
+import django
+from websockets.asyncio.client import connect
 
-from tests.integration.server import EmbeddedServer, login, trigger  # noqa: E402
-from threats.choices import ThreatType  # noqa: E402
+from tests.integration.server import EmbeddedServer, login, trigger
+from threats.choices import ThreatType
 
 RESULTS = REPO_ROOT / "bench" / "results" / "trigger_latency.jsonl"
 FRAME_TIMEOUT = 30  # seconds: a run that takes longer is a failure, not a data point

@@ -3,6 +3,7 @@ reads only the summary's columns and encodes the page itself, and its items are 
 `threat_summary` every WebSocket event carries."""
 
 import json
+import os
 from datetime import datetime, timedelta
 
 import pytest
@@ -81,3 +82,38 @@ def test_the_list_answers_json_with_the_api_content_type(alice_client, varied):
 
 def test_an_outsider_still_gets_no_list(charlie_client, varied):
     assert charlie_client.get("/api/threats").status_code == 403
+
+
+# --- seed_scale ------------------------------------------------------------------------------------------
+
+
+def test_seed_scale_stores_analysed_threats_with_events_runs_and_exact_totals(db):
+    from django.core.management import call_command
+
+    from agents.models import AgentRun
+    from threats import stats
+    from threats.models import ThreatEvent
+
+    with open(os.devnull, "w") as quiet:
+        call_command("seed_scale", "--threats", "60", "--detailed", "10", "--pool", "6", "--batch", "25", "--days", "3",
+                     "--check", stdout=quiet, stderr=quiet)
+
+    assert Threat.objects.count() == 60
+    assert not Threat.objects.exclude(analysis_status="completed").exists()
+    assert not Threat.objects.filter(severity="").exists()
+    newest = list(Threat.objects.order_by("-received_at")[:10])
+    assert all(t.timeline and t.response_plan for t in newest)
+    assert AgentRun.objects.filter(threat__in=newest).count() == 50
+    assert AgentRun.objects.count() == 50
+    assert ThreatEvent.objects.filter(type="threat.created").count() == 60
+    assert ThreatEvent.objects.filter(type="threat.analyzed").count() == 60
+    first_events = list(ThreatEvent.objects.order_by("seq")[:2])
+    assert first_events[0].threat.received_at == Threat.objects.order_by("received_at").first().received_at
+    assert stats.stored() == stats.recount()
+
+
+def test_seed_scale_refuses_a_database_that_already_has_threats(threat):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError):
+        call_command("seed_scale", "--threats", "5", "--pool", "2")

@@ -36,9 +36,9 @@ def random_write(rng, customers, alice, threats):
                                              threat_type=rng.choice(TYPES)))
     elif kind == "bulk":
         now = timezone.now()
-        rows = [dict(customer=rng.choice(customers), threat_type=rng.choice(TYPES), title="bulk",
-                     occurred_at=now, received_at=now - timedelta(minutes=rng.randint(0, 600)),
-                     analysis_status=rng.choice(["queued", "grouped"]))
+        rows = [{"customer": rng.choice(customers), "threat_type": rng.choice(TYPES), "title": "bulk",
+                 "occurred_at": now, "received_at": now - timedelta(minutes=rng.randint(0, 600)),
+                 "analysis_status": rng.choice(["queued", "grouped"])}
                 for _ in range(rng.randint(1, 6))]
         with TestCase.captureOnCommitCallbacks(execute=False):
             services.do_create_threats(rows, services.SYSTEM)
@@ -126,7 +126,7 @@ def brute_force(now):
     def times(rows):
         acked = [t for t in rows if t.acknowledged_at]
         closed = [t for t in rows if t.closed_at]
-        mean = lambda items, field: round(  # noqa: E731
+        mean = lambda items, field: round(
             sum((getattr(t, field) - t.received_at).total_seconds() for t in items) / len(items), 1) if items else None
         return {
             "acknowledged": len(acked), "mtta_seconds": mean(acked, "acknowledged_at"),

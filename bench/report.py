@@ -1,0 +1,281 @@
+"""docs/benchmarks.md from one `bench/run_all.py` run: targets first, then each benchmark's method
+and numbers beside the ceiling measured in the same run. Missing results are said, not guessed."""
+
+PEER = {  # ../shared/reference/peer-bench.md, same kind of 2-core machine, loopback
+    "list_rps": 27.6, "analytics_rps": 4.19, "trigger_ws_ms": 175.1, "post_ms": 173.6,
+}
+
+
+def render(info, runs, quick=False, postgres=False):
+    by_name = {run["name"]: run for run in runs}
+    parts = [_header(info, runs, quick, postgres), _targets(by_name), _runs_table(runs)]
+    for name, section in SECTIONS:
+        if name in by_name:
+            parts.append(section(by_name[name]))
+    return "\n\n".join(parts) + "\n"
+
+
+def _result(run):
+    return run["result"] if run and run.get("result") else None
+
+
+def _fmt(value, unit="", digits=1):
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        value = round(value, digits)
+    if isinstance(value, (int, float)) and abs(value) >= 10_000:
+        value = f"{value:,}"
+    return f"{value}{unit}"
+
+
+def _header(info, runs, quick, postgres):
+    loads = [r["load_before"][0] for r in runs if r.get("load_before")] + \
+            [r["load_after"][0] for r in runs if r.get("load_after")]
+    return "\n".join([
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`bench/run_all.py`)" + (" in **smoke mode** (`--quick`: tiny sizes, not "
+                                                           "comparable)" if quick else "") + f" on {info['at']}. "
+        "Every number below was measured in that one run; each script also appended its raw JSON line to "
+        "`bench/results/<name>.jsonl`. The peer's numbers are from `../shared/reference/peer-bench.md` "
+        "(the original FastAPI system on the same kind of 2-core machine, same loopback method).",
+        "",
+        "| Machine | |",
+        "|---|---|",
+        f"| CPU | {info['cpu']} ({info['cores']} cores), {info['memory_gib']} GiB |",
+        (f"| Software | Linux {info['kernel']}, Python {info['python']}, Django {info['django']}, "
+        f"PostgreSQL {info['postgresql']}, Redis {info['redis']}, {info['wrk']} |"),
+        f"| Database for the scale runs | {'PostgreSQL (a fresh database per script)' if postgres else 'SQLite'} |",
+        f"| 1-minute load average around the scripts | {min(loads):.2f} – {max(loads):.2f} "
+        "(2 cores shared with other engineers' test runs: read rates as lower bounds) |" if loads else
+        "| Load average | — |",
+    ])
+
+
+def _targets(by):
+    http, cluster, worker = (_result(by.get(n)) for n in ("http", "cluster", "worker"))
+    rows = []
+    if http:
+        paths, ceiling = http["paths"], http["ceiling_rps"]
+        listing, analytics = paths.get("list newest 20", {}), paths.get("analytics", {})
+        rows.append(_row("List newest 20: ≥ 10× the peer (27.6 req/s) and ≥ 60 % of the bare Django JSON view",
+                         f"{_fmt(listing.get('rps'))} req/s = **{_fmt(listing.get('rps', 0) / PEER['list_rps'])}×** the peer, "
+                         f"**{_fmt(100 * listing.get('rps', 0) / ceiling)} %** of `/health` ({_fmt(ceiling)} req/s)",
+                         listing.get("rps", 0) >= 10 * PEER["list_rps"] and listing.get("rps", 0) >= 0.6 * ceiling))
+        rows.append(_row("Analytics: ≥ 50× the peer (4.19 req/s)",
+                         f"{_fmt(analytics.get('rps'))} req/s = **{_fmt(analytics.get('rps', 0) / PEER['analytics_rps'])}×**"
+                         f" the peer ({_fmt(100 * analytics.get('rps', 0) / ceiling)} % of `/health`)",
+                         analytics.get("rps", 0) >= 50 * PEER["analytics_rps"]))
+        one = analytics.get("one_client", {})
+        rows.append(_row(f"Analytics ≤ 200 ms at {http['threats']:,} threats ({http['database']})",
+                         f"p50 {_fmt(one.get('p50_ms'), ' ms')}, p95 **{_fmt(one.get('p95_ms'), ' ms')}** (one client)",
+                         (one.get("p95_ms") or 1e9) <= 200))
+        reads = {k: v for k, v in paths.items() if k.startswith(("list", "detail", "event")) and "one_client" in v}
+        worst = max(reads.items(), key=lambda item: item[1]["one_client"]["p95_ms"]) if reads else None
+        if worst:
+            rows.append(_row(f"List (filters, cursor), detail, event replay p95 ≤ 50 ms at {http['threats']:,} threats",
+                             "one client, worst p95: **" + _fmt(worst[1]["one_client"]["p95_ms"], " ms") + f"** ({worst[0]})",
+                             worst[1]["one_client"]["p95_ms"] <= 50))
+        rows.append(_row(f"`seed_scale --threats {http['threats']:,}`", f"{_fmt(http.get('seed_seconds'), ' s')} "
+                         "(bulk COPY/INSERT in batches, progress bar)", True))
+    if cluster:
+        latency, fanout = cluster.get("latency", {}), cluster.get("fanout", {})
+        rows.append(_row("Trigger on pod 0 → `threat.analyzed` on pod 1: p50 ≤ 25 ms",
+                         f"p50 **{_fmt(latency.get('p50_ms'), ' ms')}**, p95 {_fmt(latency.get('p95_ms'), ' ms')} "
+                         f"(peer, one process: {PEER['trigger_ws_ms']} ms)", (latency.get("p50_ms") or 1e9) <= 25))
+        rows.append(_row("1,000 WebSocket clients over 3 pods at 2 events/s: p95 ≤ 250 ms",
+                         f"{fanout.get('clients')} clients: p95 **{_fmt(fanout.get('p95_ms'), ' ms')}**, missing before "
+                         f"resume {fanout.get('missing_before_resume')}, after {fanout.get('missing_after_resume')}",
+                         fanout.get("clients", 0) >= 1000 and (fanout.get("p95_ms") or 1e9) <= 250))
+    if worker:
+        analysis, noop = worker["analysis"], worker["celery_noop"]
+        rows.append(_row("Analysis ≥ 200 threats/s on one worker process",
+                         f"**{_fmt(analysis['analyses_per_second'])}/s** beside a Celery no-op rate of "
+                         f"{_fmt(noop['tasks_per_second'])}/s on the same process ({worker['database']})",
+                         analysis["analyses_per_second"] >= 200))
+    if not rows:
+        return "## Targets\n\nNo result in this run."
+    return "\n".join(["## Targets", "", "| Target | This run | Met |", "|---|---|---|", *rows])
+
+
+def _row(target, reached, met):
+    return f"| {target} | {reached} | {'yes' if met else '**no**'} |"
+
+
+def _runs_table(runs):
+    lines = ["## What ran", "", "| Script | Command | Exit | Seconds | Load before → after |", "|---|---|---|---|---|"]
+    for run in runs:
+        load = f"{run['load_before'][0]} → {run['load_after'][0]}" if run.get("load_before") else "—"
+        lines.append(f"| {run['name']} | `{run['command']}` | {run['exit']} | {_fmt(run['seconds'])} | {load} |")
+    return "\n".join(lines)
+
+
+def _missing(title, run):
+    return f"## {title}\n\nNo result in this run (exit {run['exit']})."
+
+
+def _http(run):
+    result = _result(run)
+    if not result:
+        return _missing("HTTP reads (wrk)", run)
+    lines = [
+        "## HTTP reads (wrk, one Daphne process)",
+        "",
+        (f"`bench/bench_http.py`: {result['method']}; {result['threats']:,} threats seeded by `seed_scale` on "
+        f"{result['database']} in {result.get('seed_seconds')} s. `/health` is the ceiling: a bare Django JSON view "
+        "through the same middleware on the same server, measured first and last. \"One client\" = one connection, "
+        "one request at a time (no queueing). Load average before/after: "
+        f"{result['load_average_before'][0]} / {result['load_average_after'][0]}."),
+        "",
+        "| Path | req/s (20 conn.) | vs ceiling | p50 / p95 / p99 (20 conn.) | one client p50 / p95 | non-2xx | bytes | server CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in result["paths"].items():
+        one = p.get("one_client", {})
+        lines.append(f"| {name} | {_fmt(p['rps'])} | {_fmt(100 * p['rps'] / result['ceiling_rps'])} % | "
+                     f"{_fmt(p['p50_ms'])} / {_fmt(p['p95_ms'])} / {_fmt(p['p99_ms'])} ms | "
+                     f"{_fmt(one.get('p50_ms'))} / {_fmt(one.get('p95_ms'))} ms | {p['non_2xx']} | "
+                     f"{p['bytes_per_response']:,} | {p['server_cpu_pct']} % |")
+    ratios = result["ratios"]
+    lines += ["", (f"Ratios: list {ratios['list_vs_peer']}× the peer's 27.6 req/s and {ratios['list_vs_ceiling']:.0%} of "
+              f"the ceiling; analytics {ratios['analytics_vs_peer']}× the peer's 4.19 req/s and "
+              f"{ratios['analytics_vs_ceiling']:.0%} of the ceiling. The peer served 200 threats; these numbers are at "
+              f"{result['threats']:,}.")]
+    return "\n".join(lines)
+
+
+def _worker(run):
+    result = _result(run)
+    if not result:
+        return _missing("Analysis on one worker process", run)
+    rtt, noop, analysis = result["redis_publish_round_trip"], result["celery_noop"], result["analysis"]
+    return "\n".join([
+        "## Analysis on one Celery worker process",
+        "",
+        ("`bench/bench_worker.py`: a private Redis; `celery worker --concurrency 1` (one pool process, the project's "
+        f"settings); {result['database']}. Load average before/after: {result['load_average_before'][0]} / "
+        f"{result['load_average_after'][0]}."),
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Redis PUBLISH → subscriber round trip (1 KB, {rtt['messages']} messages) | p50 {rtt['p50_ms']} ms, p95 {rtt['p95_ms']} ms |",
+        f"| Celery no-op task, {noop['tasks']} tasks | **{_fmt(noop['tasks_per_second'])} tasks/s** |",
+        (f"| `agents.analyze_threat`, {analysis['threats']} queued threats (500 past threats of history) | "
+        f"**{_fmt(analysis['analyses_per_second'])} threats/s** ({_fmt(100 * result['analysis_vs_noop'])} % of the no-op rate) |"),
+    ])
+
+
+def _analysis(run):
+    result = _result(run)
+    if not result:
+        return _missing("Analysis in-process", run)
+    s, t, f = result["scenarios"], result["throughput"], result["task_floor"]
+    return "\n".join([
+        "## Analysis in one process (no broker)",
+        "",
+        f"`bench/bench_analysis.py`: {result['mode']}; the real coordinator with its reads and the verdict write.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Scenario suite | {s['passed']}/{s['scenarios']}, analysis median {s['median_ms']} ms, p95 {s['p95_ms']} ms |",
+        (f"| {t['threats']} synthetic threats in a row | **{t['threats_per_second']} threats/s**, per threat median "
+        f"{t['median_ms']} ms / p95 {t['p95_ms']} ms; {t.get('cpu_ms_per_threat')} CPU-ms per threat "
+        f"(load {_fmt(t.get('load_average_1min'))}) |"),
+        f"| `decide()` alone | median {t['decide_only']['median_ms']} ms = {t['decide_only']['threats_per_second']}/s |",
+        (f"| Eager Celery no-op / `analyze_threat` on an analysed threat | {f['celery_noop_task_per_second']}/s / "
+        f"{f['analyze_threat_noop_per_second']}/s |"),
+    ])
+
+
+def _latency(run):
+    result = _result(run)
+    if not result:
+        return _missing("Trigger → WebSocket, one process", run)
+    a, p = result["trigger_to_analyzed"], result["post"]
+    return "\n".join([
+        "## Trigger → `threat.analyzed`, one process",
+        "",
+        f"`bench/trigger_latency.py`: {result['mode']}; {result['runs']} triggers after {result['warmup']} warm-ups.",
+        "",
+        "| | median | p95 | peer (median) |",
+        "|---|---|---|---|",
+        (f"| trigger → `threat.analyzed` on the socket | {a['median_ms']} ms | {a['p95_ms']} ms | {PEER['trigger_ws_ms']} ms "
+        f"({_fmt(PEER['trigger_ws_ms'] / a['median_ms'])}× faster here) |"),
+        f"| POST alone | {p['median_ms']} ms | {p['p95_ms']} ms | {PEER['post_ms']} ms |",
+    ])
+
+
+def _ingest(run):
+    result = _result(run)
+    if not result:
+        return _missing("Alert ingestion", run)
+    lines = ["## Alert ingestion", "", (f"`bench/bench_ingest.py`: {result['mode']}; batches of {result['batch_size']} from "
+             f"{result['clients']} clients."), "", "| Scenario | accepted/s | batch median / p95 | server CPU per alert |",
+             "|---|---|---|---|"]
+    for s in result["scenarios"]:
+        lines.append(f"| {s['scenario']} | **{s['accepted_per_s']}** | {s['batch_ms']['median']} / {s['batch_ms']['p95']} ms | "
+                     f"{s['server_cpu_ms_per_alert']} ms |")
+    return "\n".join(lines)
+
+
+def _cluster(run):
+    result = _result(run)
+    if not result:
+        return _missing("Multi-pod real time", run)
+    lat, fan = result["latency"], result["fanout"]
+    lines = [
+        "## Multi-pod real time (3 Daphne pods, Redis, one Celery worker)",
+        "",
+        f"`bench/bench_cluster.py`: {result['database']}{', quick' if result.get('quick') else ''}.",
+        "",
+        "| | |",
+        "|---|---|",
+        (f"| trigger on pod 0 → `threat.analyzed` on pod 1 ({lat['runs']} runs) | p50 **{lat['p50_ms']} ms**, p95 "
+        f"{lat['p95_ms']} ms, max {lat['max_ms']} ms |"),
+        (f"| {fan['clients']} clients over 3 pods at {fan['rate']} events/s for {fan['seconds']} s | {fan['frames']} frames, "
+        f"p50 {fan['p50_ms']} ms, p95 **{fan['p95_ms']} ms**, missing before / after resume "
+        f"{fan['missing_before_resume']} / {fan['missing_after_resume']} |"),
+        "",
+        "300 clients, rate steps (the app beside a bare Channels consumer on the same Daphne/Redis: the ceiling):",
+        "",
+        "| events/s | app p50 / p95 | app missing | bare p50 / p95 | bare missing |",
+        "|---|---|---|---|---|",
+    ]
+    for app, bare in zip(result.get("app_steps", []), result.get("bare_steps", []), strict=False):
+        lines.append(f"| {app['rate']} | {app['p50_ms']} / {app['p95_ms']} ms | {app['missing_before_resume']} | "
+                     f"{bare['p50_ms']} / {bare['p95_ms']} ms | {bare['missing_before_resume']} |")
+    lines += ["", (f"Highest rate with p95 ≤ 1 s and nothing missing: app {result.get('app_sustained_rate')} events/s, "
+              f"bare {result.get('bare_sustained_rate')} events/s.")]
+    return "\n".join(lines)
+
+
+def _threat_list(run):
+    result = _result(run)
+    if not result:
+        return _missing("The threats page at scale", run)
+    lines = ["## The threats page at scale", "", (f"`bench/bench_threat_list.py`: {result['rows']:,} rows on "
+             f"{result['database']}; `/threats/` rendered through Django's test client (query + template, 50 rows)."),
+             "", "| Case | median | max |", "|---|---|---|"]
+    for name, case in result["cases"].items():
+        lines.append(f"| {name} | {case['median_ms']} ms | {case['max_ms']} ms |")
+    return "\n".join(lines)
+
+
+def _dashboard(run):
+    result = _result(run)
+    if not result:
+        return _missing("Dashboard in Chromium", run)
+    lines = ["## Dashboard in Chromium", "", (f"`bench/bench_dashboard.py`: {result['threats']} threats, Chromium "
+             f"{result.get('chromium')}."), "", "| Page | TTFB | live (socket connected) |", "|---|---|---|"]
+    for page, numbers in result["first_load_ms"].items():
+        lines.append(f"| `{page}` | {numbers['ttfb']['median']} ms | {numbers['live']['median']} ms |")
+    trigger = result.get("trigger_ms", {})
+    if trigger:
+        lines += ["", (f"Trigger button → row visible: median {trigger['appeared']['median']} ms; → analysis visible: "
+                  f"median {trigger['analysed']['median']} ms.")]
+    return "\n".join(lines)
+
+
+SECTIONS = [("http", _http), ("worker", _worker), ("analysis", _analysis), ("latency", _latency),
+            ("cluster", _cluster), ("ingest", _ingest), ("threat_list", _threat_list), ("dashboard", _dashboard)]
