@@ -5,9 +5,11 @@ are refused over real sockets (chunked bodies without a Content-Length included)
 
 import asyncio
 import json
+import re
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -145,3 +147,66 @@ def test_oversized_websocket_messages_close_the_socket(cluster):
     assert asyncio.run(scenario(70_000)) == 4009  # over WS_MAX_MESSAGE_BYTES: the consumer closes
     # Over Daphne's own 1 MiB limit the protocol layer fails the connection (no close frame: 1006).
     assert asyncio.run(scenario(2 * 1024 * 1024)) in (1006, 1009)
+
+
+# --- Limits that hold across pods (S8, S9): two Daphne pods counting in one Redis ---------------------
+
+
+@pytest.fixture(scope="module")
+def limited():
+    with Cluster(pods=2, worker=False, beat=False, nginx=False,
+                 env={"DJANGO_SETTINGS_MODULE": "tests.integration.security_settings"}) as running:
+        yield running
+
+
+def _status(url, headers=None, opener=None):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with (opener.open if opener else urllib.request.urlopen)(request, timeout=10) as response:
+            return response.status, None
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Retry-After")
+
+
+def test_a_users_api_limit_is_shared_by_every_pod_even_under_concurrency(limited):
+    sessions = [login(limited.pod_url(pod)) for pod in (0, 1)]
+
+    async def burst():
+        calls = [asyncio.to_thread(_status, limited.pod_url(i % 2) + "/api/events", None, sessions[i % 2].opener)
+                 for i in range(30)]
+        return await asyncio.gather(*calls)
+
+    answers = asyncio.run(burst())
+    codes = [code for code, _retry in answers]
+    assert codes.count(200) == 10 and codes.count(429) == 20  # limit 10/min for the user, whichever pod
+    assert all(1 <= int(retry) <= 60 for code, retry in answers if code == 429)
+
+
+def test_a_spoofed_forwarded_for_does_not_reset_the_address_budget(limited):
+    codes = [_status(limited.pod_url(i % 2) + "/api/threats", {"X-Forwarded-For": f"198.51.100.{i}"})[0]
+             for i in range(8)]
+    assert codes == [401] * 6 + [429] * 2  # 6/min per address; TRUSTED_PROXY_COUNT=0 ignores the header
+
+
+def test_failed_logins_count_across_pods(limited):
+    def attempt(pod, password):
+        with urllib.request.urlopen(limited.pod_url(pod) + "/accounts/login/", timeout=10) as page:
+            cookies, html = page.headers.get_all("Set-Cookie"), page.read().decode()
+        cookie = next(c.split(";")[0] for c in cookies if c.startswith("csrftoken="))
+        field = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+        form = urllib.parse.urlencode({"csrfmiddlewaretoken": field, "username": "analyst", "password": password})
+        request = urllib.request.Request(limited.pod_url(pod) + "/accounts/login/", data=form.encode(), headers={
+            "Cookie": cookie, "Referer": limited.pod_url(pod) + "/accounts/login/"})
+        return _status_of(request)
+
+    codes = [attempt(i % 2, f"wrong-{i}") for i in range(5)]
+    assert codes == [200] * 5
+    assert attempt(1, "analyst") == 429 and attempt(0, "analyst") == 429  # right password, both pods
+
+
+def _status_of(request):
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
