@@ -163,3 +163,20 @@ def test_the_session_cookie_is_httponly_and_samesite(client, alice):
     cookie = response.cookies["sessionid"]
     assert cookie["httponly"] and cookie["samesite"] == "Lax"
     assert cookie["max-age"] == 12 * 3600
+
+
+# --- S16: no known ASGI-layer hole in the installed versions ----------------------------------------------
+
+PATCHED = {
+    "daphne": (4, 2, 2),  # CVE-2026-44545 (unbounded frames), CVE-2026-44546 (smuggled duplicate headers)
+    "django": (5, 2, 13),  # CVE-2026-33034 (ASGI bodies with a missing or understated Content-Length)
+    "channels": (3, 0, 3),  # responses crossing between requests
+}
+
+
+@pytest.mark.parametrize("package", sorted(PATCHED))
+def test_the_installed_asgi_stack_has_its_security_fixes(package):
+    from importlib.metadata import version
+
+    installed = tuple(int(part) for part in re.findall(r"\d+", version(package))[:3])
+    assert installed >= PATCHED[package], f"{package} {version(package)} lacks the fix of {PATCHED[package]}"
