@@ -8,8 +8,14 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from socproject import telemetry
 from threats import metrics
@@ -70,9 +76,29 @@ def requeue_stale_analyses(older_than=STALE_AFTER):
 def enqueue_analysis(threat_id):
     """Queue the analysis once the caller's transaction commits (never before: the worker would
     not find the row, or analyse one that is rolled back)."""
-    threat_id = str(threat_id)
-    # robust: the row is committed whatever happens here; a failure is logged and swept up later.
-    transaction.on_commit(lambda: _submit(threat_id), robust=True)
+    enqueue_analyses([threat_id])
+
+
+def enqueue_analyses(threat_ids):
+    """`enqueue_analysis` for many threats (an ingest batch): after commit, every task goes out
+    through one broker connection, instead of one connection checkout per task."""
+    threat_ids = [str(threat_id) for threat_id in threat_ids]
+    if threat_ids:
+        # robust: the rows are committed whatever happens here; a failure is logged and swept up later.
+        transaction.on_commit(lambda: _submit_all(threat_ids), robust=True)
+
+
+def _submit_all(threat_ids):
+    if len(threat_ids) == 1 or settings.CELERY_TASK_ALWAYS_EAGER:
+        for threat_id in threat_ids:
+            _submit(threat_id)
+        return
+    try:
+        with analyze_threat.app.producer_or_acquire() as producer:
+            for threat_id in threat_ids:
+                analyze_threat.apply_async((threat_id,), producer=producer)
+    except (OSError, KombuError) as exc:  # the broker is down: the threats stay queued; the sweeper re-queues them
+        log.warning("could not queue %d analyses (%s); the sweeper will retry", len(threat_ids), exc)
 
 
 @contextmanager

@@ -60,6 +60,12 @@ class BenchServer(EmbeddedServer):
         return {**super()._environment(), "DJANGO_SETTINGS_MODULE": "bench.bench_settings", "LOG_LEVEL": "WARNING"}
 
 
+def peak_rss_mib(pid):
+    """The process's peak resident memory (VmHWM), MiB."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM"))
+    return round(int(line.split()[1]) / 1024, 1)
+
+
 def cpu_seconds(pid):
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -140,6 +146,7 @@ def main():
                                                   args.connections, str(script), server.pid),
                              "one_client": one_client(server.base_url + path, session.cookie_header,
                                                       max(2, args.seconds // 3), str(script), server.pid)}
+            peak_rss = peak_rss_mib(server.pid)
             print(f"{name:40s} {results[name]['rps']:8.1f} req/s  p50 {results[name]['p50_ms']:7.2f} ms  "
                   f"p95 {results[name]['p95_ms']:7.2f} ms  non-2xx {results[name]['non_2xx']}  "
                   f"server CPU {results[name]['server_cpu_pct']} %;  one client: p50 "
@@ -158,7 +165,7 @@ def main():
         "database": "postgresql" if args.postgres else "sqlite", "threats": args.threats, "seed_seconds": seed_seconds,
         "method": f"wrk -t2 -c{args.connections} -d{args.seconds}s after 3 s warm-up, one Daphne process, session cookie",
         "load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "ceiling_rps": round(ceiling, 1), "peer_rps": PEER, "ratios": ratios, "paths": results,
+        "server_peak_rss_mib": peak_rss, "ceiling_rps": round(ceiling, 1), "peer_rps": PEER, "ratios": ratios, "paths": results,
     }
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:

@@ -179,6 +179,7 @@ def main():
         noop = _noop_rate(app, r, args.noops)
         print(f"Celery no-op: {noop['tasks_per_second']} tasks/s on one worker process", flush=True)
         analysis = _analysis_rate(app, ids)
+        analysis["worker_rss_mib"] = _rss_mib([worker.pid, *_children(worker.pid)])
         print(f"Analysis: {analysis['analyses_per_second']} threats/s on one worker process "
               f"({analysis['threats']} threats in {analysis['seconds']} s)", flush=True)
     finally:
@@ -202,6 +203,20 @@ def main():
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:
         out.write(json.dumps(line) + "\n")
+
+
+def _children(pid):
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout
+    return [int(x) for x in found.split()]
+
+
+def _rss_mib(pids):
+    """Resident memory of the worker's main process and its pool process, MiB (summed)."""
+    total = 0
+    for pid in pids:
+        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS"))
+        total += int(line.split()[1])
+    return round(total / 1024, 1)
 
 
 def _ping(r):

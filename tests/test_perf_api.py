@@ -117,3 +117,27 @@ def test_seed_scale_refuses_a_database_that_already_has_threats(threat):
 
     with pytest.raises(CommandError):
         call_command("seed_scale", "--threats", "5", "--pool", "2")
+
+
+# --- Analysis tasks of an ingest batch go out through one broker connection -------------------------------
+
+
+def test_an_ingest_batch_publishes_its_analyses_through_one_producer(settings, customer, monkeypatch):
+    from django.test import TestCase
+
+    from agents import tasks
+
+    settings.AGENTS_IN_THREAD = False
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published, producers = [], set()
+    monkeypatch.setattr(tasks.analyze_threat, "apply_async",
+                        lambda args, producer=None: (published.append(args[0]), producers.add(id(producer))))
+    now = timezone.now()
+    rows = [{"customer": customer, "threat_type": "bot_traffic", "title": f"alert {i}", "occurred_at": now,
+             "analysis_status": "grouped" if i == 2 else "queued"} for i in range(4)]
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        threats = services.do_create_threats(rows, services.SYSTEM)
+
+    assert published == [str(t.pk) for t in threats if t.analysis_status == "queued"]
+    assert len(published) == 3 and len(producers) == 1

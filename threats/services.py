@@ -150,16 +150,14 @@ def do_create_threats(rows, actor):
     """Store many signals at once (alert ingestion): one INSERT for the threats and one for their
     `threat.created` events, in one transaction. `rows` are Threat field values (an `id` may be
     given); analysis is queued for the rows whose analysis_status is queued (the default)."""
-    from agents.tasks import enqueue_analysis
+    from agents.tasks import enqueue_analyses
 
     now = timezone.now()
     threats = [Threat(**{"received_at": now, **row, "title": row["title"][:200]}) for row in rows]
     with transaction.atomic():
         Threat.objects.bulk_create(threats)
         _record_events(threats, EventType.CREATED, actor)
-        for threat in threats:
-            if threat.analysis_status == AnalysisStatus.QUEUED:
-                enqueue_analysis(threat.pk)
+        enqueue_analyses([threat.pk for threat in threats if threat.analysis_status == AnalysisStatus.QUEUED])
         if settings.MAX_STORED_THREATS:
             transaction.on_commit(enforce_retention, robust=True)
     return threats
