@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.test import Client
 
 from threats import apikeys
@@ -74,7 +75,10 @@ def test_fifty_parallel_guesses_get_at_most_five_answers(alice, transactional_db
     def guess(index):
         barrier.wait()
         password = "pw-alice" if index == 49 else f"guess-{index}"
-        return _attempt("alice", password, address=f"192.0.2.{index}").status_code
+        try:
+            return _attempt("alice", password, address=f"192.0.2.{index}").status_code
+        finally:
+            connections.close_all()  # this thread's connection (PostgreSQL would keep 50 open)
 
     with ThreadPoolExecutor(50) as pool:
         codes = list(pool.map(guess, range(50)))

@@ -283,3 +283,14 @@ def test_no_threat_or_event_leaks_across_customers_over_a_randomised_fixture(db)
         assert client.get("/api/analytics").json()["total_threats"] == len(expected)
         for threat_id in rng.sample(sorted(everything), 5):
             assert client.get(f"/api/threats/{threat_id}").status_code == (200 if threat_id in expected else 404)
+
+
+def test_nul_characters_are_refused_in_queries_and_bodies(world):
+    """PostgreSQL cannot hold NUL in a query or a column: the API refuses it (found by fuzzing)."""
+    client = _session(_user("alice", "analyst"))
+    response = client.get("/api/threats", {"q": "a\x00b"})
+    assert response.status_code == 400 and response.json()["field"] == "q"
+    response = client.post(f"/api/threats/{world['a'].pk}/notes", {"body": "x\x00"}, content_type="application/json")
+    assert response.status_code == 400  # django-ninja words every parser refusal "Cannot parse request body"
+    assert client.get("/api/groups", {"customer": "\x00"}).status_code == 400
+    assert world["a"].notes.count() == 0

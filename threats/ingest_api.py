@@ -147,7 +147,8 @@ def list_groups(request, filters: Query[GroupFilters]):
 
 
 @router.get("/groups/{int:group_id}", auth=[APIKeyAuth("read", required=False), django_auth],
-            response={200: GroupDetail, 401: Problem, 403: Problem, 404: Problem, 422: Problem, 429: Problem})
+            response={200: GroupDetail, 400: Problem, 401: Problem, 403: Problem, 404: Problem, 422: Problem,
+                      429: Problem})
 def get_group(request, group_id: int, limit: int = Query(GROUP_MEMBERS_DEFAULT, ge=1, le=500)):
     """One group with its newest members (at most `limit`), each a threat summary."""
     group = _visible_groups(request).filter(pk=group_id).first()
