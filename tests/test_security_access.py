@@ -294,3 +294,9 @@ def test_nul_characters_are_refused_in_queries_and_bodies(world):
     assert response.status_code == 400  # django-ninja words every parser refusal "Cannot parse request body"
     assert client.get("/api/groups", {"customer": "\x00"}).status_code == 400
     assert world["a"].notes.count() == 0
+
+
+def test_the_threat_list_page_drops_nul_characters_from_its_filters(world):
+    client = _session(_user("alice", "analyst"))
+    response = client.get("/threats/", {"q": "t\x00", "customer": "\x00acme", "cursor": "", "before": ""})
+    assert response.status_code == 200

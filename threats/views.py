@@ -88,7 +88,8 @@ def dashboard(request):
 def threat_list(request):
     user = _analyst(request)
     latest_seq = services.latest_seq()
-    values = {name: request.GET.get(name, "").strip()[:250] for name in FILTER_NAMES}
+    # NUL removed: PostgreSQL refuses it in a query (the API answers 400; a page just drops it).
+    values = {name: request.GET.get(name, "").replace("\x00", "").strip()[:250] for name in FILTER_NAMES}
     rows, older, newer, error = [], None, None, None
     try:
         filters = _list_filters(values, request.GET.get("cursor"))
