@@ -6,12 +6,13 @@ import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
-from celery import shared_task
+from celery import shared_task, signals
 from django.conf import settings
 from django.db import (
     InterfaceError,
     OperationalError,
     close_old_connections,
+    connections,
     transaction,
 )
 from django.utils import timezone
@@ -49,6 +50,18 @@ def analyze_threat(threat_id):
     re-delivered run updates the same AgentRun rows. After the last retry the threat stays
     `failed`, with a threat.analysis_failed event."""
     coordinator.analyze(threat_id)
+
+
+@signals.task_prerun.connect
+def _drop_broken_connections(**_kwargs):
+    """Workers reuse their database connection (CELERY_DB_REUSE_MAX); one that failed (the database
+    restarted) is closed here, so the next query reconnects instead of failing every retry."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and conn.errors_occurred:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()
 
 
 @shared_task(name="agents.requeue_stale_analyses", soft_time_limit=30, time_limit=60)

@@ -152,9 +152,10 @@ def main():
     else:
         database_url = f"sqlite:///{tmp}/worker.sqlite3"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
-           "DJANGO_SETTINGS_MODULE": "socproject.settings", "DJANGO_SECRET_KEY": "bench-worker-" + os.urandom(8).hex(),
+           "DJANGO_SETTINGS_MODULE": os.environ.get("BENCH_WORKER_SETTINGS", "socproject.settings"), "DJANGO_SECRET_KEY": "bench-worker-" + os.urandom(8).hex(),
            "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "LOG_LEVEL": "WARNING", "ENABLE_AUTO_THREAT_GENERATION": "false", "PYTHONPATH": str(REPO_ROOT)}
+           "LOG_LEVEL": "WARNING", "ENABLE_AUTO_THREAT_GENERATION": "false",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     redis_server = Process("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                                      "--appendonly", "no", "--dir", str(tmp)], dict(os.environ), tmp).start()
     worker = None

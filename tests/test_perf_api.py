@@ -141,3 +141,31 @@ def test_an_ingest_batch_publishes_its_analyses_through_one_producer(settings, c
 
     assert published == [str(t.pk) for t in threats if t.analysis_status == "queued"]
     assert len(published) == 3 and len(producers) == 1
+
+
+# --- Workers keep their database connection, but never a broken one --------------------------------------
+
+
+def test_a_worker_drops_a_broken_database_connection_before_the_next_task(transactional_db):
+    from agents import tasks
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a SQLite file connection does not break; workers reuse PostgreSQL connections")
+
+    connection.ensure_connection()
+    connection.connection.close()  # the database went away under the kept connection
+    connection.errors_occurred = True
+
+    tasks._drop_broken_connections()
+
+    assert connection.connection is None
+    assert Threat.objects.count() == 0  # reconnects
+
+
+def test_a_worker_keeps_a_healthy_connection_between_tasks(transactional_db):
+    from agents import tasks
+
+    connection.ensure_connection()
+    kept = connection.connection
+    tasks._drop_broken_connections()
+    assert connection.connection is kept

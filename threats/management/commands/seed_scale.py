@@ -76,6 +76,7 @@ class Command(BaseCommand):
             done += size
             self._progress(done, threats, started)
         sys.stderr.write("\n")
+        self._analyze()
         if check and stats.stored() != stats.recount():
             raise CommandError("The analytics totals differ from a recount of the threats.")
         elapsed = time.monotonic() - started
@@ -184,6 +185,14 @@ class Command(BaseCommand):
                                       payload={"threat": summary, "changes": {"status": {"from": "new", "to": threat.status}}},
                                       created_at=threat.updated_at))
         return events
+
+    def _analyze(self):
+        """Fresh planner statistics, as autovacuum would gather them after a while: right after a bulk
+        load the planner still sees the old table (at a million rows a filter on status and customer
+        then took 100+ ms instead of 2)."""
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {Threat._meta.db_table}, {ThreatEvent._meta.db_table}, {AgentRun._meta.db_table}")
 
     def _progress(self, done, total, started):
         elapsed = max(time.monotonic() - started, 1e-6)
