@@ -89,6 +89,7 @@ async def _streaming(cookie):
 async def _closed_with(communicator):
     output = await communicator.receive_output(TIMEOUT)
     assert output["type"] == "websocket.close", output
+    await communicator.disconnect()  # what the server would do next: end the consumer and its threads
     return output.get("code")
 
 
