@@ -54,7 +54,10 @@
         lastSeq = message.seq;
         options.onEvent(message);
       };
-      socket.onclose = function () {
+      socket.onclose = function (event) {
+        // 4001: the session ended (logout, password change, deactivation): reloading leads to the
+        // login page instead of retrying a socket the server will keep refusing (README "Security").
+        if (event && event.code === 4001) { window.location.reload(); return; }
         window.clearInterval(heartbeat);
         window.clearTimeout(pongTimer);
         if (downSince === null) downSince = Date.now();
