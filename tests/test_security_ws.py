@@ -331,3 +331,13 @@ async def test_a_flooding_client_is_closed(alice_session, settings):
     for _ in range(20):
         await socket.send_json_to({"type": "unknown"})
     assert await _closed_with(socket) == 4008
+
+
+async def test_re_adding_a_role_the_user_has_keeps_its_sockets_open(alice_session):
+    socket = await _streaming(alice_session[1])
+    await database_sync_to_async(
+        lambda: get_user_model().objects.get(username="alice").groups.add(Group.objects.get(name="analyst")))()
+    await socket.send_json_to({"type": "ping"})
+    assert (await socket.receive_json_from(TIMEOUT))["type"] == "pong"
+    assert await socket.receive_nothing(0.3)  # no close follows
+    await socket.disconnect()

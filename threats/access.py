@@ -224,13 +224,18 @@ def _on_user_saved(sender, instance, created=False, raw=False, **kwargs):
         close_user_sockets(instance.pk, "role changed")
 
 
+def _changed(action, pk_set):
+    """An m2m signal that really changed something (adding a group a user already has does not)."""
+    return action == "post_clear" or (action in ("post_add", "post_remove") and bool(pk_set))
+
+
 def _on_groups_changed(sender, instance, action, pk_set=None, **kwargs):
-    if action in ("post_add", "post_remove", "post_clear") and isinstance(instance, get_user_model()):
+    if _changed(action, pk_set) and isinstance(instance, get_user_model()):
         close_user_sockets(instance.pk, "role changed")
 
 
-def _on_scope_changed(sender, instance, action, **kwargs):
-    if action in ("post_add", "post_remove", "post_clear") and isinstance(instance, UserAccess):
+def _on_scope_changed(sender, instance, action, pk_set=None, **kwargs):
+    if _changed(action, pk_set) and isinstance(instance, UserAccess):
         close_user_sockets(instance.user_id, "scope changed")
 
 
