@@ -48,7 +48,7 @@ MAX_PARSED_MESSAGE_CHARS = 4096
 class ThreatConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
-        self.closed = True
+        self.closed, self.user_id = True, None
         reason = await _refusal(user)
         if reason:
             metrics.WS_CONNECTS.labels("refused").inc()
@@ -74,10 +74,10 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             asyncio.get_running_loop().call_later(RESUME_GRACE_SECONDS, self._request_stream_start)
 
     async def disconnect(self, code):
-        if self.closed:  # refused before accept: never joined anything
-            return
         self.closed = True
         metrics.socket_closed(self)
+        if self.user_id is None:  # refused before accept: never joined anything
+            return
         await self.channel_layer.group_discard(events.GROUP, self.channel_name)
         await self.channel_layer.group_discard(access.user_group(self.user_id), self.channel_name)
 
