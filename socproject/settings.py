@@ -350,6 +350,7 @@ RATE_LIMITS = {
     "anonymous": (120, 60),
     "login_user": (5, 1800),
     "login_ip": (50, 1800),
+    "login_user_from_ip": (1_000_000, 1800),  # never limits: what a success from that address forgives
 }
 WS_MAX_MESSAGE_BYTES = 65_536  # larger client messages close the socket (1009); over 4 KiB are ignored
 WS_MESSAGES_PER_10_SECONDS = 30

@@ -60,12 +60,21 @@ def test_one_address_trying_many_usernames_is_throttled(settings, db):
     assert _attempt("user99", "password", address="203.0.113.67").status_code == 200
 
 
-def test_a_successful_login_clears_earlier_failures_of_that_username(alice):
-    for i in range(4):
-        _attempt("alice", "wrong", address=f"192.0.2.{i}")
+def test_a_successful_login_forgives_the_failures_made_from_its_own_address(alice):
+    for _ in range(4):
+        _attempt("alice", "wrong")
     assert _attempt("alice", "pw-alice").status_code == 302
+    for _ in range(5):
+        assert _attempt("alice", "wrong").status_code == 200
+    assert _attempt("alice", "wrong").status_code == 429
+
+
+def test_a_successful_login_does_not_forgive_failures_from_other_addresses(alice):
     for i in range(4):
-        assert _attempt("alice", "wrong", address=f"192.0.2.{i}").status_code == 200
+        _attempt("alice", "wrong", address=f"198.51.100.{i}")
+    assert _attempt("alice", "pw-alice").status_code == 302
+    assert _attempt("alice", "wrong", address="198.51.100.9").status_code == 200  # the fifth
+    assert _attempt("alice", "wrong", address="198.51.100.9").status_code == 429
 
 
 def test_fifty_parallel_guesses_get_at_most_five_answers(alice, transactional_db):

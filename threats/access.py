@@ -153,6 +153,7 @@ class ThrottledModelBackend(ModelBackend):
                 return self._throttled(request, name, verdict)
         user = super().authenticate(request, username, password, **kwargs)
         if user is None:
+            ratelimit.hit("login_user_from_ip", (name, ip))  # what a later success may forgive
             for verdict in (ratelimit.hit("login_user", name), ratelimit.hit("login_ip", ip)):
                 if not verdict.allowed:
                     return self._throttled(request, name, verdict)
@@ -160,7 +161,12 @@ class ThrottledModelBackend(ModelBackend):
         for verdict in (ratelimit.peek("login_user", name), ratelimit.peek("login_ip", ip)):
             if not verdict.allowed:
                 return self._throttled(request, name, verdict)
-        ratelimit.forget("login_user", name)  # a typo or two earlier must not add up over the day
+        # A typo or two must not add up over the day, so a success forgives the username's
+        # failures made from the same address; failures from other addresses (a guessing burst
+        # running while the real user logs in) keep counting.
+        own = ratelimit.peek("login_user_from_ip", (name, ip))
+        ratelimit.forgive("login_user", name, own.count)
+        ratelimit.forgive("login_user_from_ip", (name, ip), own.count)
         return user
 
     def _throttled(self, request, name, verdict):

@@ -74,12 +74,19 @@ def peek(name, ident, now=None):
     return Verdict(count < limit, count, limit, max(1, math.ceil(start + window - now)))
 
 
-def forget(name, ident, now=None):
+def forgive(name, ident, count, now=None):
+    """Take back `count` events of `ident` from the current window — the failures seen before a
+    login that then succeeded. Events counted meanwhile (parallel guesses) stay counted, so a
+    success in the middle of a burst does not reopen the window for the rest of the burst."""
+    if count <= 0:
+        return
     _limit, window = settings.RATE_LIMITS[name]
     now = time.time() if now is None else now
     start = math.floor(now / window) * window
     try:
-        cache.delete(_key(name, ident, start))
+        cache.decr(_key(name, ident, start), count)
+    except ValueError:  # the window ended meanwhile: nothing left to take back
+        pass
     except Exception as exc:  # noqa: BLE001
         log.warning("rate limit %s not reset: cache error %s", name, exc)
 
