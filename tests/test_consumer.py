@@ -182,3 +182,80 @@ async def test_a_heartbeat_delivers_what_the_push_lost(alice_cookie, customer, m
     assert [created["threat"]["id"], analyzed["threat"]["id"]] == [str(lost.pk)] * 2
     assert pong == {"type": "pong", "seq": hello["seq"] + 2}
     await communicator.disconnect()
+
+
+# --- agent progress (`watch`) ------------------------------------------------------------------------
+
+
+async def _until_analyzed(communicator):
+    messages = []
+    while (message := await communicator.receive_json_from(TIMEOUT))["type"] != "threat.analyzed":
+        messages.append(message)
+    return messages, message
+
+
+async def test_a_watching_socket_sees_each_agent_start_and_finish_before_the_verdict(alice_cookie, customer):
+    from agents import coordinator
+
+    threat = await make_threat(customer=customer, analyse=False)
+    watcher, _ = await _streaming(alice_cookie)
+    other, _ = await _streaming(alice_cookie)
+    await watcher.send_json_to({"type": "watch", "threat": str(threat.pk).upper()})
+    assert await watcher.receive_json_from(TIMEOUT) == {"type": "watching", "threat": str(threat.pk)}
+
+    await database_sync_to_async(coordinator.analyze)(threat.pk)
+
+    progress, analyzed = await _until_analyzed(watcher)
+    kinds = {"historical", "config", "devops", "context", "priority"}
+    assert {m["type"] for m in progress} == {"threat.progress"}
+    assert {m["threat"] for m in progress} == {str(threat.pk)}
+    for kind in kinds:
+        states = [m["state"] for m in progress if m["agent"] == kind]
+        assert states == ["running", "succeeded"], (kind, states)
+        done = next(m for m in progress if m["agent"] == kind and m["state"] == "succeeded")
+        assert 0 <= done["confidence"] <= 1 and done["duration_ms"] >= 0
+    assert {m["agent"] for m in progress} == kinds
+    assert analyzed["threat"]["id"] == str(threat.pk)
+    # A socket that watches nothing gets the verdict but no progress.
+    assert (await other.receive_json_from(TIMEOUT))["type"] == "threat.analyzed"
+    assert await other.receive_nothing(0.2)
+    await watcher.disconnect()
+    await other.disconnect()
+
+
+async def test_watch_takes_only_a_threat_the_user_can_see_and_can_be_stopped(alice_cookie, customer, settings):
+    threat = await make_threat(customer=customer, analyse=False)
+    communicator, _ = await _streaming(alice_cookie)
+    for bad in ("00000000-0000-0000-0000-000000000000", "not-a-uuid", 12, ["x"], "x" * 100):
+        await communicator.send_json_to({"type": "watch", "threat": bad})
+        assert (await communicator.receive_json_from(TIMEOUT))["type"] == "error", bad
+    await communicator.send_json_to({"type": "watch", "threat": str(threat.pk)})
+    assert (await communicator.receive_json_from(TIMEOUT))["threat"] == str(threat.pk)
+    await communicator.send_json_to({"type": "watch", "threat": None})
+    assert await communicator.receive_json_from(TIMEOUT) == {"type": "watching", "threat": None}
+    events.push_progress(threat.pk, "config", "running")
+    assert await communicator.receive_nothing(0.3)
+    await communicator.disconnect()
+
+
+async def test_a_user_scoped_to_other_customers_cannot_watch(customer, client, analyst_group):
+    from threats.models import UserAccess
+
+    def scoped_cookie():
+        from django.contrib.auth import get_user_model
+
+        elsewhere = factories.make_customer(name="Elsewhere")
+        dana = get_user_model().objects.create_user("dana", password="pw-dana")
+        dana.groups.add(analyst_group)
+        UserAccess.objects.get_or_create(user=dana)[0].customers.set([elsewhere])
+        client.force_login(dana)
+        return client.cookies["sessionid"].value
+
+    threat = await make_threat(customer=customer, analyse=False)
+    cookie = await database_sync_to_async(scoped_cookie)()
+    communicator, _ = await _streaming(cookie)
+    await communicator.send_json_to({"type": "watch", "threat": str(threat.pk)})
+    assert (await communicator.receive_json_from(TIMEOUT))["type"] == "error"
+    events.push_progress(threat.pk, "config", "running")
+    assert await communicator.receive_nothing(0.3)
+    await communicator.disconnect()

@@ -11,7 +11,9 @@ permission is refused before accept. Each socket joins `user.<id>` so that logou
 change, deactivation or a change of role or scope closes it (`force.close`), and re-reads its
 session at most every WS_SESSION_RECHECK_SECONDS on a heartbeat, so a lost push still ends it. A
 socket scoped to customers is sent only their events, live and replayed. Client messages are
-allow-listed (`ping`, `resume`), bounded in size and rate, and never forwarded.
+allow-listed (`ping`, `resume`, `watch`), bounded in size and rate, and never forwarded. `watch`
+joins the socket to one threat's `progress.<id>` group (agent progress) after the same access
+check as the threat's page.
 """
 
 import asyncio
@@ -48,7 +50,7 @@ MAX_PARSED_MESSAGE_CHARS = 4096
 class ThreatConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
-        self.closed, self.user_id = True, None
+        self.closed, self.user_id, self.watching = True, None, None
         reason = await _refusal(user)
         if reason:
             metrics.WS_CONNECTS.labels("refused").inc()
@@ -80,6 +82,8 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             return
         await self.channel_layer.group_discard(events.GROUP, self.channel_name)
         await self.channel_layer.group_discard(access.user_group(self.user_id), self.channel_name)
+        if self.watching:
+            await self.channel_layer.group_discard(events.progress_group(self.watching), self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
         refusal = self._client_refusal(text_data, bytes_data)
@@ -94,6 +98,8 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             await self._heartbeat()
         elif kind == "resume":
             await self._resume(message.get("after"))
+        elif kind == "watch":
+            await self._watch(message.get("threat"))
         # Anything else is ignored: client messages are never forwarded to the channel layer.
         if not self.streaming:
             await self._start_streaming()
@@ -114,6 +120,10 @@ class ThreatConsumer(AsyncWebsocketConsumer):
 
     async def threat_analysis_failed(self, message):
         await self._on_event(message)
+
+    async def threat_progress(self, message):
+        """Agent progress of the watched threat (ephemeral, no seq; events.push_progress)."""
+        await self.send(text_data=message["text"])
 
     async def stream_start(self, message):
         if not self.streaming:
@@ -185,9 +195,27 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             return
         await self.channel_layer.group_add(events.GROUP, self.channel_name)
         await self.channel_layer.group_add(access.user_group(self.user_id), self.channel_name)
+        if self.watching:
+            await self.channel_layer.group_add(events.progress_group(self.watching), self.channel_name)
         if self.streaming:
             await self._catch_up()
         await self._send({"type": "pong", "seq": self.last_seq})
+
+    async def _watch(self, threat_id):
+        """Follow one threat's agent progress (one at a time; `"threat": null` stops). A threat the
+        user may not see is answered like a missing one."""
+        watched = None
+        if threat_id is not None:
+            watched = await database_sync_to_async(_watchable_id)(self.user_id, threat_id)
+            if watched is None:
+                await self._send({"type": "error", "detail": "watch needs the id of a threat you can see."})
+                return
+        if self.watching:
+            await self.channel_layer.group_discard(events.progress_group(self.watching), self.channel_name)
+        self.watching = watched
+        if self.watching:
+            await self.channel_layer.group_add(events.progress_group(self.watching), self.channel_name)
+        await self._send({"type": "watching", "threat": self.watching})
 
     async def _start_streaming(self):
         self.streaming = True
@@ -263,6 +291,19 @@ def _customer_slugs(user):
     if scope is access.ALL_CUSTOMERS:
         return None
     return frozenset(Customer.objects.filter(pk__in=scope).values_list("slug", flat=True))
+
+
+def _watchable_id(user_id, threat_id):
+    """The threat's id as the progress group names it, if this user may see it; else None."""
+    if not isinstance(threat_id, str) or len(threat_id) > 64:
+        return None
+    user = get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return None
+    try:
+        return str(access.get_threat_for_user(user, threat_id).pk)
+    except (access.NotFound, access.AccessDenied):
+        return None
 
 
 def _session_user_id(session_key):

@@ -65,6 +65,17 @@ def send_to_group(group, message):
     _group_send(message, group)
 
 
+def progress_group(threat_id):
+    return f"progress.{threat_id}"
+
+
+def push_progress(threat_id, agent, state, **details):
+    """Tell the sockets watching one threat (`watch` message) how an agent is doing. Ephemeral:
+    not an event, no seq, not stored — the stored verdict and `threat.analyzed` are the truth."""
+    body = {"type": "threat.progress", "threat": str(threat_id), "agent": agent, "state": state, **details}
+    _group_send({"type": "threat.progress", "text": json.dumps(body)}, progress_group(threat_id))
+
+
 def _group_send(message, group=GROUP):
     coroutine = get_channel_layer().group_send(group, message)
     loop = _server_loop if _server_loop is not None and _server_loop.is_running() else _publisher_loop()

@@ -19,6 +19,25 @@
     refresh();
   }
 
+  // Agent progress while the analysis runs (ephemeral `threat.progress` messages): each agent's
+  // badge says running / done in N ms / failed until threat.analyzed brings the stored results.
+  var PROGRESS = { running: "running…", succeeded: "done", failed: "failed" };
+  function onProgress(message) {
+    if (message.threat !== threatId || !PROGRESS[message.state]) return;
+    var card = Array.prototype.find.call(root.querySelectorAll("article.agent"), function (el) {
+      return el.dataset.kind === message.agent;
+    });
+    var badge = card && card.querySelector(".agent-state");
+    if (!badge || root.dataset.analysis === "completed") return;
+    var text = PROGRESS[message.state];
+    if (message.state === "succeeded" && typeof message.duration_ms === "number") {
+      text += " in " + Math.round(message.duration_ms) + " ms";
+    }
+    badge.textContent = text;
+    badge.className = "agent-state state-" + message.state;
+    card.dataset.progress = message.state;
+  }
+
   function setAnalysisStatus(status) {
     var el = document.getElementById("analysis-status");
     if (!el) return;
@@ -154,5 +173,5 @@
 
   tickClock();
   window.setInterval(tickClock, 1000);
-  live.connect({ seq: shownSeq, onEvent: onEvent });
+  live.connect({ seq: shownSeq, onEvent: onEvent, watch: threatId, onProgress: onProgress });
 })();

@@ -43,12 +43,15 @@
         downSince = null;
         setBadge("connected");
         startHeartbeat(socket);
+        // Agent progress of one threat (the detail page): asked again on every (re)connect.
+        if (options.watch) socket.send(JSON.stringify({ type: "watch", threat: options.watch }));
       };
       socket.onmessage = function (frame) {
         var message;
         try { message = JSON.parse(frame.data); } catch (e) { return; }
         if (message.type === "pong") { window.clearTimeout(pongTimer); return; }
         if (message.type === "resync") { (options.onResync || reload)(); return; }
+        if (message.type === "threat.progress") { if (options.onProgress) options.onProgress(message); return; }
         if (typeof message.seq !== "number" || !message.threat) return;  // hello, resumed
         if (message.seq <= lastSeq) return;
         lastSeq = message.seq;
