@@ -186,6 +186,14 @@ def main():
 
         result["fanout"] = asyncio.run(fanout())
         print(f"{args.clients} clients at 2 events/s:", result["fanout"], flush=True)
+        # Sizing the chart's resources (README "Measured"): peak memory of each pod after serving
+        # its share of the clients, and of the worker (main process + pool processes) after analysing.
+        result["memory_mib"] = {
+            "pods_peak": [_status_mib(pod.pid, "VmHWM") for pod in cluster.pods],
+            "worker_main_peak": _status_mib(cluster.worker.pid, "VmHWM"),
+            "worker_pool_peak": [_status_mib(pid, "VmHWM") for pid in cluster.worker_children()],
+        }
+        print("memory (MiB):", result["memory_mib"], flush=True)
 
         async def steps(bare, redis_url=None, ports=None):
             if bare:
@@ -222,6 +230,17 @@ def main():
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as handle:
         handle.write(json.dumps(result) + "\n")
+
+
+def _status_mib(pid, field):
+    """One memory figure (VmHWM: peak resident, VmRSS: resident) of a process, MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 def _sustained(rounds):
