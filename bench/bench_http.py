@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +55,30 @@ end
 
 
 class BenchServer(EmbeddedServer):
-    """The embedded test server with the benchmark settings module."""
+    """The embedded test server with the benchmark settings module. With `database` (PostgreSQL
+    only) it uses that named database, creating it when missing, and keeps it afterwards."""
+
+    def __init__(self, postgres_url=None, database=None):
+        super().__init__(postgres_url=postgres_url)
+        self.database = database
 
     def _environment(self):
         return {**super()._environment(), "DJANGO_SETTINGS_MODULE": "bench.bench_settings", "LOG_LEVEL": "WARNING"}
+
+    def _create_database(self):
+        if not self.database:
+            return super()._create_database()
+        import psycopg
+
+        parts = urllib.parse.urlsplit(self.postgres_url)
+        with psycopg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.database]).fetchone():
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+        return urllib.parse.urlunsplit(parts._replace(path="/" + self.database))
+
+    def stored_threats(self):
+        return int(self.manage("shell", "-c", "from threats.stats import stored_count; print(stored_count())")
+                   .strip().splitlines()[-1])
 
 
 def peak_rss_mib(pid):
@@ -121,6 +142,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threats", type=int, default=100_000)
     parser.add_argument("--postgres", default="", help="Postgres server URL (a fresh database is made and dropped)")
+    parser.add_argument("--database", default="", help="with --postgres: use this database and keep it; it is "
+                        "seeded only when empty, and reused as it is when it already holds --threats threats "
+                        "(migrated first, so new indexes are built)")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 threats, 2 s per path")
@@ -130,11 +154,18 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("bench_http needs wrk (Debian package `wrk`)")
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as folder, BenchServer(postgres_url=args.postgres or None) as server:
+    if args.database and not args.postgres:
+        sys.exit("--database needs --postgres")
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as folder, \
+            BenchServer(postgres_url=args.postgres or None, database=args.database or None) as server:
         started = time.monotonic()
-        subprocess.run([sys.executable, "manage.py", "seed_scale", "--threats", str(args.threats), "--detailed",
-                        str(min(args.threats, 10_000))], cwd=REPO_ROOT, env=server.env, check=True, timeout=3600)
-        seed_seconds = round(time.monotonic() - started, 1)
+        stored = server.stored_threats() if args.database else 0
+        if stored and stored != args.threats:
+            sys.exit(f"database {args.database} holds {stored} threats, not {args.threats}")
+        if not stored:
+            subprocess.run([sys.executable, "manage.py", "seed_scale", "--threats", str(args.threats), "--detailed",
+                            str(min(args.threats, 10_000))], cwd=REPO_ROOT, env=server.env, check=True, timeout=3600)
+        seed_seconds = round(time.monotonic() - started, 1) if not stored else None
         server._stop_daphne()  # a fresh process: nothing from the seeding in its caches
         server._start_daphne()
         session = login(server.base_url)
@@ -163,6 +194,7 @@ def main():
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "host": platform.node(),
         "python": platform.python_version(), "cpus": os.cpu_count(), "quick": args.quick,
         "database": "postgresql" if args.postgres else "sqlite", "threats": args.threats, "seed_seconds": seed_seconds,
+        "reused_database": bool(args.database and seed_seconds is None),
         "method": f"wrk -t2 -c{args.connections} -d{args.seconds}s after 3 s warm-up, one Daphne process, session cookie",
         "load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "server_peak_rss_mib": peak_rss, "ceiling_rps": round(ceiling, 1), "peer_rps": PEER, "ratios": ratios, "paths": results,
