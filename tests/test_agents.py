@@ -192,3 +192,69 @@ def test_the_sweeper_requeues_only_stale_unfinished_analyses(customer):
     assert _analysed(stuck).analysis_status == AnalysisStatus.COMPLETED
     assert _analysed(fresh).analysis_status == AnalysisStatus.QUEUED
     assert ThreatEvent.objects.filter(threat=done, type=EventType.ANALYZED).count() == 1
+
+
+# --- The historical look-up: indexed, and the same past threats as the rule says ---------------------
+
+
+def _past(customer, threat_type="malware", hours_ago=2, **observables):
+    return factories.make_threat(customer=customer, analyse=False, threat_type=threat_type,
+                                 observables=observables, received_at=timezone.now() - timedelta(hours=hours_ago))
+
+
+def _similar_by_the_rule(threat):
+    """README "Agents": same customer and type, or the same src/dst IP (other customers: last day),
+    user or host (same customer); indicators make every threat of the customer a candidate."""
+    from agents.historical.agent import CROSS_CUSTOMER_FIELDS, CUSTOMER_FIELDS, lookback
+
+    found = set()
+    for row in Threat.objects.filter(received_at__gte=threat.received_at - lookback(),
+                                     received_at__lte=threat.received_at).exclude(pk=threat.pk):
+        same = row.customer_id == threat.customer_id
+        names = CROSS_CUSTOMER_FIELDS + (CUSTOMER_FIELDS if same else ())
+        shares = any(threat.observables.get(n) and row.observables.get(n) == threat.observables[n] for n in names)
+        recent = row.received_at >= threat.received_at - timedelta(days=1)
+        if (same and (row.threat_type == threat.threat_type or shares)) or (not same and shares and recent):
+            found.add(row.pk)
+    return found
+
+
+def test_the_historical_lookup_finds_every_past_threat_sharing_an_entity_and_nothing_else(customer):
+    from agents.historical.agent import HistoricalAgent
+
+    other = factories.make_customer()
+    long_host = "h" * 250 + "-a"  # longer than the indexed prefix: the whole value decides
+    expected = [
+        _past(customer, src_ip="198.51.100.7"), _past(customer, user="mallory"), _past(customer, host=long_host),
+        _past(customer, threat_type="bot_traffic", src_ip="203.0.113.1"),  # same type, no shared entity
+        _past(other, dst_ip="203.0.113.50", hours_ago=3),  # an IP is shared across customers (last day)
+    ]
+    unexpected = [
+        _past(customer, src_ip="198.51.100.8"), _past(customer, user="mallory2"),
+        _past(customer, host="h" * 250 + "-b"),  # same first 200 characters, another host
+        _past(other, user="mallory"),  # users are per customer
+        _past(other, src_ip="198.51.100.7", hours_ago=30),  # another customer's, older than a day
+        _past(customer, src_ip="198.51.100.7", hours_ago=24 * 40),  # outside the look-back
+        _past(customer, src_ip="x" * 3000),  # a huge value is stored and indexed (by its prefix) too
+    ]
+    threat = factories.make_threat(customer=customer, analyse=False, observables={
+        "src_ip": "198.51.100.7", "dst_ip": "203.0.113.50", "user": "mallory", "host": long_host})
+    gathered = {row["id"] for row in HistoricalAgent().gather(threat)}
+    assert gathered == {t.pk for t in expected} == _similar_by_the_rule(threat)
+    assert not gathered & {t.pk for t in unexpected}
+
+
+def test_the_lookup_expression_is_the_one_the_entity_indexes_are_built_on(customer):
+    """A database uses an expression index only for the identical expression: if the agent's
+    `entity_key` and threats migration 0007 drift apart, the look-up silently scans again."""
+    from django.db import connection, transaction
+
+    from agents.historical.agent import CROSS_CUSTOMER_FIELDS, CUSTOMER_FIELDS, entity_key
+
+    for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:
+        query = Threat.objects.alias(key=entity_key(name)).filter(key="198.51.100.7").values("id")
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny test table: may the index serve?
+            plan = query.explain()
+        assert f"threat_entity_{name}" in plan, plan

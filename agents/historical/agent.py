@@ -10,7 +10,7 @@ dispositions that a human gave are learned from: closures by a rule or an agent 
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Func, Q, TextField
 
 from threats.choices import ClosedByKind, Disposition
 from threats.models import Threat
@@ -26,6 +26,7 @@ CROSS_CUSTOMER_FIELDS = ("src_ip", "dst_ip")
 CUSTOMER_FIELDS = ("user", "host")
 INDICATOR_FIELDS = ("hashes", "domains")
 STRONG, WEAK = 1.0, 0.5  # weight of an entity match and of a same-type-only match
+KEY_CHARS = 200  # the entity indexes hold the first 200 characters (threats migration 0007)
 POINTS = {  # per weighted threat, cap
     Disposition.TRUE_POSITIVE: (5, 15),
     Disposition.FALSE_POSITIVE: (-4, -15),
@@ -41,25 +42,26 @@ class HistoricalAgent(Agent):
     kind = "historical"
 
     def gather(self, threat):
-        # Two queries, each on an index range (customer + time, then time alone), rather than one
-        # OR that would make the database evaluate JSON on every row of the look-back.
+        # Two queries (this customer; other customers, over a shorter window). Each branch of each
+        # OR has an index — (customer, type, time), or an entity index on `entity_key(name)` + time
+        # (threats migration 0007) — so no query has to evaluate JSON on every row of the window:
+        # PostgreSQL ORs the index ranges; SQLite (no statistics) ORs them across customers and
+        # walks this customer's (customer, time) range, one key per entity and row, for the first.
         window = Threat.objects.filter(received_at__gte=threat.received_at - lookback(),
                                        received_at__lte=threat.received_at).exclude(pk=threat.pk)
+        keys = {f"_key_{name}": entity_key(name) for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS}
         mine = Q(threat_type=threat.threat_type)
         for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:
-            if signal.text(threat, name):
-                mine |= Q(**{f"observables__{name}": signal.text(threat, name)})
+            mine |= _same_entity(threat, name)
         if any(signal.values(threat, name) for name in INDICATOR_FIELDS):
-            mine = Q()  # list overlap is checked in analyze()
-        rows = list(window.filter(mine, customer_id=threat.customer_id).order_by("-received_at")
+            mine = Q()  # list overlap is checked in analyze(): the customer's newest threats, by index
+        rows = list(window.alias(**keys).filter(mine, customer_id=threat.customer_id).order_by("-received_at")
                     .values(*FIELDS)[:MAX_ROWS])
         others = Q()
         for name in CROSS_CUSTOMER_FIELDS:
-            if signal.text(threat, name):
-                others |= Q(**{f"observables__{name}": signal.text(threat, name)})
+            others |= _same_entity(threat, name)
         if others:
-            # Across customers there is no index to narrow the search: a shorter window bounds it.
-            recent = window.filter(received_at__gte=threat.received_at - CROSS_CUSTOMER_WINDOW)
+            recent = window.alias(**keys).filter(received_at__gte=threat.received_at - CROSS_CUSTOMER_WINDOW)
             rows += list(recent.filter(others).exclude(customer_id=threat.customer_id).order_by("-received_at")
                          .values(*FIELDS)[:MAX_OTHER_CUSTOMERS])
         return rows
@@ -123,6 +125,32 @@ class HistoricalAgent(Agent):
                             *[threat_ref(p["id"]) for p in seen])
                 result.score(min(12, 4 * len(seen)), f"repeat {name} in {len(seen)} earlier threats", field_ref(name),
                              *[threat_ref(p["id"]) for p in seen])
+
+
+class EntityKey(Func):
+    """`substr((observables ->> 'NAME'), 1, 200)`: the very expression the `threat_entity_NAME`
+    indexes are built on (threats migration 0007), the same SQL on PostgreSQL and SQLite. A
+    database uses an expression index only for an identical expression, so keep the two in step."""
+
+    output_field = TextField()
+
+    def __init__(self, name):
+        if name not in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:  # inlined in SQL: only known names
+            raise ValueError(f"no entity index on {name!r}")
+        super().__init__(F("observables"), template=f"substr((%(expressions)s ->> '{name}'), 1, {KEY_CHARS})")
+
+
+def entity_key(name):
+    return EntityKey(name)
+
+
+def _same_entity(threat, name):
+    """Past threats whose observable `name` equals this one's (none when this one has no value):
+    the indexed prefix narrows, the whole text decides (a JSON string; other JSON types never match)."""
+    value = signal.text(threat, name)
+    if not value:
+        return Q()
+    return Q(**{f"_key_{name}": value[:KEY_CHARS], f"observables__{name}": value})
 
 
 def _match(threat, row):
