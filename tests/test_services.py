@@ -140,3 +140,17 @@ def test_retention_keeps_the_newest_threats(customer, settings):
     kept = set(Threat.objects.values_list("pk", flat=True))
     assert kept == {t.pk for t in made[-3:]}
     assert not ThreatEvent.objects.filter(threat_id__in=[t.pk for t in made[:2]]).exists()
+
+
+def test_the_verdict_event_carries_triage_done_while_the_agents_ran(customer, alice, bob):
+    from agents import coordinator
+
+    threat = factories.make_threat(customer=customer, analyse=False)
+    running = services.start_analysis(threat.pk)
+    services.triage(alice, threat.pk, status=Status.ACKNOWLEDGED, assignee="bob")  # meanwhile, an analyst
+    stored = services.do_record_analysis(running, coordinator.decide(running))
+    event = ThreatEvent.objects.filter(threat=threat, type=EventType.ANALYZED).get()
+    assert event.payload["threat"]["status"] == Status.ACKNOWLEDGED and event.payload["threat"]["assignee"] == "bob"
+    assert stored.assignee == bob and stored.analysis_status == "completed"
+    fresh = Threat.objects.get(pk=threat.pk)
+    assert (fresh.status, fresh.assignee_id, fresh.severity) == (Status.ACKNOWLEDGED, bob.pk, stored.severity)

@@ -214,8 +214,10 @@ def do_record_analysis(threat, verdict):
         runs = [AgentRun(threat_id=threat.pk, **run) for run in verdict.agent_runs]
         AgentRun.objects.bulk_create(runs, update_conflicts=True, unique_fields=["threat", "kind"],
                                      update_fields=AGENT_RUN_UPDATE_FIELDS)
-        # Triage may have changed while the agents ran: the event must carry today's triage state.
-        threat.refresh_from_db(fields=["status", "disposition", "assignee", "updated_at"])
+        # Triage may have changed while the agents ran: the event must carry today's triage state
+        # (one small read of the row just locked; a changed assignee_id drops the cached user).
+        (threat.status, threat.disposition, threat.assignee_id, threat.updated_at) = Threat.objects.filter(
+            pk=threat.pk).values_list("status", "disposition", "assignee_id", "updated_at").get()
         for name, value in fields.items():
             setattr(threat, name, value)
         _record_event(threat, EventType.ANALYZED, COORDINATOR)
