@@ -49,7 +49,8 @@ class HistoricalAgent(Agent):
         # walks this customer's (customer, time) range, one key per entity and row, for the first.
         window = Threat.objects.filter(received_at__gte=threat.received_at - lookback(),
                                        received_at__lte=threat.received_at).exclude(pk=threat.pk)
-        keys = {f"_key_{name}": entity_key(name) for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS}
+        keys = {f"_key_{name}": entity_key(name) for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS
+                if signal.text(threat, name)}
         mine = Q(threat_type=threat.threat_type)
         for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:
             mine |= _same_entity(threat, name)
