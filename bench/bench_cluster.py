@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -47,13 +48,26 @@ def pct(values, q):
 class Listener:
     """One WebSocket client that records, per event seq, its delivery latency."""
 
+    retries = 0  # handshakes retried, over all listeners
+
     def __init__(self, url, headers, seq_key="seq"):
         self.url, self.headers, self.seq_key = url, headers, seq_key
         self.latency_ms, self.seqs, self.ws = [], [], None
 
-    async def open(self, ping=True):
-        self.ws = await websockets.connect(self.url, additional_headers=self.headers, max_size=None,
-                                           open_timeout=60, ping_interval=None)
+    async def open(self, ping=True, attempts=5):
+        """Connect like the dashboard does: a refused or dropped handshake (Daphne closes one the
+        application has not accepted within 5 s, e.g. under a burst of joins) is retried after a
+        jittered backoff; the retries are counted and reported."""
+        for attempt in range(attempts):
+            try:
+                self.ws = await websockets.connect(self.url, additional_headers=self.headers, max_size=None,
+                                                   open_timeout=60, ping_interval=None)
+                break
+            except (OSError, websockets.exceptions.InvalidHandshake, websockets.exceptions.InvalidMessage):
+                if attempt == attempts - 1:
+                    raise
+                Listener.retries += 1
+                await asyncio.sleep(random.uniform(0, 0.5 * 2 ** attempt))
         if ping:
             hello = json.loads(await self.ws.recv())
             self.start = hello["seq"]
@@ -82,7 +96,7 @@ class Listener:
             self.seqs.append(frame["seq"])
 
 
-async def open_all(listeners, ping=True, batch=100):
+async def open_all(listeners, ping=True, batch=50):
     for index in range(0, len(listeners), batch):
         await asyncio.gather(*(listener.open(ping) for listener in listeners[index:index + batch]))
 
@@ -185,6 +199,7 @@ def main():
             return big
 
         result["fanout"] = asyncio.run(fanout())
+        result["fanout"]["handshake_retries"] = Listener.retries
         print(f"{args.clients} clients at 2 events/s:", result["fanout"], flush=True)
         # Sizing the chart's resources (README "Measured"): peak memory of each pod after serving
         # its share of the clients, and of the worker (main process + pool processes) after analysing.
