@@ -200,6 +200,35 @@ def test_it_cuts_the_watch_list_at_a_horizon_when_there_are_too_many(alice_clien
     assert sla["watch_until"] == (threats[1].received_at + timedelta(minutes=30)).isoformat()
 
 
+@pytest.mark.parametrize("watch_limit", [2, 500])
+def test_the_sla_figures_are_the_same_read_in_one_query_or_per_severity(alice, alice_client, customer, monkeypatch,
+                                                                         watch_limit):
+    """Pending threats inside their deadline are usually read in one query; past
+    SLA_PENDING_IN_ONE_QUERY they are counted in the database and listed per severity. Both give
+    the same breaches, watch list and horizon."""
+    monkeypatch.setattr(api, "SLA_WATCH_LIMIT", watch_limit)
+    other = factories.make_customer()
+    for minutes, severity, owner in [(5, Severity.HIGH, customer), (6, Severity.HIGH, other),
+                                     (7, Severity.HIGH, customer), (20, Severity.CRITICAL, customer),
+                                     (10, Severity.CRITICAL, other), (50, Severity.MEDIUM, customer),
+                                     (200, Severity.LOW, other), (300, Severity.LOW, customer)]:
+        with_severity(made(owner, 1, minutes_ago=minutes), severity)
+    acknowledged = with_severity(made(customer, 1, minutes_ago=3), Severity.HIGH)[0]
+    services.triage(alice, acknowledged.pk, status="acknowledged")
+    now = timezone.now()
+
+    one_query = api._analytics(Threat.objects.order_by(), now)
+    monkeypatch.setattr(api, "SLA_PENDING_IN_ONE_QUERY", 1)
+    per_severity = api._analytics(Threat.objects.order_by(), now)
+
+    assert one_query == per_severity
+    watch = one_query["sla"]["watch"]
+    assert len(watch) == (2 if watch_limit == 2 else 6)  # the acknowledged and the breached ones are not watched
+    assert [item[3] for item in watch] == sorted(item[3] for item in watch)
+    assert one_query["sla"]["breached_open"] == 2  # CRITICAL 20 min ago (15 min SLA), LOW 300 min ago (240)
+    assert (one_query["sla"]["watch_until"] is None) == (watch_limit == 500)
+
+
 def test_it_reads_the_analytics_again_when_an_event_lands_while_computing(alice_client, customer, monkeypatch):
     made(customer, 1)
     compute = api._analytics

@@ -169,3 +169,26 @@ def test_a_worker_keeps_a_healthy_connection_between_tasks(transactional_db):
     kept = connection.connection
     tasks._drop_broken_connections()
     assert connection.connection is kept
+
+
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").split(":")[0] not in ("postgres", "postgresql"),
+                    reason="trigram indexes exist on PostgreSQL only (migration 0008)")
+def test_each_branch_of_the_text_search_can_use_its_index_on_postgresql(alice):
+    """Migration 0008's indexes are on the very expressions the list's search compares (a database
+    uses an expression index only for the same expression): with plain index scans and sequential
+    scans off, the planner answers the search with a bitmap over all three indexes."""
+    from types import SimpleNamespace
+
+    from threats import api
+
+    filters = SimpleNamespace(severity=None, threat_type=None, status=None, customer=None, assignee=None,
+                              requires_review=None, q="Wz-4711", limit=20, cursor=None)
+    found = api._filter(services.visible_threats(alice), filters, alice).order_by("-received_at", "-id")
+    sql, params = found.values(*api.SUMMARY_FIELDS, **api.SUMMARY_EXPRESSIONS)[:21].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    for index in ("threat_title_trgm", "threat_summary_trgm", "threat_source_ref"):
+        assert f"Bitmap Index Scan on {index}" in plan, plan

@@ -404,7 +404,7 @@ def _analytics(threats, now, scope=access.ALL_CUSTOMERS):
             open_by_severity[severity] += n if is_open else 0
             severity_times[severity].add(*times)
             unacknowledged[slug, severity] += n - times[0] if is_open else 0
-    within_deadline = _open_within_deadline(threats, now)
+    within_deadline, watch, until = _open_within_deadline(threats, now)
     for (slug, severity), count in unacknowledged.items():
         if severity in SLA_MINUTES:
             breached = count - within_deadline[slug, severity]
@@ -425,8 +425,9 @@ def _analytics(threats, now, scope=access.ALL_CUSTOMERS):
         "analyzed_count": analyzed,
         "processing_ms_sum": processing,
         "customer_slugs": sorted(names),
-        "sla": _sla(threats, now, overall, severity_times,
-                    {slug: {"name": names[slug], **times.as_dict()} for slug, times in customer_times.items()}),
+        "sla": _sla(overall, severity_times,
+                    {slug: {"name": names[slug], **times.as_dict()} for slug, times in customer_times.items()},
+                    watch, until),
     }
 
 
@@ -458,21 +459,48 @@ class _Times:
 # --- SLA: acknowledge within the response plan's minutes for the severity ---------------------------
 
 
-def _open_within_deadline(threats, now):
-    """Open, never acknowledged threats whose acknowledgement deadline is still ahead, per
-    (customer slug, severity): recent threats only, read from the (severity, received_at) index.
-    The totals hold every unacknowledged open threat; the difference is the breached ones."""
+# The open, unacknowledged threats still inside their deadline are read in one query (counts and
+# watch list alike) when there are at most this many; past it, counted in the database and listed
+# per severity, SLA_WATCH_LIMIT each (a flood of recent threats must not be loaded whole).
+SLA_PENDING_IN_ONE_QUERY = 2000
+
+
+def _sla_pending(threats, now):
+    """Open threats never acknowledged whose acknowledgement deadline is still ahead."""
     recent = reduce(or_, (
         Q(severity=severity, received_at__gte=now - timedelta(minutes=minutes))
         for severity, minutes in SLA_MINUTES.items()
     ))
-    pending = threats.filter(recent, acknowledged_at__isnull=True).exclude(status__in=CLOSED_STATUSES)
-    return Counter({(slug, severity): n for slug, severity, n in
-                    pending.values_list("customer__slug", "severity").annotate(n=Count("pk")).order_by()})
+    return threats.filter(recent, acknowledged_at__isnull=True).exclude(status__in=CLOSED_STATUSES)
 
 
-def _sla(threats, now, overall, severity_times, by_customer):
-    watch, until = _sla_watch(threats, now)
+def _open_within_deadline(threats, now):
+    """(within-deadline counts per (customer slug, severity), the SLA watch and its horizon).
+    The totals hold every unacknowledged open threat; the difference is the breached ones.
+
+    Usually one query: every pending threat inside its deadline (recent threats only, read from the
+    (severity, received_at) index), counted and listed here. When there are more than
+    SLA_PENDING_IN_ONE_QUERY, a grouped count plus one bounded query per severity."""
+    pending = _sla_pending(threats, now)
+    rows = list(pending.order_by().values_list("pk", "customer__slug", "severity", "received_at")
+                [:SLA_PENDING_IN_ONE_QUERY + 1])
+    if len(rows) <= SLA_PENDING_IN_ONE_QUERY:
+        counts = Counter((slug, severity) for _pk, slug, severity, _received in rows)
+        by_severity = {severity: [] for severity in SLA_MINUTES}
+        for pk, slug, severity, received in sorted(rows, key=lambda row: row[3]):
+            by_severity[severity].append((pk, slug, received))
+        return counts, *_sla_watch(by_severity, now)
+    counts = Counter({(slug, severity): n for slug, severity, n in
+                      pending.values_list("customer__slug", "severity").annotate(n=Count("pk")).order_by()})
+    by_severity = {
+        severity: list(pending.filter(severity=severity).order_by("received_at")
+                       .values_list("pk", "customer__slug", "received_at")[:SLA_WATCH_LIMIT])
+        for severity in SLA_MINUTES
+    }
+    return counts, *_sla_watch(by_severity, now)
+
+
+def _sla(overall, severity_times, by_customer, watch, until):
     return {
         "minutes": dict(SLA_MINUTES),
         **overall.as_dict(),
@@ -483,17 +511,14 @@ def _sla(threats, now, overall, severity_times, by_customer):
     }
 
 
-def _sla_watch(threats, now):
+def _sla_watch(by_severity, now):
     """Every SLA deadline still ahead up to a horizon ([id, severity, customer slug, due], soonest
-    first), so a dashboard can count breaches as they happen. `until` is that horizon (None: all of
-    them are listed); past it, the dashboard reads the analytics again."""
-    pending = threats.filter(acknowledged_at__isnull=True).exclude(status__in=CLOSED_STATUSES)
+    first), so a dashboard can count breaches as they happen. `by_severity` holds each severity's
+    pending threats, oldest first. `until` is that horizon (None: all of them are listed); past it,
+    the dashboard reads the analytics again."""
     found, horizons = [], []
     for severity, minutes in SLA_MINUTES.items():
-        rows = list(
-            pending.filter(severity=severity, received_at__gte=now - timedelta(minutes=minutes))
-            .order_by("received_at").values_list("pk", "customer__slug", "received_at")[:SLA_WATCH_LIMIT]
-        )
+        rows = by_severity[severity][:SLA_WATCH_LIMIT]
         found += [(received + timedelta(minutes=minutes), str(pk), severity, slug) for pk, slug, received in rows]
         if len(rows) == SLA_WATCH_LIMIT:  # later deadlines of this severity were left out
             horizons.append(rows[-1][2] + timedelta(minutes=minutes))
