@@ -12,8 +12,8 @@ Each path is also measured with one connection (one request at a time, no queuei
 latency one analyst waits, which is what the "p95 <= 50 ms at a million threats" target means.
 
 Paths: `/health` (the ceiling: a bare Django JSON view through the same middleware on the same
-server, measured first and last), the list (newest 20; a filter; a page at the middle through its
-cursor), a detail page with its five agent runs, `/api/analytics`, and event replay
+server, measured first and last), the list (newest 20; filters; a text search that matches
+nothing, i.e. the worst case without an index; a page at the middle through its cursor), a detail page with its five agent runs, `/api/analytics`, and event replay
 (`/api/events?after=<middle>`). Per path: requests/s, p50/p95/p99 (wrk's Lua `done` hook), non-2xx
 count, response size, server CPU (the Daphne process's CPU time over the run, 100 % = one core).
 
@@ -129,6 +129,8 @@ def targets(server, session, threats):
         "list newest 20": "/api/threats?limit=20",
         "list severity=HIGH": "/api/threats?limit=20&severity=HIGH",
         "list status=new, customer": "/api/threats?limit=20&status=new&customer=retailmax",
+        "list status=closed": "/api/threats?limit=20&status=closed",
+        "list search q= (no match)": "/api/threats?limit=20&q=no+such+words",
         "detail (5 agent runs)": f"/api/threats/{newest}",
         "analytics": "/api/analytics",
         "event replay (100 after the middle)": f"/api/events?after={latest // 2}&limit=100",
