@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Agent analysis: scenario accuracy, per-threat analysis time and throughput of one process.
 
-Deterministic mode (no LLM), one process, SQLite in a temp folder (migrated here), the real
-coordinator including its database reads and the verdict write (`coordinator.analyze`):
+Deterministic mode (no LLM), one process, SQLite in a temp folder (or, with `--postgres SERVER_URL`,
+a scratch PostgreSQL database created and dropped here), migrated here; the real coordinator
+including its database reads and the verdict write (`coordinator.analyze`):
 
 1. every labelled scenario in tests/fixtures/scenarios/ (each in a rolled-back transaction):
    accuracy and analysis time;
@@ -12,9 +13,13 @@ coordinator including its database reads and the verdict write (`coordinator.ana
 3. beside it, in the same process: a Celery no-op task and `agents.analyze_threat` on an
    already-analysed threat (the idempotent no-op path), both eager, as the floor of the task path.
 
-Prints a summary and appends one JSON line to bench/results/bench_analysis.jsonl.
+Prints a summary and appends one JSON line to bench/results/bench_analysis.jsonl. `--profile FILE`
+instead runs the throughput part under cProfile (coordinator thread: the agents' pool threads show
+as the wait for their results) and writes its stats to FILE; the timings then include the
+profiler's overhead, so nothing is appended.
 
     .venv/bin/python bench/bench_analysis.py [--threats 1000]      (or: make bench)
+    .venv/bin/python bench/bench_analysis.py --postgres postgres://postgres@127.0.0.1:5432/postgres
 """
 
 import argparse
@@ -34,10 +39,10 @@ sys.path.insert(0, str(REPO_ROOT))
 RESULTS = REPO_ROOT / "bench" / "results" / "bench_analysis.jsonl"
 
 
-def setup_django(folder):
+def setup_django(database_url):
     os.environ.update({
         "DJANGO_SETTINGS_MODULE": "socproject.settings", "DJANGO_DEBUG": "true",
-        "DJANGO_SECRET_KEY": "bench-only-secret", "DATABASE_URL": f"sqlite:///{folder}/bench.sqlite3",
+        "DJANGO_SECRET_KEY": "bench-only-secret", "DATABASE_URL": database_url,
         "ENABLE_AUTO_THREAT_GENERATION": "false", "LOG_LEVEL": "WARNING",
     })
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "LLM_BASE_URL", "LLM_MODEL"):
@@ -110,7 +115,7 @@ def seed(rng, now):
     return customers
 
 
-def run_throughput(count, rng):
+def run_throughput(count, rng, profiler=None):
     from django.utils import timezone
 
     from agents import coordinator
@@ -130,12 +135,16 @@ def run_throughput(count, rng):
     for threat_id in ids[:20]:  # warm-up: tables loaded, pool threads started
         coordinator.analyze(threat_id)
     times, decide_times = [], []
+    if profiler:
+        profiler.enable()
     started, cpu_started = time.perf_counter(), time.process_time()
     for threat_id in ids[20:]:
         tick = time.perf_counter()
         coordinator.analyze(threat_id)
         times.append((time.perf_counter() - tick) * 1000)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if profiler:
+        profiler.disable()
     for threat in Threat.objects.select_related("customer").filter(pk__in=ids[20:220]):
         tick = time.perf_counter()
         coordinator.decide(threat)
@@ -176,18 +185,43 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threats", type=int, default=1000, help="threats analysed for throughput (default 1000)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--postgres", default="", help="PostgreSQL server URL: run on a scratch database there")
+    parser.add_argument("--profile", default="", help="write cProfile stats of the throughput part to this file")
+    parser.add_argument("--no-record", action="store_true", help="do not append the JSON line (e.g. under py-spy)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-analysis-") as folder:
-        setup_django(folder)
-        from agents.priority import attack
+    profiler = None
+    if args.profile:
+        import cProfile
 
-        scenario = run_scenarios()
-        ids, throughput = run_throughput(args.threats, random.Random(args.seed))
-        floor = run_task_floor(ids, 2000)
+        profiler = cProfile.Profile()
+    database = None
+    with tempfile.TemporaryDirectory(prefix="bench-analysis-") as folder:
+        if args.postgres:
+            from tests.integration.server import create_postgres_database, drop_postgres_database
+
+            database, database_url = create_postgres_database(args.postgres, "bench_analysis")
+        else:
+            database_url = f"sqlite:///{folder}/bench.sqlite3"
+        try:
+            setup_django(database_url)
+            from agents.priority import attack
+
+            scenario = run_scenarios()
+            ids, throughput = run_throughput(args.threats, random.Random(args.seed), profiler)
+            floor = run_task_floor(ids, 2000)
+        finally:
+            if database:
+                from django.db import connections
+
+                connections.close_all()
+                drop_postgres_database(args.postgres, database)
+    if profiler:
+        profiler.dump_stats(args.profile)
     line = {
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": platform.node(), "python": platform.python_version(), "cpus": os.cpu_count(),
-        "mode": "deterministic, one process, SQLite", "attack_version": attack.version(),
+        "mode": f"deterministic, one process, {'PostgreSQL' if args.postgres else 'SQLite'}",
+        "attack_version": attack.version(), "commit": _commit(),
         "scenarios": scenario, "throughput": throughput, "task_floor": floor,
     }
     print(f"Scenarios: {scenario['passed']}/{scenario['scenarios']} passed (accuracy {scenario['accuracy']:.1%}); "
@@ -203,9 +237,21 @@ def main():
           "without the verdict write")
     print(f"Task floor (eager, same process): Celery no-op {floor['celery_noop_task_per_second']}/s, "
           f"analyze_threat on an analysed threat {floor['analyze_threat_noop_per_second']}/s")
+    if profiler:
+        print(f"Profile of the throughput part in {args.profile} (timings above include its overhead; not recorded)")
+    if profiler or args.no_record:
+        return
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:
         out.write(json.dumps(line) + "\n")
+
+
+def _commit():
+    import subprocess
+
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                           check=False)
+    return found.stdout.strip()
 
 
 if __name__ == "__main__":
