@@ -58,12 +58,25 @@ class BenchServer(EmbeddedServer):
     """The embedded test server with the benchmark settings module. With `database` (PostgreSQL
     only) it uses that named database, creating it when missing, and keeps it afterwards."""
 
-    def __init__(self, postgres_url=None, database=None):
+    def __init__(self, postgres_url=None, database=None, experiment=None):
         super().__init__(postgres_url=postgres_url)
         self.database = database
+        self.experiment = experiment or {}
 
     def _environment(self):
-        return {**super()._environment(), "DJANGO_SETTINGS_MODULE": "bench.bench_settings", "LOG_LEVEL": "WARNING"}
+        env = {**super()._environment(), "DJANGO_SETTINGS_MODULE": "bench.bench_settings", "LOG_LEVEL": "WARNING"}
+        lines = []
+        if self.experiment.get("db_pool"):
+            lines.append('DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), '
+                         '"pool": {"min_size": 2, "max_size": 8}}')
+        if self.experiment.get("cached_sessions"):
+            lines.append('SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"')
+        if lines:  # experiments: settings the project does not ship, in a module of this run's folder
+            (self.tmp / "bench_experiment_settings.py").write_text(
+                "from bench.bench_settings import *  # noqa: F403\n" + "\n".join(lines) + "\n")
+            env.update(DJANGO_SETTINGS_MODULE="bench_experiment_settings",
+                       PYTHONPATH=os.pathsep.join([str(self.tmp), str(REPO_ROOT)]))
+        return env
 
     def _create_database(self):
         if not self.database:
@@ -147,6 +160,10 @@ def main():
     parser.add_argument("--database", default="", help="with --postgres: use this database and keep it; it is "
                         "seeded only when empty, and reused as it is when it already holds --threats threats "
                         "(migrated first, so new indexes are built)")
+    parser.add_argument("--db-pool", action="store_true", help="experiment, not the shipped settings: psycopg's "
+                        "connection pool (OPTIONS pool; needs psycopg-pool) instead of a new connection per request")
+    parser.add_argument("--cached-sessions", action="store_true", help="experiment, not the shipped settings: "
+                        "SESSION_ENGINE cached_db (sessions read from the cache, written through to the database)")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 threats, 2 s per path")
@@ -156,10 +173,11 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("bench_http needs wrk (Debian package `wrk`)")
     load_before = os.getloadavg()
+    experiment = {name: True for name in ("db_pool", "cached_sessions") if getattr(args, name)}
     if args.database and not args.postgres:
         sys.exit("--database needs --postgres")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as folder, \
-            BenchServer(postgres_url=args.postgres or None, database=args.database or None) as server:
+            BenchServer(postgres_url=args.postgres or None, database=args.database or None, experiment=experiment) as server:
         started = time.monotonic()
         stored = server.stored_threats() if args.database else 0
         if stored and stored != args.threats:
@@ -196,7 +214,7 @@ def main():
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "host": platform.node(),
         "python": platform.python_version(), "cpus": os.cpu_count(), "quick": args.quick,
         "database": "postgresql" if args.postgres else "sqlite", "threats": args.threats, "seed_seconds": seed_seconds,
-        "reused_database": bool(args.database and seed_seconds is None),
+        "reused_database": bool(args.database and seed_seconds is None), "experiment": experiment,
         "method": f"wrk -t2 -c{args.connections} -d{args.seconds}s after 3 s warm-up, one Daphne process, session cookie",
         "load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "server_peak_rss_mib": peak_rss, "ceiling_rps": round(ceiling, 1), "peer_rps": PEER, "ratios": ratios, "paths": results,

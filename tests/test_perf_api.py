@@ -192,3 +192,22 @@ def test_each_branch_of_the_text_search_can_use_its_index_on_postgresql(alice):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     for index in ("threat_title_trgm", "threat_summary_trgm", "threat_source_ref"):
         assert f"Bitmap Index Scan on {index}" in plan, plan
+
+
+def test_the_encoded_page_holds_exactly_what_the_documented_schema_says(alice_client, varied):
+    """The list page is encoded without the response schema, so check it against that schema: every
+    item has exactly the ThreatSummary fields, each of the documented type (nullable ones too)."""
+    from threats.api import ThreatPage, ThreatSummary
+
+    body = alice_client.get("/api/threats?limit=2").json()
+    page = ThreatPage.model_validate(body)
+
+    assert set(body) == set(ThreatPage.model_fields)
+    assert body["next_cursor"] == page.next_cursor is not None
+    everything = alice_client.get("/api/threats?limit=100").json()["items"]
+    for item in everything:
+        assert set(item) == set(ThreatSummary.model_fields)
+        ThreatSummary.model_validate(item)
+    assert {item["severity"] for item in everything} >= {None}  # the unanalysed one
+    assert {item["assignee"] for item in everything} == {None, "bob"}
+    assert {item["disposition"] for item in everything} == {None, "false_positive"}
