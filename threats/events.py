@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import threading
-from concurrent.futures import wait
+import time
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -31,7 +31,8 @@ FLUSH_AT_EXIT_SECONDS = 2
 
 _server_loop = None
 _publisher = None  # (pid, loop) of this process's background publishing loop
-_pending = set()
+_outboxes = {}  # loop -> [(group, message)] queued from other threads, not yet started
+_in_flight = set()  # sends started and not finished (asyncio tasks)
 _lock = threading.Lock()
 _redis = None
 
@@ -77,19 +78,44 @@ def push_progress(threat_id, agent, state, **details):
 
 
 def _group_send(message, group=GROUP):
-    coroutine = get_channel_layer().group_send(group, message)
     loop = _server_loop if _server_loop is not None and _server_loop.is_running() else _publisher_loop()
     try:
         current = asyncio.get_running_loop()
     except RuntimeError:
         current = None
     if current is loop:
-        loop.create_task(coroutine)
+        _start_send(group, message)
         return
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    # From another thread: queue the send and wake the loop only when its queue was empty, so a
+    # burst (an analysis's ten progress pushes, a batch's events) costs one cross-thread wake-up
+    # (a self-pipe write, ~45 us of CPU each measured) instead of one per message. Order is kept.
     with _lock:
-        _pending.add(future)
-    future.add_done_callback(_settled)
+        outbox = _outboxes.setdefault(loop, [])
+        outbox.append((group, message))
+        wake = len(outbox) == 1
+    if wake:
+        try:
+            loop.call_soon_threadsafe(_drain, loop)
+        except RuntimeError as exc:  # the loop closed under us (process shutting down): drop, loudly
+            with _lock:
+                dropped = _outboxes.pop(loop, [])
+            log.warning("channel-layer send of %d message(s) dropped: %s", len(dropped), exc)
+            metrics.LAYER_SEND_FAILURES.inc(len(dropped))
+
+
+def _drain(loop):
+    """On the loop: start every queued send, in the order they were queued."""
+    with _lock:
+        queued, _outboxes[loop] = _outboxes.get(loop, []), []
+    for group, message in queued:
+        _start_send(group, message)
+
+
+def _start_send(group, message):
+    task = asyncio.ensure_future(get_channel_layer().group_send(group, message))
+    with _lock:
+        _in_flight.add(task)
+    task.add_done_callback(_settled)
 
 
 def _publisher_loop():
@@ -105,21 +131,24 @@ def _publisher_loop():
         return _publisher[1]
 
 
-def _settled(future):
+def _settled(task):
     with _lock:
-        _pending.discard(future)
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("channel-layer send failed: %s", future.exception())
+        _in_flight.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("channel-layer send failed: %s", task.exception())
         metrics.LAYER_SEND_FAILURES.inc()
 
 
 @atexit.register
 def _flush():
-    """Give pushes still in flight a moment before the process exits (e.g. a management command)."""
-    with _lock:
-        pending = list(_pending)
-    if pending:
-        wait(pending, timeout=FLUSH_AT_EXIT_SECONDS)
+    """Give pushes still queued or in flight a moment before the process exits (e.g. a command)."""
+    deadline = time.monotonic() + FLUSH_AT_EXIT_SECONDS
+    while time.monotonic() < deadline:
+        with _lock:
+            busy = bool(_in_flight) or any(_outboxes.values())
+        if not busy:
+            return
+        time.sleep(0.01)  # the sends run on another thread's loop; nothing to wait on here
 
 
 def _redis_publish(text):
