@@ -84,7 +84,8 @@ def _group_send(message, group=GROUP):
     except RuntimeError:
         current = None
     if current is loop:
-        _start_send(group, message)
+        with _lock:
+            _start_send(group, message)
         return
     # From another thread: queue the send and wake the loop only when its queue was empty, so a
     # burst (an analysis's ten progress pushes, a batch's events) costs one cross-thread wake-up
@@ -104,17 +105,18 @@ def _group_send(message, group=GROUP):
 
 
 def _drain(loop):
-    """On the loop: start every queued send, in the order they were queued."""
+    """On the loop: start every queued send, in the order they were queued. Under the lock, so a
+    send is always either queued or in flight (the exit flush never sees it in neither)."""
     with _lock:
         queued, _outboxes[loop] = _outboxes.get(loop, []), []
-    for group, message in queued:
-        _start_send(group, message)
+        for group, message in queued:
+            _start_send(group, message)
 
 
 def _start_send(group, message):
+    """Start one send on the running loop (the caller holds _lock)."""
     task = asyncio.ensure_future(get_channel_layer().group_send(group, message))
-    with _lock:
-        _in_flight.add(task)
+    _in_flight.add(task)
     task.add_done_callback(_settled)
 
 
