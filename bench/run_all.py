@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench import report
 
 RESULTS = REPO_ROOT / "bench" / "results"
+RUNS = RESULTS / "runs.jsonl"  # one line per full `make bench`: machine info and what ran (no results)
 POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 
 
@@ -120,14 +121,20 @@ def main():
     out = Path(args.out or (REPO_ROOT / ("var/benchmarks-quick.md" if args.quick else "docs/benchmarks.md")))
     chosen = set(filter(None, args.only.split(",")))
     info = machine()
+    recorded = {}
+    if args.render_only and RUNS.exists() and not args.quick:
+        # The newest full run's record: its date, machine and, per script, command, time and load.
+        last = json.loads(RUNS.read_text().splitlines()[-1])
+        info, recorded = last["info"], {run["name"]: run for run in last["runs"]}
     runs = []
     for name, filename, command in benches(args.quick, postgres):
         if chosen and name not in chosen:
             continue
         if args.render_only:
             lines = (RESULTS / filename).read_text().splitlines() if (RESULTS / filename).exists() else []
-            runs.append({"name": name, "command": "(earlier run)", "exit": 0 if lines else "no result", "seconds": None,
-                         "load_before": None, "load_after": None, "result": json.loads(lines[-1]) if lines else None})
+            ran = recorded.get(name, {"command": "(earlier run)", "exit": 0 if lines else "no result", "seconds": None,
+                                      "load_before": None, "load_after": None})
+            runs.append({**ran, "name": name, "result": json.loads(lines[-1]) if lines else None})
             continue
         if name == "dashboard" and not Path("/usr/bin/chromium").exists():
             runs.append({"name": name, "command": "skipped: no /usr/bin/chromium", "exit": "skipped", "seconds": 0,
@@ -135,7 +142,11 @@ def main():
             continue
         runs.append(run_one(name, filename, command, timeout=600 if args.quick else 5400))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.render(info, runs, quick=args.quick, postgres=bool(postgres)))
+    out.write_text(report.render(info, runs, quick=args.quick, postgres=bool(postgres or recorded)))
+    if not args.render_only and not args.quick:
+        with RUNS.open("a") as handle:  # so `--render-only` can re-render this run as it was
+            handle.write(json.dumps({"info": info, "runs": [{k: v for k, v in run.items() if k != "result"}
+                                                            for run in runs]}) + "\n")
     failed = [r["name"] for r in runs if r["exit"] not in (0, "skipped")]
     print(f"Wrote {out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out}"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
