@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import threading
-import time
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -34,6 +33,7 @@ _publisher = None  # (pid, loop) of this process's background publishing loop
 _outboxes = {}  # loop -> [(group, message)] queued from other threads, not yet started
 _in_flight = set()  # sends started and not finished (asyncio tasks)
 _lock = threading.Lock()
+_idle = threading.Condition(_lock)  # notified when nothing is queued or in flight any more
 _redis = None
 
 
@@ -100,6 +100,8 @@ def _group_send(message, group=GROUP):
         except RuntimeError as exc:  # the loop closed under us (process shutting down): drop, loudly
             with _lock:
                 dropped = _outboxes.pop(loop, [])
+                if not _busy():
+                    _idle.notify_all()
             log.warning("channel-layer send of %d message(s) dropped: %s", len(dropped), exc)
             metrics.LAYER_SEND_FAILURES.inc(len(dropped))
 
@@ -136,6 +138,8 @@ def _publisher_loop():
 def _settled(task):
     with _lock:
         _in_flight.discard(task)
+        if not _busy():
+            _idle.notify_all()
     if not task.cancelled() and task.exception() is not None:
         log.warning("channel-layer send failed: %s", task.exception())
         metrics.LAYER_SEND_FAILURES.inc()
@@ -144,13 +148,13 @@ def _settled(task):
 @atexit.register
 def _flush():
     """Give pushes still queued or in flight a moment before the process exits (e.g. a command)."""
-    deadline = time.monotonic() + FLUSH_AT_EXIT_SECONDS
-    while time.monotonic() < deadline:
-        with _lock:
-            busy = bool(_in_flight) or any(_outboxes.values())
-        if not busy:
-            return
-        time.sleep(0.01)  # the sends run on another thread's loop; nothing to wait on here
+    with _idle:
+        _idle.wait_for(lambda: not _busy(), timeout=FLUSH_AT_EXIT_SECONDS)
+
+
+def _busy():
+    """Whether a send is queued or in flight (the caller holds _lock)."""
+    return bool(_in_flight) or any(_outboxes.values())
 
 
 def _redis_publish(text):
