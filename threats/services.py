@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import access, audit, events, generator, stats
+from . import access, audit, events, generator, sql, stats
 from .access import (  # noqa: F401 - the access helpers live in access.py; these names stay for callers
     TRIAGE_PERMISSION,
     TRIGGER_PERMISSION,
@@ -188,37 +188,51 @@ def enforce_retention(batch_size=500):
 # --- Analysis ---------------------------------------------------------------------------------
 
 
+THREAT_COLUMNS = sql.Columns(Threat)
+CUSTOMER_COLUMNS = sql.Columns(Customer)
+TRIAGE_COLUMNS = sql.Columns(Threat, ["status", "disposition", "assignee", "updated_at"])
+
+
 def start_analysis(threat_id):
-    """Mark a threat as running; None when it is gone or already analysed (idempotent tasks)."""
-    claimed = Threat.objects.filter(pk=threat_id).exclude(analysis_status=AnalysisStatus.COMPLETED).update(
-        analysis_status=AnalysisStatus.RUNNING
-    )
+    """Mark a threat as running; None when it is gone or already analysed (idempotent tasks).
+
+    One statement claims the threat and reads it back (UPDATE ... RETURNING), one reads its
+    customer: this runs for every analysis, so it is written in SQL (threats/sql.py says why)."""
+    claimed = THREAT_COLUMNS.instances(
+        f"UPDATE {Threat._meta.db_table} SET analysis_status = %s WHERE id = %s AND analysis_status <> %s "
+        f"RETURNING {THREAT_COLUMNS}",
+        [AnalysisStatus.RUNNING, sql.param(Threat, "id", threat_id), AnalysisStatus.COMPLETED])
     if not claimed:
         return None
-    return Threat.objects.select_related("customer", "assignee").get(pk=threat_id)
+    threat = claimed[0]
+    threat.customer = CUSTOMER_COLUMNS.instances(
+        f"SELECT {CUSTOMER_COLUMNS} FROM {Customer._meta.db_table} WHERE id = %s", [threat.customer_id])[0]
+    return threat
 
 
 def do_record_analysis(threat, verdict):
     """Store the coordinator's verdict and every agent run; a second call for the same threat is a no-op.
 
-    One conditional UPDATE both claims the completion (a re-delivered task finds nothing left to
-    do) and row-locks the threat until commit; the five runs are one upsert.
+    One conditional UPDATE claims the completion (a re-delivered task finds nothing left to do),
+    row-locks the threat until commit and reads back its triage state; the five runs are one
+    upsert. In SQL because it runs for every analysis (threats/sql.py says why).
     """
     from agents.models import AgentRun
 
-    fields = {**verdict.threat_fields(), "analysis_status": AnalysisStatus.COMPLETED, "analysis_error": ""}
+    fields = {**verdict.threat_fields(), "analysis_status": AnalysisStatus.COMPLETED, "analysis_error": "",
+              "updated_at": timezone.now()}
     with transaction.atomic():
-        claimed = Threat.objects.filter(pk=threat.pk).exclude(analysis_status=AnalysisStatus.COMPLETED)
-        if not claimed.update(**fields, updated_at=timezone.now()):
-            return Threat.objects.select_related("customer", "assignee").get(pk=threat.pk)
-        runs = [AgentRun(threat_id=threat.pk, **run) for run in verdict.agent_runs]
-        AgentRun.objects.bulk_create(runs, update_conflicts=True, unique_fields=["threat", "kind"],
-                                     update_fields=AGENT_RUN_UPDATE_FIELDS)
         # Triage may have changed while the agents ran: the event must carry today's triage state
-        # (one small read of the row just locked; a changed assignee_id drops the cached user).
-        (threat.status, threat.disposition, threat.assignee_id, threat.updated_at) = Threat.objects.filter(
-            pk=threat.pk).values_list("status", "disposition", "assignee_id", "updated_at").get()
-        for name, value in fields.items():
+        # (a changed assignee_id drops the cached user).
+        triage = TRIAGE_COLUMNS.rows(
+            f"UPDATE {Threat._meta.db_table} SET {sql.assignments(Threat, fields)} WHERE id = %s"
+            f" AND analysis_status <> %s RETURNING {TRIAGE_COLUMNS}",
+            [*sql.params(Threat, fields), sql.param(Threat, "id", threat.pk), AnalysisStatus.COMPLETED])
+        if not triage:
+            return Threat.objects.select_related("customer", "assignee").get(pk=threat.pk)
+        sql.upsert(AgentRun, [{"threat": threat.pk, **run} for run in verdict.agent_runs],
+                   unique=["threat", "kind"], update=AGENT_RUN_UPDATE_FIELDS)
+        for name, value in [*fields.items(), *zip(TRIAGE_COLUMNS.attnames, triage[0])]:
             setattr(threat, name, value)
         _record_event(threat, EventType.ANALYZED, COORDINATOR)
     return threat

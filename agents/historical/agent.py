@@ -10,8 +10,8 @@ dispositions that a human gave are learned from: closures by a rule or an agent 
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F, Func, Q, TextField
 
+from threats import sql
 from threats.choices import ClosedByKind, Disposition
 from threats.models import Threat
 
@@ -42,29 +42,23 @@ class HistoricalAgent(Agent):
     kind = "historical"
 
     def gather(self, threat):
-        # Two queries (this customer; other customers, over a shorter window). Each branch of each
-        # OR has an index — (customer, type, time), or an entity index on `entity_key(name)` + time
-        # (threats migration 0007) — so no query has to evaluate JSON on every row of the window:
-        # PostgreSQL ORs the index ranges; SQLite (no statistics) ORs them across customers and
-        # walks this customer's (customer, time) range, one key per entity and row, for the first.
-        window = Threat.objects.filter(received_at__gte=threat.received_at - lookback(),
-                                       received_at__lte=threat.received_at).exclude(pk=threat.pk)
-        keys = {f"_key_{name}": entity_key(name) for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS
-                if signal.text(threat, name)}
-        mine = Q(threat_type=threat.threat_type)
-        for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:
-            mine |= _same_entity(threat, name)
+        # Two look-ups (this customer; other customers, over a shorter window), in SQL because they
+        # run for every threat (threats/sql.py says why). Each is a union of branches — same type;
+        # the same src/dst IP, user or host — and every branch is one index range read newest
+        # first and cut at the limit: (customer, type, time), or an entity index on
+        # `entity_key(name)` + time (threats migration 0007). So the cost does not grow with how
+        # many threats the customer has in the window, on PostgreSQL or on SQLite (which keeps no
+        # statistics and would otherwise walk the customer's whole window, evaluating JSON per row).
+        since, until = threat.received_at - lookback(), threat.received_at
+        mine = [("threat_type = %s", [threat.threat_type])]
+        mine += [_same_entity(threat, name) for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS if signal.text(threat, name)]
         if any(signal.values(threat, name) for name in INDICATOR_FIELDS):
-            mine = Q()  # list overlap is checked in analyze(): the customer's newest threats, by index
-        rows = list(window.alias(**keys).filter(mine, customer_id=threat.customer_id).order_by("-received_at")
-                    .values(*FIELDS)[:MAX_ROWS])
-        others = Q()
-        for name in CROSS_CUSTOMER_FIELDS:
-            others |= _same_entity(threat, name)
+            mine = [("", [])]  # list overlap is checked in analyze(): the customer's newest threats
+        rows = _similar(threat, since, until, mine, "customer_id = %s", MAX_ROWS)
+        others = [_same_entity(threat, name) for name in CROSS_CUSTOMER_FIELDS if signal.text(threat, name)]
         if others:
-            recent = window.alias(**keys).filter(received_at__gte=threat.received_at - CROSS_CUSTOMER_WINDOW)
-            rows += list(recent.filter(others).exclude(customer_id=threat.customer_id).order_by("-received_at")
-                         .values(*FIELDS)[:MAX_OTHER_CUSTOMERS])
+            since = max(since, until - CROSS_CUSTOMER_WINDOW)
+            rows += _similar(threat, since, until, others, "customer_id <> %s", MAX_OTHER_CUSTOMERS)
         return rows
 
     def analyze(self, threat, rows):
@@ -128,30 +122,38 @@ class HistoricalAgent(Agent):
                              *[threat_ref(p["id"]) for p in seen])
 
 
-class EntityKey(Func):
+def entity_key(name):
     """`substr((observables ->> 'NAME'), 1, 200)`: the very expression the `threat_entity_NAME`
     indexes are built on (threats migration 0007), the same SQL on PostgreSQL and SQLite. A
     database uses an expression index only for an identical expression, so keep the two in step."""
-
-    output_field = TextField()
-
-    def __init__(self, name):
-        if name not in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:  # inlined in SQL: only known names
-            raise ValueError(f"no entity index on {name!r}")
-        super().__init__(F("observables"), template=f"substr((%(expressions)s ->> '{name}'), 1, {KEY_CHARS})")
+    if name not in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:  # inlined in SQL: only known names
+        raise ValueError(f"no entity index on {name!r}")
+    return f"substr((observables ->> '{name}'), 1, {KEY_CHARS})"
 
 
-def entity_key(name):
-    return EntityKey(name)
+ROWS = sql.Columns(Threat, FIELDS)
+
+
+def _similar(threat, since, until, branches, customer, limit):
+    """The newest `limit` threats of the window, of `customer` (SQL on customer_id), that match any
+    of `branches` ((SQL condition, params) pairs): the union of each branch's newest `limit` ids."""
+    table = Threat._meta.db_table
+    window = [sql.param(Threat, "received_at", since), sql.param(Threat, "received_at", until),
+              sql.param(Threat, "id", threat.pk), threat.customer_id]
+    parts, params = [], []
+    for index, (condition, values) in enumerate(branches):
+        parts.append(f"SELECT id FROM (SELECT id FROM {table} WHERE {condition + ' AND ' if condition else ''}"
+                     f"received_at >= %s AND received_at <= %s AND id <> %s AND {customer}"
+                     f" ORDER BY received_at DESC LIMIT {limit}) AS branch{index}")
+        params += [*values, *window]
+    return ROWS.dicts(f"SELECT {ROWS} FROM {table} WHERE id IN ({' UNION '.join(parts)})"
+                      f" ORDER BY received_at DESC LIMIT {limit}", params)
 
 
 def _same_entity(threat, name):
-    """Past threats whose observable `name` equals this one's (none when this one has no value):
-    the indexed prefix narrows, the whole text decides (a JSON string; other JSON types never match)."""
+    """"Observable `name` equals this threat's", as a branch: the indexed prefix narrows, the whole text decides."""
     value = signal.text(threat, name)
-    if not value:
-        return Q()
-    return Q(**{f"_key_{name}": value[:KEY_CHARS], f"observables__{name}": value})
+    return f"{entity_key(name)} = %s AND (observables ->> '{name}') = %s", [value[:KEY_CHARS], value]
 
 
 def _match(threat, row):

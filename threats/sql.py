@@ -1,0 +1,118 @@
+"""SQL written by hand for the per-threat analysis path, with the ORM's types going in and out.
+
+Why: building and compiling an ORM query costs 0.2-0.8 ms of CPU per statement, against about
+0.03 ms to run it on SQLite (measured with bench/bench_analysis.py, docs/benchmarks.md); one
+analysis makes about ten statements, so compiling them was most of its time. The few statements
+on that path are written here once, in the SQL that SQLite (3.35+) and PostgreSQL both run:
+`->>`, `RETURNING`, `INSERT ... ON CONFLICT ... DO UPDATE`.
+
+Values go in through each model field's own `get_db_prep_value`, and rows come back through the
+converters the ORM itself applies, so callers get exactly what a queryset would give them: aware
+datetimes, UUIDs, decoded JSON, booleans, model instances. Everywhere else, use the ORM.
+"""
+
+import weakref
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+
+def _connection():
+    return connections[DEFAULT_DB_ALIAS]
+
+
+class Columns:
+    """Some concrete fields of one model, in model order: their SQL list and how rows read back.
+
+    `str(columns)` is the column list for a SELECT or RETURNING clause.
+    """
+
+    def __init__(self, model, names=None):
+        fields = model._meta.concrete_fields
+        if names is not None:
+            known = {f.name for f in fields} | {f.attname for f in fields}
+            unknown = set(names) - known
+            if unknown:
+                raise ValueError(f"{model.__name__} has no column {sorted(unknown)}")
+            fields = [f for f in fields if f.name in names or f.attname in names]
+        self.model, self.fields = model, tuple(fields)
+        self.attnames = [f.attname for f in self.fields]
+        self._sql = ", ".join(f.column for f in self.fields)
+        self._converters = weakref.WeakKeyDictionary()  # per connection object (one per thread)
+
+    def __str__(self):
+        return self._sql
+
+    def rows(self, sql, params):
+        """Run `sql` (whose result columns are these) and return its rows as lists of Python values."""
+        connection = _connection()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            fetched = cursor.fetchall()
+        converters = self._converters_for(connection)
+        rows = []
+        for row in fetched:
+            row = list(row)
+            for index, convert, expression in converters:
+                row[index] = convert(row[index], expression, connection)
+            rows.append(row)
+        return rows
+
+    def instances(self, sql, params):
+        """The rows of `sql` as model instances (fields not selected are deferred, as with `.only()`)."""
+        return [self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, row) for row in self.rows(sql, params)]
+
+    def dicts(self, sql, params):
+        """The rows of `sql` as dicts keyed by attribute name (`customer_id`), as with `.values()`."""
+        return [dict(zip(self.attnames, row)) for row in self.rows(sql, params)]
+
+    def _converters_for(self, connection):
+        found = self._converters.get(connection)
+        if found is None:
+            found = []
+            for index, field in enumerate(self.fields):
+                column = field.get_col(self.model._meta.db_table)
+                for convert in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+                    found.append((index, convert, column))
+            self._converters[connection] = found
+        return found
+
+
+def param(model, name, value):
+    """`value` as the database stores model field `name` (a field name or attname such as `customer_id`)."""
+    return model._meta.get_field(name).get_db_prep_value(value, _connection(), prepared=False)
+
+
+def params(model, values):
+    """`param` for every item of a {name: value} dict, in its order."""
+    connection = _connection()
+    return [model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
+            for name, value in values.items()]
+
+
+def column(model, name):
+    return model._meta.get_field(name).column
+
+
+def assignments(model, names):
+    """`a = %s, b = %s` for an UPDATE's SET clause."""
+    return ", ".join(f"{column(model, name)} = %s" for name in names)
+
+
+def upsert(model, rows, unique, update):
+    """Insert `rows` ({field name: value} dicts with the same keys); where one collides with a stored
+    row on the `unique` fields, update that row's `update` fields instead. One statement."""
+    names = list(rows[0])
+    columns = [column(model, name) for name in names]
+    placeholders = "(" + ", ".join(["%s"] * len(names)) + ")"
+    changes = ", ".join(f"{column(model, name)} = excluded.{column(model, name)}" for name in update)
+    values = [value for row in rows for value in params(model, {name: row[name] for name in names})]
+    return execute(
+        f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) VALUES {', '.join([placeholders] * len(rows))}"
+        f" ON CONFLICT ({', '.join(column(model, name) for name in unique)}) DO UPDATE SET {changes}", values)
+
+
+def execute(sql, values):
+    """Run a statement that returns no rows; the number of rows it changed."""
+    with _connection().cursor() as cursor:
+        cursor.execute(sql, values)
+        return cursor.rowcount
