@@ -79,10 +79,8 @@ def decide(threat):
     gathered = {agent.kind: agent.gather(threat) for agent in agents}
     clock.mark(timezone.now(), "context_gathered", _gathered_title(gathered))
     telemetry.step("gather")
-    futures = {}
-    for agent in agents:
-        events.push_progress(threat.pk, agent.kind, "running")
-        futures[agent.kind] = _executor().submit(_run_agent, agent, threat, gathered[agent.kind])
+    events.push_progress(threat.pk, *({"agent": agent.kind, "state": "running"} for agent in agents))
+    futures = {agent.kind: _executor().submit(_run_agent, agent, threat, gathered[agent.kind]) for agent in agents}
     runs = {kind: future.result(timeout=AGENT_TIMEOUT_SECONDS) for kind, future in futures.items()}
     results = {kind: run.pop("result") for kind, run in runs.items() if run["status"] == "succeeded"}
     telemetry.step("agents")
@@ -140,8 +138,8 @@ def _run_agent(agent, threat, gathered):
                    findings=result.findings, recommendations=result.recommendations,
                    evidence=result.evidence, risk=result.risk, data=result.data, result=result)
     run.update(finished_at=timezone.now(), duration_ms=round((time.perf_counter() - clock) * 1000, 3))
-    events.push_progress(threat.pk, agent.kind, run["status"], confidence=run["confidence"],
-                         duration_ms=run["duration_ms"])
+    events.push_progress(threat.pk, {"agent": agent.kind, "state": run["status"], "confidence": run["confidence"],
+                                     "duration_ms": run["duration_ms"]})
     return run
 
 

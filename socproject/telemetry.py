@@ -37,6 +37,7 @@ UNTRACED_URLS = "/health$,/ready$,/metrics$"  # regular expressions searched in 
 ANALYZERS = ("adversarial", "false_positive", "response", "timeline")
 
 _tracing = {"pid": None, "provider": None, "exporters": []}
+_tracer = {"pid": None, "tracer": None}
 _steps = contextvars.ContextVar("analysis_steps", default=None)
 
 
@@ -156,9 +157,13 @@ def instrument_celery():
 
 
 def tracer():
-    from opentelemetry import trace
+    """This process's analysis tracer (looked up once: an analysis makes about fifteen spans).
+    Before `setup_tracing` it is the API's proxy, which follows the provider once one is set."""
+    if _tracer["pid"] != os.getpid():
+        from opentelemetry import trace
 
-    return trace.get_tracer("soc.analysis")
+        _tracer.update(pid=os.getpid(), tracer=trace.get_tracer("soc.analysis"))
+    return _tracer["tracer"]
 
 
 class ContextExecutor(ThreadPoolExecutor):

@@ -233,7 +233,7 @@ async def test_watch_takes_only_a_threat_the_user_can_see_and_can_be_stopped(ali
     assert (await communicator.receive_json_from(TIMEOUT))["threat"] == str(threat.pk)
     await communicator.send_json_to({"type": "watch", "threat": None})
     assert await communicator.receive_json_from(TIMEOUT) == {"type": "watching", "threat": None}
-    events.push_progress(threat.pk, "config", "running")
+    events.push_progress(threat.pk, {"agent": "config", "state": "running"})
     assert await communicator.receive_nothing(0.3)
     await communicator.disconnect()
 
@@ -256,6 +256,20 @@ async def test_a_user_scoped_to_other_customers_cannot_watch(customer, client, a
     communicator, _ = await _streaming(cookie)
     await communicator.send_json_to({"type": "watch", "threat": str(threat.pk)})
     assert (await communicator.receive_json_from(TIMEOUT))["type"] == "error"
-    events.push_progress(threat.pk, "config", "running")
+    events.push_progress(threat.pk, {"agent": "config", "state": "running"})
     assert await communicator.receive_nothing(0.3)
     await communicator.disconnect()
+
+
+async def test_progress_pushes_queued_back_to_back_for_one_threat_travel_as_one_layer_message():
+    def progress(agent):
+        return {"type": "threat.progress", "texts": [agent]}
+
+    queued = [("progress.a", progress("historical")), ("progress.a", progress("config")),
+              ("threats", {"type": "threat.analyzed", "seq": 7, "text": "{}"}),
+              ("progress.a", progress("devops")), ("progress.b", progress("context"))]
+    assert events._merged(queued) == [
+        ("progress.a", {"type": "threat.progress", "texts": ["historical", "config"]}),
+        ("threats", {"type": "threat.analyzed", "seq": 7, "text": "{}"}),  # never reordered around
+        ("progress.a", progress("devops")), ("progress.b", progress("context")),
+    ]

@@ -122,8 +122,9 @@ class ThreatConsumer(AsyncWebsocketConsumer):
         await self._on_event(message)
 
     async def threat_progress(self, message):
-        """Agent progress of the watched threat (ephemeral, no seq; events.push_progress)."""
-        await self.send(text_data=message["text"])
+        """Agent progress of the watched threat (ephemeral, no seq; events.push_progress): one frame per update."""
+        for text in message["texts"]:
+            await self.send(text_data=text)
 
     async def stream_start(self, message):
         if not self.streaming:

@@ -70,11 +70,13 @@ def progress_group(threat_id):
     return f"progress.{threat_id}"
 
 
-def push_progress(threat_id, agent, state, **details):
-    """Tell the sockets watching one threat (`watch` message) how an agent is doing. Ephemeral:
-    not an event, no seq, not stored — the stored verdict and `threat.analyzed` are the truth."""
-    body = {"type": "threat.progress", "threat": str(threat_id), "agent": agent, "state": state, **details}
-    _group_send({"type": "threat.progress", "text": json.dumps(body)}, progress_group(threat_id))
+def push_progress(threat_id, *updates):
+    """Tell the sockets watching one threat (`watch` message) how its agents are doing. Each update
+    ({"agent": ..., "state": ..., more details}) is one `threat.progress` frame on the socket; all
+    of them go as one channel-layer message (README "WebSocket protocol"). Ephemeral: not an
+    event, no seq, not stored — the stored verdict and `threat.analyzed` are the truth."""
+    texts = [json.dumps({"type": "threat.progress", "threat": str(threat_id), **update}) for update in updates]
+    _group_send({"type": "threat.progress", "texts": texts}, progress_group(threat_id))
 
 
 def _group_send(message, group=GROUP):
@@ -111,8 +113,21 @@ def _drain(loop):
     send is always either queued or in flight (the exit flush never sees it in neither)."""
     with _lock:
         queued, _outboxes[loop] = _outboxes.get(loop, []), []
-        for group, message in queued:
+        for group, message in _merged(queued):
             _start_send(group, message)
+
+
+def _merged(queued):
+    """Progress pushes queued back to back for the same threat travel as one layer message (one
+    Redis round trip instead of one per agent); everything else is sent as it was queued."""
+    merged = []
+    for group, message in queued:
+        previous = merged[-1][1] if merged and merged[-1][0] == group else None
+        if previous is not None and message["type"] == previous["type"] == "threat.progress":
+            merged[-1] = (group, {**previous, "texts": previous["texts"] + message["texts"]})
+        else:
+            merged.append((group, message))
+    return merged
 
 
 def _start_send(group, message):

@@ -381,10 +381,10 @@ def _lock(key):
 def _record_event(threat, event_type, actor, extra=None):
     """Append to the event log in the caller's transaction and broadcast after commit."""
     _lock_event_log()
-    event = ThreatEvent.objects.create(
+    event = sql.insert(ThreatEvent(  # every analysis records one: an INSERT written once (threats/sql.py)
         threat=threat, type=event_type, actor_kind=actor.kind, actor=actor.user,
         actor_label=actor.label, payload={"threat": threat_summary(threat), **(extra or {})},
-    )
+    ))
     events.broadcast_on_commit(event)
     return event
 

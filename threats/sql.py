@@ -98,17 +98,50 @@ def assignments(model, names):
     return ", ".join(f"{column(model, name)} = %s" for name in names)
 
 
+def insert(instance):
+    """Save a new model instance with one INSERT ... RETURNING its database-generated key: what
+    `Model.objects.create` does (pre_save hooks such as auto_now_add run; no signals are sent)."""
+    model, connection = type(instance), _connection()
+    generated = [f for f in model._meta.concrete_fields if f.db_returning]
+    fields = [f for f in model._meta.concrete_fields if not f.db_returning]
+    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    returning = Columns(model, [f.name for f in generated]) if generated else None
+    statement = (f"INSERT INTO {model._meta.db_table} ({', '.join(f.column for f in fields)})"
+                 f" VALUES ({', '.join(['%s'] * len(fields))})")
+    if returning is None:
+        execute(statement, values)
+    else:
+        [row] = returning.rows(f"{statement} RETURNING {returning}", values)
+        for name, value in zip(returning.attnames, row):
+            setattr(instance, name, value)
+    instance._state.adding, instance._state.db = False, DEFAULT_DB_ALIAS
+    return instance
+
+
 def upsert(model, rows, unique, update):
-    """Insert `rows` ({field name: value} dicts with the same keys); where one collides with a stored
-    row on the `unique` fields, update that row's `update` fields instead. One statement."""
-    names = list(rows[0])
-    columns = [column(model, name) for name in names]
-    placeholders = "(" + ", ".join(["%s"] * len(names)) + ")"
+    """Insert `rows` ({field name: value} dicts); a field a row leaves out gets the model's default,
+    as with `Model(**row)` (no `pre_save` hooks such as auto_now run). Where a row collides with a
+    stored one on the `unique` fields, that row's `update` fields are updated instead. One statement."""
+    fields = [f for f in model._meta.concrete_fields if not f.auto_created and not (f.primary_key and f.db_returning)]
+    known = {f.name for f in fields} | {f.attname for f in fields}
+    for row in rows:
+        if set(row) - known:
+            raise ValueError(f"{model.__name__} has no field {sorted(set(row) - known)}")
+    connection = _connection()
+    values = [f.get_db_prep_value(_given(row, f), connection, prepared=False) for row in rows for f in fields]
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     changes = ", ".join(f"{column(model, name)} = excluded.{column(model, name)}" for name in update)
-    values = [value for row in rows for value in params(model, {name: row[name] for name in names})]
     return execute(
-        f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) VALUES {', '.join([placeholders] * len(rows))}"
+        f"INSERT INTO {model._meta.db_table} ({', '.join(f.column for f in fields)})"
+        f" VALUES {', '.join([placeholders] * len(rows))}"
         f" ON CONFLICT ({', '.join(column(model, name) for name in unique)}) DO UPDATE SET {changes}", values)
+
+
+def _given(row, field):
+    for key in (field.name, field.attname):
+        if key in row:
+            return row[key]
+    return field.get_default()
 
 
 def execute(sql, values):
