@@ -6,6 +6,7 @@ process, command_line, country), `mitre_hints`, a `severity_hint` and the raw al
 read here is untrusted: strings are bounded before any pattern runs over them.
 """
 
+import functools
 import ipaddress
 import re
 
@@ -31,9 +32,13 @@ FAMILY_WORDS = [
 FAMILY_RES = [(name, re.compile(words, re.I)) for name, words in FAMILY_WORDS]
 
 
+SYNTHETIC_TYPES = frozenset(ThreatType.values)
+
+
+@functools.lru_cache(maxsize=4096)  # asked about ten times per analysis, of a few dozen types
 def family(threat_type):
     """One of the six synthetic types, a generic family, or "other"."""
-    if threat_type in ThreatType.values:
+    if threat_type in SYNTHETIC_TYPES:
         return threat_type
     text = str(threat_type or "")
     return next((name for name, pattern in FAMILY_RES if pattern.search(text)), "other")

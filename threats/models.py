@@ -18,6 +18,8 @@ from .choices import (
     Tier,
 )
 
+TYPE_LABELS = dict(ThreatType.choices)
+
 
 class Customer(models.Model):
     """A tenant whose traffic is monitored, with the configuration the agents check signals against."""
@@ -164,7 +166,7 @@ class Threat(models.Model):
 
     @property
     def type_label(self):
-        return ThreatType(self.threat_type).label if self.threat_type in ThreatType.values else self.threat_type
+        return TYPE_LABELS.get(self.threat_type, self.threat_type)
 
 
 class ThreatEvent(models.Model):

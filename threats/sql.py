@@ -20,6 +20,23 @@ def _connection():
     return connections[DEFAULT_DB_ALIAS]
 
 
+def _cursor(connection):
+    """A Django cursor (error wrapping, query logging and execute wrappers as usual). On PostgreSQL
+    it wraps a server-binding psycopg cursor, which prepares a statement it has run
+    `prepare_threshold` times (settings.py sets it; the ORM's client-binding cursors never
+    prepare): each statement here is then parsed and planned once per connection instead of on
+    every run (planning the historical look-up took 0.3-0.8 ms, more than running it)."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        connection.validate_thread_sharing()
+        cursor = psycopg.Cursor(connection.connection)
+    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+
+
 class Columns:
     """Some concrete fields of one model, in model order: their SQL list and how rows read back.
 
@@ -45,7 +62,7 @@ class Columns:
     def rows(self, sql, params):
         """Run `sql` (whose result columns are these) and return its rows as lists of Python values."""
         connection = _connection()
-        with connection.cursor() as cursor:
+        with _cursor(connection) as cursor:
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
         converters = self._converters_for(connection)
@@ -146,6 +163,6 @@ def _given(row, field):
 
 def execute(sql, values):
     """Run a statement that returns no rows; the number of rows it changed."""
-    with _connection().cursor() as cursor:
+    with _cursor(_connection()) as cursor:
         cursor.execute(sql, values)
         return cursor.rowcount
