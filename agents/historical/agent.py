@@ -21,7 +21,7 @@ from ..base import Agent, AgentResult, field_ref, threat_ref
 MAX_ROWS = 100
 MAX_OTHER_CUSTOMERS = 50
 CROSS_CUSTOMER_WINDOW = timedelta(days=1)
-FIELDS = ("id", "customer_id", "threat_type", "status", "disposition", "closed_by_kind", "observables")
+FIELDS = ("id", "customer_id", "threat_type", "status", "disposition", "closed_by_kind")
 CROSS_CUSTOMER_FIELDS = ("src_ip", "dst_ip")
 CUSTOMER_FIELDS = ("user", "host")
 INDICATOR_FIELDS = ("hashes", "domains")
@@ -52,13 +52,14 @@ class HistoricalAgent(Agent):
         since, until = threat.received_at - lookback(), threat.received_at
         mine = [("threat_type = %s", [threat.threat_type])]
         mine += [_same_entity(threat, name) for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS if signal.text(threat, name)]
-        if any(signal.values(threat, name) for name in INDICATOR_FIELDS):
+        indicators = any(signal.values(threat, name) for name in INDICATOR_FIELDS)
+        if indicators:
             mine = [("", [])]  # list overlap is checked in analyze(): the customer's newest threats
-        rows = _similar(threat, since, until, mine, "customer_id = %s", MAX_ROWS)
+        rows = _similar(threat, since, until, mine, "customer_id = %s", MAX_ROWS, indicators)
         others = [_same_entity(threat, name) for name in CROSS_CUSTOMER_FIELDS if signal.text(threat, name)]
         if others:
             since = max(since, until - CROSS_CUSTOMER_WINDOW)
-            rows += _similar(threat, since, until, others, "customer_id <> %s", MAX_OTHER_CUSTOMERS)
+            rows += _similar(threat, since, until, others, "customer_id <> %s", MAX_OTHER_CUSTOMERS, False)
         return rows
 
     def analyze(self, threat, rows):
@@ -132,12 +133,16 @@ def entity_key(name):
 
 
 ROWS = sql.Columns(Threat, FIELDS)
+ROWS_WITH_OBSERVABLES = sql.Columns(Threat, (*FIELDS, "observables"))
 
 
-def _similar(threat, since, until, branches, customer, limit):
+def _similar(threat, since, until, branches, customer, limit, observables):
     """The newest `limit` threats of the window, of `customer` (SQL on customer_id), that match any
-    of `branches` ((SQL condition, params) pairs): the union of each branch's newest `limit` ids."""
-    table = Threat._meta.db_table
+    of `branches` ((SQL condition, params) pairs): the union of each branch's newest `limit` ids.
+
+    Each row says which of this threat's entities it shares (`same`, compared in SQL); the
+    observables themselves are read only when list overlaps (indicators) are to be checked."""
+    table, columns = Threat._meta.db_table, ROWS_WITH_OBSERVABLES if observables else ROWS
     window = [sql.param(Threat, "received_at", since), sql.param(Threat, "received_at", until),
               sql.param(Threat, "id", threat.pk), threat.customer_id]
     parts, params = [], []
@@ -146,8 +151,14 @@ def _similar(threat, since, until, branches, customer, limit):
                      f"received_at >= %s AND received_at <= %s AND id <> %s AND {customer}"
                      f" ORDER BY received_at DESC LIMIT {limit}) AS branch{index}")
         params += [*values, *window]
-    return ROWS.dicts(f"SELECT {ROWS} FROM {table} WHERE id IN ({' UNION '.join(parts)})"
-                      f" ORDER BY received_at DESC LIMIT {limit}", params)
+    entities = [name for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS if signal.text(threat, name)]
+    flags = "".join(f", CASE WHEN (observables ->> '{name}') = %s THEN 1 ELSE 0 END" for name in entities)
+    rows = columns.rows(f"SELECT {columns}{flags} FROM {table} WHERE id IN ({' UNION '.join(parts)})"
+                        f" ORDER BY received_at DESC LIMIT {limit}",
+                        [*(signal.text(threat, name) for name in entities), *params])
+    width = len(columns.attnames)
+    return [{**dict(zip(columns.attnames, row)), "same": [name for name, flag in zip(entities, row[width:]) if flag]}
+            for row in rows]
 
 
 def _same_entity(threat, name):
@@ -158,13 +169,9 @@ def _same_entity(threat, name):
 
 def _match(threat, row):
     """Which entities a past threat shares with this one; None if it is not similar after all."""
-    observables = row["observables"] if isinstance(row["observables"], dict) else {}
     same_customer = row["customer_id"] == threat.customer_id
-    shared = []
-    for name in CROSS_CUSTOMER_FIELDS + (CUSTOMER_FIELDS if same_customer else ()):
-        value = signal.text(threat, name)
-        if value and observables.get(name) == value:
-            shared.append(name)
+    shared = [name for name in row["same"] if same_customer or name in CROSS_CUSTOMER_FIELDS]
+    observables = row.get("observables") if isinstance(row.get("observables"), dict) else {}
     for name in INDICATOR_FIELDS if same_customer else ():
         theirs = observables.get(name) if isinstance(observables.get(name), list) else []
         if set(signal.values(threat, name)) & {v for v in theirs if isinstance(v, str)}:
