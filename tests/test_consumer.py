@@ -1,6 +1,8 @@
 """The /ws consumer, through the real ASGI application (origin check + session auth + routing)."""
 
+import asyncio
 import json
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -221,6 +223,49 @@ async def test_a_watching_socket_sees_each_agent_start_and_finish_before_the_ver
     assert await other.receive_nothing(0.2)
     await watcher.disconnect()
     await other.disconnect()
+
+
+def _analyze_in_own_thread(threat_id):
+    """Not database_sync_to_async: its one shared thread also serves the consumer's database calls."""
+    from django.db import connections
+
+    from agents import coordinator
+
+    try:
+        return coordinator.analyze(threat_id)
+    finally:
+        connections.close_all()
+
+
+async def test_a_slow_agent_is_reported_when_it_finishes_and_the_others_do_not_wait_for_it(
+        alice_cookie, customer, monkeypatch):
+    from agents.config.agent import ConfigAgent
+
+    release = threading.Event()
+    analyze = ConfigAgent.analyze
+
+    def slow(self, threat, gathered):
+        release.wait(TIMEOUT)  # held until the test has seen the other four finish
+        return analyze(self, threat, gathered)
+
+    monkeypatch.setattr(ConfigAgent, "analyze", slow)
+    threat = await make_threat(customer=customer, analyse=False)
+    watcher, _ = await _streaming(alice_cookie)
+    await watcher.send_json_to({"type": "watch", "threat": str(threat.pk)})
+    await watcher.receive_json_from(TIMEOUT)
+    analysis = asyncio.ensure_future(asyncio.to_thread(_analyze_in_own_thread, threat.pk))
+
+    started = await _receive(watcher, 5)
+    assert {m["state"] for m in started} == {"running"}
+    finished = await _receive(watcher, 4)
+    assert {m["agent"] for m in finished} == {"historical", "devops", "context", "priority"}
+    assert {m["state"] for m in finished} == {"succeeded"}
+    release.set()
+    late = await watcher.receive_json_from(TIMEOUT)
+    assert (late["agent"], late["state"]) == ("config", "succeeded")
+    assert (await watcher.receive_json_from(TIMEOUT))["type"] == "threat.analyzed"
+    await analysis
+    await watcher.disconnect()
 
 
 async def test_watch_takes_only_a_threat_the_user_can_see_and_can_be_stopped(alice_cookie, customer, settings):
