@@ -318,3 +318,12 @@ async def test_progress_pushes_queued_back_to_back_for_one_threat_travel_as_one_
         ("threats", {"type": "threat.analyzed", "seq": 7, "text": "{}"}),  # never reordered around
         ("progress.a", progress("devops")), ("progress.b", progress("context")),
     ]
+
+
+async def test_progress_of_a_threat_nobody_here_watches_is_not_sent_at_all(alice_cookie, customer):
+    threat = await make_threat(customer=customer, analyse=False)
+    communicator, _ = await _streaming(alice_cookie)  # a socket, but not watching this threat
+    events.push_progress(threat.pk, {"agent": "config", "state": "running"})
+    assert not events._busy()  # nothing queued for the loop: the in-memory layer has no listener here
+    assert await communicator.receive_nothing(0.2)
+    await communicator.disconnect()

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
@@ -75,8 +75,19 @@ def push_progress(threat_id, *updates):
     ({"agent": ..., "state": ..., more details}) is one `threat.progress` frame on the socket; all
     of them go as one channel-layer message (README "WebSocket protocol"). Ephemeral: not an
     event, no seq, not stored — the stored verdict and `threat.analyzed` are the truth."""
+    group = progress_group(threat_id)
+    if not _may_have_listeners(group):
+        return
     texts = [json.dumps({"type": "threat.progress", "threat": str(threat_id), **update}) for update in updates]
-    _group_send({"type": "threat.progress", "texts": texts}, progress_group(threat_id))
+    _group_send({"type": "threat.progress", "texts": texts}, group)
+
+
+def _may_have_listeners(group):
+    """False only for the in-memory layer (one process: `make run`) when no socket of this process
+    joined `group`: the push would reach nobody, so it skips the hop to the loop. Another layer
+    cannot tell from here: send."""
+    layer = get_channel_layer()
+    return not isinstance(layer, InMemoryChannelLayer) or bool(layer.groups.get(group))
 
 
 def _group_send(message, group=GROUP):
