@@ -76,21 +76,22 @@ def push_progress(threat_id, *updates):
     of them go as one channel-layer message (README "WebSocket protocol"). Ephemeral: not an
     event, no seq, not stored — the stored verdict and `threat.analyzed` are the truth."""
     group = progress_group(threat_id)
-    if not _may_have_listeners(group):
-        return
-    texts = [json.dumps({"type": "threat.progress", "threat": str(threat_id), **update}) for update in updates]
-    _group_send({"type": "threat.progress", "texts": texts}, group)
+    if _may_have_listeners(group):
+        texts = [json.dumps({"type": "threat.progress", "threat": str(threat_id), **update}) for update in updates]
+        _group_send({"type": "threat.progress", "texts": texts}, group)
 
 
 def _may_have_listeners(group):
     """False only for the in-memory layer (one process: `make run`) when no socket of this process
-    joined `group`: the push would reach nobody, so it skips the hop to the loop. Another layer
-    cannot tell from here: send."""
+    joined `group`: a send would reach nobody, so it skips the hop to the loop (an analysis makes
+    three). Another layer cannot tell from here: send."""
     layer = get_channel_layer()
     return not isinstance(layer, InMemoryChannelLayer) or bool(layer.groups.get(group))
 
 
 def _group_send(message, group=GROUP):
+    if not _may_have_listeners(group):
+        return
     loop = _server_loop if _server_loop is not None and _server_loop.is_running() else _publisher_loop()
     try:
         current = asyncio.get_running_loop()
