@@ -90,8 +90,7 @@ class HistoricalAgent(Agent):
             "fp_share": round(counts["false_positive"] / decided, 3) if decided else None,
             "benign_share": round(counts["benign_true_positive"] / decided, 3) if decided else None,
             "automated_closures": len(automated), "lookback_days": days,
-            "cited": [str(p["id"]) for p in past],
-        }
+        }  # the ids are cited once, as the first finding's evidence (and in the run's evidence)
         result.summary = (
             f"{len(past)} similar threats in {days} days; analysts closed {len(labelled)}: "
             f"{counts['true_positive']} true positive, {counts['benign_true_positive']} benign true positive, "
