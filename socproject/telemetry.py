@@ -36,7 +36,7 @@ EXPORT_TIMEOUT_SECONDS = 5.0  # one export, retries included (the SDK default is
 UNTRACED_URLS = "/health$,/ready$,/metrics$"  # regular expressions searched in the request URL
 ANALYZERS = ("adversarial", "false_positive", "response", "timeline")
 
-_tracing = {"pid": None, "provider": None, "exporters": []}
+_tracing = {"pid": None, "provider": None, "exporters": [], "sinks": 0}  # sinks: span processors
 _tracer = {"pid": None, "tracer": None}
 _steps = contextvars.ContextVar("analysis_steps", default=None)
 
@@ -101,7 +101,8 @@ def setup_tracing():
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     atexit.register(shutdown_tracing)
-    _tracing.update(pid=os.getpid(), provider=provider, exporters=[exporter] if exporter else [])
+    _tracing.update(pid=os.getpid(), provider=provider, exporters=[exporter] if exporter else [],
+                    sinks=1 if exporter else 0)
     return provider
 
 
@@ -122,6 +123,14 @@ def _otlp_exporter(endpoint, protocol):
 def add_span_processor(processor):
     """Attach one more processor to this process's provider (tests: an in-memory exporter)."""
     setup_tracing().add_span_processor(processor)
+    _tracing["sinks"] += 1
+
+
+def exporting():
+    """Whether spans of this process go anywhere (an OTLP exporter, or a processor a test added).
+    When none do, an analysis makes only its root span (its ids are in the log lines) and skips
+    the twelve per-phase and per-agent spans nobody could ever read (8 % of a worker's time)."""
+    return _tracing["sinks"] > 0 and _tracing["pid"] == os.getpid()
 
 
 def shutdown_tracing(timeout=SHUTDOWN_SECONDS):
@@ -234,13 +243,16 @@ def traced_agent(run_agent):
 
         from threats import metrics
 
-        attributes = {**threat_attributes(threat), "agent.name": agent.kind}
-        with tracer().start_as_current_span(f"agent.{agent.kind}", attributes=attributes) as span:
+        if not exporting():
             run = run_agent(agent, threat, gathered)
-            span.set_attributes({"agent.status": run["status"], "agent.duration_ms": run["duration_ms"],
-                                 "agent.confidence": run["confidence"] if run["confidence"] is not None else -1.0})
-            if run["status"] == "failed":
-                span.set_status(Status(StatusCode.ERROR, run["error"][:200]))
+        else:
+            attributes = {**threat_attributes(threat), "agent.name": agent.kind}
+            with tracer().start_as_current_span(f"agent.{agent.kind}", attributes=attributes) as span:
+                run = run_agent(agent, threat, gathered)
+                span.set_attributes({"agent.status": run["status"], "agent.duration_ms": run["duration_ms"],
+                                     "agent.confidence": run["confidence"] if run["confidence"] is not None else -1.0})
+                if run["status"] == "failed":
+                    span.set_status(Status(StatusCode.ERROR, run["error"][:200]))
         metrics.AGENT_DURATION.labels(agent.kind, run["status"]).observe(run["duration_ms"] / 1000)
         return run
 
@@ -266,7 +278,8 @@ class _Steps:
         from threats import metrics
 
         now, now_ns = time.perf_counter(), time.time_ns()
-        span_name = f"analyzer.{name}" if name in ANALYZERS else f"analysis.{name}"
-        tracer().start_span(span_name, start_time=self.since_ns).end(end_time=now_ns)
+        if exporting():
+            span_name = f"analyzer.{name}" if name in ANALYZERS else f"analysis.{name}"
+            tracer().start_span(span_name, start_time=self.since_ns).end(end_time=now_ns)
         metrics.PHASE_DURATION.labels(name).observe(now - self.since)
         self.since, self.since_ns = now, now_ns
