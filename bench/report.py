@@ -32,12 +32,16 @@ def _fmt(value, unit="", digits=1):
 def _header(info, runs, quick, postgres):
     loads = [r["load_before"][0] for r in runs if r.get("load_before")] + \
             [r["load_after"][0] for r in runs if r.get("load_after")]
+    dates = {r["at"] for r in runs if r.get("at")}
     return "\n".join([
         "# Benchmarks",
         "",
         "Written by `make bench` (`bench/run_all.py`)" + (" in **smoke mode** (`--quick`: tiny sizes, not "
                                                            "comparable)" if quick else "") + f" on {info['at']}. "
-        "Every number below was measured in that one run; each script also appended its raw JSON line to "
+        + ("Every number below was measured in that one run" if len(dates) <= 1 else
+           f"The numbers come from {len(dates)} runs (`--only` some scripts; each script's run and CPU are in "
+           "\"What ran\"; the machine below is the newest run's — compare numbers within one run)")
+        + "; each script also appended its raw JSON line to "
         "`bench/results/<name>.jsonl`. The peer's numbers are from `../shared/reference/peer-bench.md` "
         "(the original FastAPI system on the same kind of 2-core machine, same loopback method).",
         "",
@@ -54,8 +58,14 @@ def _header(info, runs, quick, postgres):
 
 
 def _targets(by):
-    http, cluster, worker = (_result(by.get(n)) for n in ("http", "cluster", "worker"))
+    http, cluster, worker, analysis = (_result(by.get(n)) for n in ("http", "cluster", "worker", "analysis"))
     rows = []
+    if analysis:
+        throughput = analysis["throughput"]
+        rows.append(_row(f"Analysis ≥ 200 threats/s in one process, deterministic ({analysis['mode'].split(', ')[-1]}, "
+                         "the real coordinator with its reads and writes, no broker)",
+                         f"**{_fmt(throughput['threats_per_second'])}/s** ({throughput['cpu_ms_per_threat']} CPU-ms per "
+                         f"threat, median {throughput['median_ms']} ms)", throughput["threats_per_second"] >= 200))
     if http:
         paths, ceiling = http["paths"], http["ceiling_rps"]
         listing, analytics = paths.get("list newest 20", {}), paths.get("analytics", {})
@@ -92,7 +102,7 @@ def _targets(by):
                          fanout.get("clients", 0) >= 1000 and (fanout.get("p95_ms") or 1e9) <= 250))
     if worker:
         analysis, noop = worker["analysis"], worker["celery_noop"]
-        rows.append(_row("Analysis ≥ 200 threats/s on one worker process",
+        rows.append(_row("Analysis ≥ 200 threats/s on one Celery worker process",
                          f"**{_fmt(analysis['analyses_per_second'])}/s** beside a Celery no-op rate of "
                          f"{_fmt(noop['tasks_per_second'])}/s on the same process ({worker['database']})",
                          analysis["analyses_per_second"] >= 200))
@@ -106,10 +116,12 @@ def _row(target, reached, met):
 
 
 def _runs_table(runs):
-    lines = ["## What ran", "", "| Script | Command | Exit | Seconds | Load before → after |", "|---|---|---|---|---|"]
+    lines = ["## What ran", "", "| Script | Command | Exit | Seconds | Load before → after | Run of (UTC), CPU |",
+             "|---|---|---|---|---|---|"]
     for run in runs:
         load = f"{run['load_before'][0]} → {run['load_after'][0]}" if run.get("load_before") else "—"
-        lines.append(f"| {run['name']} | `{run['command']}` | {run['exit']} | {_fmt(run['seconds'])} | {load} |")
+        when = f"{run['at'][:16].replace('T', ' ')}, {run['cpu']}" if run.get("at") else "—"
+        lines.append(f"| {run['name']} | `{run['command']}` | {run['exit']} | {_fmt(run['seconds'])} | {load} | {when} |")
     return "\n".join(lines)
 
 

@@ -123,9 +123,13 @@ def main():
     info = machine()
     recorded = {}
     if args.render_only and RUNS.exists() and not args.quick:
-        # The newest full run's record: its date, machine and, per script, command, time and load.
-        last = json.loads(RUNS.read_text().splitlines()[-1])
-        info, recorded = last["info"], {run["name"]: run for run in last["runs"]}
+        # Per script, the newest run that included it (a run may be `--only` some): its command,
+        # time, load, date and machine. The header names the newest run's machine.
+        records = [json.loads(line) for line in RUNS.read_text().splitlines()]
+        info = records[-1]["info"]
+        for record in records:
+            for run in record["runs"]:
+                recorded[run["name"]] = {**run, "at": record["info"]["at"], "cpu": record["info"]["cpu"]}
     runs = []
     for name, filename, command in benches(args.quick, postgres):
         if chosen and name not in chosen:
@@ -140,7 +144,8 @@ def main():
             runs.append({"name": name, "command": "skipped: no /usr/bin/chromium", "exit": "skipped", "seconds": 0,
                          "load_before": None, "load_after": None, "result": None})
             continue
-        runs.append(run_one(name, filename, command, timeout=600 if args.quick else 5400))
+        runs.append({**run_one(name, filename, command, timeout=600 if args.quick else 5400),
+                     "at": info["at"], "cpu": info["cpu"]})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.render(info, runs, quick=args.quick, postgres=bool(postgres or recorded)))
     if not args.render_only and not args.quick:

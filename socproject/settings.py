@@ -236,7 +236,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # psycopg prepares a statement after 5 runs on one connection — only on the server-binding
     # cursors of the analysis path (threats/sql.py); the ORM's cursors bind client-side and never
-    # prepare. Django turns this off by default for PgBouncer: 1.21+ handles it (README "Deployment").
+    # prepare. Django turns this off by default for PgBouncer: 1.21+ handles it (README "Agents").
     DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5, **DATABASES["default"].get("OPTIONS", {})}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
