@@ -84,9 +84,11 @@ def push_progress(threat_id, *updates):
 def _may_have_listeners(group):
     """False only for the in-memory layer (one process: `make run`) when no socket of this process
     joined `group`: a send would reach nobody, so it skips the hop to the loop (an analysis makes
-    three). Another layer cannot tell from here: send."""
+    three). Another layer (or an in-memory one without the `groups` dict it has had since
+    Channels 2) cannot tell from here: send."""
     layer = get_channel_layer()
-    return not isinstance(layer, InMemoryChannelLayer) or bool(layer.groups.get(group))
+    groups = getattr(layer, "groups", None) if isinstance(layer, InMemoryChannelLayer) else None
+    return not isinstance(groups, dict) or bool(groups.get(group))
 
 
 def _group_send(message, group=GROUP):
