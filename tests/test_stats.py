@@ -208,3 +208,15 @@ def test_retention_below_the_limit_costs_one_small_query(settings, customer, dja
     settings.MAX_STORED_THREATS = 10
     with django_assert_num_queries(1):
         assert services.enforce_retention() == 0
+
+
+@pytest.mark.parametrize("fraction", [0, 499_999, 999_499, 999_500, 999_999])
+def test_durations_are_exact_to_the_microsecond_whatever_the_fraction_of_a_second(customer, fraction):
+    """SQLite's strftime('%s') rounds .9995 s and more up to the next second: the totals must not."""
+    received = timezone.now().replace(microsecond=fraction) - timedelta(hours=1)
+    acknowledged, closed = received + timedelta(minutes=10, microseconds=1), received + timedelta(minutes=20)
+    threat = factories.make_threat(customer=customer, analyse=False)
+    Threat.objects.filter(pk=threat.pk).update(received_at=received, acknowledged_at=acknowledged, closed_at=closed)
+    [bucket] = ThreatCount.objects.filter(customer=customer)
+    assert (bucket.acknowledge_us, bucket.resolve_us) == (600_000_001, 1_200_000_000)
+    assert_exact()

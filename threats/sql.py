@@ -78,10 +78,6 @@ class Columns:
         """The rows of `sql` as model instances (fields not selected are deferred, as with `.only()`)."""
         return [self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, row) for row in self.rows(sql, params)]
 
-    def dicts(self, sql, params):
-        """The rows of `sql` as dicts keyed by attribute name (`customer_id`), as with `.values()`."""
-        return [dict(zip(self.attnames, row)) for row in self.rows(sql, params)]
-
     def _converters_for(self, connection):
         found = self._converters.get(connection)
         if found is None:

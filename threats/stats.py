@@ -51,7 +51,10 @@ def _micros(vendor, column):
     if vendor == "postgresql":
         return f"(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint"
     # Django stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC): whole seconds + the fraction.
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) * 1000000 + CAST(substr({column} || '.000000', 21, 6) AS INTEGER))"
+    # The seconds come from the first 19 characters only: strftime('%s') of the whole text rounds a
+    # fraction of .9995 or more up to the next second, which the fraction would then count twice.
+    return (f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000"
+            f" + CAST(substr({column} || '.000000', 21, 6) AS INTEGER))")
 
 
 def _since_received(vendor, row, column):
