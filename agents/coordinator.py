@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from socproject import telemetry
 from threats import events, services
+from threats.models import Threat
 
 from . import llm, signal
 from .analyzers import adversarial, false_positive, response, timeline
@@ -60,10 +61,32 @@ class Verdict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "agent_runs"}
 
 
-@telemetry.traced_analysis
 def analyze(threat_id):
-    """Analyse one stored threat; a no-op when it is gone or already analysed."""
-    threat = services.start_analysis(threat_id)
+    """Analyse one stored threat; a no-op (None) when it is gone or already analysed."""
+    return analyze_many([threat_id])[0]
+
+
+def analyze_many(threat_ids):
+    """`analyze` for threats queued together (an ingest batch): one statement claims them all, then
+    each is analysed and recorded on its own (its own transaction and pushes, as soon as it is
+    done). A failure is recorded on its threat and the others go on; the first one is raised at
+    the end, so the task is retried (threats recorded meanwhile are skipped then)."""
+    threat_ids = list(dict.fromkeys(Threat._meta.pk.to_python(threat_id) for threat_id in threat_ids))
+    claimed = {threat.pk: threat for threat in services.start_analyses(threat_ids)}
+    analysed, error = [], None
+    for threat_id in threat_ids:
+        try:
+            analysed.append(_analyze(threat_id, claimed.get(threat_id)))
+        except Exception as exc:
+            analysed.append(None)
+            error = error or exc
+    if error is not None:
+        raise error
+    return analysed
+
+
+@telemetry.traced_analysis
+def _analyze(threat_id, threat):
     if threat is None:
         return None
     try:

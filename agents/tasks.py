@@ -23,7 +23,7 @@ from threats import metrics
 from threats.choices import AnalysisStatus
 from threats.models import Threat
 
-from . import coordinator
+from . import coordinator, llm
 
 log = logging.getLogger(__name__)
 _embedded_pool = None
@@ -52,6 +52,21 @@ def analyze_threat(threat_id):
     coordinator.analyze(threat_id)
 
 
+@shared_task(
+    name="agents.analyze_threats",
+    soft_time_limit=60,
+    time_limit=90,
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=3,
+    retry_backoff=2,
+    retry_backoff_max=30,
+)
+def analyze_threats(threat_ids):
+    """`analyze_threat` for threats queued together (at most AGENTS_BATCH_SIZE): one claim for all,
+    then each analysed and recorded on its own. A retry skips the threats already recorded."""
+    coordinator.analyze_many(threat_ids)
+
+
 @signals.task_prerun.connect
 def _drop_broken_connections(**_kwargs):
     """Workers reuse their database connection (CELERY_DB_REUSE_MAX); one that failed (the database
@@ -72,15 +87,13 @@ def requeue_stale_analyses_task():
 def requeue_stale_analyses(older_than=STALE_AFTER):
     """Queue again every analysis stuck in queued/running for longer than `older_than`."""
     cutoff = timezone.now() - older_than
-    stale = list(
-        Threat.objects.filter(analysis_status__in=[AnalysisStatus.QUEUED, AnalysisStatus.RUNNING],
-                              updated_at__lt=cutoff)
-        .order_by("updated_at").values_list("pk", flat=True)[:SWEEP_BATCH]
-    )
-    for threat_id in stale:
-        Threat.objects.filter(pk=threat_id).update(updated_at=timezone.now())  # not again next sweep
-        _submit(str(threat_id))
+    stale = [str(threat_id) for threat_id in
+             Threat.objects.filter(analysis_status__in=[AnalysisStatus.QUEUED, AnalysisStatus.RUNNING],
+                                   updated_at__lt=cutoff)
+             .order_by("updated_at").values_list("pk", flat=True)[:SWEEP_BATCH]]
     if stale:
+        Threat.objects.filter(pk__in=stale).update(updated_at=timezone.now())  # not again next sweep
+        _submit_all(stale)
         log.warning("re-queued %d stale analyses", len(stale))
         metrics.ANALYSES_REQUEUED.inc(len(stale))
     return len(stale)
@@ -93,25 +106,41 @@ def enqueue_analysis(threat_id):
 
 
 def enqueue_analyses(threat_ids):
-    """`enqueue_analysis` for many threats (an ingest batch): after commit, every task goes out
-    through one broker connection, instead of one connection checkout per task."""
+    """`enqueue_analysis` for many threats (an ingest batch): after commit, they go out in tasks of
+    up to AGENTS_BATCH_SIZE threats (`agents.analyze_threats`; a lone threat: `agents.analyze_threat`),
+    all through one broker connection."""
     threat_ids = [str(threat_id) for threat_id in threat_ids]
     if threat_ids:
         # robust: the rows are committed whatever happens here; a failure is logged and swept up later.
         transaction.on_commit(lambda: _submit_all(threat_ids), robust=True)
 
 
+def batches(threat_ids):
+    """The tasks `threat_ids` go out in: lists of up to AGENTS_BATCH_SIZE ids (one each with an LLM)."""
+    size = 1 if llm.enabled() else settings.AGENTS_BATCH_SIZE
+    return [threat_ids[start:start + size] for start in range(0, len(threat_ids), size)]
+
+
 def _submit_all(threat_ids):
-    if len(threat_ids) == 1 or settings.CELERY_TASK_ALWAYS_EAGER:
-        for threat_id in threat_ids:
-            _submit(threat_id)
+    tasks = batches(threat_ids)
+    if len(tasks) == 1 or settings.CELERY_TASK_ALWAYS_EAGER:
+        for batch in tasks:
+            _submit(batch)
         return
     try:
         with analyze_threat.app.producer_or_acquire() as producer:
-            for threat_id in threat_ids:
-                analyze_threat.apply_async((threat_id,), producer=producer)
+            for batch in tasks:
+                _task(batch).apply_async(_arguments(batch), producer=producer)
     except (OSError, KombuError) as exc:  # the broker is down: the threats stay queued; the sweeper re-queues them
         log.warning("could not queue %d analyses (%s); the sweeper will retry", len(threat_ids), exc)
+
+
+def _task(batch):
+    return analyze_threat if len(batch) == 1 else analyze_threats
+
+
+def _arguments(batch):
+    return (batch[0],) if len(batch) == 1 else (batch,)
 
 
 @contextmanager
@@ -125,19 +154,19 @@ def analysis_inline():
         _inline.active = False
 
 
-def _submit(threat_id):
+def _submit(batch):
     if settings.AGENTS_IN_THREAD and not getattr(_inline, "active", False):
         # One machine, no broker: run the (eager) task on a background thread of this process, so
         # the request that created the threat answers at once.
-        _pool().submit(_run_in_thread, threat_id)
+        _pool().submit(_run_in_thread, batch)
         return
     try:
-        analyze_threat.delay(threat_id)
+        _task(batch).delay(*_arguments(batch))
     except Exception as exc:
         if settings.CELERY_TASK_ALWAYS_EAGER:
             raise
-        # The broker is down: the threat is stored and stays queued; the sweeper queues it again.
-        log.warning("could not queue analysis of %s (%s); the sweeper will retry", threat_id, exc)
+        # The broker is down: the threats are stored and stay queued; the sweeper queues them again.
+        log.warning("could not queue analysis of %s (%s); the sweeper will retry", ", ".join(batch), exc)
 
 
 def _pool():
@@ -147,11 +176,11 @@ def _pool():
     return _embedded_pool
 
 
-def _run_in_thread(threat_id):
+def _run_in_thread(batch):
     close_old_connections()
     try:
-        analyze_threat.delay(threat_id)
+        _task(batch).delay(*_arguments(batch))
     except Exception:
-        log.exception("analysis of threat %s failed", threat_id)
+        log.exception("analysis of %s failed", ", ".join(batch))
     finally:
         close_old_connections()

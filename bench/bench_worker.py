@@ -9,11 +9,13 @@ else SQLite), then:
 2. Celery no-op rate: `celery worker --concurrency 1` (one pool process, the project's settings:
    late ack, prefetch 1) runs `--noops` tasks that do nothing; tasks/s from the first publish to
    the last task's end.
-3. Analysis: `--threats` stored, queued threats (generator, every type, the catalogue customers,
-   with 500 past threats of analyst history, infrastructure events and context items), their
-   `agents.analyze_threat` tasks published at once; analyses/s from the first publish until every
-   threat is `completed`, on the same single pool process. Threats are stored first (no enqueue),
-   so only the workers' part is timed.
+3. Analysis, a task per threat: `--threats` stored, queued threats (generator, every type, the
+   catalogue customers, with 500 past threats of analyst history, infrastructure events and
+   context items), their `agents.analyze_threat` tasks published at once (what single triggers
+   send); analyses/s from the first publish until every threat is `completed`, on the same single
+   pool process. Threats are stored first (no enqueue), so only the workers' part is timed.
+4. Analysis, batched: as many more threats, queued the way an ingest batch queues them
+   (`agents.tasks.enqueue_analyses`: `agents.analyze_threats` tasks of AGENTS_BATCH_SIZE).
 
 Prints a summary and appends one JSON line to bench/results/worker.jsonl.
 
@@ -105,14 +107,10 @@ def seed_history(rng, now):
                                    threat_types=["bot_traffic"], valid_from=now - timedelta(days=1))
 
 
-def queued_threats(count, rng):
-    from django.utils import timezone
-
+def queued_threats(count, rng, now):
     from threats import generator, services
     from threats.models import Threat
 
-    now = timezone.now()
-    seed_history(rng, now)
     fresh = []
     for _ in range(count):
         signal = generator.build_signal(rng=rng, now=now)
@@ -170,7 +168,11 @@ def main():
         rtt = publish_round_trip(redis_url, args.messages)
         print(f"Redis PUBLISH round trip: p50 {rtt['p50_ms']} ms, p95 {rtt['p95_ms']} ms", flush=True)
 
-        ids = queued_threats(args.threats, random.Random(7))
+        from django.utils import timezone
+
+        rng, now = random.Random(7), timezone.now()
+        seed_history(rng, now)
+        ids, batched_ids = queued_threats(args.threats, rng, now), queued_threats(args.threats, rng, now)
         worker = Process("worker", [sys.executable, "-m", "celery", "-A", "socproject", "worker", "-l", "warning",
                                     "--concurrency", "1", "--without-gossip", "--without-mingle",
                                     "--include", "bench.celery_noop", "-n", f"bench-{os.getpid()}@%h"], env, tmp).start()
@@ -179,10 +181,16 @@ def main():
         wait_until(lambda: _worker_ready(app), 30, 0.2)
         noop = _noop_rate(app, r, args.noops)
         print(f"Celery no-op: {noop['tasks_per_second']} tasks/s on one worker process", flush=True)
-        analysis = _analysis_rate(app, ids)
-        analysis["worker_rss_mib"] = _rss_mib([worker.pid, *_children(worker.pid)])
-        print(f"Analysis: {analysis['analyses_per_second']} threats/s on one worker process "
+        analysis = _analysis_rate(ids, lambda: [app.send_task("agents.analyze_threat", args=[i]) for i in ids])
+        print(f"Analysis, a task per threat: {analysis['analyses_per_second']} threats/s on one worker process "
               f"({analysis['threats']} threats in {analysis['seconds']} s)", flush=True)
+        from agents import tasks
+
+        batched = _analysis_rate(batched_ids, lambda: tasks._submit_all(batched_ids))
+        batched["batch_size"] = settings_batch_size()
+        analysis["worker_rss_mib"] = _rss_mib([worker.pid, *_children(worker.pid)])
+        print(f"Analysis, tasks of {batched['batch_size']} threats (an ingest batch): {batched['analyses_per_second']}"
+              f" threats/s on one worker process ({batched['threats']} threats in {batched['seconds']} s)", flush=True)
     finally:
         if worker is not None:
             worker.stop()
@@ -198,7 +206,8 @@ def main():
         "database": "postgresql" if args.postgres else "sqlite",
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "redis_publish_round_trip": rtt, "celery_noop": noop, "analysis": analysis, "target_per_second": TARGET,
+        "redis_publish_round_trip": rtt, "celery_noop": noop, "analysis": analysis, "analysis_batched": batched,
+        "target_per_second": TARGET,
         "analysis_vs_noop": round(analysis["analyses_per_second"] / noop["tasks_per_second"], 3),
     }
     RESULTS.parent.mkdir(exist_ok=True)
@@ -252,12 +261,17 @@ def started_wall(perf):
     return perf + _clock_offset
 
 
-def _analysis_rate(app, ids):
+def settings_batch_size():
+    from django.conf import settings
+
+    return settings.AGENTS_BATCH_SIZE
+
+
+def _analysis_rate(ids, publish):
     from threats.models import Threat
 
     started = time.perf_counter()
-    for threat_id in ids:
-        app.send_task("agents.analyze_threat", args=[threat_id])
+    publish()
     done = lambda: Threat.objects.filter(pk__in=ids, analysis_status="completed").count() == len(ids)
     if not wait_until(done, 600, 0.1):
         raise RuntimeError("the analyses did not finish")

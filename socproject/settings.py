@@ -115,6 +115,10 @@ LLM_BASE_URL = env_str("LLM_BASE_URL")
 LLM_API_KEY = env_secret("LLM_API_KEY")
 LLM_MODEL = env_str("LLM_MODEL")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20, minimum=0.1)
+# Threats queued together (an ingest batch, the stale-analysis sweeper) go to the workers in tasks
+# of up to this many (one claim statement and one task's overhead for all of them); 1 = a task per
+# threat. With an LLM configured every threat gets its own task (each may wait for the model).
+AGENTS_BATCH_SIZE = env_int("AGENTS_BATCH_SIZE", 20, minimum=1)
 
 # Alert ingestion (README "Alert ingestion"): Wazuh rule level -> severity hint (level >= N),
 # agent/host/sensor name pattern -> customer slug or name, grouping window (0 = no grouping).

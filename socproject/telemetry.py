@@ -191,10 +191,11 @@ def threat_attributes(threat):
 
 
 def traced_analysis(analyze):
-    """Wrap `coordinator.analyze(threat_id)`: the `analysis` span, queue wait, phases, outcome metrics."""
+    """Wrap the coordinator's `_analyze(threat_id, threat)` (the threat as claimed, or None when
+    there was nothing to do): the `analysis` span, queue wait, phases, outcome metrics."""
 
     @functools.wraps(analyze)
-    def wrapper(threat_id):
+    def wrapper(threat_id, threat):
         from django.utils import timezone
 
         from threats import metrics
@@ -203,7 +204,7 @@ def traced_analysis(analyze):
         with tracer().start_as_current_span("analysis", attributes={"threat.id": str(threat_id)}) as span:
             steps = _steps.set(_Steps())
             try:
-                threat = analyze(threat_id)
+                threat = analyze(threat_id, threat)
                 if threat is not None:
                     step("store")
             except Exception:

@@ -72,6 +72,46 @@ def test_a_redelivered_task_after_a_crash_updates_rather_than_duplicates(custome
     assert ThreatEvent.objects.filter(threat=threat, type=EventType.ANALYZED).count() == 1
 
 
+def test_a_batch_task_analyses_every_threat_once_in_order_and_skips_the_analysed_and_the_gone(customer):
+    queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
+    done = factories.make_threat(customer=customer)
+    gone = "00000000-0000-0000-0000-000000000000"
+    ids = [str(queued[2].pk), gone, str(done.pk), str(queued[0].pk), str(queued[1].pk), str(queued[0].pk)]
+
+    tasks.analyze_threats.delay(ids)
+
+    for threat in queued:
+        assert _analysed(threat).analysis_status == AnalysisStatus.COMPLETED
+        assert AgentRun.objects.filter(threat=threat).count() == 5
+    analysed = ThreatEvent.objects.filter(type=EventType.ANALYZED).order_by("seq")
+    assert [e.threat_id for e in analysed] == [done.pk, queued[2].pk, queued[0].pk, queued[1].pk]  # each once, in task order
+
+
+def test_a_failure_in_a_batch_is_recorded_on_its_threat_and_the_others_are_analysed(customer, monkeypatch):
+    queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
+    decide = coordinator.decide
+    monkeypatch.setattr(coordinator, "decide", lambda t: 1 / 0 if t.pk == queued[1].pk else decide(t))
+
+    with pytest.raises(ZeroDivisionError):  # raised after the batch, so the task is retried
+        tasks.analyze_threats.delay([str(t.pk) for t in queued])
+
+    states = [_analysed(t).analysis_status for t in queued]
+    assert states == [AnalysisStatus.COMPLETED, AnalysisStatus.FAILED, AnalysisStatus.COMPLETED]
+    monkeypatch.undo()
+    tasks.analyze_threats.delay([str(t.pk) for t in queued])  # the retry: only the failed one is left
+    assert _analysed(queued[1]).analysis_status == AnalysisStatus.COMPLETED
+    assert ThreatEvent.objects.filter(type=EventType.ANALYZED).count() == 3
+
+
+def test_one_statement_claims_a_batch(customer, django_assert_num_queries):
+    queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(4)]
+    with django_assert_num_queries(2):  # the claim (UPDATE ... RETURNING) and the customers
+        claimed = services.start_analyses([t.pk for t in reversed(queued)])
+    assert [t.pk for t in claimed] == [t.pk for t in reversed(queued)]
+    assert all(t.customer.slug == customer.slug for t in claimed)
+    assert set(Threat.objects.values_list("analysis_status", flat=True)) == {AnalysisStatus.RUNNING}
+
+
 def test_a_task_for_a_deleted_threat_is_a_no_op(db):
     assert coordinator.analyze("00000000-0000-0000-0000-000000000000") is None
 

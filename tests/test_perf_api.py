@@ -122,25 +122,38 @@ def test_seed_scale_refuses_a_database_that_already_has_threats(threat):
 # --- Analysis tasks of an ingest batch go out through one broker connection -------------------------------
 
 
-def test_an_ingest_batch_publishes_its_analyses_through_one_producer(settings, customer, monkeypatch):
+def test_an_ingest_batch_publishes_its_analyses_in_batches_through_one_producer(settings, customer, monkeypatch):
     from django.test import TestCase
 
     from agents import tasks
 
     settings.AGENTS_IN_THREAD = False
     settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.AGENTS_BATCH_SIZE = 2
     published, producers = [], set()
-    monkeypatch.setattr(tasks.analyze_threat, "apply_async",
-                        lambda args, producer=None: (published.append(args[0]), producers.add(id(producer))))
+    for task in (tasks.analyze_threat, tasks.analyze_threats):
+        monkeypatch.setattr(task, "apply_async", lambda args, producer=None, name=task.name: (
+            published.append((name, args[0])), producers.add(id(producer))))
     now = timezone.now()
     rows = [{"customer": customer, "threat_type": "bot_traffic", "title": f"alert {i}", "occurred_at": now,
-             "analysis_status": "grouped" if i == 2 else "queued"} for i in range(4)]
+             "analysis_status": "grouped" if i == 2 else "queued"} for i in range(6)]
 
     with TestCase.captureOnCommitCallbacks(execute=True):
         threats = services.do_create_threats(rows, services.SYSTEM)
 
-    assert published == [str(t.pk) for t in threats if t.analysis_status == "queued"]
-    assert len(published) == 3 and len(producers) == 1
+    queued = [str(t.pk) for t in threats if t.analysis_status == "queued"]
+    assert published == [("agents.analyze_threats", queued[0:2]), ("agents.analyze_threats", queued[2:4]),
+                         ("agents.analyze_threat", queued[4])]
+    assert len(producers) == 1
+
+
+def test_with_an_llm_every_threat_gets_its_own_task(settings):
+    from agents import tasks
+
+    settings.AGENTS_BATCH_SIZE = 20
+    assert tasks.batches(["a", "b", "c"]) == [["a", "b", "c"]]
+    settings.LLM_BASE_URL, settings.LLM_MODEL = "http://127.0.0.1:9/v1", "model"
+    assert tasks.batches(["a", "b", "c"]) == [["a"], ["b"], ["c"]]
 
 
 # --- Workers keep their database connection, but never a broken one --------------------------------------

@@ -194,20 +194,30 @@ TRIAGE_COLUMNS = sql.Columns(Threat, ["status", "disposition", "assignee", "upda
 
 
 def start_analysis(threat_id):
-    """Mark a threat as running; None when it is gone or already analysed (idempotent tasks).
+    """Mark a threat as running; None when it is gone or already analysed (idempotent tasks)."""
+    claimed = start_analyses([threat_id])
+    return claimed[0] if claimed else None
 
-    One statement claims the threat and reads it back (UPDATE ... RETURNING), one reads its
-    customer: this runs for every analysis, so it is written in SQL (threats/sql.py says why)."""
+
+def start_analyses(threat_ids):
+    """Mark threats as running and read them with their customers, in the order given; those gone
+    or already analysed are left out (idempotent tasks).
+
+    One statement claims them all and reads them back (UPDATE ... RETURNING), one reads their
+    customers: this runs for every analysis, so it is written in SQL (threats/sql.py says why)."""
+    ids = list(dict.fromkeys(sql.param(Threat, "id", threat_id) for threat_id in threat_ids))
     claimed = THREAT_COLUMNS.instances(
-        f"UPDATE {Threat._meta.db_table} SET analysis_status = %s WHERE id = %s AND analysis_status <> %s "
-        f"RETURNING {THREAT_COLUMNS}",
-        [AnalysisStatus.RUNNING, sql.param(Threat, "id", threat_id), AnalysisStatus.COMPLETED])
-    if not claimed:
-        return None
-    threat = claimed[0]
-    threat.customer = CUSTOMER_COLUMNS.instances(
-        f"SELECT {CUSTOMER_COLUMNS} FROM {Customer._meta.db_table} WHERE id = %s", [threat.customer_id])[0]
-    return threat
+        f"UPDATE {Threat._meta.db_table} SET analysis_status = %s WHERE id IN ({sql.placeholders(ids)})"
+        f" AND analysis_status <> %s RETURNING {THREAT_COLUMNS}",
+        [AnalysisStatus.RUNNING, *ids, AnalysisStatus.COMPLETED])
+    customer_ids = sorted({threat.customer_id for threat in claimed})
+    customers = {customer.pk: customer for customer in CUSTOMER_COLUMNS.instances(
+        f"SELECT {CUSTOMER_COLUMNS} FROM {Customer._meta.db_table} WHERE id IN ({sql.placeholders(customer_ids)})",
+        customer_ids)} if claimed else {}
+    for threat in claimed:
+        threat.customer = customers[threat.customer_id]
+    order = {threat_id: index for index, threat_id in enumerate(ids)}
+    return sorted(claimed, key=lambda threat: order[sql.param(Threat, "id", threat.pk)])
 
 
 def do_record_analysis(threat, verdict):

@@ -102,6 +102,11 @@ def params(model, values):
             for name, value in values.items()]
 
 
+def placeholders(values):
+    """`%s, %s, ...`: one per value (an IN list, a VALUES row)."""
+    return ", ".join(["%s"] * len(values))
+
+
 def column(model, name):
     return model._meta.get_field(name).column
 
@@ -120,7 +125,7 @@ def insert(instance):
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     returning = Columns(model, [f.name for f in generated]) if generated else None
     statement = (f"INSERT INTO {model._meta.db_table} ({', '.join(f.column for f in fields)})"
-                 f" VALUES ({', '.join(['%s'] * len(fields))})")
+                 f" VALUES ({placeholders(fields)})")
     if returning is None:
         execute(statement, values)
     else:
@@ -142,11 +147,11 @@ def upsert(model, rows, unique, update):
             raise ValueError(f"{model.__name__} has no field {sorted(set(row) - known)}")
     connection = _connection()
     values = [f.get_db_prep_value(_given(row, f), connection, prepared=False) for row in rows for f in fields]
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    one_row = f"({placeholders(fields)})"
     changes = ", ".join(f"{column(model, name)} = excluded.{column(model, name)}" for name in update)
     return execute(
         f"INSERT INTO {model._meta.db_table} ({', '.join(f.column for f in fields)})"
-        f" VALUES {', '.join([placeholders] * len(rows))}"
+        f" VALUES {', '.join([one_row] * len(rows))}"
         f" ON CONFLICT ({', '.join(column(model, name) for name in unique)}) DO UPDATE SET {changes}", values)
 
 
