@@ -7,6 +7,7 @@ narrative: the score, severity and review decision are always the deterministic 
 """
 
 import logging
+import threading
 import time
 import traceback
 from concurrent.futures import as_completed, wait
@@ -35,6 +36,7 @@ FALSE_POSITIVE_POINTS = -10
 
 _agents = None
 _pool = None
+_init_lock = threading.Lock()
 
 
 @dataclass
@@ -317,14 +319,16 @@ def _gathered_title(gathered):
 
 def _load():
     global _agents
-    if _agents is None:
-        attack.warm_up()
-        _agents = load_agents()
+    with _init_lock:  # two analysing threads (embedded mode) may start at once
+        if _agents is None:
+            attack.warm_up()
+            _agents = load_agents()
     return _agents
 
 
 def _executor():
     global _pool
-    if _pool is None:
-        _pool = telemetry.ContextExecutor(max_workers=5, thread_name_prefix="agent")  # the trace goes on in the pool
+    with _init_lock:
+        if _pool is None:
+            _pool = telemetry.ContextExecutor(max_workers=5, thread_name_prefix="agent")  # the trace goes on in the pool
     return _pool

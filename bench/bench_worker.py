@@ -138,6 +138,10 @@ def main():
     parser.add_argument("--noops", type=int, default=5000)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="smoke run: 100 threats, 200 no-ops, 200 messages")
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"],
+                        help="prefork (the deployment's: one pool process) or threads (one process, --threads threads;"
+                             " Celery enforces no time limits there)")
+    parser.add_argument("--threads", type=int, default=2, help="threads of the threads pool (default 2)")
     args = parser.parse_args()
     if args.quick:
         args.threats, args.noops, args.messages = 100, 200, 200
@@ -174,7 +178,8 @@ def main():
         seed_history(rng, now)
         ids, batched_ids = queued_threats(args.threats, rng, now), queued_threats(args.threats, rng, now)
         worker = Process("worker", [sys.executable, "-m", "celery", "-A", "socproject", "worker", "-l", "warning",
-                                    "--concurrency", "1", "--without-gossip", "--without-mingle",
+                                    "--pool", args.pool, "--concurrency", "1" if args.pool == "prefork" else str(args.threads),
+                                    "--without-gossip", "--without-mingle",
                                     "--include", "bench.celery_noop", "-n", f"bench-{os.getpid()}@%h"], env, tmp).start()
         from socproject.celery import app
 
@@ -204,6 +209,7 @@ def main():
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "host": platform.node(),
         "python": platform.python_version(), "cpus": os.cpu_count(), "quick": args.quick,
         "database": "postgresql" if args.postgres else "sqlite",
+        "pool": args.pool if args.pool == "prefork" else f"threads ({args.threads})",
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "redis_publish_round_trip": rtt, "celery_noop": noop, "analysis": analysis, "analysis_batched": batched,
