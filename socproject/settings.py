@@ -38,7 +38,7 @@ def env_bool(name, default):
     return value == "true"
 
 
-def env_int(name, default, minimum=0):
+def env_int(name, default, minimum=0, maximum=None):
     value = env_str(name, str(default))
     try:
         number = int(value)
@@ -46,6 +46,8 @@ def env_int(name, default, minimum=0):
         raise ImproperlyConfigured(f"{name}={value!r}: expected an integer") from None
     if number < minimum:
         raise ImproperlyConfigured(f"{name}={number}: must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number}: must be at most {maximum}")
     return number
 
 
@@ -117,8 +119,9 @@ LLM_MODEL = env_str("LLM_MODEL")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20, minimum=0.1)
 # Threats queued together (an ingest batch, the stale-analysis sweeper) go to the workers in tasks
 # of up to this many (one claim statement and one task's overhead for all of them); 1 = a task per
-# threat. With an LLM configured every threat gets its own task (each may wait for the model).
-AGENTS_BATCH_SIZE = env_int("AGENTS_BATCH_SIZE", 20, minimum=1)
+# threat. With an LLM configured every threat gets its own task (each may wait for the model). At
+# most 100, so a batch stays far inside the task's 60 s soft time limit even on a slow database.
+AGENTS_BATCH_SIZE = env_int("AGENTS_BATCH_SIZE", 20, minimum=1, maximum=100)
 
 # Alert ingestion (README "Alert ingestion"): Wazuh rule level -> severity hint (level >= N),
 # agent/host/sensor name pattern -> customer slug or name, grouping window (0 = no grouping).

@@ -19,7 +19,7 @@ SETTINGS_VARIABLES = {
     "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CSRF_TRUSTED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
     "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME",
     "THREAT_GENERATION_INTERVAL", "ENABLE_AUTO_THREAT_GENERATION", "MAX_STORED_THREATS",
-    "LLM_BASE_URL", "LLM_API_KEY", "LLM_API_KEY_FILE", "LLM_MODEL", "LLM_TIMEOUT",
+    "LLM_BASE_URL", "LLM_API_KEY", "LLM_API_KEY_FILE", "LLM_MODEL", "LLM_TIMEOUT", "AGENTS_BATCH_SIZE",
 }
 PRODUCTION = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "a-real-secret", "DJANGO_ALLOWED_HOSTS": "soc.example"}
 PROGRAM = (
@@ -167,6 +167,13 @@ def test_it_points_the_channel_layer_and_cache_at_redis_url():
     ({"THREAT_GENERATION_INTERVAL": "0"}, "THREAT_GENERATION_INTERVAL"),
     ({"ENABLE_AUTO_THREAT_GENERATION": "yes"}, "ENABLE_AUTO_THREAT_GENERATION"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ({"AGENTS_BATCH_SIZE": "0"}, "AGENTS_BATCH_SIZE"),
+    ({"AGENTS_BATCH_SIZE": "101"}, "AGENTS_BATCH_SIZE"),
 ])
 def test_it_refuses_other_invalid_values_naming_the_variable(variables, name):
     assert name in refusal(**PRODUCTION, **variables)
+
+
+def test_the_analysis_batch_size_defaults_to_20_and_reads_the_variable():
+    assert value_of("settings.AGENTS_BATCH_SIZE", **PRODUCTION) == 20
+    assert value_of("settings.AGENTS_BATCH_SIZE", **PRODUCTION, AGENTS_BATCH_SIZE="100") == 100
