@@ -183,6 +183,56 @@ def test_concurrent_duplicates_create_exactly_one_row_each(customer):
     assert sum(ThreatGroup.objects.values_list("member_count", flat=True)) == 40
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_ingest_batch_never_deadlocks_with_a_worker_storing_a_verdict(customer, monkeypatch):
+    """PostgreSQL. A worker storing a verdict has updated its threat - so it holds the running
+    totals' row of (customer, type, no severity yet, new) - and then waits for the event-log lock.
+    A batch inserting a threat of the same customer and type needs that row: it must not be
+    holding the event-log lock while it waits (it did until the batch took its own lock)."""
+    from agents import coordinator
+    from threats import services
+
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's; SQLite's IMMEDIATE transactions serialise writers")
+    queued = factories.make_threat(customer=customer, analyse=False)
+    holding_rows, failures = threading.Event(), []
+    lock_event_log = services._lock_event_log
+
+    def in_worker_after_the_batch_blocks():
+        if threading.current_thread() is worker:
+            holding_rows.set()
+            with connection.cursor() as cursor:
+                for _ in range(400):  # until the batch waits for the row this transaction holds
+                    cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                    if cursor.fetchone()[0]:
+                        break
+                    threading.Event().wait(0.025)  # polling the server for a real waiting lock
+        lock_event_log()
+
+    def store_verdict():
+        try:
+            threat = services.start_analysis(queued.pk)
+            services.do_record_analysis(threat, coordinator.decide(threat))
+        except Exception as exc:  # reported below
+            failures.append(exc)
+        finally:
+            holding_rows.set()
+            connection.close()
+
+    monkeypatch.setattr(services, "_lock_event_log", in_worker_after_the_batch_blocks)
+    worker = threading.Thread(target=store_verdict)
+    worker.start()
+    assert holding_rows.wait(timeout=30)
+    results = ingest.ingest("generic", ingest.decode_body(body(alert(1, threat_type="bot_traffic"))),
+                            actor_label="test", default_customer=customer)
+    worker.join(timeout=60)
+
+    assert not failures, failures
+    assert statuses(results) == ["created"]
+    assert Threat.objects.get(pk=queued.pk).analysis_status == AnalysisStatus.COMPLETED
+    assert ThreatEvent.objects.filter(type=EventType.ANALYZED, threat=queued).count() == 1
+
+
 # --- Grouping ------------------------------------------------------------------------------------------
 
 

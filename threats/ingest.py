@@ -8,8 +8,11 @@ documented in README "Alert ingestion".
   stored row, the chunk is redone alert by alert, each in a savepoint, and that one is answered as
   a duplicate.
 - One transaction per chunk of at most CHUNK_SIZE alerts; on PostgreSQL it first takes the
-  event-log lock that every event-writing transaction takes anyway (services.EVENT_LOG_LOCK), so
-  concurrent batches are serialised up front and cannot deadlock on each other's new rows.
+  ingestion lock (services.INGEST_LOCK), so concurrent batches are serialised up front and cannot
+  deadlock on each other's new rows. Like every other writer it takes the event-log lock only
+  when it writes its events, after its threats: a writer holding the event-log lock then never
+  waits for rows (the running totals' rows, which every threat write locks through the
+  threats/stats.py triggers) that another writer holds while it waits for that lock.
   SQLite's IMMEDIATE transactions serialise writers the same way.
 - Grouping: an alert joins a recent group with the same key (rule + entity) unless it brings a new
   ATT&CK tactic, a new user or a higher severity; then it heads a new group. Only heads are
@@ -27,7 +30,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from . import metrics, services
@@ -364,16 +367,14 @@ def _map(importer, record, resolver):
 
 
 def _serialise_writers():
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [services.EVENT_LOG_LOCK])
+    services.lock(services.INGEST_LOCK)
 
 
 class _Batch:
     """Storing one chunk inside its transaction. Every alert is planned in memory first (duplicate,
     group head or member), then written with a few bulk statements. Should an insert still meet a
     stored (source, source_ref) - only a writer outside ingestion could, since batches hold the
-    writers' lock - the chunk is redone alert by alert, each in its own savepoint."""
+    ingestion lock - the chunk is redone alert by alert, each in its own savepoint."""
 
     def __init__(self, source, actor):
         self.source, self.actor = source, actor

@@ -51,6 +51,7 @@ REOPEN_CLEARS = ("disposition", "disposition_reason")
 # Any constant works; it names the Postgres advisory lock that orders the event log.
 EVENT_LOG_LOCK = 7_201_114
 RETENTION_LOCK = 7_201_115
+INGEST_LOCK = 7_201_116  # one ingest batch at a time (threats/ingest.py); never taken after the event-log lock
 
 
 class InvalidInput(Exception):
@@ -175,7 +176,7 @@ def enforce_retention(batch_size=500):
         return deleted
     while True:
         with transaction.atomic():
-            _lock(RETENTION_LOCK)
+            lock(RETENTION_LOCK)
             excess = stats.stored_count() - limit
             ids = list(Threat.objects.order_by("received_at", "id").values_list("pk", flat=True)[:min(excess, batch_size)]
                        if excess > 0 else [])
@@ -378,10 +379,10 @@ def add_note(user, threat_id, body):
 def _lock_event_log():
     # Sequence values are handed out at insert, not at commit; holding this lock until commit
     # makes commit order equal seq order, so a client that has seen seq N has seen all < N.
-    _lock(EVENT_LOG_LOCK)
+    lock(EVENT_LOG_LOCK)
 
 
-def _lock(key):
+def lock(key):
     """A PostgreSQL advisory lock held until commit (SQLite's IMMEDIATE transactions already serialise writers)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

@@ -322,6 +322,42 @@ def test_a_worker_child_killed_mid_analysis_still_completes_each_threat_once(clu
     assert len(detail["agent_runs"]) == 5
 
 
+def test_a_worker_child_killed_mid_batch_still_completes_each_ingested_threat_once(cluster, session, tmp_path):
+    # An import goes to the worker as batched tasks (AGENTS_BATCH_SIZE, 20): the killed child's task
+    # is given back, and its second run claims only what the first did not record. Enough alerts that
+    # the two pool processes are still busy when the poll below sees the first ten analysed.
+    total = 1000
+    start = session.get_json("/api/events?after=0&limit=1")["latest_seq"]
+    alerts = tmp_path / "alerts.ndjson"
+    alerts.write_text("\n".join(json.dumps(alert) for alert in [
+        {"id": f"batch-kill-{i}", "title": f"Beacon to a C2 domain from ws-{i}", "occurred_at": "2026-11-26T10:00:00Z",
+         "customer": "CryptoExchange Pro", "category": "malware", "severity": "high", "rule": f"c2-beacon-{i}",
+         "host": f"ws-{i}", "observables": {"src_ip": f"10.9.{i // 250}.{i % 250 + 1}"}}
+        for i in range(total)]))
+    importer = threading.Thread(target=cluster.manage, args=("import_alerts", str(alerts), "--format", "generic"))
+    importer.start()
+    deadline, cursor, analysed = time.monotonic() + 60, start, 0
+    while analysed < 10 and time.monotonic() < deadline:  # read the log as it grows, a small page at a time
+        page = session.get_json(f"/api/events?after={cursor}&limit=200")["events"]
+        if page:
+            cursor, analysed = page[-1]["seq"], analysed + len(_of_type(page, "threat.analyzed"))
+        else:
+            time.sleep(0.05)  # let the worker get busy
+    children = cluster.worker_children()
+    assert children, "the worker has no pool processes"
+    os.kill(children[0], 9)
+    assert 10 <= analysed < total, "the worker was not mid-import when killed"
+    importer.join()
+    created = _of_type(_stored_events(session, start), "threat.created")
+    assert len(created) == total
+    _wait_all_analysed(session, created)
+    assert sorted(_of_type(_stored_events(session, start), "threat.analyzed")) == sorted(created)  # each once
+
+
+def _of_type(events, event_type):
+    return [e["threat"]["id"] for e in events if e["type"] == event_type]
+
+
 def test_while_redis_is_down_readiness_fails_and_threats_are_still_stored(cluster, session):
     cluster.stop_redis()
     try:
