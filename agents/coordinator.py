@@ -33,6 +33,7 @@ PROGRESS_BATCH_SECONDS = 0.25
 LOW_CONFIDENCE = 0.5
 CONTRADICTION_PENALTY = 0.1
 FALSE_POSITIVE_POINTS = -10
+STORE_AFTER_SECONDS = 0.25  # a verdict waits at most about this long for its batch's to be stored with it
 
 _agents = None
 _pool = None
@@ -69,34 +70,70 @@ def analyze(threat_id):
 
 
 def analyze_many(threat_ids):
-    """`analyze` for threats queued together (an ingest batch): one statement claims them all, then
-    each is analysed and recorded on its own (its own transaction and pushes, as soon as it is
-    done). A failure is recorded on its threat and the others go on; the first one is raised at
-    the end, so the task is retried (threats recorded meanwhile are skipped then)."""
+    """`analyze` for threats queued together (an ingest batch); returns the threats as stored, in
+    order (None where there was nothing to do). One statement claims them all, each is decided on
+    its own, and their verdicts are stored together: one transaction for the batch, or for what
+    was decided within STORE_AFTER_SECONDS, so a slow batch still shows verdicts as it goes.
+
+    A threat that fails is recorded as failed and the others go on; the first error is raised at
+    the end, so the task is retried (threats stored meanwhile are skipped then)."""
     threat_ids = list(dict.fromkeys(Threat._meta.pk.to_python(threat_id) for threat_id in threat_ids))
     claimed = {threat.pk: threat for threat in services.start_analyses(threat_ids)}
-    analysed, error = [], None
+    decided, stored, errors = [], {}, []
     for threat_id in threat_ids:
+        trace, threat = telemetry.Analysis(threat_id), claimed.get(threat_id)
+        if threat is None:
+            trace.finish(None)
+            continue
         try:
-            analysed.append(_analyze(threat_id, claimed.get(threat_id)))
+            with trace.current():
+                verdict = decide(threat)
         except Exception as exc:
-            analysed.append(None)
-            error = error or exc
-    if error is not None:
-        raise error
-    return analysed
+            errors.append(_failed(threat, trace, exc))
+            continue
+        if not decided:
+            waiting_since = time.perf_counter()
+        decided.append((threat, verdict, trace))
+        if time.perf_counter() - waiting_since >= STORE_AFTER_SECONDS:
+            errors += _store(decided, stored)
+            decided = []
+    errors += _store(decided, stored)
+    if errors:
+        raise errors[0]
+    return [stored.get(threat_id) for threat_id in threat_ids]
 
 
-@telemetry.traced_analysis
-def _analyze(threat_id, threat):
-    if threat is None:
-        return None
+def _store(decided, stored):
+    """Store verdicts decided together ([(threat, verdict, trace)]) into `stored` (by id). If the
+    database refuses the batch, each is stored on its own: one verdict it refuses costs only its
+    own threat. Returns the errors."""
+    if not decided:
+        return []
+    since = telemetry.mark()
     try:
-        return services.do_record_analysis(threat, decide(threat))
+        threats = services.do_record_analyses([(threat, verdict) for threat, verdict, _trace in decided])
     except Exception as exc:
-        # Never leave a threat "running": record the failure (visible, and retried by the next run).
+        if len(decided) == 1:
+            return [_failed(decided[0][0], decided[0][2], exc)]
+        log.warning("storing %d verdicts together failed (%s); storing them one by one", len(decided), exc)
+        return [error for one in decided for error in _store([one], stored)]
+    store = (since, telemetry.mark())
+    for (_threat, _verdict, trace), threat in zip(decided, threats, strict=True):
+        trace.finish(threat, store)
+        if threat is not None:
+            stored[threat.pk] = threat
+    return []
+
+
+def _failed(threat, trace, exc):
+    """Never leave a threat "running": record the failure (visible, and retried by the next run)."""
+    log.warning("analysis of threat %s failed: %s", threat.pk, exc, exc_info=exc)
+    try:
         services.do_fail_analysis(threat.pk, exc)
-        raise
+    except Exception:
+        log.exception("recording the failed analysis of threat %s failed too", threat.pk)
+    trace.finish(None, error=exc)
+    return exc
 
 
 def decide(threat):

@@ -115,7 +115,7 @@ def seed(rng, now):
     return customers
 
 
-def run_throughput(count, rng, profiler=None):
+def run_throughput(count, rng, profiler=None, batch=1):
     from django.utils import timezone
 
     from agents import coordinator
@@ -138,10 +138,10 @@ def run_throughput(count, rng, profiler=None):
     if profiler:
         profiler.enable()
     started, cpu_started = time.perf_counter(), time.process_time()
-    for threat_id in ids[20:]:
+    for index in range(20, len(ids), batch):  # as the workers get them: a task per threat, or batched tasks
         tick = time.perf_counter()
-        coordinator.analyze(threat_id)
-        times.append((time.perf_counter() - tick) * 1000)
+        analysed = coordinator.analyze_many(ids[index:index + batch])
+        times.extend([(time.perf_counter() - tick) * 1000 / len(analysed)] * len(analysed))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if profiler:
         profiler.disable()
@@ -187,6 +187,8 @@ def main():
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--postgres", default="", help="PostgreSQL server URL: run on a scratch database there")
     parser.add_argument("--profile", default="", help="write cProfile stats of the throughput part to this file")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="threats per analyze_many call, as in an analyze_threats task (default 1: a task per threat)")
     parser.add_argument("--no-record", action="store_true", help="do not append the JSON line (e.g. under py-spy)")
     args = parser.parse_args()
     profiler = None
@@ -207,7 +209,7 @@ def main():
             from agents.priority import attack
 
             scenario = run_scenarios()
-            ids, throughput = run_throughput(args.threats, random.Random(args.seed), profiler)
+            ids, throughput = run_throughput(args.threats, random.Random(args.seed), profiler, args.batch)
             floor = run_task_floor(ids, 2000)
         finally:
             if database:
@@ -221,6 +223,7 @@ def main():
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": platform.node(), "python": platform.python_version(), "cpus": os.cpu_count(),
         "mode": f"deterministic, one process, {'PostgreSQL' if args.postgres else 'SQLite'}",
+        "batch": args.batch,
         "attack_version": attack.version(), "commit": _commit(),
         "scenarios": scenario, "throughput": throughput, "task_floor": floor,
     }

@@ -17,6 +17,7 @@ is first imported, from the directory that settings.py names (`metrics_directory
 """
 
 import atexit
+import contextlib
 import contextvars
 import functools
 import logging
@@ -190,42 +191,64 @@ def threat_attributes(threat):
             "threat.source": threat.source, "customer": threat.customer.slug}
 
 
-def traced_analysis(analyze):
-    """Wrap the coordinator's `_analyze(threat_id, threat)` (the threat as claimed, or None when
-    there was nothing to do): the `analysis` span, queue wait, phases, outcome metrics."""
+class Analysis:
+    """One threat's analysis, traced and measured: its `analysis` span, the phases `step()` marks
+    in it while `current()`, and at `finish` the outcome (metrics, span attributes, the log line).
 
-    @functools.wraps(analyze)
-    def wrapper(threat_id, threat):
+    The span stays open between `current()` blocks: the coordinator stores a batch's verdicts
+    together, so each threat's span ends when its verdict is stored (phase `store`)."""
+
+    def __init__(self, threat_id):
         from django.utils import timezone
+
+        self.started_at = timezone.now()
+        self.span = tracer().start_span("analysis", attributes={"threat.id": str(threat_id)})
+        self.steps = _Steps()
+
+    @contextlib.contextmanager
+    def current(self):
+        """The span is the current one and `step()` records into it (an error is recorded by `finish`)."""
+        from opentelemetry import trace
+
+        token = _steps.set(self.steps)
+        try:
+            with trace.use_span(self.span, record_exception=False, set_status_on_exception=False):
+                yield
+        finally:
+            _steps.reset(token)
+
+    def finish(self, threat, store=None, error=None):
+        """The analysis is over: `threat` as stored, by the store that ran from `store[0]` to
+        `store[1]` (two `mark()`s); or None when there was nothing to do (gone, or analysed
+        already: a redelivered task); or the `error` it failed with."""
+        from opentelemetry.trace import Status, StatusCode
 
         from threats import metrics
 
-        started_at = timezone.now()
-        with tracer().start_as_current_span("analysis", attributes={"threat.id": str(threat_id)}) as span:
-            steps = _steps.set(_Steps())
-            try:
-                threat = analyze(threat_id, threat)
-                if threat is not None:
-                    step("store")
-            except Exception:
+        with self.current():
+            if error is not None:
                 metrics.ANALYSIS_FAILURES.inc()
-                raise
-            finally:
-                _steps.reset(steps)
-            if threat is None:
-                metrics.ANALYSIS_SKIPPED.inc()  # gone, or analysed already (a redelivered task)
-                span.set_attribute("analysis.skipped", True)
-                return None
-            attributes = _verdict_attributes(threat)
-            span.set_attributes(attributes)
-            metrics.analysis_recorded(threat, started_at)
-            # The one line an analysis writes (README "Observability": log lines per threat).
-            analysis_log.info("threat %s analysed: %s, risk %s%s", threat.pk, threat.severity, threat.risk_score,
-                              ", needs review" if threat.requires_human_review else "",
-                              extra={k.replace(".", "_"): v for k, v in attributes.items()})
-        return threat
+                self.span.record_exception(error)
+                self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:200]))
+            elif threat is None:
+                metrics.ANALYSIS_SKIPPED.inc()
+                self.span.set_attribute("analysis.skipped", True)
+            else:
+                self.steps.since, self.steps.since_ns = store[0]
+                self.steps.done("store", until=store[1])
+                attributes = _verdict_attributes(threat)
+                self.span.set_attributes(attributes)
+                metrics.analysis_recorded(threat, self.started_at)
+                # The one line an analysis writes (README "Observability": log lines per threat).
+                analysis_log.info("threat %s analysed: %s, risk %s%s", threat.pk, threat.severity, threat.risk_score,
+                                  ", needs review" if threat.requires_human_review else "",
+                                  extra={k.replace(".", "_"): v for k, v in attributes.items()})
+        self.span.end()
 
-    return wrapper
+
+def mark():
+    """Now, as `Analysis.finish` takes a phase's start."""
+    return time.perf_counter(), time.time_ns()
 
 
 def _verdict_attributes(threat):
@@ -275,10 +298,10 @@ class _Steps:
     def __init__(self):
         self.since, self.since_ns = time.perf_counter(), time.time_ns()
 
-    def done(self, name):
+    def done(self, name, until=None):
         from threats import metrics
 
-        now, now_ns = time.perf_counter(), time.time_ns()
+        now, now_ns = until or mark()
         if exporting():
             span_name = f"analyzer.{name}" if name in ANALYZERS else f"analysis.{name}"
             tracer().start_span(span_name, start_time=self.since_ns).end(end_time=now_ns)

@@ -112,6 +112,62 @@ def test_one_statement_claims_a_batch(customer, django_assert_num_queries):
     assert set(Threat.objects.values_list("analysis_status", flat=True)) == {AnalysisStatus.RUNNING}
 
 
+def test_a_batch_s_verdicts_are_stored_with_as_many_statements_as_one_verdict(customer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def store(count):
+        queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(count)]
+        claimed = services.start_analyses([t.pk for t in queued])
+        decided = [(threat, coordinator.decide(threat)) for threat in claimed]
+        with CaptureQueriesContext(connection) as statements:
+            stored = services.do_record_analyses(decided)
+        assert [t.pk for t in stored] == [t.pk for t in queued]
+        assert all(t.analysis_status == AnalysisStatus.COMPLETED and t.severity for t in stored)
+        return len(statements)
+
+    assert store(1) == store(6)  # one UPDATE, one upsert of the runs, one INSERT of the events, one commit
+    assert AgentRun.objects.count() == 7 * 5 and ThreatEvent.objects.filter(type=EventType.ANALYZED).count() == 7
+
+
+def test_a_verdict_the_database_refuses_costs_only_its_own_threat(customer, monkeypatch):
+    queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
+    decide = coordinator.decide
+
+    def refused_for_the_second(threat):
+        verdict = decide(threat)
+        if threat.pk == queued[1].pk:
+            verdict.risk_score = -1  # a positive small integer column: the CHECK constraint refuses it
+        return verdict
+
+    monkeypatch.setattr(coordinator, "decide", refused_for_the_second)
+    with pytest.raises(Exception, match="(?i)constraint|check"):  # raised after the batch: the task is retried
+        coordinator.analyze_many([t.pk for t in queued])
+
+    states = [_analysed(t).analysis_status for t in queued]
+    assert states == [AnalysisStatus.COMPLETED, AnalysisStatus.FAILED, AnalysisStatus.COMPLETED]
+    assert AgentRun.objects.filter(threat=queued[1]).count() == 0
+    assert [e.threat_id for e in ThreatEvent.objects.filter(type=EventType.ANALYZED).order_by("seq")] == \
+        [queued[0].pk, queued[2].pk]
+
+
+def test_a_slow_batch_stores_its_verdicts_as_it_goes(customer, monkeypatch):
+    queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
+    stores = []
+    record = services.do_record_analyses
+    monkeypatch.setattr(services, "do_record_analyses", lambda analyses: stores.append(len(analyses)) or record(analyses))
+
+    coordinator.analyze_many([t.pk for t in queued])
+    assert stores == [3]  # decided well within STORE_AFTER_SECONDS: stored together
+
+    queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
+    monkeypatch.setattr(coordinator, "STORE_AFTER_SECONDS", 0)  # every verdict has waited long enough
+    stores.clear()
+    coordinator.analyze_many([t.pk for t in queued])
+    assert stores == [1, 1, 1]
+    assert all(_analysed(t).analysis_status == AnalysisStatus.COMPLETED for t in queued)
+
+
 def test_a_task_for_a_deleted_threat_is_a_no_op(db):
     assert coordinator.analyze("00000000-0000-0000-0000-000000000000") is None
 

@@ -115,6 +115,32 @@ def test_the_embedded_analysis_thread_keeps_the_request_s_trace(client, alice, s
     assert AGENT_SPANS <= {s.name for s in finished if s.context.trace_id == request.context.trace_id}
 
 
+@pytest.mark.django_db
+def test_every_threat_of_a_batch_has_its_own_analysis_span_ended_by_the_shared_store(customer, spans):
+    from agents import coordinator
+    from tests import factories
+
+    queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
+    gone = "00000000-0000-0000-0000-000000000000"
+    coordinator.analyze_many([t.pk for t in queued] + [gone])
+
+    finished = spans.get_finished_spans()
+    analyses = {s.attributes["threat.id"]: s for s in finished if s.name == "analysis"}
+    assert set(analyses) == {str(t.pk) for t in queued} | {gone}
+    assert analyses[gone].attributes["analysis.skipped"] is True
+    stores = []
+    for threat in queued:
+        span = analyses[str(threat.pk)]
+        children = [s for s in finished if s.parent is not None and s.parent.span_id == span.context.span_id]
+        assert AGENT_SPANS | {"analysis.gather", "analysis.store"} <= {s.name for s in children}
+        assert span.attributes["threat.severity"] == Threat.objects.get(pk=threat.pk).severity
+        stores.append(next(s for s in children if s.name == "analysis.store"))
+        assert span.end_time >= stores[-1].end_time
+    assert len({(s.start_time, s.end_time) for s in stores}) == 1  # one store for the batch
+    last_agent = max(s.end_time for s in finished if s.name.startswith("agent."))
+    assert stores[0].start_time >= last_agent  # it begins once every threat is decided
+
+
 def _wait_for(condition, pool, attempts=200):
     for _ in range(attempts):
         if condition():

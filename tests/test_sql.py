@@ -96,3 +96,39 @@ def test_insert_saves_a_new_instance_as_create_would(customer):
     assert event.seq > ThreatEvent.objects.filter(threat=threat).exclude(seq=event.seq).latest("seq").seq
     assert stored.created_at == event.created_at >= before  # auto_now_add ran
     assert (stored.payload, stored.threat_id, event._state.adding) == ({"n": 1}, threat.pk, False)
+
+
+def test_update_each_gives_every_row_its_own_values_in_one_statement(customer, django_assert_num_queries):
+    threats = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
+    threats[2].analysis_status = "completed"
+    threats[2].save()
+    changes = {t.pk: {"title": f"new {i}", "risk_score": 10 * i, "mitre": {"n": i}, "analyzed_at": t.received_at}
+               for i, t in enumerate(threats)}
+    returning = sql.Columns(Threat, ["id", "status"])
+    with django_assert_num_queries(1):
+        rows = sql.update_each(Threat, changes, "analysis_status <> %s", ["completed"], returning)
+    assert sorted(rows) == sorted([[threats[0].pk, "new"], [threats[1].pk, "new"]])  # the third fails the condition
+    stored = {t.pk: t for t in Threat.objects.all()}
+    for i, threat in enumerate(threats[:2]):
+        assert (stored[threat.pk].title, stored[threat.pk].risk_score, stored[threat.pk].mitre) == (f"new {i}", 10 * i, {"n": i})
+    assert stored[threats[2].pk].title == "alert 2" and stored[threats[2].pk].risk_score is None
+
+
+def test_update_each_refuses_a_value_too_long_for_its_column_rather_than_cutting_it(customer):
+    from django.db import DataError, connection, transaction
+
+    threat = factories.make_threat(customer=customer, analyse=False)
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite does not enforce varchar lengths")
+    with pytest.raises(DataError), transaction.atomic():
+        sql.update_each(Threat, {threat.pk: {"severity": "X" * 50}}, "true", [], sql.Columns(Threat, ["id"]))
+
+
+def test_insert_all_hands_out_keys_in_list_order(customer):
+    from threats.models import ThreatEvent
+
+    threat = factories.make_threat(customer=customer, analyse=False)
+    events = sql.insert_all([ThreatEvent(threat=threat, type="threat.updated", actor_kind="system", payload={"n": n})
+                             for n in range(5)])
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert [ThreatEvent.objects.get(seq=e.seq).payload for e in events] == [{"n": n} for n in range(5)]

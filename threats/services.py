@@ -191,7 +191,7 @@ def enforce_retention(batch_size=500):
 
 THREAT_COLUMNS = sql.Columns(Threat)
 CUSTOMER_COLUMNS = sql.Columns(Customer)
-TRIAGE_COLUMNS = sql.Columns(Threat, ["status", "disposition", "assignee", "updated_at"])
+TRIAGE_COLUMNS = sql.Columns(Threat, ["id", "status", "disposition", "assignee", "updated_at"])
 
 
 def start_analysis(threat_id):
@@ -222,31 +222,43 @@ def start_analyses(threat_ids):
 
 
 def do_record_analysis(threat, verdict):
-    """Store the coordinator's verdict and every agent run; a second call for the same threat is a no-op.
+    """Store one verdict (`do_record_analyses` of one)."""
+    return do_record_analyses([(threat, verdict)])[0]
 
-    One conditional UPDATE claims the completion (a re-delivered task finds nothing left to do),
-    row-locks the threat until commit and reads back its triage state; the five runs are one
-    upsert. In SQL because it runs for every analysis (threats/sql.py says why).
+
+def do_record_analyses(analyses):
+    """Store the coordinator's verdicts ([(threat, verdict)], claimed threats) and every agent run,
+    in one transaction; returns the threats as stored, in order. Recording a verdict twice is a
+    no-op: a threat already completed (a re-delivered task) is read back as it is (None if gone).
+
+    One conditional UPDATE claims the completions (the rows stay locked until commit) and reads
+    back their triage state, one upsert stores the runs, one INSERT the `threat.analyzed` events:
+    three statements and one commit for a batch of threats, whatever its size. In SQL because it
+    runs for every analysis (threats/sql.py says why).
     """
     from agents.models import AgentRun
 
-    fields = {**verdict.threat_fields(), "analysis_status": AnalysisStatus.COMPLETED, "analysis_error": "",
-              "updated_at": timezone.now()}
+    now = timezone.now()
+    changes = {threat.pk: {**verdict.threat_fields(), "analysis_status": AnalysisStatus.COMPLETED,
+                           "analysis_error": "", "updated_at": now} for threat, verdict in analyses}
     with transaction.atomic():
-        # Triage may have changed while the agents ran: the event must carry today's triage state
+        # Triage may have changed while the agents ran: the events must carry today's triage state
         # (a changed assignee_id drops the cached user).
-        triage = TRIAGE_COLUMNS.rows(
-            f"UPDATE {Threat._meta.db_table} SET {sql.assignments(Threat, fields)} WHERE id = %s"
-            f" AND analysis_status <> %s RETURNING {TRIAGE_COLUMNS}",
-            [*sql.params(Threat, fields), sql.param(Threat, "id", threat.pk), AnalysisStatus.COMPLETED])
-        if not triage:
-            return Threat.objects.select_related("customer", "assignee").get(pk=threat.pk)
-        sql.upsert(AgentRun, [{"threat": threat.pk, **run} for run in verdict.agent_runs],
-                   unique=["threat", "kind"], update=AGENT_RUN_UPDATE_FIELDS)
-        for name, value in [*fields.items(), *zip(TRIAGE_COLUMNS.attnames, triage[0])]:
-            setattr(threat, name, value)
-        _record_event(threat, EventType.ANALYZED, COORDINATOR)
-    return threat
+        triage = {row[0]: row[1:] for row in sql.update_each(
+            Threat, changes, "analysis_status <> %s", [AnalysisStatus.COMPLETED], TRIAGE_COLUMNS)}
+        recorded = [(threat, verdict) for threat, verdict in analyses if threat.pk in triage]
+        if recorded:
+            sql.upsert(AgentRun, [{"threat": threat.pk, **run} for threat, verdict in recorded for run in verdict.agent_runs],
+                       unique=["threat", "kind"], update=AGENT_RUN_UPDATE_FIELDS)
+            for threat, _verdict in recorded:
+                values = zip(TRIAGE_COLUMNS.attnames[1:], triage[threat.pk], strict=True)
+                for name, value in [*changes[threat.pk].items(), *values]:
+                    setattr(threat, name, value)
+            _record_events([threat for threat, _verdict in recorded], EventType.ANALYZED, COORDINATOR)
+    done = {threat.pk for threat, _verdict in recorded}
+    others = Threat.objects.select_related("customer", "assignee").in_bulk(
+        [threat.pk for threat, _verdict in analyses if threat.pk not in done])
+    return [threat if threat.pk in done else others.get(threat.pk) for threat, _verdict in analyses]
 
 
 def do_fail_analysis(threat_id, error):
@@ -391,21 +403,16 @@ def lock(key):
 
 def _record_event(threat, event_type, actor, extra=None):
     """Append to the event log in the caller's transaction and broadcast after commit."""
-    _lock_event_log()
-    event = sql.insert(ThreatEvent(  # every analysis records one: an INSERT written once (threats/sql.py)
-        threat=threat, type=event_type, actor_kind=actor.kind, actor=actor.user,
-        actor_label=actor.label, payload={"threat": threat_summary(threat), **(extra or {})},
-    ))
-    events.broadcast_on_commit(event)
-    return event
+    return _record_events([threat], event_type, actor, extra)[0]
 
 
-def _record_events(threats, event_type, actor):
-    """`_record_event` for many threats: one INSERT (seqs in list order), one broadcast each."""
+def _record_events(threats, event_type, actor, extra=None):
+    """`_record_event` for many threats: one INSERT (seqs in list order), one broadcast each.
+    Written once in SQL (threats/sql.py): every analysis and every ingest batch records events."""
     _lock_event_log()
-    recorded = ThreatEvent.objects.bulk_create([
+    recorded = sql.insert_all([
         ThreatEvent(threat=threat, type=event_type, actor_kind=actor.kind, actor=actor.user,
-                    actor_label=actor.label, payload={"threat": threat_summary(threat)})
+                    actor_label=actor.label, payload={"threat": threat_summary(threat), **(extra or {})})
         for threat in threats
     ])
     for event in recorded:
