@@ -1,8 +1,8 @@
 """What every agent is: read what it needs from the database, then judge the signal.
 
-`gather()` runs on the coordinator's thread and may query the database; `analyze()` runs on a
-pool thread, in parallel with the other agents, and must only use the threat and what `gather()`
-returned. That split keeps the parallel part free of database connections and deterministic.
+`gather()` runs on the coordinator's thread and may query the database (`gather_many()` for a
+batch's threats at once); `analyze()` runs on a pool thread, in parallel with the other agents,
+and must only use the threat and what `gather()` returned. That split keeps the parallel part free of database connections and deterministic.
 """
 
 from abc import ABC, abstractmethod
@@ -40,6 +40,10 @@ class Agent(ABC):
         """Read the stored records this agent needs. Runs before the parallel phase."""
         return None
 
+    def gather_many(self, threats):
+        """`gather` for a batch's threats, in order (an agent may read for all of them at once)."""
+        return [self.gather(threat) for threat in threats]
+
     @abstractmethod
     def analyze(self, threat, gathered):
         """Return an AgentResult computed only from `threat` and `gathered`."""
@@ -64,3 +68,16 @@ def customer_ref(customer, rule):
 
 def threat_ref(threat_id):
     return f"threat:{threat_id}"
+
+
+def read_for_batch(threats, read, keep, limit):
+    """Each threat's first `limit` stored records, in order, from ONE read for the whole batch:
+    `read(threats, rows)` returns at most `rows` records, in order, a superset of every threat's;
+    `keep(record, threat)` is the exact condition for one threat. When that read comes back full
+    (the superset may have been cut), every threat reads on its own. A single threat always does:
+    its read is exactly its own."""
+    if len(threats) > 1:
+        found = read(threats, limit * len(threats))
+        if len(found) < limit * len(threats):
+            return [[record for record in found if keep(record, threat)][:limit] for threat in threats]
+    return [[record for record in read([threat], limit) if keep(record, threat)] for threat in threats]

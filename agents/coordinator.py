@@ -79,15 +79,17 @@ def analyze_many(threat_ids):
     the end, so the task is retried (threats stored meanwhile are skipped then)."""
     threat_ids = list(dict.fromkeys(Threat._meta.pk.to_python(threat_id) for threat_id in threat_ids))
     claimed = {threat.pk: threat for threat in services.start_analyses(threat_ids)}
+    traces = {threat_id: telemetry.Analysis(threat_id) for threat_id in threat_ids}
+    ahead = _gather_batch([claimed[threat_id] for threat_id in threat_ids if threat_id in claimed])
     decided, stored, errors = [], {}, []
     for threat_id in threat_ids:
-        trace, threat = telemetry.Analysis(threat_id), claimed.get(threat_id)
+        trace, threat = traces[threat_id], claimed.get(threat_id)
         if threat is None:
             trace.finish(None)
             continue
         try:
             with trace.current():
-                verdict = decide(threat)
+                verdict = decide(threat, ahead.get(threat_id))
         except Exception as exc:
             errors.append(_failed(threat, trace, exc))
             continue
@@ -101,6 +103,20 @@ def analyze_many(threat_ids):
     if errors:
         raise errors[0]
     return [stored.get(threat_id) for threat_id in threat_ids]
+
+
+def _gather_batch(threats):
+    """{threat id: Gathered} for a batch's threats, each agent reading for all of them at once
+    (`gather_many`: the DevOps and context agents make one read for the batch). Empty for a single
+    threat, or when the batch's reads fail: every threat then reads on its own in `decide`, so a
+    failure costs only the threats it touches."""
+    if len(threats) < 2:
+        return {}
+    try:
+        return {threat.pk: found for threat, found in zip(threats, gather(threats), strict=True)}
+    except Exception as exc:
+        log.warning("reading for %d threats together failed (%s); each reads on its own", len(threats), exc)
+        return {}
 
 
 def _store(decided, stored):
@@ -136,13 +152,36 @@ def _failed(threat, trace, exc):
     return exc
 
 
-def decide(threat):
-    clock, tick = timeline.Clock(), time.perf_counter()
-    clock.mark(timezone.now(), "analysis_started", "Analysis started")
-    agents = _load()
-    gathered = {agent.kind: agent.gather(threat) for agent in agents}
-    clock.mark(timezone.now(), "context_gathered", _gathered_title(gathered))
-    telemetry.step("gather")
+@dataclass
+class Gathered:
+    """What the agents' `gather()` read for one threat (by agent kind), and when: for a batch, the
+    one read of all its threats (`share` of them)."""
+
+    records: dict
+    started_at: object
+    finished_at: object
+    marks: tuple  # telemetry.mark() at start and end
+    share: int = 1
+
+
+def gather(threats):
+    """Every agent's stored records for each of `threats`, in order: the database part of an analysis."""
+    started_at, since = timezone.now(), telemetry.mark()
+    found = {agent.kind: agent.gather_many(threats) for agent in _load()}
+    finished_at, until = timezone.now(), telemetry.mark()
+    return [Gathered({kind: records[index] for kind, records in found.items()}, started_at, finished_at,
+                     (since, until), len(threats)) for index in range(len(threats))]
+
+
+def decide(threat, gathered=None):
+    """The verdict on a claimed threat, from what `gather` read for it (read now when not given)."""
+    found = gathered or gather([threat])[0]
+    tick, (since, until) = time.perf_counter(), found.marks
+    clock, agents, gathered = timeline.Clock(), _load(), found.records
+    clock.mark(found.started_at, "analysis_started", "Analysis started")
+    clock.mark(found.finished_at, "context_gathered", _gathered_title(gathered)
+               + (f"; one read for a batch of {found.share}" if found.share > 1 else ""))
+    telemetry.step("gather", since, until)
     events.push_progress(threat.pk, *({"agent": agent.kind, "state": "running"} for agent in agents))
     futures = {agent.kind: _executor().submit(_run_agent, agent, threat, gathered[agent.kind]) for agent in agents}
     runs = _collect(threat, futures)
@@ -182,7 +221,8 @@ def decide(threat):
         telemetry.step("narrative")
     verdict.timeline = timeline.build(threat, verdict.agent_runs, clock)
     telemetry.step("timeline")
-    verdict.processing_ms = round((time.perf_counter() - tick) * 1000)
+    # Its share of the reads, then the rest.
+    verdict.processing_ms = round(((until[0] - since[0]) / found.share + time.perf_counter() - tick) * 1000)
     return verdict
 
 

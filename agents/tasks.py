@@ -62,8 +62,9 @@ def analyze_threat(threat_id):
     retry_backoff_max=30,
 )
 def analyze_threats(threat_ids):
-    """`analyze_threat` for threats queued together (at most AGENTS_BATCH_SIZE): one claim for all,
-    then each analysed and recorded on its own. A retry skips the threats already recorded."""
+    """`analyze_threat` for threats queued together (at most AGENTS_BATCH_SIZE): one claim and one
+    read per agent for all, each decided on its own, the verdicts stored together
+    (`coordinator.analyze_many`). A retry skips the threats already recorded."""
     coordinator.analyze_many(threat_ids)
 
 

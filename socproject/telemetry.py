@@ -283,15 +283,23 @@ def traced_agent(run_agent):
     return wrapper
 
 
-def step(name):
-    """The analysis phase `name` ends now (it began where the previous one ended).
+def step(name, since=None, until=None):
+    """The analysis phase `name` ends now (it began where the previous one ended); or, for a phase
+    that ran apart (a batch's reads, done for all its threats at once), it ran from `since` to
+    `until` (two `mark()`s) and the next phase begins now.
 
     Recorded as a span (`analyzer.<name>` for the four analyzers, `analysis.<name>` otherwise)
     under the current analysis span, and as a phase-duration sample. A no-op outside an analysis.
     """
     steps = _steps.get()
-    if steps is not None:
+    if steps is None:
+        return
+    if since is None:
         steps.done(name)
+        return
+    steps.since, steps.since_ns = since
+    steps.done(name, until)
+    steps.since, steps.since_ns = mark()
 
 
 class _Steps:

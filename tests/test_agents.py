@@ -90,7 +90,7 @@ def test_a_batch_task_analyses_every_threat_once_in_order_and_skips_the_analysed
 def test_a_failure_in_a_batch_is_recorded_on_its_threat_and_the_others_are_analysed(customer, monkeypatch):
     queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
     decide = coordinator.decide
-    monkeypatch.setattr(coordinator, "decide", lambda t: 1 / 0 if t.pk == queued[1].pk else decide(t))
+    monkeypatch.setattr(coordinator, "decide", lambda t, gathered=None: 1 / 0 if t.pk == queued[1].pk else decide(t, gathered))
 
     with pytest.raises(ZeroDivisionError):  # raised after the batch, so the task is retried
         tasks.analyze_threats.delay([str(t.pk) for t in queued])
@@ -134,8 +134,8 @@ def test_a_verdict_the_database_refuses_costs_only_its_own_threat(customer, monk
     queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
     decide = coordinator.decide
 
-    def refused_for_the_second(threat):
-        verdict = decide(threat)
+    def refused_for_the_second(threat, gathered=None):
+        verdict = decide(threat, gathered)
         if threat.pk == queued[1].pk:
             verdict.risk_score = -1  # a positive small integer column: the CHECK constraint refuses it
         return verdict
@@ -166,6 +166,67 @@ def test_a_slow_batch_stores_its_verdicts_as_it_goes(customer, monkeypatch):
     coordinator.analyze_many([t.pk for t in queued])
     assert stores == [1, 1, 1]
     assert all(_analysed(t).analysis_status == AnalysisStatus.COMPLETED for t in queued)
+
+
+def _batch_world():
+    """Two customers' threats at different moments, and infrastructure events and context items
+    inside, across and outside their windows, for them, for the other customer and for everyone."""
+    acme, globex = factories.make_customer(), factories.make_customer()
+    now = timezone.now()
+    threats = [factories.make_threat(customer=customer, analyse=False, occurred_at=now - timedelta(minutes=minutes),
+                                     title=f"alert {minutes}")
+               for customer, minutes in ((acme, 2), (globex, 30), (acme, 200), (acme, 45), (globex, 2))]
+    for customer in (acme, globex, None):
+        for minutes_ago, ended_minutes_ago in ((10, None), (70, 50), (300, 290), (400, None), (-3, None), (240, 100)):
+            factories.make_infra_event(customer=customer, minutes_ago=minutes_ago, service=f"svc-{minutes_ago}",
+                                       ended_at=now - timedelta(minutes=ended_minutes_ago)
+                                       if ended_minutes_ago is not None else None)
+        for starts, ends in ((60 * 24, None), (100, 40), (20, None), (500, 300), (-10, None)):
+            ContextItem.objects.create(customer=customer, kind="advisory", title=f"item {starts}",
+                                       threat_types=[], valid_from=now - timedelta(minutes=starts),
+                                       valid_until=now - timedelta(minutes=ends) if ends is not None else None)
+    return threats
+
+
+@pytest.mark.parametrize("limit", [None, 1])  # 1: the batch's read comes back full, and each threat reads alone
+@pytest.mark.parametrize("kind", ["devops", "context"])
+def test_one_read_for_a_batch_finds_for_each_threat_what_its_own_read_finds(customer, monkeypatch, kind, limit):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    module = import_string(f"agents.{kind}.agent")
+    if limit:
+        monkeypatch.setattr(module, "MAX_EVENTS" if kind == "devops" else "MAX_ITEMS", limit)
+    threats = _batch_world()
+    agent = next(a for a in coordinator._load() if a.kind == kind)
+    alone = [[record.pk for record in agent.gather(threat)] for threat in threats]
+    with CaptureQueriesContext(connection) as statements:
+        together = [[record.pk for record in found] for found in agent.gather_many(threats)]
+    assert together == alone
+    assert len(set(map(tuple, alone))) > (1 if limit else 2)  # they find different records: a test that can fail
+    assert len(statements) == (1 + len(threats) if limit else 1)
+
+
+def test_a_batch_is_decided_as_each_threat_would_be_on_its_own(customer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    threats = _batch_world()
+    claimed = services.start_analyses([t.pk for t in threats])
+    alone = {threat.pk: coordinator.decide(threat) for threat in claimed}
+    with CaptureQueriesContext(connection) as statements:
+        gathered = coordinator.gather(claimed)
+    historical = len(claimed) * 2  # this customer's look-up and other customers'
+    assert len(statements) <= historical + 2  # the DevOps and context agents read once for the batch
+    for threat, found in zip(claimed, gathered, strict=True):
+        verdict = coordinator.decide(threat, found)
+        expected = alone[threat.pk]
+        assert (verdict.severity, verdict.risk_score, verdict.risk_factors) == \
+            (expected.severity, expected.risk_score, expected.risk_factors)
+        assert [run["evidence"] for run in verdict.agent_runs] == [run["evidence"] for run in expected.agent_runs]
+        moments = {m["event"]: m for m in verdict.timeline}
+        assert moments["analysis_started"]["at"] <= moments["context_gathered"]["at"] <= moments["decision"]["at"]
+        assert f"one read for a batch of {len(claimed)}" in moments["context_gathered"]["title"]
 
 
 def test_a_task_for_a_deleted_threat_is_a_no_op(db):

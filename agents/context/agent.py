@@ -14,7 +14,7 @@ from threats.choices import ContextKind, Tier
 from threats.models import ContextItem
 
 from .. import signal
-from ..base import Agent, AgentResult, customer_ref, field_ref
+from ..base import Agent, AgentResult, customer_ref, field_ref, read_for_batch
 
 TIER_POINTS = {Tier.ENTERPRISE: 5, Tier.BUSINESS: 2, Tier.STARTER: 0}
 # Human-driven activity outside business hours is more suspicious than traffic-shaped activity.
@@ -31,15 +31,13 @@ class ContextAgent(Agent):
     kind = "context"
 
     def gather(self, threat):
-        # In SQL because it runs for every threat (threats/sql.py says why).
-        when = sql.param(ContextItem, "valid_from", threat.occurred_at)
-        items = ITEMS.instances(
-            f"SELECT {ITEMS} FROM {ContextItem._meta.db_table}"
-            " WHERE valid_from <= %s AND (valid_until IS NULL OR valid_until >= %s)"
-            f" AND (customer_id = %s OR customer_id IS NULL) ORDER BY valid_from DESC LIMIT {MAX_ITEMS}",
-            [when, when, threat.customer_id])
-        return [i for i in items if not i.threat_types or threat.threat_type in i.threat_types
-                or signal.family(threat.threat_type) in i.threat_types]
+        return self.gather_many([threat])[0]
+
+    def gather_many(self, threats):
+        # In SQL because it runs for every threat (threats/sql.py says why); one read for a batch.
+        found = read_for_batch(threats, _read_items, _current, MAX_ITEMS)
+        return [[i for i in items if not i.threat_types or threat.threat_type in i.threat_types
+                 or signal.family(threat.threat_type) in i.threat_types] for threat, items in zip(threats, found)]
 
     def analyze(self, threat, items):
         customer = threat.customer
@@ -90,6 +88,28 @@ class ContextAgent(Agent):
             result.score(points, f"explained by business context: {item.title}", ref)
             result.recommendations.append(f"Check the activity against '{item.title}' and close as benign true "
                                           "positive if it matches.")
+
+
+
+def _read_items(threats, limit):
+    """The context items of the threats' customers, or of all customers, valid at any moment
+    between the first and the last signal: newest first, at most `limit`."""
+    earliest = sql.param(ContextItem, "valid_from", min(t.occurred_at for t in threats))
+    latest = sql.param(ContextItem, "valid_from", max(t.occurred_at for t in threats))
+    customers = sorted({threat.customer_id for threat in threats})
+    return ITEMS.instances(
+        f"SELECT {ITEMS} FROM {ContextItem._meta.db_table}"
+        " WHERE valid_from <= %s AND (valid_until IS NULL OR valid_until >= %s)"
+        f" AND (customer_id IN ({sql.placeholders(customers)}) OR customer_id IS NULL)"
+        f" ORDER BY valid_from DESC, id DESC LIMIT {limit}",
+        [latest, earliest, *customers])
+
+
+def _current(item, threat):
+    """The SQL condition above, for one threat: its customer's or everyone's, valid when the signal occurred."""
+    when = threat.occurred_at
+    return item.customer_id in (None, threat.customer_id) and item.valid_from <= when and (
+        item.valid_until is None or item.valid_until >= when)
 
 
 def _entities(threat):

@@ -12,7 +12,7 @@ from threats import sql
 from threats.models import InfraEvent
 
 from .. import signal
-from ..base import Agent, AgentResult, field_ref
+from ..base import Agent, AgentResult, field_ref, read_for_batch
 
 WINDOW_BEFORE = timedelta(minutes=60)
 WINDOW_AFTER = timedelta(minutes=5)
@@ -36,15 +36,11 @@ class DevOpsAgent(Agent):
     kind = "devops"
 
     def gather(self, threat):
-        # In SQL because it runs for every threat (threats/sql.py says why).
-        start, end = (sql.param(InfraEvent, "started_at", threat.occurred_at + offset)
-                      for offset in (-WINDOW_BEFORE, WINDOW_AFTER))
-        return EVENTS.instances(
-            f"SELECT {EVENTS} FROM {InfraEvent._meta.db_table}"
-            " WHERE (customer_id = %s OR customer_id IS NULL) AND started_at <= %s"
-            " AND ((ended_at IS NULL AND started_at >= %s) OR ended_at >= %s)"
-            f" ORDER BY started_at LIMIT {MAX_EVENTS}",
-            [threat.customer_id, end, start, start])
+        return self.gather_many([threat])[0]
+
+    def gather_many(self, threats):
+        # In SQL because it runs for every threat (threats/sql.py says why); one read for a batch.
+        return read_for_batch(threats, _read_events, _in_window, MAX_EVENTS)
 
     def analyze(self, threat, infra):
         family = signal.family(threat.threat_type)
@@ -82,6 +78,32 @@ class DevOpsAgent(Agent):
             result.summary = (f"{len(infra)} infrastructure change(s) in the window; none of them explains "
                               f"a {family.replace('_', ' ')}.")
         return result
+
+
+
+def _window(threat):
+    return threat.occurred_at - WINDOW_BEFORE, threat.occurred_at + WINDOW_AFTER
+
+
+def _read_events(threats, limit):
+    """The infrastructure events of the threats' customers, or of all customers, that overlap any
+    of their windows: oldest first, at most `limit`."""
+    start, end = min(_window(t)[0] for t in threats), max(_window(t)[1] for t in threats)
+    customers = sorted({threat.customer_id for threat in threats})
+    start, end = sql.param(InfraEvent, "started_at", start), sql.param(InfraEvent, "started_at", end)
+    return EVENTS.instances(
+        f"SELECT {EVENTS} FROM {InfraEvent._meta.db_table}"
+        f" WHERE (customer_id IN ({sql.placeholders(customers)}) OR customer_id IS NULL) AND started_at <= %s"
+        " AND ((ended_at IS NULL AND started_at >= %s) OR ended_at >= %s)"
+        f" ORDER BY started_at, id LIMIT {limit}",
+        [*customers, end, start, start])
+
+
+def _in_window(event, threat):
+    """The SQL condition above, for one threat: its customer's or everyone's, and overlapping its window."""
+    start, end = _window(threat)
+    return event.customer_id in (None, threat.customer_id) and event.started_at <= end and (
+        event.started_at >= start if event.ended_at is None else event.ended_at >= start)
 
 
 def _same_service(threat, event):
