@@ -2,7 +2,8 @@
 
 `gather()` runs on the coordinator's thread and may query the database (`gather_many()` for a
 batch's threats at once); `analyze()` runs on a pool thread, in parallel with the other agents,
-and must only use the threat and what `gather()` returned. That split keeps the parallel part free of database connections and deterministic.
+and must only use the threat and what `gather()` returned. That split keeps the parallel part
+free of database connections and deterministic.
 """
 
 from abc import ABC, abstractmethod

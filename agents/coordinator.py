@@ -173,9 +173,9 @@ def gather(threats):
                      (since, until), len(threats)) for index in range(len(threats))]
 
 
-def decide(threat, gathered=None):
+def decide(threat, found=None):
     """The verdict on a claimed threat, from what `gather` read for it (read now when not given)."""
-    found = gathered or gather([threat])[0]
+    found = found or gather([threat])[0]
     tick, (since, until) = time.perf_counter(), found.marks
     clock, agents, gathered = timeline.Clock(), _load(), found.records
     clock.mark(found.started_at, "analysis_started", "Analysis started")

@@ -90,7 +90,6 @@ class ContextAgent(Agent):
                                           "positive if it matches.")
 
 
-
 def _read_items(threats, limit):
     """The context items of the threats' customers, or of all customers, valid at any moment
     between the first and the last signal: newest first, at most `limit`."""

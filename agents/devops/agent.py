@@ -80,7 +80,6 @@ class DevOpsAgent(Agent):
         return result
 
 
-
 def _window(threat):
     return threat.occurred_at - WINDOW_BEFORE, threat.occurred_at + WINDOW_AFTER
 
