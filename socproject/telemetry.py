@@ -234,8 +234,7 @@ class Analysis:
                 metrics.ANALYSIS_SKIPPED.inc()
                 self.span.set_attribute("analysis.skipped", True)
             else:
-                self.steps.since, self.steps.since_ns = store[0]
-                self.steps.done("store", until=store[1])
+                step("store", *store)
                 attributes = _verdict_attributes(threat)
                 self.span.set_attributes(attributes)
                 metrics.analysis_recorded(threat, self.started_at)

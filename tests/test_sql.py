@@ -52,8 +52,7 @@ def test_written_values_are_adapted_by_their_fields(customer):
     when = timezone.now() - timedelta(days=3)
     values = {"analyzed_at": when, "mitre": {"techniques": [{"technique_id": "T1110"}]}, "risk_score": 42,
               "requires_human_review": True}
-    changed = sql.execute(f"UPDATE {THREATS} SET {sql.assignments(Threat, values)} WHERE id = %s",
-                          [*sql.params(Threat, values), sql.param(Threat, "id", threat.pk)])
+    changed = len(sql.update_each(Threat, {threat.pk: values}, "true", [], sql.Columns(Threat, ["id"])))
     assert changed == 1
     assert _fields(Threat.objects.get(pk=threat.pk), values) == values
 

@@ -95,13 +95,6 @@ def param(model, name, value):
     return model._meta.get_field(name).get_db_prep_value(value, _connection(), prepared=False)
 
 
-def params(model, values):
-    """`param` for every item of a {name: value} dict, in its order."""
-    connection = _connection()
-    return [model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
-            for name, value in values.items()]
-
-
 def placeholders(values):
     """`%s, %s, ...`: one per value (an IN list, a VALUES row)."""
     return ", ".join(["%s"] * len(values))
@@ -109,11 +102,6 @@ def placeholders(values):
 
 def column(model, name):
     return model._meta.get_field(name).column
-
-
-def assignments(model, names):
-    """`a = %s, b = %s` for an UPDATE's SET clause."""
-    return ", ".join(f"{column(model, name)} = %s" for name in names)
 
 
 def insert(instance):
