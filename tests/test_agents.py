@@ -10,6 +10,7 @@ from django.utils.module_loading import import_string
 from agents import coordinator, tasks
 from agents.models import AgentRun
 from agents.registry import AGENT_KINDS
+from socproject import telemetry
 from tests import factories
 from threats import services
 from threats.choices import AnalysisStatus, EventType
@@ -90,7 +91,7 @@ def test_a_batch_task_analyses_every_threat_once_in_order_and_skips_the_analysed
 def test_a_failure_in_a_batch_is_recorded_on_its_threat_and_the_others_are_analysed(customer, monkeypatch):
     queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
     decide = coordinator.decide
-    monkeypatch.setattr(coordinator, "decide", lambda t, gathered=None: 1 / 0 if t.pk == queued[1].pk else decide(t, gathered))
+    monkeypatch.setattr(coordinator, "decide", lambda t, *found: 1 / 0 if t.pk == queued[1].pk else decide(t, *found))
 
     with pytest.raises(ZeroDivisionError):  # raised after the batch, so the task is retried
         tasks.analyze_threats.delay([str(t.pk) for t in queued])
@@ -134,8 +135,8 @@ def test_a_verdict_the_database_refuses_costs_only_its_own_threat(customer, monk
     queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(3)]
     decide = coordinator.decide
 
-    def refused_for_the_second(threat, gathered=None):
-        verdict = decide(threat, gathered)
+    def refused_for_the_second(threat, *found):
+        verdict = decide(threat, *found)
         if threat.pk == queued[1].pk:
             verdict.risk_score = -1  # a positive small integer column: the CHECK constraint refuses it
         return verdict
@@ -218,8 +219,11 @@ def test_a_batch_is_decided_as_each_threat_would_be_on_its_own(customer):
         gathered = coordinator.gather(claimed)
     historical = len(claimed) * 2  # this customer's look-up and other customers'
     assert len(statements) <= historical + 2  # the DevOps and context agents read once for the batch
+    ahead = {threat.pk: found for threat, found in zip(claimed, gathered, strict=True)}
+    ran = coordinator._run_batch(claimed, ahead, {threat.pk: telemetry.Analysis(threat.pk) for threat in claimed})
+    assert set(ran) == set(ahead)  # every threat got its five runs from the batch's five jobs
     for threat, found in zip(claimed, gathered, strict=True):
-        verdict = coordinator.decide(threat, found)
+        verdict = coordinator.decide(threat, found, ran[threat.pk])
         expected = alone[threat.pk]
         assert (verdict.severity, verdict.risk_score, verdict.risk_factors) == \
             (expected.severity, expected.risk_score, expected.risk_factors)
@@ -227,6 +231,32 @@ def test_a_batch_is_decided_as_each_threat_would_be_on_its_own(customer):
         moments = {m["event"]: m for m in verdict.timeline}
         assert moments["analysis_started"]["at"] <= moments["context_gathered"]["at"] <= moments["decision"]["at"]
         assert f"one read for a batch of {len(claimed)}" in moments["context_gathered"]["title"]
+        order = [m["event"] for m in verdict.timeline]  # sorted by time: each agent ran after the batch's read
+        assert order.count("agent_started") == order.count("agent_finished") == 5
+        assert order.index("context_gathered") < order.index("agent_started")
+        assert max(i for i, event in enumerate(order) if event == "agent_finished") < order.index("decision")
+
+
+def test_an_agent_s_run_over_a_batch_that_breaks_leaves_its_remaining_threats_to_run_alone(customer, monkeypatch,
+                                                                                            caplog):
+    queued = [factories.make_threat(customer=customer, analyse=False, title=f"alert {i}") for i in range(4)]
+    run_agent, broken = coordinator._run_agent, []
+
+    def breaks_once_on_the_third(agent, threat, gathered):
+        if agent.kind == "config" and threat.pk == queued[2].pk and not broken:
+            broken.append(threat.pk)
+            raise RuntimeError("the run over the batch broke")
+        return run_agent(agent, threat, gathered)
+
+    monkeypatch.setattr(coordinator, "_run_agent", breaks_once_on_the_third)
+    coordinator.analyze_many([t.pk for t in queued])
+
+    assert broken == [queued[2].pk]
+    for threat in queued:  # the third and fourth ran their agents on their own, and all five succeeded
+        stored = _analysed(threat)
+        assert stored.analysis_status == AnalysisStatus.COMPLETED
+        assert sorted(run.status for run in stored.agent_runs.all()) == ["succeeded"] * 5
+    assert "the rest run on their own" in caplog.text
 
 
 def test_a_task_for_a_deleted_threat_is_a_no_op(db):
