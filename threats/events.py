@@ -34,7 +34,7 @@ _outboxes = {}  # loop -> [(group, message)] queued from other threads, not yet 
 _in_flight = set()  # sends started and not finished (asyncio tasks)
 _lock = threading.Lock()
 _idle = threading.Condition(_lock)  # notified when nothing is queued or in flight any more
-_redis = None
+_redis = None  # (pid, url, client)
 
 
 def bind_loop(loop):
@@ -47,18 +47,21 @@ def bind_loop(loop):
     _server_loop = loop
 
 
-def broadcast_on_commit(event):
-    message = event_message(event)
-    text = json.dumps(message)
-    transaction.on_commit(lambda: publish(message["type"], message["seq"], text), robust=True)
+def broadcast_on_commit(*events):
+    """Push `events`, stored in the caller's transaction, once it commits."""
+    messages = [event_message(event) for event in events]
+    pushes = [(message["type"], message["seq"], json.dumps(message)) for message in messages]
+    transaction.on_commit(lambda: publish(*pushes), robust=True)
 
 
-def publish(event_type, seq, text):
-    """Push one stored event to every consumer and to `threats:events`. Best effort by design."""
-    _group_send({"type": event_type, "seq": seq, "text": text})
-    metrics.EVENTS_BROADCAST.labels(event_type).inc()
+def publish(*pushes):
+    """Push stored events ((type, seq, JSON text) each, in seq order) to every consumer and to
+    `threats:events`, whose PUBLISHes go to Redis in one round trip. Best effort by design."""
+    for event_type, seq, text in pushes:
+        _group_send({"type": event_type, "seq": seq, "text": text})
+        metrics.EVENTS_BROADCAST.labels(event_type).inc()
     if settings.REDIS_URL:
-        _redis_publish(text)
+        _redis_publish([text for _type, _seq, text in pushes])
 
 
 def send_to_group(group, message):
@@ -186,16 +189,24 @@ def _busy():
     return bool(_in_flight) or any(_outboxes.values())
 
 
-def _redis_publish(text):
+def _redis_publish(texts):
+    """PUBLISH each of `texts` on `threats:events`, in order: a batch's events in one pipeline (one
+    round trip on the committing thread instead of one each: 4 % of a batched worker's time)."""
     global _redis
     try:
         with _lock:
-            if _redis is None or _redis[0] != os.getpid():
+            if _redis is None or _redis[:2] != (os.getpid(), settings.REDIS_URL):
                 import redis
 
-                _redis = (os.getpid(), redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2,
-                                                             socket_connect_timeout=2))
-        _redis[1].publish(REDIS_CHANNEL, text)
-    except Exception as exc:  # a push is best effort: the event is already in the database
-        log.warning("redis publish on %s failed: %s", REDIS_CHANNEL, exc)
-        metrics.REDIS_PUBLISH_FAILURES.inc()
+                _redis = (os.getpid(), settings.REDIS_URL, redis.Redis.from_url(
+                    settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2))
+        if len(texts) == 1:
+            _redis[2].publish(REDIS_CHANNEL, texts[0])
+        else:
+            with _redis[2].pipeline(transaction=False) as pipe:
+                for text in texts:
+                    pipe.publish(REDIS_CHANNEL, text)
+                pipe.execute()
+    except Exception as exc:  # a push is best effort: the events are already in the database
+        log.warning("redis publish of %d event(s) on %s failed: %s", len(texts), REDIS_CHANNEL, exc)
+        metrics.REDIS_PUBLISH_FAILURES.inc(len(texts))

@@ -407,7 +407,7 @@ def _record_event(threat, event_type, actor, extra=None):
 
 
 def _record_events(threats, event_type, actor, extra=None):
-    """`_record_event` for many threats: one INSERT (seqs in list order), one broadcast each.
+    """`_record_event` for many threats: one INSERT (seqs in list order), one broadcast of them all.
     Written once in SQL (threats/sql.py): every analysis and every ingest batch records events."""
     _lock_event_log()
     recorded = sql.insert_all([
@@ -415,8 +415,7 @@ def _record_events(threats, event_type, actor, extra=None):
                     actor_label=actor.label, payload={"threat": threat_summary(threat), **(extra or {})})
         for threat in threats
     ])
-    for event in recorded:
-        events.broadcast_on_commit(event)
+    events.broadcast_on_commit(*recorded)
     return recorded
 
 

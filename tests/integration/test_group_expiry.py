@@ -4,8 +4,6 @@ socket keeps receiving. Real Redis (a private server), real layer, shortened exp
 
 import asyncio
 import json
-import subprocess
-import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -13,25 +11,10 @@ from channels.testing import WebsocketCommunicator
 
 from socproject.asgi import application
 from tests import factories
-from tests.integration.server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 GROUP_EXPIRY = 2
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG":
-            break
-        time.sleep(0.05)  # waiting for a real process to bind its port
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(timeout=10)
 
 
 @pytest.fixture
