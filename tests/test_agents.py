@@ -462,3 +462,78 @@ def test_every_branch_of_the_historical_lookup_reads_its_own_index(customer):
     assert "threat_customer_type_newest" in plans[0], plans[0]
     for name in CROSS_CUSTOMER_FIELDS:
         assert f"threat_entity_{name}" in plans[1], plans[1]
+
+
+def _historical_batch_world(customer):
+    other = factories.make_customer()
+    hours = iter(range(1, 1000))  # every past threat at its own time: "newest first" has no ties
+    for owner in (customer, other):
+        for threat_type in ("malware", "bot_traffic", "phishing"):
+            for observables in ({"src_ip": "198.51.100.7"}, {"user": "mallory"}, {"host": "db-1"},
+                                {"dst_ip": "203.0.113.50"}, {"hashes": ["e3b0c442"]}, {"src_ip": "198.51.100.9"}, {}):
+                _past(owner, threat_type=threat_type, hours_ago=next(hours) / 4, **observables)
+    _past(other, src_ip="198.51.100.7", hours_ago=30)  # another customer's, older than a day
+    _past(customer, src_ip="198.51.100.7", hours_ago=24 * 40)  # outside the look-back
+    return [factories.make_threat(customer=owner, analyse=False, threat_type=threat_type, observables=observables)
+            for owner, threat_type, observables in (
+                (customer, "malware", {"src_ip": "198.51.100.7", "user": "mallory"}),
+                (customer, "bot_traffic", {"hashes": ["e3b0c442", "ffff"], "src_ip": "198.51.100.9"}),
+                (other, "malware", {"dst_ip": "203.0.113.50"}),
+                (customer, "phishing", {}),
+                (other, "bot_traffic", {"host": "db-1", "src_ip": "198.51.100.7", "user": "x" * 300}))]
+
+
+@pytest.mark.parametrize("limits", [(100, 50), (3, 2)])
+def test_a_batch_s_historical_look_ups_are_one_statement_that_reads_each_threat_s_own_rows(customer, monkeypatch,
+                                                                                          limits):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agents.historical import agent as historical
+
+    if connection.vendor != "postgresql":
+        pytest.skip("one statement for a batch is PostgreSQL's (a LATERAL join); SQLite reads per threat")
+    monkeypatch.setattr(historical, "MAX_ROWS", limits[0])
+    monkeypatch.setattr(historical, "MAX_OTHER_CUSTOMERS", limits[1])
+    threats = _historical_batch_world(customer)
+    alone = [historical.HistoricalAgent().gather(threat) for threat in threats]
+    with CaptureQueriesContext(connection) as statements:
+        together = historical.HistoricalAgent().gather_many(threats)
+    assert len(statements) == 1
+    assert together == alone
+    assert all(alone) and len({tuple(row["id"] for row in rows) for rows in alone}) == len(threats)
+    assert any(row["same"] for rows in alone for row in rows) and any("observables" in rows[0] for rows in alone)
+    if limits[0] == 3:  # the limits cut: the newest rows of each branch, then of the look-up
+        assert max(len([row for row in rows if row["customer_id"] == threat.customer_id])
+                   for threat, rows in zip(threats, alone, strict=True)) == 3
+
+
+def test_a_batch_s_historical_statement_reads_every_entity_index(customer):
+    from django.db import connection, transaction
+
+    from agents.historical.agent import CROSS_CUSTOMER_FIELDS, CUSTOMER_FIELDS, HistoricalAgent
+
+    if connection.vendor != "postgresql":
+        pytest.skip("one statement for a batch is PostgreSQL's (a LATERAL join); SQLite reads per threat")
+    threats = _historical_batch_world(customer)
+    now = timezone.now()  # the customer's other threats: many, each entity value rare (as in a real table)
+    Threat.objects.bulk_create(
+        Threat(customer=customer, threat_type="malware", title=f"filler {i}", occurred_at=now, received_at=now - timedelta(
+            minutes=i), observables={name: f"{name}-{i}" for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS})
+        for i in range(2000))
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        HistoricalAgent().gather_many(threats)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("ANALYZE threats_threat")
+        sql, params = statements[0]
+        cursor.execute("EXPLAIN " + sql.replace("%b", "%s"), params)
+        plan = "\n".join(str(row) for row in cursor.fetchall())
+    for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:
+        assert f"threat_entity_{name}" in plan, plan
+    assert "threat_customer_type_newest" in plan, plan

@@ -10,6 +10,7 @@ dispositions that a human gave are learned from: closures by a rule or an agent 
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 
 from threats import sql
 from threats.choices import ClosedByKind, Disposition
@@ -52,7 +53,7 @@ class HistoricalAgent(Agent):
         since, until = threat.received_at - lookback(), threat.received_at
         mine = [("threat_type = %s", [threat.threat_type])]
         mine += [_same_entity(threat, name) for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS if signal.text(threat, name)]
-        indicators = any(signal.values(threat, name) for name in INDICATOR_FIELDS)
+        indicators = _has_indicators(threat)
         if indicators:
             mine = [("", [])]  # list overlap is checked in analyze(): the customer's newest threats
         rows = _similar(threat, since, until, mine, "customer_id = %s", MAX_ROWS, indicators)
@@ -61,6 +62,13 @@ class HistoricalAgent(Agent):
             since = max(since, until - CROSS_CUSTOMER_WINDOW)
             rows += _similar(threat, since, until, others, "customer_id <> %s", MAX_OTHER_CUSTOMERS, False)
         return rows
+
+    def gather_many(self, threats):
+        # On PostgreSQL a batch's look-ups are one statement (`_similar_for_batch`): the same
+        # branches, run per threat by a LATERAL join over the batch's parameters.
+        if len(threats) < 2 or connection.vendor != "postgresql":
+            return [self.gather(threat) for threat in threats]
+        return _similar_for_batch(threats)
 
     def analyze(self, threat, rows):
         days = lookback().days
@@ -160,10 +168,66 @@ def _similar(threat, since, until, branches, customer, limit, observables):
             for row in rows]
 
 
+def _similar_for_batch(threats):
+    """`gather` for each of `threats`, in order, in ONE statement (PostgreSQL): a LATERAL join runs
+    both look-ups of `gather` for every threat, over the batch's parameters (unnest() of one binary
+    array per column, like threats/sql.py's row sources: one prepared plan whatever the batch). A
+    branch whose value a threat lacks (NULL) or does not use (the indicators switch) reads nothing.
+    Same rows as each threat's own look-ups (tests/test_agents.py compares them), one round trip
+    for the batch instead of two a threat."""
+    table, columns, entities = Threat._meta.db_table, ROWS_WITH_OBSERVABLES, CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS
+    moment = "timestamp with time zone"
+    names = {"k": "integer", "id": "uuid", "customer_id": Threat._meta.get_field("customer").db_type(connection),
+             "threat_type": "text", "since": moment, "since_others": moment, "until": moment, "indicators": "boolean",
+             **{f"{name}_value": "text" for name in entities}}  # v's columns and their types
+    rows, indicators = [], [_has_indicators(threat) for threat in threats]
+    for index, threat in enumerate(threats):
+        since, until = threat.received_at - lookback(), threat.received_at
+        rows.append([index, sql.param(Threat, "id", threat.pk), threat.customer_id, threat.threat_type, since,
+                     max(since, until - CROSS_CUSTOMER_WINDOW), until, indicators[index],
+                     *(signal.text(threat, name) or None for name in entities)])
+
+    def branch(condition, others, limit):
+        where = (f"{condition} AND received_at >= v.{'since_others' if others else 'since'} AND received_at <= v.until"
+                 f" AND id <> v.id AND customer_id {'<>' if others else '='} v.customer_id")
+        return f"SELECT id FROM (SELECT id FROM {table} WHERE {where} ORDER BY received_at DESC LIMIT {limit}) AS b"
+
+    def same(name):  # `_same_entity`, with the value from v
+        return f"{entity_key(name)} = substr(v.{name}_value, 1, {KEY_CHARS}) AND (observables ->> '{name}') = v.{name}_value"
+
+    def look_up(others, branches, limit):  # `_similar`
+        return (f"(SELECT {int(others)} AS others, received_at, {columns} FROM {table} WHERE id IN"
+                f" ({' UNION '.join(branches)}) ORDER BY received_at DESC LIMIT {limit})")
+
+    mine = look_up(False, [branch("NOT v.indicators AND threat_type = v.threat_type", False, MAX_ROWS),
+                           branch("v.indicators", False, MAX_ROWS),
+                           *(branch(f"NOT v.indicators AND {same(name)}", False, MAX_ROWS) for name in entities)], MAX_ROWS)
+    others = look_up(True, [branch(same(name), True, MAX_OTHER_CUSTOMERS) for name in CROSS_CUSTOMER_FIELDS],
+                     MAX_OTHER_CUSTOMERS)
+    selected = ", ".join("CASE WHEN v.indicators AND m.others = 0 THEN m.observables END" if name == "observables"
+                         else f"m.{name}" for name in columns.attnames)  # observables only for an indicator check
+    flags = "".join(f", CASE WHEN (m.observables ->> '{name}') = v.{name}_value THEN 1 ELSE 0 END" for name in entities)
+    arrays = ", ".join(f"CAST(%b AS {kind}[])" for kind in names.values())
+    found, width = [[] for _threat in threats], len(columns.attnames)
+    for row in columns.rows(f"SELECT {selected}{flags}, v.k, m.others FROM unnest({arrays}) AS v({', '.join(names)})"
+                            f" CROSS JOIN LATERAL ({mine} UNION ALL {others}) AS m ORDER BY v.k, m.others, m.received_at DESC",
+                            [list(column) for column in zip(*rows, strict=True)]):
+        record, index, others = dict(zip(columns.attnames, row)), row[-2], row[-1]
+        if others or not indicators[index]:
+            del record["observables"]  # as `gather` reads
+        record["same"] = [name for name, flag in zip(entities, row[width:-2]) if flag]
+        found[index].append(record)
+    return found
+
+
 def _same_entity(threat, name):
     """"Observable `name` equals this threat's", as a branch: the indexed prefix narrows, the whole text decides."""
     value = signal.text(threat, name)
     return f"{entity_key(name)} = %s AND (observables ->> '{name}') = %s", [value[:KEY_CHARS], value]
+
+
+def _has_indicators(threat):
+    return any(signal.values(threat, name) for name in INDICATOR_FIELDS)
 
 
 def _match(threat, row):
