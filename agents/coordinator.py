@@ -237,7 +237,7 @@ def decide(threat, found=None, ran=None):
         telemetry.step("agents")
     else:
         runs, ran_for = ran.runs, (ran.marks[1][0] - ran.marks[0][0]) / ran.share
-        _push_finished(threat, runs.values())
+        _push_finished(threat, list(runs.values()))
         telemetry.step("agents", *ran.marks)
     results = {kind: run.pop("result") for kind, run in runs.items() if run["status"] == "succeeded"}
 

@@ -431,6 +431,21 @@ def test_the_historical_lookup_finds_every_past_threat_sharing_an_entity_and_not
     assert not gathered & {t.pk for t in unexpected}
 
 
+def _statements_of(call):
+    """The (SQL, parameters) of every statement `call()` runs."""
+    from django.db import connection
+
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        call()
+    return statements
+
+
 def test_every_branch_of_the_historical_lookup_reads_its_own_index(customer):
     """A database uses an expression index only for the identical expression: if the agent's
     `entity_key` and threats migration 0007 drift apart, or a branch stops being an index range,
@@ -441,14 +456,7 @@ def test_every_branch_of_the_historical_lookup_reads_its_own_index(customer):
 
     threat = factories.make_threat(customer=customer, analyse=False, observables={
         "src_ip": "198.51.100.7", "dst_ip": "203.0.113.50", "user": "mallory", "host": "db-1"})
-    statements = []
-
-    def record(execute, sql, params, many, context):
-        statements.append((sql, params))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        HistoricalAgent().gather(threat)
+    statements = _statements_of(lambda: HistoricalAgent().gather(threat))
     assert len(statements) == 2  # this customer; other customers
     plans = []
     with transaction.atomic(), connection.cursor() as cursor:
@@ -521,14 +529,7 @@ def test_a_batch_s_historical_statement_reads_every_entity_index(customer):
         Threat(customer=customer, threat_type="malware", title=f"filler {i}", occurred_at=now, received_at=now - timedelta(
             minutes=i), observables={name: f"{name}-{i}" for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS})
         for i in range(2000))
-    statements = []
-
-    def record(execute, sql, params, many, context):
-        statements.append((sql, params))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        HistoricalAgent().gather_many(threats)
+    statements = _statements_of(lambda: HistoricalAgent().gather_many(threats))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("ANALYZE threats_threat")
         sql, params = statements[0]
