@@ -177,15 +177,17 @@ def _similar_for_batch(threats):
     for the batch instead of two a threat."""
     table, columns, entities = Threat._meta.db_table, ROWS_WITH_OBSERVABLES, CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS
     moment = "timestamp with time zone"
-    names = {"k": "integer", "id": "uuid", "customer_id": Threat._meta.get_field("customer").db_type(connection),
+    types = {"k": "integer", "id": "uuid", "customer_id": Threat._meta.get_field("customer").db_type(connection),
              "threat_type": "text", "since": moment, "since_others": moment, "until": moment, "indicators": "boolean",
-             **{f"{name}_value": "text" for name in entities}}  # v's columns and their types
+             **{f"{name}_value": "text" for name in entities}}  # v's columns
     rows, indicators = [], [_has_indicators(threat) for threat in threats]
     for index, threat in enumerate(threats):
         since, until = threat.received_at - lookback(), threat.received_at
-        rows.append([index, sql.param(Threat, "id", threat.pk), threat.customer_id, threat.threat_type, since,
-                     max(since, until - CROSS_CUSTOMER_WINDOW), until, indicators[index],
-                     *(signal.text(threat, name) or None for name in entities)])
+        rows.append({"k": index, "id": sql.param(Threat, "id", threat.pk), "customer_id": threat.customer_id,
+                     "threat_type": threat.threat_type, "since": since,
+                     "since_others": max(since, until - CROSS_CUSTOMER_WINDOW), "until": until,
+                     "indicators": indicators[index], **{f"{name}_value": signal.text(threat, name) or None
+                                                         for name in entities}})
 
     def branch(condition, others, limit):
         where = (f"{condition} AND received_at >= v.{'since_others' if others else 'since'} AND received_at <= v.until"
@@ -207,11 +209,11 @@ def _similar_for_batch(threats):
     selected = ", ".join("CASE WHEN v.indicators AND m.others = 0 THEN m.observables END" if name == "observables"
                          else f"m.{name}" for name in columns.attnames)  # observables only for an indicator check
     flags = "".join(f", CASE WHEN (m.observables ->> '{name}') = v.{name}_value THEN 1 ELSE 0 END" for name in entities)
-    arrays = ", ".join(f"CAST(%b AS {kind}[])" for kind in names.values())
+    arrays = ", ".join(f"CAST(%b AS {kind}[])" for kind in types.values())
     found, width = [[] for _threat in threats], len(columns.attnames)
-    for row in columns.rows(f"SELECT {selected}{flags}, v.k, m.others FROM unnest({arrays}) AS v({', '.join(names)})"
+    for row in columns.rows(f"SELECT {selected}{flags}, v.k, m.others FROM unnest({arrays}) AS v({', '.join(types)})"
                             f" CROSS JOIN LATERAL ({mine} UNION ALL {others}) AS m ORDER BY v.k, m.others, m.received_at DESC",
-                            [list(column) for column in zip(*rows, strict=True)]):
+                            [[row[name] for row in rows] for name in types]):
         record, index, others = dict(zip(columns.attnames, row)), row[-2], row[-1]
         if others or not indicators[index]:
             del record["observables"]  # as `gather` reads
