@@ -429,6 +429,7 @@ class _Batch:
             "occurred_at": alert.occurred_at, "observables": alert.observables, "raw": alert.raw,
             "source": alert.source, "source_ref": alert.source_ref, "mitre_hints": alert.mitre_hints,
             "severity_hint": alert.severity_hint, "group": group, "analysis_status": result.analysis_status,
+            "rule": alert.rule[:120], "signal": alert.signal,
         }
 
     def _create_one(self, alert, customer, result, known):

@@ -96,6 +96,12 @@ class Threat(models.Model):
     severity_hint = models.CharField(
         max_length=10, choices=Severity.choices, blank=True, help_text="Severity the source gave the alert."
     )
+    rule = models.CharField(
+        max_length=120, blank=True, help_text="The source's rule or signature, e.g. rule:5712 (Wazuh), sid:1:2001219."
+    )
+    signal = models.JSONField(
+        default=dict, blank=True, help_text="The alert in the normalised signal model the agents read (docs/signals.md)."
+    )
     group = models.ForeignKey(
         ThreatGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="members"
     )

@@ -85,6 +85,7 @@ class Alert:
     tactics: list = field(default_factory=list)
     rule: str = ""  # rule / signature id: the first half of the grouping key
     entity: str = ""  # host / address pair: the second half
+    signal: dict = field(default_factory=dict)  # the normalised signal model (docs/signals.md)
     customer_hint: str = ""  # a customer the payload names explicitly
     hosts: list = field(default_factory=list)  # names tried against INGEST_HOST_CUSTOMERS
     truncated: list = field(default_factory=list)
