@@ -59,10 +59,6 @@ def field_ref(name):
     return f"signal.observables.{name}"
 
 
-def meta_ref(name):
-    return f"signal.raw.metadata.{name}"
-
-
 def customer_ref(customer, rule):
     return f"customer:{customer.slug}.{rule}"
 

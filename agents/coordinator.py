@@ -1,9 +1,10 @@
 """The coordinator: run the five agents in parallel, then the analyzers, then decide.
 
-Risk score (0-100) = the sum of every agent's signed contributions plus the analyzers' (adversarial
-input, false-positive verdict), each with its reason and evidence, clamped; severity comes from
-fixed bands of that score (README "Risk score and severity"). The optional LLM only rewrites the
-narrative: the score, severity and review decision are always the deterministic ones.
+Severity follows the policy of docs/verdicts.md (agents/verdict.py): the source's rating is the
+prior, named rules move it with cited evidence, and every move is a risk factor. The risk score
+(0-100) sits inside the band, placed by the agents' smaller signed contributions. The review flag
+is the list of review rules that fire. The optional LLM only rewrites the narrative: the score,
+severity and review decision are always the deterministic ones.
 """
 
 import logging
@@ -20,17 +21,15 @@ from threats import events, services
 from threats.models import Threat
 
 from . import llm, signal
+from . import verdict as rules
 from .analyzers import adversarial, false_positive, response, timeline
 from .priority import attack
 from .registry import load_agents
 
 log = logging.getLogger(__name__)
 
-SEVERITY_BANDS = [(75, "CRITICAL"), (50, "HIGH"), (25, "MEDIUM"), (0, "LOW")]
-SEVERITY_RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2, "CRITICAL": 3}
 AGENT_TIMEOUT_SECONDS = 30
 PROGRESS_BATCH_SECONDS = 0.25
-LOW_CONFIDENCE = 0.5
 CONTRADICTION_PENALTY = 0.1
 FALSE_POSITIVE_POINTS = -10
 STORE_AFTER_SECONDS = 0.25  # a verdict waits at most about this long for its batch's to be stored with it
@@ -249,12 +248,14 @@ def decide(threat, found=None, ran=None):
     clock.mark(timezone.now(), "false_positive_assessed",
                f"False-positive assessment: {fp['recommendation'].replace('_', ' ')} ({fp['score']:.0%} FP, "
                f"{fp['benign_score']:.0%} benign)")
-    factors = _set_aside(_risk_factors(results, fp), scan) + _adversarial_factors(scan)
-    risk = max(0, min(100, sum(f["points"] for f in factors)))
-    severity = next(name for floor, name in SEVERITY_BANDS if risk >= floor)
+    priority = results["priority"].data if "priority" in results else {}
+    attack_evidence = priority.get("attack_evidence", [])
+    severity, moves = rules.severity(threat, fp, attack_evidence, {kind: r.data for kind, r in results.items()}, scan)
+    adjustments = _set_aside(_risk_factors(results, fp), scan) + _adversarial_factors(scan)
+    risk, factors = rules.risk_score(severity, adjustments), moves + adjustments
     confidence = _confidence(results, scan)
-    reasons = _review_reasons(severity, confidence, fp, runs) + _more_review_reasons(
-        threat, severity, scan, results["priority"].data["techniques"] if "priority" in results else [])
+    reasons = rules.review_reasons(threat, severity, fp, scan, runs, attack_evidence, priority.get("techniques", []),
+                                     results["historical"].data if "historical" in results else {})
     plan = response.plan(threat, severity, fp, scan)
     telemetry.step("response")
     clock.mark(timezone.now(), "response_planned",
@@ -317,12 +318,14 @@ def _push_finished(threat, runs):
 
 def _risk_factors(results, fp):
     factors = [
-        {"points": item["points"], "reason": item["reason"], "agent": kind, "evidence": item["evidence"]}
+        {"kind": "adjustment", "points": item["points"], "reason": item["reason"], "agent": kind,
+         "evidence": item["evidence"]}
         for kind, result in results.items()
         for item in result.risk
     ]
     if fp["recommendation"] == "likely_false_positive":
-        factors.append({"points": FALSE_POSITIVE_POINTS, "reason": f"false-positive likelihood {fp['score']:.0%}",
+        factors.append({"kind": "adjustment", "points": FALSE_POSITIVE_POINTS,
+                        "reason": f"false-positive likelihood {fp['score']:.0%}",
                         "agent": "false_positive",
                         "evidence": list(dict.fromkeys(e for i in fp["indicators"] for e in i["evidence"]))})
     return factors
@@ -341,42 +344,13 @@ def _set_aside(factors, scan):
 
 
 def _adversarial_factors(scan):
-    return [{**factor, "agent": "adversarial"} for factor in scan["factors"]]
+    return [{**factor, "kind": "adjustment", "agent": "adversarial"} for factor in scan["factors"]]
 
 
 def _confidence(results, scan):
     """Mean agent confidence, lowered for every contradiction between agents (they cannot all be right)."""
     mean = sum(r.confidence for r in results.values()) / max(len(results), 1)
     return round(max(0.05, mean - CONTRADICTION_PENALTY * len(scan["contradictions"])), 3)
-
-
-def _review_reasons(severity, confidence, fp, runs):
-    reasons = []
-    if severity == "CRITICAL":
-        reasons.append("critical severity")
-    if confidence < LOW_CONFIDENCE:
-        reasons.append(f"low confidence ({confidence:.0%})")
-    if fp["recommendation"] == "needs_review" and severity in ("HIGH", "CRITICAL"):
-        reasons.append(f"{severity.lower()} severity but false-positive likelihood {fp['score']:.0%}")
-    failed = [kind for kind, run in runs.items() if run["status"] == "failed"]
-    if failed:
-        reasons.append(f"agent(s) failed: {', '.join(failed)}")
-    return reasons
-
-
-def _more_review_reasons(threat, severity, scan, techniques):
-    reasons = []
-    if scan["detected"]:
-        kinds = sorted({f["kind"].replace("_", " ") for f in scan["findings"] if f["severity"] == "high"})
-        reasons.append(f"adversarial input: {', '.join(kinds)}")
-    for contradiction in scan["contradictions"]:
-        reasons.append(f"agents disagree ({' vs '.join(contradiction['agents'])}): {contradiction['description']}")
-    if signal.family(threat.threat_type) == "other" and not techniques:
-        reasons.append(f"unclassified alert: category {threat.threat_type[:60]!r} and no ATT&CK technique")
-    hint = threat.severity_hint
-    if hint in SEVERITY_RANK and abs(SEVERITY_RANK[hint] - SEVERITY_RANK[severity]) >= 2:
-        reasons.append(f"the source rated it {hint}, the agents {severity}")
-    return reasons
 
 
 def _mitre(results):
@@ -403,15 +377,15 @@ def _mitre(results):
 
 
 def _summary(threat, severity, risk, confidence, factors, fp, results, reasons):
-    family = signal.family(threat.threat_type)
+    family = signal.family(threat)
     label = threat.type_label if family == threat.threat_type else f"{threat.threat_type} ({family.replace('_', ' ')})"
-    top = sorted((f for f in factors if f["points"] > 0), key=lambda f: -f["points"])[:3]
-    relief = sorted((f for f in factors if f["points"] < 0), key=lambda f: f["points"])[:2]
+    moves = [f for f in factors if f.get("kind") in ("prior", "cap", "floor", "step")]
+    raised = sorted((f for f in factors if f.get("kind") == "adjustment" and f["points"] > 0), key=lambda f: -f["points"])
     techniques = results["priority"].data.get("techniques", [])[:3] if "priority" in results else []
     text = (f"{severity} {label} for {threat.customer.name} (risk {risk}/100, confidence {confidence:.0%}). "
-            f"Raised by: {'; '.join(f['reason'] for f in top) or 'nothing beyond the base level'}.")
-    if relief:
-        text += f" Lowered by: {'; '.join(f['reason'] for f in relief)}."
+            f"Severity: {'; then '.join(f['reason'] for f in moves)}.")
+    if raised:
+        text += f" Within the band: {'; '.join(f['reason'] for f in raised[:3])}."
     if techniques:
         text += f" ATT&CK: {', '.join(t['technique_id'] + ' ' + t['name'] for t in techniques)}."
     text += f" Assessment: {fp['recommendation'].replace('_', ' ')} ({fp['score']:.0%} FP, {fp['benign_score']:.0%} benign)."

@@ -147,7 +147,7 @@ def _prompt_data(threat, verdict):
                     "techniques": [t["technique_id"] + " " + t["name"] for t in verdict.mitre["techniques"][:5]],
                     "adversarial_input_detected": verdict.adversarial["detected"]},
         "customer": threat.customer.name,
-        "family": signal.family(threat.threat_type),
+        "family": signal.family(threat),
         "agents": runs,
         "untrusted": untrusted,
     }

@@ -1,58 +1,68 @@
 """Reading a stored signal the same way in every agent, whatever its source.
 
-Synthetic signals keep per-type numbers in `raw.metadata`; imported alerts (Wazuh, Suricata, ECS,
-generic) carry generic observables (src_ip, dst_ip, user, host, user_agent, urls, domains, hashes,
-process, command_line, country), `mitre_hints`, a `severity_hint` and the raw alert. Every value
-read here is untrusted: strings are bounded before any pattern runs over them.
+Agents read the normalised signal model (threats/importers/signal.py, docs/signals.md) through
+`model(threat)`: what the source's structure states, plus what the alert's content shows
+(agents/content.py: command lines, user agents, URLs, volumes). They never read vendor or
+generator key names. Observables (src_ip, user, host, ...) are read with `text`/`values`. Every
+value read here is untrusted: strings are bounded before any pattern runs over them.
 """
 
-import functools
+import copy
 import ipaddress
-import re
 
 from threats.choices import ThreatType
+from threats.importers import signal_of
+
+from .priority import behaviours as policy
 
 MAX_TEXT = 4_000  # characters of one field that the pattern scans look at
 MAX_TEXTS = 200  # fields of one signal that are scanned
 MAX_DEPTH = 6
-
-# Generic families for threat types that are not one of the six synthetic ones (an imported alert
-# may say "wazuh:authentication_failed", "web-application-attack", "malware" ...). First match wins.
-FAMILY_WORDS = [
-    ("exfiltration", r"exfil|data[-_ ]?loss|dlp|leak"),
-    ("command_and_control", r"\bc2\b|c2[-_]|command[-_ ]?and[-_ ]?control|beacon|trojan[-_]activity|botnet"),
-    ("malware", r"malware|virus|trojan|ransom|yara|rootkit|virustotal|\bav\b|antivirus|\bedr\b"),
-    ("web_attack", r"web[-_ ]?(app|application)?[-_ ]?attack|sql|xss|injection|\bwaf\b|rce|exploit|shellshock"),
-    ("authentication", r"auth|login|logon|password|brute|credential|ssh|\bpam\b|kerberos|mfa|account"),
-    ("defense_evasion", r"defen[cs]e[-_ ]?evasion|stealth|tamper|impair|security[-_ ]software[-_ ]disabled"),
-    ("denial_of_service", r"\bd?dos\b|flood|denial"),
-    ("reconnaissance", r"scan|recon|probe|discovery|sweep"),
-    ("policy", r"policy|complian|integrity|syscheck|\bfim\b|vulnerab|config|audit"),
-]
-FAMILY_RES = [(name, re.compile(words, re.I)) for name, words in FAMILY_WORDS]
-
-
 SYNTHETIC_TYPES = frozenset(ThreatType.values)
 
 
-@functools.lru_cache(maxsize=4096)  # asked about ten times per analysis, of a few dozen types
-def family(threat_type):
-    """One of the six synthetic types, a generic family, or "other"."""
-    if threat_type in SYNTHETIC_TYPES:
-        return threat_type
-    text = str(threat_type or "")
-    return next((name for name, pattern in FAMILY_RES if pattern.search(text)), "other")
+def model(threat):
+    """The threat's signal with the behaviours its content shows added (computed once per object:
+    every agent of one analysis sees the same model)."""
+    cached = getattr(threat, "_signal_model", None)
+    if cached is None:
+        from . import content
+
+        cached = copy.deepcopy(signal_of(threat) or {})
+        for key, empty in (("behaviours", []), ("measures", {}), ("indicators", []), ("account", {}),
+                           ("forwarded_for", []), ("severity", {}), ("fields", {})):
+            cached.setdefault(key, empty)
+        cached.setdefault("outcome", "unknown")
+        if not cached["severity"] and threat.severity_hint:  # rows written directly keep their hint
+            cached["severity"] = {"level": threat.severity_hint, "field": "severity_hint", "value": threat.severity_hint}
+        content.infer(threat, cached)
+        threat._signal_model = cached
+    return cached
 
 
-def metadata(threat):
-    meta = threat.raw.get("metadata") if isinstance(threat.raw, dict) else None
-    return meta if isinstance(meta, dict) else {}
+def behaviours(threat):
+    """{name: behaviour entry} of the model that decide the verdict, in the order found (automation is
+    left out when a specific behaviour says what it does: agents/priority/behaviours.py `effective`)."""
+    return policy.effective({b["name"]: b for b in model(threat)["behaviours"]})
 
 
-def metric(threat, name):
-    """A number from the signal's metadata, or None (booleans and strings are not numbers)."""
-    value = metadata(threat).get(name)
+def measure(threat, name):
+    value = model(threat)["measures"].get(name)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def field_of(threat, name):
+    """The vendor field a model value came from (`measures.src_bytes` -> `flow.bytes_toserver`)."""
+    return model(threat)["fields"].get(name, "")
+
+
+def family(threat):
+    """A synthetic type as it is, else the family of the latest-stage behaviour the alert shows."""
+    if isinstance(threat, str):
+        return threat if threat in SYNTHETIC_TYPES else "other"
+    if threat.threat_type in SYNTHETIC_TYPES:
+        return threat.threat_type
+    return policy.family(behaviours(threat))
 
 
 def text(threat, name):

@@ -62,8 +62,13 @@ def test_command_lines_are_mapped_with_ttprism_rules(customer):
     threat = _threat(customer, threat_type="suspicious_process",
                      observables={"host": "ws-1", "command_line": "vssadmin.exe Delete Shadows /All /Quiet"})
     t1490 = next(t for t in threat.mitre["techniques"] if t["technique_id"] == "T1490")
-    assert t1490["source"] == "command_line" and t1490["evidence"] == ["signal.observables.command_line"]
-    assert any(f["agent"] == "priority" and "T1490" in f["reason"] for f in threat.risk_factors)
+    assert "command_line" in t1490["source"].split("+") and t1490["evidence"] == ["signal.observables.command_line"]
+    assert "command-line rule" in t1490["reason"]
+    # Deleting shadow copies inhibits recovery: with no source severity that is typically CRITICAL, citing
+    # the command line that shows it.
+    prior = threat.risk_factors[0]
+    assert threat.severity == "CRITICAL" and prior["rule"] == "typical_band"
+    assert prior["evidence"] == ["signal.observables.command_line"]
 
 
 # --- adversarial input -------------------------------------------------------------------------
@@ -81,7 +86,7 @@ def test_instruction_like_text_anywhere_in_the_alert_is_caught(customer, text, k
     assert threat.adversarial["detected"]
     hit = next(f for f in threat.adversarial["findings"] if f["kind"] == kind)
     assert hit["field"] == "signal.raw.full_log" and len(hit["excerpt"]) <= 122
-    assert threat.requires_human_review and any(r.startswith("adversarial input") for r in threat.review_reasons)
+    assert threat.requires_human_review and any(r.startswith("manipulation_attempt:") for r in threat.review_reasons)
     assert any(f["agent"] == "adversarial" and f["points"] > 0 for f in threat.risk_factors)
     assert threat.false_positive["recommendation"] in ("needs_review", "likely_real_threat")
 
@@ -145,12 +150,22 @@ def test_closures_by_automation_are_not_learned_from(customer, alice):
 
 
 def test_an_explanation_contradicted_by_attack_evidence_is_set_aside_and_reviewed(customer):
+    ContextItem.objects.create(customer=customer, kind="business", title="Pentest week", keywords=["ws-9"],
+                               valid_from=timezone.now() - timedelta(days=1))
+    threat = _threat(customer, observables={"host": "ws-9", "command_line": "procdump.exe -ma lsass.exe out.dmp"})
+    aside = next(f for f in threat.risk_factors if f["agent"] == "context" and "set_aside" in f)
+    assert aside["points"] == 0 and aside["set_aside"] < 0
+    assert any(r.startswith("conflicting_evidence: context vs priority") for r in threat.review_reasons)
+    assert threat.severity == "HIGH" and threat.false_positive["recommendation"] not in (
+        "likely_false_positive", "likely_benign_true_positive")
+
+
+def test_an_explained_attempt_without_attack_evidence_is_benign_and_low(customer):
     ContextItem.objects.create(customer=customer, kind="business", title="Pentest week", keywords=["192.0.2.10"],
                                valid_from=timezone.now() - timedelta(days=1))
     threat = _threat(customer, observables={"src_ip": "192.0.2.10", "user_agent": "sqlmap/1.8", "endpoint": "/"})
-    aside = next(f for f in threat.risk_factors if f["agent"] == "context" and "set_aside" in f)
-    assert aside["points"] == 0 and aside["set_aside"] < 0
-    assert any(r.startswith("agents disagree (context vs priority)") for r in threat.review_reasons)
+    assert threat.false_positive["recommendation"] == "likely_benign_true_positive"
+    assert threat.severity == "LOW" and any(f.get("rule") == "explained" for f in threat.risk_factors)
 
 
 # --- response plan and timeline -----------------------------------------------------------------

@@ -24,7 +24,7 @@ EXPECTED = {
                     {"request_count", "window_minutes", "requests_per_minute", "distinct_paths", "city"}),
     "proxy_network": ({"src_ip", "country", "endpoint"},
                       {"proxy_type", "distinct_ips", "countries", "request_count", "requests_per_minute"}),
-    "device_compromise": ({"host", "user", "src_ip", "dst_ip", "domains", "hashes"},
+    "device_compromise": ({"host", "user", "src_ip", "dst_ip", "domains", "hashes", "process"},
                           {"device_id", "os", "process", "indicators", "bytes_out"}),
     "anomaly_detection": ({"user", "src_ip", "country"}, {"metric", "baseline", "observed", "deviation_sigma"}),
     "rate_limit_breach": ({"src_ip", "endpoint", "user_agent", "country"},

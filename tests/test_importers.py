@@ -154,7 +154,9 @@ def test_an_eve_alert_maps_to_the_threat_fields():
     assert alert.occurred_at == datetime(2026, 11, 20, 11, 0, 3, 118402, tzinfo=UTC)
     assert alert.title == "ET MALWARE Cobalt Strike Beacon Activity (GET)"
     assert alert.threat_type == "suricata:a_network_trojan_was_detected"
-    assert alert.severity_hint == "CRITICAL"  # severity 1 = HIGH, raised by ET's signature_severity Critical
+    # severity 1 = HIGH; ET's signature_severity "Critical" is at least HIGH (CRITICAL needs evidence of impact)
+    assert alert.severity_hint == "HIGH"
+    assert [b["name"] for b in alert.signal["behaviours"]] == ["malware", "command_and_control"]
     assert alert.observables == {
         "src_ip": "10.0.2.34", "dst_ip": "198.51.100.23", "src_port": 49812, "dst_port": 80, "proto": "tcp",
         "community_id": "1:Vd3SF6J5Sx3y0bAJN5QzZzqWv2k=",

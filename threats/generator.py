@@ -13,6 +13,7 @@ from math import asin, cos, radians, sin, sqrt
 from django.utils import timezone
 
 from .choices import Scenario, ThreatType
+from .importers.signal import Signal as Normalised
 
 # Customers the generator and `seed_demo` know; the scenarios refer to four of them by name.
 CUSTOMER_CATALOGUE = {
@@ -126,6 +127,7 @@ def _device_compromise(rng):
     meta = {"device_id": f"dev-{rng.getrandbits(32):08x}", "os": rng.choice(["Windows 11", "macOS 14", "Ubuntu 22.04"]),
             "process": rng.choice(PROCESSES), "indicators": indicators,
             "bytes_out": rng.choice([12_000, 250_000, 4_800_000, 96_000_000])}
+    obs["process"] = meta["process"]
     return f"Device {host} shows {', '.join(i.replace('_', ' ') for i in indicators)}", obs, meta
 
 
@@ -204,6 +206,7 @@ def _critical_threat(rng):
            "domains": ["exfil.c2-relay.example"], "hashes": [f"{rng.getrandbits(256):064x}"]}
     meta = {"device_id": "dev-ehr-db-02", "os": "Windows Server 2022", "process": "rundll32.exe",
             "indicators": ["c2_beacon", "data_exfiltration", "privilege_escalation"], "bytes_out": 2_400_000_000}
+    obs["process"] = meta["process"]
     title = "Patient-records server beaconing to C2 and exfiltrating 2.4 GB"
     return ThreatType.DEVICE_COMPROMISE, "HealthCare Plus", title, obs, meta
 
@@ -229,3 +232,54 @@ def build_signal(threat_type=None, scenario=None, customer_name=None, rng=None, 
         customer_name = customer_name or rng.choice(list(CUSTOMER_CATALOGUE))
     occurred = now - timedelta(seconds=rng.randint(0, 20))
     return Signal(str(threat_type), customer_name, title, occurred, obs, meta, scenario=str(scenario or ""))
+
+
+# --- The generator's signals in the normalised model (docs/signals.md, "Synthetic") ---------------
+
+DEVICE_BEHAVIOURS = {"c2_beacon": "command_and_control", "data_exfiltration": "exfiltration",
+                     "privilege_escalation": "privilege_escalation", "suspicious_process": "suspicious_execution"}
+MEASURES = ("request_count", "requests_per_minute", "window_minutes", "duration_minutes", "distinct_paths",
+            "distinct_ips", "deviation_sigma", "baseline", "observed", "distance_km", "minutes_between")
+
+
+def signal_for(threat_type, metadata):
+    """A synthetic threat's metadata in the normalised model: its type is what it shows."""
+    built, meta = Normalised().set("trust", "curated", "threat_type"), metadata if isinstance(metadata, dict) else {}
+    for name in MEASURES:
+        built.measure(name, meta.get(name), f"raw.metadata.{name}")
+    built.measure("src_bytes", meta.get("bytes_out"), "raw.metadata.bytes_out")
+    built.measure("speed_kmh", meta.get("required_speed_kmh"), "raw.metadata.required_speed_kmh")
+    SYNTHETIC_BEHAVIOURS.get(threat_type, _nothing)(built, meta)
+    return built.finish()
+
+
+def _nothing(built, meta):
+    return built
+
+
+def _device(built, meta):
+    for name in meta.get("indicators", []) if isinstance(meta.get("indicators"), list) else []:
+        if name in DEVICE_BEHAVIOURS:
+            built.behaviour(DEVICE_BEHAVIOURS[name], "raw.metadata.indicators", name)
+    return built.set("process", str(meta.get("process", ""))[:200], "raw.metadata.process")
+
+
+def _travel(built, meta):
+    speed = meta.get("required_speed_kmh")
+    fast = isinstance(speed, (int, float)) and speed > IMPOSSIBLE_KMH
+    built.behaviour("impossible_travel" if fast else "unusual_location", "raw.metadata.required_speed_kmh",
+                    f"{speed} km/h")
+    return built.behaviour("login_success", "threat_type", "login").set("outcome", "success", "threat_type")
+
+
+IMPOSSIBLE_KMH = 1000  # faster than an airliner: nobody travelled that way
+SYNTHETIC_BEHAVIOURS = {
+    ThreatType.BOT_TRAFFIC: lambda built, meta: built.behaviour("automation", "raw.metadata.request_count"),
+    ThreatType.PROXY_NETWORK: lambda built, meta: built.behaviour("anonymising_proxy", "raw.metadata.proxy_type",
+                                                                  meta.get("proxy_type", "")),
+    ThreatType.DEVICE_COMPROMISE: _device,
+    ThreatType.ANOMALY_DETECTION: lambda built, meta: built.behaviour("anomaly", "raw.metadata.metric",
+                                                                      meta.get("metric", "")),
+    ThreatType.RATE_LIMIT_BREACH: lambda built, meta: built.behaviour("rate_abuse", "raw.metadata.requests_per_minute"),
+    ThreatType.GEO_ANOMALY: _travel,
+}

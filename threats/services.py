@@ -122,12 +122,13 @@ def trigger_threat(actor, threat_type=None, scenario=None, customer=None, rng=No
         mitre_hints=signal.mitre_hints,
         actor=actor,
         received_at=now,
+        signal=generator.signal_for(signal.threat_type, signal.metadata),
     )
 
 
 def do_create_threat(*, customer, threat_type, title, occurred_at, actor, observables=None, raw=None,
                      source="generator", source_ref="", mitre_hints=(), received_at=None,
-                     severity_hint="", group=None, analysis_status=AnalysisStatus.QUEUED):
+                     severity_hint="", group=None, analysis_status=AnalysisStatus.QUEUED, signal=None, rule=""):
     """Store a signal and queue its analysis (only when `analysis_status` is queued: a grouped
     alert shares its group head's analysis)."""
     from agents.tasks import enqueue_analysis
@@ -137,7 +138,7 @@ def do_create_threat(*, customer, threat_type, title, occurred_at, actor, observ
             source=source, source_ref=source_ref, threat_type=threat_type, title=title[:200],
             customer=customer, occurred_at=occurred_at, received_at=received_at or timezone.now(),
             observables=observables or {}, raw=raw or {}, mitre_hints=list(mitre_hints),
-            severity_hint=severity_hint, group=group, analysis_status=analysis_status,
+            severity_hint=severity_hint, group=group, analysis_status=analysis_status, signal=signal or {}, rule=rule,
         )
         _record_event(threat, EventType.CREATED, actor)
         if analysis_status == AnalysisStatus.QUEUED:

@@ -12,7 +12,7 @@ to the AI is itself a strong malicious signal, and it may never be closed automa
 import re
 
 from .. import signal
-from ..priority.agent import EXPLOIT_TOOLS, SCANNER_TOOLS
+from ..content import EXPLOIT_TOOLS, SCANNER_TOOLS
 
 EXCERPT = 60
 ATTEMPT_POINTS = 20  # once per threat, whatever the number of hits
@@ -43,14 +43,15 @@ PATTERNS = [  # (kind, severity, pattern) — all written for this project
      r"|\b(ai|llm)[ -](agent|assistant|analyst|model|triage)s?\b"),
 ]
 COMPILED = [(kind, severity, re.compile(pattern, re.I)) for kind, severity, pattern in PATTERNS]
-# Invisible or direction-changing characters (zero-width space/joiners excluded: emoji use U+200D).
+# Invisible or direction-changing characters (zero-width space/joiners excluded: emoji use U+200D): in
+# an alert's fields they hide or reorder what an analyst reads ("exe.pdf"), so they count as an attempt.
 HIDDEN = re.compile("[\u200b\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
 
 
 def scan(threat, results):
-    findings = _text_findings(threat) + _tool_findings(threat) + _geo_findings(threat)
+    findings = _text_findings(threat) + _tool_findings(threat) + _geo_findings(threat) + _forwarding_findings(threat)
     contradictions = _contradictions(results, findings)
-    attempts = [f for f in findings if f["severity"] == "high" and f["kind"] != "geo_mismatch"]
+    attempts = [f for f in findings if f["severity"] == "high" and f["kind"] not in ("geo_mismatch", "hidden_characters")]
     factors = []
     if attempts:
         fields = ", ".join(sorted({f["field"] for f in attempts})[:4])
@@ -84,7 +85,7 @@ def _text_findings(threat):
                                          f"{kind.replace('_', ' ')} text"))
         hidden = HIDDEN.search(value)
         if hidden:
-            findings.append(_finding("hidden_characters", "medium", path, value, hidden.start(), hidden.end(),
+            findings.append(_finding("hidden_characters", "high", path, value, hidden.start(), hidden.end(),
                                      f"invisible character U+{ord(hidden.group(0)):04X}"))
     return findings
 
@@ -101,18 +102,31 @@ def _tool_findings(threat):
 
 def _geo_findings(threat):
     address = signal.ip(signal.text(threat, "src_ip"))
-    if not signal.is_internal(address):
+    country = signal.text(threat, "country")
+    if not signal.is_internal(address) or not country:
         return []
-    claimed = [("signal.observables.country", signal.text(threat, "country"))]
-    location = signal.metadata(threat).get("current_location")
-    if isinstance(location, dict) and isinstance(location.get("country"), str):
-        claimed.append(("signal.raw.metadata.current_location.country", location["country"]))
-    return [
-        {"kind": "geo_mismatch", "severity": "high", "field": path,
-         "excerpt": f"{address} -> {value[:EXCERPT]}",
-         "reason": f"{address} is a private/internal address, yet the alert places it in {value[:8]!r}"}
-        for path, value in claimed if value
-    ]
+    return [{"kind": "geo_mismatch", "severity": "high", "field": "signal.observables.country",
+             "excerpt": f"{address} -> {country[:EXCERPT]}",
+             "reason": f"{address} is a private/internal address, yet the alert places it in {country[:8]!r}"}]
+
+
+def _forwarding_findings(threat):
+    """A forwarding header (X-Forwarded-For) that claims an internal or allow-listed client while the
+    connection came from outside: the client wrote it to borrow trust (README "Security")."""
+    peer = signal.ip(signal.text(threat, "src_ip"))
+    if peer is None or signal.is_internal(peer):
+        return []
+    trusted = [signal.network(entry) for entry in threat.customer.allow_listed_ips or []]
+    claimed = [signal.ip(value) for value in signal.model(threat)["forwarded_for"]]
+    spoofed = [a for a in claimed if a is not None and (signal.is_internal(a) or any(
+        n is not None and a.version == n.version and a in n for n in trusted))]
+    if not spoofed:
+        return []
+    field = f"signal.{signal.field_of(threat, 'forwarded_for') or 'forwarded_for'}"
+    return [{"kind": "spoofed_forwarding_header", "severity": "high", "field": field,
+             "excerpt": f"{peer} claims {', '.join(map(str, spoofed[:3]))}",
+             "reason": f"the connection came from {peer} outside, but a forwarding header claims the trusted "
+                       f"address {spoofed[0]}"}]
 
 
 def _contradictions(results, findings):

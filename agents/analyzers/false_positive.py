@@ -29,7 +29,7 @@ LOCATION_FAMILIES = {"geo_anomaly"}
 
 
 def assess(threat, results, adversarial):
-    family = signal.family(threat.threat_type)
+    family = signal.family(threat)
     state = {"score": PRIOR.get(family, PRIOR["other"]), "benign_score": BENIGN_PRIOR, "indicators": []}
 
     def weigh(kind, weight, text, source, evidence=()):
@@ -60,9 +60,11 @@ def assess(threat, results, adversarial):
             weigh(explanation, 0.15, "the changed service is the one the signal is about", "devops",
                   [f"infra_event:{pk}" for pk in same_service])
     if data("context").get("explaining"):
-        items = data("context")["explaining"]
-        weigh(explanation, 0.4, f"{len(items)} business context item(s) explain the signal", "context",
-              [f"context_item:{pk}" for pk in items])
+        items, named = data("context")["explaining"], data("context").get("explaining_by_entity", [])
+        # An item that names this very source, user or host (an approved pentest from 192.0.2.10) explains
+        # more than one that applies to the whole threat type.
+        weigh(explanation, 0.5 if named else 0.35, f"{len(items)} business context item(s) explain the signal"
+              + (" and name its entities" if named else ""), "context", [f"context_item:{pk}" for pk in items])
     attack = data("priority").get("attack_evidence", [])
     if attack:
         weight = -min(0.45, 0.15 * len(attack))

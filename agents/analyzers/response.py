@@ -25,7 +25,7 @@ AUTO_BLOCK_MAX_FP = 0.4
 
 
 def plan(threat, severity, fp, adversarial):
-    customer, family = threat.customer, signal.family(threat.threat_type)
+    customer, family = threat.customer, signal.family(threat)
     notes = []
     if fp["recommendation"] == "likely_false_positive":
         actions = [_action("monitor", _target(threat), f"likely false positive ({fp['score']:.0%}): watch for "

@@ -1,7 +1,7 @@
 """Configuration agent: does the signal break the customer's own rules? Each rule is cited."""
 
 from .. import signal
-from ..base import Agent, AgentResult, customer_ref, field_ref, meta_ref
+from ..base import Agent, AgentResult, customer_ref, field_ref
 
 SENSITIVITY_POINTS = {"low": -5, "medium": 0, "high": 5}
 # Families whose traffic the customer's rate limit and bot sensitivity speak about.
@@ -20,7 +20,7 @@ class ConfigAgent(Agent):
         self._rate_limit(result, threat, customer)
         self._geo(result, threat, customer)
         self._allow_list(result, threat, customer)
-        if signal.family(threat.threat_type) in TRAFFIC and SENSITIVITY_POINTS[customer.bot_sensitivity]:
+        if signal.family(threat) in TRAFFIC and SENSITIVITY_POINTS[customer.bot_sensitivity]:
             result.score(SENSITIVITY_POINTS[customer.bot_sensitivity],
                          f"customer's bot sensitivity is {customer.bot_sensitivity}",
                          customer_ref(customer, "bot_sensitivity"))
@@ -35,13 +35,13 @@ class ConfigAgent(Agent):
         return result
 
     def _rate_limit(self, result, threat, customer):
-        rpm = signal.metric(threat, "requests_per_minute")
+        rpm = signal.measure(threat, "requests_per_minute")
         if rpm is None:
             return
         limit = max(customer.rate_limit_per_minute, 1)
         ratio = rpm / limit
         result.data["rate_ratio"] = round(ratio, 2)
-        evidence = (meta_ref("requests_per_minute"), customer_ref(customer, "rate_limit_per_minute"))
+        evidence = ("signal.measures.requests_per_minute", customer_ref(customer, "rate_limit_per_minute"))
         result.find(f"{rpm:g} req/min against a limit of {limit} ({ratio:.1f}x).", *evidence)
         points = next((p for floor, p in RATE_STEPS if ratio >= floor and ratio > 1), 0)
         if points:

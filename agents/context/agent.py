@@ -37,7 +37,7 @@ class ContextAgent(Agent):
         # In SQL because it runs for every threat (threats/sql.py says why); one read for a batch.
         found = read_for_batch(threats, _read_items, _current, MAX_ITEMS)
         return [[i for i in items if not i.threat_types or threat.threat_type in i.threat_types
-                 or signal.family(threat.threat_type) in i.threat_types] for threat, items in zip(threats, found)]
+                 or signal.family(threat) in i.threat_types] for threat, items in zip(threats, found)]
 
     def analyze(self, threat, items):
         customer = threat.customer
@@ -56,8 +56,9 @@ class ContextAgent(Agent):
             applied.append(item)
             self._apply(result, item, matched)
         explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS]
+        by_entity = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and i.keywords]
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
-                       "explaining": explaining, "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
+                       "explaining": explaining, "explaining_by_entity": by_entity, "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
         if explaining:
             result.confidence = 0.85
         result.summary = (
@@ -73,7 +74,7 @@ class ContextAgent(Agent):
         hours_text = f"{local:%a %H:%M} {customer.timezone}"
         evidence = ("signal.occurred_at", customer_ref(customer, "business_hours"))
         result.find(f"Signal at {hours_text}, {'inside' if in_hours else 'outside'} business hours.", *evidence)
-        if not in_hours and signal.family(threat.threat_type) in OFF_HOURS_FAMILIES:
+        if not in_hours and signal.family(threat) in OFF_HOURS_FAMILIES:
             result.score(5, f"human-driven activity outside business hours ({hours_text})", *evidence)
         return in_hours, hours_text
 

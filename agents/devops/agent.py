@@ -43,7 +43,7 @@ class DevOpsAgent(Agent):
         return read_for_batch(threats, _read_events, _in_window, MAX_EVENTS)
 
     def analyze(self, threat, infra):
-        family = signal.family(threat.threat_type)
+        family = signal.family(threat)
         result = AgentResult(summary="", confidence=0.6)
         result.data = {"infra_events": [e.pk for e in infra], "explaining": []}
         if not infra:

@@ -1,262 +1,239 @@
-"""Priority agent: how dangerous is this kind of signal, and which ATT&CK techniques does it show?
+"""Priority agent: what does this alert show, and which ATT&CK techniques, with what reason?
 
-Techniques come from five places, each cited: the alert's own hints (`mitre_hints`, ids and tactic
-names, revoked ids followed to their successor), the threat type or family, synthetic indicators,
-command lines and process names (ttprism's command rules), and the user agent / endpoint. Names and
-tactics always come from the offline ATT&CK table (attack.py), keyed by id.
+It reads the signal model (agents/signal.py): the behaviours the source's structure states and the
+ones its content shows. Techniques come from those behaviours (agents/priority/behaviours.py), the
+source's own mapping, command-line rules and the anomaly's metric — each with a reason, its tactic
+and the ATT&CK version; revoked ids resolve to their replacement and both are shown. A coarse
+vendor mapping (Wazuh's stock rules tag whole rule families) is kept only where the alert's
+behaviour supports it; what is dropped is listed with why. The band itself is decided by the
+policy (agents/verdict.py); this agent adds small within-band contributions and names the attack
+evidence that explanations may not outvote.
 """
 
-import re
-
-from .. import signal
-from ..base import Agent, AgentResult, field_ref, meta_ref
+from .. import content, signal
+from ..base import Agent, AgentResult
 from . import attack
+from .behaviours import ANOMALY_TECHNIQUES, FOOTHOLD, IMPACT, POLICIES, RANK, behaviour_of_technique
 
-# Starting points per family (README "Risk score").
-BASE_POINTS = {
-    "device_compromise": 40, "exfiltration": 40, "command_and_control": 40, "malware": 35,
-    "geo_anomaly": 30, "web_attack": 30, "defense_evasion": 30,
-    "proxy_network": 25, "rate_limit_breach": 25, "anomaly_detection": 25, "authentication": 25,
-    "denial_of_service": 25,
-    "bot_traffic": 20, "other": 20,
-    "reconnaissance": 15, "policy": 15,
-}
-SEVERITY_HINT_POINTS = {"LOW": 0, "MEDIUM": 5, "HIGH": 15, "CRITICAL": 25}
-INDICATOR_POINTS = {"c2_beacon": 15, "data_exfiltration": 20, "privilege_escalation": 10, "suspicious_process": 5}
-# Tactic weight of techniques an alert names (the highest one counts once).
-TACTIC_POINTS = {"TA0040": 10, "TA0010": 10, "TA0011": 8, "TA0008": 8, "TA0006": 5, "TA0004": 5, "TA0112": 5,
-                 "TA0003": 5, "TA0005": 3, "TA0002": 3, "TA0009": 3, "TA0001": 3}
-RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
-
-BY_FAMILY = {
-    "proxy_network": ["T1090"],
-    "rate_limit_breach": ["T1499"],
-    "geo_anomaly": ["T1078"],
-    "exfiltration": ["T1041"],
-    "command_and_control": ["T1071"],
-    "web_attack": ["T1190"],
-    "authentication": ["T1110"],
-    "denial_of_service": ["T1498"],
-    "reconnaissance": ["T1595"],
-    "malware": ["T1204"],
-}
-BY_INDICATOR = {"c2_beacon": "T1071", "data_exfiltration": "T1041", "privilege_escalation": "T1068",
-                "suspicious_process": "T1059"}
-BY_PROXY = {"tor": "T1090.003", "residential": "T1090.002", "datacenter": "T1090.002"}
-BY_METRIC = {"failed_logins": "T1110", "login_count": "T1078", "api_calls": "T1078", "data_download_mb": "T1213"}
-SCANNER_TOOLS = re.compile(r"nikto|nmap|masscan|zgrab|nuclei|acunetix|nessus|openvas|wpscan|dirbuster|gobuster", re.I)
-EXPLOIT_TOOLS = re.compile(r"sqlmap|metasploit|burp|w3af|havij|commix|hydra", re.I)
-CRAWLERS = re.compile(r"googlebot|bingbot|duckduckbot|applebot|yandexbot", re.I)
-SCRIPTED = re.compile(r"python-requests|curl/|wget/|go-http-client|libwww|okhttp|scrapy|headless|\bbot\b", re.I)
-LOGIN_PATHS = re.compile(r"login|signin|sign-in|auth|reset|password", re.I)
-LOGIN_ATTEMPTS_PER_MINUTE = 60
-LOGIN_FAMILIES = {"bot_traffic", "rate_limit_breach", "proxy_network", "authentication"}
+MIN_RULE_CONFIDENCE = 0.7  # command-line rules below this are too noisy to name a technique
+BREADTH_TACTICS = 3
+VOLUME_REQUESTS = 3000
+ROTATING_ADDRESSES = 100
+PROXY_TECHNIQUES = {"tor": "T1090.003", "residential": "T1090.002", "datacenter": "T1090.002"}
+WINDOWS_LOGS = ("data.win", "event.code", "winlog")
 
 
 class PriorityAgent(Agent):
     kind = "priority"
 
     def analyze(self, threat, gathered):
-        return _Analysis().run(threat)
+        return _Analysis(threat).run()
 
 
 class _Analysis:
     """One analysis: agents are shared by threads, so what accumulates lives here, not on the agent."""
 
-    def __init__(self):
-        self.techniques, self.tactic_hints, self.attack_evidence = {}, [], []
+    def __init__(self, threat):
+        self.threat, self.model, self.found = threat, signal.model(threat), signal.behaviours(threat)
+        self.techniques, self.dismissed, self.tactic_hints = {}, [], []
 
-    def run(self, threat):
-        family = signal.family(threat.threat_type)
+    def run(self):
         result = AgentResult(summary="", confidence=0.5)
-        base = BASE_POINTS.get(family, BASE_POINTS["other"])
-        label = family.replace("_", " ") + ("" if family == threat.threat_type else f" ({threat.threat_type})")
-        result.score(base, f"base level for {label}", "signal.threat_type")
-        for technique_id in BY_FAMILY.get(family, []):
-            self._add(technique_id, "type", 0.6, "signal.threat_type")
-        self._severity_hint(result, threat)
-        self._hints(result, threat)
-        self._indicators(result, threat)
-        self._commands(result, threat)
-        self._metrics(result, threat, family)
-        self._user_agent(result, threat, family)
-        self._breadth(result)
-        return self._finish(result, threat, family)
+        for name, entry in self.found.items():
+            how = "inferred from " if entry.get("inferred") else "stated by "
+            result.find(f"Shows {name.replace('_', ' ')} ({entry.get('detail') or name}), {how}{entry['field']}.",
+                        f"signal.{entry['field']}")
+            for technique_id in self._behaviour_techniques(name, entry):
+                self._add(technique_id, "behaviour", 0.8, f"signal.{entry['field']}",
+                          f"{name.replace('_', ' ')} shown by {entry['field']}")
+        self._vendor_hints(result)
+        self._commands()
+        self._anomaly()
+        self._within_band(result)
+        return self._finish(result)
 
-    # --- sources of techniques and points ------------------------------------------------------
+    # --- techniques ----------------------------------------------------------------------------
 
-    def _severity_hint(self, result, threat):
-        hint = threat.severity_hint
-        if hint in SEVERITY_HINT_POINTS:
-            result.find(f"The source rated the alert {hint}.", "signal.severity_hint")
-            if SEVERITY_HINT_POINTS[hint]:
-                result.score(SEVERITY_HINT_POINTS[hint], f"source severity {hint}", "signal.severity_hint")
-            if hint in ("HIGH", "CRITICAL"):
-                self.attack_evidence.append(f"source severity {hint}")
+    def _behaviour_techniques(self, name, entry):
+        inbound = content.is_inbound(self.threat)
+        if name == "network_scan":
+            return ["T1595"] if inbound else ["T1046"]
+        if name in ("exploit_attempt",) and not inbound and signal.is_internal(signal.ip(signal.text(self.threat,
+                                                                                                      "dst_ip"))):
+            return ["T1210"]
+        if name == "log_cleared":
+            return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
+        if name == "exfiltration":
+            return ["T1041"] if "command_and_control" in self.found else ["T1048"]
+        if name == "account_created":
+            return [self._account_technique()]
+        if name == "privileged_group_change":
+            return ["T1098.007"]
+        if name == "persistence":
+            return [_persistence_technique(entry)] if _persistence_technique(entry) else []
+        if name == "anonymising_proxy":
+            return [PROXY_TECHNIQUES.get(str(entry.get("detail", "")).lower(), "T1090")]
+        if name == "denial_of_service" and not inbound:
+            return ["T1499"]
+        return list(POLICIES[name].techniques) if name in POLICIES else []
 
-    def _hints(self, result, threat):
-        weights = []
-        for index, hint in enumerate(threat.mitre_hints[:20] if isinstance(threat.mitre_hints, list) else []):
-            ref = f"signal.mitre_hints[{index}]"
-            found = self._add(hint, "alert", 1.0, ref) if isinstance(hint, str) else None
-            if found:
-                weights += [(TACTIC_POINTS.get(t, 0), t, found["technique_id"], ref) for t in found["tactic_ids"]]
-            elif attack.tactic_id(hint):
-                tactic = attack.tactic_id(hint)
-                legacy = hint if attack.tactic_name(tactic).lower() != str(hint).strip().lower() else ""
-                self.tactic_hints.append({"id": tactic, "name": attack.tactic_name(tactic), "legacy_name": legacy,
-                                          "evidence": [ref]})
-                weights.append((TACTIC_POINTS.get(tactic, 0), tactic, tactic, ref))
-            elif isinstance(hint, str) and hint.strip():
-                result.find(f"Technique hint {hint[:40]!r} is not in ATT&CK {attack.version()}; ignored.", ref)
-        if weights:
-            points, tactic, source, ref = max(weights)
-            if points:
-                result.score(points, f"alert names {source} ({attack.tactic_name(tactic)})", ref)
+    def _account_technique(self):
+        action = str(self.model.get("action") or "")
+        if action in ("createuser", "createloginprofile", "user.lifecycle.create", "add user."):
+            return "T1136.003"
+        domain = str(self.model["account"].get("domain") or "").lower()
+        host = signal.text(self.threat, "host").lower().split(".")[0]
+        return "T1136.002" if domain and host and domain != host else "T1136.001"
 
-    def _indicators(self, result, threat):
-        indicators = signal.metadata(threat).get("indicators")
-        for name in indicators if isinstance(indicators, list) else []:
-            if name in INDICATOR_POINTS:
-                result.score(INDICATOR_POINTS[name], f"indicator {name.replace('_', ' ')}", meta_ref("indicators"))
-                self._add(BY_INDICATOR[name], "indicator", 0.8, meta_ref("indicators"))
-                self.attack_evidence.append(name.replace("_", " "))
-        volume = signal.metric(threat, "bytes_out")
-        if volume is not None and volume >= 1_000_000_000:
-            result.score(10, f"{volume / 1e9:.1f} GB sent out", meta_ref("bytes_out"))
-            self._add("T1030" if volume < 5e9 else "T1020", "metric", 0.6, meta_ref("bytes_out"))
-        elif volume is not None and volume >= 50_000_000:
-            result.score(5, f"{volume / 1e6:.0f} MB sent out", meta_ref("bytes_out"))
+    def _vendor_hints(self, result):
+        """The source's own mapping: a curated rule is believed; a coarse one only where the alert's
+        behaviour supports it (`_supported`)."""
+        coarse = self.model.get("trust") == "coarse"
+        for index, hint in enumerate(self.threat.mitre_hints[:20] if isinstance(self.threat.mitre_hints, list) else []):
+            ref, found = f"signal.mitre_hints[{index}]", attack.technique(hint) if isinstance(hint, str) else None
+            if found is None and attack.tactic_id(hint):
+                self._tactic_hint(hint, ref)
+            elif found is None:
+                if isinstance(hint, str) and hint.strip():
+                    result.find(f"Technique hint {hint[:40]!r} is not in ATT&CK {attack.version()}; ignored.", ref)
+            elif found["status"] == "deprecated":
+                self.dismissed.append({"technique_id": found["technique_id"], "reason": "deprecated in ATT&CK "
+                                       f"{attack.version()} with no successor", "evidence": [ref]})
+            elif coarse and not self._supported(hint, found):
+                self.dismissed.append({"technique_id": found["technique_id"], "name": found["name"],
+                                       "reason": f"the source tags its whole rule family {hint}; nothing in this "
+                                                 "alert shows it", "evidence": [ref]})
+            else:
+                self._add(hint, "alert", 1.0, ref, "named by the source's rule")
 
-    def _commands(self, result, threat):
-        lines = [(field_ref("command_line"), line) for line in signal.values(threat, "command_line")]
-        for name in ("process",):
-            lines += [(field_ref(name), v) for v in signal.values(threat, name)]
-        process = signal.metadata(threat).get("process")
-        if isinstance(process, str):
-            lines.append((meta_ref("process"), process[: signal.MAX_TEXT]))
-        best = {}
-        for ref, line in lines:
-            for technique_id, rule_id, confidence, _text in attack.techniques_in_commands([line]):
-                found = self._add(technique_id, "command_line", RULE_CONFIDENCE.get(confidence, 0.5), ref)
-                if found:
-                    result.find(f"{ref.rsplit('.', 1)[-1]} matches rule {rule_id}: {technique_id} {found['name']}.", ref)
-                    points = max((TACTIC_POINTS.get(t, 0) for t in found["tactic_ids"]), default=0)
-                    if confidence == "high" and points > best.get(technique_id, (0,))[0]:
-                        best[technique_id] = (points, found["name"], ref)
-        total = 0
-        for technique_id, (points, name, ref) in sorted(best.items(), key=lambda item: -item[1][0]):
-            if total + points > 20:
-                break
-            total += points
-            result.score(points, f"command line shows {technique_id} {name}", ref)
-            self.attack_evidence.append(f"{technique_id} in a command line")
+    def _tactic_hint(self, hint, ref):
+        """A tactic the source names (by id, current or legacy name: v19 renamed TA0005 to Stealth)."""
+        tactic = attack.tactic_id(hint)
+        legacy = hint if attack.tactic_name(tactic).lower() != str(hint).strip().lower() else ""
+        self.tactic_hints.append({"id": tactic, "name": attack.tactic_name(tactic), "legacy_name": legacy,
+                                  "evidence": [ref]})
 
-    def _metrics(self, result, threat, family):
-        speed = signal.metric(threat, "required_speed_kmh")
-        if speed is not None and speed > 1000:
-            result.score(20, f"impossible travel ({speed:,.0f} km/h needed)", meta_ref("required_speed_kmh"))
-            result.confidence = max(result.confidence, 0.85)
-        elif speed is not None and speed > 500:
-            result.score(8, f"unlikely travel ({speed:,.0f} km/h needed)", meta_ref("required_speed_kmh"))
-        count = signal.metric(threat, "request_count")
-        if count is not None and count >= 3000:
-            result.score(10, f"high volume ({count:,.0f} requests)", meta_ref("request_count"))
-        sigma = signal.metric(threat, "deviation_sigma")
-        if sigma is not None and sigma >= 4:
-            result.score(10 if sigma >= 10 else 5, f"{sigma:g} sigma above the baseline", meta_ref("deviation_sigma"))
-        metric_name = signal.metadata(threat).get("metric")
-        if metric_name in BY_METRIC:
-            self._add(BY_METRIC[metric_name], "metric", 0.6, meta_ref("metric"))
-        proxy = signal.metadata(threat).get("proxy_type")
-        if proxy in BY_PROXY:
-            self._add(BY_PROXY[proxy], "metric", 0.7, meta_ref("proxy_type"))
-            if proxy == "tor":
-                result.score(5, "traffic through Tor", meta_ref("proxy_type"))
-        distinct = signal.metric(threat, "distinct_ips")
-        if distinct is not None and distinct >= 100:
-            result.score(5, f"{distinct:.0f} rotating source addresses", meta_ref("distinct_ips"))
+    def _supported(self, hint, found):
+        """A coarse hint stands when the alert shows no behaviour at all, when it refines a technique the
+        behaviours give, or when it names a behaviour of the same family as one with no technique of its own."""
+        if not self.found:
+            return True
+        parents = {t.split(".")[0] for t in self.techniques} | {t.split(".")[0] for t in self._original_ids()}
+        if found["technique_id"].split(".")[0] in parents or str(hint).upper().split(".")[0] in parents:
+            return True
+        named = POLICIES.get(behaviour_of_technique(hint) or "")
+        bare = [POLICIES[n] for n in self.found if n in POLICIES and not self._behaviour_techniques(n, self.found[n])]
+        return named is not None and any(named.family == policy.family for policy in bare)
 
-    def _user_agent(self, result, threat, family):
-        agent = signal.text(threat, "user_agent")
-        ref = field_ref("user_agent")
-        if EXPLOIT_TOOLS.search(agent):
-            result.score(20, f"user agent of an exploitation tool ({EXPLOIT_TOOLS.search(agent).group(0)})", ref)
-            self._add("T1190", "user_agent", 0.8, ref)
-            self.attack_evidence.append("exploitation-tool user agent")
-        elif SCANNER_TOOLS.search(agent):
-            result.score(15, f"user agent of a scanner ({SCANNER_TOOLS.search(agent).group(0)})", ref)
-            self._add("T1595.002", "user_agent", 0.8, ref)
-            self.attack_evidence.append("scanner user agent")
-        elif CRAWLERS.search(agent):
-            result.find("The user agent claims to be a search-engine crawler (unverified: user agents can be forged).",
-                        ref)
-        elif SCRIPTED.search(agent) and family in LOGIN_FAMILIES | {"bot_traffic"}:
-            result.score(3, "scripted client user agent", ref)
-        endpoint = signal.text(threat, "endpoint") or next(iter(signal.values(threat, "urls")), "")
-        if LOGIN_PATHS.search(endpoint) and family in LOGIN_FAMILIES:
-            ref = field_ref("endpoint") if signal.text(threat, "endpoint") else field_ref("urls")
-            result.score(10, "automated requests against an authentication endpoint", ref)
-            self._add("T1110.004" if family != "authentication" else "T1110", "endpoint", 0.7, ref)
-            rate = signal.metric(threat, "requests_per_minute")
-            if rate is not None and rate >= LOGIN_ATTEMPTS_PER_MINUTE:
-                result.score(10, f"{rate:g} login requests per minute", meta_ref("requests_per_minute"), ref)
-                self.attack_evidence.append("sustained login attempts")
+    def _original_ids(self):
+        return [t["original_id"] for t in self.techniques.values() if "original_id" in t]
 
-    def _breadth(self, result):
-        tactics = {t for found in self.techniques.values() for t in found["tactic_ids"][:1]}
-        tactics |= {hint["id"] for hint in self.tactic_hints}
-        if len(tactics) >= 3:
-            names = ", ".join(sorted(attack.tactic_name(t) for t in tactics))
-            result.score(8, f"activity spans {len(tactics)} ATT&CK tactics ({names})",
-                         *dict.fromkeys(ref for found in self.techniques.values() for ref in found["evidence"]))
+    def _commands(self):
+        for hit in self.model.get("command_techniques", []):
+            if hit["confidence"] >= MIN_RULE_CONFIDENCE:
+                self._add(hit["technique_id"], "command_line", hit["confidence"], hit["field"],
+                          f"command-line rule {hit['rule']}")
 
-    # --- assembling ----------------------------------------------------------------------------
+    def _anomaly(self):
+        entry = self.found.get("anomaly")
+        metric = str(entry.get("detail", "")) if entry else ""
+        if metric in ANOMALY_TECHNIQUES:
+            self._add(ANOMALY_TECHNIQUES[metric], "metric", 0.6, f"signal.{entry['field']}",
+                      f"a deviation in {metric.replace('_', ' ')}")
 
-    def _add(self, technique_id, source, confidence, ref):
+    def _add(self, technique_id, source, confidence, ref, reason):
         found = attack.technique(technique_id)
-        if found is None:
+        if found is None or found["status"] == "deprecated":
             return None
         key = found["technique_id"]
-        if key in self.techniques:
-            known = self.techniques[key]
+        known = self.techniques.get(key)
+        if known:
             known["confidence"] = max(known["confidence"], confidence)
             known["sources"] = sorted(set(known["sources"]) | {source})
             known["evidence"] = list(dict.fromkeys(known["evidence"] + [ref]))
+            known["reasons"] = list(dict.fromkeys(known["reasons"] + [reason]))
             return known
         self.techniques[key] = {
             "technique_id": key, "name": found["name"],
             "tactic_id": found["tactic_ids"][0] if found["tactic_ids"] else "",
             "tactic": found["tactics"][0] if found["tactics"] else "",
             "tactic_ids": found["tactic_ids"], "tactics": found["tactics"],
-            "source": source, "sources": [source], "confidence": confidence, "evidence": [ref],
+            "source": source, "sources": [source], "confidence": confidence, "evidence": [ref], "reasons": [reason],
             **({"original_id": found["original_id"]} if "original_id" in found else {}),
         }
         return self.techniques[key]
 
-    def _finish(self, result, threat, family):
-        techniques = sorted(self.techniques.values(), key=lambda t: (-t["confidence"], t["technique_id"]))
+    # --- within-band contributions and attack evidence --------------------------------------------
+
+    def _within_band(self, result):
+        requests = signal.measure(self.threat, "request_count")
+        if requests is not None and requests >= VOLUME_REQUESTS:
+            result.score(5, f"high volume ({requests:,.0f} requests)", "signal.measures.request_count")
+        addresses = signal.measure(self.threat, "distinct_ips")
+        if addresses is not None and addresses >= ROTATING_ADDRESSES:
+            result.score(3, f"{addresses:.0f} rotating source addresses", "signal.measures.distinct_ips")
+        speed = signal.measure(self.threat, "speed_kmh")
+        if speed is not None and speed > 1000:
+            result.score(5, f"impossible travel ({speed:,.0f} km/h needed)", "signal.measures.speed_kmh")
+        sigma = signal.measure(self.threat, "deviation_sigma")
+        if sigma is not None and sigma >= 4:
+            result.score(5 if sigma >= 10 else 3, f"{sigma:g} sigma above the baseline", "signal.measures.deviation_sigma")
+
+    def attack_evidence(self):
+        """What no explanation may outvote: footholds, impact, and attempts the source says succeeded."""
+        failed = self.model.get("prevented") is True or self.model.get("outcome") == "failure"
+        evidence = [name.replace("_", " ") for name in self.found
+                    if name in POLICIES and POLICIES[name].stage >= FOOTHOLD and not (failed and name == "malware")
+                    and name not in ("impossible_travel", "resource_hijacking")]
+        if self.model.get("outcome") == "success" and {"exploit_attempt", "web_attack", "brute_force"} & set(self.found):
+            evidence.append("the attack succeeded")
+        return evidence
+
+    def _finish(self, result):
+        techniques = _most_specific(sorted(self.techniques.values(), key=lambda t: (-t["confidence"], t["technique_id"])))
         for found in techniques:
-            found["source"] = found["sources"][0] if len(found["sources"]) == 1 else "+".join(found["sources"])
-            del found["sources"]
-            renamed = f" (alert sent {found['original_id']}, revoked)" if "original_id" in found else ""
-            result.find(f"{found['technique_id']} {found['name']} [{', '.join(found['tactics'])}]{renamed}",
-                        *found["evidence"])
-        concrete = [t for t in techniques if t["source"] != "type"]
-        result.confidence = min(0.95, max(result.confidence, 0.5 + 0.1 * min(len(concrete), 3)
-                                          + (0.1 if threat.severity_hint else 0) - (0.1 if family == "other" else 0)))
+            found["source"] = "+".join(found.pop("sources"))
+            found["reason"] = "; ".join(found.pop("reasons"))
+            renamed = f" (alert sent {found['original_id']}, revoked in favour of it)" if "original_id" in found else ""
+            result.find(f"{found['technique_id']} {found['name']} [{', '.join(found['tactics'])}]{renamed}: "
+                        f"{found['reason']}.", *found["evidence"])
+        tactics = {t["tactic_id"] for t in techniques if t["tactic_id"]}
+        if len(tactics) >= BREADTH_TACTICS:
+            result.score(5, f"activity spans {len(tactics)} ATT&CK tactics", *[t["evidence"][0] for t in techniques])
+        evidence = self.attack_evidence()
+        known = [name for name in self.found if name in POLICIES]
+        top = max((POLICIES[n].stage for n in known), default=0)
+        result.confidence = min(0.95, 0.5 + 0.1 * min(len(techniques), 2) + (0.15 if known else -0.1)
+                                + (0.1 if self.model.get("severity") else 0) + (0.05 if top >= IMPACT else 0))
         context = {t["technique_id"]: attack.context(t["technique_id"]) for t in techniques[:3]}
         for technique_id, found in context.items():
             for mitigation in found["mitigations"][:2]:
                 result.recommendations.append(f"{mitigation['id']} {mitigation['name']} (mitigates {technique_id})")
+        family = signal.family(self.threat)
         result.data = {
-            "family": family,
-            "attack_version": attack.version(),
-            "techniques": techniques,
-            "tactic_hints": self.tactic_hints,
-            "context": context,
-            "attack_evidence": self.attack_evidence,
+            "family": family, "attack_version": attack.version(), "techniques": techniques,
+            "dismissed_hints": self.dismissed, "tactic_hints": self.tactic_hints, "context": context, "attack_evidence": evidence,
+            "behaviours": [{k: v for k, v in b.items()} for b in self.model["behaviours"]],
+            "typical_band": max((POLICIES[n].typical for n in known), key=RANK.get, default=""),
         }
         names = ", ".join(f"{t['technique_id']} {t['name']}" for t in techniques[:4]) or "no technique"
-        result.summary = f"{family.replace('_', ' ').capitalize()}; ATT&CK {attack.version()}: {names}."
+        shown = ", ".join(n.replace("_", " ") for n in self.found) or "no recognised behaviour"
+        result.summary = f"{family.replace('_', ' ').capitalize()}: {shown}; ATT&CK {attack.version()}: {names}."
         return result
+
+
+def _persistence_technique(entry):
+    detail, field = str(entry.get("detail", "")), str(entry.get("field", ""))
+    if "7045" in detail or "4697" in detail:
+        return "T1543.003"
+    if "4698" in detail:
+        return "T1053.005"
+    if "registry" in detail or "targetObject" in field:
+        return "T1547.001"
+    return ""
+
+
+def _most_specific(techniques):
+    """A parent is dropped when one of its sub-techniques is named: say the most specific thing known."""
+    subs = {t["technique_id"].split(".")[0] for t in techniques if "." in t["technique_id"]}
+    return [t for t in techniques if "." in t["technique_id"] or t["technique_id"] not in subs]

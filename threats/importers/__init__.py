@@ -1,8 +1,10 @@
 """Alert importers, one module per format. Each has `SOURCE` and `parse(item) -> Alert`, raising
 `ItemError` (not importable) or `Skip` (not an alert). `threats.ingest` does the rest."""
 
+from .. import generator
 from . import ecs, generic, suricata, wazuh
 from .common import Alert, ItemError, Skip
+from .signal import Signal, generic_behaviour
 
 IMPORTERS = {module.SOURCE: module for module in (generic, wazuh, suricata, ecs)}
 FORMATS = list(IMPORTERS)
@@ -26,4 +28,33 @@ def detect_format(item):
     return None
 
 
-__all__ = ["FORMATS", "IMPORTERS", "Alert", "ItemError", "Skip", "detect_format"]
+def signal_of(threat):
+    """The threat's normalised signal; for a row stored before signals existed (or written directly,
+    like the scenario fixtures or the admin), mapped now from its raw alert or synthetic metadata;
+    what that leaves out falls back to the row's own severity hint and type."""
+    if threat.signal:
+        return threat.signal
+    if threat.threat_type in generator.BUILDERS:
+        metadata = threat.raw.get("metadata") if isinstance(threat.raw, dict) else None
+        return generator.signal_for(threat.threat_type, metadata)
+    found = {}
+    if threat.source in IMPORTERS and isinstance(threat.raw, dict):
+        try:
+            found = IMPORTERS[threat.source].parse(threat.raw).signal
+        except (ItemError, Skip, KeyError, TypeError, ValueError, AttributeError):
+            found = {}
+    return _fallback(threat, found)
+
+
+def _fallback(threat, found):
+    built = Signal()
+    built.data.update({k: v for k, v in found.items() if v not in (None, "", [], {})})
+    built.data["fields"] = dict(found.get("fields", {}))
+    built.severity(threat.severity_hint, "severity_hint", threat.severity_hint)
+    named = generic_behaviour(threat.threat_type.partition(":")[2] or threat.threat_type)
+    if named and not built.data["behaviours"]:
+        built.behaviour(named, "threat_type", threat.threat_type[:60])
+    return built.finish()
+
+
+__all__ = ["FORMATS", "IMPORTERS", "Alert", "ItemError", "Skip", "detect_format", "signal_of"]

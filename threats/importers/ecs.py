@@ -8,7 +8,8 @@ high 73, critical 99).
 
 from threats.choices import Severity
 
-from .common import ItemError, Reader, category, parse_time, reference, tactic_ids, unwrap_source
+from .common import ItemError, Reader, category, collect, dig, parse_time, reference, tactic_ids, unwrap_source
+from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal
 
 SOURCE = "ecs"
 RISK_BANDS = [(74, Severity.CRITICAL), (48, Severity.HIGH), (22, Severity.MEDIUM), (0, Severity.LOW)]
@@ -27,6 +28,7 @@ def parse(item):
     title = rule_name or read.text("kibana.alert.reason", "message", "event.action", limit=200, name="title")
     rule = read.text("kibana.alert.rule.uuid", "kibana.alert.rule.rule_id", "signal.rule.id", "rule.uuid", "rule.id",
                      limit=100) or rule_name or title
+    normalised = signal(read, doc)
     return read.alert(
         source=SOURCE,
         source_ref=reference(read.text("kibana.alert.uuid", "event.id", limit=200) or item.get("_id"), doc),
@@ -34,7 +36,7 @@ def parse(item):
         title=title or "Elastic alert",
         threat_type=category(SOURCE, read.text("event.category", limit=60) or rule_name or "alert"),
         raw=item,
-        severity_hint=_severity(read),
+        severity_hint=normalised["severity"].get("level", ""),
         observables={
             "src_ip": src_ip,
             "dst_ip": read.ip("destination.ip", "server.ip", name="dst_ip"),
@@ -57,21 +59,12 @@ def parse(item):
         mitre_hints=read.techniques(_techniques(read)),
         tactics=tactic_ids(read.strings("threat.tactic.id", *[f"{p}.tactic.id" for p in RULE_THREAT], limit=60)
                            or read.strings("threat.tactic.name", limit=60)),
+        signal=normalised,
         rule=f"rule:{rule}",
         entity=f"{host}|{src_ip}",
         customer_hint=read.text("organization.name", "organization.id", limit=100, name="organization.name"),
         hosts=list(dict.fromkeys(h for h in (host, read.text("agent.name", "observer.name", limit=200)) if h)),
     )
-
-
-def _severity(read):
-    named = read.text("kibana.alert.severity", "signal.rule.severity", "event.severity_name", limit=20).upper()
-    if named in Severity.values:
-        return named
-    score = read.get("kibana.alert.risk_score", "signal.rule.risk_score", "event.risk_score")
-    if isinstance(score, (int, float)) and not isinstance(score, bool) and 0 <= score <= 100:
-        return next(severity for floor, severity in RISK_BANDS if score >= floor)
-    return ""
 
 
 def _techniques(read):
@@ -85,3 +78,119 @@ def _country(read):
     code = read.text("source.geo.country_iso_code", "client.geo.country_iso_code", limit=10)
     return code.upper() if len(code) == 2 and code.isalpha() else ""
 
+
+
+# --- The normalised signal (docs/signals.md, "Elastic") --------------------------------------------
+
+# ECS event.category -> behaviour, when the type and outcome say which (`_ecs_behaviours`).
+ECS_CATEGORY = {"malware": "malware", "vulnerability": "vulnerability", "threat": "indicator_match"}
+RULE_TYPES = {"threat_match": "indicator_match", "machine_learning": "anomaly"}
+# event.action values of Elastic's Windows, system and cloud integrations (Winlogbeat, Auditbeat).
+ACTIONS = {
+    "logon-failed": "login_failure", "logged-in": "login_success", "added-user-account": "account_created",
+    "user-account-created": "account_created", "added-member-to-group": "group_member_added",
+    "added-group-account-member": "group_member_added", "audit-log-cleared": "log_cleared",
+    "cleared-audit-log": "log_cleared", "service-installed": "persistence", "scheduled-task-created": "persistence",
+    "user_added": "account_created", "user_group_changed": "group_member_added",
+}
+SEVERITY_NAMES = {"low": "LOW", "medium": "MEDIUM", "high": "HIGH", "critical": "CRITICAL", "informational": "LOW"}
+
+
+def signal(read, doc, built=None):
+    """The ECS event or Elastic Security alert as a normalised signal (onto `built`, if given)."""
+    built = built or Signal()
+    _severity_signal(built, read)
+    event_signal(built, read)
+    if read.text("kibana.alert.building_block_type", "signal.rule.building_block_type", limit=20):
+        built.set("kind", "building_block", "kibana.alert.building_block_type")
+    kind = read.text("event.kind", limit=20).lower()
+    built.set("kind", "alert" if kind in ("alert", "signal") else kind, "event.kind")
+    rule_type = read.text("kibana.alert.rule.type", "signal.rule.type", limit=40)
+    if rule_type in RULE_TYPES:
+        built.behaviour(RULE_TYPES[rule_type], "kibana.alert.rule.type", rule_type)
+    built.measure("events", read.get("kibana.alert.threshold_result.count", "signal.threshold_result.count"),
+                  "kibana.alert.threshold_result.count")
+    built.measure("anomaly_score", read.get("anomaly_score", "kibana.alert.anomaly_score"), "anomaly_score")
+    ancestors = collect(doc, "kibana.alert.ancestors") + collect(doc, "signal.ancestors")
+    built.data["ancestors"] = list(dict.fromkeys(
+        str(a["id"])[:200] for a in ancestors if isinstance(a, dict) and a.get("type") == "signal" and a.get("id")))[:20]
+    for match in collect(doc, "threat.enrichments")[:10]:
+        _enrichment(built, match)
+    return built.finish()
+
+
+def event_signal(built, read):
+    """The ECS event fields any document may carry (Elastic alerts, generic alerts that use ECS names)."""
+    categories, types = read.strings("event.category", limit=40), read.strings("event.type", limit=40)
+    built.ecs(categories, types, "event.category")
+    action = read.text("event.action", limit=80)
+    built.set("action", action.lower(), "event.action")
+    _outcome(built, read, [t.lower() for t in types])
+    _ecs_behaviours(built, read, [c.lower() for c in categories], [t.lower() for t in types], action.lower())
+    code = read.text("event.code", "winlog.event_id", limit=10)
+    if code in WINDOWS_EVENTS:
+        name, outcome = WINDOWS_EVENTS[code]
+        built.behaviour(name, "event.code", f"event {code}").set("outcome", outcome, "event.code")
+    for name, path in (("src_bytes", "source.bytes"), ("dst_bytes", "destination.bytes"), ("bytes", "network.bytes"),
+                       ("http_status", "http.response.status_code"), ("events", "event.count")):
+        built.measure(name, read.get(path), path)
+    built.account("target", read.text("user.target.name", limit=200), "user.target.name")
+    built.account("domain", read.text("user.target.domain", limit=200), "user.target.domain")
+    built.account("group", read.text("group.name", "user.target.group.name", limit=200), "group.name")
+    built.account("actor", read.text("user.name", limit=200), "user.name")
+    built.forwarded(read.strings("network.forwarded_ip", "http.request.headers.x-forwarded-for",
+                                 "http.request.headers.X-Forwarded-For", limit=200), "network.forwarded_ip")
+    for value in read.strings("threat.indicator.ip", "threat.indicator.url.full", "threat.indicator.file.hash.sha256",
+                              "threat.indicator.domain", limit=500)[:10]:
+        built.indicator("indicator", value, "threat.indicator", read.text("threat.indicator.provider", limit=100))
+    return built
+
+
+def _severity_signal(built, read):
+    named = read.text("kibana.alert.severity", "signal.rule.severity", "event.severity_name", limit=20).lower()
+    if named in SEVERITY_NAMES:
+        built.severity(SEVERITY_NAMES[named], "kibana.alert.severity", named)
+    score = read.get("kibana.alert.risk_score", "signal.rule.risk_score", "event.risk_score")
+    if isinstance(score, (int, float)) and not isinstance(score, bool) and 0 <= score <= 100:
+        built.severity(next(s for floor, s in RISK_BANDS if score >= floor), "kibana.alert.risk_score", score)
+
+
+def _outcome(built, read, types):
+    """Elastic Defend marks a prevention with event.type "denied" (its event.outcome then says the
+    prevention succeeded); elsewhere event.outcome is the activity's own outcome."""
+    if "denied" in types:
+        built.set("prevented", True, "event.type").set("outcome", "failure", "event.type")
+    elif "allowed" in types:
+        built.set("prevented", False, "event.type")
+    outcome = read.text("event.outcome", limit=20).lower()
+    if "denied" not in types:
+        built.set("outcome", outcome if outcome in ("success", "failure") else "", "event.outcome")
+
+
+def _ecs_behaviours(built, read, categories, types, action):
+    outcome = read.text("event.outcome", limit=20).lower()
+    if "authentication" in categories and action not in ACTIONS:
+        built.behaviour("login_failure" if outcome == "failure" else "login_success", "event.category",
+                        f"authentication {outcome}")
+    if "iam" in categories and "creation" in types and "user" in types:
+        built.behaviour("account_created", "event.type", "iam user creation")
+    if "iam" in categories and "group" in types and "change" in types and read.text("group.name", limit=200):
+        built.behaviour("group_member_added", "event.type", "iam group change")
+    for category in categories:
+        if category in ECS_CATEGORY:
+            built.behaviour(ECS_CATEGORY[category], "event.category", category)
+    if action in ACTIONS:
+        built.behaviour(ACTIONS[action], "event.action", action)
+    elif action in CLOUD_ACTIONS:
+        built.behaviour(CLOUD_ACTIONS[action], "event.action", action)
+
+
+def _enrichment(built, match):
+    """An indicator-match alert's `threat.enrichments[]`: what matched, and the feed."""
+    if not isinstance(match, dict):
+        return
+    atomic = dig(match, "matched.atomic")
+    feed = dig(match, "indicator.provider") or dig(match, "feed.name") or ""
+    built.indicator(str(dig(match, "matched.type") or "indicator")[:40], atomic if isinstance(atomic, str) else "",
+                    "threat.enrichments", feed)
+    built.behaviour("indicator_match", "threat.enrichments", f"matched {dig(match, 'matched.field') or 'an indicator'}")

@@ -12,7 +12,9 @@ import re
 
 from threats.choices import Severity, ThreatType
 
+from . import ecs
 from .common import ItemError, Reader, as_list, category, parse_time, reference, tactic_ids
+from .signal import Signal, generic_behaviour
 
 SOURCE = "generic"
 TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,39}$")
@@ -36,6 +38,7 @@ def parse(item):
                       for k in observed if k not in OBSERVABLE_KEYS]
     host = read.text("host", "observables.host", name="host")
     src_ip = read.ip("observables.src_ip", name="src_ip")
+    severity = _severity(item.get("severity"))
     return read.alert(
         source=SOURCE,
         source_ref=reference(read.text("id", limit=200), item),
@@ -43,7 +46,8 @@ def parse(item):
         title=title,
         threat_type=_threat_type(item),
         raw=item,
-        severity_hint=_severity(item.get("severity")),
+        severity_hint=severity,
+        signal=signal(read, item, severity),
         observables=_observables(read, host, src_ip),
         mitre_hints=read.techniques(as_list(item.get("mitre"))),
         tactics=tactic_ids(as_list(item.get("tactics"))),
@@ -92,3 +96,13 @@ def _severity(value):
     if not isinstance(value, str) or value.upper() not in Severity.values:
         raise ItemError("severity", f"Severity is one of {', '.join(v.lower() for v in Severity.values)}.")
     return value.upper()
+
+
+def signal(read, item, severity):
+    """Our own format as a normalised signal: `severity`, the behaviour its `category` names, and any
+    ECS fields it carries (event.action/outcome, source.bytes, ...: the ECS mapping applies)."""
+    built = Signal().severity(severity, "severity", item.get("severity"))
+    named = generic_behaviour(item.get("category")) if isinstance(item.get("category"), str) else None
+    if named:
+        built.behaviour(named, "category", item["category"][:60])
+    return ecs.signal(read, item, built)

@@ -9,6 +9,7 @@ Emerging Threats rules put ATT&CK ids in `alert.metadata.mitre_*` arrays.
 from threats.choices import Severity
 
 from .common import (
+    SEVERITY_RANK,
     ItemError,
     Reader,
     Skip,
@@ -20,11 +21,14 @@ from .common import (
     tactic_ids,
     unwrap_source,
 )
+from .signal import Signal
 
 SOURCE = "suricata"
-SEVERITY = {1: Severity.HIGH, 2: Severity.MEDIUM, 3: Severity.LOW}
-# ET rules' own rating in metadata; only "Critical" says more than the numeric severity.
-SIGNATURE_SEVERITY = {"critical": Severity.CRITICAL}
+SEVERITY = {1: Severity.HIGH, 2: Severity.MEDIUM, 3: Severity.LOW, 4: Severity.LOW}
+# Emerging Threats' own rating in metadata.signature_severity bounds the classtype's priority:
+# "Critical" rules are strong indicators (at least HIGH), "Informational" ones are context (LOW).
+SIGNATURE_FLOOR = {"critical": Severity.HIGH, "major": Severity.MEDIUM}
+SIGNATURE_CAP = {"informational": Severity.LOW, "minor": Severity.MEDIUM}
 
 
 def parse(item):
@@ -45,6 +49,7 @@ def parse(item):
     dst_ip = read.ip("dest_ip", name="dst_ip")
     meta = alert.get("metadata") if isinstance(alert.get("metadata"), dict) else {}
     hostname = read.text("http.hostname", "tls.sni", limit=253, name="domains")
+    severity = _severity(alert, meta)
     return read.alert(
         source=SOURCE,
         source_ref=_reference(doc, item, sid),
@@ -52,7 +57,8 @@ def parse(item):
         title=read.text("alert.signature", limit=200, name="alert.signature") or f"Suricata signature {sid}",
         threat_type=category(SOURCE, alert.get("category") or "alert"),
         raw=item,
-        severity_hint=_severity(alert, meta),
+        severity_hint=severity,
+        signal=signal(doc, severity),
         observables={
             "src_ip": src_ip,
             "dst_ip": dst_ip,
@@ -78,8 +84,11 @@ def parse(item):
 def _severity(alert, meta):
     numeric = alert.get("severity")
     hint = SEVERITY.get(numeric, Severity.LOW) if isinstance(numeric, int) and numeric > 0 else ""
-    rated = [SIGNATURE_SEVERITY.get(str(v).lower(), "") for v in as_list(meta.get("signature_severity"))]
-    return severity_max(hint, *rated)
+    for rating in (str(v).lower() for v in as_list(meta.get("signature_severity"))[:1]):
+        if rating in SIGNATURE_CAP and SEVERITY_RANK.get(hint, 0) > SEVERITY_RANK[SIGNATURE_CAP[rating]]:
+            hint = SIGNATURE_CAP[rating]
+        hint = severity_max(hint, SIGNATURE_FLOOR.get(rating, ""))
+    return hint
 
 
 def _reference(doc, item, sid):
@@ -107,3 +116,90 @@ def _dns_queries(doc):
     listed = as_list(dns.get("queries")) + as_list(dns.get("query"))
     names = [q.get("rrname") for q in listed if isinstance(q, dict)]
     return [n[:253] for n in names if isinstance(n, str) and n][:10]
+
+
+# --- The normalised signal (docs/signals.md, "Suricata") -------------------------------------------
+
+# alert.category is the classtype's description (etc/classification.config) -> (behaviour, outcome).
+CLASSTYPES = {
+    "not suspicious traffic": ("informational", ""), "misc activity": ("informational", ""),
+    "generic icmp event": ("informational", ""), "a tcp connection was detected": ("informational", ""),
+    "attempted information leak": ("recon_probe", ""), "information leak": ("recon_probe", "success"),
+    "large scale information leak": ("exfiltration", "success"), "decode of an rpc query": ("recon_probe", ""),
+    "detection of a network scan": ("network_scan", ""), "attempted denial of service": ("denial_of_service", ""),
+    "denial of service": ("denial_of_service", "success"),
+    "detection of a denial of service attack": ("denial_of_service", ""),
+    "attempted user privilege gain": ("exploit_attempt", ""), "attempted administrator privilege gain":
+        ("exploit_attempt", ""), "unsuccessful user privilege gain": ("exploit_attempt", "failure"),
+    "successful user privilege gain": ("exploit_success", "success"),
+    "successful administrator privilege gain": ("exploit_success", "success"),
+    "executable code was detected": ("exploit_attempt", ""), "web application attack": ("web_attack", ""),
+    "a network trojan was detected": ("malware", ""), "malware command and control activity detected":
+        ("command_and_control", ""), "domain observed used for c2 detected": ("command_and_control", ""),
+    "exploit kit activity detected": ("exploit_attempt", ""), "possibly unwanted program detected":
+        ("unwanted_software", ""), "successful credential theft detected": ("phishing", "success"),
+    "possible social engineering attempted": ("phishing", ""), "crypto currency mining activity detected":
+        ("resource_hijacking", ""), "potential corporate privacy violation": ("policy_violation", ""),
+    "inappropriate content was detected": ("policy_violation", ""),
+    "device retrieving external ip address detected": ("discovery", ""),
+    "attempt to login by a default username and password": ("brute_force", ""),
+    "an attempted login using a suspicious username was detected": ("login_failure", ""),
+}
+# The rule set's own category: the second word of an Emerging Threats signature ("ET SCAN ...").
+RULESET_CATEGORIES = {
+    "SCAN": "network_scan", "EXPLOIT": "exploit_attempt", "EXPLOIT_KIT": "exploit_attempt",
+    "SHELLCODE": "exploit_attempt", "WEB_SERVER": "web_attack", "WEB_SPECIFIC_APPS": "web_attack",
+    "WEB_CLIENT": "exploit_attempt", "MALWARE": "malware", "TROJAN": "malware", "MOBILE_MALWARE": "malware",
+    "WORM": "malware", "ATTACK_RESPONSE": "exploit_success", "POLICY": "policy_violation", "P2P": "policy_violation",
+    "GAMES": "policy_violation", "CHAT": "policy_violation", "CINS": "reputation_match", "DROP": "reputation_match",
+    "COMPROMISED": "reputation_match", "DSHIELD": "reputation_match", "3CORESEC": "reputation_match",
+    "TOR": "anonymising_proxy", "DOS": "denial_of_service", "COINMINER": "resource_hijacking",
+    "PHISHING": "phishing", "ADWARE_PUP": "unwanted_software",
+}
+# alert.metadata.tag values Emerging Threats uses -> behaviour.
+TAGS = {"c2": "command_and_control", "ransomware": "ransomware", "coinminer": "resource_hijacking",
+        "phishing": "phishing", "exploit_kit": "exploit_attempt", "sql_injection": "web_attack", "xss": "web_attack",
+        "command_injection": "web_attack", "path_traversal": "web_attack", "webshell": "exploit_success"}
+SIGNATURE_PREFIXES = ("ET", "ETPRO", "GPL")
+
+
+def signal(doc, severity):
+    """The EVE alert as a normalised signal: classtype, rule-set category, metadata, action, flow."""
+    alert = doc["alert"]
+    built = Signal().severity(severity, "alert.severity", alert.get("severity"))
+    built.ecs(["intrusion_detection", "network"], ["info"], "event_type")
+    behaviours(built, doc, "")
+    blocked = str(alert.get("action", "")).lower() == "blocked"
+    built.set("prevented", blocked, "alert.action").set("outcome", "failure" if blocked else "", "alert.action")
+    built.set("action", str(alert.get("action", ""))[:40], "alert.action")
+    flow = doc.get("flow") if isinstance(doc.get("flow"), dict) else {}
+    built.measure("src_bytes", flow.get("bytes_toserver"), "flow.bytes_toserver")
+    built.measure("dst_bytes", flow.get("bytes_toclient"), "flow.bytes_toclient")
+    http = doc.get("http") if isinstance(doc.get("http"), dict) else {}
+    built.measure("http_status", http.get("status"), "http.status")
+    built.forwarded(as_list(http.get("xff")), "http.xff")
+    for header in as_list(http.get("request_headers")):
+        if isinstance(header, dict) and str(header.get("name", "")).lower() == "x-forwarded-for":
+            built.forwarded([header.get("value", "")], "http.request_headers")
+    return built.finish()
+
+
+def behaviours(built, doc, prefix):
+    """Behaviours an EVE alert's rule states (also used for EVE records Wazuh forwards under data.)."""
+    alert = doc["alert"]
+    meta = alert.get("metadata") if isinstance(alert.get("metadata"), dict) else {}
+    words = str(alert.get("signature") or "").split()
+    if len(words) > 1 and words[0].upper() in SIGNATURE_PREFIXES and words[1].upper() in RULESET_CATEGORIES:
+        built.behaviour(RULESET_CATEGORIES[words[1].upper()], f"{prefix}alert.signature", f"{words[0]} {words[1]}")
+        if words[1].upper() == "ATTACK_RESPONSE":
+            built.set("outcome", "success", f"{prefix}alert.signature")
+    classtype = str(alert.get("category") or "").strip().lower()
+    if classtype in CLASSTYPES:
+        name, outcome = CLASSTYPES[classtype]
+        built.behaviour(name, f"{prefix}alert.category", alert["category"]).set("outcome", outcome,
+                                                                               f"{prefix}alert.category")
+    for tag in as_list(meta.get("tag")):
+        if str(tag).lower() in TAGS:
+            built.behaviour(TAGS[str(tag).lower()], f"{prefix}alert.metadata.tag", tag)
+    for family in as_list(meta.get("malware_family"))[:1]:
+        built.behaviour("malware", f"{prefix}alert.metadata.malware_family", family)

@@ -15,7 +15,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from threats.choices import Severity
 
-from .common import ItemError, Reader, as_list, category, parse_time, reference, tactic_ids, unwrap_source
+from . import suricata
+from .common import ItemError, Reader, as_list, category, dig, parse_time, reference, tactic_ids, unwrap_source
+from .signal import WINDOWS_EVENTS, Signal
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
@@ -93,6 +95,7 @@ def parse(item):
         observables=observables,
         mitre_hints=read.techniques(as_list(mitre.get("id"))),
         tactics=tactic_ids(as_list(mitre.get("tactic"))),
+        signal=signal(doc, level),
         rule=f"rule:{rule_id}",
         entity=f"{agent}|{src_ip}",
         customer_hint=read.text("agent.labels.customer", "labels.customer", limit=100, name="agent.labels.customer"),
@@ -127,3 +130,91 @@ def _sysmon_hashes(read):
     """Sysmon's `Hashes` field packs several digests: "SHA1=...,MD5=...,SHA256=...,IMPHASH=..."."""
     packed = read.text("data.win.eventdata.hashes", limit=1_000, name="hashes")
     return [h.lower() for h in SYSMON_HASH.findall(packed) if len(h) in (32, 40, 64, 128)]
+
+
+# --- The normalised signal (docs/signals.md, "Wazuh") ----------------------------------------------
+
+# rule.groups -> (behaviour, outcome): the ruleset's own classification of what a rule detects.
+GROUP_BEHAVIOURS = {
+    "authentication_failed": ("login_failure", "failure"), "invalid_login": ("login_failure", "failure"),
+    "login_denied": ("login_failure", "failure"), "authentication_failures": ("brute_force", "failure"),
+    "authentication_success": ("login_success", "success"), "adduser": ("account_created", ""),
+    "account_changed": ("account_changed", ""), "group_changed": ("group_member_added", ""),
+    "logs_cleared": ("log_cleared", "success"), "virus": ("malware", ""), "exploit_attempt": ("exploit_attempt", ""),
+    "attacks": ("exploit_attempt", ""), "sql_injection": ("web_attack", ""), "attack": ("web_attack", ""),
+    "web_scan": ("vulnerability_scan", ""), "recon": ("recon_probe", ""), "connection_attempt": ("network_scan", ""),
+    "vulnerability-detector": ("vulnerability", ""), "sudo": ("privileged_command", ""),
+    "policy_changed": ("integrity_change", ""), "syscheck": ("integrity_change", ""),
+    "rootcheck": ("anomaly", ""), "active_response": ("informational", ""),
+    **{name: ("informational", "") for name in ("service_availability", "system_error", "low_diskspace",
+                                                "agent_flooding", "upgrade", "hostinfo", "spam", "time_changed")},
+}
+RUN_KEYS = re.compile(r"\\(currentversion\\(run|runonce|policies\\explorer\\run)|winlogon\\(userinit|shell))\b", re.I)
+
+
+def signal(doc, level):
+    """The Wazuh alert as a normalised signal: rule groups, Windows/Sysmon event ids, decoded data."""
+    rule, data = doc["rule"], doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    built = Signal().severity(severity_for(level), "rule.level", level)
+    built.set("trust", "curated" if _custom_rule(rule.get("id")) else "coarse", "rule.id")
+    groups = [g.lower() for g in as_list(rule.get("groups")) if isinstance(g, str)]
+    _windows(built, dig(data, "win") or {})
+    for group in groups:
+        if group in GROUP_BEHAVIOURS:
+            name, outcome = GROUP_BEHAVIOURS[group]
+            built.behaviour(name, "rule.groups", group).set("outcome", outcome, "rule.groups")
+    if "virustotal" in groups and str(dig(data, "virustotal.malicious")) == "1":
+        built.behaviour("malware", "data.virustotal.malicious", f"{dig(data, 'virustotal.positives')} engines")
+        built.measure("detections", dig(data, "virustotal.positives"), "data.virustotal.positives")
+    if "web" in groups or "accesslog" in groups:
+        built.measure("http_status", data.get("id"), "data.id")
+    if isinstance(dig(data, "alert"), dict):  # Suricata EVE forwarded by the Wazuh integration
+        suricata.behaviours(built, data, "data.")
+    built.measure("events", rule.get("frequency"), "rule.frequency")
+    built.account("target", dig(data, "dstuser"), "data.dstuser")
+    built.account("actor", dig(data, "srcuser"), "data.srcuser")
+    built.set("action", dig(doc, "decoder.name"), "decoder.name")
+    if doc.get("previous_output"):
+        built.set("kind", "alert", "previous_output")  # a composite rule: its children are in previous_output
+    return built.finish()
+
+
+def _custom_rule(rule_id):
+    """Wazuh reserves ids 100000-120000 for an installation's own rules: their ATT&CK tags are written
+    for that one rule, unlike the stock rule families' (every logon failure is tagged T1531)."""
+    text = str(rule_id or "")
+    return text.isdigit() and 100_000 <= int(text) <= 120_000
+
+
+def _windows(built, win):
+    """Windows Security / System / Sysmon events forwarded by the Wazuh agent (data.win.*)."""
+    event_id, provider = str(dig(win, "system.eventID") or ""), str(dig(win, "system.providerName") or "")
+    event = dig(win, "eventdata") if isinstance(dig(win, "eventdata"), dict) else {}
+    if not event_id:
+        return
+    built.set("action", f"windows-event-{event_id}"[:60], "data.win.system.eventID")
+    if "sysmon" in provider.lower():
+        _sysmon(built, event_id, event)
+        return
+    if event_id in WINDOWS_EVENTS:
+        name, outcome = WINDOWS_EVENTS[event_id]
+        built.behaviour(name, "data.win.system.eventID", f"event {event_id}").set(
+            "outcome", outcome, "data.win.system.eventID")
+    if event_id == "4769" and str(event.get("ticketEncryptionType", "")).lower() == "0x17":
+        built.behaviour("kerberoasting", "data.win.eventdata.ticketEncryptionType", "RC4 service ticket")
+    if event_id in ("4728", "4732", "4756"):
+        built.account("group", event.get("targetUserName"), "data.win.eventdata.targetUserName")
+        built.account("target", event.get("memberName") or event.get("memberSid"), "data.win.eventdata.memberName")
+    else:
+        built.account("target", event.get("targetUserName"), "data.win.eventdata.targetUserName")
+        built.account("domain", event.get("targetDomainName"), "data.win.eventdata.targetDomainName")
+    built.account("actor", event.get("subjectUserName"), "data.win.eventdata.subjectUserName")
+    built.measure("logon_type", event.get("logonType"), "data.win.eventdata.logonType")
+
+
+def _sysmon(built, event_id, event):
+    target = str(event.get("targetImage") or "")
+    if event_id == "10" and target.lower().endswith("\\lsass.exe"):
+        built.behaviour("credential_dumping", "data.win.eventdata.targetImage", "process access to lsass.exe")
+    elif event_id in ("12", "13") and RUN_KEYS.search(str(event.get("targetObject") or "")):
+        built.behaviour("persistence", "data.win.eventdata.targetObject", "autostart registry key")

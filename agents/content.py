@@ -1,0 +1,124 @@
+"""What an alert's content shows beyond what its source states (docs/signals.md, "Inferred").
+
+Each rule below names the behaviour it encodes and cites the field it read; what it finds is added
+to the model's behaviours with `"inferred": true`. Only entity fields are read (command lines,
+process names, user agents, URLs, volumes): never titles or descriptions, which are the rule
+author's words, not the event's.
+"""
+
+import re
+
+from . import signal
+from .priority import attack
+from .priority.behaviours import POLICIES, behaviour_of_technique
+
+EXPLOIT_TOOLS = re.compile(r"sqlmap|metasploit|w3af|havij|commix|hydra|\bburp", re.I)
+SCANNER_TOOLS = re.compile(r"nikto|nmap|masscan|zgrab|nuclei|acunetix|nessus|openvas|wpscan|dirbuster|gobuster|"
+                           r"\bzap\b|feroxbuster|ffuf", re.I)
+# Attack payloads in a requested URL (decoded or percent-encoded): the request itself is the attack.
+URL_PAYLOADS = [
+    ("SQL injection", r"union(\s|\+|%20|/\*.*?\*/)+(all(\s|\+|%20)+)?select|'\s*(or|and)\s*'?\d+'?\s*=\s*'?\d|"
+                      r"(sleep|benchmark|pg_sleep)\s*\(|information_schema|xp_cmdshell|%27(\+|%20)*(or|and)(\+|%20)"),
+    ("cross-site scripting", r"<\s*script|%3cscript|javascript:|onerror\s*=|onload\s*=|%3csvg|<svg[^>]*on\w+="),
+    ("path traversal", r"\.\./\.\./|%2e%2e(/|%2f)|\.\.%2f|/etc/passwd|/etc/shadow|boot\.ini|win\.ini"),
+    ("command injection", r"(;|\||%7c|`|\$\()\s*(wget|curl|bash|sh|nc|id|whoami|cat)\b|\$\{jndi:|%24%7bjndi"),
+]
+URL_PAYLOAD_RES = [(name, re.compile(pattern, re.I)) for name, pattern in URL_PAYLOADS]
+CRAWLERS = re.compile(r"googlebot|bingbot|duckduckbot|applebot|yandexbot|baiduspider", re.I)
+LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
+RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
+EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised host's traffic an exfiltration
+
+
+def infer(threat, model):
+    """Add what the content shows to `model` (the threat's signal, copied)."""
+    found = model["behaviours"]
+    model["command_techniques"] = _commands(threat, model, found)
+    _user_agent(threat, found)
+    _urls(threat, found)
+    _named_techniques(threat, model, found)
+    _automated_login(threat, found)
+    _outbound_volume(threat, model, found)
+    return model
+
+
+def add(found, name, field, detail):
+    if name in POLICIES and not any(b["name"] == name for b in found):
+        found.append({"name": name, "field": field, "detail": str(detail)[:200], "inferred": True})
+
+
+def _commands(threat, model, found):
+    """Rule `command_line_technique`: ttprism's command-line rules over the process and command
+    line; a high- or medium-confidence hit shows the technique's behaviour."""
+    lines = [(f"observables.{name}", line) for name in ("command_line", "process") for line in signal.values(threat, name)]
+    if model.get("process") and not signal.values(threat, "process"):
+        lines.append((model["fields"].get("process", "process"), model["process"][: signal.MAX_TEXT]))
+    hits = []
+    for field, line in lines:
+        for technique_id, rule_id, confidence, _text in attack.techniques_in_commands([line]):
+            hits.append({"technique_id": technique_id, "rule": rule_id, "field": f"signal.{field}",
+                         "confidence": RULE_CONFIDENCE.get(confidence, 0.5)})
+            behaviour = behaviour_of_technique(technique_id)
+            if behaviour and confidence in ("high", "medium"):
+                add(found, behaviour, field, f"{technique_id} (rule {rule_id})")
+    return hits
+
+
+def _user_agent(threat, found):
+    """Rule `attack_tool_user_agent`: an exploitation tool is a web attack, a scanner is a scan."""
+    agent, field = signal.text(threat, "user_agent"), "observables.user_agent"
+    if EXPLOIT_TOOLS.search(agent):
+        add(found, "web_attack", field, f"exploitation tool {EXPLOIT_TOOLS.search(agent).group(0)}")
+    elif SCANNER_TOOLS.search(agent):
+        add(found, "vulnerability_scan", field, f"scanner {SCANNER_TOOLS.search(agent).group(0)}")
+
+
+def _urls(threat, found):
+    """Rule `attack_payload_in_url`: the requested URL carries an attack payload."""
+    for name in ("urls", "endpoint"):
+        for url in signal.values(threat, name):
+            for label, pattern in URL_PAYLOAD_RES:
+                if pattern.search(url):
+                    add(found, "web_attack", f"observables.{name}", label)
+                    return
+
+
+def _named_techniques(threat, model, found):
+    """Rule `technique_named_by_a_curated_rule`: an Elastic, Suricata or generic rule's own ATT&CK
+    mapping says what it detects. Wazuh's rule-family mappings are too coarse for this (every
+    logon failure is tagged T1531), so they only name techniques (agents/priority)."""
+    if model.get("trust") == "coarse":
+        return
+    for index, technique_id in enumerate(threat.mitre_hints[:20] if isinstance(threat.mitre_hints, list) else []):
+        behaviour = behaviour_of_technique(technique_id)
+        if behaviour:
+            add(found, behaviour, f"mitre_hints[{index}]", f"{technique_id} named by the source's rule")
+
+
+def _automated_login(threat, found):
+    """Rule `automated_login`: automated traffic against an authentication endpoint is credential stuffing."""
+    names = {b["name"] for b in found}
+    endpoint = signal.text(threat, "endpoint") or next(iter(signal.values(threat, "urls")), "")
+    if names & {"automation", "rate_abuse", "anonymising_proxy"} and LOGIN_PATHS.search(endpoint):
+        add(found, "credential_stuffing", "observables.endpoint", "automated requests on a login endpoint")
+
+
+def _outbound_volume(threat, model, found):
+    """Rule `outbound_volume`: a host already showing compromise that sends this much out is exfiltrating."""
+    sent = model["measures"].get("src_bytes")
+    names = {b["name"] for b in found}
+    if (isinstance(sent, (int, float)) and sent >= EXFIL_BYTES and is_outbound(threat)
+            and names & {"command_and_control", "malware", "exploit_success", "suspicious_execution"}):
+        add(found, "exfiltration", model["fields"].get("measures.src_bytes", "measures.src_bytes"),
+            f"{sent / 1e6:,.0f} MB sent out")
+
+
+def is_outbound(threat):
+    """From an internal source to an external destination (or no destination known)."""
+    source, destination = signal.ip(signal.text(threat, "src_ip")), signal.ip(signal.text(threat, "dst_ip"))
+    return signal.is_internal(source) and not signal.is_internal(destination)
+
+
+def is_inbound(threat):
+    """From an external source (or none known) to anything."""
+    return not signal.is_internal(signal.ip(signal.text(threat, "src_ip")))

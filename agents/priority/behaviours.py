@@ -1,0 +1,124 @@
+"""What each behaviour of the signal model means to a verdict (docs/verdicts.md, docs/signals.md).
+
+For every behaviour: the family a response plan is chosen by, its stage in an attack, the band it
+typically deserves when the source gives none, the band its evidence proves (`floor`), the band an
+attempt that failed or was prevented is held to (`failed_cap`), the band a bare occurrence is held
+to (`cap`: a scan is reconnaissance, whatever a rule's author rated it), and its ATT&CK techniques.
+"""
+
+from dataclasses import dataclass
+
+RECON, ATTEMPT, FOOTHOLD, IMPACT = 1, 2, 3, 4
+BANDS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+RANK = {band: index for index, band in enumerate(BANDS)}
+
+
+@dataclass(frozen=True)
+class Policy:
+    family: str
+    stage: int
+    typical: str
+    floor: str = ""
+    cap: str = ""
+    failed_cap: str = ""
+    techniques: tuple = ()
+
+
+P = Policy
+POLICIES = {
+    "network_scan": P("reconnaissance", RECON, "LOW", cap="LOW", techniques=("T1595",)),
+    "vulnerability_scan": P("reconnaissance", RECON, "LOW", cap="LOW", techniques=("T1595.002",)),
+    "recon_probe": P("reconnaissance", RECON, "LOW", cap="LOW"),
+    "discovery": P("reconnaissance", RECON, "MEDIUM", cap="MEDIUM"),
+    "login_failure": P("authentication", ATTEMPT, "LOW", cap="LOW"),
+    "brute_force": P("authentication", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1110",)),
+    "password_spraying": P("authentication", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1110.003",)),
+    "credential_stuffing": P("authentication", ATTEMPT, "MEDIUM", techniques=("T1110.004",)),
+    "login_success": P("authentication", ATTEMPT, "LOW"),
+    "impossible_travel": P("geo_anomaly", FOOTHOLD, "HIGH", floor="MEDIUM", techniques=("T1078",)),
+    "unusual_location": P("geo_anomaly", ATTEMPT, "MEDIUM", techniques=("T1078",)),
+    "web_attack": P("web_attack", ATTEMPT, "MEDIUM", cap="MEDIUM", failed_cap="LOW", techniques=("T1190",)),
+    "exploit_attempt": P("exploit", ATTEMPT, "MEDIUM", cap="MEDIUM", failed_cap="LOW", techniques=("T1190",)),
+    "exploit_success": P("exploit", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1190",)),
+    "phishing": P("phishing", ATTEMPT, "MEDIUM", techniques=("T1566",)),
+    "malware": P("malware", FOOTHOLD, "HIGH", floor="MEDIUM", failed_cap="MEDIUM"),
+    "unwanted_software": P("malware", ATTEMPT, "LOW", cap="LOW"),
+    "suspicious_execution": P("execution", ATTEMPT, "MEDIUM", techniques=("T1059",)),
+    "command_and_control": P("command_and_control", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1071",)),
+    "dns_tunnelling": P("command_and_control", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1071.004",)),
+    "exfiltration": P("exfiltration", IMPACT, "HIGH", floor="HIGH", techniques=("T1048",)),
+    "credential_dumping": P("credential_access", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1003",)),
+    "kerberoasting": P("credential_access", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1558.003",)),
+    "account_created": P("account_manipulation", ATTEMPT, "MEDIUM", techniques=("T1136",)),
+    "account_changed": P("account_manipulation", ATTEMPT, "LOW", cap="MEDIUM", techniques=("T1098",)),
+    "privileged_group_change": P("account_manipulation", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1098",)),
+    "privilege_escalation": P("privilege_escalation", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1068",)),
+    "privileged_command": P("privilege_escalation", ATTEMPT, "LOW", cap="LOW"),
+    "persistence": P("persistence", FOOTHOLD, "MEDIUM", floor="MEDIUM"),
+    "log_cleared": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1070",)),
+    "security_tool_disabled": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1562.001",)),
+    "lateral_movement": P("lateral_movement", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1021",)),
+    "ransomware": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", failed_cap="HIGH", techniques=("T1486",)),
+    "inhibit_recovery": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", techniques=("T1490",)),
+    "data_destruction": P("impact", IMPACT, "HIGH", floor="HIGH", techniques=("T1485",)),
+    "denial_of_service": P("denial_of_service", ATTEMPT, "MEDIUM", techniques=("T1498",)),
+    "resource_hijacking": P("malware", FOOTHOLD, "MEDIUM", floor="MEDIUM", techniques=("T1496",)),
+    "anonymising_proxy": P("proxy_network", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1090",)),
+    "reputation_match": P("threat_intel", RECON, "LOW", cap="MEDIUM"),
+    "indicator_match": P("threat_intel", ATTEMPT, "MEDIUM", floor="MEDIUM"),
+    "automation": P("bot_traffic", ATTEMPT, "MEDIUM", techniques=("T1499.003",)),
+    "rate_abuse": P("rate_limit_breach", ATTEMPT, "MEDIUM", techniques=("T1499.003",)),
+    "anomaly": P("anomaly_detection", ATTEMPT, "MEDIUM"),
+    "integrity_change": P("policy", ATTEMPT, "LOW", cap="MEDIUM"),
+    "vulnerability": P("policy", RECON, "LOW", cap="MEDIUM"),
+    "policy_violation": P("policy", RECON, "LOW", cap="LOW"),
+    "informational": P("policy", 0, "LOW", cap="LOW"),
+}
+# The synthetic anomaly's metric -> the technique its deviation suggests.
+ANOMALY_TECHNIQUES = {"failed_logins": "T1110", "login_count": "T1078", "api_calls": "T1078",
+                      "data_download_mb": "T1213"}
+# Techniques a source or a command-line rule names -> the behaviour they show (by parent id).
+TECHNIQUE_BEHAVIOURS = {
+    "T1003": "credential_dumping", "T1558": "kerberoasting", "T1110": "brute_force", "T1486": "ransomware",
+    "T1490": "inhibit_recovery", "T1485": "data_destruction", "T1070": "log_cleared",
+    "T1562": "security_tool_disabled", "T1021": "lateral_movement", "T1570": "lateral_movement",
+    "T1053": "persistence", "T1543": "persistence", "T1547": "persistence", "T1136": "account_created",
+    "T1098": "account_changed", "T1068": "privilege_escalation", "T1548": "privilege_escalation",
+    "T1071": "command_and_control", "T1573": "command_and_control", "T1572": "command_and_control",
+    "T1041": "exfiltration", "T1048": "exfiltration", "T1567": "exfiltration", "T1190": "exploit_attempt",
+    "T1203": "exploit_attempt", "T1210": "exploit_attempt", "T1566": "phishing", "T1059": "suspicious_execution",
+    "T1218": "suspicious_execution", "T1105": "suspicious_execution", "T1046": "network_scan",
+    "T1595": "network_scan", "T1496": "resource_hijacking", "T1498": "denial_of_service",
+    "T1499": "denial_of_service", "T1078": "login_success",
+}
+
+
+# Automation is how these are done: when one of them is shown, "automated traffic" adds nothing.
+SUBSUMES_AUTOMATION = {"vulnerability_scan", "network_scan", "web_attack", "credential_stuffing", "brute_force",
+                       "anonymising_proxy", "exploit_attempt"}
+
+
+def effective(found):
+    """The behaviours that decide ({name: entry}): automation is dropped when a specific behaviour
+    says what the automation does."""
+    if set(found) & SUBSUMES_AUTOMATION:
+        return {name: entry for name, entry in found.items() if name not in ("automation", "rate_abuse")}
+    return found
+
+
+def family(names):
+    """The family of the latest-stage behaviour among `names` (the response plan follows it)."""
+    known = [POLICIES[name] for name in names if name in POLICIES]
+    return max(known, key=lambda p: p.stage).family if known else "other"
+
+
+def behaviour_of_technique(technique_id):
+    return TECHNIQUE_BEHAVIOURS.get(str(technique_id).split(".")[0])
+
+
+def higher(*bands):
+    return max((b for b in bands if b in RANK), key=RANK.get, default="")
+
+
+def lower(*bands):
+    return min((b for b in bands if b in RANK), key=RANK.get, default="")

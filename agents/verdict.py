@@ -1,0 +1,247 @@
+"""The severity and human-review policy of docs/verdicts.md, as named rules.
+
+Severity starts from the source's own rating (the prior) and moves only by rules that cite
+evidence: caps (what the alert shows bounds it), floors (what it shows proves at least) and the
+explanation cap (benign or false, with no attack evidence). Floors are applied last: proof of
+success outranks "it was only an attempt". Every move is returned for the threat's risk factors.
+"""
+
+from dataclasses import dataclass
+
+from . import content, signal
+from .priority.behaviours import BANDS, POLICIES, RANK, higher, lower
+
+BAND_FLOOR = {"LOW": 0, "MEDIUM": 25, "HIGH": 50, "CRITICAL": 75}
+BAND_WIDTH = 24
+EXPLAINED = ("likely_false_positive", "likely_benign_true_positive")
+UNCERTAIN = (0.4, 0.6)  # a false-positive likelihood nobody should act on alone
+DECEPTION = {"instruction_override", "role_override", "chat_template", "verdict_manipulation", "prompt_extraction",
+             "spoofed_forwarding_header"}
+FAILED_HTTP = 400
+EXFIL_CRITICAL_BYTES = 1_000_000_000
+RATE_STEP_RATIO = 5
+DISTRIBUTED_ADDRESSES = 100
+STEP_LIMIT = "HIGH"
+FOOTHOLD_BEHAVIOURS = {"command_and_control", "exploit_success", "dns_tunnelling"}
+SPREAD_BEHAVIOURS = {"exfiltration", "credential_dumping", "privilege_escalation", "lateral_movement",
+                     "inhibit_recovery", "ransomware"}
+
+
+@dataclass
+class Band:
+    """The band as it moves: each move is kept for the threat's risk factors."""
+
+    band: str
+    moves: list
+
+    def move(self, to, rule, reason, evidence, kind):
+        if to and to != self.band:
+            self.moves.append({"kind": kind, "rule": rule, "from": self.band, "to": to, "reason": reason,
+                               "evidence": list(dict.fromkeys(evidence)), "points": 0, "agent": "policy"})
+            self.band = to
+
+
+def severity(threat, fp, attack_evidence, results, scan):
+    """(band, moves) for an analysed threat: prior, caps, explanation, floors, then steps."""
+    model, found = signal.model(threat), signal.behaviours(threat)
+    state = _prior(model, found)
+    _caps(state, threat, model, found)
+    _declared_crawler(state, threat, found, results.get("config", {}))
+    if fp["recommendation"] in EXPLAINED and not attack_evidence:
+        evidence = [e for i in fp["indicators"] if i["weight"] > 0 for e in i["evidence"]]
+        state.move(lower(state.band, "LOW"), "explained", f"{fp['recommendation'].replace('_', ' ')} and no "
+                   "attack evidence: not a threat to act on", evidence or ["false_positive"], "cap")
+    _floors(state, threat, model, found)
+    _deception(state, scan)
+    _rate_step(state, found, results.get("config", {}))
+    _distributed_step(state, threat, found)
+    _advisory_step(state, results.get("context", {}))
+    return state.band, state.moves
+
+
+def _prior(model, found):
+    rated = model.get("severity") or {}
+    if rated.get("level") in RANK:
+        state = Band(rated["level"], [])
+        state.moves.append({"kind": "prior", "rule": "source_severity", "from": "", "to": rated["level"],
+                            "reason": f"the source rated it {rated['level']} ({rated.get('field')} = "
+                                      f"{str(rated.get('value'))[:40]})", "evidence": [f"signal.{rated.get('field')}"],
+                            "points": 0, "agent": "policy"})
+        return state
+    known = [(POLICIES[name], entry) for name, entry in found.items() if name in POLICIES]
+    policy, entry = max(known, key=lambda pair: (pair[0].stage, RANK[pair[0].typical]), default=(None, None))
+    band = policy.typical if policy else "MEDIUM"
+    reason = (f"no source severity; {entry['name'].replace('_', ' ')} is typically {band}" if policy
+              else "no source severity and no recognised behaviour: needs triage")
+    return Band(band, [{"kind": "prior", "rule": "typical_band", "from": "", "to": band, "reason": reason,
+                        "evidence": [_ref(entry)] if entry else ["signal"], "points": 0, "agent": "policy"}])
+
+
+def _caps(state, threat, model, found):
+    """The band a bare occurrence of every behaviour shown is held to; the least strict one wins
+    (a single behaviour without a cap lifts it), and only an alert that shows behaviours is capped."""
+    if not found:
+        return
+    failed = _failed(model)
+    caps = []
+    for name, entry in found.items():
+        policy = POLICIES.get(name)
+        cap = policy and (policy.failed_cap if failed and policy.failed_cap else policy.cap)
+        if policy and cap and name in ("network_scan", "vulnerability_scan", "recon_probe") and \
+                not content.is_inbound(threat):
+            cap = "MEDIUM"  # an internal host scanning is discovery from a foothold, not internet noise
+        if name == "reputation_match" and content.is_outbound(threat):
+            cap = "MEDIUM"
+        caps.append((cap, entry))
+    if any(not cap for cap, _entry in caps):
+        return
+    bound = higher(*(cap for cap, _entry in caps))
+    if RANK[bound] < RANK[state.band]:
+        why = "the attempt failed or was prevented" if failed else "what the alert shows"
+        names = ", ".join(sorted(found)).replace("_", " ")
+        state.move(bound, "behaviour_cap", f"{why}: {names} is at most {bound}",
+                   [_ref(entry) for _cap, entry in caps] + _failure_refs(model, failed), "cap")
+
+
+def _floors(state, threat, model, found):
+    for name, entry in found.items():
+        policy = POLICIES.get(name)
+        floor = policy.floor if policy else ""
+        if name == "ransomware" and _failed(model):
+            floor = policy.failed_cap
+        if name == "malware" and not _failed(model) and model.get("prevented") is False:
+            floor = "HIGH"  # the endpoint saw it and let it run
+        if floor and RANK[floor] > RANK[state.band]:
+            state.move(floor, "behaviour_floor", f"{name.replace('_', ' ')} shows at least {floor}", [_ref(entry)],
+                       "floor")
+    foothold = [found[n] for n in found if n in FOOTHOLD_BEHAVIOURS or (n == "malware" and not _failed(model))]
+    spread = [found[n] for n in found if n in SPREAD_BEHAVIOURS]
+    if foothold and spread:
+        state.move(higher(state.band, "CRITICAL"), "compromise_with_impact", "a foothold together with "
+                   "exfiltration, credential theft, privilege escalation or spread: compromise in progress",
+                   [_ref(e) for e in foothold + spread], "floor")
+    sent = signal.measure(threat, "src_bytes")
+    if "exfiltration" in found and sent and sent >= EXFIL_CRITICAL_BYTES and content.is_outbound(threat):
+        state.move(higher(state.band, "CRITICAL"), "exfiltration_volume", f"{sent / 1e9:.1f} GB left the network",
+                   [_ref(found["exfiltration"]), f"signal.{signal.field_of(threat, 'measures.src_bytes')}"], "floor")
+    if {"brute_force", "password_spraying", "credential_stuffing", "login_failure"} & set(found) and \
+            ("login_success" in found or model.get("outcome") == "success"):
+        state.move(higher(state.band, "HIGH"), "login_after_failures", "a successful login among repeated "
+                   "failures: the account is likely compromised", [_ref(e) for e in found.values()], "floor")
+    if ("exploit_attempt" in found or "web_attack" in found) and model.get("outcome") == "success":
+        state.move(higher(state.band, "HIGH"), "attack_succeeded", "the source reports the attack succeeded",
+                   [f"signal.{model['fields'].get('outcome', 'outcome')}"], "floor")
+
+
+def _declared_crawler(state, threat, found, config):
+    """Automated traffic that declares a search-engine crawler, within the customer's limit and doing
+    nothing else, is indexing noise (a forged crawler abusing the site shows more: rate, attacks)."""
+    ratio = config.get("rate_ratio")
+    if set(found) == {"automation"} and content.CRAWLERS.search(signal.text(threat, "user_agent")) and \
+            (ratio is None or ratio <= 1):
+        state.move(lower(state.band, "LOW"), "declared_crawler", "a declared search-engine crawler within the "
+                   "customer's rate limit", ["signal.observables.user_agent"], "cap")
+
+
+def _deception(state, scan):
+    """Text that tries to steer the triage, or a forged forwarding header, is an adversary at work."""
+    tricks = [f for f in scan["findings"] if f["kind"] in DECEPTION]
+    if tricks and RANK[state.band] < RANK["MEDIUM"]:
+        state.move("MEDIUM", "deception", "the alert tries to deceive the triage: someone is actively hostile",
+                   [f["field"] for f in tricks], "floor")
+
+
+def _distributed_step(state, threat, found):
+    """Hundreds of rotating source addresses: an organised campaign built to evade per-source limits."""
+    addresses = signal.measure(threat, "distinct_ips")
+    if addresses and addresses >= DISTRIBUTED_ADDRESSES and {"automation", "rate_abuse", "credential_stuffing",
+                                                             "anonymising_proxy", "brute_force"} & set(found):
+        _step(state, "distributed_campaign", f"{addresses:.0f} rotating source addresses",
+              [f"signal.{signal.field_of(threat, 'measures.distinct_ips') or 'measures.distinct_ips'}"])
+
+
+def _step(state, rule, reason, evidence):
+    """One band up, never past HIGH: context raises priority, only evidence of impact makes CRITICAL."""
+    if RANK[state.band] < RANK[STEP_LIMIT]:
+        state.move(BANDS[RANK[state.band] + 1], rule, reason, evidence, "step")
+
+
+def _advisory_step(state, context):
+    """A matching advisory about an active campaign: this alert is likely part of it, one band up."""
+    advisories = context.get("advisories") or []
+    if advisories:
+        _step(state, "active_campaign", "a current advisory about an active campaign matches this alert",
+              [f"context_item:{pk}" for pk in advisories])
+
+
+def _rate_step(state, found, config):
+    """Abuse far above the customer's own limit threatens availability: one band up."""
+    ratio = config.get("rate_ratio")
+    if ratio and ratio >= RATE_STEP_RATIO and {"automation", "rate_abuse", "credential_stuffing"} & set(found):
+        _step(state, "rate_far_above_limit", f"{ratio:.1f}x the customer's rate limit",
+              ["signal.measures.requests_per_minute", "config.rate_limit_per_minute"])
+
+
+def _failed(model):
+    status = model["measures"].get("http_status")
+    return (model.get("outcome") == "failure" or model.get("prevented") is True
+            or (isinstance(status, int) and status >= FAILED_HTTP))
+
+
+def _failure_refs(model, failed):
+    if not failed:
+        return []
+    names = [n for n in ("outcome", "prevented", "measures.http_status") if n in model["fields"]]
+    return [f"signal.{model['fields'][n]}" for n in names]
+
+
+def _ref(entry):
+    return f"signal.{entry['field']}" if entry and entry.get("field") else "signal.behaviours"
+
+
+def risk_score(band, adjustments):
+    """0-100 inside the band: its middle, moved by the agents' smaller signed contributions."""
+    total = sum(item["points"] for item in adjustments)
+    return BAND_FLOOR[band] + max(0, min(BAND_WIDTH, BAND_WIDTH // 2 + total))
+
+
+# --- Human review (docs/verdicts.md "Human review: explicit rules") ------------------------------
+
+
+def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, history):
+    """The review rules that fire, each as "rule: why"."""
+    model, reasons = signal.model(threat), []
+    prior = (model.get("severity") or {}).get("level")
+    dismissed = fp["recommendation"] in EXPLAINED
+
+    def fire(rule, why):
+        reasons.append(f"{rule}: {why}")
+
+    if band == "CRITICAL":
+        fire("critical_severity", "compromise or impact in progress")
+    elif band == "HIGH" and not dismissed:
+        fire("containment_decision", "likely malicious with impact potential: someone must decide on containment")
+    manipulation = [f for f in scan["findings"] if f["severity"] == "high"]
+    if manipulation:
+        kinds = sorted({f["kind"].replace("_", " ") for f in manipulation})
+        fire("manipulation_attempt", ", ".join(kinds))
+    for contradiction in scan["contradictions"]:
+        fire("conflicting_evidence", f"{' vs '.join(contradiction['agents'])}: {contradiction['description']}")
+    burst = (history or {}).get("closure_burst")
+    if burst:
+        fire("closure_burst", burst.get("summary", "a sudden run of closures on one entity") if isinstance(burst, dict)
+             else "a sudden run of closures on one entity")
+    if dismissed and prior in ("HIGH", "CRITICAL"):
+        fire("dismissing_source_severity", f"called {fp['recommendation'].replace('_', ' ')} but the source rated "
+                                           f"it {prior}")
+    lowered_by_outcome = RANK.get(prior, 0) > RANK[band] and (_failed(model) or dismissed)
+    if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2 and not lowered_by_outcome:
+        fire("severity_disagreement", f"the source rated it {prior}, the policy {band}")
+    if not model["behaviours"] and not techniques:
+        fire("unclassified", f"no behaviour and no ATT&CK technique recognised in {threat.threat_type[:60]!r}")
+    if RANK[band] >= RANK["MEDIUM"] and UNCERTAIN[0] <= fp["score"] < UNCERTAIN[1]:
+        fire("uncertain_false_positive", f"false-positive likelihood {fp['score']:.0%}")
+    failed = [kind for kind, run in runs.items() if run["status"] == "failed"]
+    if failed:
+        fire("agent_failed", ", ".join(failed))
+    return reasons

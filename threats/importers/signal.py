@@ -1,0 +1,232 @@
+"""The normalised signal model: what an alert says, in one vocabulary whatever its source.
+
+Each importer maps its vendor's *structured* fields (Wazuh rule groups and Windows event ids,
+Suricata classtypes and rule-set categories, ECS event.kind/category/type/action/outcome, ...) into a
+`Signal`; the agents read only this model (agents/signal.py), never vendor or generator key names.
+Every value remembers the vendor field it came from (`fields`), so a finding can cite the source's
+own words. docs/signals.md documents the mapping per format.
+"""
+
+import re
+
+from threats.choices import Severity
+
+VERSION = 1
+OUTCOMES = ("success", "failure", "unknown")
+# What an alert can show, by name. Importers name the behaviours their vendor's structure states;
+# the agents add the ones they infer from content (command lines, user agents, URLs, volumes).
+BEHAVIOURS = {
+    "network_scan": "host or port scanning",
+    "vulnerability_scan": "a vulnerability or web scanner probing for weaknesses",
+    "recon_probe": "a probe for information (version, configuration, directory listing)",
+    "discovery": "internal discovery of systems, accounts or network configuration",
+    "login_failure": "a failed authentication",
+    "brute_force": "repeated failed authentications against one target",
+    "password_spraying": "one password tried across many accounts",
+    "credential_stuffing": "automated logins with breached credentials",
+    "login_success": "a successful authentication",
+    "impossible_travel": "logins from places too far apart for the time between them",
+    "unusual_location": "a login or access from an unexpected country or network",
+    "web_attack": "an attack payload against a web application (SQL injection, XSS, traversal, RCE)",
+    "exploit_attempt": "an exploit against a service or a known vulnerability",
+    "exploit_success": "evidence that an exploit or attack worked (attack response, privilege gained)",
+    "phishing": "phishing or social-engineering delivery",
+    "malware": "malicious software detected on a host or in transit",
+    "unwanted_software": "adware or a potentially unwanted program",
+    "suspicious_execution": "a suspicious process or command (encoded script, living-off-the-land binary)",
+    "command_and_control": "command-and-control or beaconing traffic",
+    "dns_tunnelling": "data or commands carried over DNS",
+    "exfiltration": "data leaving to an external destination",
+    "credential_dumping": "reading credentials from memory, the SAM or the domain database",
+    "kerberoasting": "requesting service tickets to crack offline",
+    "account_created": "a new user account",
+    "account_changed": "an account modified (password reset, enabled, unlocked)",
+    "privileged_group_change": "a member added to a privileged group",
+    "privilege_escalation": "gaining higher privileges than granted",
+    "privileged_command": "a command run with elevated rights by a user allowed to",
+    "persistence": "a service, scheduled task, run key or cron entry that survives a reboot",
+    "log_cleared": "audit or event logs cleared or logging stopped",
+    "security_tool_disabled": "security tooling disabled or tampered with",
+    "lateral_movement": "moving from one internal host to another",
+    "ransomware": "files encrypted or a ransom note dropped",
+    "inhibit_recovery": "backups or shadow copies deleted, recovery disabled",
+    "data_destruction": "data wiped or deleted at scale",
+    "denial_of_service": "flooding or exhausting a service",
+    "resource_hijacking": "computing resources used for cryptocurrency mining",
+    "anonymising_proxy": "traffic through Tor or an anonymising proxy network",
+    "reputation_match": "traffic with an address on a reputation block list",
+    "indicator_match": "a threat-intelligence indicator matched",
+    "automation": "automated (bot) traffic against an application",
+    "rate_abuse": "request rate above the customer's limit",
+    "anomaly": "a statistical deviation from the entity's baseline",
+    "integrity_change": "a monitored file or registry value changed",
+    "vulnerability": "a vulnerable package or configuration found",
+    "policy_violation": "activity against policy (P2P, cleartext credentials, unapproved software)",
+    "informational": "an informational or health event, not an attack",
+}
+# Group names whose membership gives administrative power (Windows built-ins, AD, Unix).
+PRIVILEGED_GROUPS = re.compile(
+    r"^(administrators|domain admins|enterprise admins|schema admins|backup operators|account operators|"
+    r"server operators|print operators|dnsadmins|group policy creator owners|key admins|enterprise key admins|"
+    r"remote desktop users|remote management users|hyper-v administrators|sudo|wheel|admin|root|adm|docker)$",
+    re.I)
+# Windows Security / System / Sysmon event ids (Microsoft's event documentation) -> behaviour, outcome.
+WINDOWS_EVENTS = {
+    "4625": ("login_failure", "failure"), "4771": ("login_failure", "failure"), "4776": ("login_failure", ""),
+    "4740": ("brute_force", "failure"), "4624": ("login_success", "success"), "4648": ("login_success", "success"),
+    "4720": ("account_created", "success"), "4722": ("account_changed", "success"),
+    "4723": ("account_changed", ""), "4724": ("account_changed", "success"), "4738": ("account_changed", "success"),
+    "4725": ("account_changed", "success"), "4726": ("account_changed", "success"),
+    "4728": ("group_member_added", "success"), "4732": ("group_member_added", "success"),
+    "4756": ("group_member_added", "success"),
+    "1102": ("log_cleared", "success"), "104": ("log_cleared", "success"),
+    "7045": ("persistence", "success"), "4697": ("persistence", "success"), "4698": ("persistence", "success"),
+    "4672": ("privileged_command", "success"),
+}
+SYSMON_EVENTS = {"1": "process", "3": "network", "8": "remote_thread", "10": "process_access", "11": "file",
+                 "12": "registry", "13": "registry", "22": "dns"}
+# Cloud audit actions (AWS CloudTrail eventName, Microsoft 365 Operation, Okta eventType, Entra ID).
+CLOUD_ACTIONS = {
+    "createuser": "account_created", "createloginprofile": "account_created", "createaccesskey": "account_changed",
+    "attachuserpolicy": "privilege_escalation", "putuserpolicy": "privilege_escalation",
+    "attachrolepolicy": "privilege_escalation", "addusertogroup": "group_member_added",
+    "stoplogging": "log_cleared", "deletetrail": "log_cleared", "updatetrail": "security_tool_disabled",
+    "deletedetector": "security_tool_disabled", "disablesecurityhub": "security_tool_disabled",
+    "deletebucket": "data_destruction", "deletedbinstance": "data_destruction",
+    "user.account.privilege.grant": "privilege_escalation", "group.user_membership.add": "group_member_added",
+    "user.lifecycle.create": "account_created", "add member to role.": "group_member_added",
+    "add user.": "account_created", "new-inboxrule": "persistence", "set-inboxrule": "persistence",
+    "userloginfailed": "login_failure", "userloggedin": "login_success", "consolelogin": "login_success",
+    "user.session.start": "login_success", "user.authentication.sso": "login_success",
+}
+# The generic format's `category` words (our own format's vocabulary) -> behaviour. First match wins.
+GENERIC_CATEGORIES = [
+    ("ransomware", r"ransom"),
+    ("exfiltration", r"exfil|data[-_ ]?loss|\bdlp\b"),
+    ("command_and_control", r"\bc2\b|c2[-_]|command[-_ ]?and[-_ ]?control|beacon"),
+    ("credential_dumping", r"credential[-_ ]?(dump|theft)|lsass|mimikatz"),
+    ("malware", r"malware|virus|trojan|\bav\b|antivirus|\bedr\b"),
+    ("phishing", r"phish"),
+    ("web_attack", r"web[-_ ]?attack|sqli|sql[-_ ]?injection|xss|\bwaf\b"),
+    ("exploit_attempt", r"exploit|\brce\b|\bcve\b"),
+    ("password_spraying", r"spray"),
+    ("credential_stuffing", r"stuffing"),
+    ("brute_force", r"brute|password[-_ ]?guess"),
+    ("impossible_travel", r"impossible[-_ ]?travel"),
+    ("privileged_group_change", r"admin[-_ ]?group|privileged[-_ ]?group|role[-_ ]?assign"),
+    ("account_created", r"account[-_ ]?creat|new[-_ ]?(user|account)|user[-_ ]?creat"),
+    ("privilege_escalation", r"privilege|escalat"),
+    ("lateral_movement", r"lateral"),
+    ("persistence", r"persist|scheduled[-_ ]?task|autorun"),
+    ("log_cleared", r"log[-_ ]?clear"),
+    ("security_tool_disabled", r"tamper|defen[cs]e[-_ ]?evasion|disable[-_ ]?(av|edr|security)"),
+    ("denial_of_service", r"\bd?dos\b|flood|denial"),
+    ("automation", r"\bbots?\b|automation|scrap"),
+    ("rate_abuse", r"rate[-_ ]?limit"),
+    ("anonymising_proxy", r"\btor\b|proxy"),
+    ("vulnerability_scan", r"vuln[-_ ]?scan|scanner"),
+    ("network_scan", r"scan|sweep|recon"),
+    ("login_failure", r"login[-_ ]?fail|auth[-_ ]?fail|failed[-_ ]?login"),
+    ("login_success", r"login|logon|sign[-_ ]?in|vpn"),
+    ("indicator_match", r"\bioc\b|indicator|threat[-_ ]?intel"),
+    ("integrity_change", r"integrity|\bfim\b|syscheck"),
+    ("vulnerability", r"vulnerab"),
+    ("policy_violation", r"policy|complian"),
+    ("anomaly", r"anomal"),
+]
+GENERIC_CATEGORY_RES = [(name, re.compile(words, re.I)) for name, words in GENERIC_CATEGORIES]
+
+
+class Signal:
+    """Builds one normalised signal; each setter records the vendor field it read."""
+
+    def __init__(self):
+        self.data = {"v": VERSION, "kind": "alert", "category": [], "type": [], "action": "", "outcome": "unknown",
+                     "prevented": None, "severity": {}, "behaviours": [], "measures": {}, "indicators": [],
+                     "account": {}, "process": "", "forwarded_for": [], "parent": "", "ancestors": [],
+                     "trust": "curated",
+                     "fields": {}}
+
+    def set(self, name, value, field):
+        """kind, action, outcome, prevented, parent, trust: set once, from the first field that has it."""
+        if value in (None, "", []) or self.data["fields"].get(name):
+            return self
+        self.data[name] = value
+        self.data["fields"][name] = field
+        return self
+
+    def severity(self, level, field, value):
+        if level in Severity.values and not self.data["severity"]:
+            self.data["severity"] = {"level": level, "field": field, "value": value}
+        return self
+
+    def behaviour(self, name, field, detail=""):
+        if name not in BEHAVIOURS and name != "group_member_added":
+            raise ValueError(f"unknown behaviour {name!r}")
+        if name == "group_member_added":  # privileged only when the group is one (decided in `finish`)
+            self.data.setdefault("_members", []).append((field, detail))
+            return self
+        if not any(b["name"] == name for b in self.data["behaviours"]):
+            self.data["behaviours"].append({"name": name, "field": field, "detail": str(detail)[:200]})
+        return self
+
+    def measure(self, name, value, field):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in self.data["measures"]:
+            self.data["measures"][name] = value
+            self.data["fields"][f"measures.{name}"] = field
+        return self
+
+    def indicator(self, kind, value, field, feed=""):
+        if isinstance(value, str) and value.strip() and len(self.data["indicators"]) < 20:
+            self.data["indicators"].append({"type": kind, "value": value.strip()[:500], "field": field,
+                                            "feed": str(feed)[:100]})
+        return self
+
+    def account(self, name, value, field):
+        if isinstance(value, str) and value.strip() and name not in self.data["account"]:
+            self.data["account"][name] = value.strip()[:200]
+            self.data["fields"][f"account.{name}"] = field
+        return self
+
+    def ecs(self, category, types, field):
+        """ECS event.category / event.type values (lists of keywords)."""
+        self.data["category"] += [c for c in _keywords(category) if c not in self.data["category"]]
+        self.data["type"] += [t for t in _keywords(types) if t not in self.data["type"]]
+        if category or types:
+            self.data["fields"].setdefault("category", field)
+        return self
+
+    def forwarded(self, values, field):
+        """Client addresses a forwarding header claims (X-Forwarded-For): kept apart, never trusted."""
+        for value in values:
+            for part in str(value).split(","):
+                part = part.strip()[:64]
+                if part and part not in self.data["forwarded_for"]:
+                    self.data["forwarded_for"].append(part)
+        if self.data["forwarded_for"]:
+            self.data["fields"].setdefault("forwarded_for", field)
+        return self
+
+    def finish(self):
+        members = self.data.pop("_members", [])
+        group = self.data["account"].get("group", "")
+        for field, detail in members:
+            if PRIVILEGED_GROUPS.match(group.strip()):
+                self.behaviour("privileged_group_change", field, detail or f"member added to {group}")
+            else:
+                self.behaviour("account_changed", field, detail or f"member added to {group or 'a group'}")
+        if self.data["outcome"] not in OUTCOMES:
+            self.data["outcome"] = "unknown"
+        return self.data
+
+
+def generic_behaviour(text):
+    """The behaviour a generic alert's `category` names, or None."""
+    return next((name for name, pattern in GENERIC_CATEGORY_RES if pattern.search(str(text or ""))), None)
+
+
+def _keywords(value):
+    items = value if isinstance(value, list) else [value]
+    return [str(v).strip().lower()[:40] for v in items[:10] if isinstance(v, str) and v.strip()]
