@@ -26,7 +26,7 @@ SUMMARY_KEYS = {
     "mitre_techniques", "processing_ms", "occurred_at", "received_at",
 }
 DETAIL_KEYS = SUMMARY_KEYS | {
-    "source_ref", "observables", "mitre_hints", "raw", "risk_factors", "confidence", "mitre", "false_positive",
+    "source_ref", "observables", "mitre_hints", "rule", "signal", "raw", "risk_factors", "confidence", "mitre", "false_positive",
     "response_plan", "timeline", "review_reasons", "analyzed_at", "analysis_error", "disposition_reason",
     "acknowledged_at", "closed_at", "closed_by_kind", "agent_runs", "notes", "adversarial", "severity_hint",
     "group_id",

@@ -133,6 +133,8 @@ class ThreatDetail(ThreatSummary):
     source_ref: str | None
     observables: dict
     mitre_hints: list
+    rule: str | None = Field(None, description="The source's rule or signature, e.g. rule:5712, sid:1:2001219.")
+    signal: dict = Field(default_factory=dict, description="The alert in the normalised signal model (docs/signals.md).")
     raw: dict
     risk_factors: list
     confidence: float | None

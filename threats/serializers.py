@@ -58,6 +58,8 @@ def threat_detail(threat: Threat):
         "source_ref": threat.source_ref or None,
         "observables": threat.observables,
         "mitre_hints": threat.mitre_hints,
+        "rule": threat.rule or None,
+        "signal": threat.signal,
         "raw": threat.raw,
         "executive_summary": threat.executive_summary,
         "risk_factors": threat.risk_factors,
