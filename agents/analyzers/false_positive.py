@@ -19,7 +19,9 @@ PRIOR = {
     "bot_traffic": 0.25, "proxy_network": 0.25, "device_compromise": 0.10, "anomaly_detection": 0.35,
     "rate_limit_breach": 0.30, "geo_anomaly": 0.35, "authentication": 0.30, "web_attack": 0.25,
     "reconnaissance": 0.25, "policy": 0.30, "malware": 0.15, "command_and_control": 0.10, "exfiltration": 0.10,
-    "denial_of_service": 0.25, "defense_evasion": 0.15, "other": 0.30,
+    "denial_of_service": 0.25, "defense_evasion": 0.15, "other": 0.30, "credential_access": 0.10,
+    "account_manipulation": 0.30, "privilege_escalation": 0.20, "persistence": 0.20, "lateral_movement": 0.15,
+    "impact": 0.05, "threat_intel": 0.30, "phishing": 0.25, "exploit": 0.25, "execution": 0.20,
 }
 BENIGN_PRIOR = 0.10
 LIKELY, POSSIBLE = 0.6, 0.4

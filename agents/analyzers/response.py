@@ -16,9 +16,12 @@ ESCALATION = {
     "MEDIUM": ["Tier 1 analyst", "Tier 2 analyst"],
     "LOW": ["Tier 1 analyst"],
 }
-HOST = {"device_compromise", "malware", "command_and_control", "exfiltration"}
-TRAFFIC = {"bot_traffic", "proxy_network", "rate_limit_breach", "denial_of_service", "reconnaissance", "web_attack"}
-IDENTITY = {"geo_anomaly", "anomaly_detection", "authentication"}
+# Families (agents/priority/behaviours.py) by what a responder contains: a host, traffic, or an identity.
+HOST = {"device_compromise", "malware", "command_and_control", "exfiltration", "credential_access", "persistence",
+        "defense_evasion", "lateral_movement", "impact", "execution", "privilege_escalation"}
+TRAFFIC = {"bot_traffic", "proxy_network", "rate_limit_breach", "denial_of_service", "reconnaissance", "web_attack",
+           "exploit", "threat_intel"}
+IDENTITY = {"geo_anomaly", "anomaly_detection", "authentication", "account_manipulation", "phishing"}
 BLOCKING = {"block_ip", "isolate_host", "block_indicator", "disable_account"}
 SEVERE = ("HIGH", "CRITICAL")
 AUTO_BLOCK_MAX_FP = 0.4

@@ -19,7 +19,8 @@ from ..base import Agent, AgentResult, customer_ref, field_ref, read_for_batch
 TIER_POINTS = {Tier.ENTERPRISE: 5, Tier.BUSINESS: 2, Tier.STARTER: 0}
 # Human-driven activity outside business hours is more suspicious than traffic-shaped activity.
 OFF_HOURS_FAMILIES = {"device_compromise", "anomaly_detection", "geo_anomaly", "authentication", "exfiltration",
-                      "command_and_control", "malware"}
+                      "command_and_control", "malware", "credential_access", "account_manipulation",
+                      "privilege_escalation", "lateral_movement", "persistence", "defense_evasion", "execution", "impact"}
 MAX_ITEMS = 50
 ITEMS = sql.Columns(ContextItem)
 KEYWORD_FIELDS = ("src_ip", "dst_ip", "user", "host", "domains", "endpoint", "country")
