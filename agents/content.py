@@ -42,9 +42,11 @@ def infer(threat, model):
     return model
 
 
-def add(found, name, field, detail):
+def add(found, name, field, detail, tagged=False):
+    """`tagged`: known only from a rule's ATT&CK tag, i.e. what the rule looks for, not proof it happened."""
     if name in POLICIES and not any(b["name"] == name for b in found):
-        found.append({"name": name, "field": field, "detail": str(detail)[:200], "inferred": True})
+        found.append({"name": name, "field": field, "detail": str(detail)[:200], "inferred": True,
+                      **({"tagged": True} if tagged else {})})
 
 
 def _commands(threat, model, found):
@@ -55,11 +57,14 @@ def _commands(threat, model, found):
         lines.append((model["fields"].get("process", "process"), model["process"][: signal.MAX_TEXT]))
     hits = []
     for field, line in lines:
-        for technique_id, rule_id, confidence, _text in attack.techniques_in_commands([line]):
+        matched = attack.techniques_in_commands([line])
+        strong = [m for m in matched if m[2] == "high"]
+        for technique_id, rule_id, confidence, _text in strong or [m for m in matched if m[2] == "medium"]:
+            # A medium-confidence rule names a technique only when no high-confidence one explains the line.
             hits.append({"technique_id": technique_id, "rule": rule_id, "field": f"signal.{field}",
                          "confidence": RULE_CONFIDENCE.get(confidence, 0.5)})
             behaviour = behaviour_of_technique(technique_id)
-            if behaviour and confidence in ("high", "medium"):
+            if behaviour and confidence == "high":
                 add(found, behaviour, field, f"{technique_id} (rule {rule_id})")
     return hits
 
@@ -85,14 +90,15 @@ def _urls(threat, found):
 
 def _named_techniques(threat, model, found):
     """Rule `technique_named_by_a_curated_rule`: an Elastic, Suricata or generic rule's own ATT&CK
-    mapping says what it detects. Wazuh's rule-family mappings are too coarse for this (every
+    mapping says what it looks for. That names the alert's family, never a floor: the rule's own
+    severity already says how sure its author is that it happened. Wazuh's rule-family mappings are too coarse for this (every
     logon failure is tagged T1531), so they only name techniques (agents/priority)."""
     if model.get("trust") == "coarse":
         return
     for index, technique_id in enumerate(threat.mitre_hints[:20] if isinstance(threat.mitre_hints, list) else []):
         behaviour = behaviour_of_technique(technique_id)
         if behaviour:
-            add(found, behaviour, f"mitre_hints[{index}]", f"{technique_id} named by the source's rule")
+            add(found, behaviour, f"mitre_hints[{index}]", f"{technique_id} named by the source's rule", tagged=True)
 
 
 def _automated_login(threat, found):

@@ -104,6 +104,7 @@ def _caps(state, threat, model, found):
 
 
 def _floors(state, threat, model, found):
+    found = {name: entry for name, entry in found.items() if not entry.get("tagged")}  # only what happened
     for name, entry in found.items():
         policy = POLICIES.get(name)
         floor = policy.floor if policy else ""

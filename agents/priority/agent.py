@@ -13,7 +13,7 @@ evidence that explanations may not outvote.
 from .. import content, signal
 from ..base import Agent, AgentResult
 from . import attack
-from .behaviours import ANOMALY_TECHNIQUES, FOOTHOLD, IMPACT, POLICIES, RANK, behaviour_of_technique
+from .behaviours import ANOMALY_TECHNIQUES, FOOTHOLD, IMPACT, POLICIES, RANK, RELATED, behaviour_of_technique
 
 MIN_RULE_CONFIDENCE = 0.7  # command-line rules below this are too noisy to name a technique
 BREADTH_TACTICS = 3
@@ -43,7 +43,7 @@ class _Analysis:
             how = "inferred from " if entry.get("inferred") else "stated by "
             result.find(f"Shows {name.replace('_', ' ')} ({entry.get('detail') or name}), {how}{entry['field']}.",
                         f"signal.{entry['field']}")
-            for technique_id in self._behaviour_techniques(name, entry):
+            for technique_id in [] if entry.get("tagged") else self._behaviour_techniques(name, entry):
                 self._add(technique_id, "behaviour", 0.8, f"signal.{entry['field']}",
                           f"{name.replace('_', ' ')} shown by {entry['field']}")
         self._vendor_hints(result)
@@ -121,9 +121,11 @@ class _Analysis:
         parents = {t.split(".")[0] for t in self.techniques} | {t.split(".")[0] for t in self._original_ids()}
         if found["technique_id"].split(".")[0] in parents or str(hint).upper().split(".")[0] in parents:
             return True
-        named = POLICIES.get(behaviour_of_technique(hint) or "")
-        bare = [POLICIES[n] for n in self.found if n in POLICIES and not self._behaviour_techniques(n, self.found[n])]
-        return named is not None and any(named.family == policy.family for policy in bare)
+        named = behaviour_of_technique(hint)
+        if named in self.found:
+            return True
+        bare = [n for n in self.found if n in POLICIES and not self._behaviour_techniques(n, self.found[n])]
+        return any(named in RELATED.get(name, ()) for name in bare)
 
     def _original_ids(self):
         return [t["original_id"] for t in self.techniques.values() if "original_id" in t]
@@ -182,8 +184,8 @@ class _Analysis:
     def attack_evidence(self):
         """What no explanation may outvote: footholds, impact, and attempts the source says succeeded."""
         failed = self.model.get("prevented") is True or self.model.get("outcome") == "failure"
-        evidence = [name.replace("_", " ") for name in self.found
-                    if name in POLICIES and POLICIES[name].stage >= FOOTHOLD and not (failed and name == "malware")
+        evidence = [name.replace("_", " ") for name, entry in self.found.items()
+                    if name in POLICIES and not entry.get("tagged") and POLICIES[name].stage >= FOOTHOLD and not (failed and name == "malware")
                     and name not in ("impossible_travel", "resource_hijacking")]
         if self.model.get("outcome") == "success" and {"exploit_attempt", "web_attack", "brute_force"} & set(self.found):
             evidence.append("the attack succeeded")

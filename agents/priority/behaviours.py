@@ -89,8 +89,19 @@ TECHNIQUE_BEHAVIOURS = {
     "T1203": "exploit_attempt", "T1210": "exploit_attempt", "T1566": "phishing", "T1059": "suspicious_execution",
     "T1218": "suspicious_execution", "T1105": "suspicious_execution", "T1046": "network_scan",
     "T1595": "network_scan", "T1496": "resource_hijacking", "T1498": "denial_of_service",
-    "T1499": "denial_of_service", "T1078": "login_success",
+    "T1499": "denial_of_service", "T1078": "login_success", "T1133": "login_success",
+    "T1098.007": "privileged_group_change", "T1685.005": "log_cleared", "T1685.006": "log_cleared",
+    "T1685": "security_tool_disabled", "T1686": "security_tool_disabled", "T1027": "suspicious_execution",
+    "T1569": "suspicious_execution", "T1047": "suspicious_execution", "T1055": "suspicious_execution",
+    "T1204": "malware", "T1505": "exploit_success", "T1219": "command_and_control", "T1102": "command_and_control",
+    "T1090": "anonymising_proxy", "T1087": "discovery", "T1082": "discovery", "T1016": "discovery",
+    "T1049": "discovery", "T1057": "discovery", "T1069": "discovery", "T1033": "discovery", "T1018": "discovery",
+    "T1135": "discovery", "T1482": "discovery",
 }
+# A bare behaviour (one with no technique of its own) and the behaviours whose techniques a coarse
+# vendor tag may name for it: a failed login is one step of a brute force, an allowed sudo of elevation.
+RELATED = {"login_failure": {"brute_force"}, "privileged_command": {"privilege_escalation"},
+           "malware": {"malware"}, "login_success": {"login_success"}}
 
 
 # Automation is how these are done: when one of them is shown, "automated traffic" adds nothing.
@@ -113,7 +124,9 @@ def family(names):
 
 
 def behaviour_of_technique(technique_id):
-    return TECHNIQUE_BEHAVIOURS.get(str(technique_id).split(".")[0])
+    """The behaviour a technique shows: a sub-technique's own entry first, then its parent's."""
+    text = str(technique_id).strip().upper()
+    return TECHNIQUE_BEHAVIOURS.get(text) or TECHNIQUE_BEHAVIOURS.get(text.split(".")[0])
 
 
 def higher(*bands):
