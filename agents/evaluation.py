@@ -102,9 +102,18 @@ class Case:
         return self.spec.get("groups", [])
 
 
+class CorpusError(Exception):
+    """Every malformed case of a corpus (CaseErrors), so that all can be fixed in one pass."""
+
+    def __init__(self, errors):
+        super().__init__("\n".join(map(str, errors)))
+        self.errors = errors
+
+
 def load_corpus(root, only=None, case=None):
     """The cases under `root` (<slice>/<name>.json), sorted; `only` keeps one slice, `case` one case
-    (its file stem or "<slice>/<stem>"). Raises CaseError on the first malformed case."""
+    (its file stem or "<slice>/<stem>"). Raises CaseError for a missing folder or case, and
+    CorpusError listing every malformed case."""
     root = Path(root)
     if not root.is_dir():
         raise CaseError(root, "corpus", "No such folder.")
@@ -113,7 +122,15 @@ def load_corpus(root, only=None, case=None):
         paths = [path for path in paths if case in (path.stem, f"{path.parent.name}/{path.stem}")]
         if not paths:
             raise CaseError(root, "case", f"No case called {case!r}.")
-    return [load_case(path) for path in paths]
+    cases, errors = [], []
+    for path in paths:
+        try:
+            cases.append(load_case(path))
+        except CaseError as exc:
+            errors.append(exc)
+    if errors:
+        raise CorpusError(errors)
+    return cases
 
 
 def load_case(path):

@@ -73,6 +73,19 @@ def test_the_loader_refuses_a_file_that_is_not_json(tmp_path):
         ev.load_case(path)
 
 
+def test_the_command_lists_every_malformed_case_before_running_anything(tmp_path):
+    write_case(tmp_path / "ecs", broken(lambda s: s["alerts"][0]["label"].pop("verdict")), "first.json")
+    write_case(tmp_path / "ecs", fixture_spec(), "fine.json")
+    write_case(tmp_path / "scenarios", broken(lambda s: s.update(context_items=[{"kind": "asset", "title": "t"}])),
+               "second.json")
+    with pytest.raises(CommandError) as refused:
+        call_command("evaluate", "--corpus", str(tmp_path), stdout=open(os.devnull, "w"))
+    message = str(refused.value)
+    assert message.startswith("2 malformed case(s), nothing was run")
+    assert "first.json: alerts[0] (a1).label.verdict: Missing." in message
+    assert "second.json: context_items[0].kind: 'asset' is not one of news, business, advisory." in message
+
+
 def test_the_loader_reads_a_case_with_its_times_and_defaults():
     case = ev.load_case(ECS_CASE)
     assert case.name == "ecs/brute_force_repeated_and_office_macro" and case.slice == "ecs"

@@ -35,6 +35,8 @@ class Command(BaseCommand):
     def handle(self, *args, corpus, only, case, output, check, **options):
         try:
             cases = evaluation.load_corpus(corpus, only=only, case=case)
+        except evaluation.CorpusError as exc:
+            raise CommandError(f"{len(exc.errors)} malformed case(s), nothing was run:\n{exc}") from None
         except evaluation.CaseError as exc:
             raise CommandError(str(exc)) from None
         if not cases:
