@@ -13,7 +13,7 @@ THREAT_GENERATION_INTERVAL ?= 10
 RUN_ENV = DJANGO_SECRET_KEY_FILE=$(DJANGO_SECRET_KEY_FILE) DJANGO_ALLOWED_HOSTS=$(DJANGO_ALLOWED_HOSTS) \
 	ENABLE_AUTO_THREAT_GENERATION=$(ENABLE_AUTO_THREAT_GENERATION) THREAT_GENERATION_INTERVAL=$(THREAT_GENERATION_INTERVAL)
 
-.PHONY: run test test-fast test-integration latency bench load cluster clean
+.PHONY: run test test-fast test-integration latency bench eval load cluster clean
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
@@ -75,6 +75,14 @@ BENCH_ARGS ?=
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# The labelled corpus (eval/corpus, eval/README.md) through ingestion, triage and the agents in a
+# throwaway database: prints the scores and writes docs/evaluation.md. DATABASE_URL picks the backend.
+# EVAL_ARGS: --only FOLDER, --case NAME, --output PATH, --check (exit 1 when a target is missed).
+EVAL_ARGS ?=
+eval: $(VENV)/.runtime var/secret_key
+	DJANGO_SECRET_KEY_FILE=$(DJANGO_SECRET_KEY_FILE) DJANGO_ALLOWED_HOSTS=$(DJANGO_ALLOWED_HOSTS) \
+		ENABLE_AUTO_THREAT_GENERATION=false $(BIN)/python manage.py evaluate $(EVAL_ARGS)
 
 # Locust (tests/load/locustfile.py) headless against the cluster harness: analysts (login, dashboard,
 # list, details, triage, WebSocket), ingest clients in every format, a burst shape. HTML and CSV
