@@ -27,7 +27,15 @@ URL_PAYLOAD_RES = [(name, re.compile(pattern, re.I)) for name, pattern in URL_PA
 CRAWLERS = re.compile(r"googlebot|bingbot|duckduckbot|applebot|yandexbot|baiduspider", re.I)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
-EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised host's traffic an exfiltration
+EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised or anomalous host's traffic an exfiltration
+# Switching off or blinding a security control, in a command line or the registry value it sets.
+TAMPERING = re.compile(
+    r"DisableAntiSpyware|DisableRealtimeMonitoring|DisableBehaviou?rMonitoring|DisableIOAVProtection|"
+    r"DisableScriptScanning|TamperProtection\W+0|Set-MpPreference\s+.*-Disable\w*\s+(\$true|1)|"
+    r"Add-MpPreference\s+.*-Exclusion|sc(\.exe)?\s+(stop|delete|config)\s+(WinDefend|Sense|wscsvc|SecurityHealthService)|"
+    r"systemctl\s+(stop|disable|mask)\s+(auditd|falcon-sensor|wazuh-agent|osqueryd|elastic-agent)|auditctl\s+-e\s*0|"
+    r"setenforce\s+0|netsh\s+(adv)?firewall\s+set\s+\w+\s+state\s+off|Uninstall-WindowsFeature\s+.*Defender",
+    re.I)
 
 
 def infer(threat, model):
@@ -38,6 +46,7 @@ def infer(threat, model):
     _urls(threat, found)
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
+    _tampering(threat, model, found)
     _outbound_volume(threat, model, found)
     return model
 
@@ -101,6 +110,19 @@ def _named_techniques(threat, model, found):
             add(found, behaviour, f"mitre_hints[{index}]", f"{technique_id} named by the source's rule", tagged=True)
 
 
+def _tampering(threat, model, found):
+    """Rule `security_tool_tampering`: a command line or registry value that switches off or blinds a
+    security control (Defender's policies and exclusions, EDR/audit services, SELinux, the firewall)."""
+    places = [(f"observables.{name}", value) for name in ("command_line",) for value in signal.values(threat, name)]
+    if model.get("registry"):
+        places.append((model["fields"].get("registry", "registry"), model["registry"][: signal.MAX_TEXT]))
+    for field, value in places:
+        match = TAMPERING.search(value)
+        if match:
+            add(found, "security_tool_disabled", field, match.group(0)[:80])
+            return
+
+
 def _automated_login(threat, found):
     """Rule `automated_login`: automated traffic against an authentication endpoint is credential stuffing."""
     names = {b["name"] for b in found}
@@ -114,7 +136,7 @@ def _outbound_volume(threat, model, found):
     sent = model["measures"].get("src_bytes")
     names = {b["name"] for b in found}
     if (isinstance(sent, (int, float)) and sent >= EXFIL_BYTES and is_outbound(threat)
-            and names & {"command_and_control", "malware", "exploit_success", "suspicious_execution"}):
+            and names & {"command_and_control", "malware", "exploit_success", "suspicious_execution", "anomaly"}):
         add(found, "exfiltration", model["fields"].get("measures.src_bytes", "measures.src_bytes"),
             f"{sent / 1e6:,.0f} MB sent out")
 

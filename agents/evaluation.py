@@ -341,6 +341,8 @@ class Prediction:
     techniques: list = field(default_factory=list)
     recommendation: str = ""
     risk_factors: list = field(default_factory=list)
+    moves: list = field(default_factory=list)  # the severity policy's moves, the prior first
+    behaviours: list = field(default_factory=list)  # what the alert showed ("name" or "name (tagged)")
     identity: str = ""
     status: str = ""  # analysis status, or why there is no verdict
 
@@ -584,7 +586,8 @@ def predict(threat_id):
         severity=judged.severity, risk_score=judged.risk_score, review=judged.requires_human_review,
         review_reasons=list(judged.review_reasons or []), techniques=found_techniques(judged.mitre),
         recommendation=(judged.false_positive or {}).get("recommendation", ""),
-        risk_factors=top_factors(judged.risk_factors), identity=grouping_identity(threat),
+        risk_factors=top_factors(judged.risk_factors), moves=policy_moves(judged.risk_factors),
+        behaviours=shown_behaviours(judged), identity=grouping_identity(threat),
         status=threat.analysis_status,
     )
 
@@ -595,9 +598,24 @@ def found_techniques(mitre):
     return list(dict.fromkeys(t["technique_id"] for t in techniques if isinstance(t, dict) and t.get("technique_id")))
 
 
+def policy_moves(factors):
+    """The severity policy's moves ("rule: from -> to"), in order."""
+    return [f"{f.get('rule')}: {f.get('from') or '·'} -> {f.get('to')}" for f in factors or []
+            if isinstance(f, dict) and f.get("kind") in ("prior", "cap", "floor", "step")]
+
+
+def shown_behaviours(threat):
+    """The behaviours the priority agent saw, as recorded on its run."""
+    run = threat.agent_runs.filter(kind="priority").first()
+    found = (run.data or {}).get("behaviours", []) if run else []
+    return [f"{b.get('name')}{' (tagged)' if b.get('tagged') else ' (inferred)' if b.get('inferred') else ''}"
+            for b in found if isinstance(b, dict)]
+
+
 def top_factors(factors, count=3):
     """The risk factors that weighed most (by points when they have them), for the mismatch list."""
     factors = [f for f in factors or [] if isinstance(f, dict)]
+    factors = [f for f in factors if f.get("kind", "adjustment") == "adjustment"]
     return sorted(factors, key=lambda f: -abs(f.get("points") or 0))[:count]
 
 
@@ -646,12 +664,25 @@ def technique_match(techniques, also_ok, found):
     return recalled, len(techniques), correct, len(found)
 
 
+def current_ids(ids):
+    """Labelled ids as the shipped ATT&CK names them now: a label written against an older version
+    (T1070.001) matches the replacement a verdict shows (T1685.005, with the old id as original_id)."""
+    from .priority import attack
+
+    resolved = []
+    for technique_id in ids:
+        found = attack.technique(technique_id)
+        resolved.append(found["technique_id"] if found else technique_id)
+    return list(dict.fromkeys(resolved))
+
+
 def technique_scores(outcomes):
-    """(recalled, labelled, correct, found) summed over labelled outcomes."""
+    """(recalled, labelled, correct, found) summed over labelled outcomes, labels resolved to the
+    current ATT&CK ids (`current_ids`)."""
     sums = [0, 0, 0, 0]
     for outcome in labelled(outcomes):
         label = outcome.label
-        for index, value in enumerate(technique_match(label["techniques"], label["also_ok"],
+        for index, value in enumerate(technique_match(current_ids(label["techniques"]), current_ids(label["also_ok"]),
                                                       outcome.prediction.techniques)):
             sums[index] += value
     return tuple(sums)

@@ -197,6 +197,10 @@ def alert_entry(outcome, found):
              f"  - expected: {expected}",
              f"  - ours: {said}" + ("" if ours.severity else f" ({cell(ours.status)})"),
              f"  - review reasons: {cell(', '.join(map(reason_name, ours.review_reasons))) or 'none'}"]
+    if ours.behaviours:
+        lines.append("  - behaviours: " + cell(", ".join(ours.behaviours)))
+    if ours.moves:
+        lines.append("  - severity moves: " + cell("; ".join(ours.moves)))
     if ours.risk_factors:
         lines.append("  - top risk factors: " + "; ".join(cell(factor_text(f)) for f in ours.risk_factors))
     lines.append(f"  - why (label): {cell(label['rationale'])}")

@@ -47,11 +47,13 @@ def severity(threat, fp, attack_evidence, results, scan):
     state = _prior(model, found)
     _caps(state, threat, model, found)
     _declared_crawler(state, threat, found, results.get("config", {}))
-    if fp["recommendation"] in EXPLAINED and not attack_evidence:
+    explained = fp["recommendation"] in EXPLAINED and not attack_evidence
+    if explained:
         evidence = [e for i in fp["indicators"] if i["weight"] > 0 for e in i["evidence"]]
         state.move(lower(state.band, "LOW"), "explained", f"{fp['recommendation'].replace('_', ' ')} and no "
                    "attack evidence: not a threat to act on", evidence or ["false_positive"], "cap")
-    _floors(state, threat, model, found)
+    authorised = explained and fp["recommendation"] == "likely_benign_true_positive"
+    _floors(state, threat, model, found, explained, authorised)
     _deception(state, scan)
     _rate_step(state, found, results.get("config", {}))
     _distributed_step(state, threat, found)
@@ -82,11 +84,13 @@ def _caps(state, threat, model, found):
     (a single behaviour without a cap lifts it), and only an alert that shows behaviours is capped."""
     if not found:
         return
-    failed = _failed(model)
+    failed, prevented = _failed(model), model.get("prevented") is True
     caps = []
     for name, entry in found.items():
         policy = POLICIES.get(name)
         cap = policy and (policy.failed_cap if failed and policy.failed_cap else policy.cap)
+        if policy and prevented and not cap:
+            cap = "MEDIUM"  # a security control stopped it: nothing ran, whatever it was
         if policy and cap and name in ("network_scan", "vulnerability_scan", "recon_probe") and \
                 not content.is_inbound(threat):
             cap = "MEDIUM"  # an internal host scanning is discovery from a foothold, not internet noise
@@ -103,15 +107,13 @@ def _caps(state, threat, model, found):
                    [_ref(entry) for _cap, entry in caps] + _failure_refs(model, failed), "cap")
 
 
-def _floors(state, threat, model, found):
+def _floors(state, threat, model, found, explained, authorised):
+    """What the evidence proves. An administrator's action (a group change, a cleared log) is proof
+    only when nothing authorises it; an attempt deserves MEDIUM unless it failed or is explained."""
     found = {name: entry for name, entry in found.items() if not entry.get("tagged")}  # only what happened
+    failed = _failed(model)
     for name, entry in found.items():
-        policy = POLICIES.get(name)
-        floor = policy.floor if policy else ""
-        if name == "ransomware" and _failed(model):
-            floor = policy.failed_cap
-        if name == "malware" and not _failed(model) and model.get("prevented") is False:
-            floor = "HIGH"  # the endpoint saw it and let it run
+        floor = _floor(name, POLICIES.get(name), threat, model, failed, explained, authorised)
         if floor and RANK[floor] > RANK[state.band]:
             state.move(floor, "behaviour_floor", f"{name.replace('_', ' ')} shows at least {floor}", [_ref(entry)],
                        "floor")
@@ -126,12 +128,25 @@ def _floors(state, threat, model, found):
         state.move(higher(state.band, "CRITICAL"), "exfiltration_volume", f"{sent / 1e9:.1f} GB left the network",
                    [_ref(found["exfiltration"]), f"signal.{signal.field_of(threat, 'measures.src_bytes')}"], "floor")
     if {"brute_force", "password_spraying", "credential_stuffing", "login_failure"} & set(found) and \
-            ("login_success" in found or model.get("outcome") == "success"):
+            "login_success" in found:
         state.move(higher(state.band, "HIGH"), "login_after_failures", "a successful login among repeated "
                    "failures: the account is likely compromised", [_ref(e) for e in found.values()], "floor")
-    if ("exploit_attempt" in found or "web_attack" in found) and model.get("outcome") == "success":
-        state.move(higher(state.band, "HIGH"), "attack_succeeded", "the source reports the attack succeeded",
-                   [f"signal.{model['fields'].get('outcome', 'outcome')}"], "floor")
+
+
+def _floor(name, policy, threat, model, failed, explained, authorised):
+    if policy is None:
+        return ""
+    if policy.admin and authorised:
+        return ""
+    if name == "ransomware" and failed:
+        return policy.failed_cap
+    if name == "malware" and not failed and model.get("prevented") is False:
+        return "HIGH"  # the endpoint saw it and let it run
+    if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
+        return "" if explained else "MEDIUM"  # an internal host scanning: discovery from a foothold
+    if policy.attempt_floor and not failed and not explained:
+        return policy.attempt_floor
+    return policy.floor
 
 
 def _declared_crawler(state, threat, found, config):

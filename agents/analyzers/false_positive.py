@@ -46,7 +46,7 @@ def assess(threat, results, adversarial):
     _history(weigh, data("historical"), state)
     explanation = "score" if family in LOCATION_FAMILIES else "benign_score"
     if data("config").get("allow_listed"):
-        weigh(explanation, 0.35, "source is on the customer's allow-list", "config", _refs(results, "config", -1))
+        weigh(explanation, 0.5, "source is on the customer's allow-list", "config", _refs(results, "config", -1))
     ratio = data("config").get("rate_ratio")
     if threat.threat_type == "rate_limit_breach" and ratio is not None and ratio <= 1:
         weigh("score", 0.3, f"observed rate is {ratio:.0%} of the customer's limit", "config",

@@ -21,6 +21,8 @@ VOLUME_REQUESTS = 3000
 ROTATING_ADDRESSES = 100
 PROXY_TECHNIQUES = {"tor": "T1090.003", "residential": "T1090.002", "datacenter": "T1090.002"}
 WINDOWS_LOGS = ("data.win", "event.code", "winlog")
+CLOUD_CREDENTIALS = {"createaccesskey", "createloginprofile", "updateloginprofile"}  # T1098.001 credentials
+MAX_RULE_TECHNIQUES = 3  # a rule tagging more techniques than this is a catch-all, not a statement
 
 
 class PriorityAgent(Agent):
@@ -67,6 +69,8 @@ class _Analysis:
             return ["T1041"] if "command_and_control" in self.found else ["T1048"]
         if name == "account_created":
             return [self._account_technique()]
+        if name == "account_changed" and self.model.get("action") in CLOUD_CREDENTIALS:
+            return ["T1098.001"]
         if name == "privileged_group_change":
             return ["T1098.007"]
         if name == "persistence":
@@ -88,7 +92,9 @@ class _Analysis:
     def _vendor_hints(self, result):
         """The source's own mapping: a curated rule is believed; a coarse one only where the alert's
         behaviour supports it (`_supported`)."""
-        coarse = self.model.get("trust") == "coarse"
+        hints = self.threat.mitre_hints if isinstance(self.threat.mitre_hints, list) else []
+        # A coarse source, or a catch-all rule tagging many techniques: believed only where supported.
+        coarse = self.model.get("trust") == "coarse" or len([h for h in hints if attack.technique(h)]) > MAX_RULE_TECHNIQUES
         for index, hint in enumerate(self.threat.mitre_hints[:20] if isinstance(self.threat.mitre_hints, list) else []):
             ref, found = f"signal.mitre_hints[{index}]", attack.technique(hint) if isinstance(hint, str) else None
             if found is None and attack.tactic_id(hint):
@@ -182,13 +188,16 @@ class _Analysis:
             result.score(5 if sigma >= 10 else 3, f"{sigma:g} sigma above the baseline", "signal.measures.deviation_sigma")
 
     def attack_evidence(self):
-        """What no explanation may outvote: footholds, impact, and attempts the source says succeeded."""
+        """What no explanation may outvote: footholds and impact that no legitimate user causes (an
+        administrator's action, like a group change, is explained by an approved reason), and a
+        successful login among repeated failures."""
         failed = self.model.get("prevented") is True or self.model.get("outcome") == "failure"
         evidence = [name.replace("_", " ") for name, entry in self.found.items()
-                    if name in POLICIES and not entry.get("tagged") and POLICIES[name].stage >= FOOTHOLD and not (failed and name == "malware")
+                    if name in POLICIES and not entry.get("tagged") and not POLICIES[name].admin
+                    and POLICIES[name].stage >= FOOTHOLD and not (failed and name == "malware")
                     and name not in ("impossible_travel", "resource_hijacking")]
-        if self.model.get("outcome") == "success" and {"exploit_attempt", "web_attack", "brute_force"} & set(self.found):
-            evidence.append("the attack succeeded")
+        if "login_success" in self.found and {"brute_force", "password_spraying", "credential_stuffing"} & set(self.found):
+            evidence.append("a successful login among repeated failures")
         return evidence
 
     def _finish(self, result):

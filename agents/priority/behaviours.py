@@ -22,6 +22,8 @@ class Policy:
     cap: str = ""
     failed_cap: str = ""
     techniques: tuple = ()
+    attempt_floor: str = ""  # what the attempt deserves unless it failed or is explained
+    admin: bool = False  # an administrator may do this legitimately: an approved reason explains it
 
 
 P = Policy
@@ -31,14 +33,17 @@ POLICIES = {
     "recon_probe": P("reconnaissance", RECON, "LOW", cap="LOW"),
     "discovery": P("reconnaissance", RECON, "MEDIUM", cap="MEDIUM"),
     "login_failure": P("authentication", ATTEMPT, "LOW", cap="LOW"),
-    "brute_force": P("authentication", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1110",)),
-    "password_spraying": P("authentication", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1110.003",)),
-    "credential_stuffing": P("authentication", ATTEMPT, "MEDIUM", techniques=("T1110.004",)),
+    "brute_force": P("authentication", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1110",), attempt_floor="MEDIUM"),
+    "password_spraying": P("authentication", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1110.003",),
+                           attempt_floor="MEDIUM"),
+    "credential_stuffing": P("authentication", ATTEMPT, "MEDIUM", techniques=("T1110.004",), attempt_floor="MEDIUM"),
     "login_success": P("authentication", ATTEMPT, "LOW"),
     "impossible_travel": P("geo_anomaly", FOOTHOLD, "HIGH", floor="MEDIUM", techniques=("T1078",)),
     "unusual_location": P("geo_anomaly", ATTEMPT, "MEDIUM", techniques=("T1078",)),
-    "web_attack": P("web_attack", ATTEMPT, "MEDIUM", cap="MEDIUM", failed_cap="LOW", techniques=("T1190",)),
-    "exploit_attempt": P("exploit", ATTEMPT, "MEDIUM", cap="MEDIUM", failed_cap="LOW", techniques=("T1190",)),
+    "web_attack": P("web_attack", ATTEMPT, "MEDIUM", cap="MEDIUM", failed_cap="LOW", techniques=("T1190",),
+                    attempt_floor="MEDIUM"),
+    "exploit_attempt": P("exploit", ATTEMPT, "MEDIUM", cap="MEDIUM", failed_cap="LOW", techniques=("T1190",),
+                         attempt_floor="MEDIUM"),
     "exploit_success": P("exploit", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1190",)),
     "phishing": P("phishing", ATTEMPT, "MEDIUM", techniques=("T1566",)),
     "malware": P("malware", FOOTHOLD, "HIGH", floor="MEDIUM", failed_cap="MEDIUM"),
@@ -49,14 +54,17 @@ POLICIES = {
     "exfiltration": P("exfiltration", IMPACT, "HIGH", floor="HIGH", techniques=("T1048",)),
     "credential_dumping": P("credential_access", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1003",)),
     "kerberoasting": P("credential_access", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1558.003",)),
-    "account_created": P("account_manipulation", ATTEMPT, "MEDIUM", techniques=("T1136",)),
-    "account_changed": P("account_manipulation", ATTEMPT, "LOW", cap="MEDIUM", techniques=("T1098",)),
-    "privileged_group_change": P("account_manipulation", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1098",)),
+    "account_created": P("account_manipulation", ATTEMPT, "MEDIUM", techniques=("T1136",), attempt_floor="MEDIUM",
+                         admin=True),
+    "account_changed": P("account_manipulation", ATTEMPT, "LOW", techniques=("T1098",), admin=True),
+    "privileged_group_change": P("account_manipulation", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1098",),
+                                 admin=True),
     "privilege_escalation": P("privilege_escalation", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1068",)),
-    "privileged_command": P("privilege_escalation", ATTEMPT, "LOW", cap="LOW"),
-    "persistence": P("persistence", FOOTHOLD, "MEDIUM", floor="MEDIUM"),
-    "log_cleared": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1070",)),
-    "security_tool_disabled": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1562.001",)),
+    "privileged_command": P("privilege_escalation", ATTEMPT, "LOW", cap="LOW", admin=True),
+    "persistence": P("persistence", FOOTHOLD, "MEDIUM", floor="MEDIUM", admin=True),
+    "log_cleared": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1070",), admin=True),
+    "security_tool_disabled": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1562.001",),
+                                admin=True),
     "lateral_movement": P("lateral_movement", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1021",)),
     "ransomware": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", failed_cap="HIGH", techniques=("T1486",)),
     "inhibit_recovery": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", techniques=("T1490",)),

@@ -84,6 +84,10 @@ def _country(read):
 
 # ECS event.category -> behaviour, when the type and outcome say which (`_ecs_behaviours`).
 ECS_CATEGORY = {"malware": "malware", "vulnerability": "vulnerability", "threat": "indicator_match"}
+# Elastic Defend's alert kinds (event.code of logs-endpoint.alerts-*).
+ENDPOINT_CODES = {"ransomware": "ransomware", "malicious_file": "malware", "memory_signature": "malware",
+                  "shellcode_thread": "malware"}
+FIM_MODULES = ("fim", "file_integrity", "syscheck")
 RULE_TYPES = {"threat_match": "indicator_match", "machine_learning": "anomaly"}
 # event.action values of Elastic's Windows, system and cloud integrations (Winlogbeat, Auditbeat).
 ACTIONS = {
@@ -134,6 +138,9 @@ def event_signal(built, read):
     for name, path in (("src_bytes", "source.bytes"), ("dst_bytes", "destination.bytes"), ("bytes", "network.bytes"),
                        ("http_status", "http.response.status_code"), ("events", "event.count")):
         built.measure(name, read.get(path), path)
+    registry = " = ".join(filter(None, (read.text("registry.path", limit=500),
+                                        " ".join(read.strings("registry.data.strings", limit=200)[:3]))))
+    built.set("registry", registry, "registry.path")
     built.account("target", read.text("user.target.name", limit=200), "user.target.name")
     built.account("domain", read.text("user.target.domain", limit=200), "user.target.domain")
     built.account("group", read.text("group.name", "user.target.group.name", limit=200), "group.name")
@@ -168,8 +175,18 @@ def _outcome(built, read, types):
 
 
 def _ecs_behaviours(built, read, categories, types, action):
+    """Behaviours from ECS keywords; an action the tables know says more than its category."""
     outcome = read.text("event.outcome", limit=20).lower()
-    if "authentication" in categories and action not in ACTIONS:
+    code = read.text("event.code", limit=40).lower()
+    if code in ENDPOINT_CODES:
+        built.behaviour(ENDPOINT_CODES[code], "event.code", code)
+    if action in ACTIONS or action in CLOUD_ACTIONS:
+        built.behaviour(ACTIONS.get(action) or CLOUD_ACTIONS[action], "event.action", action)
+        return
+    if "file" in categories and any(m in read.text("event.module", "event.dataset", limit=60).lower()
+                                    for m in FIM_MODULES):
+        built.behaviour("integrity_change", "event.module", "file integrity monitoring")
+    if "authentication" in categories and outcome in ("success", "failure"):
         built.behaviour("login_failure" if outcome == "failure" else "login_success", "event.category",
                         f"authentication {outcome}")
     if "iam" in categories and "creation" in types and "user" in types:
@@ -179,10 +196,6 @@ def _ecs_behaviours(built, read, categories, types, action):
     for category in categories:
         if category in ECS_CATEGORY:
             built.behaviour(ECS_CATEGORY[category], "event.category", category)
-    if action in ACTIONS:
-        built.behaviour(ACTIONS[action], "event.action", action)
-    elif action in CLOUD_ACTIONS:
-        built.behaviour(CLOUD_ACTIONS[action], "event.action", action)
 
 
 def _enrichment(built, match):

@@ -66,10 +66,8 @@ BEHAVIOURS = {
 }
 # Group names whose membership gives administrative power (Windows built-ins, AD, Unix).
 PRIVILEGED_GROUPS = re.compile(
-    r"^(administrators|domain admins|enterprise admins|schema admins|backup operators|account operators|"
-    r"server operators|print operators|dnsadmins|group policy creator owners|key admins|enterprise key admins|"
-    r"remote desktop users|remote management users|hyper-v administrators|sudo|wheel|admin|root|adm|docker)$",
-    re.I)
+    r"admin|\boperators\b|\bowners?\b|^(sudo|wheel|root|adm|docker|remote desktop users|remote management users)$|"
+    r"privileged|superuser", re.I)
 # Windows Security / System / Sysmon event ids (Microsoft's event documentation) -> behaviour, outcome.
 WINDOWS_EVENTS = {
     "4625": ("login_failure", "failure"), "4771": ("login_failure", "failure"), "4776": ("login_failure", ""),
@@ -87,7 +85,8 @@ SYSMON_EVENTS = {"1": "process", "3": "network", "8": "remote_thread", "10": "pr
                  "12": "registry", "13": "registry", "22": "dns"}
 # Cloud audit actions (AWS CloudTrail eventName, Microsoft 365 Operation, Okta eventType, Entra ID).
 CLOUD_ACTIONS = {
-    "createuser": "account_created", "createloginprofile": "account_created", "createaccesskey": "account_changed",
+    "createuser": "account_created", "createloginprofile": "account_changed", "createaccesskey": "account_changed",
+    "updateloginprofile": "account_changed",
     "attachuserpolicy": "privilege_escalation", "putuserpolicy": "privilege_escalation",
     "attachrolepolicy": "privilege_escalation", "addusertogroup": "group_member_added",
     "stoplogging": "log_cleared", "deletetrail": "log_cleared", "updatetrail": "security_tool_disabled",
@@ -143,7 +142,7 @@ class Signal:
     def __init__(self):
         self.data = {"v": VERSION, "kind": "alert", "category": [], "type": [], "action": "", "outcome": "unknown",
                      "prevented": None, "severity": {}, "behaviours": [], "measures": {}, "indicators": [],
-                     "account": {}, "process": "", "forwarded_for": [], "parent": "", "ancestors": [],
+                     "account": {}, "process": "", "registry": "", "forwarded_for": [], "parent": "", "ancestors": [],
                      "trust": "curated",
                      "fields": {}}
 
@@ -213,7 +212,7 @@ class Signal:
         members = self.data.pop("_members", [])
         group = self.data["account"].get("group", "")
         for field, detail in members:
-            if PRIVILEGED_GROUPS.match(group.strip()):
+            if PRIVILEGED_GROUPS.search(group.strip()):
                 self.behaviour("privileged_group_change", field, detail or f"member added to {group}")
             else:
                 self.behaviour("account_changed", field, detail or f"member added to {group or 'a group'}")

@@ -214,6 +214,10 @@ def _windows(built, win):
 
 def _sysmon(built, event_id, event):
     target = str(event.get("targetImage") or "")
+    if event_id in ("12", "13", "14"):
+        built.set("registry", " = ".join(filter(None, (str(event.get("targetObject") or "")[:500],
+                                                       str(event.get("details") or "")[:200]))),
+                  "data.win.eventdata.targetObject")
     if event_id == "10" and target.lower().endswith("\\lsass.exe"):
         built.behaviour("credential_dumping", "data.win.eventdata.targetImage", "process access to lsass.exe")
     elif event_id in ("12", "13") and RUN_KEYS.search(str(event.get("targetObject") or "")):
