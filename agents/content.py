@@ -8,6 +8,8 @@ author's words, not the event's.
 
 import re
 
+from threats.importers.signal import direction
+
 from . import signal
 from .priority import attack
 from .priority.behaviours import POLICIES, behaviour_of_technique
@@ -28,6 +30,7 @@ CRAWLERS = re.compile(r"googlebot|bingbot|duckduckbot|applebot|yandexbot|baidusp
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
 EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised or anomalous host's traffic an exfiltration
+EXFIL_ALONE_BYTES = 1_000_000_000  # outbound volume that is an exfiltration by itself
 # Switching off or blinding a security control, in a command line or the registry value it sets.
 TAMPERING = re.compile(
     r"DisableAntiSpyware|DisableRealtimeMonitoring|DisableBehaviou?rMonitoring|DisableIOAVProtection|"
@@ -99,11 +102,11 @@ def _urls(threat, found):
 
 def _named_techniques(threat, model, found):
     """Rule `technique_named_by_a_curated_rule`: an Elastic, Suricata or generic rule's own ATT&CK
-    mapping says what it looks for. That names the alert's family, never a floor: the rule's own
-    severity already says how sure its author is that it happened. Wazuh's rule-family mappings are too coarse for this (every
+    mapping says what it looks for (a coarse Wazuh tag only when the alert states nothing else). That
+    names the alert's family, never a floor: the rule's severity says how sure its author is. Wazuh's rule-family mappings are too coarse for this (every
     logon failure is tagged T1531), so they only name techniques (agents/priority)."""
-    if model.get("trust") == "coarse":
-        return
+    if model.get("trust") == "coarse" and found:
+        return  # a coarse tag only names the family of an alert whose structure says nothing else
     for index, technique_id in enumerate(threat.mitre_hints[:20] if isinstance(threat.mitre_hints, list) else []):
         behaviour = behaviour_of_technique(technique_id)
         if behaviour:
@@ -132,21 +135,27 @@ def _automated_login(threat, found):
 
 
 def _outbound_volume(threat, model, found):
-    """Rule `outbound_volume`: a host already showing compromise that sends this much out is exfiltrating."""
+    """Rule `outbound_volume`: a gigabyte leaving is exfiltration whatever else the alert says; a
+    hundred megabytes is, from a host already showing compromise or flagged as anomalous."""
     sent = model["measures"].get("src_bytes")
     names = {b["name"] for b in found}
-    if (isinstance(sent, (int, float)) and sent >= EXFIL_BYTES and is_outbound(threat)
-            and names & {"command_and_control", "malware", "exploit_success", "suspicious_execution", "anomaly"}):
+    suspect = names & {"command_and_control", "malware", "exploit_success", "suspicious_execution", "anomaly"}
+    if (isinstance(sent, (int, float)) and is_outbound(threat, model)
+            and (sent >= EXFIL_ALONE_BYTES or (sent >= EXFIL_BYTES and suspect))):
         add(found, "exfiltration", model["fields"].get("measures.src_bytes", "measures.src_bytes"),
             f"{sent / 1e6:,.0f} MB sent out")
 
 
-def is_outbound(threat):
-    """From an internal source to an external destination (or no destination known)."""
-    source, destination = signal.ip(signal.text(threat, "src_ip")), signal.ip(signal.text(threat, "dst_ip"))
-    return signal.is_internal(source) and not signal.is_internal(destination)
+def is_outbound(threat, model=None):
+    """Started inside, towards the outside (the source's own direction when it states one)."""
+    return _direction(threat, model) == "outbound"
 
 
-def is_inbound(threat):
-    """From an external source (or none known) to anything."""
-    return not signal.is_internal(signal.ip(signal.text(threat, "src_ip")))
+def is_inbound(threat, model=None):
+    """Started outside (or by an unknown source), whatever the destination."""
+    return _direction(threat, model) in ("inbound", "external", "")
+
+
+def _direction(threat, model):
+    stated = (model if model is not None else signal.model(threat)).get("direction")
+    return stated or direction(signal.text(threat, "src_ip"), signal.text(threat, "dst_ip"))

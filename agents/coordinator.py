@@ -213,6 +213,8 @@ class Ran:
 def gather(threats):
     """Every agent's stored records for each of `threats`, in order: the database part of an analysis."""
     started_at, since = timezone.now(), telemetry.mark()
+    for threat in threats:
+        signal.model(threat)  # once, here: the agents' threads then share it
     found = {agent.kind: agent.gather_many(threats) for agent in _load()}
     finished_at, until = timezone.now(), telemetry.mark()
     return [Gathered({kind: records[index] for kind, records in found.items()}, started_at, finished_at,

@@ -12,6 +12,7 @@ import ipaddress
 
 from threats.choices import ThreatType
 from threats.importers import signal_of
+from threats.importers.signal import INTERNAL_NETWORKS
 
 from .priority import behaviours as policy
 
@@ -36,7 +37,7 @@ def model(threat):
         if not cached["severity"] and threat.severity_hint:  # rows written directly keep their hint
             cached["severity"] = {"level": threat.severity_hint, "field": "severity_hint", "value": threat.severity_hint}
         content.infer(threat, cached)
-        threat._signal_model = cached
+        threat._signal_model = cached  # published whole: agents on other threads may read it at once
     return cached
 
 
@@ -90,15 +91,6 @@ def network(value):
         return ipaddress.ip_network(value, strict=False) if isinstance(value, str) else None
     except ValueError:
         return None
-
-
-# Internal = RFC 1918, loopback, link-local, carrier-grade NAT and IPv6 unique-local/link-local.
-# Not Python's `is_private`, which also counts the RFC 5737 documentation ranges that the synthetic
-# data uses in place of public addresses.
-INTERNAL_NETWORKS = [ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10",
-    "::1/128", "fc00::/7", "fe80::/10",
-)]
 
 
 def is_internal(address):

@@ -21,6 +21,7 @@ VOLUME_REQUESTS = 3000
 ROTATING_ADDRESSES = 100
 PROXY_TECHNIQUES = {"tor": "T1090.003", "residential": "T1090.002", "datacenter": "T1090.002"}
 WINDOWS_LOGS = ("data.win", "event.code", "winlog")
+WEB_PROTOCOLS = {"http", "http2", "tls", "https", "quic"}
 CLOUD_CREDENTIALS = {"createaccesskey", "createloginprofile", "updateloginprofile"}  # T1098.001 credentials
 MAX_RULE_TECHNIQUES = 3  # a rule tagging more techniques than this is a catch-all, not a statement
 
@@ -45,7 +46,9 @@ class _Analysis:
             how = "inferred from " if entry.get("inferred") else "stated by "
             result.find(f"Shows {name.replace('_', ' ')} ({entry.get('detail') or name}), {how}{entry['field']}.",
                         f"signal.{entry['field']}")
-            for technique_id in [] if entry.get("tagged") else self._behaviour_techniques(name, entry):
+            for technique_id in self._behaviour_techniques(name, entry):
+                if entry.get("tagged") and not self._refines_a_hint(technique_id):
+                    continue  # a tag says what the rule looks for; it only makes the rule's own id more precise
                 self._add(technique_id, "behaviour", 0.8, f"signal.{entry['field']}",
                           f"{name.replace('_', ' ')} shown by {entry['field']}")
         self._vendor_hints(result)
@@ -59,7 +62,15 @@ class _Analysis:
     def _behaviour_techniques(self, name, entry):
         inbound = content.is_inbound(self.threat)
         if name == "network_scan":
-            return ["T1595"] if inbound else ["T1046"]
+            return ["T1595.001"] if inbound else ["T1046"]
+        if name in ("command_and_control", "remote_access_tool") and self.model.get("protocol") in WEB_PROTOCOLS:
+            return ["T1071.001"] if name == "command_and_control" else ["T1219.002"]
+        if name == "command_and_control" and self.model.get("protocol") == "dns":
+            return ["T1071.004"]
+        if name == "brute_force":
+            return ["T1110.003" if "password_spraying" in self.found else "T1110.001"]
+        if name == "denial_of_service" and signal.measure(self.threat, "service_port"):
+            return ["T1498.002"]  # a UDP service reflecting and amplifying the flood
         if name in ("exploit_attempt",) and not inbound and signal.is_internal(signal.ip(signal.text(self.threat,
                                                                                                       "dst_ip"))):
             return ["T1210"]
@@ -80,6 +91,11 @@ class _Analysis:
         if name == "denial_of_service" and not inbound:
             return ["T1499"]
         return list(POLICIES[name].techniques) if name in POLICIES else []
+
+    def _refines_a_hint(self, technique_id):
+        """A sub-technique of one the source's rule names (T1136.001 for a rule tagged T1136)."""
+        parents = {str(h).strip().upper() for h in self.threat.mitre_hints or [] if isinstance(h, str)}
+        return "." in technique_id and technique_id.split(".")[0] in parents
 
     def _account_technique(self):
         action = str(self.model.get("action") or "")

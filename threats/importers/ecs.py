@@ -9,7 +9,7 @@ high 73, critical 99).
 from threats.choices import Severity
 
 from .common import ItemError, Reader, category, collect, dig, parse_time, reference, tactic_ids, unwrap_source
-from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal
+from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, direction
 
 SOURCE = "ecs"
 RISK_BANDS = [(74, Severity.CRITICAL), (48, Severity.HIGH), (22, Severity.MEDIUM), (0, Severity.LOW)]
@@ -141,6 +141,12 @@ def event_signal(built, read):
     registry = " = ".join(filter(None, (read.text("registry.path", limit=500),
                                         " ".join(read.strings("registry.data.strings", limit=200)[:3]))))
     built.set("registry", registry, "registry.path")
+    named = read.text("network.direction", limit=20).lower()
+    named = {"ingress": "inbound", "egress": "outbound"}.get(named, named)
+    built.set("direction", named if named in ("inbound", "outbound", "internal", "external") else
+              direction(read.text("source.ip", "client.ip", limit=64), read.text("destination.ip", "server.ip", limit=64)),
+              "network.direction" if named else "source.ip")
+    built.set("protocol", read.text("network.protocol", limit=20).lower(), "network.protocol")
     built.account("target", read.text("user.target.name", limit=200), "user.target.name")
     built.account("domain", read.text("user.target.domain", limit=200), "user.target.domain")
     built.account("group", read.text("group.name", "user.target.group.name", limit=200), "group.name")

@@ -7,11 +7,17 @@ Every value remembers the vendor field it came from (`fields`), so a finding can
 own words. docs/signals.md documents the mapping per format.
 """
 
+import ipaddress
 import re
 
 from threats.choices import Severity
 
 VERSION = 1
+# RFC 1918, loopback, link-local, carrier-grade NAT, IPv6 unique-local/link-local (not Python's
+# is_private, which also counts the documentation ranges that stand for public addresses here).
+INTERNAL_NETWORKS = [ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10",
+    "::1/128", "fc00::/7", "fe80::/10")]
 OUTCOMES = ("success", "failure", "unknown")
 # What an alert can show, by name. Importers name the behaviours their vendor's structure states;
 # the agents add the ones they infer from content (command lines, user agents, URLs, volumes).
@@ -54,6 +60,7 @@ BEHAVIOURS = {
     "denial_of_service": "flooding or exhausting a service",
     "resource_hijacking": "computing resources used for cryptocurrency mining",
     "anonymising_proxy": "traffic through Tor or an anonymising proxy network",
+    "remote_access_tool": "remote-access software (AnyDesk, TeamViewer, ngrok) in use",
     "reputation_match": "traffic with an address on a reputation block list",
     "indicator_match": "a threat-intelligence indicator matched",
     "automation": "automated (bot) traffic against an application",
@@ -142,7 +149,8 @@ class Signal:
     def __init__(self):
         self.data = {"v": VERSION, "kind": "alert", "category": [], "type": [], "action": "", "outcome": "unknown",
                      "prevented": None, "severity": {}, "behaviours": [], "measures": {}, "indicators": [],
-                     "account": {}, "process": "", "registry": "", "forwarded_for": [], "parent": "", "ancestors": [],
+                     "account": {}, "process": "", "registry": "", "protocol": "", "direction": "",
+                     "forwarded_for": [], "parent": "", "ancestors": [],
                      "trust": "curated",
                      "fields": {}}
 
@@ -219,6 +227,23 @@ class Signal:
         if self.data["outcome"] not in OUTCOMES:
             self.data["outcome"] = "unknown"
         return self.data
+
+
+def direction(source, destination):
+    """inbound, outbound, internal or external, from the addresses of who started the connection."""
+    def inside(value):
+        try:
+            address = ipaddress.ip_address(str(value).strip())
+        except ValueError:
+            return None
+        return any(address.version == n.version and address in n for n in INTERNAL_NETWORKS)
+
+    src, dst = inside(source), inside(destination)
+    if src is None:
+        return ""
+    if dst is None:
+        return "outbound" if src else "inbound"
+    return {(True, True): "internal", (True, False): "outbound", (False, True): "inbound"}.get((src, dst), "external")
 
 
 def generic_behaviour(text):

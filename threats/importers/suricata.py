@@ -21,7 +21,10 @@ from .common import (
     tactic_ids,
     unwrap_source,
 )
-from .signal import Signal
+from .signal import Signal, direction
+
+# UDP services abused to reflect and amplify floods (NTP, memcached, DNS, SSDP, chargen, CLDAP).
+REFLECTORS = {123, 11211, 53, 1900, 19, 389}
 
 SOURCE = "suricata"
 SEVERITY = {1: Severity.HIGH, 2: Severity.MEDIUM, 3: Severity.LOW, 4: Severity.LOW}
@@ -143,6 +146,7 @@ CLASSTYPES = {
     "inappropriate content was detected": ("policy_violation", ""),
     "device retrieving external ip address detected": ("discovery", ""),
     "attempt to login by a default username and password": ("brute_force", ""),
+    "targeted malicious activity was detected": ("command_and_control", ""),
     "an attempted login using a suspicious username was detected": ("login_failure", ""),
 }
 # The rule set's own category: the second word of an Emerging Threats signature ("ET SCAN ...").
@@ -158,9 +162,13 @@ RULESET_CATEGORIES = {
 }
 # alert.metadata.tag values Emerging Threats uses -> behaviour.
 TAGS = {"c2": "command_and_control", "ransomware": "ransomware", "coinminer": "resource_hijacking",
+        "remoteaccesstool": "remote_access_tool",
         "phishing": "phishing", "exploit_kit": "exploit_attempt", "sql_injection": "web_attack", "xss": "web_attack",
         "command_injection": "web_attack", "path_traversal": "web_attack", "webshell": "exploit_success"}
 SIGNATURE_PREFIXES = ("ET", "ETPRO", "GPL")
+# Rule-set categories that describe software or context, not an infection: their "malware_family"
+# names the product (AnyDesk), not malware.
+CONTEXT_CATEGORIES = {"POLICY", "INFO", "HUNTING", "JA3", "USER_AGENTS", "GAMES", "CHAT", "P2P"}
 
 
 def signal(doc, severity):
@@ -173,8 +181,14 @@ def signal(doc, severity):
     built.set("prevented", blocked, "alert.action").set("outcome", "failure" if blocked else "", "alert.action")
     built.set("action", str(alert.get("action", ""))[:40], "alert.action")
     flow = doc.get("flow") if isinstance(doc.get("flow"), dict) else {}
+    # An alert's src/dest are the packet's; flow.src_ip/dest_ip (Suricata 7+) say who started it.
+    starter = (flow.get("src_ip"), flow.get("dest_ip")) if flow.get("src_ip") else (doc.get("src_ip"), doc.get("dest_ip"))
+    built.set("direction", direction(*starter), "flow.src_ip" if flow.get("src_ip") else "src_ip")
+    built.set("protocol", str(doc.get("app_proto") or "").lower()[:20], "app_proto")
     built.measure("src_bytes", flow.get("bytes_toserver"), "flow.bytes_toserver")
     built.measure("dst_bytes", flow.get("bytes_toclient"), "flow.bytes_toclient")
+    for port in (doc.get("dest_port"), doc.get("src_port")):
+        built.measure("service_port", port if port in REFLECTORS else None, "dest_port")
     http = doc.get("http") if isinstance(doc.get("http"), dict) else {}
     built.measure("http_status", http.get("status"), "http.status")
     built.forwarded(as_list(http.get("xff")), "http.xff")
@@ -201,5 +215,6 @@ def behaviours(built, doc, prefix):
     for tag in as_list(meta.get("tag")):
         if str(tag).lower() in TAGS:
             built.behaviour(TAGS[str(tag).lower()], f"{prefix}alert.metadata.tag", tag)
-    for family in as_list(meta.get("malware_family"))[:1]:
+    context_only = len(words) > 1 and words[1].upper() in CONTEXT_CATEGORIES
+    for family in [] if context_only else as_list(meta.get("malware_family"))[:1]:
         built.behaviour("malware", f"{prefix}alert.metadata.malware_family", family)
