@@ -27,6 +27,24 @@ URL_PAYLOADS = [
 ]
 URL_PAYLOAD_RES = [(name, re.compile(pattern, re.I)) for name, pattern in URL_PAYLOADS]
 CRAWLERS = re.compile(r"googlebot|bingbot|duckduckbot|applebot|yandexbot|baiduspider", re.I)
+# Files ransomware leaves: notes telling the victim how to pay, and the extensions it appends.
+RANSOM_ARTIFACTS = re.compile(
+    r"(readme|how|restore|recover|decrypt)[-_ !]*(to[-_ ]*)?(decrypt|restore|recover)|_readme\.txt$|!!!.*readme|"
+    r"\.(locked|encrypted|crypt|crypted|enc|lockbit|ryk|conti|akira|blackcat|royal|play|basta|hive|lockfile|"
+    r"wannacry|wncry)$", re.I)
+WEB_SCRIPT = re.compile(r"\.(php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cfm|cgi)$", re.I)
+WEB_ROOTS = re.compile(r"/var/www/|/srv/www/|htdocs|wwwroot|public_html|wp-content|/uploads?/|webapps|inetpub", re.I)
+# Where a program is started again at boot or logon (ATT&CK T1547.001, T1053.003, T1543.002, T1098.004,
+# T1037.004), and sudoers (T1548.003).
+AUTOSTART = [
+    ("registry run key", re.compile(r"\\currentversion\\(run|runonce|runservices)\b|\\winlogon\\(userinit|shell)", re.I)),
+    ("startup folder", re.compile(r"\\start menu\\programs\\startup\\", re.I)),
+    ("cron", re.compile(r"^/etc/cron|^/var/spool/cron|/etc/crontab$", re.I)),
+    ("systemd unit", re.compile(r"^/(etc|lib|usr/lib)/systemd/system/.+\.(service|timer)$", re.I)),
+    ("ssh authorized keys", re.compile(r"/\.ssh/authorized_keys2?$", re.I)),
+    ("init script", re.compile(r"^/etc/(rc\.local|init\.d/)", re.I)),
+    ("sudoers", re.compile(r"^/etc/sudoers(\.d/|$)", re.I)),
+]
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
 EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised or anomalous host's traffic an exfiltration
@@ -50,6 +68,7 @@ def infer(threat, model):
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
     _tampering(threat, model, found)
+    _files(model, found)
     _outbound_volume(threat, model, found)
     return model
 
@@ -124,6 +143,23 @@ def _tampering(threat, model, found):
         if match:
             add(found, "security_tool_disabled", field, match.group(0)[:80])
             return
+
+
+def _files(model, found):
+    """Rules on the path a file or registry alert names (file-integrity monitoring, EDR file events):
+    `ransom_artifacts`, `web_shell_dropped`, `autostart_location`."""
+    for key in ("file", "registry"):
+        path, field = str(model.get(key) or "")[:2000], model["fields"].get(key, key)
+        if not path:
+            continue
+        if RANSOM_ARTIFACTS.search(path):
+            add(found, "ransomware", field, "an encrypted file or a ransom note")
+        elif key == "file" and WEB_SCRIPT.search(path) and WEB_ROOTS.search(path):
+            add(found, "web_shell", field, "a script in a web-served folder")
+        else:
+            location = next((name for name, pattern in AUTOSTART if pattern.search(path)), None)
+            if location:
+                add(found, "privilege_escalation" if location == "sudoers" else "persistence", field, location)
 
 
 def _automated_login(threat, found):

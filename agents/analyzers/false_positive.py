@@ -56,10 +56,10 @@ def assess(threat, results, adversarial):
               _refs(results, "config", 1))
     if data("devops").get("explaining"):
         events, same_service = data("devops")["explaining"], data("devops").get("same_service", [])
-        weigh(explanation, min(0.5, 0.35 * len(events)), f"{len(events)} infrastructure change(s) explain the signal",
+        weigh(explanation, min(0.5, 0.4 * len(events)), f"{len(events)} infrastructure change(s) explain the signal",
               "devops", [f"infra_event:{pk}" for pk in events])
-        if same_service:
-            weigh(explanation, 0.15, "the changed service is the one the signal is about", "devops",
+        if same_service:  # a change of the very service or host the alert is about explains it outright
+            weigh(explanation, 0.2, "the changed service is the one the signal is about", "devops",
                   [f"infra_event:{pk}" for pk in same_service])
     if data("context").get("explaining"):
         items, named = data("context")["explaining"], data("context").get("explaining_by_entity", [])

@@ -25,6 +25,11 @@ EXPLAINS = {
     "denial_of_service": {"scaling", "outage", "maintenance"},
     "policy": {"deployment", "maintenance", "config_change"},
     "authentication": {"outage", "maintenance", "config_change"},
+    # An administrator's actions: an approved change explains them.
+    "persistence": {"deployment", "maintenance", "config_change"},
+    "account_manipulation": {"deployment", "maintenance", "config_change"},
+    "defense_evasion": {"deployment", "maintenance", "config_change"},
+    "privilege_escalation": {"maintenance", "config_change"},
 }
 POINTS_EACH, POINTS_CAP = -10, -20
 SERVICE_FIELDS = ("endpoint", "host", "urls")

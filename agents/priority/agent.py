@@ -84,6 +84,8 @@ class _Analysis:
             return ["T1098.001"]
         if name == "privileged_group_change":
             return ["T1098.007"]
+        if name == "privilege_escalation" and entry.get("detail") == "sudoers":
+            return ["T1548.003"]
         if name == "persistence":
             return [_persistence_technique(entry)] if _persistence_technique(entry) else []
         if name == "anonymising_proxy":
@@ -249,15 +251,18 @@ class _Analysis:
         return result
 
 
+PERSISTENCE_TECHNIQUES = {"registry run key": "T1547.001", "autostart registry key": "T1547.001",
+                          "startup folder": "T1547.001", "cron": "T1053.003", "systemd unit": "T1543.002",
+                          "ssh authorized keys": "T1098.004", "init script": "T1037.004"}
+
+
 def _persistence_technique(entry):
-    detail, field = str(entry.get("detail", "")), str(entry.get("field", ""))
+    detail = str(entry.get("detail", ""))
     if "7045" in detail or "4697" in detail:
         return "T1543.003"
     if "4698" in detail:
         return "T1053.005"
-    if "registry" in detail or "targetObject" in field:
-        return "T1547.001"
-    return ""
+    return PERSISTENCE_TECHNIQUES.get(detail, "")
 
 
 def _most_specific(techniques):

@@ -45,6 +45,7 @@ POLICIES = {
     "exploit_attempt": P("exploit", ATTEMPT, "MEDIUM", cap="MEDIUM", failed_cap="LOW", techniques=("T1190",),
                          attempt_floor="MEDIUM"),
     "exploit_success": P("exploit", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1190",)),
+    "web_shell": P("exploit", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1505.003",)),
     "phishing": P("phishing", ATTEMPT, "MEDIUM", techniques=("T1566",)),
     "malware": P("malware", FOOTHOLD, "HIGH", floor="MEDIUM", failed_cap="MEDIUM"),
     "unwanted_software": P("malware", ATTEMPT, "LOW", cap="LOW"),

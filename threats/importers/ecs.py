@@ -141,6 +141,7 @@ def event_signal(built, read):
     registry = " = ".join(filter(None, (read.text("registry.path", limit=500),
                                         " ".join(read.strings("registry.data.strings", limit=200)[:3]))))
     built.set("registry", registry, "registry.path")
+    built.set("file", read.text("file.path", "file.name", limit=1000), "file.path")
     named = read.text("network.direction", limit=20).lower()
     named = {"ingress": "inbound", "egress": "outbound"}.get(named, named)
     built.set("direction", named if named in ("inbound", "outbound", "internal", "external") else

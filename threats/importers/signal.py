@@ -60,6 +60,7 @@ BEHAVIOURS = {
     "denial_of_service": "flooding or exhausting a service",
     "resource_hijacking": "computing resources used for cryptocurrency mining",
     "anonymising_proxy": "traffic through Tor or an anonymising proxy network",
+    "web_shell": "a script dropped where the web server would run it",
     "remote_access_tool": "remote-access software (AnyDesk, TeamViewer, ngrok) in use",
     "reputation_match": "traffic with an address on a reputation block list",
     "indicator_match": "a threat-intelligence indicator matched",
@@ -90,6 +91,22 @@ WINDOWS_EVENTS = {
 }
 SYSMON_EVENTS = {"1": "process", "3": "network", "8": "remote_thread", "10": "process_access", "11": "file",
                  "12": "registry", "13": "registry", "22": "dns"}
+# Microsoft Defender Antivirus events (Microsoft-Windows-Windows Defender/Operational) -> behaviour,
+# and whether the engine stopped it: 1116 detected, 1117 action taken, 1118/1119 remediation failed,
+# 5001/5010/5012 protection turned off.
+DEFENDER_EVENTS = {"1116": ("malware", None), "1117": ("malware", True), "1118": ("malware", False),
+                   "1119": ("malware", False), "1006": ("malware", None), "1015": ("malware", None),
+                   "5001": ("security_tool_disabled", None), "5010": ("security_tool_disabled", None),
+                   "5012": ("security_tool_disabled", None)}
+# AWS GuardDuty finding types start with the threat purpose (docs.aws.amazon.com GuardDuty finding format).
+GUARDDUTY_PURPOSES = {
+    "backdoor": "command_and_control", "behavior": "anomaly", "cryptocurrency": "resource_hijacking",
+    "credentialaccess": "credential_dumping", "defenseevasion": "security_tool_disabled", "discovery": "discovery",
+    "execution": "suspicious_execution", "exfiltration": "exfiltration", "impact": "data_destruction",
+    "initialaccess": "exploit_attempt", "pentest": "vulnerability_scan", "persistence": "persistence",
+    "policy": "policy_violation", "privilegeescalation": "privilege_escalation", "recon": "network_scan",
+    "stealth": "security_tool_disabled", "trojan": "malware", "unauthorizedaccess": "unusual_location",
+}
 # Cloud audit actions (AWS CloudTrail eventName, Microsoft 365 Operation, Okta eventType, Entra ID).
 CLOUD_ACTIONS = {
     "createuser": "account_created", "createloginprofile": "account_changed", "createaccesskey": "account_changed",
@@ -103,6 +120,7 @@ CLOUD_ACTIONS = {
     "user.lifecycle.create": "account_created", "add member to role.": "group_member_added",
     "add user.": "account_created", "new-inboxrule": "persistence", "set-inboxrule": "persistence",
     "userloginfailed": "login_failure", "userloggedin": "login_success", "consolelogin": "login_success",
+    "add-mailboxpermission": "account_changed", "add-recipientpermission": "account_changed",
     "user.session.start": "login_success", "user.authentication.sso": "login_success",
 }
 # The generic format's `category` words (our own format's vocabulary) -> behaviour. First match wins.
@@ -149,7 +167,7 @@ class Signal:
     def __init__(self):
         self.data = {"v": VERSION, "kind": "alert", "category": [], "type": [], "action": "", "outcome": "unknown",
                      "prevented": None, "severity": {}, "behaviours": [], "measures": {}, "indicators": [],
-                     "account": {}, "process": "", "registry": "", "protocol": "", "direction": "",
+                     "account": {}, "process": "", "registry": "", "file": "", "protocol": "", "direction": "",
                      "forwarded_for": [], "parent": "", "ancestors": [],
                      "trust": "curated",
                      "fields": {}}

@@ -17,7 +17,7 @@ from threats.choices import Severity
 
 from . import suricata
 from .common import ItemError, Reader, as_list, category, dig, parse_time, reference, tactic_ids, unwrap_source
-from .signal import WINDOWS_EVENTS, Signal
+from .signal import CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
@@ -149,6 +149,9 @@ GROUP_BEHAVIOURS = {
     **{name: ("informational", "") for name in ("service_availability", "system_error", "low_diskspace",
                                                 "agent_flooding", "upgrade", "hostinfo", "spam", "time_changed")},
 }
+# Processes that read LSASS memory as part of their job (antivirus, EDR, the OS itself).
+LSASS_READERS = {"msmpeng.exe", "mssense.exe", "sensecncproxy.exe", "csrss.exe", "wininit.exe", "services.exe",
+                 "svchost.exe", "lsm.exe", "wmiprvse.exe", "taskmgr.exe", "vmtoolsd.exe"}
 RUN_KEYS = re.compile(r"\\(currentversion\\(run|runonce|policies\\explorer\\run)|winlogon\\(userinit|shell))\b", re.I)
 
 
@@ -170,6 +173,11 @@ def signal(doc, level):
         built.measure("http_status", data.get("id"), "data.id")
     if isinstance(dig(data, "alert"), dict):  # Suricata EVE forwarded by the Wazuh integration
         suricata.behaviours(built, data, "data.")
+    _cloud(built, data)
+    syscheck = doc.get("syscheck") if isinstance(doc.get("syscheck"), dict) else {}
+    built.set("file", str(syscheck.get("path") or "")[:1000], "syscheck.path")
+    if syscheck.get("value_name"):
+        built.set("registry", f"{str(syscheck.get('path'))[:500]}\\{str(syscheck['value_name'])[:200]}", "syscheck.value_name")
     built.measure("events", rule.get("frequency"), "rule.frequency")
     built.account("target", dig(data, "dstuser"), "data.dstuser")
     built.account("actor", dig(data, "srcuser"), "data.srcuser")
@@ -177,6 +185,21 @@ def signal(doc, level):
     if doc.get("previous_output"):
         built.set("kind", "alert", "previous_output")  # a composite rule: its children are in previous_output
     return built.finish()
+
+
+def _cloud(built, data):
+    """AWS (CloudTrail eventName, GuardDuty finding type) and Microsoft 365 (Operation) through the
+    Wazuh integrations."""
+    action = str(dig(data, "aws.eventName") or dig(data, "office365.Operation") or "").strip().lower()
+    field = "data.aws.eventName" if dig(data, "aws.eventName") else "data.office365.Operation"
+    if action:
+        built.set("action", action[:60], field)
+    if action in CLOUD_ACTIONS:
+        built.behaviour(CLOUD_ACTIONS[action], field, action)
+    finding = str(dig(data, "aws.type") or "")
+    purpose = finding.split(":")[0].lower()
+    if purpose in GUARDDUTY_PURPOSES:
+        built.behaviour(GUARDDUTY_PURPOSES[purpose], "data.aws.type", finding[:120])
 
 
 def _custom_rule(rule_id):
@@ -196,6 +219,9 @@ def _windows(built, win):
     if "sysmon" in provider.lower():
         _sysmon(built, event_id, event)
         return
+    if "defender" in provider.lower():
+        _defender(built, event_id)
+        return
     if event_id in WINDOWS_EVENTS:
         name, outcome = WINDOWS_EVENTS[event_id]
         built.behaviour(name, "data.win.system.eventID", f"event {event_id}").set(
@@ -212,13 +238,21 @@ def _windows(built, win):
     built.measure("logon_type", event.get("logonType"), "data.win.eventdata.logonType")
 
 
+def _defender(built, event_id):
+    if event_id in DEFENDER_EVENTS:
+        name, stopped = DEFENDER_EVENTS[event_id]
+        built.behaviour(name, "data.win.system.eventID", f"Defender event {event_id}")
+        built.set("prevented", stopped, "data.win.system.eventID")
+
+
 def _sysmon(built, event_id, event):
     target = str(event.get("targetImage") or "")
     if event_id in ("12", "13", "14"):
         built.set("registry", " = ".join(filter(None, (str(event.get("targetObject") or "")[:500],
                                                        str(event.get("details") or "")[:200]))),
                   "data.win.eventdata.targetObject")
-    if event_id == "10" and target.lower().endswith("\\lsass.exe"):
+    reader = str(event.get("sourceImage") or "").lower().rsplit("\\", 1)[-1]
+    if event_id == "10" and target.lower().endswith("\\lsass.exe") and reader not in LSASS_READERS:
         built.behaviour("credential_dumping", "data.win.eventdata.targetImage", "process access to lsass.exe")
     elif event_id in ("12", "13") and RUN_KEYS.search(str(event.get("targetObject") or "")):
         built.behaviour("persistence", "data.win.eventdata.targetObject", "autostart registry key")
