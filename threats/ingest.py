@@ -3,8 +3,9 @@ customer, skip what is already stored, group repeats, and store the rest in bulk
 `services.do_create_threats`. Used by POST /api/ingest/{format} and `manage.py import_alerts`;
 documented in README "Alert ingestion".
 
-- Idempotent on (source, source_ref): a known alert answers `duplicate` with the stored id and is
-  not analysed again. The unique constraint has the last word: should an insert still meet a
+- Idempotent on (customer, source, source_ref): a known alert answers `duplicate` with the stored
+  id and is not analysed again. Never across customers: the same id sent for another customer is
+  that customer's own alert. The unique constraint has the last word: should an insert still meet a
   stored row, the chunk is redone alert by alert, each in a savepoint, and that one is answered as
   a duplicate.
 - One transaction per chunk of at most CHUNK_SIZE alerts; on PostgreSQL it first takes the
@@ -373,7 +374,7 @@ def _serialise_writers():
 class _Batch:
     """Storing one chunk inside its transaction. Every alert is planned in memory first (duplicate,
     group head or member), then written with a few bulk statements. Should an insert still meet a
-    stored (source, source_ref) - only a writer outside ingestion could, since batches hold the
+    stored (customer, source, source_ref) - only a writer outside ingestion could, since batches hold the
     ingestion lock - the chunk is redone alert by alert, each in its own savepoint."""
 
     def __init__(self, source, actor):
@@ -381,12 +382,11 @@ class _Batch:
         self.window = timedelta(seconds=setting("INGEST_GROUP_WINDOW_SECONDS"))
 
     def store(self, mapped, results):
-        refs = {alert.source_ref for _, alert, _, _ in mapped}
         try:
             with transaction.atomic():
-                self._store(mapped, results, self._known(refs), one_by_one=False)
+                self._store(mapped, results, self._known(mapped), one_by_one=False)
         except IntegrityError:
-            self._store(mapped, results, self._known(refs), one_by_one=True)
+            self._store(mapped, results, self._known(mapped), one_by_one=True)
 
     def _store(self, mapped, results, known, one_by_one):
         self._load_groups(mapped)
@@ -394,15 +394,16 @@ class _Batch:
         for record, alert, customer, cut in mapped:
             result = results[record.index] = ItemResult(
                 record.index, "created", line=record.line, truncated=[*cut, *alert.truncated], warnings=alert.warnings)
-            if alert.source_ref in known:
-                result.status, result.duplicate, (result.id, group) = "duplicate", True, known[alert.source_ref]
+            ref = (customer.pk, alert.source_ref)
+            if ref in known:
+                result.status, result.duplicate, (result.id, group) = "duplicate", True, known[ref]
             elif one_by_one:
                 group = self._create_one(alert, customer, result, known)
             else:
                 group, head, row = self._plan(alert, customer, result)
                 self._add_member(group, row["id"], alert, customer, head)
                 rows.append(row)
-                known[alert.source_ref] = result.id, group
+                known[ref] = result.id, group
             planned.append((result, group))
         if rows:
             ThreatGroup.objects.bulk_create(self.new_groups)
@@ -414,9 +415,14 @@ class _Batch:
                 member_count=group.member_count, first_seen=group.first_seen, last_seen=group.last_seen,
                 worst_severity_hint=group.worst_severity_hint)
 
-    def _known(self, refs):
-        rows = Threat.objects.filter(source=self.source, source_ref__in=refs).values_list("source_ref", "pk", "group_id")
-        return {ref: (str(pk), group_id) for ref, pk, group_id in rows}
+    def _known(self, mapped):
+        """{(customer id, source_ref): (threat id, group id)} of the chunk's alerts already stored.
+        Keyed by customer: an id another customer used is not a duplicate (ARCHITECTURE, Threat)."""
+        customers = {customer.pk for _, _, customer, _ in mapped}
+        refs = {alert.source_ref for _, alert, _, _ in mapped}
+        rows = Threat.objects.filter(source=self.source, customer_id__in=customers, source_ref__in=refs)
+        found = rows.values_list("customer_id", "source_ref", "pk", "group_id")
+        return {(customer, ref): (str(pk), group_id) for customer, ref, pk, group_id in found}
 
     def _plan(self, alert, customer, result):
         """(group, is_head, Threat field values) for a new alert; nothing is changed yet."""
@@ -442,7 +448,7 @@ class _Batch:
                     group.save()
                 services.do_create_threats([row], self.actor)
         except IntegrityError:
-            existing = Threat.objects.filter(source=alert.source, source_ref=alert.source_ref)
+            existing = Threat.objects.filter(customer=customer, source=alert.source, source_ref=alert.source_ref)
             found = existing.values_list("pk", "group_id").first()
             if found is None:
                 raise
@@ -450,7 +456,7 @@ class _Batch:
             result.id, group = str(found[0]), found[1]
         else:
             self._add_member(group, row["id"], alert, customer, head)
-        known[alert.source_ref] = result.id, group
+        known[customer.pk, alert.source_ref] = result.id, group
         return group
 
     # --- Grouping --------------------------------------------------------------------------------

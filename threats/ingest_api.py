@@ -107,8 +107,9 @@ BATCH_BODY = {"type": "array", "items": {"type": "object"}, "description": "One 
              }}})
 def ingest_alerts(request, format: str):
     """Import one alert, a JSON array or NDJSON (`Content-Type: application/x-ndjson`) of `format`
-    (generic, wazuh, suricata, ecs). Idempotent on the alert's own id: re-posting answers
-    `duplicate: true` with the stored id."""
+    (generic, wazuh, suricata, ecs). Idempotent on the alert's own id within its customer:
+    re-posting answers `duplicate: true` with the stored id; the same id sent for another customer
+    is that customer's own alert."""
     key = request.auth
     if format not in FORMATS:
         raise services.InvalidInput("format", f"Unknown format {format!r}.", FORMATS)
