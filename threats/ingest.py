@@ -23,7 +23,9 @@ documented in README "Alert ingestion".
 import dataclasses
 import fnmatch
 import json
+import math
 import re
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -94,7 +96,7 @@ def decode_body(body, content_type=""):
     if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
         return _limit_batch(ndjson_records(body.splitlines()))
     try:
-        data = json.loads(body)
+        data = loads(body)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # several documents: read it as NDJSON
             return _limit_batch(ndjson_records(body.splitlines()))
@@ -122,13 +124,46 @@ def ndjson_records(lines, first_line=1, first_index=0):
             continue
         record = Record(first_index + len(records), line=number, scrub=bool(RISKY_ESCAPES.search(line)))
         try:
-            record.value = json.loads(line.rstrip(b"\r\n"))
+            record.value = loads(line.rstrip(b"\r\n"))
         except json.JSONDecodeError as exc:
             record.error = ItemError("line", f"Line {number}: invalid JSON: {exc.msg} (column {exc.colno}).")
         except (UnicodeDecodeError, RecursionError) as exc:
             record.error = ItemError("line", f"Line {number}: {_decode_problem(exc)}")
         records.append(record)
     return records
+
+
+class Unstorable:
+    """A JSON number that Python's json reads but nothing after it can hold: NaN and Infinity (no
+    database's JSON takes them) or an integer longer than Python converts (4,300 digits). It stays
+    in place, so that check_item refuses its alert with the path, and the batch's other alerts
+    are stored."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason):
+        self.reason = reason
+
+
+def loads(text):
+    """json.loads, with NaN, Infinity and over-long integers read as Unstorable markers."""
+    try:
+        return json.loads(text, parse_constant=_constant)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int() refused a literal's length: read again, converting each integer ourselves
+        return json.loads(text, parse_constant=_constant, parse_int=_integer)
+
+
+def _constant(name):
+    return Unstorable(f"{name} is not a JSON number.")
+
+
+def _integer(text):
+    try:
+        return int(text)
+    except ValueError:
+        return Unstorable(f"An integer of {len(text.lstrip('-'))} digits; at most {sys.get_int_max_str_digits()}.")
 
 
 def _items(data):
@@ -190,6 +225,8 @@ class _Bounds:
                 self.walk(value, _child(path, key), depth + 1)
             else:
                 self.chars += 1
+                if isinstance(value, (float, Unstorable)):
+                    _check_number(value, path, key)
         if is_object:
             self.chars += sum(map(len, node))
             if self.scrub:
@@ -203,6 +240,13 @@ class _Bounds:
             self.cut.append(_child(path, key))
             text = text[:self.longest] + CUT_MARKER.format(n=len(text) - self.longest)
         return text
+
+
+def _check_number(value, path, key):
+    if isinstance(value, Unstorable):
+        raise ItemError(_child(path, key), value.reason)
+    if not math.isfinite(value):  # a literal such as 1e400: Python reads it as infinity
+        raise ItemError(_child(path, key), "The number is beyond the range of a 64-bit float.")
 
 
 def _child(path, key):

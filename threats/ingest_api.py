@@ -21,7 +21,7 @@ from . import access, ingest, services
 from .apikeys import APIKeyAuth
 from .importers import FORMATS
 from .models import ThreatGroup
-from .serializers import threat_summary
+from .serializers import threat_summary, utc_moment
 
 router = Router(tags=["ingest"])
 GROUP_MEMBERS_DEFAULT = 100
@@ -197,10 +197,18 @@ def _encode_cursor(group):
     return base64.urlsafe_b64encode(f"{group.last_seen.isoformat()}|{group.pk}".encode()).decode().rstrip("=")
 
 
+def _group_id(text):
+    """A group id within the database's 64-bit integer (a larger one raises in the driver)."""
+    number = int(text)
+    if not 0 < number < 2**63:
+        raise ValueError(f"{text[:40]} is not a group id.")
+    return number
+
+
 def _decode_cursor(cursor):
     try:
         text = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
         last_seen, last_id = text.split("|")
-        return datetime.fromisoformat(last_seen), int(last_id)
+        return utc_moment(last_seen), _group_id(last_id)
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None
