@@ -34,9 +34,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
-from . import metrics, services
+from . import access, metrics, services
 from .choices import ActorKind, AnalysisStatus
 from .importers import IMPORTERS, ItemError, Skip
 from .importers.common import SEVERITY_RANK, severity_max
@@ -330,8 +329,9 @@ class CustomerResolver:
         return None
 
     def find(self, name):
+        """Slug, exact name, then a name in any case (shippers write "acme corp")."""
         if name not in self.cache:
-            self.cache[name] = Customer.objects.filter(Q(slug=name) | Q(name__iexact=name)).first()
+            self.cache[name] = access.find_customer(name) or Customer.objects.filter(name__iexact=name).first()
         return self.cache[name]
 
 
