@@ -101,6 +101,43 @@ def test_wrong_keys_spend_the_senders_address_budget_not_the_keys(settings, db):
     assert Client().get("/api/threats", HTTP_X_API_KEY=raw).status_code == 200
 
 
+WRITES = [("patch", "/api/threats/00000000-0000-0000-0000-000000000001"),
+          ("delete", "/api/threats/00000000-0000-0000-0000-000000000001"),
+          ("post", "/api/threats/00000000-0000-0000-0000-000000000001/notes"),
+          ("post", "/api/threats/bulk"), ("post", "/api/ingest/generic"), ("get", "/api/threats")]
+
+
+def _send(client, method, path, **headers):
+    body = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
+    return getattr(client, method)(path, **body, **headers).status_code
+
+
+@pytest.mark.parametrize("method, path", WRITES)
+def test_a_wrong_key_on_any_endpoint_and_method_is_limited_as_anonymous(settings, db, method, path):
+    """Issue 18: any X-API-Key header used to skip the address limit, and endpoints that take no
+    key (triage, notes, bulk) then counted nothing at all."""
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "anonymous": (3, 60)}
+    codes = [_send(Client(), method, path, HTTP_X_API_KEY=f"soc_wrong{i}") for i in range(5)]
+    assert codes[:3] != [429] * 3 and codes[3:] == [429, 429]
+    assert Client().get("/api/threats").status_code == 429  # the same address, now without a key
+
+
+@pytest.mark.parametrize("method, path", WRITES[:4])
+def test_a_valid_key_is_counted_on_endpoints_that_do_not_take_keys(settings, db, method, path):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "key": (2, 60), "anonymous": (100, 60)}
+    _key, raw = apikeys.issue("shipper", ["read", "trigger", "ingest"])
+    codes = [_send(Client(), method, path, HTTP_X_API_KEY=raw) for _ in range(3)]
+    assert codes[2] == 429 and 429 not in codes[:2]
+    assert Client().get("/api/threats", HTTP_X_API_KEY=raw).status_code == 429  # one budget per key
+
+
+@pytest.mark.parametrize("method", ["patch", "delete", "post", "put"])
+def test_every_method_counts_against_a_session_users_limit(settings, alice_client, method):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "user": (2, 60)}
+    codes = [_send(alice_client, method, "/api/threats/bulk") for _ in range(3)]
+    assert codes[2] == 429
+
+
 def test_anonymous_callers_are_limited_per_address_and_a_spoofed_forwarded_for_does_not_reset_it(settings, db):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "anonymous": (3, 60)}
     settings.TRUSTED_PROXY_COUNT = 0
