@@ -9,6 +9,23 @@ from django.http import HttpResponse, JsonResponse
 from . import apikeys, audit, ratelimit
 
 
+class TrustedProxyMiddleware:
+    """Drops X-Forwarded-For and X-Forwarded-Proto unless the TCP peer is a trusted proxy
+    (TRUSTED_PROXY_COUNT > 0 and REMOTE_ADDR in TRUSTED_PROXIES), before anything reads them: a
+    client reaching a pod directly names neither its address nor its scheme (README "Security")."""
+
+    HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not (settings.TRUSTED_PROXY_COUNT and ratelimit.trusted_proxy(request.META.get("REMOTE_ADDR", ""))):
+            for name in self.HEADERS:
+                request.META.pop(name, None)
+        return self.get_response(request)
+
+
 class JsonApiErrorsMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -193,7 +210,8 @@ def _headers(scope, name):
 
 def _scheme(scope):
     forwarded = _headers(scope, b"x-forwarded-proto")
-    if settings.SECURE_PROXY_SSL_HEADER and forwarded:
+    peer = (scope.get("client") or ("", 0))[0] or ""
+    if settings.SECURE_PROXY_SSL_HEADER and forwarded and ratelimit.trusted_proxy(peer):
         return "https" if forwarded[-1].strip().lower() == "https" else "http"
     return "https" if scope.get("scheme") == "wss" else "http"
 
