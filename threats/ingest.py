@@ -148,7 +148,7 @@ def loads(text):
     """json.loads, with NaN, Infinity and over-long integers read as Unstorable markers."""
     try:
         return json.loads(text, parse_constant=_constant)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise
     except ValueError:  # int() refused a literal's length: read again, converting each integer ourselves
         return json.loads(text, parse_constant=_constant, parse_int=_integer)
@@ -418,8 +418,8 @@ def _serialise_writers():
 class _Batch:
     """Storing one chunk inside its transaction. Every alert is planned in memory first (duplicate,
     group head or member), then written with a few bulk statements. Should an insert still meet a
-    stored (customer, source, source_ref) - only a writer outside ingestion could, since batches hold the
-    ingestion lock - the chunk is redone alert by alert, each in its own savepoint."""
+    stored (customer, source, source_ref) - only a writer outside ingestion could, since batches
+    hold the ingestion lock - the chunk is redone alert by alert, each in its own savepoint."""
 
     def __init__(self, source, actor):
         self.source, self.actor = source, actor

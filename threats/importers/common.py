@@ -297,7 +297,8 @@ def _in_range(moment, field_name):
     except OverflowError:
         utc = None
     if utc is None or not earliest <= utc < latest:
-        raise ItemError(field_name, f"{moment.isoformat()} is not between {earliest:%Y-%m-%d} and {latest:%Y-%m-%d} (UTC).")
+        raise ItemError(field_name, f"{moment.isoformat()} is not between {earliest:%Y-%m-%d} and "
+                                    f"{latest:%Y-%m-%d} (UTC).")
     return utc
 
 
