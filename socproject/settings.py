@@ -11,6 +11,7 @@ Cluster (REDIS_URL and usually DATABASE_URL set): Postgres, channels-redis, Cele
 on the Redis broker, django-redis cache.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -76,6 +77,18 @@ def env_pairs(name, default="", separator="="):
     return [(key.strip(), value.strip()) for key, _, value in pairs]
 
 
+def env_networks(name, default=""):
+    """Comma-separated IP networks (CIDR) or addresses; host bits set (10.0.0.1/8) is a typo and
+    fails at start-up like any malformed item."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP network (CIDR) or address") from None
+    return tuple(networks)
+
+
 def env_secret(name, default=""):
     """Read NAME, or the file named by NAME_FILE (Kubernetes/Docker secrets)."""
     path = env_str(f"{name}_FILE")
@@ -93,10 +106,13 @@ DEBUG = env_bool("DJANGO_DEBUG", "false")
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-# WebSocket Origin allow-list beyond the page's own origin (default: CSRF_TRUSTED_ORIGINS), and the
-# number of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted (README "Security").
+# WebSocket Origin allow-list beyond the page's own origin (default: CSRF_TRUSTED_ORIGINS), the
+# number of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted, and the addresses
+# those proxies connect from: a peer outside them is the client, whatever headers it sends
+# (README "Security").
 WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS")
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
@@ -185,6 +201,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "threats.metrics.HttpMetricsMiddleware",  # first: times everything below it (README "Observability")
+    "threats.middleware.TrustedProxyMiddleware",  # X-Forwarded-* only from TRUSTED_PROXIES
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

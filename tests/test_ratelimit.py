@@ -6,10 +6,12 @@ import json
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import ip_network
 
 import pytest
 from django.db import connections
-from django.test import Client
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
 
 from threats import apikeys, ratelimit
 
@@ -101,6 +103,43 @@ def test_wrong_keys_spend_the_senders_address_budget_not_the_keys(settings, db):
     assert Client().get("/api/threats", HTTP_X_API_KEY=raw).status_code == 200
 
 
+WRITES = [("patch", "/api/threats/00000000-0000-0000-0000-000000000001"),
+          ("delete", "/api/threats/00000000-0000-0000-0000-000000000001"),
+          ("post", "/api/threats/00000000-0000-0000-0000-000000000001/notes"),
+          ("post", "/api/threats/bulk"), ("post", "/api/ingest/generic"), ("get", "/api/threats")]
+
+
+def _send(client, method, path, **headers):
+    body = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
+    return getattr(client, method)(path, **body, **headers).status_code
+
+
+@pytest.mark.parametrize("method, path", WRITES)
+def test_a_wrong_key_on_any_endpoint_and_method_is_limited_as_anonymous(settings, db, method, path):
+    """Issue 18: any X-API-Key header used to skip the address limit, and endpoints that take no
+    key (triage, notes, bulk) then counted nothing at all."""
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "anonymous": (3, 60)}
+    codes = [_send(Client(), method, path, HTTP_X_API_KEY=f"soc_wrong{i}") for i in range(5)]
+    assert codes[:3] != [429] * 3 and codes[3:] == [429, 429]
+    assert Client().get("/api/threats").status_code == 429  # the same address, now without a key
+
+
+@pytest.mark.parametrize("method, path", WRITES[:4])
+def test_a_valid_key_is_counted_on_endpoints_that_do_not_take_keys(settings, db, method, path):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "key": (2, 60), "anonymous": (100, 60)}
+    _key, raw = apikeys.issue("shipper", ["read", "trigger", "ingest"])
+    codes = [_send(Client(), method, path, HTTP_X_API_KEY=raw) for _ in range(3)]
+    assert codes[2] == 429 and 429 not in codes[:2]
+    assert Client().get("/api/threats", HTTP_X_API_KEY=raw).status_code == 429  # one budget per key
+
+
+@pytest.mark.parametrize("method", ["patch", "delete", "post", "put"])
+def test_every_method_counts_against_a_session_users_limit(settings, alice_client, method):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "user": (2, 60)}
+    codes = [_send(alice_client, method, "/api/threats/bulk") for _ in range(3)]
+    assert codes[2] == 429
+
+
 def test_anonymous_callers_are_limited_per_address_and_a_spoofed_forwarded_for_does_not_reset_it(settings, db):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "anonymous": (3, 60)}
     settings.TRUSTED_PROXY_COUNT = 0
@@ -110,9 +149,12 @@ def test_anonymous_callers_are_limited_per_address_and_a_spoofed_forwarded_for_d
     assert response.status_code == 401  # another real address has its own budget
 
 
+PROXY_NETWORKS = (ip_network("127.0.0.0/8"), ip_network("10.0.0.0/8"))
+
+
 def test_behind_trusted_proxies_the_client_is_the_address_they_vouch_for(settings, db):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "anonymous": (2, 60)}
-    settings.TRUSTED_PROXY_COUNT = 2
+    settings.TRUSTED_PROXY_COUNT, settings.TRUSTED_PROXIES = 2, PROXY_NETWORKS
     # client-written junk, the real client (written by proxy 1), proxy 1 (written by proxy 2)
     chain = lambda junk: f"{junk}, 203.0.113.5, 10.0.0.2"
     codes = [Client().get("/api/threats", HTTP_X_FORWARDED_FOR=chain(f"1.1.1.{i}")).status_code for i in range(3)]
@@ -130,10 +172,47 @@ def test_behind_trusted_proxies_the_client_is_the_address_they_vouch_for(setting
     (1, "10.0.0.1", "", "10.0.0.1"),
     (1, "10.0.0.1", "not-an-address", "10.0.0.1"),
     (1, "10.0.0.1", "2001:db8::1", "2001:db8::1"),
+    (1, "::ffff:10.0.0.1", "203.0.113.9", "203.0.113.9"),  # a dual-stack socket's IPv4 peer
+    # Issue 18: only a trusted proxy vouches. A client reaching a pod directly is the client...
+    (1, "198.51.100.7", "6.6.6.6", "198.51.100.7"),
+    (2, "198.51.100.7", "6.6.6.6, 7.7.7.7", "198.51.100.7"),
+    # ...and a client reaching the inner proxy directly is the address that proxy wrote.
+    (2, "10.0.0.1", "6.6.6.6, 198.51.100.7", "198.51.100.7"),
 ])
 def test_client_ip(settings, proxies, peer, forwarded, expected):
-    settings.TRUSTED_PROXY_COUNT = proxies
+    settings.TRUSTED_PROXY_COUNT, settings.TRUSTED_PROXIES = proxies, PROXY_NETWORKS
     assert ratelimit.client_ip(peer, forwarded) == expected
+
+
+def test_a_client_reaching_a_pod_directly_cannot_pick_its_rate_limit_identity(settings, db):
+    """The chart trusts two proxies; a client that bypasses them (any address outside
+    TRUSTED_PROXIES) used to name itself with X-Forwarded-For and got a fresh budget each time."""
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "anonymous": (3, 60)}
+    settings.TRUSTED_PROXY_COUNT = 2  # TRUSTED_PROXIES: the loopback default
+    direct = Client(REMOTE_ADDR="198.51.100.7")
+    codes = [direct.get("/api/threats", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}, 10.0.0.{i}").status_code
+             for i in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    via_proxy = Client().get("/api/threats", HTTP_X_FORWARDED_FOR="203.0.113.50, 127.0.0.2")  # from 127.0.0.1
+    assert via_proxy.status_code == 401  # behind the proxies, the address they vouch for has its own budget
+
+
+def test_a_forwarded_scheme_from_an_untrusted_peer_is_dropped(settings, db):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    seen = {}
+
+    def record(request):
+        seen[request.META["REMOTE_ADDR"]] = (request.is_secure(), ratelimit.request_ip(request))
+        return HttpResponse()
+
+    from threats.middleware import TrustedProxyMiddleware
+
+    for peer in ("198.51.100.7", "127.0.0.1"):
+        request = RequestFactory().get("/", REMOTE_ADDR=peer, HTTP_X_FORWARDED_PROTO="https",
+                                       HTTP_X_FORWARDED_FOR="203.0.113.9")
+        TrustedProxyMiddleware(record)(request)
+    assert seen == {"198.51.100.7": (False, "198.51.100.7"), "127.0.0.1": (True, "203.0.113.9")}
 
 
 def test_a_cache_outage_does_not_lock_everyone_out(settings):

@@ -156,6 +156,30 @@ def test_a_scoped_trigger_without_a_customer_uses_its_own_customer(world):
     assert Threat.objects.get(pk=response.json()["id"]).customer == world["globex"]
 
 
+@pytest.mark.parametrize("persona", ["user", "key"])
+def test_a_scoped_trigger_resolves_the_slug_first_and_never_reaches_another_customer_by_name(world, persona):
+    """Issue 18: "initech" is the slug of the caller's customer and, in another case, the name of
+    a customer outside the scope. The trigger resolved the name first (case-insensitively) and
+    created the threat there."""
+    own = factories.make_customer(name="Initech Holdings", slug="initech")
+    rival = factories.make_customer(name="INITECH", slug="rival")
+    if persona == "user":
+        client, headers = _session(_user("oscar", "analyst", customers=[own])), {}
+    else:
+        client, headers = Client(), {"HTTP_X_API_KEY": _key(["trigger"], customer=own)}
+
+    def trigger(name):
+        return client.post("/api/threats/trigger", {"customer": name, "threat_type": "bot_traffic"},
+                           content_type="application/json", **headers)
+
+    created = trigger("initech")
+    assert created.status_code == 202 and Threat.objects.get(pk=created.json()["id"]).customer == own
+    for name in ("INITECH", "rival"):
+        assert trigger(name).status_code == 403
+    assert trigger("Initech Holdings").status_code == 202  # the exact name of its own customer
+    assert not Threat.objects.filter(customer=rival).exists()
+
+
 def test_pages_follow_the_same_scope(world):
     client = _session(_user("oscar", "analyst", customers=[world["globex"]]))
     assert client.get(f"/threats/{world['a'].pk}/").status_code == 404

@@ -118,6 +118,8 @@ def test_plain_http_keeps_cookies_usable_and_sends_no_hsts(tmp_path):
     ("DJANGO_ALLOWED_HOSTS", "*", "'*' is not allowed"),
     ("TRUSTED_PROXY_COUNT", "-1", "must be at least 0"),
     ("TRUSTED_PROXY_COUNT", "two", "expected an integer"),
+    ("TRUSTED_PROXIES", "10.0.0.1/8", "is not an IP network"),  # host bits set: a typo
+    ("TRUSTED_PROXIES", "10.0.0.0/8,ingress", "'ingress' is not an IP network"),
 ])
 def test_dangerous_configuration_stops_start_up(name, value, message):
     result = _manage(_production_env(**{name: value}), "check")

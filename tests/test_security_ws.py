@@ -63,7 +63,7 @@ def alice_session(db):
     return _login(_make_user("alice"))
 
 
-async def _connect(cookie=None, origins=(f"http://{HOST}",), host=HOST, path="/ws", scheme=None, extra=()):
+async def _connect(cookie=None, origins=(f"http://{HOST}",), host=HOST, path="/ws", scheme=None, extra=(), peer=None):
     headers = [(b"origin", o.encode()) for o in origins]
     if host:
         headers.append((b"host", host.encode()))
@@ -73,6 +73,8 @@ async def _connect(cookie=None, origins=(f"http://{HOST}",), host=HOST, path="/w
     communicator = WebsocketCommunicator(application, path, headers=headers)
     if scheme:
         communicator.scope["scheme"] = scheme
+    if peer:
+        communicator.scope["client"] = [peer, 40000]
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     return communicator, connected
 
@@ -140,7 +142,10 @@ async def test_a_forwarded_https_scheme_counts_only_behind_trusted_proxies(alice
     assert not connected  # nobody vouches for the header: the socket is plain ws
     settings.TRUSTED_PROXY_COUNT = 1
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    communicator, connected = await _connect(alice_session[1], origins=[f"https://{HOST}"], extra=forwarded)
+    _, connected = await _connect(alice_session[1], origins=[f"https://{HOST}"], extra=forwarded, peer="198.51.100.7")
+    assert not connected  # issue 18: a peer outside TRUSTED_PROXIES vouches for nothing
+    communicator, connected = await _connect(alice_session[1], origins=[f"https://{HOST}"], extra=forwarded,
+                                             peer="127.0.0.1")
     assert connected
     await communicator.disconnect()
 

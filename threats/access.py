@@ -114,22 +114,29 @@ def visible_customers(who):
     return scoped(Customer.objects.all(), who, "pk")
 
 
+def find_customer(name):
+    """The customer with this slug, else with exactly this name. Slug first, and never a
+    case-insensitive name: "acme" could otherwise be one customer's slug and another's name."""
+    return Customer.objects.filter(slug=name).first() or Customer.objects.filter(name=name).first()
+
+
 def trigger_customer(who, requested):
-    """The customer a trigger by `who` may use: the requested one (refused outside the scope), or,
-    for a scoped principal that names none, its first customer. None = any (the generator picks)."""
+    """The slug of the customer a trigger by `who` may use: the requested one, resolved as the
+    trigger resolves it and refused outside the scope, or, for a scoped principal that names none,
+    its first customer. None = any (the generator picks)."""
     scope = customer_scope(who)
     if scope is ALL_CUSTOMERS:
         return requested
-    allowed = Customer.objects.filter(pk__in=scope).order_by("name")
     if not requested:
-        first = allowed.first()
+        first = Customer.objects.filter(pk__in=scope).order_by("name").first()
         if first is None:
             raise AccessDenied("You are not assigned to any customer.")
         return first.slug
-    if not any(requested.lower() in (c.slug, c.name.lower()) for c in allowed):
+    found = find_customer(requested)
+    if found is None or found.pk not in scope:
         audit.record("access.denied", who, outcome="refused", permission=TRIGGER_PERMISSION, customer=requested)
         raise AccessDenied(f"You may not create threats for customer {requested!r}.")
-    return requested
+    return found.slug
 
 
 # --- Login throttling: per username and per client address, across pods --------------------------

@@ -33,7 +33,7 @@ from . import access, audit, ratelimit, services, stats
 from .apikeys import APIKeyAuth
 from .choices import CLOSED_STATUSES, ActorKind, Disposition, Severity, Status
 from .models import APIKey, Customer
-from .serializers import SUMMARY_TEXT_LIMIT, event_message, threat_detail
+from .serializers import SUMMARY_TEXT_LIMIT, event_message, threat_detail, utc_moment
 
 log = logging.getLogger(__name__)
 SNAPSHOT_ATTEMPTS = 3
@@ -616,7 +616,7 @@ def _decode_cursor(cursor):
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         received_at, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(str(received_at)), UUID(str(last_id))
+        return utc_moment(str(received_at)), UUID(str(last_id))
     except (ValueError, TypeError, binascii.Error):
         raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None
 

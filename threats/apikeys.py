@@ -6,8 +6,8 @@ when it is issued (Django admin). Revoked keys stop working at once.
 
 `APIKeyAuth` is the django-ninja auth class: it reads only the `X-API-Key` header (never a cookie),
 so requests authenticated by it need no CSRF token and cannot be forged by a browser. Each use is
-an audit line and counts against the key's rate limit; a refused key counts against the client
-address (README "Security").
+an audit line. Every /api request naming a key counts against that key's rate limit, or, when the
+key does not verify, against the client address (middleware.RateLimitMiddleware; README "Security").
 """
 
 import hashlib
@@ -20,7 +20,7 @@ from django.utils import timezone
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader
 
-from . import audit, ratelimit
+from . import audit
 from .models import APIKey
 
 HEADER = "X-API-Key"
@@ -72,6 +72,16 @@ def verify(raw_key):
     return key
 
 
+def request_key(request):
+    """The active APIKey named by the request's X-API-Key header, or None (no header, or a key
+    that does not verify). Verified once per request: the rate-limit middleware asks first, to
+    count the request against the key or, for a wrong key, against the client address."""
+    if not hasattr(request, "_soc_api_key"):
+        raw = request.headers.get(HEADER) or ""
+        request._soc_api_key = verify(raw) if raw else None
+    return request._soc_api_key
+
+
 def revoke(keys):
     """Revoke the given keys (a queryset); returns how many were still active."""
     return keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -92,14 +102,12 @@ class APIKeyAuth(APIKeyHeader):
             if self.required:
                 raise HttpError(401, f"Send a valid API key in the {HEADER} header.")
             return None
-        found = verify(key)
+        found = request_key(request)  # counted by middleware.RateLimitMiddleware already
         if found is None:
             audit.record("key.refused", None, outcome="refused", key=key[:16], path=request.path)
-            ratelimit.check("anonymous", ratelimit.request_ip(request))
             raise HttpError(401, f"Invalid or revoked API key in the {HEADER} header.")
         if self.scope not in (found.scopes or []):
             audit.record("key.refused", found, outcome="refused", scope=self.scope, path=request.path)
             raise HttpError(403, f"This API key lacks the '{self.scope}' scope.")
-        ratelimit.check("key", found.pk)
         audit.record("key.used", found, scope=self.scope, method=request.method, path=request.path)
         return found

@@ -3,8 +3,9 @@ customer, skip what is already stored, group repeats, and store the rest in bulk
 `services.do_create_threats`. Used by POST /api/ingest/{format} and `manage.py import_alerts`;
 documented in README "Alert ingestion".
 
-- Idempotent on (source, source_ref): a known alert answers `duplicate` with the stored id and is
-  not analysed again. The unique constraint has the last word: should an insert still meet a
+- Idempotent on (customer, source, source_ref): a known alert answers `duplicate` with the stored
+  id and is not analysed again. Never across customers: the same id sent for another customer is
+  that customer's own alert. The unique constraint has the last word: should an insert still meet a
   stored row, the chunk is redone alert by alert, each in a savepoint, and that one is answered as
   a duplicate.
 - One transaction per chunk of at most CHUNK_SIZE alerts; on PostgreSQL it first takes the
@@ -22,7 +23,9 @@ documented in README "Alert ingestion".
 import dataclasses
 import fnmatch
 import json
+import math
 import re
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,9 +34,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
-from . import metrics, services
+from . import access, metrics, services
 from .choices import ActorKind, AnalysisStatus
 from .importers import IMPORTERS, ItemError, Skip
 from .importers.common import SEVERITY_RANK, severity_max
@@ -93,7 +95,7 @@ def decode_body(body, content_type=""):
     if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
         return _limit_batch(ndjson_records(body.splitlines()))
     try:
-        data = json.loads(body)
+        data = loads(body)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # several documents: read it as NDJSON
             return _limit_batch(ndjson_records(body.splitlines()))
@@ -121,13 +123,46 @@ def ndjson_records(lines, first_line=1, first_index=0):
             continue
         record = Record(first_index + len(records), line=number, scrub=bool(RISKY_ESCAPES.search(line)))
         try:
-            record.value = json.loads(line.rstrip(b"\r\n"))
+            record.value = loads(line.rstrip(b"\r\n"))
         except json.JSONDecodeError as exc:
             record.error = ItemError("line", f"Line {number}: invalid JSON: {exc.msg} (column {exc.colno}).")
         except (UnicodeDecodeError, RecursionError) as exc:
             record.error = ItemError("line", f"Line {number}: {_decode_problem(exc)}")
         records.append(record)
     return records
+
+
+class Unstorable:
+    """A JSON number that Python's json reads but nothing after it can hold: NaN and Infinity (no
+    database's JSON takes them) or an integer longer than Python converts (4,300 digits). It stays
+    in place, so that check_item refuses its alert with the path, and the batch's other alerts
+    are stored."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason):
+        self.reason = reason
+
+
+def loads(text):
+    """json.loads, with NaN, Infinity and over-long integers read as Unstorable markers."""
+    try:
+        return json.loads(text, parse_constant=_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError:  # int() refused a literal's length: read again, converting each integer ourselves
+        return json.loads(text, parse_constant=_constant, parse_int=_integer)
+
+
+def _constant(name):
+    return Unstorable(f"{name} is not a JSON number.")
+
+
+def _integer(text):
+    try:
+        return int(text)
+    except ValueError:
+        return Unstorable(f"An integer of {len(text.lstrip('-'))} digits; at most {sys.get_int_max_str_digits()}.")
 
 
 def _items(data):
@@ -189,6 +224,8 @@ class _Bounds:
                 self.walk(value, _child(path, key), depth + 1)
             else:
                 self.chars += 1
+                if isinstance(value, (float, Unstorable)):
+                    _check_number(value, path, key)
         if is_object:
             self.chars += sum(map(len, node))
             if self.scrub:
@@ -202,6 +239,13 @@ class _Bounds:
             self.cut.append(_child(path, key))
             text = text[:self.longest] + CUT_MARKER.format(n=len(text) - self.longest)
         return text
+
+
+def _check_number(value, path, key):
+    if isinstance(value, Unstorable):
+        raise ItemError(_child(path, key), value.reason)
+    if not math.isfinite(value):  # a literal such as 1e400: Python reads it as infinity
+        raise ItemError(_child(path, key), "The number is beyond the range of a 64-bit float.")
 
 
 def _child(path, key):
@@ -285,8 +329,9 @@ class CustomerResolver:
         return None
 
     def find(self, name):
+        """Slug, exact name, then a name in any case (shippers write "acme corp")."""
         if name not in self.cache:
-            self.cache[name] = Customer.objects.filter(Q(slug=name) | Q(name__iexact=name)).first()
+            self.cache[name] = access.find_customer(name) or Customer.objects.filter(name__iexact=name).first()
         return self.cache[name]
 
 
@@ -373,20 +418,19 @@ def _serialise_writers():
 class _Batch:
     """Storing one chunk inside its transaction. Every alert is planned in memory first (duplicate,
     group head or member), then written with a few bulk statements. Should an insert still meet a
-    stored (source, source_ref) - only a writer outside ingestion could, since batches hold the
-    ingestion lock - the chunk is redone alert by alert, each in its own savepoint."""
+    stored (customer, source, source_ref) - only a writer outside ingestion could, since batches
+    hold the ingestion lock - the chunk is redone alert by alert, each in its own savepoint."""
 
     def __init__(self, source, actor):
         self.source, self.actor = source, actor
         self.window = timedelta(seconds=setting("INGEST_GROUP_WINDOW_SECONDS"))
 
     def store(self, mapped, results):
-        refs = {alert.source_ref for _, alert, _, _ in mapped}
         try:
             with transaction.atomic():
-                self._store(mapped, results, self._known(refs), one_by_one=False)
+                self._store(mapped, results, self._known(mapped), one_by_one=False)
         except IntegrityError:
-            self._store(mapped, results, self._known(refs), one_by_one=True)
+            self._store(mapped, results, self._known(mapped), one_by_one=True)
 
     def _store(self, mapped, results, known, one_by_one):
         self._load_groups(mapped)
@@ -394,15 +438,16 @@ class _Batch:
         for record, alert, customer, cut in mapped:
             result = results[record.index] = ItemResult(
                 record.index, "created", line=record.line, truncated=[*cut, *alert.truncated], warnings=alert.warnings)
-            if alert.source_ref in known:
-                result.status, result.duplicate, (result.id, group) = "duplicate", True, known[alert.source_ref]
+            ref = (customer.pk, alert.source_ref)
+            if ref in known:
+                result.status, result.duplicate, (result.id, group) = "duplicate", True, known[ref]
             elif one_by_one:
                 group = self._create_one(alert, customer, result, known)
             else:
                 group, head, row = self._plan(alert, customer, result)
                 self._add_member(group, row["id"], alert, customer, head)
                 rows.append(row)
-                known[alert.source_ref] = result.id, group
+                known[ref] = result.id, group
             planned.append((result, group))
         if rows:
             ThreatGroup.objects.bulk_create(self.new_groups)
@@ -414,9 +459,14 @@ class _Batch:
                 member_count=group.member_count, first_seen=group.first_seen, last_seen=group.last_seen,
                 worst_severity_hint=group.worst_severity_hint)
 
-    def _known(self, refs):
-        rows = Threat.objects.filter(source=self.source, source_ref__in=refs).values_list("source_ref", "pk", "group_id")
-        return {ref: (str(pk), group_id) for ref, pk, group_id in rows}
+    def _known(self, mapped):
+        """{(customer id, source_ref): (threat id, group id)} of the chunk's alerts already stored.
+        Keyed by customer: an id another customer used is not a duplicate (ARCHITECTURE, Threat)."""
+        customers = {customer.pk for _, _, customer, _ in mapped}
+        refs = {alert.source_ref for _, alert, _, _ in mapped}
+        rows = Threat.objects.filter(source=self.source, customer_id__in=customers, source_ref__in=refs)
+        found = rows.values_list("customer_id", "source_ref", "pk", "group_id")
+        return {(customer, ref): (str(pk), group_id) for customer, ref, pk, group_id in found}
 
     def _plan(self, alert, customer, result):
         """(group, is_head, Threat field values) for a new alert; nothing is changed yet."""
@@ -442,7 +492,7 @@ class _Batch:
                     group.save()
                 services.do_create_threats([row], self.actor)
         except IntegrityError:
-            existing = Threat.objects.filter(source=alert.source, source_ref=alert.source_ref)
+            existing = Threat.objects.filter(customer=customer, source=alert.source, source_ref=alert.source_ref)
             found = existing.values_list("pk", "group_id").first()
             if found is None:
                 raise
@@ -450,7 +500,7 @@ class _Batch:
             result.id, group = str(found[0]), found[1]
         else:
             self._add_member(group, row["id"], alert, customer, head)
-        known[alert.source_ref] = result.id, group
+        known[customer.pk, alert.source_ref] = result.id, group
         return group
 
     # --- Grouping --------------------------------------------------------------------------------

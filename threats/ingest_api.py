@@ -21,7 +21,7 @@ from . import access, ingest, services
 from .apikeys import APIKeyAuth
 from .importers import FORMATS
 from .models import ThreatGroup
-from .serializers import threat_summary
+from .serializers import threat_summary, utc_moment
 
 router = Router(tags=["ingest"])
 GROUP_MEMBERS_DEFAULT = 100
@@ -107,8 +107,9 @@ BATCH_BODY = {"type": "array", "items": {"type": "object"}, "description": "One 
              }}})
 def ingest_alerts(request, format: str):
     """Import one alert, a JSON array or NDJSON (`Content-Type: application/x-ndjson`) of `format`
-    (generic, wazuh, suricata, ecs). Idempotent on the alert's own id: re-posting answers
-    `duplicate: true` with the stored id."""
+    (generic, wazuh, suricata, ecs). Idempotent on the alert's own id within its customer:
+    re-posting answers `duplicate: true` with the stored id; the same id sent for another customer
+    is that customer's own alert."""
     key = request.auth
     if format not in FORMATS:
         raise services.InvalidInput("format", f"Unknown format {format!r}.", FORMATS)
@@ -196,10 +197,18 @@ def _encode_cursor(group):
     return base64.urlsafe_b64encode(f"{group.last_seen.isoformat()}|{group.pk}".encode()).decode().rstrip("=")
 
 
+def _group_id(text):
+    """A group id within the database's 64-bit integer (a larger one raises in the driver)."""
+    number = int(text)
+    if not 0 < number < 2**63:
+        raise ValueError(f"{text[:40]} is not a group id.")
+    return number
+
+
 def _decode_cursor(cursor):
     try:
         text = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
         last_seen, last_id = text.split("|")
-        return datetime.fromisoformat(last_seen), int(last_id)
+        return utc_moment(last_seen), _group_id(last_id)
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None

@@ -6,8 +6,24 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpResponse, JsonResponse
 
-from . import audit, ratelimit
-from .apikeys import HEADER as API_KEY_HEADER
+from . import apikeys, audit, ratelimit
+
+
+class TrustedProxyMiddleware:
+    """Drops X-Forwarded-For and X-Forwarded-Proto unless the TCP peer is a trusted proxy
+    (TRUSTED_PROXY_COUNT > 0 and REMOTE_ADDR in TRUSTED_PROXIES), before anything reads them: a
+    client reaching a pod directly names neither its address nor its scheme (README "Security")."""
+
+    HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not (settings.TRUSTED_PROXY_COUNT and ratelimit.trusted_proxy(request.META.get("REMOTE_ADDR", ""))):
+            for name in self.HEADERS:
+                request.META.pop(name, None)
+        return self.get_response(request)
 
 
 class JsonApiErrorsMiddleware:
@@ -66,10 +82,11 @@ class StrictTransportSecurityMiddleware:
 
 
 class RateLimitMiddleware:
-    """Limits /api/ calls per session user, or per client address for requests with neither a
-    session nor an API key (keys are counted in apikeys once verified, so a wrong key cannot spend
-    a real key's budget); turns a throttled login (access.ThrottledModelBackend) into 429. It also
-    records the client address for the audit log of this request."""
+    """Limits every /api/ call, whatever its method, per session user and per API key; a request
+    with neither, or with a key that does not verify, counts against its client address (so a
+    wrong key can neither spend a real key's budget nor escape the anonymous limit). Turns a
+    throttled login (access.ThrottledModelBackend) into 429, and records the client address for
+    the audit log of this request."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -89,17 +106,22 @@ class RateLimitMiddleware:
     def _refusal(self, request, ip):
         if not request.path.startswith("/api/"):
             return None
-        if request.user.is_authenticated:
-            name, ident = "user", request.user.pk
-        elif API_KEY_HEADER in request.headers:
-            return None
-        else:
-            name, ident = "anonymous", ip
-        verdict = ratelimit.hit(name, ident)
-        if verdict.allowed:
-            return None
-        audit.record("ratelimit.refused", request.user, outcome="refused", ip=ip, limit=name, path=request.path)
-        return too_many(request, verdict.retry_after)
+        for name, ident in _rate_identities(request, ip):
+            verdict = ratelimit.hit(name, ident)
+            if not verdict.allowed:
+                audit.record("ratelimit.refused", request.user, outcome="refused", ip=ip, limit=name,
+                             path=request.path)
+                return too_many(request, verdict.retry_after)
+        return None
+
+
+def _rate_identities(request, ip):
+    """The (limit, identity) pairs one /api/ request counts against."""
+    identities = [("user", request.user.pk)] if request.user.is_authenticated else []
+    if request.headers.get(apikeys.HEADER):
+        key = apikeys.request_key(request)
+        identities.append(("key", key.pk) if key else ("anonymous", ip))
+    return identities or [("anonymous", ip)]
 
 
 def too_many(request, retry_after, detail="Too many requests: slow down."):
@@ -188,7 +210,8 @@ def _headers(scope, name):
 
 def _scheme(scope):
     forwarded = _headers(scope, b"x-forwarded-proto")
-    if settings.SECURE_PROXY_SSL_HEADER and forwarded:
+    peer = (scope.get("client") or ("", 0))[0] or ""
+    if settings.SECURE_PROXY_SSL_HEADER and forwarded and ratelimit.trusted_proxy(peer):
         return "https" if forwarded[-1].strip().lower() == "https" else "http"
     return "https" if scope.get("scheme") == "wss" else "http"
 

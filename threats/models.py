@@ -145,11 +145,12 @@ class Threat(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         constraints = [
-            # Idempotent ingest: one row per alert of a source.
+            # Idempotent ingest: one row per alert of a source and customer. Never across customers:
+            # one customer's alert id must not answer, or suppress, another's (issue 18).
             models.UniqueConstraint(
-                fields=["source", "source_ref"],
+                fields=["customer", "source", "source_ref"],
                 condition=~Q(source_ref=""),
-                name="threat_unique_source_ref",
+                name="threat_unique_customer_source_ref",
             ),
         ]
         indexes = [

@@ -7,9 +7,12 @@ therefore each get a distinct count and exactly `limit` of them pass in a window
 arrive at once. If the cache is down the limit is not applied (logged): a Redis outage must not
 lock every analyst out of the console.
 
-The client address comes from X-Forwarded-For only as far as TRUSTED_PROXY_COUNT proxies vouch for
-it: each trusted proxy appends the address it received the request from, so the client is the
-N-th entry from the right; anything further left was written by the client and is ignored.
+The client address comes from X-Forwarded-For only as far as trusted proxies vouch for it: each
+proxy appends the address it received the request from, so, starting from the TCP peer, an address
+in TRUSTED_PROXIES vouches for the entry to its left, for at most TRUSTED_PROXY_COUNT entries. The
+first address that is not a trusted proxy is the client; anything further left was written by the
+client and is ignored. A peer outside TRUSTED_PROXIES (a client reaching a pod directly) is the
+client itself, whatever it writes.
 """
 
 import hashlib
@@ -106,15 +109,28 @@ def check(name, ident, detail="Too many requests: slow down."):
 
 
 def client_ip(peer, forwarded_for):
-    """The client's address: `peer` (the TCP peer) unless TRUSTED_PROXY_COUNT proxies stand in
-    front, then the entry of X-Forwarded-For that the outermost trusted proxy wrote."""
-    proxies = settings.TRUSTED_PROXY_COUNT
+    """The client's address: `peer` (the TCP peer), or the X-Forwarded-For entry that the trusted
+    proxies in front of it vouch for (module docstring)."""
     chain = [part.strip() for part in (forwarded_for or "").split(",") if part.strip()]
-    candidate = chain[-min(proxies, len(chain))] if proxies and chain else peer
+    candidate = peer
+    for hop in reversed(chain[-settings.TRUSTED_PROXY_COUNT:] if settings.TRUSTED_PROXY_COUNT else []):
+        if not trusted_proxy(candidate):
+            break
+        candidate = hop
     try:
         return str(ip_address(candidate))
     except ValueError:
         return peer or "unknown"
+
+
+def trusted_proxy(address):
+    """True when `address` (text) is in TRUSTED_PROXIES; an IPv4-mapped IPv6 peer counts as IPv4."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return False
+    parsed = getattr(parsed, "ipv4_mapped", None) or parsed
+    return any(parsed in network for network in settings.TRUSTED_PROXIES)
 
 
 def request_ip(request):

@@ -1,8 +1,21 @@
 """Plain-dict views of a threat, shared by the API, the event log and the WebSocket feed."""
 
+from datetime import UTC, datetime
+
 from .models import Threat
 
 SUMMARY_TEXT_LIMIT = 300
+
+
+def utc_moment(text):
+    """An ISO-8601 moment read back from a page cursor, as an aware UTC datetime (naive = UTC).
+    ValueError also at the calendar's edges: year 1 or 9999 with an offset has no UTC value, and
+    SQLite's adapter would raise converting it (issue 18)."""
+    parsed = datetime.fromisoformat(text)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text[:40]} has no UTC value.") from None
 
 
 def _iso(value):

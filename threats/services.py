@@ -83,8 +83,9 @@ COORDINATOR = Actor(ActorKind.AGENT, label="coordinator")
 
 
 def customer_for_name(name):
-    """Find a customer by name or slug; the generator's catalogue customers are created on demand."""
-    found = Customer.objects.filter(name__iexact=name).first() or Customer.objects.filter(slug=name).first()
+    """Find a customer by slug, else exact name (access.find_customer); the generator's catalogue
+    customers are created on demand."""
+    found = access.find_customer(name)
     if found:
         return found
     name = next((n for n in generator.CUSTOMER_CATALOGUE if slugify(n) == slugify(name)), name)

@@ -12,7 +12,7 @@ from tests.chart import helmchart as hc
 pytestmark = pytest.mark.chart
 
 SETTINGS = hc.REPO_ROOT / "socproject" / "settings.py"
-ENV_HELPERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_pairs", "env_secret"}
+ENV_HELPERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_pairs", "env_networks", "env_secret"}
 APP_COMPONENTS = ("backend", "worker", "beat", "migrate", "seed")
 
 

@@ -439,6 +439,7 @@ MUTATIONS = {
     "backend.env.OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     "backend.env.DJANGO_DEBUG": "true",
     "backend.env.ENABLE_AUTO_THREAT_GENERATION": "false",
+    "backend.env.TRUSTED_PROXIES": "10.244.0.0/16",
     "postgresql.auth.username": "soc2",
     "postgresql.auth.database": "soc2",
     "backend.image.pullPolicy": "Always",

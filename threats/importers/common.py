@@ -24,6 +24,9 @@ REF_MAX = 200  # Threat.source_ref
 KEY_MAX = 255  # ThreatGroup.key
 TYPE_MAX = 40  # Threat.threat_type
 
+# Alert times accepted: anything earlier is a clock that was never set, anything later a typo.
+TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
 TRANSPORTS = {"tcp", "udp", "icmp", "icmpv6", "ipv6-icmp", "sctp", "gre", "esp", "ah", "igmp"}
 SEVERITY_RANK = {"": 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
 
@@ -261,13 +264,10 @@ def tactic_ids(values):
 
 
 def parse_time(value, field_name):
-    """ISO-8601 (with or without a zone: naive means UTC) or epoch seconds / milliseconds."""
+    """ISO-8601 (with or without a zone: naive means UTC) or epoch seconds / milliseconds, in UTC and
+    within TIME_RANGE."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 10**11 else value
-        try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            raise ItemError(field_name, f"{value!r} is not a valid epoch time.") from None
+        return _in_range(_epoch_time(value, field_name), field_name)
     if not isinstance(value, str) or not value.strip():
         raise ItemError(field_name, "A timestamp is required.")
     text = value.strip()
@@ -277,7 +277,29 @@ def parse_time(value, field_name):
         parsed = _kibana_time(text)
         if parsed is None:
             raise ItemError(field_name, f"{text[:60]!r} is not an ISO-8601 timestamp.") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return _in_range(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), field_name)
+
+
+def _epoch_time(value, field_name):
+    try:
+        return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # also an integer too large to divide as a float
+        raise ItemError(field_name, f"{str(value)[:40]} is not a valid epoch time.") from None
+
+
+def _in_range(moment, field_name):
+    """`moment` in UTC, refused outside TIME_RANGE: at the calendar's edges (year 1 or 9999 with an
+    offset) it cannot even be converted, and the grouping window and look-backs add and subtract
+    hours and days from it."""
+    earliest, latest = TIME_RANGE
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not earliest <= utc < latest:
+        raise ItemError(field_name, f"{moment.isoformat()} is not between {earliest:%Y-%m-%d} and "
+                                    f"{latest:%Y-%m-%d} (UTC).")
+    return utc
 
 
 def _kibana_time(text):

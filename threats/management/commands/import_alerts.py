@@ -88,7 +88,7 @@ class Command(BaseCommand):
 
     def _document(self, body, batch_size):
         try:
-            records = ingest.document_records(json.loads(body))
+            records = ingest.document_records(ingest.loads(body))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise CommandError(f"The file is neither NDJSON nor one JSON document: {exc}.") from None
         except ingest.BodyError as exc:
@@ -172,7 +172,7 @@ def _lines(stream, most):
 def _is_json_line(line):
     """True when the first line is a whole JSON value (NDJSON); false for a pretty-printed document."""
     try:
-        json.loads(line)
+        ingest.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return False
     return True
