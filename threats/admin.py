@@ -58,20 +58,13 @@ def read_only(model, names=None):
     return tuple(revealed(model, f.name) if _is_text(f) else f.name for f in fields)
 
 
-class RevealedChoices:
-    """A list filter whose choices (values from the data) show hidden characters as markers."""
+class RevealedValuesFilter(admin.AllValuesFieldListFilter):
+    """Filter choices taken from the data, hidden characters as markers. (Related objects' choices
+    are their __str__, which shows markers itself.)"""
 
     def choices(self, changelist):
         for choice in super().choices(changelist):
             yield {**choice, "display": hidden_text.reveal_html(choice["display"])}
-
-
-class RevealedValuesFilter(RevealedChoices, admin.AllValuesFieldListFilter):
-    pass
-
-
-class RevealedRelatedFilter(RevealedChoices, admin.RelatedFieldListFilter):
-    pass
 
 
 class HiddenTextMedia:
@@ -159,8 +152,7 @@ class ThreatAdmin(HiddenTextMedia, admin.ModelAdmin):
     list_display = (revealed(Threat, "title"), "severity", "risk_score", "status", "assignee", "customer",
                     revealed(Threat, "threat_type"), "analysis_status", "requires_human_review", "received_at")
     list_filter = ("severity", "status", "analysis_status", "requires_human_review",
-                   ("threat_type", RevealedValuesFilter), ("source", RevealedValuesFilter),
-                   ("customer", RevealedRelatedFilter), ("assignee", RevealedRelatedFilter))
+                   ("threat_type", RevealedValuesFilter), ("source", RevealedValuesFilter), "customer", "assignee")
     search_fields = ("title", "source_ref", "executive_summary")
     list_select_related = ("customer", "assignee")
     date_hierarchy = "received_at"
@@ -283,8 +275,7 @@ class ThreatGroupAdmin(HiddenTextMedia, admin.ModelAdmin):
 
     list_display = (revealed(ThreatGroup, "title"), "customer", revealed(ThreatGroup, "source"), "member_count",
                     "worst_severity_hint", "first_seen", "last_seen", "head_link", "members_link")
-    list_filter = (("source", RevealedValuesFilter), ("worst_severity_hint", RevealedValuesFilter),
-                   ("customer", RevealedRelatedFilter))
+    list_filter = (("source", RevealedValuesFilter), ("worst_severity_hint", RevealedValuesFilter), "customer")
     search_fields = ("title", "key")
     list_select_related = ("customer", "head")
     date_hierarchy = "last_seen"

@@ -48,8 +48,8 @@ class Customer(models.Model):
     class Meta:
         ordering = ["name"]
 
-    def __str__(self):
-        return self.name
+    def __str__(self):  # admin pages show it (columns, filters, links): hidden characters as markers
+        return hidden_text.reveal_text(self.name)
 
 
 class ThreatGroup(models.Model):
