@@ -56,6 +56,11 @@ def _char_class(ranges):
 
 HIDDEN = re.compile(_char_class(HIDDEN_RANGES))
 EMOJI = re.compile(_char_class(EMOJI_RANGES))
+# The same class split in two for a quick "any at all?": astral ranges make the one-class search
+# about three times slower on text that has no astral character (most text).
+HIDDEN_BMP = re.compile(_char_class([r for r in HIDDEN_RANGES if r[1] < 0x10000]))
+HIDDEN_ASTRAL = re.compile(_char_class([r for r in HIDDEN_RANGES if r[0] >= 0x10000]))
+ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
 @functools.cache
@@ -136,9 +141,15 @@ def escape_json(text):
     """JSON text with every character of the class written as a \\uXXXX escape (a surrogate pair
     outside the BMP), emoji joiners included: JSON is read by programs, which decode it back to the
     same text. Only string contents can hold such characters, and an escape means the same there."""
-    if text.isascii() and "\x7f" not in text:  # json.dumps has escaped the other ASCII controls
+    if not _any_hidden(text):  # the usual answer: nothing to do
         return text
     return text.translate(JSON_ESCAPES)
+
+
+def _any_hidden(text):
+    if text.isascii():
+        return "\x7f" in text  # json.dumps has escaped the other ASCII controls
+    return bool(HIDDEN_BMP.search(text) or (ASTRAL.search(text) and HIDDEN_ASTRAL.search(text)))
 
 
 def _json_escape(code):
