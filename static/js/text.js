@@ -37,6 +37,8 @@
 
   function isEmoji(code) { return code !== undefined && EMOJI.test(String.fromCodePoint(code)); }
 
+  function isKeycapBase(code) { return code !== undefined && KEYCAP_BASES.indexOf(String.fromCodePoint(code)) !== -1; }
+
   // The code point that ends just before UTF-16 index `i`.
   function before(text, i) {
     if (i <= 0) return undefined;
@@ -57,7 +59,7 @@
       return isEmoji(previous) && isEmoji(next);
     }
     if (code === VS15 || code === VS16) {
-      return isEmoji(previous) || (previous !== undefined && KEYCAP_BASES.indexOf(String.fromCodePoint(previous)) !== -1 && next === KEYCAP);
+      return isEmoji(previous) || (isKeycapBase(previous) && next === KEYCAP);
     }
     return code === CR && next === LF;  // CRLF is a line break; a lone CR can overwrite a line
   }
