@@ -1,16 +1,22 @@
 """Django admin for triage. Triage fields are read-only here: they change only through the actions
-below, which go through `services` so that every change is an event (audit trail + live push)."""
+below, which go through `services` so that every change is an event (audit trail + live push).
+
+Alert-derived text (columns, read-only fields, list filters) is shown through `hidden_text`, so a
+character that hides or reorders text appears as a styled marker (docs/security.md)."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_field
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.db import models
+from django.template.defaultfilters import linebreaksbr
 from django.urls import reverse
 from django.utils.html import format_html
 
 from agents.models import AgentRun
 
-from . import access, apikeys, audit, services
+from . import access, apikeys, audit, hidden_text, services
 from .choices import Disposition, Status
 from .importers import FORMATS
 from .models import (
@@ -26,11 +32,53 @@ from .models import (
 )
 
 
+# --- Showing alert text: hidden characters as markers ------------------------------------------
+
+
+def revealed(model, name):
+    """An admin column or read-only field showing the model field `name` as Django would (choices,
+    JSON, dates), with hidden characters as markers."""
+    field = model._meta.get_field(name)
+
+    @admin.display(description=field.verbose_name, ordering=name)
+    def show(obj):
+        return linebreaksbr(hidden_text.reveal_html(display_for_field(getattr(obj, name), field, "-")))
+
+    show.__name__ = name  # the row's CSS class and the help text lookup use it
+    return show
+
+
+def _is_text(field):
+    return isinstance(field, (models.CharField, models.TextField, models.JSONField)) and not field.choices
+
+
+def read_only(model, names=None):
+    """Fields for a read-only form, in order: text and JSON through `revealed`, the others by name."""
+    fields = [model._meta.get_field(n) for n in names] if names else model._meta.fields
+    return tuple(revealed(model, f.name) if _is_text(f) else f.name for f in fields)
+
+
+class RevealedValuesFilter(admin.AllValuesFieldListFilter):
+    """Filter choices taken from the data, hidden characters as markers. (Related objects' choices
+    are their __str__, which shows markers itself.)"""
+
+    def choices(self, changelist):
+        for choice in super().choices(changelist):
+            yield {**choice, "display": hidden_text.reveal_html(choice["display"])}
+
+
+class HiddenTextMedia:
+    """The marker style (the admin does not load the site's stylesheet)."""
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+
 class AgentRunInline(admin.TabularInline):
     model = AgentRun
     extra = 0
     can_delete = False
-    fields = ("kind", "status", "confidence", "duration_ms", "summary", "error")
+    fields = read_only(AgentRun, ["kind", "status", "confidence", "duration_ms", "summary", "error"])
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -41,7 +89,7 @@ class NoteInline(admin.TabularInline):
     model = Note
     extra = 0
     can_delete = False
-    fields = ("author", "body", "created_at")
+    fields = read_only(Note, ["author", "body", "created_at"])
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -52,7 +100,7 @@ class EventInline(admin.TabularInline):
     model = ThreatEvent
     extra = 0
     can_delete = False
-    fields = ("seq", "type", "actor_label", "created_at")
+    fields = read_only(ThreatEvent, ["seq", "type", "actor_label", "created_at"])
     readonly_fields = fields
     ordering = ("seq",)
 
@@ -67,7 +115,7 @@ def _apply(modeladmin, request, queryset, describe, **fields):
             services.triage(request.user, threat.pk, **fields)
             done += 1
         except (services.InvalidInput, services.AccessDenied, services.NotFound) as exc:
-            refused.append(f"{threat.title}: {getattr(exc, 'detail', exc)}")
+            refused.append(hidden_text.reveal_text(f"{threat.title}: {getattr(exc, 'detail', exc)}"))
     if done:
         modeladmin.message_user(request, f"{describe} {done} threat(s).", messages.SUCCESS)
     for problem in refused:
@@ -100,11 +148,11 @@ def resolve(modeladmin, request, queryset):
 
 
 @admin.register(Threat)
-class ThreatAdmin(admin.ModelAdmin):
-    list_display = ("title", "severity", "risk_score", "status", "assignee", "customer", "threat_type",
-                    "analysis_status", "requires_human_review", "received_at")
-    list_filter = ("severity", "status", "analysis_status", "requires_human_review", "threat_type", "source",
-                   "customer", "assignee")
+class ThreatAdmin(HiddenTextMedia, admin.ModelAdmin):
+    list_display = (revealed(Threat, "title"), "severity", "risk_score", "status", "assignee", "customer",
+                    revealed(Threat, "threat_type"), "analysis_status", "requires_human_review", "received_at")
+    list_filter = ("severity", "status", "analysis_status", "requires_human_review",
+                   ("threat_type", RevealedValuesFilter), ("source", RevealedValuesFilter), "customer", "assignee")
     search_fields = ("title", "source_ref", "executive_summary")
     list_select_related = ("customer", "assignee")
     date_hierarchy = "received_at"
@@ -112,8 +160,7 @@ class ThreatAdmin(admin.ModelAdmin):
     inlines = [AgentRunInline, NoteInline, EventInline]
     show_full_result_count = False  # COUNT(*) of a large table on every page is slow
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Threat._meta.fields]
+    fields = readonly_fields = read_only(Threat)
 
     def get_queryset(self, request):
         return access.scoped(super().get_queryset(request), request.user)  # customer scoping, as everywhere
@@ -131,24 +178,26 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(InfraEvent)
-class InfraEventAdmin(admin.ModelAdmin):
-    list_display = ("kind", "description", "customer", "service", "started_at", "ended_at")
+class InfraEventAdmin(HiddenTextMedia, admin.ModelAdmin):
+    list_display = ("kind", revealed(InfraEvent, "description"), "customer", revealed(InfraEvent, "service"),
+                    "started_at", "ended_at")
     list_filter = ("kind", "customer")
     search_fields = ("description", "service")
 
 
 @admin.register(ContextItem)
-class ContextItemAdmin(admin.ModelAdmin):
-    list_display = ("title", "kind", "customer", "valid_from", "valid_until")
+class ContextItemAdmin(HiddenTextMedia, admin.ModelAdmin):
+    list_display = (revealed(ContextItem, "title"), "kind", "customer", "valid_from", "valid_until")
     list_filter = ("kind", "customer")
     search_fields = ("title", "body")
 
 
 @admin.register(ThreatEvent)
-class ThreatEventAdmin(admin.ModelAdmin):
+class ThreatEventAdmin(HiddenTextMedia, admin.ModelAdmin):
     """The audit trail: read-only."""
 
-    list_display = ("seq", "type", "threat", "actor_label", "created_at")
+    list_display = ("seq", "type", "threat", revealed(ThreatEvent, "actor_label"), "created_at")
+    fields = readonly_fields = read_only(ThreatEvent)
     list_filter = ("type", "actor_kind")
     list_select_related = ("threat",)
     show_full_result_count = False
@@ -221,19 +270,18 @@ class APIKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ThreatGroup)
-class ThreatGroupAdmin(admin.ModelAdmin):
+class ThreatGroupAdmin(HiddenTextMedia, admin.ModelAdmin):
     """Read-only: groups are built by ingestion. The head is the member the agents analysed."""
 
-    list_display = ("title", "customer", "source", "member_count", "worst_severity_hint", "first_seen", "last_seen",
-                    "head_link", "members_link")
-    list_filter = ("source", "worst_severity_hint", "customer")
+    list_display = (revealed(ThreatGroup, "title"), "customer", revealed(ThreatGroup, "source"), "member_count",
+                    "worst_severity_hint", "first_seen", "last_seen", "head_link", "members_link")
+    list_filter = (("source", RevealedValuesFilter), ("worst_severity_hint", RevealedValuesFilter), "customer")
     search_fields = ("title", "key")
     list_select_related = ("customer", "head")
     date_hierarchy = "last_seen"
     show_full_result_count = False
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in ThreatGroup._meta.fields]
+    fields = readonly_fields = read_only(ThreatGroup)
 
     def get_queryset(self, request):
         return access.scoped(super().get_queryset(request), request.user)
@@ -249,7 +297,7 @@ class ThreatGroupAdmin(admin.ModelAdmin):
         if not obj.head_id:
             return "—"
         url = reverse("admin:threats_threat_change", args=[obj.head_id])
-        return format_html('<a href="{}">{}</a> ({})', url, obj.head.title[:60],
+        return format_html('<a href="{}">{}</a> ({})', url, hidden_text.reveal_html(obj.head.title[:60]),
                            obj.head.severity or obj.head.analysis_status)
 
     @admin.display(description="Members")

@@ -18,18 +18,19 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Count, F, Func, JSONField, Q
 from django.db.models.functions import Left
-from django.http import JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from ninja import Field, NinjaAPI, Query, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
+from ninja.renderers import JSONRenderer
+from ninja.responses import NinjaJSONEncoder
 from ninja.responses import Status as Reply
 from ninja.security import django_auth
 
 from agents.analyzers.response import SLA_MINUTES
 
-from . import access, audit, ratelimit, services, stats
+from . import access, audit, hidden_text, ratelimit, services, stats
 from .apikeys import APIKeyAuth
 from .choices import CLOSED_STATUSES, ActorKind, Disposition, Severity, Status
 from .models import APIKey, Customer
@@ -75,8 +76,18 @@ def _refuse_nul(value, where):
             _refuse_nul(item, where)
 
 
+class Encoder(hidden_text.EscapeHidden, NinjaJSONEncoder):
+    """Readable UTF-8, with the characters that hide or reorder text written as \\uXXXX escapes, so a
+    terminal or a viewer showing the raw answer cannot be tricked (threats/hidden_text.py)."""
+
+
+class Renderer(JSONRenderer):
+    encoder_class = Encoder
+
+
 api = NinjaAPI(
     parser=ObjectParser(),
+    renderer=Renderer(),
     title="SOC Agent System API",
     version="1.0",
     description="Threats, triage, analytics and the event log. Session authentication (CSRF on writes); "
@@ -243,8 +254,8 @@ def list_threats(request, filters: Query[ThreatFilters]):
     next_cursor = _cursor(page[-1]["received_at"], page[-1]["id"]) if more else None
     # Encoded here, not validated item by item by the response schema (which still documents it):
     # that validation cost more than the query. The items equal `threat_summary` (tested).
-    return JsonResponse({"items": [_summary(row) for row in page], "next_cursor": next_cursor},
-                        content_type="application/json; charset=utf-8")
+    return hidden_text.json_response({"items": [_summary(row) for row in page], "next_cursor": next_cursor},
+                                     content_type="application/json; charset=utf-8")
 
 
 class _TechniqueIds(Func):

@@ -12,12 +12,11 @@ import binascii
 from datetime import datetime
 
 from django.db.models import Q
-from django.http import JsonResponse
 from ninja import Field, Query, Router, Schema
 from ninja.responses import Status as Reply
 from ninja.security import django_auth
 
-from . import access, ingest, services
+from . import access, hidden_text, ingest, services
 from .apikeys import APIKeyAuth
 from .importers import FORMATS
 from .models import ThreatGroup
@@ -126,8 +125,8 @@ def ingest_alerts(request, format: str):
     # spares re-validating up to 1,000 items.
     if answer["errors"] == len(results):
         answer.update(detail="No alert in the request could be imported.", field="items")
-        return JsonResponse(answer, status=422)
-    return JsonResponse(answer, status=202)
+        return hidden_text.json_response(answer, status=422)
+    return hidden_text.json_response(answer, status=202)
 
 
 @router.get("/groups", auth=[APIKeyAuth("read", required=False), django_auth],

@@ -4,9 +4,9 @@ and the rate limits of README "Security" answer 429 with Retry-After."""
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 
-from . import apikeys, audit, ratelimit
+from . import apikeys, audit, hidden_text, ratelimit
 
 
 class TrustedProxyMiddleware:
@@ -34,7 +34,7 @@ class JsonApiErrorsMiddleware:
         response = self.get_response(request)
         if response.status_code == 405 and request.path.startswith("/api/"):
             allowed = response.get("Allow", "")
-            response = JsonResponse({"detail": f"Method not allowed. Allowed: {allowed}."}, status=405)
+            response = hidden_text.json_response({"detail": f"Method not allowed. Allowed: {allowed}."}, status=405)
             response["Allow"] = allowed
         return response
 
@@ -126,7 +126,7 @@ def _rate_identities(request, ip):
 
 def too_many(request, retry_after, detail="Too many requests: slow down."):
     if request.path.startswith("/api/"):
-        response = JsonResponse({"detail": detail, "field": None}, status=429)
+        response = hidden_text.json_response({"detail": detail, "field": None}, status=429)
     else:
         response = HttpResponse(detail, status=429, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(retry_after)

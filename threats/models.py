@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from . import hidden_text
 from .choices import (
     ActorKind,
     AnalysisStatus,
@@ -47,8 +48,8 @@ class Customer(models.Model):
     class Meta:
         ordering = ["name"]
 
-    def __str__(self):
-        return self.name
+    def __str__(self):  # admin pages show it (columns, filters, links): hidden characters as markers
+        return hidden_text.reveal_text(self.name)
 
 
 class ThreatGroup(models.Model):
@@ -74,8 +75,8 @@ class ThreatGroup(models.Model):
         ordering = ["-last_seen"]
         indexes = [models.Index(fields=["customer", "source", "key", "-last_seen"], name="group_lookup")]
 
-    def __str__(self):
-        return f"{self.title} (x{self.member_count})"
+    def __str__(self):  # admin pages, breadcrumbs and messages show it: hidden characters as markers
+        return hidden_text.reveal_text(f"{self.title} (x{self.member_count})")
 
 
 class Threat(models.Model):
@@ -168,8 +169,8 @@ class Threat(models.Model):
             ),
         ]
 
-    def __str__(self):
-        return self.title
+    def __str__(self):  # admin pages, breadcrumbs and messages show it: hidden characters as markers
+        return hidden_text.reveal_text(self.title)
 
     @property
     def type_label(self):

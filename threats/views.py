@@ -19,7 +19,7 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -29,7 +29,7 @@ from pydantic import ValidationError as SchemaError
 from agents.analyzers.response import SLA_MINUTES
 from agents.registry import AGENT_KINDS
 
-from . import access, services
+from . import access, hidden_text, services
 from .api import ThreatFilters, analytics_snapshot, threat_page
 from .choices import (
     CLOSED_STATUSES,
@@ -384,7 +384,7 @@ def _label(name, value):
 @never_cache
 def health(request):
     """Liveness: the process answers. Checks no dependency on purpose."""
-    return JsonResponse({"status": "ok"})
+    return hidden_text.json_response({"status": "ok"})
 
 
 @never_cache
@@ -402,8 +402,8 @@ def ready(request):
         problems.update(async_to_sync(_channel_layer_problems)())
     if problems:
         log.warning("not ready: %s", problems)
-        return JsonResponse({"status": "unavailable", "problems": problems}, status=503)
-    return JsonResponse({"status": "ready"})
+        return hidden_text.json_response({"status": "unavailable", "problems": problems}, status=503)
+    return hidden_text.json_response({"status": "ready"})
 
 
 def _redis_problems():
@@ -455,11 +455,11 @@ async def _forget_channel(layer, channel):
 
 def not_found(request, exception=None):
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return hidden_text.json_response({"detail": "Not found."}, status=404)
     return render(request, "404.html", status=404)
 
 
 def server_error(request):
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Internal server error."}, status=500)
+        return hidden_text.json_response({"detail": "Internal server error."}, status=500)
     return render(request, "500.html", status=500)

@@ -4,7 +4,7 @@
   "use strict";
   var root = document.getElementById("dashboard");
   if (!root) return;
-  var live = window.SocLive, rows = window.SocRows, config = live.config;
+  var live = window.SocLive, rows = window.SocRows, reveal = window.SocText.fill, config = live.config;
   var FEED_LIMIT = 25, ACTIVITY_LIMIT = 30, BUFFER_LIMIT = 2000, RECONCILE_DELAY_MS = 2000;
   // Retention (MAX_STORED_THREATS) deletes old threats without events: a visible page takes a fresh
   // snapshot this often so its totals follow. One aggregate query per tab every few minutes.
@@ -58,7 +58,7 @@
     row.dataset.key = key;
     var name = document.createElement("span");
     name.className = "bar-label";
-    name.textContent = label;
+    reveal(name, label);
     var svg = document.createElementNS(svgNs, "svg");
     svg.setAttribute("class", "bar-track");
     svg.setAttribute("viewBox", "0 0 100 10");
@@ -90,10 +90,10 @@
         if (bySeverity) {
           var badge = document.createElement("span");
           badge.className = "sev sev-" + item.key.toLowerCase();
-          badge.textContent = item.label;
+          reveal(badge, item.label);
           name.appendChild(badge);
         } else {
-          name.textContent = item.label;
+          reveal(name, item.label);
         }
         tr.appendChild(name);
         SLA_FIELDS.forEach(function () { var td = document.createElement("td"); td.className = "num"; tr.appendChild(td); });
@@ -161,7 +161,7 @@
     button.disabled = true;
     live.api("POST", config.triggerUrl, body).then(function (res) {
       button.disabled = false;
-      status.textContent = res.ok ? "Queued: " + res.data.title : "Refused: " + describeError(res.data);
+      reveal(status, res.ok ? "Queued: " + res.data.title : "Refused: " + describeError(res.data));
     });
   }
 

@@ -5,7 +5,7 @@
   "use strict";
   var root = document.getElementById("detail");
   if (!root) return;
-  var live = window.SocLive, rows = window.SocRows, triage = window.SocTriage, config = live.config;
+  var live = window.SocLive, rows = window.SocRows, triage = window.SocTriage, reveal = window.SocText.fill, config = live.config;
   var threatId = root.dataset.threatId;
   var shownSeq = parseInt(root.dataset.seq, 10) || 0;
   var refreshing = false, again = false;
@@ -129,7 +129,7 @@
     message.textContent = "Saving…";
     message.className = "muted";
     return triage.patch(threatId, body).then(function (res) {
-      message.textContent = res.ok ? "Saved." : triage.describeError(res);
+      reveal(message, res.ok ? "Saved." : triage.describeError(res));
       message.className = res.ok ? "ok" : "error";
       if (res.ok && done) done();
     });
@@ -166,7 +166,7 @@
       var body = document.getElementById("note-body");
       triage.note(threatId, body.value).then(function (res) {
         if (res.ok) { body.value = ""; message && (message.textContent = "Note added."); }
-        else if (message) { message.textContent = triage.describeError(res); message.className = "error"; }
+        else if (message) { reveal(message, triage.describeError(res)); message.className = "error"; }
       });
     });
   }

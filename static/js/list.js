@@ -4,7 +4,7 @@
   "use strict";
   var root = document.getElementById("threat-list");
   if (!root) return;
-  var live = window.SocLive, rows = window.SocRows, triage = window.SocTriage, config = live.config;
+  var live = window.SocLive, rows = window.SocRows, triage = window.SocTriage, reveal = window.SocText.fill, config = live.config;
   var tbody = document.getElementById("rows");
   var filters = JSON.parse(document.getElementById("active-filters").textContent);
   var firstPage = root.dataset.firstPage === "true";
@@ -84,13 +84,13 @@
     }
     line.textContent = "Working…";
     triage.bulk(ids, bulkBody(action)).then(function (res) {
-      if (!res.ok) { line.textContent = "Refused: " + triage.describeError(res); return; }
+      if (!res.ok) { reveal(line, "Refused: " + triage.describeError(res)); return; }
       var text = "Updated " + res.data.updated.length + ".";
       if (res.data.failed.length) {
         text += " Not changed: " + res.data.failed.map(function (f) { return f.detail; })
           .filter(function (d, i, all) { return all.indexOf(d) === i; }).join("; ");
       }
-      line.textContent = text;
+      reveal(line, text);
     });
   }
 

@@ -1,9 +1,10 @@
 // Threat rows, SLA cells and event sentences built in the browser. They say exactly what the
 // server-rendered ones say (templates/threats/_threat_row.html, views.describe_event): a browser
-// test compares a live row with the same row after a reload. Untrusted text goes in with textContent.
+// test compares a live row with the same row after a reload. Untrusted text goes in as text nodes,
+// hidden characters as the same markers the server writes (text.js).
 (function () {
   "use strict";
-  var config = window.SocLive.config;
+  var config = window.SocLive.config, reveal = window.SocText.fill;
 
   // 4m 12s, 3h 05m, 2d 04h (views.duration writes the same).
   function duration(seconds) {
@@ -61,7 +62,7 @@
   function cell(row, value, className) {
     var td = document.createElement("td");
     if (className) td.className = className;
-    td.textContent = value === null || value === undefined ? "" : String(value);
+    reveal(td, value === null || value === undefined ? "" : String(value));
     row.appendChild(td);
     return td;
   }
@@ -105,7 +106,7 @@
     var title = cell(row, "", "title");
     var link = document.createElement("a");
     link.href = detailUrl(t.id);
-    link.textContent = t.title;
+    reveal(link, t.title);
     title.appendChild(link);
     cell(row, t.risk_score, "num");
     var status = cell(row, config.statuses[t.status] || t.status);
@@ -202,16 +203,16 @@
     window.SocLive.localizeTime(time);
     var actor = document.createElement("span");
     actor.className = "actor";
-    actor.textContent = message.actor;
+    reveal(actor, message.actor);
     var what = document.createElement("span");
     what.className = "what";
-    what.textContent = describe(message);
+    reveal(what, describe(message));
     [seq, time, actor, what].forEach(function (el) { li.appendChild(el); li.appendChild(document.createTextNode(" ")); });
     li.lastChild.remove();
     if (!hideTitle && message.threat && message.threat.id) {
       var link = document.createElement("a");
       link.href = detailUrl(message.threat.id);
-      link.textContent = message.threat.title;
+      reveal(link, message.threat.title);
       li.appendChild(document.createTextNode(" "));
       li.appendChild(link);
     }
