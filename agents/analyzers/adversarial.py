@@ -11,6 +11,8 @@ to the AI is itself a strong malicious signal, and it may never be closed automa
 
 import re
 
+from threats import hidden_text
+
 from .. import signal
 from ..content import EXPLOIT_TOOLS, SCANNER_TOOLS
 
@@ -43,9 +45,6 @@ PATTERNS = [  # (kind, severity, pattern) — all written for this project
      r"|\b(ai|llm)[ -](agent|assistant|analyst|model|triage)s?\b"),
 ]
 COMPILED = [(kind, severity, re.compile(pattern, re.I)) for kind, severity, pattern in PATTERNS]
-# Invisible or direction-changing characters (zero-width space/joiners excluded: emoji use U+200D): in
-# an alert's fields they hide or reorder what an analyst reads ("exe.pdf"), so they count as an attempt.
-HIDDEN = re.compile("[\u200b\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
 
 
 def scan(threat, results):
@@ -83,10 +82,12 @@ def _text_findings(threat):
             if match:
                 findings.append(_finding(kind, severity, path, value, match.start(), match.end(),
                                          f"{kind.replace('_', ' ')} text"))
-        hidden = HIDDEN.search(value)
+        # Characters that hide or reorder what an analyst reads ("exe.pdf"): the same class every view
+        # shows escaped (threats/hidden_text.py), so they count as an attempt.
+        hidden = next(hidden_text.runs(value), None)
         if hidden:
-            findings.append(_finding("hidden_characters", "high", path, value, hidden.start(), hidden.end(),
-                                     f"invisible character U+{ord(hidden.group(0)):04X}"))
+            findings.append(_finding("hidden_characters", "high", path, value, hidden[0], hidden[1],
+                                     f"invisible character U+{ord(value[hidden[0]]):04X}"))
     return findings
 
 
