@@ -472,6 +472,29 @@ def test_every_branch_of_the_historical_lookup_reads_its_own_index(customer):
         assert f"threat_entity_{name}" in plans[1], plans[1]
 
 
+def test_a_sqlite_table_rebuild_does_not_lose_the_historical_lookup_indexes(customer):
+    """SQLite rebuilds a table for most ALTERs and re-creates only the model's own indexes: migration
+    0009 dropped 0007's expression indexes. Every `migrate` puts them back (threats/indexes.py)."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL alters the table in place")
+    names = [f"threat_entity_{name}" for name in ("src_ip", "dst_ip", "user", "host")] + ["threat_customer_type_newest"]
+
+    def present():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'threats_threat'")
+            return {row[0] for row in cursor.fetchall()} & set(names)
+
+    assert present() == set(names)  # after the test database's migrations, 0009's rebuild included
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP INDEX {name}")  # what a rebuild does to them
+    call_command("migrate", verbosity=0)
+    assert present() == set(names)
+
+
 def _historical_batch_world(customer):
     other = factories.make_customer()
     hours = iter(range(1, 1000))  # every past threat at its own time: "newest first" has no ties
