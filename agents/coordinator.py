@@ -21,6 +21,7 @@ from threats.models import Threat
 
 from . import llm, signal
 from .analyzers import adversarial, false_positive, response, timeline
+from .historical import agent as historical
 from .priority import attack
 from .registry import load_agents
 
@@ -358,6 +359,9 @@ def _review_reasons(severity, confidence, fp, runs):
         reasons.append(f"low confidence ({confidence:.0%})")
     if fp["recommendation"] == "needs_review" and severity in ("HIGH", "CRITICAL"):
         reasons.append(f"{severity.lower()} severity but false-positive likelihood {fp['score']:.0%}")
+    burst = runs.get("historical", {}).get("data", {}).get("closure_burst")
+    if burst:
+        reasons.append(historical.review_reason(burst))
     failed = [kind for kind, run in runs.items() if run["status"] == "failed"]
     if failed:
         reasons.append(f"agent(s) failed: {', '.join(failed)}")
