@@ -94,9 +94,9 @@ def test_the_look_up_reads_no_other_customer_s_threat_and_a_stray_row_is_never_l
     theirs = _past(other, 2)
     threat = factories.make_threat(customer=customer, analyse=False, observables={"src_ip": IP})
     assert [row for row in historical.HistoricalAgent().gather(threat) if row["customer_id"] != customer.pk] == []
-    stray = {"id": theirs.pk, "customer_id": other.pk, "threat_type": "bot_traffic", "rule": "", "same": ["src_ip"],
-             "received_at": theirs.received_at, "status": "closed", "disposition": "false_positive",
-             "closed_by_kind": "human", "closed_by_id": None, "closed_at": timezone.now()}
+    stray = {"id": theirs.pk, "customer_id": other.pk, "same_type": True, "same_rule": False, "same": ["src_ip"],
+             "received": theirs.received_at.timestamp(), "status": "closed", "disposition": "false_positive",
+             "closed_by_kind": "human", "closed_by_id": None, "closed": timezone.now().timestamp()}
     result = historical.HistoricalAgent().analyze(threat, historical.Similar([stray]))
     assert result.data["similar"] == 0 and f"threat:{theirs.pk}" not in result.evidence
 
@@ -189,11 +189,11 @@ def test_the_same_closures_spread_over_days_are_learned_and_not_flagged(customer
                                            (historical.BURST_SPAN.total_seconds() / 60 + 1, False)])
 def test_a_burst_is_three_dismissals_within_the_span(customer, minutes, burst):
     threat = factories.make_threat(customer=customer, analyse=False, observables={"src_ip": IP})
-    now = timezone.now() - timedelta(hours=1)
+    an_hour_ago = (timezone.now() - timedelta(hours=1)).timestamp()
     closures = [{"id": index, "disposition": "false_positive", "shared": ["src_ip"], "closed_by_id": None,
-                 "closed_at": now + timedelta(minutes=offset)} for index, offset in enumerate((0, minutes / 2, minutes))]
+                 "closed": an_hour_ago + 60 * offset} for index, offset in enumerate((0, minutes / 2, minutes))]
     assert (historical.closure_burst(threat, closures) is not None) == burst
-    old = [{**closure, "closed_at": closure["closed_at"] - historical.BURST_RECENT} for closure in closures]
+    old = [{**closure, "closed": closure["closed"] - historical.BURST_RECENT.total_seconds()} for closure in closures]
     assert historical.closure_burst(threat, old) is None  # too long ago to aim at this alert
 
 

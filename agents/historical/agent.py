@@ -20,7 +20,7 @@ one of this threat's entities, which is how history is poisoned, so it goes to a
 """
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 from django.db import connection
@@ -33,8 +33,13 @@ from .. import signal
 from ..base import Agent, AgentResult, field_ref, read_for_batch, threat_ref
 
 MAX_ROWS = 100
-FIELDS = ("id", "customer_id", "threat_type", "rule", "received_at", "status", "disposition", "closed_by_kind",
-          "closed_by", "closed_at")
+FIELDS = ("id", "customer_id", "disposition", "closed_by_kind", "closed_by")
+# Then, computed in SQL: `received` and `closed` (received_at and closed_at as epoch seconds: as
+# datetimes, the driver's text parsing of two per row doubled a batch's read on PostgreSQL,
+# measured) and what the row shares with this threat as ONE integer of MATCH_BITS rather than a
+# column per test (every column costs the driver a conversion per row: 2,000 rows for a batch of 20).
+TIMES = ("received", "closed")
+MATCH_BITS = {"src_ip": 1, "dst_ip": 2, "user": 4, "host": 8, "rule": 16, "type": 32}
 ENTITY_FIELDS = ("src_ip", "dst_ip", "user", "host")  # each with an index (threats migration 0007)
 INDICATOR_FIELDS = ("hashes", "domains")
 KEY_CHARS = 200  # the entity indexes hold the first 200 characters (threats migration 0007)
@@ -167,10 +172,10 @@ def _match(threat, row):
         theirs = observables.get(name) if isinstance(observables.get(name), list) else []
         if set(signal.values(threat, name)) & {v for v in theirs if isinstance(v, str)}:
             shared.append(name)
-    same_rule = bool(threat.rule) and row["rule"] == threat.rule
+    same_rule = row["same_rule"]
     if shared:
         match = "rule_and_entity" if same_rule else "entity"
-    elif same_rule or row["threat_type"] == threat.threat_type:
+    elif same_rule or row["same_type"]:
         match = "rule" if same_rule else "type"
     else:
         return None
@@ -182,7 +187,7 @@ def _weigh(threat, closures):
     so that they weigh at most ANALYST_CAP (one analyst's many closures count as one opinion)."""
     analysts = {}
     for p in closures:
-        age_days = max(0.0, (threat.received_at - p["received_at"]).total_seconds() / 86_400)
+        age_days = _age_days(threat, p)
         p["weight"] = p["match_weight"] * 0.5 ** (age_days / HALF_LIFE_DAYS)
         analysts.setdefault(_analyst(p), []).append(p)
     for mine in analysts.values():
@@ -194,9 +199,12 @@ def _weigh(threat, closures):
 
 def _learned(threat, p):
     """What one closure taught, for the record (its analyst is counted, never named)."""
-    age = (threat.received_at - p["received_at"]).total_seconds() / 86_400
     return {"threat": str(p["id"]), "disposition": p["disposition"], "match": p["match"],
-            "age_days": round(max(0.0, age), 2), "weight": round(p["weight"], 3)}
+            "age_days": round(_age_days(threat, p), 2), "weight": round(p["weight"], 3)}
+
+
+def _age_days(threat, p):
+    return max(0.0, threat.received_at.timestamp() - p["received"]) / 86_400
 
 
 def _weights(threat, learned):
@@ -243,34 +251,38 @@ def closure_burst(threat, closures):
     docstring), or None: the entity with the most closures in such runs, how many, the span from
     the first to the last of them, by how many analysts, and the threats (this customer's; never
     learned from). Every run on every entity is left out of learning, not only the reported one."""
-    recent = [p for p in closures if p["disposition"] in DISMISSED and p["closed_at"]
-              and p["closed_at"] >= threat.received_at - BURST_RECENT]
+    since = (threat.received_at - BURST_RECENT).timestamp()
+    recent = [p for p in closures if p["disposition"] in DISMISSED and p["closed"] is not None and p["closed"] >= since]
     found = {}
     for name in ENTITY_FIELDS + INDICATOR_FIELDS:
-        run = _in_runs(sorted((p for p in recent if name in p["shared"]), key=lambda p: p["closed_at"]))
+        run = _in_runs(sorted((p for p in recent if name in p["shared"]), key=lambda p: p["closed"]))
         if run:
             found[name] = run
     if not found:
         return None
     burst = [p for run in found.values() for p in run]
     entity, run = max(found.items(), key=lambda item: len(item[1]))
-    span = (run[-1]["closed_at"] - run[0]["closed_at"]).total_seconds() / 60
+    span = (run[-1]["closed"] - run[0]["closed"]) / 60
     return {"what": "false-positive/benign closures in a sudden run", "entity": entity, "closures": len(run),
             "span_minutes": round(span, 1), "analysts": len({_analyst(p) for p in run}),
-            "first_closed_at": run[0]["closed_at"].isoformat(), "last_closed_at": run[-1]["closed_at"].isoformat(),
+            "first_closed_at": _moment(run[0]["closed"]), "last_closed_at": _moment(run[-1]["closed"]),
             "threats": list(dict.fromkeys(str(p["id"]) for p in burst))}
 
 
 def _in_runs(closures):
-    """The closures (sorted by closed_at) that fall in some window of BURST_SPAN holding at least BURST_CLOSURES."""
-    marked, end = set(), 0
+    """The closures (sorted by closing time) that fall in a window of BURST_SPAN holding at least BURST_CLOSURES."""
+    marked, end, span = set(), 0, BURST_SPAN.total_seconds()
     for start, first in enumerate(closures):
         end = max(end, start)
-        while end < len(closures) and closures[end]["closed_at"] - first["closed_at"] <= BURST_SPAN:
+        while end < len(closures) and closures[end]["closed"] - first["closed"] <= span:
             end += 1
         if end - start >= BURST_CLOSURES:
             marked.update(range(start, end))
     return [closures[index] for index in sorted(marked)]
+
+
+def _moment(epoch):
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
 def _burst_text(burst):
@@ -288,7 +300,7 @@ def review_reason(burst):
 # --- Shared reputation (AGENTS_SHARED_REPUTATION) --------------------------------------------------
 
 
-CONFIRMED = sql.Columns(Threat, ("customer", "closed_at"))  # then the indicators, as text
+CONFIRMED = sql.Columns(Threat, ("customer",))  # then closed_at (epoch seconds) and the indicators, as text
 
 
 def _confirmations(threats, limit):
@@ -306,9 +318,9 @@ def _confirmations(threats, limit):
         where, params = where + " AND customer_id <> %s", [*params, *customers]
     indicators = ", ".join(f"observables {'->>' if name in ENTITY_FIELDS else '->'} '{name}'"
                            for name in REPUTATION_FIELDS)  # a list comes back as JSON text
-    rows = CONFIRMED.rows(f"SELECT {CONFIRMED}, {indicators} FROM {Threat._meta.db_table} WHERE {where}"
-                          f" ORDER BY closed_at DESC LIMIT {int(limit)}", params)
-    return [{"customer_id": row[0], "closed_at": row[1],
+    rows = CONFIRMED.rows(f"SELECT {CONFIRMED}, {epoch('closed_at')}, {indicators} FROM {Threat._meta.db_table}"
+                          f" WHERE {where} ORDER BY closed_at DESC LIMIT {int(limit)}", params)
+    return [{"customer_id": row[0], "closed": row[1],
              **{name: _listed(value) for name, value in zip(REPUTATION_FIELDS, row[2:], strict=True)}} for row in rows]
 
 
@@ -325,8 +337,8 @@ def _listed(value):
 
 def _confirmed_for(row, threat):
     """Whether a confirmation counts for this threat: another customer's, within its window."""
-    return (row["customer_id"] != threat.customer_id
-            and threat.received_at - lookback() <= row["closed_at"] <= threat.received_at)
+    until = threat.received_at.timestamp()
+    return row["customer_id"] != threat.customer_id and until - lookback().total_seconds() <= row["closed"] <= until
 
 
 def _reputation(threat, rows):
@@ -369,6 +381,14 @@ def entity_key(name):
     return f"substr((observables ->> '{name}'), 1, {KEY_CHARS})"
 
 
+def epoch(column):
+    """SQL: a timestamp column as epoch seconds (a float; NULL stays NULL), on PostgreSQL and SQLite
+    (which stores UTC text that julianday() reads)."""
+    if connection.vendor == "postgresql":
+        return f"CAST(EXTRACT(EPOCH FROM {column}) AS double precision)"
+    return f"((julianday({column}) - 2440587.5) * 86400.0)"
+
+
 ROWS = sql.Columns(Threat, FIELDS)
 ROWS_WITH_OBSERVABLES = sql.Columns(Threat, (*FIELDS, "observables"))
 
@@ -401,14 +421,30 @@ def _similar(threat):
                      f"received_at >= %s AND received_at <= %s AND id <> %s AND customer_id = %s"
                      f" ORDER BY received_at DESC LIMIT {MAX_ROWS}) AS branch{index}")
         params += [*values, *window]
-    entities = [name for name in ENTITY_FIELDS if signal.text(threat, name)]
-    flags = "".join(f", CASE WHEN (observables ->> '{name}') = %s THEN 1 ELSE 0 END" for name in entities)
-    rows = columns.rows(f"SELECT {columns}{flags} FROM {table} WHERE id IN ({' UNION '.join(parts)})"
-                        f" ORDER BY received_at DESC LIMIT {MAX_ROWS}",
-                        [*(signal.text(threat, name) for name in entities), *params])
+    tests = [(f"(observables ->> '{name}') = %s", name, signal.text(threat, name))
+             for name in ENTITY_FIELDS if signal.text(threat, name)]
+    tests += [("rule = %s", "rule", threat.rule)] if threat.rule else []
+    tests += [("threat_type = %s", "type", threat.threat_type)]
+    times = ", ".join(epoch(f"{name}_at") for name in TIMES)
+    rows = columns.rows(f"SELECT {columns}, {times}, {_bits((test, name) for test, name, _value in tests)} FROM {table}"
+                        f" WHERE id IN ({' UNION '.join(parts)}) ORDER BY received_at DESC LIMIT {MAX_ROWS}",
+                        [*(value for _test, _name, value in tests), *params])
+    return [_row(columns, row) for row in rows]
+
+
+def _bits(tests):
+    """SQL: the sum of MATCH_BITS[name] over the (SQL test, name) pairs that hold."""
+    return " + ".join(f"CASE WHEN {test} THEN {MATCH_BITS[name]} ELSE 0 END" for test, name in tests)
+
+
+def _row(columns, row):
+    """A look-up row as a dict: the columns, `received`/`closed` (epoch seconds), the entities it
+    shares with this threat (`same`) and whether it has its rule and its type."""
     width = len(columns.attnames)
-    return [{**dict(zip(columns.attnames, row)), "same": [name for name, flag in zip(entities, row[width:]) if flag]}
-            for row in rows]
+    received, closed, bits = row[width:width + 3]
+    return {**dict(zip(columns.attnames, row)), "received": received, "closed": closed,
+            "same": [name for name in ENTITY_FIELDS if bits & MATCH_BITS[name]],
+            "same_rule": bool(bits & MATCH_BITS["rule"]), "same_type": bool(bits & MATCH_BITS["type"])}
 
 
 def _similar_for_batch(threats):
@@ -441,20 +477,21 @@ def _similar_for_batch(threats):
 
     branches = [branch("NOT v.indicators AND threat_type = v.threat_type"), branch("NOT v.indicators AND rule = v.rule"),
                 branch("v.indicators"), *(branch(f"NOT v.indicators AND {same(name)}") for name in entities)]
-    look_up = (f"(SELECT {columns} FROM {table} WHERE id IN ({' UNION '.join(branches)})"
-               f" ORDER BY received_at DESC LIMIT {MAX_ROWS})")
+    look_up = (f"(SELECT {columns}, received_at, closed_at, rule, threat_type FROM {table} WHERE id IN"
+               f" ({' UNION '.join(branches)}) ORDER BY received_at DESC LIMIT {MAX_ROWS})")
     selected = ", ".join("CASE WHEN v.indicators THEN m.observables END" if name == "observables"
                          else f"m.{name}" for name in columns.attnames)  # observables only for an indicator check
-    flags = "".join(f", CASE WHEN (m.observables ->> '{name}') = v.{name}_value THEN 1 ELSE 0 END" for name in entities)
+    times = ", ".join(epoch(f"m.{name}_at") for name in TIMES)
+    bits = _bits([*((f"(m.observables ->> '{name}') = v.{name}_value", name) for name in entities),
+                  ("m.rule = v.rule", "rule"), ("m.threat_type = v.threat_type", "type")])
     arrays = ", ".join(f"CAST(%b AS {kind}[])" for kind in types.values())
-    found, width = [[] for _threat in threats], len(columns.attnames)
-    for row in columns.rows(f"SELECT {selected}{flags}, v.k FROM unnest({arrays}) AS v({', '.join(types)})"
+    found = [[] for _threat in threats]
+    for row in columns.rows(f"SELECT {selected}, {times}, {bits}, v.k FROM unnest({arrays}) AS v({', '.join(types)})"
                             f" CROSS JOIN LATERAL {look_up} AS m ORDER BY v.k, m.received_at DESC",
                             [[row[name] for row in rows] for name in types]):
-        record, index = dict(zip(columns.attnames, row)), row[-1]
+        record, index = _row(columns, row), row[-1]
         if not indicators[index]:
             del record["observables"]  # as `_similar` reads
-        record["same"] = [name for name, flag in zip(entities, row[width:-1]) if flag]
         found[index].append(record)
     return found
 
