@@ -259,3 +259,27 @@ def test_shared_reputation_costs_one_statement_per_threat_and_per_batch(settings
     assert [list(found) for found in together] == [list(found) for found in alone]
     assert alone[0].reputation == [{"indicator": "src_ip", "value": "203.0.113.79", "customers": 2}]
     assert alone[1].reputation == []  # others[0]'s own confirmation is not "another customer's"
+
+
+def test_the_shared_reputation_read_uses_its_partial_index(settings, customer, alice):
+    from django.db import connection, transaction
+
+    from tests.test_agents import _statements_of
+
+    other, now = factories.make_customer(), timezone.now()
+    _confirmed_elsewhere([other], alice, src_ip="203.0.113.80")
+    Threat.objects.bulk_create(  # many threats, few of them analysts' true-positive closures (as in a real table)
+        Threat(customer=other, threat_type="bot_traffic", title=f"filler {i}", occurred_at=now, observables={},
+               received_at=now - timedelta(minutes=i), status="closed", disposition="false_positive",
+               closed_by_kind="human", closed_at=now - timedelta(minutes=i)) for i in range(2000))
+    threat = factories.make_threat(customer=customer, analyse=False, observables={"src_ip": "203.0.113.80"})
+    settings.AGENTS_SHARED_REPUTATION = True
+    statements = _statements_of(lambda: historical.HistoricalAgent().gather(threat))
+    assert len(statements) == 2
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE threats_threat")  # rolled back with the test
+        sql, params = statements[1]
+        cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql, params)
+        plan = "\n".join(str(row) for row in cursor.fetchall())
+    assert "threat_confirmed_newest" in plan, plan
