@@ -1,7 +1,8 @@
 """Labelled scenarios: stored situations with the verdict an experienced analyst expects.
 
 Each JSON file in tests/fixtures/scenarios/ describes a customer, the stored history (past threats
-with analyst dispositions), infrastructure events, context items and one signal, all at fixed
+with analyst dispositions, each optionally with the analyst who closed it, `closed_by`, and how
+many minutes after it arrived, `closed_after_minutes`), infrastructure events, context items and one signal, all at fixed
 times (business hours and look-back windows make the verdict depend on the clock), plus `expect`:
 acceptable severities, the review flag, key ATT&CK technique ids and optionally the
 false-positive recommendation and whether adversarial input is detected.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.utils.text import slugify
 
 from threats import generator
@@ -113,6 +115,7 @@ def _past_threat(customer, at, index, past):
     disposition = past.get("disposition", "")
     status = past.get("status", Status.CLOSED if disposition else Status.NEW)
     closed = status in CLOSED_STATUSES
+    closed_by = get_user_model().objects.get_or_create(username=past["closed_by"])[0] if past.get("closed_by") else None
     return Threat.objects.create(
         source=past.get("source", "generator"), threat_type=past["threat_type"],
         title=past.get("title", f"Past {past['threat_type']} #{index + 1}"),
@@ -120,8 +123,8 @@ def _past_threat(customer, at, index, past):
         occurred_at=received, received_at=received, observables=past.get("observables", {}),
         analysis_status=AnalysisStatus.COMPLETED, status=status, disposition=disposition,
         disposition_reason=past.get("reason", "scenario history" if disposition else ""),
-        closed_at=received + timedelta(hours=1) if closed else None,
-        closed_by_kind=past.get("closed_by_kind", "human") if closed else "",
+        closed_at=received + timedelta(minutes=past.get("closed_after_minutes", 60)) if closed else None,
+        closed_by_kind=past.get("closed_by_kind", "human") if closed else "", closed_by=closed_by if closed else None,
     )
 
 

@@ -9,6 +9,7 @@ success outranks "it was only an attempt". Every move is returned for the threat
 from dataclasses import dataclass
 
 from . import content, signal
+from .historical import agent as historical
 from .priority.behaviours import BANDS, POLICIES, RANK, higher, lower
 
 BAND_FLOOR = {"LOW": 0, "MEDIUM": 25, "HIGH": 50, "CRITICAL": 75}
@@ -245,8 +246,7 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
         fire("conflicting_evidence", f"{' vs '.join(contradiction['agents'])}: {contradiction['description']}")
     burst = (history or {}).get("closure_burst")
     if burst:
-        fire("closure_burst", burst.get("summary", "a sudden run of closures on one entity") if isinstance(burst, dict)
-             else "a sudden run of closures on one entity")
+        reasons.append(historical.review_reason(burst))
     if dismissed and prior in ("HIGH", "CRITICAL"):
         fire("dismissing_source_severity", f"called {fp['recommendation'].replace('_', ' ')} but the source rated "
                                            f"it {prior}")

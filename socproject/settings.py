@@ -138,6 +138,10 @@ LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20, minimum=0.1)
 # threat. With an LLM configured every threat gets its own task (each may wait for the model). At
 # most 100, so a batch stays far inside the task's 60 s soft time limit even on a slow database.
 AGENTS_BATCH_SIZE = env_int("AGENTS_BATCH_SIZE", 20, minimum=1, maximum=100)
+# Opt-in cross-customer knowledge (README "Agents", historical): how many OTHER customers' analysts
+# confirmed one of a threat's indicators as malicious — a count, never ids or names, and only ever
+# adding risk. Off: a customer's analysis reads nothing of another customer's threats.
+AGENTS_SHARED_REPUTATION = env_bool("AGENTS_SHARED_REPUTATION", "false")
 
 # Alert ingestion (README "Alert ingestion"): Wazuh rule level -> severity hint (level >= N),
 # agent/host/sensor name pattern -> customer slug or name, grouping window (0 = no grouping).

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/threats/threat/"
 TRIAGE_FIELDS = ["status", "disposition", "disposition_reason", "assignee", "acknowledged_at", "closed_at",
-                 "closed_by_kind", "severity", "risk_score", "analysis_status"]
+                 "closed_by_kind", "closed_by", "severity", "risk_score", "analysis_status"]
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_it_closes_selected_threats_as_false_positive(staff_client, threat):
     assert threat.status == Status.CLOSED
     assert threat.disposition == Disposition.FALSE_POSITIVE
     assert threat.disposition_reason and "alice" in threat.disposition_reason
-    assert threat.closed_at is not None and threat.closed_by_kind == "human"
+    assert threat.closed_at is not None and threat.closed_by_kind == "human" and threat.closed_by.username == "alice"
     [event] = alice_updates(threat)
     assert event.payload["changes"]["status"] == {"from": "new", "to": "closed"}
 

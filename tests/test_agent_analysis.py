@@ -119,10 +119,17 @@ def test_a_private_source_with_a_public_country_is_a_contradiction_in_the_alert(
 # --- false positive vs benign true positive, and the feedback loop ------------------------------
 
 
-def test_benign_true_positives_are_not_counted_as_false_positives(customer, alice):
-    for _ in range(4):
+def _closed(user, threat, disposition, hours_ago):
+    """Closed by `user` through the service, `hours_ago`: closures spread over time (a sudden run is
+    a closure burst, not learned from)."""
+    services.triage(user, threat.pk, status="closed", disposition=disposition, reason="triaged")
+    Threat.objects.filter(pk=threat.pk).update(closed_at=timezone.now() - timedelta(hours=hours_ago))
+
+
+def test_benign_true_positives_are_not_counted_as_false_positives(customer, alice, bob):
+    for analyst, hours_ago in ((alice, 9), (bob, 7), (alice, 5), (bob, 3)):
         old = _threat(customer, observables={"src_ip": "192.0.2.99", "user_agent": "Mozilla/5.0"})
-        services.triage(alice, old.pk, status="closed", disposition="benign_true_positive", reason="our load test")
+        _closed(analyst, old, "benign_true_positive", hours_ago)
     fresh = _threat(customer, observables={"src_ip": "192.0.2.99", "user_agent": "Mozilla/5.0"})
     run = AgentRun.objects.get(threat=fresh, kind="historical")
     assert run.data["dispositions"]["benign_true_positive"] == 4 and run.data["fp_share"] == 0

@@ -221,7 +221,7 @@ def test_a_batch_is_decided_as_each_threat_would_be_on_its_own(customer):
     alone = {threat.pk: coordinator.decide(threat) for threat in claimed}
     with CaptureQueriesContext(connection) as statements:
         gathered = coordinator.gather(claimed)
-    historical = len(claimed) * 2  # this customer's look-up and other customers'
+    historical = len(claimed)  # this customer's look-up, one a threat (SQLite; one for them all on PostgreSQL)
     assert len(statements) <= historical + 2  # the DevOps and context agents read once for the batch
     ahead = {threat.pk: found for threat, found in zip(claimed, gathered, strict=True)}
     ran = coordinator._run_batch(claimed, ahead, {threat.pk: telemetry.Analysis(threat.pk) for threat in claimed})
@@ -318,10 +318,18 @@ def test_the_crypto_surge_is_explained_by_the_rate_limit(db):
     assert threat.severity in ("HIGH", "CRITICAL")
 
 
-def test_the_historical_agent_learns_from_analyst_dispositions(customer, alice):
+def _closed(user, threat, disposition, hours_ago):
+    """`threat` closed by `user` through the service, `hours_ago` (closures spread over time: a
+    sudden run of them is a closure burst, which is not learned from)."""
+    services.triage(user, threat.pk, status="closed", disposition=disposition, reason="triaged")
+    Threat.objects.filter(pk=threat.pk).update(closed_at=timezone.now() - timedelta(hours=hours_ago))
+    return threat
+
+
+def test_the_historical_agent_learns_from_analyst_dispositions(customer, alice, bob):
     past = [factories.make_threat(customer=customer) for _ in range(3)]
-    for old in past:
-        services.triage(alice, old.pk, status="closed", disposition="false_positive", reason="known scanner")
+    for old, analyst, hours_ago in zip(past, (alice, bob, alice), (30, 20, 10), strict=True):
+        _closed(analyst, old, "false_positive", hours_ago)
     fresh = _analysed(factories.make_threat(customer=customer))
     run = AgentRun.objects.get(threat=fresh, kind="historical")
     assert run.data["dispositions"]["false_positive"] == 3
@@ -394,20 +402,24 @@ def _past(customer, threat_type="malware", hours_ago=2, **observables):
 
 
 def _similar_by_the_rule(threat):
-    """README "Agents": same customer and type, or the same src/dst IP (other customers: last day),
-    user or host (same customer); indicators make every threat of the customer a candidate."""
-    from agents.historical.agent import CROSS_CUSTOMER_FIELDS, CUSTOMER_FIELDS, lookback
+    """README "Agents": this customer's threats only, of the same type or rule, or with the same
+    src/dst IP, user or host; indicators make every threat of the customer a candidate."""
+    from agents.historical.agent import ENTITY_FIELDS, lookback
 
     found = set()
-    for row in Threat.objects.filter(received_at__gte=threat.received_at - lookback(),
+    for row in Threat.objects.filter(received_at__gte=threat.received_at - lookback(), customer=threat.customer,
                                      received_at__lte=threat.received_at).exclude(pk=threat.pk):
-        same = row.customer_id == threat.customer_id
-        names = CROSS_CUSTOMER_FIELDS + (CUSTOMER_FIELDS if same else ())
-        shares = any(threat.observables.get(n) and row.observables.get(n) == threat.observables[n] for n in names)
-        recent = row.received_at >= threat.received_at - timedelta(days=1)
-        if (same and (row.threat_type == threat.threat_type or shares)) or (not same and shares and recent):
+        shares = any(threat.observables.get(n) and row.observables.get(n) == threat.observables[n]
+                     for n in ENTITY_FIELDS)
+        if row.threat_type == threat.threat_type or (threat.rule and row.rule == threat.rule) or shares:
             found.add(row.pk)
     return found
+
+
+def _with_rule(threat, rule):
+    Threat.objects.filter(pk=threat.pk).update(rule=rule)
+    threat.rule = rule
+    return threat
 
 
 def test_the_historical_lookup_finds_every_past_threat_sharing_an_entity_and_nothing_else(customer):
@@ -418,18 +430,20 @@ def test_the_historical_lookup_finds_every_past_threat_sharing_an_entity_and_not
     expected = [
         _past(customer, src_ip="198.51.100.7"), _past(customer, user="mallory"), _past(customer, host=long_host),
         _past(customer, threat_type="bot_traffic", src_ip="203.0.113.1"),  # same type, no shared entity
-        _past(other, dst_ip="203.0.113.50", hours_ago=3),  # an IP is shared across customers (last day)
+        _with_rule(_past(customer, threat_type="web_attack"), "sid:1:2001219"),  # same rule, another type
     ]
     unexpected = [
         _past(customer, src_ip="198.51.100.8"), _past(customer, user="mallory2"),
         _past(customer, host="h" * 250 + "-b"),  # same first 200 characters, another host
-        _past(other, user="mallory"),  # users are per customer
-        _past(other, src_ip="198.51.100.7", hours_ago=30),  # another customer's, older than a day
+        _with_rule(_past(customer, threat_type="web_attack"), "sid:1:2001220"),
+        _past(other, user="mallory"), _past(other, threat_type="bot_traffic"),  # never another customer's:
+        _past(other, src_ip="198.51.100.7", hours_ago=1), _past(other, dst_ip="203.0.113.50", hours_ago=3),  # nor IPs
+        _with_rule(_past(other, threat_type="web_attack"), "sid:1:2001219"),
         _past(customer, src_ip="198.51.100.7", hours_ago=24 * 40),  # outside the look-back
         _past(customer, src_ip="x" * 3000),  # a huge value is stored and indexed (by its prefix) too
     ]
-    threat = factories.make_threat(customer=customer, analyse=False, observables={
-        "src_ip": "198.51.100.7", "dst_ip": "203.0.113.50", "user": "mallory", "host": long_host})
+    threat = _with_rule(factories.make_threat(customer=customer, analyse=False, observables={
+        "src_ip": "198.51.100.7", "dst_ip": "203.0.113.50", "user": "mallory", "host": long_host}), "sid:1:2001219")
     gathered = {row["id"] for row in HistoricalAgent().gather(threat)}
     assert gathered == {t.pk for t in expected} == _similar_by_the_rule(threat)
     assert not gathered & {t.pk for t in unexpected}
@@ -456,24 +470,56 @@ def test_every_branch_of_the_historical_lookup_reads_its_own_index(customer):
     the look-up silently walks the customer's whole window again."""
     from django.db import connection, transaction
 
-    from agents.historical.agent import CROSS_CUSTOMER_FIELDS, CUSTOMER_FIELDS, HistoricalAgent
+    from agents.historical.agent import ENTITY_FIELDS, HistoricalAgent
 
-    threat = factories.make_threat(customer=customer, analyse=False, observables={
-        "src_ip": "198.51.100.7", "dst_ip": "203.0.113.50", "user": "mallory", "host": "db-1"})
+    threat = _with_rule(factories.make_threat(customer=customer, analyse=False, observables={
+        "src_ip": "198.51.100.7", "dst_ip": "203.0.113.50", "user": "mallory", "host": "db-1"}), "rule:5712")
+    # A table as real ones are: many threats of this type and rule at other customers, many of this
+    # customer's of other types and rules, every entity value rare. On a near-empty table several
+    # indexes cost PostgreSQL's planner the same, and its pick among equals changed when migration
+    # 0011 added indexes: a test of the look-up, not of tie-breaking.
+    other, now = factories.make_customer(), timezone.now()
+    Threat.objects.bulk_create(
+        Threat(customer=owner, threat_type=kind, rule=rule_of(i), title=f"filler {i}", occurred_at=now,
+               received_at=now - timedelta(minutes=i), observables={name: f"{name}-{i}" for name in ENTITY_FIELDS})
+        for owner, kind, rule_of in ((customer, "malware", "rule-{}".format), (other, threat.threat_type,
+                                                                              lambda i: threat.rule))
+        for i in range(1000))
     statements = _statements_of(lambda: HistoricalAgent().gather(threat))
-    assert len(statements) == 2  # this customer; other customers
+    assert len(statements) == 1  # this customer's history only (shared reputation is off by default)
     plans = []
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny test table: may the indexes serve?
+            cursor.execute("ANALYZE threats_threat")  # rolled back with the test (SQLite keeps no statistics)
         for sql, params in statements:
             cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql, params)
             plans.append("\n".join(str(row) for row in cursor.fetchall()))
-    for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:
+    for name in ENTITY_FIELDS:
         assert f"threat_entity_{name}" in plans[0], plans[0]
-    assert "threat_customer_type_newest" in plans[0], plans[0]
-    for name in CROSS_CUSTOMER_FIELDS:
-        assert f"threat_entity_{name}" in plans[1], plans[1]
+    assert "threat_customer_type_newest" in plans[0] and "threat_customer_rule_newest" in plans[0], plans[0]
+
+
+def test_a_sqlite_table_rebuild_does_not_lose_the_historical_lookup_indexes(customer):
+    """SQLite rebuilds a table for most ALTERs and re-creates only the model's own indexes: migration
+    0009 dropped 0007's expression indexes. Every `migrate` puts them back (threats/indexes.py)."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL alters the table in place")
+    names = [f"threat_entity_{name}" for name in ("src_ip", "dst_ip", "user", "host")] + ["threat_customer_type_newest"]
+
+    def present():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'threats_threat'")
+            return {row[0] for row in cursor.fetchall()} & set(names)
+
+    assert present() == set(names)  # after the test database's migrations, 0009's rebuild included
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP INDEX {name}")  # what a rebuild does to them
+    call_command("migrate", verbosity=0)
+    assert present() == set(names)
 
 
 def _historical_batch_world(customer):
@@ -483,21 +529,24 @@ def _historical_batch_world(customer):
         for threat_type in ("malware", "bot_traffic", "phishing"):
             for observables in ({"src_ip": "198.51.100.7"}, {"user": "mallory"}, {"host": "db-1"},
                                 {"dst_ip": "203.0.113.50"}, {"hashes": ["e3b0c442"]}, {"src_ip": "198.51.100.9"}, {}):
-                _past(owner, threat_type=threat_type, hours_ago=next(hours) / 4, **observables)
-    _past(other, src_ip="198.51.100.7", hours_ago=30)  # another customer's, older than a day
+                past = _past(owner, threat_type=threat_type, hours_ago=next(hours) / 4, **observables)
+                if observables.get("src_ip") == "198.51.100.9":
+                    _with_rule(past, "sid:1:9")
+    _past(other, src_ip="198.51.100.7", hours_ago=30)
     _past(customer, src_ip="198.51.100.7", hours_ago=24 * 40)  # outside the look-back
-    return [factories.make_threat(customer=owner, analyse=False, threat_type=threat_type, observables=observables)
-            for owner, threat_type, observables in (
-                (customer, "malware", {"src_ip": "198.51.100.7", "user": "mallory"}),
-                (customer, "bot_traffic", {"hashes": ["e3b0c442", "ffff"], "src_ip": "198.51.100.9"}),
-                (other, "malware", {"dst_ip": "203.0.113.50"}),
-                (customer, "phishing", {}),
-                (other, "bot_traffic", {"host": "db-1", "src_ip": "198.51.100.7", "user": "x" * 300}))]
+    return [_with_rule(factories.make_threat(customer=owner, analyse=False, threat_type=threat_type,
+                                             observables=observables), rule)
+            for owner, threat_type, observables, rule in (
+                (customer, "malware", {"src_ip": "198.51.100.7", "user": "mallory"}, ""),
+                (customer, "bot_traffic", {"hashes": ["e3b0c442", "ffff"], "src_ip": "198.51.100.9"}, "sid:1:9"),
+                (other, "malware", {"dst_ip": "203.0.113.50"}, ""),
+                (customer, "ransomware", {}, "sid:1:9"),  # the rule is all it shares
+                (other, "bot_traffic", {"host": "db-1", "src_ip": "198.51.100.7", "user": "x" * 300}, ""))]
 
 
-@pytest.mark.parametrize("limits", [(100, 50), (3, 2)])
+@pytest.mark.parametrize("limit", [100, 3])
 def test_a_batch_s_historical_look_ups_are_one_statement_that_reads_each_threat_s_own_rows(customer, monkeypatch,
-                                                                                          limits):
+                                                                                          limit):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -505,8 +554,7 @@ def test_a_batch_s_historical_look_ups_are_one_statement_that_reads_each_threat_
 
     if connection.vendor != "postgresql":
         pytest.skip("one statement for a batch is PostgreSQL's (a LATERAL join); SQLite reads per threat")
-    monkeypatch.setattr(historical, "MAX_ROWS", limits[0])
-    monkeypatch.setattr(historical, "MAX_OTHER_CUSTOMERS", limits[1])
+    monkeypatch.setattr(historical, "MAX_ROWS", limit)
     threats = _historical_batch_world(customer)
     alone = [historical.HistoricalAgent().gather(threat) for threat in threats]
     with CaptureQueriesContext(connection) as statements:
@@ -515,15 +563,16 @@ def test_a_batch_s_historical_look_ups_are_one_statement_that_reads_each_threat_
     assert together == alone
     assert all(alone) and len({tuple(row["id"] for row in rows) for rows in alone}) == len(threats)
     assert any(row["same"] for rows in alone for row in rows) and any("observables" in rows[0] for rows in alone)
-    if limits[0] == 3:  # the limits cut: the newest rows of each branch, then of the look-up
-        assert max(len([row for row in rows if row["customer_id"] == threat.customer_id])
-                   for threat, rows in zip(threats, alone, strict=True)) == 3
+    assert all(row["customer_id"] == threat.customer_id for threat, rows in zip(threats, alone) for row in rows)
+    assert alone[3] and all(row["same_rule"] and not row["same_type"] for row in alone[3])  # found by its rule alone
+    if limit == 3:  # the limit cuts: the newest rows of each branch, then of the look-up
+        assert max(len(rows) for rows in alone) == 3
 
 
 def test_a_batch_s_historical_statement_reads_every_entity_index(customer):
     from django.db import connection, transaction
 
-    from agents.historical.agent import CROSS_CUSTOMER_FIELDS, CUSTOMER_FIELDS, HistoricalAgent
+    from agents.historical.agent import ENTITY_FIELDS, HistoricalAgent
 
     if connection.vendor != "postgresql":
         pytest.skip("one statement for a batch is PostgreSQL's (a LATERAL join); SQLite reads per threat")
@@ -531,7 +580,7 @@ def test_a_batch_s_historical_statement_reads_every_entity_index(customer):
     now = timezone.now()  # the customer's other threats: many, each entity value rare (as in a real table)
     Threat.objects.bulk_create(
         Threat(customer=customer, threat_type="malware", title=f"filler {i}", occurred_at=now, received_at=now - timedelta(
-            minutes=i), observables={name: f"{name}-{i}" for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS})
+            minutes=i), rule=f"rule-{i}", observables={name: f"{name}-{i}" for name in ENTITY_FIELDS})
         for i in range(2000))
     statements = _statements_of(lambda: HistoricalAgent().gather_many(threats))
     with transaction.atomic(), connection.cursor() as cursor:
@@ -539,6 +588,6 @@ def test_a_batch_s_historical_statement_reads_every_entity_index(customer):
         sql, params = statements[0]
         cursor.execute("EXPLAIN " + sql.replace("%b", "%s"), params)
         plan = "\n".join(str(row) for row in cursor.fetchall())
-    for name in CROSS_CUSTOMER_FIELDS + CUSTOMER_FIELDS:
+    for name in ENTITY_FIELDS:
         assert f"threat_entity_{name}" in plan, plan
-    assert "threat_customer_type_newest" in plan, plan
+    assert "threat_customer_type_newest" in plan and "threat_customer_rule_newest" in plan, plan

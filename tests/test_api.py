@@ -564,7 +564,7 @@ def test_it_closes_a_threat_with_a_disposition_and_a_reason(alice_client, threat
     assert threat.disposition == Disposition.FALSE_POSITIVE
     assert threat.disposition_reason == "Known scanner"
     assert threat.closed_at is not None and threat.acknowledged_at is not None
-    assert threat.closed_by_kind == "human"
+    assert threat.closed_by_kind == "human" and threat.closed_by.username == "alice"
     [event] = updated_events(threat)
     assert event.actor_label == "alice"
     assert event.payload["changes"]["status"] == {"from": "new", "to": "closed"}
@@ -620,7 +620,7 @@ def test_it_reopens_a_closed_threat_and_clears_closed_at(alice_client, threat):
     threat.refresh_from_db()
     assert threat.status == Status.INVESTIGATING
     assert threat.closed_at is None
-    assert threat.closed_by_kind == "" and threat.disposition == ""
+    assert threat.closed_by_kind == "" and threat.disposition == "" and threat.closed_by is None
     assert threat.acknowledged_at is not None
     events = updated_events(threat)
     assert len(events) == 2

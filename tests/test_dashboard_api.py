@@ -61,7 +61,7 @@ def test_it_closes_many_threats_with_a_disposition_and_reason(alice_client, cust
     for threat in Threat.objects.all():
         assert (threat.status, threat.disposition, threat.disposition_reason) == (
             "closed", "false_positive", "Scanner of the red team")
-        assert threat.closed_at and threat.closed_by_kind == "human"
+        assert threat.closed_at and threat.closed_by_kind == "human" and threat.closed_by.username == "alice"
 
 
 def test_it_assigns_many_threats_and_unassigns_them(alice_client, bob, customer):

@@ -83,6 +83,16 @@ def test_reopening_clears_the_closure(threat, alice):
     assert reopened.closed_at is None and reopened.disposition == "" and reopened.closed_by_kind == ""
 
 
+def test_a_closure_records_the_closing_analyst_and_an_automation_closure_none(customer, alice):
+    by_alice, by_rule = (factories.make_threat(customer=customer, analyse=False) for _ in range(2))
+    closing = {"status": Status.CLOSED, "disposition": Disposition.FALSE_POSITIVE, "disposition_reason": "scanner"}
+    assert services.triage(alice, by_alice.pk, status="closed", disposition="false_positive",
+                           reason="scanner").closed_by == alice
+    closed = services.do_triage(by_rule, services.Actor.for_user(alice), closing, closed_by_kind="rule")
+    assert (closed.closed_by_kind, closed.closed_by) == ("rule", None)  # automation: never an analyst's closure
+    assert Threat.objects.get(pk=by_alice.pk).closed_by_id == alice.pk
+
+
 def test_it_rejects_unknown_values_and_strangers(threat, alice):
     with pytest.raises(services.InvalidInput) as bad_status:
         services.triage(alice, threat.pk, status="done")

@@ -20,6 +20,7 @@ SETTINGS_VARIABLES = {
     "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME",
     "THREAT_GENERATION_INTERVAL", "ENABLE_AUTO_THREAT_GENERATION", "MAX_STORED_THREATS",
     "LLM_BASE_URL", "LLM_API_KEY", "LLM_API_KEY_FILE", "LLM_MODEL", "LLM_TIMEOUT", "AGENTS_BATCH_SIZE",
+    "AGENTS_SHARED_REPUTATION",
 }
 PRODUCTION = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "a-real-secret", "DJANGO_ALLOWED_HOSTS": "soc.example"}
 PROGRAM = (
@@ -169,9 +170,15 @@ def test_it_points_the_channel_layer_and_cache_at_redis_url():
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ({"AGENTS_BATCH_SIZE": "0"}, "AGENTS_BATCH_SIZE"),
     ({"AGENTS_BATCH_SIZE": "101"}, "AGENTS_BATCH_SIZE"),
+    ({"AGENTS_SHARED_REPUTATION": "1"}, "AGENTS_SHARED_REPUTATION"),
 ])
 def test_it_refuses_other_invalid_values_naming_the_variable(variables, name):
     assert name in refusal(**PRODUCTION, **variables)
+
+
+def test_shared_reputation_across_customers_is_off_unless_the_operator_turns_it_on():
+    assert value_of("settings.AGENTS_SHARED_REPUTATION", **PRODUCTION) is False
+    assert value_of("settings.AGENTS_SHARED_REPUTATION", **PRODUCTION, AGENTS_SHARED_REPUTATION="True") is True
 
 
 def test_the_analysis_batch_size_defaults_to_20_and_reads_the_variable():

@@ -8,7 +8,8 @@ class ThreatsConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
-        from . import access, stats
+        from . import access, indexes, stats
 
         access.connect_signals()  # audit lines for logins; sockets closed when a session ends
         post_migrate.connect(stats.install_after_migrate, sender=self)  # the analytics' exact totals
+        post_migrate.connect(indexes.restore_after_migrate, sender=self)  # SQLite table rebuilds drop them

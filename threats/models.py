@@ -141,6 +141,15 @@ class Threat(models.Model):
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by_kind = models.CharField(max_length=8, choices=ClosedByKind.choices, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_index=False,  # indexed in Meta (threat_closed_by): migration 0011 builds it concurrently
+        related_name="+",
+        help_text="The analyst who closed it (human closures): the historical agent weighs closures per analyst.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -161,6 +170,12 @@ class Threat(models.Model):
             models.Index(fields=["status", "-received_at"], name="threat_status_newest"),
             models.Index(fields=["threat_type", "-received_at"], name="threat_type_newest"),
             models.Index(fields=["assignee", "-received_at"], name="threat_assignee_newest"),
+            # The historical agent: its same-rule branch, and other customers' confirmed indicators
+            # (AGENTS_SHARED_REPUTATION) — only analysts' true-positive closures, a small index.
+            models.Index(fields=["customer", "rule", "-received_at"], name="threat_customer_rule_newest"),
+            models.Index(fields=["-closed_at"], condition=Q(disposition="true_positive", closed_by_kind="human"),
+                         name="threat_confirmed_newest"),
+            models.Index(fields=["closed_by"], name="threat_closed_by"),
             # The stale-analysis sweeper looks only at unfinished analyses: keep that index tiny.
             models.Index(
                 fields=["updated_at"],

@@ -325,7 +325,7 @@ def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN):
         before = {name: _plain(getattr(locked, name)) for name in [*changes, *REOPEN_CLEARS]}
         for name, value in changes.items():
             setattr(locked, name, value)
-        touched = [*changes, *_stamp_times(locked, closed_by_kind)]
+        touched = [*changes, *_stamp_times(locked, closed_by_kind, actor)]
         locked.save(update_fields=[*dict.fromkeys(touched), "updated_at"])
         diff = {
             name: {"from": before[name], "to": _plain(getattr(locked, name))}
@@ -336,18 +336,21 @@ def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN):
     return locked
 
 
-def _stamp_times(threat, closed_by_kind):
+def _stamp_times(threat, closed_by_kind, actor):
+    """Acknowledgement and closure times; a closure also records who closed it (`closed_by`: the
+    analyst, for a human closure by a user — the historical agent weighs closures per analyst)."""
     now, touched = timezone.now(), []
     if threat.status != Status.NEW and threat.acknowledged_at is None:
         threat.acknowledged_at, touched = now, touched + ["acknowledged_at"]
     if threat.status in CLOSED_STATUSES and threat.closed_at is None:
         threat.closed_at, threat.closed_by_kind = now, closed_by_kind
-        touched += ["closed_at", "closed_by_kind"]
+        threat.closed_by = actor.user if closed_by_kind == ClosedByKind.HUMAN else None
+        touched += ["closed_at", "closed_by_kind", "closed_by"]
     elif threat.status not in CLOSED_STATUSES and threat.closed_at is not None:
-        threat.closed_at, threat.closed_by_kind = None, ""
+        threat.closed_at, threat.closed_by_kind, threat.closed_by = None, "", None
         for name in REOPEN_CLEARS:
             setattr(threat, name, "")
-        touched += ["closed_at", "closed_by_kind", *REOPEN_CLEARS]
+        touched += ["closed_at", "closed_by_kind", "closed_by", *REOPEN_CLEARS]
     return touched
 
 

@@ -15,12 +15,16 @@ from threats import hidden_text
 
 from .. import signal
 from ..content import EXPLOIT_TOOLS, SCANNER_TOOLS
+from .evidence import attack_evidence
 
 EXCERPT = 60
 ATTEMPT_POINTS = 20  # once per threat, whatever the number of hits
 GEO_MISMATCH_POINTS = 10
 HIDDEN_POINTS = 5
-FP_HISTORY_SHARE, FP_HISTORY_MIN = 0.6, 3
+# History that dismissed similar threats (false positive or benign, by weight) against attack
+# evidence: a contradiction once it carries weight (a quarter of what counts fully, in
+# agents/analyzers/false_positive.py) — whatever the likelihoods, a human decides.
+DISMISSED_HISTORY_SHARE, DISMISSED_HISTORY_WEIGHT = 0.6, 0.5
 
 PATTERNS = [  # (kind, severity, pattern) — all written for this project
     ("instruction_override", "high",
@@ -134,15 +138,16 @@ def _contradictions(results, findings):
     def data(kind):
         return results[kind].data if kind in results else {}
 
-    attack = data("priority").get("attack_evidence", [])
+    attack = attack_evidence(results)
     shown = ", ".join(attack[:3])
     found = []
     history = data("historical")
-    share, labelled = history.get("fp_share"), history.get("labelled", 0)
-    if attack and share is not None and share >= FP_HISTORY_SHARE and labelled >= FP_HISTORY_MIN:
+    dismissed = (history.get("fp_share") or 0) + (history.get("benign_share") or 0)
+    weight = history.get("evidence_weight") or 0
+    if attack and dismissed >= DISMISSED_HISTORY_SHARE and weight >= DISMISSED_HISTORY_WEIGHT:
         found.append(_contradiction(["historical", "priority"],
-                                    f"{share:.0%} of {labelled} similar threats were false positives, "
-                                    f"but this one shows {shown}"))
+                                    f"{dismissed:.0%} of the similar threats analysts closed (weight {weight:.2f}) "
+                                    f"were false positive or benign, but this one shows {shown}"))
     if attack and data("config").get("allow_listed"):
         found.append(_contradiction(["config", "priority"], f"the source is allow-listed, yet shows {shown}"))
     for kind in ("devops", "context"):

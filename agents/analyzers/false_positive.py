@@ -9,10 +9,14 @@ Two separate likelihoods, each moved by weighted, cited indicators from a per-fa
   business event explains it, an allow-listed source did it, analysts closed similar ones as
   benign). Benign true positives are never counted as false positives, or per-type FP rates lie.
 Attack evidence and a manipulation attempt lower both; with a manipulation attempt neither
-recommendation may close the threat.
+recommendation may close the threat. History is weighed last and, against attack evidence, never
+raises either likelihood to a closing call: strong evidence is not outvoted by past closures (the
+disagreement goes to a human, agents/analyzers/adversarial.py). Other customers' confirmations of
+an indicator (opt-in shared reputation) only ever lower both.
 """
 
 from .. import signal
+from .evidence import attack_evidence
 
 # Base rates, all below POSSIBLE: a prior alone never sends a threat to review, evidence must.
 PRIOR = {
@@ -25,7 +29,11 @@ PRIOR = {
 }
 BENIGN_PRIOR = 0.10
 LIKELY, POSSIBLE = 0.6, 0.4
-FULL_WEIGHT_AT = 5  # labelled similar threats needed for history to count fully
+# Weighted closures (historical agent: match x recency, each analyst capped at 1) for history to
+# count fully: two analysts' worth. One analyst's closures alone move a likelihood half-way.
+FULL_WEIGHT_AT = 2.0
+DECIDED = ("true_positive", "benign_true_positive", "false_positive")
+REPUTATION_WEIGHT = 0.15
 # Where an explanation means the detection itself was wrong (the travel did not happen).
 LOCATION_FAMILIES = {"geo_anomaly"}
 
@@ -43,7 +51,7 @@ def assess(threat, results, adversarial):
     def data(kind):
         return results[kind].data if kind in results else {}
 
-    _history(weigh, data("historical"), state)
+    history_moves = _history(data("historical"), state["score"])
     explanation = "score" if family in LOCATION_FAMILIES else "benign_score"
     if data("config").get("allow_listed"):
         weigh(explanation, 0.5, "source is on the customer's allow-list", "config", _refs(results, "config", -1))
@@ -67,7 +75,7 @@ def assess(threat, results, adversarial):
         # more than one that applies to the whole threat type.
         weigh(explanation, 0.5 if named else 0.35, f"{len(items)} business context item(s) explain the signal"
               + (" and name its entities" if named else ""), "context", [f"context_item:{pk}" for pk in items])
-    attack = data("priority").get("attack_evidence", [])
+    attack = attack_evidence(results)
     if attack:
         weight = -min(0.45, 0.15 * len(attack))
         weigh("score", weight, f"attack evidence: {', '.join(attack[:3])}", "priority")
@@ -75,6 +83,8 @@ def assess(threat, results, adversarial):
     if adversarial["detected"]:
         weigh("score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
         weigh("benign_score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
+    _apply_history(weigh, state, history_moves, attack)
+    _reputation(weigh, data("historical"))
     score, benign = (min(max(state[k], 0.0), 1.0) for k in ("score", "benign_score"))
     history = data("historical")
     labelled = history.get("labelled", 0)
@@ -86,24 +96,53 @@ def assess(threat, results, adversarial):
         "recommendation": _recommendation(score, benign, adversarial["detected"]),
         "indicators": state["indicators"],
         "historical": {"labelled": labelled, "dispositions": history.get("dispositions", {}),
-                       "fp_share": history.get("fp_share"), "benign_share": history.get("benign_share")},
+                       "evidence_weight": history.get("evidence_weight", 0), "analysts": history.get("analysts", 0),
+                       "fp_share": history.get("fp_share"), "benign_share": history.get("benign_share"),
+                       "closure_burst": bool(history.get("closure_burst"))},
         "explanation": _explain(score, benign, family, state["indicators"], adversarial["detected"]),
     }
 
 
-def _history(weigh, history, state):
-    labelled, counts = history.get("labelled", 0), history.get("dispositions", {})
-    decided = sum(counts.get(k, 0) for k in ("true_positive", "benign_true_positive", "false_positive"))
-    if not decided:
-        return
-    trust = min(1.0, decided / FULL_WEIGHT_AT)
-    fp_share = counts.get("false_positive", 0) / decided
-    benign_share = counts.get("benign_true_positive", 0) / decided
-    weigh("score", (fp_share - state["score"]) * trust,
-          f"{fp_share:.0%} of {decided} similar threats analysts closed were false positives", "historical")
+def _history(history, prior):
+    """(likelihood, weight, text): what the customer's weighted closures of similar threats say,
+    measured from the prior; `assess` applies them after the other indicators."""
+    weighted = history.get("weighted") or {}
+    evidence = sum(weighted.get(k, 0) for k in DECIDED)
+    if not evidence:
+        return []
+    trust = min(1.0, evidence / FULL_WEIGHT_AT)
+    fp_share = weighted.get("false_positive", 0) / evidence
+    benign_share = weighted.get("benign_true_positive", 0) / evidence
+    source = f"weight {evidence:.2f} from {history.get('analysts', 0)} analyst(s)"
+    moves = [("score", (fp_share - prior) * trust,
+              f"{fp_share:.0%} of the similar threats analysts closed were false positives ({source})")]
     if benign_share:
-        weigh("benign_score", benign_share * trust * 0.8,
-              f"{benign_share:.0%} of {decided} similar threats were benign true positives", "historical")
+        moves.append(("benign_score", benign_share * trust * 0.8,
+                      f"{benign_share:.0%} of the similar threats analysts closed were benign true positives ({source})"))
+    return moves
+
+
+def _apply_history(weigh, state, moves, attack):
+    """History goes last: against attack evidence a move may not lift a likelihood to LIKELY."""
+    for kind, weight, text in moves:
+        allowed = _bounded(weight, state[kind]) if attack else weight
+        if allowed < weight:
+            text += f" (bounded from {weight:+.2f}: attack evidence is not outvoted by history)"
+        weigh(kind, allowed, text, "historical")
+
+
+def _bounded(weight, current):
+    """A history move against attack evidence: it may not lift the likelihood to LIKELY."""
+    return weight if weight <= 0 else max(0.0, min(weight, LIKELY - 0.01 - current))
+
+
+def _reputation(weigh, history):
+    """Other customers' confirmations (opt-in): lower both likelihoods, never raise them."""
+    customers = (history.get("reputation") or {}).get("customers", 0)
+    if customers:
+        text = f"{customers} other customers confirmed this indicator as malicious"
+        weigh("score", -REPUTATION_WEIGHT, text, "historical")
+        weigh("benign_score", -REPUTATION_WEIGHT, text, "historical")
 
 
 def _refs(results, kind, sign):
