@@ -9,6 +9,7 @@ success outranks "it was only an attempt". Every move is returned for the threat
 from dataclasses import dataclass
 
 from . import content, signal
+from .analyzers import evidence
 from .historical import agent as historical
 from .priority.behaviours import BANDS, POLICIES, RANK, higher, lower
 
@@ -16,11 +17,8 @@ BAND_FLOOR = {"LOW": 0, "MEDIUM": 25, "HIGH": 50, "CRITICAL": 75}
 BAND_WIDTH = 24
 EXPLAINED = ("likely_false_positive", "likely_benign_true_positive")
 UNCERTAIN = (0.4, 0.6)  # a false-positive likelihood nobody should act on alone
-DECEPTION = {"instruction_override", "role_override", "chat_template", "verdict_manipulation", "prompt_extraction",
-             "spoofed_forwarding_header"}
 FAILED_HTTP = 400
 EXFIL_CRITICAL_BYTES = 1_000_000_000
-RATE_STEP_RATIO = 5
 DISTRIBUTED_ADDRESSES = 100
 STEP_LIMIT = "HIGH"
 FOOTHOLD_BEHAVIOURS = {"command_and_control", "exploit_success", "dns_tunnelling"}
@@ -48,18 +46,31 @@ def severity(threat, fp, attack_evidence, results, scan):
     state = _prior(model, found)
     _caps(state, threat, model, found)
     _declared_crawler(state, threat, found, results.get("config", {}))
-    explained = fp["recommendation"] in EXPLAINED and not attack_evidence
+    explained = fp["recommendation"] in EXPLAINED and (not attack_evidence or (
+        fp["recommendation"] == "likely_benign_true_positive" and evidence.authorised(results_of(results))))
     if explained:
-        evidence = [e for i in fp["indicators"] if i["weight"] > 0 for e in i["evidence"]]
-        state.move(lower(state.band, "LOW"), "explained", f"{fp['recommendation'].replace('_', ' ')} and no "
-                   "attack evidence: not a threat to act on", evidence or ["false_positive"], "cap")
-    authorised = explained and fp["recommendation"] == "likely_benign_true_positive"
-    _floors(state, threat, model, found, explained, authorised)
-    _deception(state, scan)
-    _rate_step(state, found, results.get("config", {}))
+        cited = [e for i in fp["indicators"] if i["weight"] > 0 for e in i["evidence"]]
+        state.move(lower(state.band, "LOW"), "explained", f"{fp['recommendation'].replace('_', ' ')}"
+                   + (", authorised by a record naming this alert" if attack_evidence else " and no attack evidence")
+                   + ": not a threat to act on", cited or ["false_positive"], "cap")
+    # Only an approval that names this alert (a business item keyed to its entities, a change of its very
+    # service or host) authorises an administrator's action; a trusted source or a history does not.
+    authorised = explained and fp["recommendation"] == "likely_benign_true_positive" and \
+        evidence.authorised(results_of(results))
+    _floors(state, threat, model, found, explained, authorised, results.get("priority", {}))
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     return state.band, state.moves
+
+
+def results_of(data):
+    """The analyzers' helpers read agent results ({kind: result with .data}); the policy has their data."""
+    return {kind: _Result(value) for kind, value in data.items()}
+
+
+@dataclass
+class _Result:
+    data: dict
 
 
 def _prior(model, found):
@@ -90,7 +101,7 @@ def _caps(state, threat, model, found):
     for name, entry in found.items():
         policy = POLICIES.get(name)
         cap = policy and (policy.failed_cap if failed and policy.failed_cap else policy.cap)
-        if policy and prevented and not cap:
+        if policy and prevented and not cap and not _shows_infection(name, model):
             cap = "MEDIUM"  # a security control stopped it: nothing ran, whatever it was
         if policy and cap and name in ("network_scan", "vulnerability_scan", "recon_probe") and \
                 not content.is_inbound(threat):
@@ -108,7 +119,13 @@ def _caps(state, threat, model, found):
                    [_ref(entry) for _cap, entry in caps] + _failure_refs(model, failed), "cap")
 
 
-def _floors(state, threat, model, found, explained, authorised):
+def _shows_infection(name, model):
+    """Traffic that only an infected host sends (C2, beacons): blocking it does not clean the host."""
+    network = bool({"network", "intrusion_detection"} & set(model.get("category") or []))
+    return name in ("command_and_control", "dns_tunnelling") or (name == "malware" and network)
+
+
+def _floors(state, threat, model, found, explained, authorised, priority):
     """What the evidence proves. An administrator's action (a group change, a cleared log) is proof
     only when nothing authorises it; an attempt deserves MEDIUM unless it failed or is explained."""
     found = {name: entry for name, entry in found.items() if not entry.get("tagged")}  # only what happened
@@ -118,6 +135,8 @@ def _floors(state, threat, model, found, explained, authorised):
         if floor and RANK[floor] > RANK[state.band]:
             state.move(floor, "behaviour_floor", f"{name.replace('_', ' ')} shows at least {floor}", [_ref(entry)],
                        "floor")
+    if authorised:
+        return  # an approved reason names this alert: nothing here is proof against it
     foothold = [found[n] for n in found if n in FOOTHOLD_BEHAVIOURS or (n == "malware" and not _failed(model))]
     spread = [found[n] for n in found if n in SPREAD_BEHAVIOURS]
     if foothold and spread:
@@ -128,21 +147,25 @@ def _floors(state, threat, model, found, explained, authorised):
     if "exfiltration" in found and sent and sent >= EXFIL_CRITICAL_BYTES and content.is_outbound(threat):
         state.move(higher(state.band, "CRITICAL"), "exfiltration_volume", f"{sent / 1e9:.1f} GB left the network",
                    [_ref(found["exfiltration"]), f"signal.{signal.field_of(threat, 'measures.src_bytes')}"], "floor")
-    if {"brute_force", "password_spraying", "credential_stuffing", "login_failure"} & set(found) and \
-            "login_success" in found:
-        state.move(higher(state.band, "HIGH"), "login_after_failures", "a successful login among repeated "
-                   "failures: the account is likely compromised", [_ref(e) for e in found.values()], "floor")
+    failures = {"brute_force", "password_spraying", "credential_stuffing", "login_failure"}
+    earlier = priority.get("recent_failures", [])
+    if "login_success" in found and (failures & set(found) or earlier):
+        state.move(higher(state.band, "HIGH"), "login_after_failures", "a successful login after repeated failures "
+                   "on the same source or user: the account is likely compromised",
+                   [_ref(e) for e in found.values()] + [f"threat:{pk}" for pk in earlier], "floor")
 
 
 def _floor(name, policy, threat, model, failed, explained, authorised):
     if policy is None:
         return ""
-    if policy.admin and authorised:
-        return ""
+    if authorised:
+        return ""  # an approved reason explains it: an administrator's action, or one a record names
     if name == "ransomware" and failed:
         return policy.failed_cap
     if name == "malware" and not failed and model.get("prevented") is False:
         return "HIGH"  # the endpoint saw it and let it run
+    if name in ("network_scan", "vulnerability_scan", "recon_probe") and content.is_outbound(threat):
+        return "" if explained else "HIGH"  # one of ours scanning the internet: it is compromised or misused
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
         return "" if explained else "MEDIUM"  # an internal host scanning: discovery from a foothold
     if policy.attempt_floor and not failed and not explained:
@@ -158,14 +181,6 @@ def _declared_crawler(state, threat, found, config):
             (ratio is None or ratio <= 1):
         state.move(lower(state.band, "LOW"), "declared_crawler", "a declared search-engine crawler within the "
                    "customer's rate limit", ["signal.observables.user_agent"], "cap")
-
-
-def _deception(state, scan):
-    """Text that tries to steer the triage, or a forged forwarding header, is an adversary at work."""
-    tricks = [f for f in scan["findings"] if f["kind"] in DECEPTION]
-    if tricks and RANK[state.band] < RANK["MEDIUM"]:
-        state.move("MEDIUM", "deception", "the alert tries to deceive the triage: someone is actively hostile",
-                   [f["field"] for f in tricks], "floor")
 
 
 def _distributed_step(state, threat, found):
@@ -189,14 +204,6 @@ def _advisory_step(state, context):
     if advisories:
         _step(state, "active_campaign", "a current advisory about an active campaign matches this alert",
               [f"context_item:{pk}" for pk in advisories])
-
-
-def _rate_step(state, found, config):
-    """Abuse far above the customer's own limit threatens availability: one band up."""
-    ratio = config.get("rate_ratio")
-    if ratio and ratio >= RATE_STEP_RATIO and {"automation", "rate_abuse", "credential_stuffing"} & set(found):
-        _step(state, "rate_far_above_limit", f"{ratio:.1f}x the customer's rate limit",
-              ["signal.measures.requests_per_minute", "config.rate_limit_per_minute"])
 
 
 def _failed(model):

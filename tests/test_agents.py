@@ -222,7 +222,8 @@ def test_a_batch_is_decided_as_each_threat_would_be_on_its_own(customer):
     with CaptureQueriesContext(connection) as statements:
         gathered = coordinator.gather(claimed)
     historical = len(claimed)  # this customer's look-up, one a threat (SQLite; one for them all on PostgreSQL)
-    assert len(statements) <= historical + 2  # the DevOps and context agents read once for the batch
+    recent = len(claimed)  # the priority agent's read of the last hour's alerts on the same source or user
+    assert len(statements) <= historical + recent + 2  # the DevOps and context agents read once for the batch
     ahead = {threat.pk: found for threat, found in zip(claimed, gathered, strict=True)}
     ran = coordinator._run_batch(claimed, ahead, {threat.pk: telemetry.Analysis(threat.pk) for threat in claimed})
     assert set(ran) == set(ahead)  # every threat got its five runs from the batch's five jobs
@@ -315,7 +316,8 @@ def test_the_crypto_surge_is_explained_by_the_rate_limit(db):
     config = AgentRun.objects.get(threat=threat, kind="config")
     assert config.data["rate_ratio"] == pytest.approx(850 / 150, rel=0.01)
     assert any("customer:cryptoexchange-pro.rate_limit_per_minute" in f["evidence"] for f in config.findings)
-    assert threat.severity in ("HIGH", "CRITICAL")
+    # Automated abuse with no sign of impact is MEDIUM whatever the multiple; the breach raises the score.
+    assert threat.severity == "MEDIUM" and any(f["agent"] == "config" and f["points"] > 0 for f in threat.risk_factors)
 
 
 def _closed(user, threat, disposition, hours_ago):

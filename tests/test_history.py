@@ -155,7 +155,7 @@ def test_history_does_not_outvote_attack_evidence_and_the_disagreement_goes_to_r
     assert threat.false_positive["recommendation"] not in ("likely_false_positive", "likely_benign_true_positive")
     assert any(i["source"] == "historical" and "attack evidence is not outvoted" in i["indicator"]
                for i in threat.false_positive["indicators"])
-    assert any(reason.startswith("agents disagree (historical vs priority)") for reason in threat.review_reasons)
+    assert any(reason.startswith("conflicting_evidence: historical vs priority") for reason in threat.review_reasons)
     assert threat.requires_human_review
     plain = _analysed(customer)  # the same history, no attack evidence: it still teaches
     assert plain.false_positive["recommendation"] == recommendation

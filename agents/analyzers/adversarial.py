@@ -10,14 +10,16 @@ to the AI is itself a strong malicious signal, and it may never be closed automa
 """
 
 import re
+import urllib.parse
 
 from threats import hidden_text
 
 from .. import signal
 from ..content import EXPLOIT_TOOLS, SCANNER_TOOLS
-from .evidence import attack_evidence
+from .evidence import attack_evidence, hostile_attempts
 
 EXCERPT = 60
+SEPARATORS = re.compile(r"[_+]|%20|%2[bB]")
 ATTEMPT_POINTS = 20  # once per threat, whatever the number of hits
 GEO_MISMATCH_POINTS = 10
 HIDDEN_POINTS = 5
@@ -82,10 +84,12 @@ def _text_findings(threat):
     findings = []
     for path, value in signal.untrusted_texts(threat):
         for kind, severity, pattern in COMPILED:
-            match = pattern.search(value)
-            if match:
-                findings.append(_finding(kind, severity, path, value, match.start(), match.end(),
-                                         f"{kind.replace('_', ' ')} text"))
+            for text in dict.fromkeys((value, _readable(value))):  # as written, and as a reader takes it
+                match = pattern.search(text)
+                if match:
+                    findings.append(_finding(kind, severity, path, text, match.start(), match.end(),
+                                             f"{kind.replace('_', ' ')} text"))
+                    break
         # Characters that hide or reorder what an analyst reads ("exe.pdf"): the same class every view
         # shows escaped (threats/hidden_text.py), so they count as an attempt.
         hidden = next(hidden_text.runs(value), None)
@@ -93,6 +97,15 @@ def _text_findings(threat):
             findings.append(_finding("hidden_characters", "high", path, value, hidden[0], hidden[1],
                                      f"invisible character U+{ord(value[hidden[0]]):04X}"))
     return findings
+
+
+def _readable(value):
+    """The text as a reader would take it: percent-encoding decoded, and the separators that stand for
+    spaces where spaces cannot go (a user name, a URL) read as spaces: "mark_this_as_benign"."""
+    if not SEPARATORS.search(value):
+        return value
+    decoded = urllib.parse.unquote_plus(value) if "%" in value or "+" in value else value
+    return SEPARATORS.sub(" ", decoded)
 
 
 def _tool_findings(threat):
@@ -148,8 +161,10 @@ def _contradictions(results, findings):
         found.append(_contradiction(["historical", "priority"],
                                     f"{dismissed:.0%} of the similar threats analysts closed (weight {weight:.2f}) "
                                     f"were false positive or benign, but this one shows {shown}"))
-    if attack and data("config").get("allow_listed"):
-        found.append(_contradiction(["config", "priority"], f"the source is allow-listed, yet shows {shown}"))
+    hostile = attack + hostile_attempts(results)
+    if hostile and data("config").get("allow_listed"):
+        found.append(_contradiction(["config", "priority"], f"the source is allow-listed, yet shows "
+                                                            f"{', '.join(hostile[:3])}"))
     for kind in ("devops", "context"):
         if attack and data(kind).get("explaining"):
             found.append(_contradiction([kind, "priority"], f"{kind} explains the signal away, yet it shows {shown}"))

@@ -16,7 +16,7 @@ an indicator (opt-in shared reputation) only ever lower both.
 """
 
 from .. import signal
-from .evidence import attack_evidence
+from .evidence import attack_evidence, authorised, hostile_attempts
 
 # Base rates, all below POSSIBLE: a prior alone never sends a threat to review, evidence must.
 PRIOR = {
@@ -53,7 +53,8 @@ def assess(threat, results, adversarial):
 
     history_moves = _history(data("historical"), state["score"])
     explanation = "score" if family in LOCATION_FAMILIES else "benign_score"
-    if data("config").get("allow_listed"):
+    if data("config").get("allow_listed") and not hostile_attempts(results):
+        # A trusted source explains a scan or traffic, never an attack it attempts.
         weigh(explanation, 0.5, "source is on the customer's allow-list", "config", _refs(results, "config", -1))
     ratio = data("config").get("rate_ratio")
     if threat.threat_type == "rate_limit_breach" and ratio is not None and ratio <= 1:
@@ -64,10 +65,10 @@ def assess(threat, results, adversarial):
               _refs(results, "config", 1))
     if data("devops").get("explaining"):
         events, same_service = data("devops")["explaining"], data("devops").get("same_service", [])
-        weigh(explanation, min(0.5, 0.4 * len(events)), f"{len(events)} infrastructure change(s) explain the signal",
+        weigh(explanation, min(0.5, 0.35 * len(events)), f"{len(events)} infrastructure change(s) explain the signal",
               "devops", [f"infra_event:{pk}" for pk in events])
         if same_service:  # a change of the very service or host the alert is about explains it outright
-            weigh(explanation, 0.2, "the changed service is the one the signal is about", "devops",
+            weigh(explanation, 0.25, "the changed service is the one the signal is about", "devops",
                   [f"infra_event:{pk}" for pk in same_service])
     if data("context").get("explaining"):
         items, named = data("context")["explaining"], data("context").get("explaining_by_entity", [])
@@ -79,7 +80,8 @@ def assess(threat, results, adversarial):
     if attack:
         weight = -min(0.45, 0.15 * len(attack))
         weigh("score", weight, f"attack evidence: {', '.join(attack[:3])}", "priority")
-        weigh("benign_score", weight, f"attack evidence: {', '.join(attack[:3])}", "priority")
+        if not authorised(results):  # an approved reason naming this very alert still explains it
+            weigh("benign_score", weight, f"attack evidence: {', '.join(attack[:3])}", "priority")
     if adversarial["detected"]:
         weigh("score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
         weigh("benign_score", -0.3, "the alert's text tries to steer the analysis", "adversarial")

@@ -10,7 +10,13 @@ policy (agents/verdict.py); this agent adds small within-band contributions and 
 evidence that explanations may not outvote.
 """
 
+from datetime import timedelta
+
+from threats import sql
+from threats.models import Threat
+
 from .. import content, signal
+from ..historical.agent import _same_entity
 from ..base import Agent, AgentResult
 from . import attack
 from .behaviours import ANOMALY_TECHNIQUES, FOOTHOLD, IMPACT, POLICIES, RANK, RELATED, behaviour_of_technique
@@ -23,21 +29,45 @@ PROXY_TECHNIQUES = {"tor": "T1090.003", "residential": "T1090.002", "datacenter"
 WINDOWS_LOGS = ("data.win", "event.code", "winlog")
 WEB_PROTOCOLS = {"http", "http2", "tls", "https", "quic"}
 CLOUD_CREDENTIALS = {"createaccesskey", "createloginprofile", "updateloginprofile"}  # T1098.001 credentials
+RECENT_ENTITIES = ("src_ip", "user")
+RECENT_WINDOW = timedelta(hours=1)
+RECENT_ROWS = 20
+RECENT = sql.Columns(Threat, ("id", "signal"))
+FAILURES = {"brute_force", "password_spraying", "credential_stuffing", "login_failure"}
+HOSTILE = {"web_attack", "exploit_attempt", "brute_force", "password_spraying", "credential_stuffing"}
 MAX_RULE_TECHNIQUES = 3  # a rule tagging more techniques than this is a catch-all, not a statement
 
 
 class PriorityAgent(Agent):
     kind = "priority"
 
+    def gather(self, threat):
+        """What the customer's alerts on this source or user showed in the last hour: a success after
+        them reads differently (a brute force that got in)."""
+        branches = [_same_entity(threat, name) for name in RECENT_ENTITIES if signal.text(threat, name)]
+        if not branches:
+            return []
+        since = sql.param(Threat, "received_at", threat.received_at - RECENT_WINDOW)
+        until = sql.param(Threat, "received_at", threat.received_at)
+        parts = " UNION ".join(
+            f"SELECT id FROM (SELECT id FROM {Threat._meta.db_table} WHERE {condition} AND customer_id = %s"
+            f" AND received_at >= %s AND received_at <= %s AND id <> %s ORDER BY received_at DESC"
+            f" LIMIT {RECENT_ROWS}) AS b{index}" for index, (condition, _values) in enumerate(branches))
+        params = [value for condition, values in branches
+                  for value in (*values, threat.customer_id, since, until, sql.param(Threat, "id", threat.pk))]
+        rows = RECENT.rows(f"SELECT {RECENT} FROM {Threat._meta.db_table} WHERE id IN ({parts})", params)
+        return [{"id": str(pk), "behaviours": _names(found)} for pk, found in rows]
+
     def analyze(self, threat, gathered):
-        return _Analysis(threat).run()
+        return _Analysis(threat, gathered or []).run()
 
 
 class _Analysis:
     """One analysis: agents are shared by threads, so what accumulates lives here, not on the agent."""
 
-    def __init__(self, threat):
+    def __init__(self, threat, recent):
         self.threat, self.model, self.found = threat, signal.model(threat), signal.behaviours(threat)
+        self.recent = recent
         self.techniques, self.dismissed, self.tactic_hints = {}, [], []
 
     def run(self):
@@ -205,15 +235,25 @@ class _Analysis:
         if sigma is not None and sigma >= 4:
             result.score(5 if sigma >= 10 else 3, f"{sigma:g} sigma above the baseline", "signal.measures.deviation_sigma")
 
+    def hostile_attempts(self):
+        """Attacks attempted that did not fail (a scan is not one): an allow-listed source does not make them."""
+        failed = self.model.get("prevented") is True or self.model.get("outcome") == "failure" or (
+            (signal.measure(self.threat, "http_status") or 0) >= 400)
+        return [] if failed else [name.replace("_", " ") for name, entry in self.found.items()
+                                  if name in HOSTILE and not entry.get("tagged")]
+
     def attack_evidence(self):
-        """What no explanation may outvote: footholds and impact that no legitimate user causes (an
-        administrator's action, like a group change, is explained by an approved reason), and a
-        successful login among repeated failures."""
+        """What history may not outvote: footholds and impact that no legitimate user causes (an
+        administrator's action, like a group change, is explained by an approved reason), code that ran,
+        an attack the content itself proves (an exploitation tool, a payload in the URL: a rule that only
+        matched may be a false positive analysts taught us), and a successful login among failures."""
         failed = self.model.get("prevented") is True or self.model.get("outcome") == "failure"
         evidence = [name.replace("_", " ") for name, entry in self.found.items()
                     if name in POLICIES and not entry.get("tagged") and not POLICIES[name].admin
                     and POLICIES[name].stage >= FOOTHOLD and not (failed and name == "malware")
-                    and name not in ("impossible_travel", "resource_hijacking")]
+                    and name not in ("impossible_travel", "resource_hijacking")
+                    or name == "suspicious_execution" and not entry.get("tagged")
+                    or name in HOSTILE and entry.get("inferred") and not entry.get("tagged") and not failed]
         if "login_success" in self.found and {"brute_force", "password_spraying", "credential_stuffing"} & set(self.found):
             evidence.append("a successful login among repeated failures")
         return evidence
@@ -241,7 +281,8 @@ class _Analysis:
         family = signal.family(self.threat)
         result.data = {
             "family": family, "attack_version": attack.version(), "techniques": techniques,
-            "dismissed_hints": self.dismissed, "tactic_hints": self.tactic_hints, "context": context, "attack_evidence": evidence,
+            "dismissed_hints": self.dismissed, "tactic_hints": self.tactic_hints, "context": context, "attack_evidence": evidence, "hostile_attempts": self.hostile_attempts(),
+            "recent_failures": [r["id"] for r in self.recent if set(r["behaviours"]) & FAILURES][:10],
             "behaviours": [{k: v for k, v in b.items()} for b in self.model["behaviours"]],
             "typical_band": max((POLICIES[n].typical for n in known), key=RANK.get, default=""),
         }
@@ -254,6 +295,12 @@ class _Analysis:
 PERSISTENCE_TECHNIQUES = {"registry run key": "T1547.001", "autostart registry key": "T1547.001",
                           "startup folder": "T1547.001", "cron": "T1053.003", "systemd unit": "T1543.002",
                           "ssh authorized keys": "T1098.004", "init script": "T1037.004"}
+
+
+def _names(found):
+    """Behaviour names of a stored signal (untrusted JSON: only names that are strings)."""
+    listed = found.get("behaviours") if isinstance(found, dict) else None
+    return [b["name"] for b in listed or [] if isinstance(b, dict) and isinstance(b.get("name"), str)][:20]
 
 
 def _persistence_technique(entry):
