@@ -190,7 +190,7 @@ def test_a_fresh_install_has_the_three_roles():
 def test_seed_demo_keeps_the_analyst_login_working():
     from django.core.management import call_command
 
-    call_command("seed_demo", "--history", "0", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("seed_demo", "--history", "0", "--insecure-demo-login", stdout=open("/dev/null", "w"))  # noqa: SIM115
     client = Client()
     response = client.post("/accounts/login/", {"username": "analyst", "password": "analyst"})
     assert response.status_code == 302

@@ -72,6 +72,13 @@ def verify(raw_key):
     return key
 
 
+def sent_fingerprint(raw_key):
+    """What the audit log says about a refused key: 8 hex characters of its SHA-256 and its length,
+    enough to tell repeated attempts apart. Never any character of what was sent: a mistyped key or
+    a password pasted into the wrong field is still a secret."""
+    return f"sha256:{digest(raw_key)[:8]} ({len(raw_key)} chars)"
+
+
 def revoke(keys):
     """Revoke the given keys (a queryset); returns how many were still active."""
     return keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -94,7 +101,7 @@ class APIKeyAuth(APIKeyHeader):
             return None
         found = verify(key)
         if found is None:
-            audit.record("key.refused", None, outcome="refused", key=key[:16], path=request.path)
+            audit.record("key.refused", None, outcome="refused", sent=sent_fingerprint(key), path=request.path)
             ratelimit.check("anonymous", ratelimit.request_ip(request))
             raise HttpError(401, f"Invalid or revoked API key in the {HEADER} header.")
         if self.scope not in (found.scopes or []):
