@@ -175,12 +175,9 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             return
         message = _parse_client_message(text_data)
         kind = message.get("type")
-        if kind == "ping":
-            await self._heartbeat()
-        elif kind == "resume":
-            await self._resume(message.get("after"))
-        elif kind == "watch":
-            await self._watch(message.get("threat"))
+        handler = CLIENT_MESSAGES.get(kind) if isinstance(kind, str) else None
+        if handler is not None:
+            await handler(self, message)
         # Anything else is ignored: client messages are never forwarded to the channel layer.
         if not self.streaming:
             await self._start_streaming()
@@ -367,6 +364,15 @@ class ThreatConsumer(AsyncWebsocketConsumer):
     async def _send(self, message):
         if not self.closed:
             await self.send(text_data=json.dumps(message))
+
+
+# The client messages a socket acts on (README "WebSocket protocol"); the tenant matrix
+# (tests/test_tenant_matrix.py) has a row for each.
+CLIENT_MESSAGES = {
+    "ping": lambda consumer, message: consumer._heartbeat(),
+    "resume": lambda consumer, message: consumer._resume(message.get("after")),
+    "watch": lambda consumer, message: consumer._watch(message.get("threat")),
+}
 
 
 @database_sync_to_async
