@@ -325,7 +325,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-# --- Security (README "Security") ---
+# --- Security (docs/security.md) ---
 # HTTPS indicator: the site is served over HTTPS when its trusted origins are https (the chart
 # derives them from the TLS ingress hosts). Then cookies are Secure, the session cookie takes the
 # __Host- prefix and every response carries HSTS for a year including subdomains.
@@ -355,7 +355,7 @@ SILENCED_SYSTEM_CHECKS = [
     "security.W021",
 ]
 AUTHENTICATION_BACKENDS = ["threats.access.ThrottledModelBackend"]
-# Limits as (count, window in seconds), counted in the shared cache (README "Security"): API calls
+# Limits as (count, window in seconds), counted in the shared cache (docs/security.md): API calls
 # per session user, per API key and per address without either; failed logins per username and
 # per address (Zulip's 5 per 30 min per username); WebSocket client messages per socket.
 RATE_LIMITS = {

@@ -1,6 +1,6 @@
 """Authorization matrix: every API endpoint x (anonymous, viewer, analyst, outsider customer, revoked
 key, read key), plus customer scoping on pages, admin and the event log, the roles a fresh install
-has, and API key scopes (README "Security")."""
+has, and API key scopes (docs/security.md)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""WebSocket security through the real ASGI stack (README "Security"): the Origin table, sessions
+"""WebSocket security through the real ASGI stack (docs/security.md): the Origin table, sessions
 that must not open a socket, sessions that end while a socket is open, customer scoping of live and
 replayed events, and hostile client messages."""
 

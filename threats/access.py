@@ -1,4 +1,4 @@
-"""Who may see and do what (README "Security"): roles, customer scoping, API key scopes, and the one
+"""Who may see and do what (docs/security.md): roles, customer scoping, API key scopes, and the one
 access check used by pages, the API, WebSockets and admin alike.
 
 Roles are Django groups (created by migration 0005): `viewer` reads, `analyst` also triages, adds

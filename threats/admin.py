@@ -356,7 +356,7 @@ class ThreatGroupAdmin(TenantAdmin):
         return format_html('<a href="{}?group__id__exact={}">{} alert(s)</a>', url, obj.pk, obj.member_count)
 
 
-# --- Users: roles are the groups viewer / analyst / admin; customer scoping (README "Security") ----
+# --- Users: roles are the groups viewer / analyst / admin; customer scoping (docs/security.md) ----
 
 
 class UserAccessInline(admin.StackedInline):

@@ -7,7 +7,7 @@ when it is issued (Django admin). Revoked keys stop working at once.
 `APIKeyAuth` is the django-ninja auth class: it reads only the `X-API-Key` header (never a cookie),
 so requests authenticated by it need no CSRF token and cannot be forged by a browser. Each use is
 an audit line and counts against the key's rate limit; a refused key counts against the client
-address (README "Security").
+address (docs/security.md).
 """
 
 import hashlib
