@@ -97,6 +97,12 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # number of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted (README "Security").
 WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS")
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# How often an open socket re-reads its session, user, role and scope on its own (it also does on
+# every client message): a session deleted without any push (expiry, clearsessions, a rotated
+# secret key) ends its sockets within this time, with close code 4001. And the open sockets one
+# user may hold in one web process; one more is closed with 4029 (docs/security.md).
+WS_SESSION_RECHECK_SECONDS = env_float("WS_SESSION_RECHECK_SECONDS", 30, minimum=1)
+WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20, minimum=1)
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
@@ -368,12 +374,6 @@ RATE_LIMITS = {
 }
 WS_MAX_MESSAGE_BYTES = 65_536  # larger client messages close the socket (1009); over 4 KiB are ignored
 WS_MESSAGES_PER_10_SECONDS = 30
-# How often an open socket re-reads its session, user, role and scope on its own (it also does on
-# every client message): a session deleted without any push (expiry, clearsessions, a rotated
-# secret key) ends its sockets within this time, with close code 4001 (docs/security.md).
-WS_SESSION_RECHECK_SECONDS = 30
-# Open sockets of one user in one web process; one more is closed with 4029 (a dashboard tab is one).
-WS_MAX_SOCKETS_PER_USER = 20
 
 # Bounds on untrusted input (alerts may carry 50 MB strings).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
