@@ -36,9 +36,10 @@ var/secret_key:
 	@$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
 	@chmod 600 $@
 
+# seed_demo refuses its published login with DJANGO_DEBUG=false unless told: this is a demo, on purpose.
 run: $(VENV)/.runtime var/secret_key
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
-	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+	$(RUN_ENV) $(BIN)/python manage.py seed_demo --insecure-demo-login
 	$(RUN_ENV) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo ""
 	@echo "  SOC Agent System: http://localhost:$(PORT)/   (log in as analyst / analyst)"

@@ -186,7 +186,9 @@ def main():
               "python": platform.python_version(), "quick": args.quick,
               "database": "postgres" if args.postgres else "sqlite"}
 
-    with Cluster(pods=3, beat=False, nginx=False, postgres_url=args.postgres, worker_concurrency=2) as cluster:
+    # Every listener uses one analyst's session: lift the per-user socket cap (docs/security.md) above them.
+    with Cluster(pods=3, beat=False, nginx=False, postgres_url=args.postgres, worker_concurrency=2,
+                 env={"WS_MAX_SOCKETS_PER_USER": str(max(300, args.clients))}) as cluster:
         result["latency"] = latency_runs(cluster, args.runs, args.warmup)
         print("trigger on pod 0 -> threat.analyzed on pod 1:", result["latency"], flush=True)
         session = login(cluster.pod_url(0))

@@ -167,7 +167,7 @@ def main():
     server = EmbeddedServer(collect_static=True).start()
     try:
         started = time.monotonic()
-        server.manage("seed_demo", "--history", str(args.threats))
+        server.manage("seed_demo", "--insecure-demo-login", "--history", str(args.threats))
         print(f"stored {args.threats} analysed threats in {time.monotonic() - started:.0f} s")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)

@@ -34,7 +34,7 @@ async def http(scope, receive, send):
 application = ProtocolTypeRouter(
     {
         "http": http,
-        # Origin first (exact allow-list, README "Security"), then the session, then the consumer.
+        # Origin first (exact allow-list, docs/security.md), then the session, then the consumer.
         "websocket": WebSocketOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -113,6 +113,12 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS")
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
+# How often an open socket re-reads its session, user, role and scope on its own (it also does on
+# every client message): a session deleted without any push (expiry, clearsessions, a rotated
+# secret key) ends its sockets within this time, with close code 4001. And the open sockets one
+# user may hold in one web process; one more is closed with 4029 (docs/security.md).
+WS_SESSION_RECHECK_SECONDS = env_float("WS_SESSION_RECHECK_SECONDS", 30, minimum=1)
+WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20, minimum=1)
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
@@ -346,7 +352,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-# --- Security (README "Security") ---
+# --- Security (docs/security.md) ---
 # HTTPS indicator: the site is served over HTTPS when its trusted origins are https (the chart
 # derives them from the TLS ingress hosts). Then cookies are Secure, the session cookie takes the
 # __Host- prefix and every response carries HSTS for a year including subdomains.
@@ -376,7 +382,7 @@ SILENCED_SYSTEM_CHECKS = [
     "security.W021",
 ]
 AUTHENTICATION_BACKENDS = ["threats.access.ThrottledModelBackend"]
-# Limits as (count, window in seconds), counted in the shared cache (README "Security"): API calls
+# Limits as (count, window in seconds), counted in the shared cache (docs/security.md): API calls
 # per session user, per API key and per address without either; failed logins per username and
 # per address (Zulip's 5 per 30 min per username); WebSocket client messages per socket.
 RATE_LIMITS = {
@@ -389,8 +395,6 @@ RATE_LIMITS = {
 }
 WS_MAX_MESSAGE_BYTES = 65_536  # larger client messages close the socket (1009); over 4 KiB are ignored
 WS_MESSAGES_PER_10_SECONDS = 30
-# How often a socket re-reads its session (a missed force.close still ends it within this time).
-WS_SESSION_RECHECK_SECONDS = 60
 
 # Bounds on untrusted input (alerts may carry 50 MB strings).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

@@ -43,6 +43,9 @@ def fast_settings(settings):
     from django.core.cache import cache
 
     cache.clear()  # rate-limit counters (threats/ratelimit.py) must not carry over from other tests
+    from threats import consumers
+
+    consumers.open_sockets.clear()  # a socket a test never disconnected must not count against the next test's cap
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.AGENTS_IN_THREAD = False  # analysis runs synchronously at commit, so tests can assert it
     settings.REDIS_URL = ""

@@ -174,7 +174,7 @@ def test_it_only_generates_documentation_or_private_ip_addresses(kwargs):
 
 @pytest.mark.django_db(transaction=True)
 def test_it_seeds_the_demo(client):
-    call_command("seed_demo", history=6, stdout=io.StringIO())
+    call_command("seed_demo", history=6, insecure_demo_login=True, stdout=io.StringIO())
 
     assert Customer.objects.count() == 8
     assert set(Customer.objects.values_list("name", flat=True)) == set(generator.CUSTOMER_CATALOGUE)
@@ -206,10 +206,10 @@ def test_it_seeds_the_demo(client):
 @pytest.mark.django_db(transaction=True)
 def test_it_does_not_duplicate_demo_data_when_seeded_twice():
     sink = io.StringIO()
-    call_command("seed_demo", history=2, stdout=sink)
+    call_command("seed_demo", history=2, insecure_demo_login=True, stdout=sink)
     counts = (Customer.objects.count(), InfraEvent.objects.count(), ContextItem.objects.count(), Threat.objects.count())
 
-    call_command("seed_demo", history=2, stdout=sink)
+    call_command("seed_demo", history=2, insecure_demo_login=True, stdout=sink)
 
     assert (Customer.objects.count(), InfraEvent.objects.count(), ContextItem.objects.count(),
             Threat.objects.count()) == counts

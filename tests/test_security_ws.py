@@ -1,7 +1,8 @@
-"""WebSocket security through the real ASGI stack (README "Security"): the Origin table, sessions
+"""WebSocket security through the real ASGI stack (docs/security.md): the Origin table, sessions
 that must not open a socket, sessions that end while a socket is open, customer scoping of live and
 replayed events, and hostile client messages."""
 
+import asyncio
 import importlib
 import json
 import logging
@@ -9,13 +10,14 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from socproject.asgi import application
 from tests import factories
@@ -345,4 +347,162 @@ async def test_re_adding_a_role_the_user_has_keeps_its_sockets_open(alice_sessio
     await socket.send_json_to({"type": "ping"})
     assert (await socket.receive_json_from(TIMEOUT))["type"] == "pong"
     assert await socket.receive_nothing(0.3)  # no close follows
+    await socket.disconnect()
+
+
+# --- Issue 18 item 4: the server re-checks sessions on its own schedule ---------------------------------
+
+
+async def _silent(cookie):
+    """Connected and streaming without the client ever sending anything (no ping, no resume)."""
+    communicator, connected = await _connect(cookie)
+    assert connected
+    assert (await communicator.receive_json_from(TIMEOUT))["type"] == "hello"
+    return communicator
+
+
+async def _an_event_arrives(communicator, customer):
+    threat = await database_sync_to_async(factories.make_threat)(customer=customer, analyse=False)
+    message = await communicator.receive_json_from(TIMEOUT)
+    return message["type"] == "threat.created" and message["threat"]["id"] == str(threat.pk)
+
+
+def _delete_sessions():
+    Session.objects.all().delete()  # clearsessions, a logout elsewhere: no signal reaches the socket
+
+
+def _expire_sessions():
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+
+
+def _rotate_secret_key(settings):
+    settings.SECRET_KEY = "a-rotated-secret-key-nobody-signed-these-sessions-with"
+
+
+def _deactivate_quietly():
+    get_user_model().objects.filter(username="alice").update(is_active=False)  # no save(): no signal
+
+
+def _drop_role_quietly():
+    user = get_user_model().objects.get(username="alice")
+    user.groups.through.objects.filter(user=user).delete()  # no m2m_changed signal
+
+
+def _scope_quietly():
+    user = get_user_model().objects.get(username="alice")
+    UserAccess.objects.bulk_create([UserAccess(user=user)])  # bulk_create: no post_save signal
+
+
+QUIET_ENDINGS = {"session row deleted": _delete_sessions, "session expired": _expire_sessions,
+                 "secret key rotated": _rotate_secret_key, "user deactivated": _deactivate_quietly,
+                 "role removed": _drop_role_quietly, "scope changed": _scope_quietly}
+
+
+@pytest.mark.parametrize("ending", list(QUIET_ENDINGS))
+async def test_a_silent_socket_is_closed_on_the_servers_schedule_when_its_session_ends(alice_session, settings,
+                                                                                        ending):
+    settings.WS_SESSION_RECHECK_SECONDS = 0.2
+    customer = await database_sync_to_async(factories.make_customer)()
+    socket = await _silent(alice_session[1])
+    assert await _an_event_arrives(socket, customer)  # alive and streaming before
+    end = QUIET_ENDINGS[ending]
+    if ending == "secret key rotated":
+        end(settings)
+    else:
+        await database_sync_to_async(end)()
+
+    output = await socket.receive_output(TIMEOUT)
+    assert output == {"type": "websocket.close", "code": 4001}
+    await database_sync_to_async(factories.make_threat)(customer=customer, analyse=False)
+    assert await socket.receive_nothing(0.5)  # no event after the close
+    await socket.disconnect()
+
+
+async def test_a_socket_with_a_valid_session_stays_open_across_rechecks(alice_session, settings):
+    settings.WS_SESSION_RECHECK_SECONDS = 0.05
+    customer = await database_sync_to_async(factories.make_customer)()
+    socket = await _silent(alice_session[1])
+    await asyncio.sleep(0.3)  # six re-checks pass
+    assert await _an_event_arrives(socket, customer)
+    await socket.disconnect()
+
+
+async def test_any_client_message_rechecks_the_session_at_once(alice_session, settings):
+    settings.WS_SESSION_RECHECK_SECONDS = 3600
+    socket = await _silent(alice_session[1])
+    await database_sync_to_async(_delete_sessions)()
+    await socket.send_json_to({"type": "resume", "after": 0})
+    assert await socket.receive_output(TIMEOUT) == {"type": "websocket.close", "code": 4001}
+    await socket.disconnect()
+
+
+# --- Item 6: at most WS_MAX_SOCKETS_PER_USER sockets per user and process ----------------------------------
+
+
+async def test_sockets_over_the_per_user_cap_are_closed_with_4029(alice_session, settings, caplog):
+    settings.WS_MAX_SOCKETS_PER_USER = 2
+    caplog.set_level(logging.INFO, logger="soc.audit")
+    bob_cookie = (await database_sync_to_async(lambda: _login(_make_user("bob")))())[1]
+    first, second = await _silent(alice_session[1]), await _silent(alice_session[1])
+    third, connected = await _connect(alice_session[1])
+    assert connected  # accepted only to carry the close code
+    assert await third.receive_output(TIMEOUT) == {"type": "websocket.close", "code": 4029}
+    assert any(r.audit.get("reason") == "too many sockets" for r in caplog.records if hasattr(r, "audit"))
+    assert len(_members("threats")) == 2  # the refused one never joined the broadcast group
+    bobs = await _silent(bob_cookie)  # another user's budget is their own
+    await second.disconnect()
+    again = await _silent(alice_session[1])  # a closed tab frees its place
+    for socket in (first, third, bobs, again):
+        await socket.disconnect()
+
+
+# --- Item 7: a channel layer that fails during the handshake: never a 500 -----------------------------------------
+
+
+class FlakyLayer(InMemoryChannelLayer):
+    """The in-memory layer, whose SUBSCRIBEs fail like a dead Redis connection: the first
+    `channel_failures` new channels (Channels makes one before `connect`) and the first
+    `group_failures` group joins."""
+
+    channel_failures = group_failures = 0
+
+    async def new_channel(self, prefix="specific."):
+        if FlakyLayer.channel_failures:
+            FlakyLayer.channel_failures -= 1
+            raise RedisConnectionError("Error UNKNOWN while writing to socket. Connection lost.")
+        return await super().new_channel(prefix)
+
+    async def group_add(self, group, channel):
+        if FlakyLayer.group_failures:
+            FlakyLayer.group_failures -= 1
+            raise RedisConnectionError("Error UNKNOWN while writing to socket. Connection lost.")
+        return await super().group_add(group, channel)
+
+
+@pytest.fixture
+def flaky_layer(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "tests.test_security_ws.FlakyLayer"}}
+    channel_layers.backends.clear()
+    yield FlakyLayer
+    FlakyLayer.channel_failures = FlakyLayer.group_failures = 0
+    channel_layers.backends.clear()
+
+
+@pytest.mark.parametrize("where", ["group_failures", "channel_failures"])
+async def test_a_subscribe_on_a_dead_connection_is_retried_before_accepting(alice_session, flaky_layer, where):
+    setattr(flaky_layer, where, 1)  # the first SUBSCRIBE after a Redis restart
+    socket, connected = await _connect(alice_session[1])
+    assert connected
+    assert (await socket.receive_json_from(TIMEOUT))["type"] == "hello"
+    await socket.send_json_to({"type": "ping"})
+    assert (await socket.receive_json_from(TIMEOUT))["type"] == "pong"
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize("where", ["group_failures", "channel_failures"])
+async def test_a_layer_that_stays_down_closes_the_handshake_with_4013(alice_session, flaky_layer, where):
+    setattr(flaky_layer, where, 10)
+    socket, connected = await _connect(alice_session[1])
+    assert connected
+    assert await socket.receive_output(TIMEOUT) == {"type": "websocket.close", "code": 4013}
     await socket.disconnect()

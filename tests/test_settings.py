@@ -21,6 +21,7 @@ SETTINGS_VARIABLES = {
     "THREAT_GENERATION_INTERVAL", "ENABLE_AUTO_THREAT_GENERATION", "MAX_STORED_THREATS",
     "LLM_BASE_URL", "LLM_API_KEY", "LLM_API_KEY_FILE", "LLM_MODEL", "LLM_TIMEOUT", "AGENTS_BATCH_SIZE",
     "AGENTS_SHARED_REPUTATION",
+    "WS_SESSION_RECHECK_SECONDS", "WS_MAX_SOCKETS_PER_USER",
 }
 PRODUCTION = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "a-real-secret", "DJANGO_ALLOWED_HOSTS": "soc.example"}
 PROGRAM = (
@@ -171,6 +172,8 @@ def test_it_points_the_channel_layer_and_cache_at_redis_url():
     ({"AGENTS_BATCH_SIZE": "0"}, "AGENTS_BATCH_SIZE"),
     ({"AGENTS_BATCH_SIZE": "101"}, "AGENTS_BATCH_SIZE"),
     ({"AGENTS_SHARED_REPUTATION": "1"}, "AGENTS_SHARED_REPUTATION"),
+    ({"WS_SESSION_RECHECK_SECONDS": "0"}, "WS_SESSION_RECHECK_SECONDS"),
+    ({"WS_MAX_SOCKETS_PER_USER": "0"}, "WS_MAX_SOCKETS_PER_USER"),
 ])
 def test_it_refuses_other_invalid_values_naming_the_variable(variables, name):
     assert name in refusal(**PRODUCTION, **variables)
@@ -184,3 +187,9 @@ def test_shared_reputation_across_customers_is_off_unless_the_operator_turns_it_
 def test_the_analysis_batch_size_defaults_to_20_and_reads_the_variable():
     assert value_of("settings.AGENTS_BATCH_SIZE", **PRODUCTION) == 20
     assert value_of("settings.AGENTS_BATCH_SIZE", **PRODUCTION, AGENTS_BATCH_SIZE="100") == 100
+
+
+def test_the_socket_limits_default_to_30_seconds_and_20_sockets_and_read_their_variables():
+    expression = "[settings.WS_SESSION_RECHECK_SECONDS, settings.WS_MAX_SOCKETS_PER_USER]"
+    assert value_of(expression, **PRODUCTION) == [30.0, 20]
+    assert value_of(expression, **PRODUCTION, WS_SESSION_RECHECK_SECONDS="5", WS_MAX_SOCKETS_PER_USER="50") == [5.0, 50]

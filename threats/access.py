@@ -1,4 +1,4 @@
-"""Who may see and do what (README "Security"): roles, customer scoping, API key scopes, and the one
+"""Who may see and do what (docs/security.md): roles, customer scoping, API key scopes, and the one
 access check used by pages, the API, WebSockets and admin alike.
 
 Roles are Django groups (created by migration 0005): `viewer` reads, `analyst` also triages, adds
@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import signals as auth_signals
 from django.contrib.auth.backends import ModelBackend
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.signals import m2m_changed, post_save, pre_save
 
 from . import audit, ratelimit
@@ -86,6 +87,18 @@ def can_see_customer(who, customer_id):
     return scope is ALL_CUSTOMERS or customer_id in scope
 
 
+def is_scoped(who):
+    return customer_scope(who) is not ALL_CUSTOMERS
+
+
+def can_write_for_customer(who, customer_id):
+    """Whether `who` may create or change a record of this customer. A record without a customer
+    applies to every customer (shared infrastructure, advisories), so only an unscoped principal
+    may write one: a tenant must not influence another tenant's analysis."""
+    scope = customer_scope(who)
+    return scope is ALL_CUSTOMERS or (customer_id is not None and customer_id in scope)
+
+
 # --- The access helpers: one per kind of object ---------------------------------------------------
 
 
@@ -118,6 +131,16 @@ def find_customer(name):
     """The customer with this slug, else with exactly this name. Slug first, and never a
     case-insensitive name: "acme" could otherwise be one customer's slug and another's name."""
     return Customer.objects.filter(slug=name).first() or Customer.objects.filter(name=name).first()
+def visible_users(who):
+    """The users whose names `who` may see (assignee choices and filters): everyone for an unscoped
+    user; for a scoped one itself and the users scoped to one of its customers, so a tenant's
+    analyst never learns who else the installation serves."""
+    users = get_user_model().objects.all()
+    scope = customer_scope(who)
+    if scope is ALL_CUSTOMERS:
+        return users
+    mine = Q(pk=who.pk) if isinstance(who, get_user_model()) else Q(pk__in=[])
+    return users.filter(mine | Q(soc_access__customers__in=scope)).distinct()
 
 
 def trigger_customer(who, requested):

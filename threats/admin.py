@@ -2,14 +2,21 @@
 below, which go through `services` so that every change is an event (audit trail + live push).
 
 Alert-derived text (columns, read-only fields, list filters) is shown through `hidden_text`, so a
-character that hides or reorders text appears as a styled marker (docs/security.md)."""
+character that hides or reorders text appears as a styled marker (docs/security.md).
+
+Every registered model is customer-scoped (docs/security.md "Multi-tenancy"): a user with a customer
+scope lists, filters, opens and writes only its customers' rows; rows without a customer (shared by
+every customer) are read-only to it; users, groups and customers are the unscoped staff's."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_field
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.db.models import Q
 from django.template.defaultfilters import linebreaksbr
 from django.urls import reverse
 from django.utils.html import format_html
@@ -72,6 +79,92 @@ class HiddenTextMedia:
 
     class Media:
         css = {"all": ["css/admin.css"]}
+
+
+# --- Customer scoping, shared by every admin below -----------------------------------------------------
+
+
+class ScopedCustomerFilter(admin.RelatedFieldListFilter):
+    """"By customer" offering only the customers the user may see."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(c.pk, str(c)) for c in access.visible_customers(request.user)]
+
+
+class ScopedUserFilter(admin.RelatedFieldListFilter):
+    """"By assignee" offering only the users the user may see named."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(u.pk, str(u)) for u in access.visible_users(request.user).order_by("username")]
+
+
+SCOPED_FILTERS = {"customer": ScopedCustomerFilter, "assignee": ScopedUserFilter}
+
+
+class TenantAdmin(admin.ModelAdmin):
+    """A model admin scoped to the user's customers through `customer_path` (a lookup ending in the
+    customer's id). With `shares_rows`, rows without a customer (shared by every customer) are
+    listed too, read-only unless the user is unscoped (access.can_write_for_customer)."""
+
+    customer_path = "customer_id"
+    shares_rows = False
+
+    def get_queryset(self, request):
+        found = super().get_queryset(request)
+        scope = access.customer_scope(request.user)
+        if scope is access.ALL_CUSTOMERS:
+            return found
+        visible = Q(**{f"{self.customer_path}__in": scope})
+        if self.shares_rows:
+            visible |= Q(**{f"{self.customer_path}__isnull": True})
+        return found.filter(visible)
+
+    def get_list_filter(self, request):
+        return [(name, SCOPED_FILTERS[name]) if name in SCOPED_FILTERS else name
+                for name in super().get_list_filter(request)]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Customer:
+            kwargs["queryset"] = access.visible_customers(request.user)
+            if access.is_scoped(request.user):
+                kwargs["required"] = True  # empty = shared by every customer: unscoped staff only
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._writable(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._writable(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if not self._writable(request, obj):  # the form's choices already refuse it; never rely on that alone
+            raise PermissionDenied
+        super().save_model(request, obj, form, change)
+
+    def _writable(self, request, obj):
+        return obj is None or access.can_write_for_customer(request.user, self._customer_id(obj))
+
+    def _customer_id(self, obj):
+        for name in self.customer_path.split("__"):
+            obj = getattr(obj, name) if obj is not None else None
+        return obj
+
+
+class UnscopedOnlyAdmin:
+    """Mixed into admins of what spans customers (users, groups, customers' creation): a scoped
+    user may neither see nor change them, or it could widen its own scope."""
+
+    def has_view_permission(self, request, obj=None):
+        return not access.is_scoped(request.user) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        return not access.is_scoped(request.user) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return not access.is_scoped(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not access.is_scoped(request.user) and super().has_delete_permission(request, obj)
 
 
 class AgentRunInline(admin.TabularInline):
@@ -148,7 +241,7 @@ def resolve(modeladmin, request, queryset):
 
 
 @admin.register(Threat)
-class ThreatAdmin(HiddenTextMedia, admin.ModelAdmin):
+class ThreatAdmin(HiddenTextMedia, TenantAdmin):
     list_display = (revealed(Threat, "title"), "severity", "risk_score", "status", "assignee", "customer",
                     revealed(Threat, "threat_type"), "analysis_status", "requires_human_review", "received_at")
     list_filter = ("severity", "status", "analysis_status", "requires_human_review",
@@ -162,23 +255,31 @@ class ThreatAdmin(HiddenTextMedia, admin.ModelAdmin):
 
     fields = readonly_fields = read_only(Threat)
 
-    def get_queryset(self, request):
-        return access.scoped(super().get_queryset(request), request.user)  # customer scoping, as everywhere
-
     def has_add_permission(self, request):
         return False  # threats come from the generator, the API or imports
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(TenantAdmin):
+    """A scoped user sees (and with the permission configures) its own customers; creating and
+    deleting tenants is the unscoped staff's."""
+
+    customer_path = "pk"
     list_display = ("name", "slug", "tier", "rate_limit_per_minute", "bot_sensitivity", "auto_block", "timezone")
     list_filter = ("tier", "bot_sensitivity", "auto_block")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
 
+    def has_add_permission(self, request):
+        return not access.is_scoped(request.user) and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return not access.is_scoped(request.user) and super().has_delete_permission(request, obj)
+
 
 @admin.register(InfraEvent)
-class InfraEventAdmin(HiddenTextMedia, admin.ModelAdmin):
+class InfraEventAdmin(HiddenTextMedia, TenantAdmin):
+    shares_rows = True  # shared infrastructure (a CDN outage) explains every customer's signals
     list_display = ("kind", revealed(InfraEvent, "description"), "customer", revealed(InfraEvent, "service"),
                     "started_at", "ended_at")
     list_filter = ("kind", "customer")
@@ -186,24 +287,23 @@ class InfraEventAdmin(HiddenTextMedia, admin.ModelAdmin):
 
 
 @admin.register(ContextItem)
-class ContextItemAdmin(HiddenTextMedia, admin.ModelAdmin):
+class ContextItemAdmin(HiddenTextMedia, TenantAdmin):
+    shares_rows = True  # an advisory for everyone
     list_display = (revealed(ContextItem, "title"), "kind", "customer", "valid_from", "valid_until")
     list_filter = ("kind", "customer")
     search_fields = ("title", "body")
 
 
 @admin.register(ThreatEvent)
-class ThreatEventAdmin(HiddenTextMedia, admin.ModelAdmin):
+class ThreatEventAdmin(HiddenTextMedia, TenantAdmin):
     """The audit trail: read-only."""
 
+    customer_path = "threat__customer_id"
     list_display = ("seq", "type", "threat", revealed(ThreatEvent, "actor_label"), "created_at")
     fields = readonly_fields = read_only(ThreatEvent)
     list_filter = ("type", "actor_kind")
     list_select_related = ("threat",)
     show_full_result_count = False
-
-    def get_queryset(self, request):
-        return access.scoped(super().get_queryset(request), request.user, "threat__customer_id")
 
     def has_add_permission(self, request):
         return False
@@ -237,9 +337,10 @@ def revoke_keys(modeladmin, request, queryset):
 
 
 @admin.register(APIKey)
-class APIKeyAdmin(admin.ModelAdmin):
+class APIKeyAdmin(TenantAdmin):
     """Keys are issued here; the secret is shown once, in a message after saving, and only its
-    SHA-256 is stored. Revoke with the action; a revoked key cannot be re-activated."""
+    SHA-256 is stored. Revoke with the action; a revoked key cannot be re-activated. A key without
+    a customer reads every customer, so a scoped user neither sees nor issues one."""
 
     form = APIKeyForm
     list_display = ("name", "prefix", "scope_list", "source", "customer", "active", "last_used_at", "revoked_at")
@@ -270,7 +371,7 @@ class APIKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ThreatGroup)
-class ThreatGroupAdmin(HiddenTextMedia, admin.ModelAdmin):
+class ThreatGroupAdmin(HiddenTextMedia, TenantAdmin):
     """Read-only: groups are built by ingestion. The head is the member the agents analysed."""
 
     list_display = (revealed(ThreatGroup, "title"), "customer", revealed(ThreatGroup, "source"), "member_count",
@@ -282,9 +383,6 @@ class ThreatGroupAdmin(HiddenTextMedia, admin.ModelAdmin):
     show_full_result_count = False
 
     fields = readonly_fields = read_only(ThreatGroup)
-
-    def get_queryset(self, request):
-        return access.scoped(super().get_queryset(request), request.user)
 
     def has_add_permission(self, request):
         return False
@@ -306,7 +404,7 @@ class ThreatGroupAdmin(HiddenTextMedia, admin.ModelAdmin):
         return format_html('<a href="{}?group__id__exact={}">{} alert(s)</a>', url, obj.pk, obj.member_count)
 
 
-# --- Users: roles are the groups viewer / analyst / admin; customer scoping (README "Security") ----
+# --- Users: roles are the groups viewer / analyst / admin; customer scoping (docs/security.md) ----
 
 
 class UserAccessInline(admin.StackedInline):
@@ -321,10 +419,19 @@ class UserAccessInline(admin.StackedInline):
 
 
 User = get_user_model()
-if admin.site.is_registered(User):
-    admin.site.unregister(User)
+for model in (User, Group):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
 
 
 @admin.register(User)
-class ScopedUserAdmin(UserAdmin):
+class ScopedUserAdmin(UnscopedOnlyAdmin, UserAdmin):
+    """Users, roles and customer scopes: a scoped user changing any of them could widen its own scope."""
+
     inlines = (*UserAdmin.inlines, UserAccessInline)
+
+
+
+@admin.register(Group)
+class RoleAdmin(UnscopedOnlyAdmin, GroupAdmin):
+    """The roles (viewer, analyst, admin) hold permissions for every customer alike."""

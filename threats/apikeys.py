@@ -6,8 +6,8 @@ when it is issued (Django admin). Revoked keys stop working at once.
 
 `APIKeyAuth` is the django-ninja auth class: it reads only the `X-API-Key` header (never a cookie),
 so requests authenticated by it need no CSRF token and cannot be forged by a browser. Each use is
-an audit line. Every /api request naming a key counts against that key's rate limit, or, when the
-key does not verify, against the client address (middleware.RateLimitMiddleware; README "Security").
+an audit line and counts against the key's rate limit; a key that does not verify counts against the
+client address (middleware.RateLimitMiddleware; docs/security.md).
 """
 
 import hashlib
@@ -80,6 +80,11 @@ def request_key(request):
         raw = request.headers.get(HEADER) or ""
         request._soc_api_key = verify(raw) if raw else None
     return request._soc_api_key
+def sent_fingerprint(raw_key):
+    """What the audit log says about a refused key: 8 hex characters of its SHA-256 and its length,
+    enough to tell repeated attempts apart. Never any character of what was sent: a mistyped key or
+    a password pasted into the wrong field is still a secret."""
+    return f"sha256:{digest(raw_key)[:8]} ({len(raw_key)} chars)"
 
 
 def revoke(keys):
@@ -104,7 +109,7 @@ class APIKeyAuth(APIKeyHeader):
             return None
         found = request_key(request)  # counted by middleware.RateLimitMiddleware already
         if found is None:
-            audit.record("key.refused", None, outcome="refused", key=key[:16], path=request.path)
+            audit.record("key.refused", None, outcome="refused", sent=sent_fingerprint(key), path=request.path)
             raise HttpError(401, f"Invalid or revoked API key in the {HEADER} header.")
         if self.scope not in (found.scopes or []):
             audit.record("key.refused", found, outcome="refused", scope=self.scope, path=request.path)

@@ -1,4 +1,4 @@
-"""The security audit log (README "Security"): one structured line per security-relevant action on
+"""The security audit log (docs/security.md): one structured line per security-relevant action on
 the dedicated logger `soc.audit` — logins, failed logins, throttled logins, logouts, permission
 denials, refused sockets, API key use and refusals, triage actions, admin changes.
 

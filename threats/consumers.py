@@ -5,20 +5,29 @@ event arrived first, or a push was lost) makes it read the missing events from t
 send them in order; an event it already sent is dropped. So a connected client sees every event
 once, in order, whatever the channel layer does.
 
-Security (README "Security"): the Origin was checked before this consumer runs (middleware.py
+Security (docs/security.md): the Origin was checked before this consumer runs (middleware.py
 `WebSocketOriginValidator`); a socket without a valid session of an active user with the view
-permission is refused before accept. Each socket joins `user.<id>` so that logout, a password
-change, deactivation or a change of role or scope closes it (`force.close`), and re-reads its
-session at most every WS_SESSION_RECHECK_SECONDS on a heartbeat, so a lost push still ends it. A
-socket scoped to customers is sent only their events, live and replayed. Client messages are
-allow-listed (`ping`, `resume`, `watch`), bounded in size and rate, and never forwarded. `watch`
+permission is refused before accept, and so is one over WS_MAX_SOCKETS_PER_USER of that user in
+this process (closed with 4029). Each socket joins `user.<id>` so that logout, a password change,
+deactivation or a change of role or scope closes it (`force.close`); on its own schedule (every
+WS_SESSION_RECHECK_SECONDS) and on every client message it re-reads its session, user, role and
+scope, so a session deleted without any push (expiry, `clearsessions`, a rotated secret key) still
+ends it. A socket scoped to customers is sent only their events, live and replayed. Client messages
+are allow-listed (`ping`, `resume`, `watch`), bounded in size and rate, and never forwarded. `watch`
 joins the socket to one threat's `progress.<id>` group (agent progress) after the same access
 check as the threat's page.
+
+Reliability: joining the groups is a SUBSCRIBE on the channel layer's Redis connection; right after
+a Redis restart the first one can meet the dead connection (redis-py then reconnects). The consumer
+tries once more and, if the layer still fails, closes with 4013 ("try again"), which the dashboard
+retries: never an HTTP 500.
 """
 
 import asyncio
 import json
+import logging
 import time
+from collections import Counter
 from functools import lru_cache
 from importlib import import_module
 from urllib.parse import parse_qs
@@ -28,6 +37,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import access, audit, events, metrics, ratelimit, services
 from .models import Customer
@@ -37,37 +48,67 @@ from .serializers import event_message
 # (sent as soon as the socket opens) is applied before any live event: exactly once and in order.
 RESUME_GRACE_SECONDS = 0.5
 # Close codes (an application may only send 1000 or 3000-4999; Daphne turns others into 1011):
-# 4001 the session ended (logout, password, deactivation, role or scope change); 4003 binary
-# message; 4008 too many messages; 4009 message too big (the 1003/1008/1009 meanings + 3000).
+# 4001 the session ended (logout, expiry, password, deactivation, role or scope change: log in
+# again); 4003 binary message; 4008 too many messages; 4009 message too big; 4013 the channel layer
+# is unavailable, try again; 4029 too many sockets of this user (the 1003/1008/1009/1013 meanings +
+# 3000, and HTTP's 429 + 4000).
 CLOSE_SESSION_ENDED = 4001
 CLOSE_UNSUPPORTED = 4003
 CLOSE_POLICY = 4008
 CLOSE_TOO_BIG = 4009
+CLOSE_TRY_AGAIN = 4013
+CLOSE_TOO_MANY_SOCKETS = 4029
 RATE_WINDOW_SECONDS = 10
 MAX_PARSED_MESSAGE_CHARS = 4096
+# What a channel layer raises when its Redis connection is dead or refused (OSError: the socket).
+LAYER_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+log = logging.getLogger(__name__)
+# Accepted sockets per user id in this process (WS_MAX_SOCKETS_PER_USER).
+open_sockets = Counter()
 
 
 class ThreatConsumer(AsyncWebsocketConsumer):
+    async def __call__(self, scope, receive, send):
+        # Channels subscribes the socket's own channel before `connect` runs; a dead layer there
+        # would end the handshake with an HTTP 500. Once more (redis-py has reconnected by then),
+        # unless `connect` already took the handshake message; else 4013.
+        self.accepted = self.connect_started = False
+        for attempt in (1, 2):
+            try:
+                return await super().__call__(scope, receive, send)
+            except LAYER_ERRORS as exc:
+                if self.accepted:
+                    raise
+                log.warning("channel layer unavailable for a new socket (attempt %d): %s", attempt, exc)
+                if self.connect_started:
+                    break
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
+
     async def connect(self):
+        self.connect_started = True
         user = self.scope.get("user")
-        self.closed, self.user_id, self.watching = True, None, None
+        self.closed, self.user_id, self.watching, self.rechecker = True, None, None, None
         reason = await _refusal(user)
         if reason:
-            metrics.WS_CONNECTS.labels("refused").inc()
-            audit.record("ws.refused", user, outcome="refused", ip=ratelimit.scope_ip(self.scope), reason=reason)
-            await self.close()  # before accept: the handshake is refused with 403
+            await self._refuse(reason)
+            return
+        if open_sockets[user.pk] >= settings.WS_MAX_SOCKETS_PER_USER:
+            await self._refuse("too many sockets", CLOSE_TOO_MANY_SOCKETS)
             return
         self.user_id = user.pk
+        open_sockets[user.pk] += 1  # counted before the first await below, so parallel handshakes see it
         self.customer_slugs = await _customer_slugs(user)
-        self.session_checked = time.monotonic()
         self.window_start, self.window_count = time.monotonic(), 0
         events.bind_loop(asyncio.get_running_loop())
-        await self.channel_layer.group_add(events.GROUP, self.channel_name)
-        await self.channel_layer.group_add(access.user_group(user.pk), self.channel_name)
+        if not await self._join_groups():
+            await self._refuse("channel layer unavailable", CLOSE_TRY_AGAIN)
+            return
         await self.accept()
         metrics.socket_opened(self)
         self.hello_seq = self.last_seq = await database_sync_to_async(services.latest_seq)()
         self.streaming = self.closed = False
+        self.rechecker = asyncio.ensure_future(self._recheck_session_periodically())
         await self._send({"type": "hello", "seq": self.last_seq})
         after = _query_after(self.scope)
         if after is not None:
@@ -75,11 +116,48 @@ class ThreatConsumer(AsyncWebsocketConsumer):
         else:
             asyncio.get_running_loop().call_later(RESUME_GRACE_SECONDS, self._request_stream_start)
 
+    async def accept(self, subprotocol=None, headers=None):
+        self.accepted = True
+        await super().accept(subprotocol, headers)
+
     async def disconnect(self, code):
         self.closed = True
         metrics.socket_closed(self)
+        if self.rechecker is not None:
+            self.rechecker.cancel()
         if self.user_id is None:  # refused before accept: never joined anything
             return
+        open_sockets[self.user_id] -= 1
+        if open_sockets[self.user_id] <= 0:
+            del open_sockets[self.user_id]
+        try:
+            await self._leave_groups()
+        except LAYER_ERRORS as exc:  # the layer forgets a gone channel's subscriptions on its own
+            log.warning("leaving the socket groups failed: %s", exc)
+
+    async def _refuse(self, reason, code=None):
+        """Refused before it streams: a plain refusal answers the handshake with 403; a `code` (too
+        many sockets, layer unavailable) needs an accepted socket to reach the client."""
+        metrics.WS_CONNECTS.labels("refused").inc()
+        audit.record("ws.refused", self.scope.get("user"), outcome="refused", ip=ratelimit.scope_ip(self.scope),
+                     reason=reason)
+        if code is not None:
+            await self.accept()
+        await self.close(code=code)
+
+    async def _join_groups(self):
+        """Join the broadcast and user groups; once more after a layer error (redis-py reconnects a
+        dead connection when a command fails on it). False when the layer still fails."""
+        for attempt in (1, 2):
+            try:
+                await self.channel_layer.group_add(events.GROUP, self.channel_name)
+                await self.channel_layer.group_add(access.user_group(self.user_id), self.channel_name)
+                return True
+            except LAYER_ERRORS as exc:
+                log.warning("joining the socket groups failed (attempt %d): %s", attempt, exc)
+        return False
+
+    async def _leave_groups(self):
         await self.channel_layer.group_discard(events.GROUP, self.channel_name)
         await self.channel_layer.group_discard(access.user_group(self.user_id), self.channel_name)
         if self.watching:
@@ -92,14 +170,14 @@ class ThreatConsumer(AsyncWebsocketConsumer):
                          reason=refusal[1])
             await self.close(code=refusal[0])
             return
+        if not await self._session_valid():
+            await self._end_session("session no longer valid")
+            return
         message = _parse_client_message(text_data)
         kind = message.get("type")
-        if kind == "ping":
-            await self._heartbeat()
-        elif kind == "resume":
-            await self._resume(message.get("after"))
-        elif kind == "watch":
-            await self._watch(message.get("threat"))
+        handler = CLIENT_MESSAGES.get(kind) if isinstance(kind, str) else None
+        if handler is not None:
+            await handler(self, message)
         # Anything else is ignored: client messages are never forwarded to the channel layer.
         if not self.streaming:
             await self._start_streaming()
@@ -124,7 +202,8 @@ class ThreatConsumer(AsyncWebsocketConsumer):
     async def threat_progress(self, message):
         """Agent progress of the watched threat (ephemeral, no seq; events.push_progress): one frame per update."""
         for text in message["texts"]:
-            await self.send(text_data=text)
+            if not self.closed:
+                await self.send(text_data=text)
 
     async def stream_start(self, message):
         if not self.streaming:
@@ -151,20 +230,34 @@ class ThreatConsumer(AsyncWebsocketConsumer):
         return None
 
     async def _end_session(self, reason):
+        if self.closed:
+            return
+        self.closed = True  # from now on nothing is sent: no event may follow the end of a session
         audit.record("ws.closed", self.scope.get("user"), outcome="closed", ip=ratelimit.scope_ip(self.scope),
                      reason=reason)
         await self.close(code=CLOSE_SESSION_ENDED)
 
+    async def _recheck_session_periodically(self):
+        """The server's own schedule: a socket that never sends anything still ends with its session."""
+        while not self.closed:
+            await asyncio.sleep(settings.WS_SESSION_RECHECK_SECONDS)
+            try:
+                valid = self.closed or await self._session_valid()
+            except Exception:  # the database is away: ask again next time (a message re-checks too)
+                log.warning("re-reading a socket's session failed", exc_info=True)
+                continue
+            if not valid:
+                await self._end_session("session no longer valid")
+
     async def _session_valid(self):
-        """Re-read the session (at most every WS_SESSION_RECHECK_SECONDS): expired, logged out,
-        password changed or user deactivated -> False."""
-        now = time.monotonic()
-        if now - self.session_checked < settings.WS_SESSION_RECHECK_SECONDS:
-            return True
-        self.session_checked = now
+        """Re-read the session and its user: expired or deleted, logged out, password changed,
+        secret key rotated, user deactivated, role lost or scope changed -> False."""
         session = self.scope.get("session")
         key = getattr(session, "session_key", None)
-        return bool(key) and await database_sync_to_async(_session_user_id)(key) == self.user_id
+        if not key:
+            return False
+        state = await database_sync_to_async(_session_state)(key)
+        return state == (self.user_id, self.customer_slugs)
 
     def _visible(self, message):
         """Whether this socket may be sent an event (a dict, or a live push with its text)."""
@@ -178,7 +271,7 @@ class ThreatConsumer(AsyncWebsocketConsumer):
 
     async def _on_event(self, message):
         seq = message["seq"]
-        if not self.streaming or seq <= self.last_seq:
+        if self.closed or not self.streaming or seq <= self.last_seq:
             return  # streaming starts with a catch-up from the database; older ones were sent
         if seq > self.last_seq + 1:
             metrics.WS_GAPS.inc()
@@ -191,9 +284,6 @@ class ThreatConsumer(AsyncWebsocketConsumer):
     async def _heartbeat(self):
         """A ping re-joins the group (cheap, idempotent: a socket never stays open but deaf after a
         layer reconnect or a group expiry) and sends whatever the log has that the push missed."""
-        if not await self._session_valid():
-            await self._end_session("session no longer valid")
-            return
         await self.channel_layer.group_add(events.GROUP, self.channel_name)
         await self.channel_layer.group_add(access.user_group(self.user_id), self.channel_name)
         if self.watching:
@@ -272,7 +362,17 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             asyncio.ensure_future(self.channel_layer.send(self.channel_name, {"type": "stream.start"}))
 
     async def _send(self, message):
-        await self.send(text_data=json.dumps(message))
+        if not self.closed:
+            await self.send(text_data=json.dumps(message))
+
+
+# The client messages a socket acts on (README "WebSocket protocol"); the tenant matrix
+# (tests/test_tenant_matrix.py) has a row for each.
+CLIENT_MESSAGES = {
+    "ping": lambda consumer, message: consumer._heartbeat(),
+    "resume": lambda consumer, message: consumer._resume(message.get("after")),
+    "watch": lambda consumer, message: consumer._watch(message.get("threat")),
+}
 
 
 @database_sync_to_async
@@ -286,12 +386,14 @@ def _refusal(user):
     return None
 
 
-@database_sync_to_async
-def _customer_slugs(user):
+def _customer_slugs_of(user):
     scope = access.customer_scope(user)
     if scope is access.ALL_CUSTOMERS:
         return None
     return frozenset(Customer.objects.filter(pk__in=scope).values_list("slug", flat=True))
+
+
+_customer_slugs = database_sync_to_async(_customer_slugs_of)
 
 
 def _watchable_id(user_id, threat_id):
@@ -307,13 +409,16 @@ def _watchable_id(user_id, threat_id):
         return None
 
 
-def _session_user_id(session_key):
-    """The id of the active user whose valid session this is, else None."""
+def _session_state(session_key):
+    """(user id, customer slugs or None) of the active user with the view permission whose valid
+    session this is, else None: what a socket was opened with, read again."""
     data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
     user = get_user_model()._default_manager.filter(pk=data.get(SESSION_KEY), is_active=True).first()
     if user is None or not constant_time_compare(data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
         return None
-    return user.pk
+    if not access.has_permission(user, access.VIEW_PERMISSION):
+        return None
+    return user.pk, _customer_slugs_of(user)
 
 
 @lru_cache(maxsize=512)

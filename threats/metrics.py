@@ -11,6 +11,7 @@ Labels only take bounded values: threat families, severities, statuses, agent ki
 patterns, event types, importer names.
 """
 
+import ipaddress
 import time
 from collections import Counter as Tally
 
@@ -216,10 +217,13 @@ def metrics_view(request):
 
 async def asgi_metrics(scope, receive, send):
     """`/metrics` under Daphne, answered before Django: Prometheus scrapes a pod by its IP, a Host
-    that Django's ALLOWED_HOSTS check would refuse (the probes set an allowed Host; a scrape cannot)."""
+    that Django's ALLOWED_HOSTS check would refuse (the probes set an allowed Host; a scrape cannot).
+    So the rule here is its own: an IP address or an allowed host name (`scrape_host_allowed`)."""
     from channels.db import database_sync_to_async
 
-    if scope["method"] not in ("GET", "HEAD"):
+    if not scrape_host_allowed(scope):
+        status, body, headers = 400, b"Host not allowed.\n", []
+    elif scope["method"] not in ("GET", "HEAD"):
         status, body, headers = 405, b"Method not allowed.\n", [(b"allow", b"GET, HEAD")]
     else:
         status, headers = 200, [(b"cache-control", b"no-store")]
@@ -227,6 +231,27 @@ async def asgi_metrics(scope, receive, send):
     headers += [(b"content-type", CONTENT_TYPE_LATEST.encode()), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def scrape_host_allowed(scope):
+    """One Host header naming an IP address (how Prometheus addresses a pod) or one of
+    ALLOWED_HOSTS. Any other name is refused: a browser that a hostile page pointed at the pod by DNS
+    rebinding sends that page's host name, never the pod's IP."""
+    from django.http.request import split_domain_port, validate_host
+
+    hosts = [value.decode("latin-1") for key, value in scope.get("headers", []) if key.lower() == b"host"]
+    if len(hosts) != 1:
+        return False
+    domain, _port = split_domain_port(hosts[0])
+    return bool(domain) and (_is_ip_address(domain.strip("[]")) or validate_host(domain, settings.ALLOWED_HOSTS))
+
+
+def _is_ip_address(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 # --- HTTP request metrics -----------------------------------------------------------------------------

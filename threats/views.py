@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
@@ -109,7 +108,7 @@ def threat_list(request):
         "newer": newer,
         "error": error,
         "customers": access.visible_customers(user).order_by("name").values_list("slug", "name"),
-        "analysts": _analysts(),
+        "analysts": _analysts(user),
         "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
     }
     return render(request, "threats/list.html", context, status=400 if error else 200)
@@ -141,7 +140,7 @@ def threat_detail(request, threat_id):
         "notes": threat.notes.select_related("author"),
         "history": [_activity(event_message(e)) for e in threat.events.order_by("seq")],
         "sla": _sla(threat),
-        "analysts": _analysts(),
+        "analysts": _analysts(user),
         "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
         "analysis_done": threat.analysis_status in (AnalysisStatus.COMPLETED, AnalysisStatus.FAILED),
     }
@@ -225,11 +224,12 @@ def _list_filters(values, cursor):
     return ThreatFilters(**data, cursor=cursor or None, limit=PAGE_SIZE)
 
 
-def _analysts():
-    """Who a threat can be assigned to: active users holding the view permission."""
+def _analysts(user):
+    """Who a threat can be assigned to: active users holding the view permission, among the users
+    `user` may see named (a scoped analyst: itself and its customers' analysts)."""
     permission = Permission.objects.filter(content_type__app_label="threats", codename="view_threat").first()
     holders = Q(is_superuser=True) | Q(user_permissions=permission) | Q(groups__permissions=permission)
-    users = get_user_model().objects.filter(holders, is_active=True).distinct().order_by("username")
+    users = access.visible_users(user).filter(holders, is_active=True).distinct().order_by("username")
     return list(users.values_list("username", flat=True)[:MAX_ANALYSTS])
 
 
@@ -390,7 +390,8 @@ def health(request):
 @never_cache
 def ready(request):
     """Readiness: the database, and with REDIS_URL Redis and a channel-layer round trip, really answer.
-    503 names each failing component."""
+    503 names each failing component with a generic state; the errors themselves (hosts, ports,
+    roles) go to the log only, since the probe answers without a login."""
     problems = {}
     try:
         with connection.cursor() as cursor:
@@ -402,7 +403,8 @@ def ready(request):
         problems.update(async_to_sync(_channel_layer_problems)())
     if problems:
         log.warning("not ready: %s", problems)
-        return hidden_text.json_response({"status": "unavailable", "problems": problems}, status=503)
+        return hidden_text.json_response({"status": "unavailable", "problems": dict.fromkeys(problems, "unavailable")},
+                                         status=503)
     return hidden_text.json_response({"status": "ready"})
 
 

@@ -7,6 +7,7 @@
   var PONG_TIMEOUT_MS = 10000;   // no pong in time: the socket is dead even if TCP has not noticed
   var MAX_BACKOFF_MS = 10000;
   var OFFLINE_AFTER_MS = 30000;  // "reconnecting" turns into "offline" after this long without a socket
+  var TOO_MANY_SOCKETS_ATTEMPT = 5;  // backoff as after 5 failures: up to MAX_BACKOFF_MS
 
   function setBadge(state) {
     var badge = document.getElementById("connection");
@@ -58,14 +59,18 @@
         options.onEvent(message);
       };
       socket.onclose = function (event) {
-        // 4001: the session ended (logout, password change, deactivation): reloading leads to the
-        // login page instead of retrying a socket the server will keep refusing (README "Security").
+        // Close codes (docs/security.md). 4001: the session ended (logout, expiry, password change,
+        // deactivation, role or scope change): reloading leads to the login page instead of retrying
+        // a socket the server will keep refusing. 4013: the server's channel layer was unavailable,
+        // retried like any drop. 4029: this user has too many sockets open (other tabs): retried at
+        // the slowest pace, so closing a tab lets this one in.
         if (event && event.code === 4001) { window.location.reload(); return; }
         window.clearInterval(heartbeat);
         window.clearTimeout(pongTimer);
         if (downSince === null) downSince = Date.now();
         setBadge(offline() ? "offline" : "reconnecting");
         attempt += 1;
+        if (event && event.code === 4029) attempt = Math.max(attempt, TOO_MANY_SOCKETS_ATTEMPT);
         var cap = Math.min(MAX_BACKOFF_MS, 500 * Math.pow(2, attempt));
         retryTimer = window.setTimeout(open, Math.random() * cap);
       };

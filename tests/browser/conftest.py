@@ -49,7 +49,8 @@ def start_server(request, history=0):
     """A fresh server with the demo login, a teammate, `history` past threats (partly triaged, as
     `make run` shows them) and collected static files."""
     running = EmbeddedServer(collect_static=True).start()
-    running.manage("seed_demo", "--username", TEAMMATE, "--password", TEAMMATE, "--history", str(history))
+    running.manage("seed_demo", "--insecure-demo-login", "--username", TEAMMATE, "--password", TEAMMATE,
+                   "--history", str(history))
     failed_before = request.session.testsfailed
     return running, failed_before
 

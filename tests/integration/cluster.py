@@ -149,7 +149,7 @@ class Cluster:
             self.database_url = self.database_url or self._fresh_database()
             self.env = self._environment()
             self.manage("migrate", "--noinput")
-            self.manage("seed_demo", "--history", "0")
+            self.manage("seed_demo", "--insecure-demo-login", "--history", "0")
             self.pod_ports = [free_port() for _ in range(self.pod_count)]
             self.pods = [self._pod(index) for index in range(self.pod_count)]
             if self.with_worker:

@@ -67,7 +67,7 @@ class EmbeddedServer:
             self.database_url = self._create_database()
             self.env = self._environment()
             self._manage("migrate", "--noinput")
-            self._manage("seed_demo", "--history", "0")
+            self._manage("seed_demo", "--insecure-demo-login", "--history", "0")
             if self.collect_static:
                 self._manage("collectstatic", "--noinput", "--verbosity", "0")
             self._start_daphne()

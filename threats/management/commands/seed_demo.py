@@ -1,11 +1,17 @@
-"""Demo data: customers, infrastructure events, context items, an analyst login and some history."""
+"""Demo data: customers, infrastructure events, context items, an analyst login and some history.
+
+The login has a published password (analyst / analyst) and staff status, so with DJANGO_DEBUG=false
+(what a real installation runs) the command refuses unless told `--insecure-demo-login`: `make run`
+and the chart's `demo.seed` Job pass it on purpose (docs/security.md).
+"""
 
 import random
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from agents.tasks import analysis_inline
@@ -45,8 +51,14 @@ class Command(BaseCommand):
         parser.add_argument("--password", default="analyst")
         parser.add_argument("--history", type=int, default=40, help="Past threats to create (default 40).")
         parser.add_argument("--seed", type=int, default=7, help="Random seed, for repeatable demo data.")
+        parser.add_argument("--insecure-demo-login", action="store_true",
+                            help="Create the demo login even with DJANGO_DEBUG=false (a demo, never production).")
 
-    def handle(self, *args, username, password, history, seed, **options):
+    def handle(self, *args, username, password, history, seed, insecure_demo_login, **options):
+        if not settings.DEBUG and not insecure_demo_login:
+            raise CommandError(
+                f"Refusing to create the demo login {username!r} with its published password: DJANGO_DEBUG is "
+                "false, so this looks like a real installation. Pass --insecure-demo-login if this is a demo.")
         now = timezone.now()
         customers = {name: services.customer_for_name(name) for name in generator.CUSTOMER_CATALOGUE}
         self._infra(customers, now)
