@@ -440,6 +440,7 @@ MUTATIONS = {
     "backend.env.DJANGO_DEBUG": "true",
     "backend.env.ENABLE_AUTO_THREAT_GENERATION": "false",
     "backend.env.TRUSTED_PROXIES": "10.244.0.0/16",
+    "backend.env.AGENTS_SHARED_REPUTATION": "true",
     "postgresql.auth.username": "soc2",
     "postgresql.auth.database": "soc2",
     "backend.image.pullPolicy": "Always",
