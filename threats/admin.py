@@ -15,6 +15,7 @@ from .choices import Disposition, Status
 from .importers import FORMATS
 from .models import (
     APIKey,
+    Campaign,
     ContextItem,
     Customer,
     InfraEvent,
@@ -256,6 +257,35 @@ class ThreatGroupAdmin(admin.ModelAdmin):
     def members_link(self, obj):
         url = reverse("admin:threats_threat_changelist")
         return format_html('<a href="{}?group__id__exact={}">{} alert(s)</a>', url, obj.pk, obj.member_count)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    """Read-only: campaigns are built by ingestion (one user's activity across hosts and rules)."""
+
+    list_display = ("title", "customer", "key", "threat_count", "first_seen", "last_seen", "threats_link")
+    list_filter = ("customer",)
+    search_fields = ("title", "key")
+    list_select_related = ("customer",)
+    date_hierarchy = "last_seen"
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Campaign._meta.fields]
+
+    def get_queryset(self, request):
+        return access.scoped(super().get_queryset(request), request.user)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Threats")
+    def threats_link(self, obj):
+        url = reverse("admin:threats_threat_changelist")
+        return format_html('<a href="{}?campaign__id__exact={}">{} threat(s)</a>', url, obj.pk, obj.threat_count)
 
 
 # --- Users: roles are the groups viewer / analyst / admin; customer scoping (README "Security") ----
