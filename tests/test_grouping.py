@@ -9,12 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.test import TestCase
 
 from agents.models import AgentRun
 from tests import factories
 from threats import apikeys, grouping, ingest
 from threats.choices import AnalysisStatus, EventType
+from threats.importers import ecs
 from threats.models import Campaign, Threat, ThreatEvent, ThreatGroup
 
 pytestmark = pytest.mark.django_db
@@ -255,6 +257,17 @@ def test_a_parent_then_its_building_blocks_end_the_same_way(acme, blocks_and_she
     assert not analysed(blocks)  # never analysed: they rode on their parent from the start
 
 
+def test_a_building_block_adopted_while_its_analysis_waits_in_the_queue_is_not_analysed(acme, blocks_and_shell):
+    blocks, shell = blocks_and_shell
+    with TestCase.captureOnCommitCallbacks() as queued:  # the first one's analysis task waits for a worker
+        ingest.ingest("ecs", ingest.decode_body(b"".join(blocks), NDJSON), actor_label="test", default_customer=acme)
+    run("ecs", shell, default_customer=acme)
+    for callback in queued:
+        callback()  # the worker gets to it after the parent adopted it
+    shell, blocks = assert_the_parent_heads_its_building_blocks()
+    assert not analysed(blocks)
+
+
 def test_building_blocks_and_their_parent_in_one_batch_end_the_same_way(acme, blocks_and_shell):
     blocks, shell = blocks_and_shell
     results = run("ecs", [*blocks, *shell], default_customer=acme)  # the order Kibana writes them
@@ -285,6 +298,24 @@ def test_a_building_block_whose_parent_is_stored_joins_its_group_even_after_the_
     late["kibana.alert.original_time"] = "2026-11-20T11:30:00.000Z"  # far outside the group window
     results = run("ecs", json.dumps(late).encode(), default_customer=acme)
     assert results[0].group_id == Threat.objects.get(signal__kind="alert").group_id
+
+
+def test_the_alert_by_alert_path_groups_building_blocks_the_same_way(acme):
+    """When a bulk insert meets a row stored by another writer, the chunk is redone alert by alert
+    (threats/ingest.py): building blocks stored a moment earlier in the same chunk are adopted."""
+    theirs = factories.make_threat(customer=acme, analyse=False, source="ecs", source_ref="stored-elsewhere")
+    clash = {"@timestamp": "2026-11-20T08:05:00Z", "kibana.alert.uuid": "stored-elsewhere",
+             "kibana.alert.rule.name": "Another rule", "host": {"name": "WS-OTHER"}}
+    docs = [clash, *(json.loads(line) for line in lines(SEQUENCE))]
+    mapped = [(ingest.Record(n), ecs.parse(doc), acme, []) for n, doc in enumerate(docs)]
+    batch, results = ingest._Batch("ecs", ingest.services.SYSTEM), {}
+    with pytest.raises(IntegrityError), transaction.atomic():
+        batch._store(mapped, results, known={}, one_by_one=False)  # as if looked up before theirs
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        batch._store(mapped, results, known={}, one_by_one=True)
+    assert (results[0].status, results[0].id) == ("duplicate", str(theirs.pk))
+    shell, blocks = assert_the_parent_heads_its_building_blocks()
+    assert not analysed(blocks)  # queued when stored, grouped before the commit: no worker took it
 
 
 def test_two_customers_building_blocks_never_ride_on_each_others_parent(acme, globex, blocks_and_shell):

@@ -233,16 +233,17 @@ def start_analysis(threat_id):
 
 
 def start_analyses(threat_ids):
-    """Mark threats as running and read them with their customers, in the order given; those gone
-    or already analysed are left out (idempotent tasks).
+    """Mark threats as running and read them with their customers, in the order given; those gone,
+    already analysed, or riding on a group head (a building block its parent adopted while its task
+    waited in the queue: threats/grouping.py) are left out (idempotent tasks).
 
     One statement claims them all and reads them back (UPDATE ... RETURNING), one reads their
     customers: this runs for every analysis, so it is written in SQL (threats/sql.py says why)."""
     ids = list(dict.fromkeys(sql.param(Threat, "id", threat_id) for threat_id in threat_ids))
     claimed = THREAT_COLUMNS.instances(
         f"UPDATE {Threat._meta.db_table} SET analysis_status = %s WHERE id IN ({sql.placeholders(ids)})"
-        f" AND analysis_status <> %s RETURNING {THREAT_COLUMNS}",
-        [AnalysisStatus.RUNNING, *ids, AnalysisStatus.COMPLETED])
+        f" AND analysis_status NOT IN (%s, %s) RETURNING {THREAT_COLUMNS}",
+        [AnalysisStatus.RUNNING, *ids, AnalysisStatus.COMPLETED, AnalysisStatus.GROUPED])
     customer_ids = sorted({threat.customer_id for threat in claimed})
     customers = {customer.pk: customer for customer in CUSTOMER_COLUMNS.instances(
         f"SELECT {CUSTOMER_COLUMNS} FROM {Customer._meta.db_table} WHERE id IN ({sql.placeholders(customer_ids)})",
