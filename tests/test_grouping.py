@@ -163,7 +163,7 @@ def test_system_and_machine_accounts_make_no_campaign(logons):
     ("alice@acme.example", "alice@acme.example"),
     ("SYSTEM", ""), ("NT AUTHORITY\\SYSTEM", ""), ("NT AUTHORITY\\NETWORK SERVICE", ""), ("LOCAL SERVICE", ""),
     ("ANONYMOUS LOGON", ""), ("DWM-3", ""), ("UMFD-0", ""), ("IIS APPPOOL\\DefaultAppPool", ""),
-    ("NT SERVICE\\MSSQLSERVER", ""), ("WS-02$", ""), ("ACME\\WS-02$", ""), ("root", ""), ("Administrator", ""),
+    ("NT SERVICE\\MSSQLSERVER", ""), ("WS-02$", ""), ("ACME\\WS-02$", ""), ("root", ""), ("Administrator", ""), ("admin", ""),
     ("guest", ""), ("www-data", ""), ("nobody", ""), ("-", ""), ("N/A", ""), ("", ""), ("   ", ""), ("unknown", ""),
 ])
 def test_only_a_persons_account_names_a_campaign(name, expected):
@@ -185,6 +185,16 @@ def test_a_zero_campaign_window_links_nothing(client, acme, globex, settings):
     settings.INGEST_CAMPAIGN_WINDOW_SECONDS = 0
     post(client, "wazuh", lines("wazuh_logons.ndjson"), apikeys.issue("shipper", ["ingest"])[1])
     assert not Campaign.objects.exists() and not Threat.objects.filter(campaign__isnull=False).exists()
+
+
+def test_the_campaign_window_is_read_strictly_from_the_environment():
+    from tests.test_settings import PRODUCTION, load_settings
+
+    read = load_settings("settings.INGEST_CAMPAIGN_WINDOW_SECONDS", **PRODUCTION, INGEST_CAMPAIGN_WINDOW_SECONDS="600")
+    assert json.loads(read.stdout) == 600
+    assert json.loads(load_settings("settings.INGEST_CAMPAIGN_WINDOW_SECONDS", **PRODUCTION).stdout) == 3600
+    refused = load_settings(**PRODUCTION, INGEST_CAMPAIGN_WINDOW_SECONDS="-1")
+    assert refused.returncode != 0 and "INGEST_CAMPAIGN_WINDOW_SECONDS" in refused.stderr
 
 
 # --- Two customers never share a group or a campaign ------------------------------------------------------

@@ -47,6 +47,8 @@ SYSTEM_ACCOUNTS = frozenset({
     "system", "local system", "localsystem", "local service", "localservice", "network service", "networkservice",
     "anonymous logon", "anonymous", "trustedinstaller", "iusr", "defaultaccount", "wdagutilityaccount",
     "administrator", "guest", "krbtgt",
+    # Network appliances and cloud images: the default administrator of every device.
+    "admin",
     # Unix: the superuser and the system accounts every host has.
     "root", "daemon", "bin", "sys", "nobody", "nfsnobody", "www-data", "apache", "nginx", "sshd", "mail", "postfix",
     "systemd-network", "systemd-resolve", "systemd-timesync", "messagebus", "polkitd", "syslog", "_apt",

@@ -35,7 +35,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from . import grouping, metrics, services
-from .choices import ActorKind, AnalysisStatus
+from .choices import ActorKind
 from .importers import IMPORTERS, ItemError, Skip
 from .models import Customer, Threat
 
