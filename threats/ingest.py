@@ -47,7 +47,7 @@ DEFAULTS = {
     "INGEST_MAX_STRING_CHARS": 65_536,  # longer strings inside an alert are cut (Wazuh's own cap is 64 KiB)
     "INGEST_MAX_DEPTH": 32,  # deeper nesting: the alert is refused
     "INGEST_GROUP_WINDOW_SECONDS": 3_600,  # 0 = no grouping, every alert is analysed
-    "INGEST_CAMPAIGN_WINDOW_SECONDS": 3_600,  # a user's alerts within this of a campaign's first: one campaign; 0 = none
+    "INGEST_CAMPAIGN_WINDOW_SECONDS": 3_600,  # a user's alerts this close to a campaign's first join it; 0 = none
     "INGEST_HOST_CUSTOMERS": "",  # "web-*=acme-corp,db01=globex": agent/host name pattern -> customer
 }
 CHUNK_SIZE = 500  # alerts per transaction
