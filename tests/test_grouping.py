@@ -183,6 +183,17 @@ def test_a_group_name_is_not_taken_for_a_user():
     assert grouping.campaign_user(alert) == ("eve", "CN=Eve,OU=Staff,DC=acme")
 
 
+def test_an_account_whose_group_bears_its_name_is_still_a_user():
+    """useradd makes a private group of the same name: that is no membership change."""
+    from threats.importers import generic
+
+    created = generic.parse({"id": "u-1", "title": "Linux user created", "occurred_at": "2026-11-20T10:00:00Z",
+                             "observables": {"user": "sysbackup", "host": "build-02"}, "group": {"name": "sysbackup"},
+                             "event": {"category": ["iam"], "type": ["user", "creation"]}})
+    assert created.signal["account"]["group"] == "sysbackup"
+    assert grouping.campaign_user(created) == ("sysbackup", "sysbackup")
+
+
 def test_a_zero_campaign_window_links_nothing(client, acme, globex, settings):
     settings.INGEST_CAMPAIGN_WINDOW_SECONDS = 0
     post(client, "wazuh", lines("wazuh_logons.ndjson"), apikeys.issue("shipper", ["ingest"])[1])

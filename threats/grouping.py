@@ -115,9 +115,10 @@ def person(name):
 
 def campaign_user(alert):
     """(person, name as written) of the first account the alert names that is a person's: the
-    observables' user, else the signal's target account. A name the signal says is a group is not."""
+    observables' user, else the signal's target account. In a membership change (a group and the
+    member added to it) the group's name is not taken for a user."""
     account = alert.signal.get("account") or {}
-    group = str(account.get("group") or "").strip().casefold()
+    group = str(account.get("group") or "").strip().casefold() if account.get("target") else None
     for written in (alert.observables.get("user"), account.get("target")):
         if isinstance(written, str) and written.strip().casefold() != group and person(written):
             return person(written), written.strip()
