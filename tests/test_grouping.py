@@ -341,6 +341,30 @@ def test_the_alert_by_alert_path_groups_building_blocks_the_same_way(acme):
     assert not analysed(blocks)  # queued when stored, grouped before the commit: no worker took it
 
 
+def test_on_postgresql_the_look_up_of_a_stored_parent_reads_the_partial_index(acme, blocks_and_shell):
+    """Migration 0012's threat_with_ancestors: without it, each batch with a building block would
+    read every threat of the customer in the window."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL partial index (SQLite, the one-machine mode, reads the window)")
+    blocks, _ = blocks_and_shell
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        grouping.Grouper("ecs", 3600, 3600).load([(ecs.parse(json.loads(blocks[0])), acme)])
+    sql, params = next((sql, params) for sql, params in statements if "ancestors" in sql)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny test table: may the index serve?
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "threat_with_ancestors" in plan, plan
+
+
 def test_two_customers_building_blocks_never_ride_on_each_others_parent(acme, globex, blocks_and_shell):
     blocks, shell = blocks_and_shell
     run("ecs", shell, default_customer=acme)

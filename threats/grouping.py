@@ -210,8 +210,10 @@ class Grouper:
                                        signal__kind="building_block")
         rows = list(blocks.values("pk", "customer_id", "source_ref", "group_id", "campaign_id")) if named else []
         wanted = {(c.pk, alert.source_ref) for alert, c in mapped if is_building_block(alert)}
+        # The partial index threat_with_ancestors (migration 0012, PostgreSQL) serves this exclude().
         parents = Threat.objects.filter(source=self.source, customer_id__in=customers, group__isnull=False,
-                                        received_at__gte=timezone.now() - self.window).exclude(signal__ancestors=[])
+                                        received_at__gte=timezone.now() - self.window).exclude(
+            signal__ancestors=[]).order_by()
         found = list(parents.values_list("customer_id", "group_id", "signal__ancestors")) if wanted else []
         self._read_groups({row["group_id"] for row in rows} | {group_id for _, group_id, _ in found})
         for row in rows:

