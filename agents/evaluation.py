@@ -27,7 +27,7 @@ from django.test.utils import override_settings, setup_databases, teardown_datab
 from django.utils import timezone
 from django.utils.text import slugify
 
-from threats import generator, ingest, services
+from threats import generator, grouping, ingest, services
 from threats.choices import ActorKind, ClosedByKind, ContextKind, Disposition, InfraEventKind, Scenario
 from threats.importers import FORMATS, IMPORTERS, ItemError, Skip
 from threats.importers.common import parse_time
@@ -567,9 +567,8 @@ class CaseRun:
 
 
 def grouping_identity(threat):
-    """What the system treats as one: today the threat's group (or the threat alone). A campaign
-    id, once there is one, goes first here."""
-    return f"group:{threat.group_id}" if threat.group_id else f"threat:{threat.pk}"
+    """What the system treats as one: the threat's campaign, else its group, else the threat alone."""
+    return grouping.identity(threat)
 
 
 def predict(threat_id):

@@ -150,10 +150,12 @@ AGENTS_BATCH_SIZE = env_int("AGENTS_BATCH_SIZE", 20, minimum=1, maximum=100)
 AGENTS_SHARED_REPUTATION = env_bool("AGENTS_SHARED_REPUTATION", "false")
 
 # Alert ingestion (README "Alert ingestion"): Wazuh rule level -> severity hint (level >= N),
-# agent/host/sensor name pattern -> customer slug or name, grouping window (0 = no grouping).
+# agent/host/sensor name pattern -> customer slug or name, grouping window (0 = no grouping),
+# campaign window: a user's alerts within it of a campaign's first are one campaign (0 = no campaigns).
 INGEST_WAZUH_LEVELS = env_pairs("INGEST_WAZUH_LEVELS", "0:LOW,7:MEDIUM,12:HIGH,15:CRITICAL", separator=":")
 INGEST_HOST_CUSTOMERS = env_pairs("INGEST_HOST_CUSTOMERS")
 INGEST_GROUP_WINDOW_SECONDS = env_int("INGEST_GROUP_WINDOW_SECONDS", 3600)
+INGEST_CAMPAIGN_WINDOW_SECONDS = env_int("INGEST_CAMPAIGN_WINDOW_SECONDS", 3600)
 
 
 # --- 3. Derived values ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ from socproject.asgi import application
 from tests import factories
 from threats import apikeys, consumers
 from threats.api import api
-from threats.models import APIKey, ContextItem, Note, ThreatEvent, ThreatGroup, UserAccess
+from threats.models import APIKey, Campaign, ContextItem, Note, ThreatEvent, ThreatGroup, UserAccess
 
 KEY_ROLES = tuple(f"key:{scope}" for scope in APIKey.Scope.values)
 ROLES = ("anonymous", *KEY_ROLES, "scoped", "staff", "superuser")
@@ -117,8 +117,10 @@ def _tenant(customer, label):
     now = timezone.now()
     group = ThreatGroup.objects.create(customer=customer, source="generic", key=f"{label}-key", title=f"{label} group",
                                        head=threat, member_count=1, first_seen=now, last_seen=now)
+    campaign = Campaign.objects.create(customer=customer, key=f"user:{label}-user", title=f"{label} campaign",
+                                       first_seen=now, last_seen=now, threat_count=1)
     return {
-        "customer": customer, "threat": threat, "threatgroup": group,
+        "customer": customer, "threat": threat, "threatgroup": group, "campaign": campaign,
         "threatevent": ThreatEvent.objects.filter(threat=threat).first(),
         "infraevent": factories.make_infra_event(customer=customer, description=f"{label} release"),
         "contextitem": ContextItem.objects.create(customer=customer, title=f"{label} context", valid_from=now),
@@ -349,6 +351,14 @@ ADMIN_MODELS = {
         "object":          (*NOBODY, "to-change", "to-change", "to-change"),
     },
     "threats.threatgroup": {
+        "changelist":      (*NOBODY, 200, 200, 200),
+        "add":             (*NOBODY, 403, 403, 403),
+        "change":          (*NOBODY, ("view", "to-index"), "view", "view"),
+        "delete":          (*NOBODY, 403, 403, "deleted"),
+        "history":         (*NOBODY, (200, "to-index"), 200, 200),
+        "object":          (*NOBODY, "to-change", "to-change", "to-change"),
+    },
+    "threats.campaign": {
         "changelist":      (*NOBODY, 200, 200, 200),
         "add":             (*NOBODY, 403, 403, 403),
         "change":          (*NOBODY, ("view", "to-index"), "view", "view"),

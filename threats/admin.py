@@ -28,6 +28,7 @@ from .choices import Disposition, Status
 from .importers import FORMATS
 from .models import (
     APIKey,
+    Campaign,
     ContextItem,
     Customer,
     InfraEvent,
@@ -402,6 +403,31 @@ class ThreatGroupAdmin(HiddenTextMedia, TenantAdmin):
     def members_link(self, obj):
         url = reverse("admin:threats_threat_changelist")
         return format_html('<a href="{}?group__id__exact={}">{} alert(s)</a>', url, obj.pk, obj.member_count)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(HiddenTextMedia, TenantAdmin):
+    """Read-only: campaigns are built by ingestion (one user's activity across hosts and rules)."""
+
+    list_display = (revealed(Campaign, "title"), "customer", revealed(Campaign, "key"), "threat_count", "first_seen",
+                    "last_seen", "threats_link")
+    list_filter = ("customer",)
+    search_fields = ("title", "key")
+    list_select_related = ("customer",)
+    date_hierarchy = "last_seen"
+    show_full_result_count = False
+    fields = readonly_fields = read_only(Campaign)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Threats")
+    def threats_link(self, obj):
+        url = reverse("admin:threats_threat_changelist")
+        return format_html('<a href="{}?campaign__id__exact={}">{} threat(s)</a>', url, obj.pk, obj.threat_count)
 
 
 # --- Users: roles are the groups viewer / analyst / admin; customer scoping (docs/security.md) ----

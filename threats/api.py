@@ -133,11 +133,19 @@ class ThreatSummary(Schema):
     processing_ms: int | None
     occurred_at: datetime
     received_at: datetime
+    campaign: int | None = Field(None, description="Id of the user's campaign the threat belongs to, if any.")
 
 
 class ThreatPage(Schema):
     items: list[ThreatSummary]
     next_cursor: str | None
+
+
+class CampaignRef(Schema):
+    id: int
+    key: str = Field(..., description="What links the threats, e.g. user:alice.")
+    title: str
+    threat_count: int
 
 
 class ThreatDetail(ThreatSummary):
@@ -157,6 +165,7 @@ class ThreatDetail(ThreatSummary):
     adversarial: dict
     severity_hint: str | None
     group_id: int | None
+    campaign: CampaignRef | None = Field(None, description="One user's activity across hosts and rules.")
     analyzed_at: datetime | None
     analysis_error: str | None
     disposition_reason: str | None
@@ -175,6 +184,7 @@ class ThreatFilters(Schema):
     assignee: str | None = Field(None, max_length=150, description="Username, 'me' or 'none'.")
     requires_review: bool | None = None
     q: str | None = Field(None, max_length=200, description="Text search in title, summary and source ref.")
+    campaign: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this campaign (id).")
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
 
@@ -272,7 +282,7 @@ class _TechniqueIds(Func):
 
 # Only what a summary shows: not `raw`, the timeline, the response plan or the agents' JSON.
 SUMMARY_FIELDS = ("id", "title", "source", "threat_type", "severity", "risk_score", "analysis_status", "status",
-                  "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at")
+                  "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at", "campaign_id")
 SUMMARY_EXPRESSIONS = {
     "customer_name": F("customer__name"), "customer_slug": F("customer__slug"),
     "assignee_name": F("assignee__username"), "summary": Left("executive_summary", SUMMARY_TEXT_LIMIT),
@@ -289,7 +299,7 @@ def _summary(row):
         "disposition": row["disposition"] or None, "assignee": row["assignee_name"],
         "requires_human_review": row["requires_human_review"], "executive_summary": row["summary"],
         "mitre_techniques": row["techniques"], "processing_ms": row["processing_ms"],
-        "occurred_at": row["occurred_at"], "received_at": row["received_at"],
+        "occurred_at": row["occurred_at"], "received_at": row["received_at"], "campaign": row["campaign_id"],
     }
 
 
@@ -608,6 +618,8 @@ def _filter(found, filters, user):
         found = found.filter(assignee_id=get_user_model().objects.filter(username=username).values("pk")[:1])
     if filters.requires_review is not None:
         found = found.filter(requires_human_review=filters.requires_review)
+    if filters.campaign:
+        found = found.filter(campaign_id=filters.campaign)
     if filters.q:
         q = filters.q.strip()
         found = found.filter(Q(title__icontains=q) | Q(executive_summary__icontains=q) | Q(source_ref=q))

@@ -15,9 +15,11 @@ documented in README "Alert ingestion".
   waits for rows (the running totals' rows, which every threat write locks through the
   threats/stats.py triggers) that another writer holds while it waits for that lock.
   SQLite's IMMEDIATE transactions serialise writers the same way.
-- Grouping: an alert joins a recent group with the same key (rule + entity) unless it brings a new
-  ATT&CK tactic, a new user or a higher severity; then it heads a new group. Only heads are
-  analysed; members are stored with analysis_status "grouped" and share the head's verdict.
+- Grouping (threats/grouping.py): an alert joins a recent group with the same key (rule + entity;
+  a scanner's address) unless it brings a new ATT&CK tactic, a new user or a higher severity; then
+  it heads a new group. Only heads are analysed; members are stored with analysis_status "grouped"
+  and share the head's verdict. Building blocks ride on their parent's group; a user's alerts are
+  linked to a campaign.
 """
 
 import dataclasses
@@ -28,18 +30,16 @@ import re
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
-from . import access, metrics, services
-from .choices import ActorKind, AnalysisStatus
+from . import access, grouping, metrics, services
+from .choices import ActorKind
 from .importers import IMPORTERS, ItemError, Skip
-from .importers.common import SEVERITY_RANK, severity_max
-from .models import Customer, Threat, ThreatGroup
+from .models import Customer, Threat
 
 # Limits (README "Alert ingestion"). Each can be overridden by a Django setting of the same name.
 DEFAULTS = {
@@ -49,10 +49,10 @@ DEFAULTS = {
     "INGEST_MAX_STRING_CHARS": 65_536,  # longer strings inside an alert are cut (Wazuh's own cap is 64 KiB)
     "INGEST_MAX_DEPTH": 32,  # deeper nesting: the alert is refused
     "INGEST_GROUP_WINDOW_SECONDS": 3_600,  # 0 = no grouping, every alert is analysed
+    "INGEST_CAMPAIGN_WINDOW_SECONDS": 3_600,  # a user's alerts this close to a campaign's first join it; 0 = none
     "INGEST_HOST_CUSTOMERS": "",  # "web-*=acme-corp,db01=globex": agent/host name pattern -> customer
 }
 CHUNK_SIZE = 500  # alerts per transaction
-GROUP_CANDIDATES = 20  # recent groups with the same key that an alert may join
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
 CUT_MARKER = "…[cut {n} characters]"
 # JSON escapes that Python decodes but PostgreSQL refuses (NUL in text, lone UTF-16 surrogates).
@@ -349,6 +349,7 @@ class ItemResult:
     duplicate: bool = False
     group_id: int | None = None
     group_head: bool | None = None
+    campaign_id: int | None = None
     analysis_status: str | None = None
     field: str | None = None
     detail: str | None = None
@@ -417,13 +418,13 @@ def _serialise_writers():
 
 class _Batch:
     """Storing one chunk inside its transaction. Every alert is planned in memory first (duplicate,
-    group head or member), then written with a few bulk statements. Should an insert still meet a
-    stored (customer, source, source_ref) - only a writer outside ingestion could, since batches
-    hold the ingestion lock - the chunk is redone alert by alert, each in its own savepoint."""
+    group head or member, campaign: threats/grouping.py), then written with a few bulk statements.
+    Should an insert still meet a stored (customer, source, source_ref) - only a writer outside
+    ingestion could, since batches hold the ingestion lock - the chunk is redone alert by alert,
+    each in its own savepoint."""
 
     def __init__(self, source, actor):
         self.source, self.actor = source, actor
-        self.window = timedelta(seconds=setting("INGEST_GROUP_WINDOW_SECONDS"))
 
     def store(self, mapped, results):
         try:
@@ -433,31 +434,28 @@ class _Batch:
             self._store(mapped, results, self._known(mapped), one_by_one=True)
 
     def _store(self, mapped, results, known, one_by_one):
-        self._load_groups(mapped)
-        self.new_groups, self.touched, planned, rows = [], {}, [], []
+        self.mapped = mapped
+        self.grouping = self._grouper()
+        planned, rows = [], []
         for record, alert, customer, cut in mapped:
             result = results[record.index] = ItemResult(
                 record.index, "created", line=record.line, truncated=[*cut, *alert.truncated], warnings=alert.warnings)
             ref = (customer.pk, alert.source_ref)
             if ref in known:
-                result.status, result.duplicate, (result.id, group) = "duplicate", True, known[ref]
+                result.status, result.duplicate, (result.id, where) = "duplicate", True, known[ref]
             elif one_by_one:
-                group = self._create_one(alert, customer, result, known)
+                where = self._create_one(alert, customer, result, known)
             else:
-                group, head, row = self._plan(alert, customer, result)
-                self._add_member(group, row["id"], alert, customer, head)
-                rows.append(row)
-                known[ref] = result.id, group
-            planned.append((result, group))
+                where, row = self._plan(alert, customer, result)
+                rows.append((row, where))
+                known[ref] = result.id, where
+            planned.append((result, where))
         if rows:
-            ThreatGroup.objects.bulk_create(self.new_groups)
-            services.do_create_threats(rows, self.actor)
-        for result, group in planned:
-            result.group_id = group.pk if isinstance(group, ThreatGroup) else group
-        for group in self.touched.values():
-            ThreatGroup.objects.filter(pk=group.pk).update(
-                member_count=group.member_count, first_seen=group.first_seen, last_seen=group.last_seen,
-                worst_severity_hint=group.worst_severity_hint)
+            self.grouping.save_before()
+            services.do_create_threats([{**row, **where.fields()} for row, where in rows], self.actor)
+            self.grouping.save_after(self.actor)
+        for result, where in planned:
+            _report_grouping(result, where)
 
     def _known(self, mapped):
         """{(customer id, source_ref): (threat id, group id)} of the chunk's alerts already stored.
@@ -468,96 +466,52 @@ class _Batch:
         found = rows.values_list("customer_id", "source_ref", "pk", "group_id")
         return {(customer, ref): (str(pk), group_id) for customer, ref, pk, group_id in found}
 
+    def _grouper(self):
+        grouper = grouping.Grouper(self.source, setting("INGEST_GROUP_WINDOW_SECONDS"),
+                                   setting("INGEST_CAMPAIGN_WINDOW_SECONDS"))
+        grouper.load([(alert, customer) for _, alert, customer, _ in self.mapped])
+        return grouper
+
     def _plan(self, alert, customer, result):
-        """(group, is_head, Threat field values) for a new alert; nothing is changed yet."""
-        group, head = self._choose_group(alert, customer)
+        """(grouping.Placement, Threat field values but the grouping's) for a new alert."""
         threat_id = uuid.uuid4()
-        result.id, result.group_head = str(threat_id), head
-        result.analysis_status = AnalysisStatus.QUEUED if head else AnalysisStatus.GROUPED
-        return group, head, {
+        placement = self.grouping.place(alert, customer, threat_id)
+        result.id = str(threat_id)
+        return placement, {
             "id": threat_id, "customer": customer, "threat_type": alert.threat_type, "title": alert.title,
             "occurred_at": alert.occurred_at, "observables": alert.observables, "raw": alert.raw,
             "source": alert.source, "source_ref": alert.source_ref, "mitre_hints": alert.mitre_hints,
-            "severity_hint": alert.severity_hint, "group": group, "analysis_status": result.analysis_status,
-            "rule": alert.rule[:120], "signal": alert.signal,
+            "severity_hint": alert.severity_hint, "rule": alert.rule[:120], "signal": alert.signal,
         }
 
     def _create_one(self, alert, customer, result, known):
         """The careful path: one savepoint per alert; an insert that meets a stored row is a duplicate."""
-        group, head, row = self._plan(alert, customer, result)
+        placement, row = self._plan(alert, customer, result)
         try:
             with transaction.atomic():
-                if group is not None and head:
-                    group.head_id = row["id"]  # the threat is inserted after the group: the key is deferred
-                    group.save()
-                services.do_create_threats([row], self.actor)
+                self.grouping.save_before()
+                services.do_create_threats([{**row, **placement.fields()}], self.actor)
+                self.grouping.save_after(self.actor)
         except IntegrityError:
             existing = Threat.objects.filter(customer=customer, source=alert.source, source_ref=alert.source_ref)
             found = existing.values_list("pk", "group_id").first()
             if found is None:
                 raise
-            result.status, result.duplicate, result.group_head, result.analysis_status = "duplicate", True, None, None
-            result.id, group = str(found[0]), found[1]
+            self.grouping = self._grouper()  # its plan for this alert was rolled back: read again
+            result.status, result.duplicate = "duplicate", True
+            result.id, where = str(found[0]), found[1]
         else:
-            self._add_member(group, row["id"], alert, customer, head)
-        known[customer.pk, alert.source_ref] = result.id, group
-        return group
+            where = placement
+        known[customer.pk, alert.source_ref] = result.id, where
+        return where
 
-    # --- Grouping --------------------------------------------------------------------------------
 
-    def _load_groups(self, mapped):
-        """Recent groups for the chunk's grouping keys, in one query."""
-        self.candidates = {}  # (customer id, group key) -> recent groups, newest first
-        if not self.window or not mapped:
-            return
-        moments = [alert.occurred_at for _, alert, _, _ in mapped]
-        found = ThreatGroup.objects.filter(
-            source=self.source, customer_id__in={customer.pk for _, _, customer, _ in mapped},
-            key__in={alert.group_key for _, alert, _, _ in mapped},
-            first_seen__gte=min(moments) - self.window, first_seen__lte=max(moments) + self.window,
-        ).order_by("-id")
-        for group in found:
-            recent = self.candidates.setdefault((group.customer_id, group.key), [])
-            if len(recent) < GROUP_CANDIDATES:
-                recent.append(group)
-
-    def _choose_group(self, alert, customer):
-        """(group, is_head): an open group the alert fits, or a new unsaved one it will head."""
-        if not self.window:
-            return None, True
-        for group in self.candidates.get((customer.pk, alert.group_key), []):
-            if self._fits(group, alert):
-                return group, False
-        user = alert.user.casefold()
-        return ThreatGroup(
-            customer=customer, source=alert.source, key=alert.group_key, title=alert.title[:200], member_count=1,
-            first_seen=alert.occurred_at, last_seen=alert.occurred_at, worst_severity_hint=alert.severity_hint,
-            tactics=list(alert.tactics), users=[user] if user else [],
-        ), True
-
-    def _fits(self, group, alert):
-        """Same key and window, and nothing new: no new tactic, no new user, no higher severity.
-        A group whose head is gone (retention) takes no more members: nobody would analyse them."""
-        return (
-            group.head_id is not None
-            and abs(alert.occurred_at - group.first_seen) <= self.window
-            and set(alert.tactics) <= set(group.tactics)
-            and (not alert.user or alert.user.casefold() in group.users)
-            and SEVERITY_RANK.get(alert.severity_hint, 0) <= SEVERITY_RANK.get(group.worst_severity_hint, 0)
-        )
-
-    def _add_member(self, group, threat_id, alert, customer, head):
-        if group is None:
-            return
-        if head:
-            group.head_id = threat_id  # the threat is inserted after the group: the key is deferred
-            if group.pk is None:
-                self.new_groups.append(group)
-            self.candidates.setdefault((customer.pk, alert.group_key), []).insert(0, group)
-            return
-        group.member_count += 1
-        group.first_seen = min(group.first_seen, alert.occurred_at)
-        group.last_seen = max(group.last_seen, alert.occurred_at)
-        group.worst_severity_hint = severity_max(group.worst_severity_hint, alert.severity_hint)
-        if group.pk is not None:
-            self.touched[group.pk] = group
+def _report_grouping(result, where):
+    """A result's group (and, for a new alert, its head flag, analysis and campaign) as finally planned."""
+    if not isinstance(where, grouping.Placement):
+        result.group_id = where  # a stored alert's group id
+        return
+    result.group_id = where.group.pk if where.group is not None else None
+    if not result.duplicate:
+        result.group_head, result.analysis_status = where.head, where.analysis_status
+        result.campaign_id = where.campaign.pk if where.campaign is not None else None

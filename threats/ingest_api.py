@@ -40,6 +40,7 @@ class ItemOut(Schema):
     duplicate: bool = False
     group_id: int | None = None
     group_head: bool | None = Field(None, description="true: this alert heads its group and is analysed")
+    campaign_id: int | None = Field(None, description="the user's campaign this alert was linked to")
     analysis_status: str | None = None
     field: str | None = None
     detail: str | None = None

@@ -79,6 +79,25 @@ class ThreatGroup(models.Model):
         return hidden_text.reveal_text(f"{self.title} (x{self.member_count})")
 
 
+class Campaign(models.Model):
+    """One user's activity across hosts and rules within a short window (threats/grouping.py)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="campaigns")
+    key = models.CharField(max_length=255, help_text="What links the threats, e.g. user:alice.")
+    title = models.CharField(max_length=200)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    threat_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        indexes = [models.Index(fields=["customer", "key", "first_seen"], name="campaign_lookup")]
+
+    def __str__(self):
+        return f"{self.title} (x{self.threat_count})"
+
+
 class Threat(models.Model):
     """One threat signal, the agents' verdict on it, and its triage state."""
 
@@ -105,6 +124,11 @@ class Threat(models.Model):
     )
     group = models.ForeignKey(
         ThreatGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="members"
+    )
+    # Indexed by a partial index below (threat_campaign), built concurrently on PostgreSQL (migration 0012).
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.SET_NULL, null=True, blank=True, related_name="threats", db_index=False,
+        help_text="The user's campaign this threat belongs to (a group member shares its head's).",
     )
 
     # Analysis
@@ -182,6 +206,9 @@ class Threat(models.Model):
                 condition=Q(analysis_status__in=["queued", "running"]),
                 name="threat_pending_analysis",
             ),
+            # A campaign's threats (the list filter, the recount after each ingest batch).
+            models.Index(fields=["campaign", "received_at"], condition=Q(campaign__isnull=False),
+                         name="threat_campaign"),
         ]
 
     def __str__(self):  # admin pages, breadcrumbs and messages show it: hidden characters as markers

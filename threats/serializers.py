@@ -43,7 +43,15 @@ def threat_summary(threat: Threat):
         "processing_ms": threat.processing_ms,
         "occurred_at": _iso(threat.occurred_at),
         "received_at": _iso(threat.received_at),
+        "campaign": threat.campaign_id,
     }
+
+
+def campaign_summary(campaign):
+    """The campaign a threat belongs to (threats/grouping.py), as a threat's detail shows it."""
+    if campaign is None:
+        return None
+    return {"id": campaign.pk, "key": campaign.key, "title": campaign.title, "threat_count": campaign.threat_count}
 
 
 def agent_run_detail(run):
@@ -85,6 +93,7 @@ def threat_detail(threat: Threat):
         "adversarial": threat.adversarial,
         "severity_hint": threat.severity_hint or None,
         "group_id": threat.group_id,
+        "campaign": campaign_summary(threat.campaign),
         "analyzed_at": _iso(threat.analyzed_at),
         "analysis_error": threat.analysis_error or None,
         "disposition_reason": threat.disposition_reason or None,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -166,6 +167,36 @@ def do_create_threats(rows, actor):
     return threats
 
 
+def do_join_group(group, campaign, group_ids=(), threat_ids=()):
+    """Alert ingestion (threats/grouping.py): stored threats - the members of `group_ids` and the
+    `threat_ids` - ride on `group` from now on, in its `campaign` (building blocks adopted by their
+    parent). They are members: "grouped", unless a worker is analysing one right now (it finishes).
+    Returns [(threat, changes)] for `record_group_moves`, which the caller calls after its inserts:
+    a writer takes the event-log lock only after its threat writes."""
+    found = Threat.objects.filter(Q(group_id__in=list(group_ids)) | Q(pk__in=list(threat_ids)))
+    with transaction.atomic():
+        before = {pk: (status, group_id, campaign_id) for pk, status, group_id, campaign_id in
+                  found.select_for_update().values_list("pk", "analysis_status", "group_id", "campaign_id")}
+        Threat.objects.filter(pk__in=before).update(
+            group=group, campaign=campaign, updated_at=timezone.now(),
+            analysis_status=Case(When(analysis_status=AnalysisStatus.RUNNING, then=F("analysis_status")),
+                                 default=Value(AnalysisStatus.GROUPED)))
+        moved = Threat.objects.select_related("customer", "assignee").filter(pk__in=before).order_by("occurred_at")
+        return [(threat, _moved_changes(threat, *before[threat.pk])) for threat in moved]
+
+
+def _moved_changes(threat, status, group_id, campaign_id):
+    after = {"analysis_status": threat.analysis_status, "group_id": threat.group_id, "campaign": threat.campaign_id}
+    was = {"analysis_status": status, "group_id": group_id, "campaign": campaign_id}
+    return {name: {"from": was[name], "to": value} for name, value in after.items() if was[name] != value}
+
+
+def record_group_moves(moved, actor):
+    """A `threat.updated` event for each threat `do_join_group` moved, with its changes."""
+    if moved:
+        _record_each([(threat, {"changes": changes}) for threat, changes in moved], EventType.UPDATED, actor)
+
+
 def enforce_retention(batch_size=500):
     """Delete the oldest threats beyond MAX_STORED_THREATS (their events, runs and notes cascade),
     in short transactions of `batch_size`, so a writer never waits for more than one batch.
@@ -203,16 +234,17 @@ def start_analysis(threat_id):
 
 
 def start_analyses(threat_ids):
-    """Mark threats as running and read them with their customers, in the order given; those gone
-    or already analysed are left out (idempotent tasks).
+    """Mark threats as running and read them with their customers, in the order given; those gone,
+    already analysed, or riding on a group head (a building block its parent adopted while its task
+    waited in the queue: threats/grouping.py) are left out (idempotent tasks).
 
     One statement claims them all and reads them back (UPDATE ... RETURNING), one reads their
     customers: this runs for every analysis, so it is written in SQL (threats/sql.py says why)."""
     ids = list(dict.fromkeys(sql.param(Threat, "id", threat_id) for threat_id in threat_ids))
     claimed = THREAT_COLUMNS.instances(
         f"UPDATE {Threat._meta.db_table} SET analysis_status = %s WHERE id IN ({sql.placeholders(ids)})"
-        f" AND analysis_status <> %s RETURNING {THREAT_COLUMNS}",
-        [AnalysisStatus.RUNNING, *ids, AnalysisStatus.COMPLETED])
+        f" AND analysis_status NOT IN (%s, %s) RETURNING {THREAT_COLUMNS}",
+        [AnalysisStatus.RUNNING, *ids, AnalysisStatus.COMPLETED, AnalysisStatus.GROUPED])
     customer_ids = sorted({threat.customer_id for threat in claimed})
     customers = {customer.pk: customer for customer in CUSTOMER_COLUMNS.instances(
         f"SELECT {CUSTOMER_COLUMNS} FROM {Customer._meta.db_table} WHERE id IN ({sql.placeholders(customer_ids)})",
@@ -414,11 +446,16 @@ def _record_event(threat, event_type, actor, extra=None):
 def _record_events(threats, event_type, actor, extra=None):
     """`_record_event` for many threats: one INSERT (seqs in list order), one broadcast of them all.
     Written once in SQL (threats/sql.py): every analysis and every ingest batch records events."""
+    return _record_each([(threat, extra) for threat in threats], event_type, actor)
+
+
+def _record_each(pairs, event_type, actor):
+    """`_record_events` with each threat's own payload: [(threat, extra payload or None)]."""
     _lock_event_log()
     recorded = sql.insert_all([
         ThreatEvent(threat=threat, type=event_type, actor_kind=actor.kind, actor=actor.user,
                     actor_label=actor.label, payload={"threat": threat_summary(threat), **(extra or {})})
-        for threat in threats
+        for threat, extra in pairs
     ])
     events.broadcast_on_commit(*recorded)
     return recorded

@@ -47,7 +47,7 @@ ACTIVITY_SIZE = 30
 PAGE_SIZE = 50
 MAX_ANALYSTS = 500
 THREAT_REF = re.compile(r"^threat:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
-FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q")
+FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q", "campaign")
 NO_DUE = None
 TYPE_LABELS = dict(ThreatType.choices)
 
@@ -143,6 +143,7 @@ def threat_detail(request, threat_id):
         "analysts": _analysts(user),
         "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
         "analysis_done": threat.analysis_status in (AnalysisStatus.COMPLETED, AnalysisStatus.FAILED),
+        "campaign": threat.campaign,  # same customer as the threat: visible to whoever sees the threat
     }
     return render(request, "threats/detail.html", context)
 

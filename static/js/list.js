@@ -23,6 +23,7 @@
     if (filters.assignee && ["me", "none"].indexOf(filters.assignee) === -1 && t.assignee !== filters.assignee) return false;
     if (filters.review === "yes" && !t.requires_human_review) return false;
     if (filters.review === "no" && t.requires_human_review) return false;
+    if (filters.campaign && String(t.campaign) !== String(filters.campaign)) return false;
     if (filters.q) {
       var q = filters.q.toLowerCase();
       if ((t.title || "").toLowerCase().indexOf(q) === -1 && (t.executive_summary || "").toLowerCase().indexOf(q) === -1) return false;

@@ -1,0 +1,456 @@
+"""Grouping by entity and campaign (threats/grouping.py, docs/grouping.md), through
+`threats.ingest.ingest` and POST /api/ingest with real vendor documents: a scanner is one group per
+source address; one user's activity across hosts is one campaign (service and system accounts make
+none); building blocks ride on their parent whichever arrives first, and a parent never becomes a
+member of its building block's group; two customers never share a group or a campaign. Also the
+campaign in the API, the pages and the admin, and `grouping.identity`."""
+
+import json
+from pathlib import Path
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.test import TestCase
+
+from agents.models import AgentRun
+from tests import factories
+from threats import apikeys, grouping, ingest
+from threats.choices import AnalysisStatus, EventType
+from threats.importers import ecs
+from threats.models import Campaign, Threat, ThreatEvent, ThreatGroup
+
+pytestmark = pytest.mark.django_db
+FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
+NDJSON = "application/x-ndjson"
+SCANNER, OTHER_SCANNER, INTERNAL_HOST = "203.0.113.66", "198.51.100.77", "10.0.3.9"
+
+
+@pytest.fixture
+def acme(db):
+    return factories.make_customer(name="Acme Corp", slug="acme-corp")
+
+
+@pytest.fixture
+def globex(db):
+    return factories.make_customer(name="Globex", slug="globex")
+
+
+def lines(name):
+    return (FIXTURES / name).read_bytes().splitlines(keepends=True)
+
+
+def run(source, data, **options):
+    """Ingest like the API does, running the on-commit work (broadcast, analysis) as a commit would."""
+    options.setdefault("actor_label", "test")
+    body = data if isinstance(data, bytes) else b"".join(data)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return ingest.ingest(source, ingest.decode_body(body, NDJSON), **options)
+
+
+def post(client, fmt, data, key):
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(f"/api/ingest/{fmt}", b"".join(data), content_type=NDJSON, HTTP_X_API_KEY=key)
+    assert response.status_code == 202, response.content
+    return response.json()["items"]
+
+
+def analysed(threats):
+    return set(AgentRun.objects.filter(threat__in=threats).values_list("threat_id", flat=True))
+
+
+def the_threat(**observables):
+    matches = [t for t in Threat.objects.all() if all(t.observables.get(k) == v for k, v in observables.items())]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+# --- A scanner is one group per source ------------------------------------------------------------------
+
+
+@pytest.fixture
+def scans(acme, globex, settings):
+    """tests/fixtures/alerts/suricata_scan.ndjson: 203.0.113.66 runs three ET SCAN signatures over
+    five of Acme's hosts and tries one XSS; 198.51.100.77 scans two hosts; an internal host sweeps
+    two; 203.0.113.66 also scans two of Globex's hosts (seen by Globex's sensor)."""
+    settings.INGEST_HOST_CUSTOMERS = "sensor-acme-*=acme-corp,sensor-globex-*=globex"
+    results = run("suricata", lines("suricata_scan.ndjson"))
+    assert ingest.summary(results) == {"created": 22, "duplicates": 0, "skipped": 0, "errors": 0}
+    return results
+
+
+def test_a_scanner_over_five_destinations_and_three_signatures_is_one_group(scans, acme):
+    scanner = Threat.objects.filter(customer=acme, observables__src_ip=SCANNER, threat_type__contains="leak") | \
+        Threat.objects.filter(customer=acme, observables__src_ip=SCANNER, threat_type__contains="bad_traffic")
+    assert scanner.count() == 15
+    assert {(t.observables["dst_ip"], t.rule) for t in scanner} == {
+        (f"10.0.1.{d}", f"sid:1:{sid}") for d in range(10, 15) for sid in (2001219, 2010935, 2010937)}
+    group = ThreatGroup.objects.get(customer=acme, key=f"scan|{SCANNER}")
+    assert set(scanner.values_list("group", flat=True)) == {group.pk} and group.member_count == 15
+    # one analysis for the scan; the other fourteen share it (a higher vendor severity did not split it)
+    assert analysed(scanner) == {group.head_id}
+    assert scanner.filter(analysis_status=AnalysisStatus.GROUPED).count() == 14
+    assert group.worst_severity_hint == "MEDIUM" and set(scanner.values_list("severity_hint", flat=True)) == {
+        "LOW", "MEDIUM"}
+
+
+def test_a_web_attack_from_the_scanners_address_is_not_in_its_group(scans, acme):
+    xss = Threat.objects.get(customer=acme, rule="sid:1:2009714")
+    assert xss.group.key == f"sid:1:2009714|{SCANNER}>10.0.1.15" and xss.group.head_id == xss.pk
+    assert xss.analysis_status == AnalysisStatus.COMPLETED
+
+
+def test_each_external_scanner_has_its_own_group_and_an_internal_sweep_stays_per_target(scans, acme):
+    other = Threat.objects.filter(customer=acme, observables__src_ip=OTHER_SCANNER)
+    assert {t.group.key for t in other} == {f"scan|{OTHER_SCANNER}"} and other.count() == 2
+    internal = Threat.objects.filter(customer=acme, observables__src_ip=INTERNAL_HOST)
+    assert {t.group.key for t in internal} == {f"sid:1:2001219|{INTERNAL_HOST}>10.0.1.10",
+                                               f"sid:1:2001219|{INTERNAL_HOST}>10.0.1.11"}
+
+
+def test_a_later_batch_from_the_scanner_joins_its_group(scans, acme):
+    later = json.loads(lines("suricata_scan.ndjson")[0])
+    later.update(flow_id=1, timestamp="2026-11-20T13:20:00.000000+0000", dest_ip="10.0.1.99", dest_port=5432)
+    results = run("suricata", json.dumps(later).encode() + b"\n")
+    assert results[0].group_head is False and results[0].analysis_status == AnalysisStatus.GROUPED
+    assert results[0].group_id == ThreatGroup.objects.get(customer=acme, key=f"scan|{SCANNER}").pk
+
+
+# --- One user's activity across hosts is one campaign ---------------------------------------------------
+
+
+@pytest.fixture
+def logons(client, acme, globex):
+    """tests/fixtures/alerts/wazuh_logons.ndjson through POST /api/ingest/wazuh (Windows event 4624):
+    alice on WS-01, WS-02 and SRV-FILE-01 within 15 minutes, again on WS-01, and on WS-04 hours
+    later; bob on WS-03; SYSTEM and the machine account WS-02$; alice of Globex on GX-WS-01."""
+    key = apikeys.issue("wazuh shipper", ["ingest"])[1]
+    items = post(client, "wazuh", lines("wazuh_logons.ndjson"), key)
+    assert [item["status"] for item in items] == ["created"] * 9
+    return items
+
+
+def test_a_users_logons_on_three_hosts_within_the_window_are_one_campaign(logons, acme):
+    alice = Threat.objects.filter(customer=acme, observables__user="alice", occurred_at__hour=9)
+    assert sorted(t.observables["host"] for t in alice) == ["SRV-FILE-01", "WS-01", "WS-01", "WS-02"]
+    campaign = Campaign.objects.filter(customer=acme, key="user:alice", threats__in=alice.values("pk")).distinct().get()
+    assert set(alice.values_list("campaign", flat=True)) == {campaign.pk}
+    assert (campaign.title, campaign.threat_count) == ("Activity of user alice", 4)
+    assert campaign.first_seen == min(t.occurred_at for t in alice)
+    assert campaign.last_seen == max(t.occurred_at for t in alice)
+    # members of a campaign are analysed each; the repeat on WS-01 is a duplicate and rides on its head
+    heads = alice.exclude(analysis_status=AnalysisStatus.GROUPED)
+    assert heads.count() == 3 and analysed(alice) == set(heads.values_list("pk", flat=True))
+    assert {item["campaign_id"] for item in logons[:4]} == {campaign.pk}
+
+
+def test_another_user_is_another_campaign_and_later_activity_a_new_one(logons, acme):
+    alice = Campaign.objects.get(customer=acme, key="user:alice", threats__observables__host="WS-02")
+    bob = the_threat(user="bob")
+    assert bob.campaign.key == "user:bob" and bob.campaign != alice and bob.campaign.threat_count == 1
+    hours_later = the_threat(host="WS-04")
+    assert hours_later.campaign.key == "user:alice" and hours_later.campaign != alice
+
+
+def test_system_and_machine_accounts_make_no_campaign(logons):
+    assert the_threat(user="SYSTEM").campaign is None
+    assert the_threat(user="WS-02$").campaign is None
+    assert not Campaign.objects.filter(key__in=["user:system", "user:ws-02$"]).exists()
+    assert "campaign_id" not in logons[5] and "campaign_id" not in logons[6]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("alice", "alice"), ("ACME\\Alice", "alice"), ("CN=Alice Smith,OU=Staff,DC=acme,DC=example", "alice smith"),
+    ("alice@acme.example", "alice@acme.example"),
+    ("SYSTEM", ""), ("NT AUTHORITY\\SYSTEM", ""), ("NT AUTHORITY\\NETWORK SERVICE", ""), ("LOCAL SERVICE", ""),
+    ("ANONYMOUS LOGON", ""), ("DWM-3", ""), ("UMFD-0", ""), ("IIS APPPOOL\\DefaultAppPool", ""),
+    ("NT SERVICE\\MSSQLSERVER", ""), ("WS-02$", ""), ("ACME\\WS-02$", ""), ("root", ""), ("Administrator", ""),
+    ("admin", ""),
+    ("guest", ""), ("www-data", ""), ("nobody", ""), ("-", ""), ("N/A", ""), ("", ""), ("   ", ""), ("unknown", ""),
+])
+def test_only_a_persons_account_names_a_campaign(name, expected):
+    assert grouping.person(name) == expected
+
+
+def test_a_group_name_is_not_taken_for_a_user():
+    """Wazuh puts the group's name in targetUserName for a group-membership event (4732)."""
+    added = json.loads(lines("wazuh_logons.ndjson")[0])
+    added["data"]["win"]["system"]["eventID"] = "4732"
+    added["data"]["win"]["eventdata"].update(targetUserName="Administrators", memberName="CN=Eve,OU=Staff,DC=acme")
+    from threats.importers import wazuh
+
+    alert = wazuh.parse(added)
+    assert alert.observables["user"] == "Administrators"
+    assert grouping.campaign_user(alert) == ("eve", "CN=Eve,OU=Staff,DC=acme")
+
+
+def test_an_account_whose_group_bears_its_name_is_still_a_user():
+    """useradd makes a private group of the same name: that is no membership change."""
+    from threats.importers import generic
+
+    created = generic.parse({"id": "u-1", "title": "Linux user created", "occurred_at": "2026-11-20T10:00:00Z",
+                             "observables": {"user": "sysbackup", "host": "build-02"}, "group": {"name": "sysbackup"},
+                             "event": {"category": ["iam"], "type": ["user", "creation"]}})
+    assert created.signal["account"]["group"] == "sysbackup"
+    assert grouping.campaign_user(created) == ("sysbackup", "sysbackup")
+
+
+def test_a_zero_campaign_window_links_nothing(client, acme, globex, settings):
+    settings.INGEST_CAMPAIGN_WINDOW_SECONDS = 0
+    post(client, "wazuh", lines("wazuh_logons.ndjson"), apikeys.issue("shipper", ["ingest"])[1])
+    assert not Campaign.objects.exists() and not Threat.objects.filter(campaign__isnull=False).exists()
+
+
+def test_the_campaign_window_is_read_strictly_from_the_environment():
+    from tests.test_settings import PRODUCTION, load_settings
+
+    read = load_settings("settings.INGEST_CAMPAIGN_WINDOW_SECONDS", **PRODUCTION, INGEST_CAMPAIGN_WINDOW_SECONDS="600")
+    assert json.loads(read.stdout) == 600
+    assert json.loads(load_settings("settings.INGEST_CAMPAIGN_WINDOW_SECONDS", **PRODUCTION).stdout) == 3600
+    refused = load_settings(**PRODUCTION, INGEST_CAMPAIGN_WINDOW_SECONDS="-1")
+    assert refused.returncode != 0 and "INGEST_CAMPAIGN_WINDOW_SECONDS" in refused.stderr
+
+
+# --- Two customers never share a group or a campaign ------------------------------------------------------
+
+
+def test_two_customers_never_share_a_group_or_a_campaign(scans, logons, acme, globex):
+    for group in ThreatGroup.objects.all():
+        assert set(group.members.values_list("customer", flat=True)) == {group.customer_id}, group.key
+    for campaign in Campaign.objects.all():
+        assert set(campaign.threats.values_list("customer", flat=True)) == {campaign.customer_id}, campaign.key
+    assert ThreatGroup.objects.filter(key=f"scan|{SCANNER}").count() == 2  # one for each customer
+    gx = the_threat(host="GX-WS-01")
+    assert gx.customer == globex and gx.campaign.key == "user:alice" and gx.campaign.customer == globex
+
+
+# --- Building blocks ride on their parent -----------------------------------------------------------------
+
+
+SEQUENCE = "ecs_building_blocks.ndjson"  # an EQL sequence: three building blocks, then the shell alert
+
+
+@pytest.fixture
+def blocks_and_shell():
+    found = lines(SEQUENCE)
+    return found[:3], found[3:]
+
+
+def sequence_threats():
+    shell = Threat.objects.get(signal__kind="alert")
+    blocks = Threat.objects.filter(signal__kind="building_block").order_by("occurred_at")
+    assert blocks.count() == 3
+    return shell, list(blocks)
+
+
+def assert_the_parent_heads_its_building_blocks():
+    shell, blocks = sequence_threats()
+    assert shell.group.head_id == shell.pk and shell.analysis_status == AnalysisStatus.COMPLETED
+    assert not shell.group.key.startswith("bb|")
+    assert {b.group_id for b in blocks} == {shell.group_id} and shell.group.member_count == 4
+    assert {b.analysis_status for b in blocks} == {AnalysisStatus.GROUPED}
+    assert not ThreatGroup.objects.filter(key__startswith="bb|").exists()
+    # one identity for the four: the user's campaign, shared by the shell and its building blocks
+    assert {grouping.identity(t) for t in [shell, *blocks]} == {f"campaign:{shell.campaign_id}"}
+    assert shell.campaign.key == "user:a.novak" and shell.campaign.threat_count == 4
+    return shell, blocks
+
+
+def test_building_blocks_then_their_parent_the_parent_heads_and_adopts_them(acme, blocks_and_shell):
+    blocks, shell = blocks_and_shell
+    first = run("ecs", blocks, default_customer=acme)
+    assert [r.group_head for r in first] == [True, False, False]  # waiting: the first one is analysed
+    later = run("ecs", shell, default_customer=acme)
+    assert later[0].group_head is True and later[0].analysis_status == AnalysisStatus.QUEUED
+    shell, blocks = assert_the_parent_heads_its_building_blocks()
+    assert analysed(blocks) == {blocks[0].pk}  # analysed while it waited; its verdict stays on the record
+    moved = ThreatEvent.objects.filter(type=EventType.UPDATED, threat__in=blocks)
+    assert moved.count() == 3 and {e.actor_label for e in moved} == {"test"}
+    first_block = moved.get(threat=blocks[0]).payload
+    assert first_block["changes"]["analysis_status"] == {"from": "completed", "to": "grouped"}
+    assert first_block["changes"]["group_id"]["to"] == shell.group_id
+    assert first_block["threat"]["analysis_status"] == "grouped"
+
+
+def test_a_parent_then_its_building_blocks_end_the_same_way(acme, blocks_and_shell):
+    blocks, shell = blocks_and_shell
+    run("ecs", shell, default_customer=acme)
+    results = run("ecs", blocks, default_customer=acme)
+    assert [(r.group_head, r.analysis_status) for r in results] == [(False, AnalysisStatus.GROUPED)] * 3
+    shell, blocks = assert_the_parent_heads_its_building_blocks()
+    assert not analysed(blocks)  # never analysed: they rode on their parent from the start
+
+
+def test_a_building_block_adopted_while_its_analysis_waits_in_the_queue_is_not_analysed(acme, blocks_and_shell):
+    blocks, shell = blocks_and_shell
+    with TestCase.captureOnCommitCallbacks() as queued:  # the first one's analysis task waits for a worker
+        ingest.ingest("ecs", ingest.decode_body(b"".join(blocks), NDJSON), actor_label="test", default_customer=acme)
+    run("ecs", shell, default_customer=acme)
+    for callback in queued:
+        callback()  # the worker gets to it after the parent adopted it
+    shell, blocks = assert_the_parent_heads_its_building_blocks()
+    assert not analysed(blocks)
+
+
+def test_building_blocks_and_their_parent_in_one_batch_end_the_same_way(acme, blocks_and_shell):
+    blocks, shell = blocks_and_shell
+    results = run("ecs", [*blocks, *shell], default_customer=acme)  # the order Kibana writes them
+    assert [r.group_head for r in results] == [False, False, False, True]
+    assert len({r.group_id for r in results}) == 1
+    shell, blocks = assert_the_parent_heads_its_building_blocks()
+    assert not analysed(blocks) and not ThreatEvent.objects.filter(type=EventType.UPDATED).exists()
+
+
+def test_a_building_block_whose_parent_never_comes_is_stored_visible_and_analysed(acme, alice_client,
+                                                                                     blocks_and_shell):
+    blocks, _ = blocks_and_shell
+    results = run("ecs", blocks, default_customer=acme)
+    stored = Threat.objects.filter(signal__kind="building_block").order_by("occurred_at")
+    head = stored[0]
+    assert head.analysis_status == AnalysisStatus.COMPLETED and head.severity
+    assert head.group.key.startswith("bb|") and {t.group_id for t in stored} == {head.group_id}
+    listed = {item["id"] for item in alice_client.get("/api/threats").json()["items"]}
+    assert {r.id for r in results} <= listed
+
+
+def test_a_building_block_whose_parent_is_stored_joins_its_group_even_after_the_group_window(acme, settings,
+                                                                                              blocks_and_shell):
+    """The parent names it explicitly: no window to fit, only a head to analyse it."""
+    blocks, shell = blocks_and_shell
+    run("ecs", shell, default_customer=acme)
+    late = json.loads(blocks[2])
+    late["kibana.alert.original_time"] = "2026-11-20T11:30:00.000Z"  # far outside the group window
+    results = run("ecs", json.dumps(late).encode(), default_customer=acme)
+    assert results[0].group_id == Threat.objects.get(signal__kind="alert").group_id
+
+
+def test_the_alert_by_alert_path_groups_building_blocks_the_same_way(acme):
+    """When a bulk insert meets a row stored by another writer, the chunk is redone alert by alert
+    (threats/ingest.py): building blocks stored a moment earlier in the same chunk are adopted."""
+    theirs = factories.make_threat(customer=acme, analyse=False, source="ecs", source_ref="stored-elsewhere")
+    clash = {"@timestamp": "2026-11-20T08:05:00Z", "kibana.alert.uuid": "stored-elsewhere",
+             "kibana.alert.rule.name": "Another rule", "host": {"name": "WS-OTHER"}}
+    docs = [clash, *(json.loads(line) for line in lines(SEQUENCE))]
+    mapped = [(ingest.Record(n), ecs.parse(doc), acme, []) for n, doc in enumerate(docs)]
+    batch, results = ingest._Batch("ecs", ingest.services.SYSTEM), {}
+    with pytest.raises(IntegrityError), transaction.atomic():
+        batch._store(mapped, results, known={}, one_by_one=False)  # as if looked up before theirs
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        batch._store(mapped, results, known={}, one_by_one=True)
+    assert (results[0].status, results[0].id) == ("duplicate", str(theirs.pk))
+    shell, blocks = assert_the_parent_heads_its_building_blocks()
+    assert not analysed(blocks)  # queued when stored, grouped before the commit: no worker took it
+
+
+def test_on_postgresql_the_look_up_of_a_stored_parent_reads_the_partial_index(acme, blocks_and_shell):
+    """Migration 0012's threat_with_ancestors: without it, each batch with a building block would
+    read every threat of the customer in the window."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL partial index (SQLite, the one-machine mode, reads the window)")
+    blocks, _ = blocks_and_shell
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        grouping.Grouper("ecs", 3600, 3600).load([(ecs.parse(json.loads(blocks[0])), acme)])
+    sql, params = next((sql, params) for sql, params in statements if "ancestors" in sql)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny test table: may the index serve?
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "threat_with_ancestors" in plan, plan
+
+
+def test_two_customers_building_blocks_never_ride_on_each_others_parent(acme, globex, blocks_and_shell):
+    blocks, shell = blocks_and_shell
+    run("ecs", shell, default_customer=acme)
+    renamed = [line.replace(b'"kibana.alert.uuid":"', b'"kibana.alert.uuid":"gx') for line in blocks]
+    results = run("ecs", renamed, default_customer=globex)
+    assert [r.group_head for r in results] == [True, False, False]
+    acme_group = Threat.objects.get(customer=acme, signal__kind="alert").group_id
+    assert acme_group not in {r.group_id for r in results}
+
+
+# --- The campaign in the API, the pages and the admin ----------------------------------------------------
+
+
+def test_the_api_shows_a_threats_campaign_and_filters_the_list_by_it(logons, alice_client, acme):
+    alice = the_threat(host="WS-02")
+    detail = alice_client.get(f"/api/threats/{alice.pk}").json()
+    campaign = alice.campaign
+    assert detail["campaign"] == {"id": campaign.pk, "key": "user:alice", "title": "Activity of user alice",
+                                  "threat_count": 4}
+    items = alice_client.get("/api/threats", {"limit": 100}).json()["items"]
+    assert {i["id"]: i["campaign"] for i in items}[str(alice.pk)] == campaign.pk
+    assert {i["id"]: i["campaign"] for i in items}[str(the_threat(user="SYSTEM").pk)] is None
+    only = alice_client.get("/api/threats", {"campaign": campaign.pk}).json()["items"]
+    assert sorted(i["id"] for i in only) == sorted(str(pk) for pk in campaign.threats.values_list("pk", flat=True))
+    assert alice_client.get("/api/threats", {"campaign": "x"}).status_code == 422
+    assert alice_client.get(f"/api/threats/{the_threat(user='SYSTEM').pk}").json()["campaign"] is None
+
+
+def test_the_openapi_schema_documents_the_campaign(client):
+    schema = client.get("/api/openapi.json").json()
+    components = schema["components"]["schemas"]
+    assert "campaign" in components["ThreatSummary"]["properties"]
+    assert components["CampaignRef"]["required"] == ["id", "key", "title", "threat_count"]
+    parameters = schema["paths"]["/api/threats"]["get"]["parameters"]
+    assert "campaign" in {p["name"] for p in parameters}
+
+
+def test_the_detail_page_links_to_the_other_threats_of_the_campaign(logons, alice_client):
+    alice = the_threat(host="WS-02")
+    page = alice_client.get(f"/threats/{alice.pk}/").content.decode()
+    assert f'href="/threats/?campaign={alice.campaign_id}">Activity of user alice</a> · 4 threats' in page
+    listed = alice_client.get("/threats/", {"campaign": alice.campaign_id}).content.decode()
+    assert listed.count('class="threat-row') == 4 and f"campaign #{alice.campaign_id}" in listed
+    system = alice_client.get(f"/threats/{the_threat(user='SYSTEM').pk}/").content.decode()
+    assert 'id="campaign"' not in system
+
+
+def test_a_campaign_title_from_an_alert_is_escaped_on_the_page(acme, alice_client):
+    hostile = {"id": "h-1", "title": "Login", "occurred_at": "2026-11-20T10:00:00Z", "customer": "acme-corp",
+               "observables": {"user": "<img src=x onerror=alert(1)>"}}
+    result = run("generic", json.dumps(hostile).encode())[0]
+    page = alice_client.get(f"/threats/{result.id}/").content.decode()
+    assert "<img src=x" not in page and "Activity of user &lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_campaigns_are_read_only_and_scoped_in_the_admin(logons, client, django_user_model, acme, globex):
+    from django.contrib.auth.models import Permission
+
+    from threats.models import UserAccess
+
+    admin_user = django_user_model.objects.create_superuser("root-admin", password="pw")
+    client.force_login(admin_user)
+    listing = client.get("/admin/threats/campaign/").content.decode()
+    assert "Activity of user alice" in listing and "Activity of user bob" in listing
+    campaign = Campaign.objects.get(customer=acme, key="user:bob")
+    assert client.get("/admin/threats/campaign/add/").status_code == 403
+    change = client.get(f"/admin/threats/campaign/{campaign.pk}/change/")
+    assert change.status_code == 200 and 'name="title"' not in change.content.decode()  # read-only view
+    members = client.get("/admin/threats/threat/", {"campaign__id__exact": campaign.pk})
+    assert members.status_code == 200 and "Windows Logon Success" in members.content.decode()
+    scoped = django_user_model.objects.create_user("globex-admin", password="pw", is_staff=True)
+    scoped.user_permissions.add(Permission.objects.get(codename="view_campaign"))
+    UserAccess.objects.create(user=scoped).customers.set([globex])
+    client.force_login(scoped)
+    titles = client.get("/admin/threats/campaign/").content.decode()
+    assert titles.count("Activity of user alice") == 1 and "Activity of user bob" not in titles
+
+
+# --- The grouping identity the evaluation reads ---------------------------------------------------------
+
+
+def test_identity_is_the_campaign_else_the_group_else_the_threat(scans, acme):
+    scan = Threat.objects.filter(observables__src_ip=SCANNER, customer=acme).exclude(rule="sid:1:2009714").first()
+    assert grouping.identity(scan) == f"group:{scan.group_id}"
+    lone = factories.make_threat(customer=acme, analyse=False)
+    assert grouping.identity(lone) == f"threat:{lone.pk}"
+    lone.campaign = Campaign.objects.create(customer=acme, key="user:zed", title="z", first_seen=lone.occurred_at,
+                                            last_seen=lone.occurred_at)
+    assert grouping.identity(lone) == f"campaign:{lone.campaign.pk}"
