@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 
 from agents import coordinator
 from agents import evaluation as ev
+from threats import grouping
 from threats.models import Customer, InfraEvent, Threat
 
 FIXTURE_CORPUS = Path(__file__).parent / "fixtures" / "eval"
@@ -205,7 +206,8 @@ def test_a_case_goes_through_ingestion_and_triage_with_its_own_times(db):
     deployment = InfraEvent.objects.get()
     assert deployment.started_at == stored["3"].occurred_at - timedelta(minutes=30)
     assert run.predictions["a2"].severity == stored["3"].severity  # a member takes its head's verdict
-    assert run.predictions["a2"].identity == run.predictions["a1"].identity == f"group:{stored['3'].group_id}"
+    assert run.predictions["a2"].identity == run.predictions["a1"].identity == grouping.identity(stored["3"])
+    assert grouping.identity(stored["3"]) != grouping.identity(stored["5"])
 
 
 def test_a_case_leaves_nothing_behind(db):

@@ -448,7 +448,14 @@ def test_campaigns_are_read_only_and_scoped_in_the_admin(logons, client, django_
 
 def test_identity_is_the_campaign_else_the_group_else_the_threat(scans, acme):
     scan = Threat.objects.filter(observables__src_ip=SCANNER, customer=acme).exclude(rule="sid:1:2009714").first()
-    assert grouping.identity(scan) == f"group:{scan.group_id}"
+    head = Threat.objects.get(pk=scan.group.head_id)
+    # The scanner's group heads a campaign of its address (a later attack from it joins): that is the identity.
+    assert head.campaign.key == f"source:{SCANNER}" and grouping.identity(scan) == f"campaign:{head.campaign_id}"
+    member = Threat.objects.filter(group=scan.group).exclude(pk=head.pk).first()
+    assert grouping.identity(member) == grouping.identity(scan)
+    unlinked = factories.make_threat(customer=acme, analyse=False)
+    unlinked.group = scan.group
+    assert grouping.identity(unlinked) == f"group:{scan.group_id}"
     lone = factories.make_threat(customer=acme, analyse=False)
     assert grouping.identity(lone) == f"threat:{lone.pk}"
     lone.campaign = Campaign.objects.create(customer=acme, key="user:zed", title="z", first_seen=lone.occurred_at,

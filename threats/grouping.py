@@ -32,6 +32,11 @@ from .models import Campaign, Threat, ThreatGroup
 
 CANDIDATES = 20  # recent groups (campaigns) with the same key that an alert may join
 RECON = frozenset({"network_scan", "vulnerability_scan", "recon_probe"})
+# Posture and information, not activity: they link nothing into a campaign.
+NOT_ACTIVITY = {"informational", "vulnerability"}
+# Routine on their own (a logon, an allowed sudo, a policy event): they join a campaign an attack
+# started on the same source or host, but start none by their address or host.
+LINKS_ONLY = {"login_success", "privileged_command", "policy_violation", "account_changed", "integrity_change"}
 SCAN_PREFIX, BLOCK_PREFIX = "scan|", "bb|"
 # Addresses of the customer's own networks: a sweep from one of them is an internal host's
 # behaviour (discovery, an inventory scanner), judged per rule and target like any other alert.
@@ -123,6 +128,33 @@ def campaign_user(alert):
         if isinstance(written, str) and written.strip().casefold() != group and person(written):
             return person(written), written.strip()
     return "", ""
+
+
+def campaign_keys(alert):
+    """[(key, title)] that link an alert to a campaign, the strongest first: the person it names; and,
+    for an alert that shows activity (not posture or information), the external address attacking, or
+    else the internal host it happened on. It joins a campaign any of them names (a brute force keyed
+    by its source, then the login that names the user from that source), else starts one by the first."""
+    keys = []
+    name, written = campaign_user(alert)
+    if name:
+        keys.append((f"user:{name}"[:KEY_MAX], f"Activity of user {written}"[:200]))
+    if not behaviours(alert) - NOT_ACTIVITY:
+        return keys
+    addresses = [str(alert.observables.get(name) or "") for name in ("src_ip", "dst_ip")]
+    remote = next((a for a in addresses if is_external(a)), "")  # the attacker, or where a host calls out to
+    local = str(alert.observables.get("host") or "").strip().casefold() or next(
+        (a for a in addresses if a and not is_external(a)), "")
+    linked = [(f"source:{remote}"[:KEY_MAX], f"Activity with {remote}"[:200])] if remote else []
+    linked += [(f"host:{local}"[:KEY_MAX], f"Activity on host {local}"[:200])] if local else []
+    if alert.signal.get("direction") == "outbound":
+        linked.reverse()  # one of ours reaching out (a beacon, a scan of the internet): the host is the actor
+    return keys + linked
+
+
+def starts_campaign(alert, keys):
+    """A person's activity always may; an address or a host starts one only with activity beyond routine."""
+    return keys[0][0].startswith("user:") or bool(behaviours(alert) - NOT_ACTIVITY - LINKS_ONLY)
 
 
 def identity(threat):
@@ -233,7 +265,7 @@ class Grouper:
         return self.group_by_pk.setdefault(group.pk, group)
 
     def _load_campaigns(self, mapped, customers):
-        keys = {f"user:{name}"[:KEY_MAX] for name in (campaign_user(alert)[0] for alert, _ in mapped) if name}
+        keys = {key for alert, _ in mapped for key, _title in campaign_keys(alert)}
         if not keys:
             return
         moments = [alert.occurred_at for alert, _ in mapped]
@@ -336,16 +368,19 @@ class Grouper:
             self.touched[group.pk] = group
 
     def _campaign(self, alert, customer):
-        """The campaign of a new group head (or ungrouped alert): by the person it names."""
-        name, written = campaign_user(alert) if self.campaign_window else ("", "")
-        if not name:
+        """The campaign of a new group head (or ungrouped alert): by the person, attacker or host it names."""
+        keys = campaign_keys(alert) if self.campaign_window else []
+        if not keys:
             return None
-        key = f"user:{name}"[:KEY_MAX]
-        for campaign in self.campaigns.get((customer.pk, key), []):
-            if abs(alert.occurred_at - campaign.first_seen) <= self.campaign_window:
-                campaign.first_seen = min(campaign.first_seen, alert.occurred_at)
-                return campaign
-        campaign = Campaign(customer=customer, key=key, title=f"Activity of user {written}"[:200], threat_count=0,
+        for key, _title in keys:
+            for campaign in self.campaigns.get((customer.pk, key), []):
+                if abs(alert.occurred_at - campaign.first_seen) <= self.campaign_window:
+                    campaign.first_seen = min(campaign.first_seen, alert.occurred_at)
+                    return campaign
+        if not starts_campaign(alert, keys):
+            return None
+        key, title = keys[0]
+        campaign = Campaign(customer=customer, key=key, title=title, threat_count=0,
                             first_seen=alert.occurred_at, last_seen=alert.occurred_at)
         self.new_campaigns.append(campaign)
         self.campaigns.setdefault((customer.pk, key), []).insert(0, campaign)
