@@ -100,8 +100,9 @@ def _caps(state, threat, model, found):
     caps = []
     for name, entry in found.items():
         policy = POLICIES.get(name)
-        cap = policy and (policy.failed_cap if failed and policy.failed_cap else policy.cap)
-        if policy and prevented and not cap and not _shows_infection(name, model):
+        infected = _shows_infection(name, model)  # blocking the traffic does not clean the host
+        cap = policy and (policy.failed_cap if failed and policy.failed_cap and not infected else policy.cap)
+        if policy and prevented and not cap and not infected:
             cap = "MEDIUM"  # a security control stopped it: nothing ran, whatever it was
         if policy and cap and name in ("network_scan", "vulnerability_scan", "recon_probe") and \
                 not content.is_inbound(threat):

@@ -67,7 +67,10 @@ def test_a_wazuh_batch_is_accepted_with_one_result_per_item(client, key):
     first = body["items"][0]
     assert first == {"index": 0, "line": 1, "status": "created", "id": first["id"], "duplicate": False,
                      "group_id": first["group_id"], "group_head": True, "analysis_status": "queued",
-                     "truncated": [], "warnings": []}
+                     "campaign_id": first["campaign_id"], "truncated": [], "warnings": []}
+    # A brute force from an external address starts that address's campaign (docs/grouping.md).
+    assert Threat.objects.get(pk=first["id"]).campaign.key == "source:" + Threat.objects.get(
+        pk=first["id"]).observables["src_ip"]
     assert Threat.objects.get(pk=first["id"]).source_ref == "wazuh-manager-1:1795162502.1047261"
     assert body["items"][1]["group_id"] == first["group_id"] and body["items"][1]["analysis_status"] == "grouped"
     assert body["items"][4] == {"index": 4, "line": 5, "status": "error", "duplicate": False, "field": "line",

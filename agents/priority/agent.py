@@ -34,6 +34,7 @@ RECENT_WINDOW = timedelta(hours=1)
 RECENT_ROWS = 20
 RECENT = sql.Columns(Threat, ("id", "signal"))
 FAILURES = {"brute_force", "password_spraying", "credential_stuffing", "login_failure"}
+REPEATED = 3
 HOSTILE = {"web_attack", "exploit_attempt", "brute_force", "password_spraying", "credential_stuffing"}
 MAX_RULE_TECHNIQUES = 3  # a rule tagging more techniques than this is a catch-all, not a statement
 
@@ -235,6 +236,13 @@ class _Analysis:
         if sigma is not None and sigma >= 4:
             result.score(5 if sigma >= 10 else 3, f"{sigma:g} sigma above the baseline", "signal.measures.deviation_sigma")
 
+    def recent_failures(self):
+        """The last hour's alerts on this source or user that were repeated failures: a brute force,
+        spraying or stuffing alert, or at least REPEATED single failures (one mistyped password is not)."""
+        attacks = [r["id"] for r in self.recent if set(r["behaviours"]) & FAILURES - {"login_failure"}]
+        singles = [r["id"] for r in self.recent if "login_failure" in r["behaviours"]]
+        return (attacks + (singles if len(singles) >= REPEATED else []))[:10]
+
     def hostile_attempts(self):
         """Attacks attempted that did not fail (a scan is not one): an allow-listed source does not make them."""
         failed = self.model.get("prevented") is True or self.model.get("outcome") == "failure" or (
@@ -282,7 +290,7 @@ class _Analysis:
         result.data = {
             "family": family, "attack_version": attack.version(), "techniques": techniques,
             "dismissed_hints": self.dismissed, "tactic_hints": self.tactic_hints, "context": context, "attack_evidence": evidence, "hostile_attempts": self.hostile_attempts(),
-            "recent_failures": [r["id"] for r in self.recent if set(r["behaviours"]) & FAILURES][:10],
+            "recent_failures": self.recent_failures(),
             "behaviours": [{k: v for k, v in b.items()} for b in self.model["behaviours"]],
             "typical_band": max((POLICIES[n].typical for n in known), key=RANK.get, default=""),
         }

@@ -259,8 +259,8 @@ def direction(source, destination):
     src, dst = inside(source), inside(destination)
     if src is None:
         return ""
-    if dst is None:
-        return "outbound" if src else "inbound"
+    if dst is None:  # where it went is unknown: from outside it is inbound, from inside nothing is known
+        return "" if src else "inbound"
     return {(True, True): "internal", (True, False): "outbound", (False, True): "inbound"}.get((src, dst), "external")
 
 
