@@ -45,6 +45,10 @@ AUTOSTART = [
     ("init script", re.compile(r"^/etc/(rc\.local|init\.d/)", re.I)),
     ("sudoers", re.compile(r"^/etc/sudoers(\.d/|$)", re.I)),
 ]
+SHELL_ESCAPE = re.compile(
+    r"-exec\s+/?\S*\b(ba|da|z|k)?sh\b|\b(vim?|less|more|man|ftp|gdb)\b.*!\s*/?\S*\bsh\b|"
+    r"\bawk\b.*system\(|\bpython[0-9.]*\b.*\bpty\.spawn|\bperl\b.*exec\s*\W*/bin/\w*sh|"
+    r"/bin/(ba)?sh\s+-p\b|\bnmap\b.*--interactive|\btar\b.*--checkpoint-action=exec", re.I)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
 EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised or anomalous host's traffic an exfiltration
@@ -68,6 +72,7 @@ def infer(threat, model):
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
     _tampering(threat, model, found)
+    _shell_escape(threat, found)
     _files(model, found)
     _outbound_volume(threat, model, found)
     return model
@@ -160,6 +165,16 @@ def _files(model, found):
             location = next((name for name, pattern in AUTOSTART if pattern.search(path)), None)
             if location:
                 add(found, "privilege_escalation" if location == "sudoers" else "persistence", field, location)
+
+
+def _shell_escape(threat, found):
+    """Rule `privileged_shell_escape`: a command run with elevated rights that escapes to a shell (find
+    -exec sh, vi :!sh, awk system(), python pty, less !sh, bash -p): root taken, not a task done."""
+    for line in signal.values(threat, "command_line"):
+        match = SHELL_ESCAPE.search(line)
+        if match:
+            add(found, "privilege_escalation", "observables.command_line", f"shell escape: {match.group(0)[:60]}")
+            return
 
 
 def _automated_login(threat, found):

@@ -98,6 +98,8 @@ class _Analysis:
             return ["T1071.001"] if name == "command_and_control" else ["T1219.002"]
         if name == "command_and_control" and self.model.get("protocol") == "dns":
             return ["T1071.004"]
+        if name in ("login_success", "impossible_travel", "unusual_location") and self.model.get("cloud"):
+            return ["T1078.004"]  # a cloud identity's sign-in
         if name == "brute_force":
             return ["T1110.003" if "password_spraying" in self.found else "T1110.001"]
         if name == "denial_of_service" and signal.measure(self.threat, "service_port"):
@@ -115,8 +117,9 @@ class _Analysis:
             return ["T1098.001"]
         if name == "privileged_group_change":
             return ["T1098.007"]
-        if name == "privilege_escalation" and entry.get("detail") == "sudoers":
-            return ["T1548.003"]
+        if name == "privilege_escalation" and (entry.get("detail") == "sudoers" or (
+                str(entry.get("detail", "")).startswith("shell escape") and "privileged_command" in self.found)):
+            return ["T1548.003"]  # sudo abused (a sudoers entry, or a shell escaped from a sudo command)
         if name == "persistence":
             return [_persistence_technique(entry)] if _persistence_technique(entry) else []
         if name == "anonymising_proxy":

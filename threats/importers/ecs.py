@@ -88,6 +88,9 @@ ECS_CATEGORY = {"malware": "malware", "vulnerability": "vulnerability", "threat"
 ENDPOINT_CODES = {"ransomware": "ransomware", "malicious_file": "malware", "memory_signature": "malware",
                   "shellcode_thread": "malware"}
 FIM_MODULES = ("fim", "file_integrity", "syscheck")
+# Identity and audit sources of cloud services (Elastic integrations' event.module / dataset / provider).
+CLOUD_ORIGINS = ("okta", "azure", "entra", "o365", "m365", "aws", "cloudtrail", "gcp", "google_workspace",
+                 "signinlogs", "github")
 RULE_TYPES = {"threat_match": "indicator_match", "machine_learning": "anomaly"}
 # event.action values of Elastic's Windows, system and cloud integrations (Winlogbeat, Auditbeat).
 ACTIONS = {
@@ -148,6 +151,9 @@ def event_signal(built, read):
               direction(read.text("source.ip", "client.ip", limit=64), read.text("destination.ip", "server.ip", limit=64)),
               "network.direction" if named else "source.ip")
     built.set("protocol", read.text("network.protocol", limit=20).lower(), "network.protocol")
+    origin = " ".join((read.text("event.module", limit=40), read.text("event.dataset", limit=60),
+                       read.text("event.provider", limit=60), read.text("cloud.provider", limit=20))).lower()
+    built.set("cloud", any(name in origin for name in CLOUD_ORIGINS), "event.dataset")
     built.account("target", read.text("user.target.name", limit=200), "user.target.name")
     built.account("domain", read.text("user.target.domain", limit=200), "user.target.domain")
     built.account("group", read.text("group.name", "user.target.group.name", limit=200), "group.name")

@@ -167,7 +167,7 @@ class Signal:
     def __init__(self):
         self.data = {"v": VERSION, "kind": "alert", "category": [], "type": [], "action": "", "outcome": "unknown",
                      "prevented": None, "severity": {}, "behaviours": [], "measures": {}, "indicators": [],
-                     "account": {}, "process": "", "registry": "", "file": "", "protocol": "", "direction": "",
+                     "account": {}, "process": "", "registry": "", "file": "", "cloud": False, "protocol": "", "direction": "",
                      "forwarded_for": [], "parent": "", "ancestors": [],
                      "trust": "curated",
                      "fields": {}}

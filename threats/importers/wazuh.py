@@ -149,6 +149,7 @@ GROUP_BEHAVIOURS = {
     **{name: ("informational", "") for name in ("service_availability", "system_error", "low_diskspace",
                                                 "agent_flooding", "upgrade", "hostinfo", "spam", "time_changed")},
 }
+CLOUD_GROUPS = {"amazon", "aws", "office365", "azure", "gcp", "google_workspace", "github"}
 # Processes that read LSASS memory as part of their job (antivirus, EDR, the OS itself).
 LSASS_READERS = {"msmpeng.exe", "mssense.exe", "sensecncproxy.exe", "csrss.exe", "wininit.exe", "services.exe",
                  "svchost.exe", "lsm.exe", "wmiprvse.exe", "taskmgr.exe", "vmtoolsd.exe"}
@@ -174,6 +175,7 @@ def signal(doc, level):
     if isinstance(dig(data, "alert"), dict):  # Suricata EVE forwarded by the Wazuh integration
         suricata.behaviours(built, data, "data.")
     _cloud(built, data)
+    built.set("cloud", bool(set(groups) & CLOUD_GROUPS), "rule.groups")
     syscheck = doc.get("syscheck") if isinstance(doc.get("syscheck"), dict) else {}
     built.set("file", str(syscheck.get("path") or "")[:1000], "syscheck.path")
     if syscheck.get("value_name"):
