@@ -112,3 +112,15 @@ def test_bad_arguments_are_refused_plainly(acme, tmp_path):
     (tmp_path / "odd.ndjson").write_text('{"what": "is this"}\n')
     assert "pass --format" in str(run(tmp_path / "odd.ndjson")[2])
     assert not Threat.objects.exists()
+
+
+@pytest.mark.parametrize("document", ["array", "search"])
+def test_a_whole_document_on_one_line_is_a_document_not_ndjson(acme, tmp_path, document):
+    alerts = [json.loads(line) for line in (FIXTURES / "suricata_eve.ndjson").read_text().splitlines()[:2]]
+    body = alerts if document == "array" else {"hits": {"hits": [{"_id": str(i), "_source": a}
+                                                                 for i, a in enumerate(alerts)]}}
+    path = tmp_path / "one-line.json"
+    path.write_text(json.dumps(body))  # one line: the way `jq -c` or an API export writes it
+    out, _, error = run(path, "--customer", "acme-corp", "--format", "suricata")
+    assert error is None, out
+    assert f"imported    {2:>8}" in out and Threat.objects.filter(source="suricata").count() == 2

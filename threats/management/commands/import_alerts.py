@@ -69,7 +69,7 @@ class Command(BaseCommand):
             pending.append(line)
             if line is None or line.strip():
                 break
-        if pending and pending[-1] is not None and pending[-1].strip() and not _is_json_line(pending[-1]):
+        if pending and pending[-1] is not None and pending[-1].strip() and not _is_ndjson_line(pending[-1]):
             yield from self._document(b"".join(pending) + stream.read(), batch_size)
             return
         number, index = 1, 0
@@ -169,13 +169,14 @@ def _lines(stream, most):
         yield None
 
 
-def _is_json_line(line):
-    """True when the first line is a whole JSON value (NDJSON); false for a pretty-printed document."""
+def _is_ndjson_line(line):
+    """True when the first line is one alert of NDJSON; false for a pretty-printed document, and for a
+    whole array or `_search` answer on one line (a document, whose items are the alerts)."""
     try:
-        ingest.loads(line)
+        value = ingest.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return False
-    return True
+    return not isinstance(value, list) and not (isinstance(value, dict) and isinstance(value.get("hits"), dict))
 
 
 class Progress:
