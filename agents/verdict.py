@@ -258,8 +258,7 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
     if dismissed and prior in ("HIGH", "CRITICAL"):
         fire("dismissing_source_severity", f"called {fp['recommendation'].replace('_', ' ')} but the source rated "
                                            f"it {prior}")
-    lowered_by_outcome = RANK.get(prior, 0) > RANK[band] and (_failed(model) or dismissed)
-    if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2 and not lowered_by_outcome:
+    if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2:  # even for a good reason: a human confirms once
         fire("severity_disagreement", f"the source rated it {prior}, the policy {band}")
     if not model["behaviours"] and not techniques:
         fire("unclassified", f"no behaviour and no ATT&CK technique recognised in {threat.threat_type[:60]!r}")
