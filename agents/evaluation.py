@@ -656,6 +656,7 @@ def technique_match(techniques, also_ok, found):
     A labelled technique is recalled when we found it or one of its sub-techniques. A found technique
     is correct when it is labelled or also_ok, a sub-technique of one of those, or the parent of a
     labelled (or also_ok) sub-technique."""
+    techniques, also_ok = current_ids(techniques), current_ids(also_ok)  # a label written for an older ATT&CK
     accepted = set(techniques) | set(also_ok)
     parents = {t.split(".")[0] for t in accepted if "." in t}
     recalled = sum(any(f == t or f.startswith(t + ".") for f in found) for t in techniques)
@@ -676,12 +677,11 @@ def current_ids(ids):
 
 
 def technique_scores(outcomes):
-    """(recalled, labelled, correct, found) summed over labelled outcomes, labels resolved to the
-    current ATT&CK ids (`current_ids`)."""
+    """(recalled, labelled, correct, found) summed over labelled outcomes."""
     sums = [0, 0, 0, 0]
     for outcome in labelled(outcomes):
         label = outcome.label
-        for index, value in enumerate(technique_match(current_ids(label["techniques"]), current_ids(label["also_ok"]),
+        for index, value in enumerate(technique_match(label["techniques"], label["also_ok"],
                                                       outcome.prediction.techniques)):
             sums[index] += value
     return tuple(sums)

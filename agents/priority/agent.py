@@ -27,6 +27,7 @@ VOLUME_REQUESTS = 3000
 ROTATING_ADDRESSES = 100
 PROXY_TECHNIQUES = {"tor": "T1090.003", "residential": "T1090.002", "datacenter": "T1090.002"}
 WINDOWS_LOGS = ("data.win", "event.code", "winlog")
+RDP_LOGON = 10  # Windows logon type RemoteInteractive
 WEB_PROTOCOLS = {"http", "http2", "tls", "https", "quic"}
 CLOUD_CREDENTIALS = {"createaccesskey", "createloginprofile", "updateloginprofile"}  # T1098.001 credentials
 RECENT_ENTITIES = ("src_ip", "user")
@@ -110,7 +111,9 @@ class _Analysis:
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
         if name == "exfiltration":
-            return ["T1041"] if "command_and_control" in self.found else ["T1048"]
+            if "command_and_control" in self.found:
+                return ["T1041"]
+            return ["T1567.002"] if self.model.get("protocol") in WEB_PROTOCOLS else ["T1048"]
         if name == "account_created":
             return [self._account_technique()]
         if name == "account_changed" and self.model.get("action") in CLOUD_CREDENTIALS:
@@ -123,7 +126,10 @@ class _Analysis:
         if name == "persistence":
             return [_persistence_technique(entry)] if _persistence_technique(entry) else []
         if name == "anonymising_proxy":
-            return [PROXY_TECHNIQUES.get(str(entry.get("detail", "")).lower(), "T1090")]
+            words = str(entry.get("detail", "")).lower().split()
+            return [next((PROXY_TECHNIQUES[w] for w in words if w in PROXY_TECHNIQUES), "T1090")]
+        if name == "login_success" and signal.measure(self.threat, "logon_type") == RDP_LOGON and not inbound:
+            return ["T1021.001"]  # an interactive remote desktop logon from inside: a hop between hosts
         if name == "denial_of_service" and not inbound:
             return ["T1499"]
         return list(POLICIES[name].techniques) if name in POLICIES else []
