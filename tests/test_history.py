@@ -161,6 +161,34 @@ def test_history_does_not_outvote_attack_evidence_and_the_disagreement_goes_to_r
     assert plain.false_positive["recommendation"] == recommendation
 
 
+def test_a_rule_dismissed_on_other_addresses_does_not_dismiss_an_attack_from_a_new_one(customer, analyst_group):
+    """"This rule is noisy" learned elsewhere is no reason to wave through an attack from an address
+    analysts never saw; the same closures on this very address still teach."""
+    analysts = [_analyst(f"analyst{i}", analyst_group) for i in range(4)]
+    rule = "sid:1:2012887"
+    for index, user in enumerate(analysts):
+        _close(user, _past(customer, 30 + index, threat_type="web_attack", rule=rule, src_ip=f"192.0.2.{index + 1}"),
+               "false_positive", 28 + index)
+
+    def attempt(src_ip):
+        threat = factories.make_threat(customer=customer, analyse=False, threat_type="web_attack",
+                                       title="Web attack: SQL injection attempt on /api/search",
+                                       observables={"src_ip": src_ip, "endpoint": "/api/search"})
+        Threat.objects.filter(pk=threat.pk).update(rule=rule)
+        coordinator.analyze(threat.pk)
+        return Threat.objects.get(pk=threat.pk)
+
+    fresh = attempt("203.0.113.77")
+    assert _history_data(fresh)["evidence_weight"] > 0 and _history_data(fresh)["entity_weight"] == 0
+    assert fresh.false_positive["recommendation"] != "likely_false_positive"
+    for index, user in enumerate(analysts):  # the same verdicts on the address itself
+        _close(user, _past(customer, 40 + index, threat_type="web_attack", rule=rule, src_ip="203.0.113.88"),
+               "false_positive", 38 + index)
+    known = attempt("203.0.113.88")
+    assert _history_data(known)["entity_weight"] > _history_data(known)["evidence_weight"] / 2
+    assert known.false_positive["score"] > fresh.false_positive["score"]
+
+
 # --- closure_burst ---------------------------------------------------------------------------------------
 
 

@@ -85,7 +85,7 @@ def assess(threat, results, adversarial):
     if adversarial["detected"]:
         weigh("score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
         weigh("benign_score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
-    _apply_history(weigh, state, history_moves, attack)
+    _apply_history(weigh, state, history_moves, attack or _elsewhere(results, data("historical")))
     _reputation(weigh, data("historical"))
     score, benign = (min(max(state[k], 0.0), 1.0) for k in ("score", "benign_score"))
     history = data("historical")
@@ -122,6 +122,13 @@ def _history(history, prior):
         moves.append(("benign_score", benign_share * trust * 0.8,
                       f"{benign_share:.0%} of the similar threats analysts closed were benign true positives ({source})"))
     return moves
+
+
+def _elsewhere(results, history):
+    """An attack attempted here, that history knows mostly from other entities: "this rule is noisy"
+    elsewhere is no reason to dismiss an attack on this host or from this address."""
+    evidence = history.get("evidence_weight") or 0
+    return bool(hostile_attempts(results)) and evidence > 0 and (history.get("entity_weight") or 0) < evidence / 2
 
 
 def _apply_history(weigh, state, moves, attack):

@@ -211,7 +211,8 @@ def _weights(threat, learned):
     """The weighted sums the false-positive analyzer reads, and every closure's share of them."""
     weighted = _weighted(learned)
     evidence = sum(weighted.values())
-    return {"weighted": weighted, "evidence_weight": round(evidence, 3),
+    entity = sum(p["weight"] for p in learned if p["match"] in ("rule_and_entity", "entity"))
+    return {"weighted": weighted, "evidence_weight": round(evidence, 3), "entity_weight": round(entity, 3),
             "analysts": len({_analyst(p) for p in learned}),
             "fp_share": _share(weighted, Disposition.FALSE_POSITIVE, evidence),
             "benign_share": _share(weighted, Disposition.BENIGN_TRUE_POSITIVE, evidence),
