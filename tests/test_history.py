@@ -5,16 +5,18 @@ sudden run of closures on one entity is flagged, not learned from."""
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import TestCase
 from django.utils import timezone
 
 from agents import coordinator
 from agents.historical import agent as historical
 from agents.models import AgentRun
 from tests import factories
-from threats import services
+from threats import ingest, services
 from threats.models import Threat, UserAccess
 
 pytestmark = pytest.mark.django_db
@@ -311,3 +313,22 @@ def test_the_shared_reputation_read_uses_its_partial_index(settings, customer, a
         cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql, params)
         plan = "\n".join(str(row) for row in cursor.fetchall())
     assert "threat_confirmed_newest" in plan, plan
+
+
+# --- Failed logons are how password guessing is attempted ---------------------------------------------
+
+
+@pytest.mark.parametrize("allow_listed", [False, True])
+def test_password_guessing_is_an_attempt_though_every_logon_failed(allow_listed):
+    """The failures are the attack: an allow-list does not explain it away, it sends it to a human."""
+    customer = factories.make_customer(slug="acme-corp", allow_listed_ips=["203.0.113.0/24"] if allow_listed else [])
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "wazuh_alerts.ndjson").read_bytes().splitlines()[0]
+    with TestCase.captureOnCommitCallbacks(execute=True):  # sshd brute force from 203.0.113.45, frequency 8
+        ingest.ingest("wazuh", ingest.decode_body(line, "application/x-ndjson"), default_customer=customer,
+                      actor_label="test")
+    threat = Threat.objects.get(customer=customer)
+    assert threat.signal["outcome"] == "failure"
+    assert "brute force" in AgentRun.objects.get(threat=threat, kind="priority").data["hostile_attempts"]
+    conflicting = [r for r in threat.review_reasons if r.startswith("conflicting_evidence: config vs priority")]
+    assert bool(conflicting) == allow_listed
+    assert not any("allow-list" in i["indicator"] for i in threat.false_positive["indicators"])

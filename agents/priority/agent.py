@@ -253,11 +253,14 @@ class _Analysis:
         return (attacks + (singles if len(singles) >= REPEATED else []))[:10]
 
     def hostile_attempts(self):
-        """Attacks attempted that did not fail (a scan is not one): an allow-listed source does not make them."""
-        failed = self.model.get("prevented") is True or self.model.get("outcome") == "failure" or (
+        """Attacks attempted that did not fail (a scan is not one): an allow-listed source does not make them.
+        Failed logons are how password guessing is attempted, so only a block stops that being one."""
+        prevented = self.model.get("prevented") is True
+        failed = prevented or self.model.get("outcome") == "failure" or (
             (signal.measure(self.threat, "http_status") or 0) >= 400)
-        return [] if failed else [name.replace("_", " ") for name, entry in self.found.items()
-                                  if name in HOSTILE and not entry.get("tagged")]
+        return [name.replace("_", " ") for name, entry in self.found.items()
+                if name in HOSTILE and not entry.get("tagged")
+                and not (prevented if name in FAILURES else failed)]
 
     def attack_evidence(self):
         """What history may not outvote: footholds and impact that no legitimate user causes (an
