@@ -332,3 +332,24 @@ def test_password_guessing_is_an_attempt_though_every_logon_failed(allow_listed)
     conflicting = [r for r in threat.review_reasons if r.startswith("conflicting_evidence: config vs priority")]
     assert bool(conflicting) == allow_listed
     assert not any("allow-list" in i["indicator"] for i in threat.false_positive["indicators"])
+
+
+@pytest.mark.parametrize("allow_listed", [False, True])
+def test_an_allow_listed_address_does_not_explain_what_is_done_on_a_host(allow_listed):
+    """Where an address comes from says nothing about a scheduled task created over the network."""
+    customer = factories.make_customer(slug="acme-corp", allow_listed_ips=["10.20.0.0/16"] if allow_listed else [])
+    record = {"@timestamp": "2026-11-20T21:31:12Z", "kibana.alert.uuid": "task-1", "event.kind": "signal",
+              "kibana.alert.rule.name": "Remote Scheduled Task Creation via RPC", "kibana.alert.severity": "medium",
+              "event": {"code": "4698", "action": "scheduled-task-created", "outcome": "success"},
+              "winlog": {"channel": "Security", "event_id": "4698"}, "host": {"name": "SQL-01"},
+              "source": {"ip": "10.20.44.12"}, "user": {"name": "j.ortiz"}, "labels": {"customer": "acme-corp"}}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        ingest.ingest("ecs", ingest.decode_body(json.dumps(record).encode(), "application/x-ndjson"),
+                      default_customer=customer, actor_label="test")
+    threat = Threat.objects.get(customer=customer)
+    shown = {b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]
+             if not b.get("tagged")}
+    assert "persistence" in shown
+    assert bool(AgentRun.objects.get(threat=threat, kind="config").data["allow_listed"]) is allow_listed
+    assert not any("allow-list" in i["indicator"] for i in threat.false_positive["indicators"])
+    assert threat.false_positive["recommendation"] != "likely_benign_true_positive"

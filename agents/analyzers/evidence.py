@@ -1,11 +1,22 @@
 """What the analyzers read from the agents' results, in one place (its producer may be renamed)."""
 
+from agents.priority.behaviours import FOOTHOLD, POLICIES
+
 
 def hostile_attempts(results):
     """Attacks attempted (and not shown to have failed): no trusted source makes them."""
     priority = results.get("priority")
     found = priority.data.get("hostile_attempts", []) if priority is not None else []
     return list(found) if isinstance(found, list) else []
+
+
+def host_actions(results):
+    """What the alert shows done on a host (a foothold or later, not merely tagged by a rule): where an
+    address comes from says nothing about whether that was legitimate."""
+    priority = results.get("priority")
+    found = priority.data.get("behaviours", []) if priority is not None else []
+    return [b["name"] for b in found if isinstance(b, dict) and not b.get("tagged")
+            and b.get("name") in POLICIES and POLICIES[b["name"]].stage >= FOOTHOLD]
 
 
 def authorised(results):

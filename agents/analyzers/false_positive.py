@@ -16,7 +16,7 @@ an indicator (opt-in shared reputation) only ever lower both.
 """
 
 from .. import signal
-from .evidence import attack_evidence, authorised, hostile_attempts
+from .evidence import attack_evidence, authorised, host_actions, hostile_attempts
 
 # Base rates, all below POSSIBLE: a prior alone never sends a threat to review, evidence must.
 PRIOR = {
@@ -53,8 +53,8 @@ def assess(threat, results, adversarial):
 
     history_moves = _history(data("historical"), state["score"])
     explanation = "score" if family in LOCATION_FAMILIES else "benign_score"
-    if data("config").get("allow_listed") and not hostile_attempts(results):
-        # A trusted source explains a scan or traffic, never an attack it attempts.
+    if data("config").get("allow_listed") and not hostile_attempts(results) and not host_actions(results):
+        # A trusted source explains a scan or traffic, never an attack it attempts or what it does on a host.
         weigh(explanation, 0.5, "source is on the customer's allow-list", "config", _refs(results, "config", -1))
     ratio = data("config").get("rate_ratio")
     if threat.threat_type == "rate_limit_breach" and ratio is not None and ratio <= 1:
