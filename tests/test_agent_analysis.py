@@ -116,6 +116,34 @@ def test_a_private_source_with_a_public_country_is_a_contradiction_in_the_alert(
     assert not any(f["kind"] == "geo_mismatch" for f in public.adversarial["findings"])
 
 
+@pytest.mark.parametrize("src_ip,mismatch", [("10.20.0.8", True), ("198.51.100.8", False)])
+def test_a_wazuh_geoip_enrichment_placing_a_private_address_abroad_is_a_contradiction(src_ip, mismatch):
+    """Wazuh's indexer enrichment writes GeoLocation.country_name (no ISO code): it is checked too."""
+    import json
+
+    from django.test import TestCase
+
+    from threats import ingest
+
+    customer = factories.make_customer(slug="acme-corp")
+    alert = {"timestamp": "2026-11-18T16:20:05.660+0000", "id": "1795018805.1",
+             "rule": {"level": 3, "description": "sshd: authentication success.", "id": "5715",
+                      "groups": ["syslog", "sshd", "authentication_success"]},
+             "agent": {"id": "050", "name": "app-01"}, "decoder": {"name": "sshd"},
+             "data": {"srcip": src_ip, "dstuser": "admin"},
+             "GeoLocation": {"country_name": "Russia", "city_name": "Moscow"}}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        ingest.ingest("wazuh", ingest.decode_body(json.dumps(alert).encode(), "application/x-ndjson"),
+                      default_customer=customer, actor_label="test")
+    threat = Threat.objects.get(customer=customer)
+    assert threat.signal["geo"] == "Russia" and threat.signal["fields"]["geo"] == "GeoLocation.country_name"
+    found = [f for f in threat.adversarial["findings"] if f["kind"] == "geo_mismatch"]
+    assert bool(found) is mismatch
+    if mismatch:
+        assert found[0]["field"] == "signal.GeoLocation.country_name" and "Russia" in found[0]["reason"]
+        assert threat.requires_human_review
+
+
 # --- false positive vs benign true positive, and the feedback loop ------------------------------
 
 

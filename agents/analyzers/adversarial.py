@@ -119,11 +119,15 @@ def _tool_findings(threat):
 
 
 def _geo_findings(threat):
+    """A private address that an enrichment places in a country: the enrichment, or the alert, lies."""
     address = signal.ip(signal.text(threat, "src_ip"))
     country = signal.text(threat, "country")
+    field = "signal.observables.country"
+    if not country and signal.model(threat).get("geo"):
+        country, field = str(signal.model(threat)["geo"]), f"signal.{signal.field_of(threat, 'geo') or 'geo'}"
     if not signal.is_internal(address) or not country:
         return []
-    return [{"kind": "geo_mismatch", "severity": "high", "field": "signal.observables.country",
+    return [{"kind": "geo_mismatch", "severity": "high", "field": field,
              "excerpt": f"{address} -> {country[:EXCERPT]}",
              "reason": f"{address} is a private/internal address, yet the alert places it in {country[:8]!r}"}]
 

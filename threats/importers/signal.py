@@ -168,12 +168,12 @@ class Signal:
         self.data = {"v": VERSION, "kind": "alert", "category": [], "type": [], "action": "", "outcome": "unknown",
                      "prevented": None, "severity": {}, "behaviours": [], "measures": {}, "indicators": [],
                      "account": {}, "process": "", "registry": "", "file": "", "cloud": False, "protocol": "", "direction": "",
-                     "forwarded_for": [], "parent": "", "ancestors": [],
+                     "forwarded_for": [], "geo": "", "parent": "", "ancestors": [],
                      "trust": "curated",
                      "fields": {}}
 
     def set(self, name, value, field):
-        """kind, action, outcome, prevented, parent, trust: set once, from the first field that has it."""
+        """kind, action, outcome, prevented, parent, trust, geo: set once, from the first field that has it."""
         if value in (None, "", []) or self.data["fields"].get(name):
             return self
         self.data[name] = value

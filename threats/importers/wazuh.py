@@ -184,6 +184,10 @@ def signal(doc, level):
     built.account("target", dig(data, "dstuser"), "data.dstuser")
     built.account("actor", dig(data, "srcuser"), "data.srcuser")
     built.set("action", dig(doc, "decoder.name"), "decoder.name")
+    # Where the indexer's GeoIP enrichment placed data.srcip (country name only): kept to check, not trusted.
+    for field in ("GeoLocation.country_name", "GeoLocation.city_name"):
+        place = dig(doc, field)
+        built.set("geo", place.strip()[:100] if isinstance(place, str) else "", field)
     if doc.get("previous_output"):
         built.set("kind", "alert", "previous_output")  # a composite rule: its children are in previous_output
     return built.finish()
