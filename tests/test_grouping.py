@@ -17,7 +17,7 @@ from tests import factories
 from threats import apikeys, grouping, ingest
 from threats.choices import AnalysisStatus, EventType
 from threats.importers import ecs
-from threats.models import Campaign, Threat, ThreatEvent, ThreatGroup
+from threats.models import Campaign, CampaignLink, Threat, ThreatEvent, ThreatGroup
 
 pytestmark = pytest.mark.django_db
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
@@ -441,6 +441,62 @@ def test_campaigns_are_read_only_and_scoped_in_the_admin(logons, client, django_
     client.force_login(scoped)
     titles = client.get("/admin/threats/campaign/").content.decode()
     assert titles.count("Activity of user alice") == 1 and "Activity of user bob" not in titles
+
+
+# --- Campaigns by attacker and host: every key of a campaign's alerts finds it -----------------------------
+
+
+def _alert(ref, minute, category, **observables):
+    """One alert of our generic format at 10:<minute> (its category names the behaviour)."""
+    return json.dumps({"id": ref, "title": category, "category": category, "customer": "acme-corp",
+                       "occurred_at": f"2026-11-20T10:{minute:02d}:00Z", "observables": observables}).encode()
+
+
+def _campaign_of(ref):
+    return Threat.objects.get(source_ref=ref).campaign
+
+
+def test_a_spray_from_one_address_over_several_users_is_one_campaign(acme):
+    """The first victim's alert starts a campaign by its user; its address (and host) then find it too."""
+    run("generic", b"\n".join([
+        _alert("spray-1", 0, "login failure", user="j.morgan", src_ip="198.51.100.77", host="RDS01"),
+        _alert("spray-2", 2, "login failure", user="a.chen", src_ip="198.51.100.77", host="RDS01"),
+    ]))
+    run("generic", _alert("spray-3", 5, "login", user="svc_backup", src_ip="198.51.100.77", host="RDS01"))
+    first = _campaign_of("spray-1")
+    assert first.key == "user:j.morgan" and _campaign_of("spray-2") == first and _campaign_of("spray-3") == first
+    assert set(first.links.values_list("key", flat=True)) == {"user:j.morgan", "source:198.51.100.77", "user:a.chen",
+                                                             "user:svc_backup"}
+
+
+def test_a_routine_logon_links_only_its_person_and_an_attempt_from_outside_not_its_target(acme):
+    """The hosts a user logs on to are not thereby part of that user's story; a host an outsider only
+    tried is its target, not its story: a second scanner of the host is a matter of its own."""
+    run("generic", _alert("logon-1", 0, "login", user="alice", host="WS-01"))
+    run("generic", _alert("account-1", 3, "account created", user="backdoor", host="WS-01"))
+    assert _campaign_of("account-1") != _campaign_of("logon-1")
+    run("generic", _alert("scan-a", 10, "port scan", src_ip="198.51.100.240", dst_ip="10.14.8.10"))
+    run("generic", _alert("scan-b", 11, "port scan", src_ip="203.0.113.19", dst_ip="10.14.8.10"))
+    assert _campaign_of("scan-a").key == "source:198.51.100.240"
+    assert _campaign_of("scan-b").key == "source:203.0.113.19"
+    assert not _campaign_of("scan-a").links.filter(key__startswith="host:").exists()
+
+
+def test_a_flood_from_many_reflectors_is_one_campaign_of_its_target(acme):
+    run("generic", b"\n".join(_alert(f"flood-{i}", i, "udp flood", src_ip=source, dst_ip="10.12.1.10")
+                               for i, source in enumerate(("198.51.100.71", "203.0.113.12", "192.0.2.190"))))
+    assert len({_campaign_of(f"flood-{i}") for i in range(3)}) == 1
+
+
+def test_a_campaign_link_is_the_customer_s_own(acme, globex):
+    """The same attacker against two customers: two campaigns, each found only by its own customer's keys."""
+    run("generic", _alert("x-1", 0, "login failure", user="eve", src_ip="198.51.100.9"))
+    run("generic", json.dumps({**json.loads(_alert("x-2", 1, "login failure", user="mallory", src_ip="198.51.100.9")),
+                               "customer": "globex"}).encode())
+    assert _campaign_of("x-1").customer == acme and _campaign_of("x-2").customer == globex
+    assert _campaign_of("x-1") != _campaign_of("x-2")
+    assert set(CampaignLink.objects.filter(campaign=_campaign_of("x-2")).values_list("customer", flat=True)) == {
+        globex.pk}
 
 
 # --- The grouping identity the evaluation reads ---------------------------------------------------------

@@ -4,9 +4,10 @@
   tactic, a user, a higher severity); only the group's head is analysed, members share its verdict.
   The key is the format's rule + entity, except that reconnaissance from one external address is
   keyed by that address alone: a scanner is one group across destinations and signatures.
-- **Campaigns.** Alerts of one customer naming the same person's account within
-  INGEST_CAMPAIGN_WINDOW_SECONDS are one Campaign, across hosts, rules and formats; each is still
-  analysed. A group's members are in their head's campaign.
+- **Campaigns.** Alerts of one customer naming the same person's account (or, for activity, the
+  same attacking address or host) within INGEST_CAMPAIGN_WINDOW_SECONDS are one Campaign, across
+  hosts, rules and formats; each is still analysed. Every key a campaign's alerts named finds it
+  (CampaignLink). A group's members are in their head's campaign.
 - **Building blocks ride on their parent.** A building block whose parent is known is a member of
   the parent's group; a parent arriving later heads its group and adopts its stored building blocks
   (with their duplicates). Building blocks and other alerts never share a key, so a parent never
@@ -28,7 +29,7 @@ from django.utils import timezone
 from . import services
 from .choices import AnalysisStatus
 from .importers.common import KEY_MAX, SEVERITY_RANK, severity_max
-from .models import Campaign, Threat, ThreatGroup
+from .models import Campaign, CampaignLink, Threat, ThreatGroup
 
 CANDIDATES = 20  # recent groups (campaigns) with the same key that an alert may join
 RECON = frozenset({"network_scan", "vulnerability_scan", "recon_probe"})
@@ -37,6 +38,11 @@ NOT_ACTIVITY = {"informational", "vulnerability"}
 # Routine on their own (a logon, an allowed sudo, a policy event): they join a campaign an attack
 # started on the same source or host, but start none by their address or host.
 LINKS_ONLY = {"login_success", "privileged_command", "policy_violation", "account_changed", "integrity_change"}
+# What an outside address tries against a host without landing: it is the host's attacker, not its
+# story. Not a flood: its sources are many reflectors or forged, and the target is what it is about.
+ATTEMPTS = frozenset({"network_scan", "vulnerability_scan", "recon_probe", "login_failure", "brute_force",
+                      "password_spraying", "credential_stuffing", "web_attack", "exploit_attempt", "automation",
+                      "rate_abuse", "anonymising_proxy", "reputation_match", "phishing"})
 SCAN_PREFIX, BLOCK_PREFIX = "scan|", "bb|"
 # Addresses of the customer's own networks: a sweep from one of them is an internal host's
 # behaviour (discovery, an inventory scanner), judged per rule and target like any other alert.
@@ -145,16 +151,31 @@ def campaign_keys(alert):
     remote = next((a for a in addresses if is_external(a)), "")  # the attacker, or where a host calls out to
     local = str(alert.observables.get("host") or "").strip().casefold() or next(
         (a for a in addresses if a and not is_external(a)), "")
+    outbound = alert.signal.get("direction") == "outbound" or bool(remote) and remote != addresses[0]
+    # An outsider's attempts make a host their target, not part of its story: two scanners of one
+    # host are two matters. The host links once something landed on it, or when it is the actor.
+    on_host = not remote or outbound or bool(behaviours(alert) - ATTEMPTS - NOT_ACTIVITY - LINKS_ONLY)
     linked = [(f"source:{remote}"[:KEY_MAX], f"Activity with {remote}"[:200])] if remote else []
-    linked += [(f"host:{local}"[:KEY_MAX], f"Activity on host {local}"[:200])] if local else []
-    if alert.signal.get("direction") == "outbound":
+    linked += [(f"host:{local}"[:KEY_MAX], f"Activity on host {local}"[:200])] if local and on_host else []
+    if outbound:
         linked.reverse()  # one of ours reaching out (a beacon, a scan of the internet): the host is the actor
     return keys + linked
 
 
 def starts_campaign(alert, keys):
     """A person's activity always may; an address or a host starts one only with activity beyond routine."""
-    return keys[0][0].startswith("user:") or bool(behaviours(alert) - NOT_ACTIVITY - LINKS_ONLY)
+    return keys[0][0].startswith("user:") or beyond_routine(alert)
+
+
+def beyond_routine(alert):
+    return bool(behaviours(alert) - NOT_ACTIVITY - LINKS_ONLY)
+
+
+def linking_keys(alert, keys):
+    """The keys by which later alerts find the campaign this alert is in: all of them for activity
+    beyond routine; for a routine logon only its person (the hosts a user logged on to are not
+    thereby part of the user's story: the next SYSTEM service start there is not)."""
+    return keys if beyond_routine(alert) else [k for k in keys if k[0].startswith("user:")]
 
 
 def identity(threat):
@@ -200,13 +221,14 @@ class Grouper:
         self.campaign_window = timedelta(seconds=campaign_window_seconds)
         self.groups, self.campaigns = {}, {}  # (customer id, key) -> newest first
         self.campaign_by_pk, self.group_by_pk = {}, {}
+        self.linked = set()  # (id(campaign), key) known to find that campaign
         self.stored_blocks, self.stored_parents = {}, {}  # (customer id, source_ref) -> row / parent's group id
         self.placed, self.parents = {}, {}  # (customer id, source_ref) -> Placement
         self._pending()
 
     def _pending(self):
         """What the next save writes."""
-        self.new_groups, self.new_campaigns, self.touched = [], [], {}
+        self.new_groups, self.new_campaigns, self.new_links, self.touched = [], [], [], {}
         self.moves, self.dissolved, self.moved, self.emptied, self.placements = [], [], [], [], []
 
     # --- Reading -----------------------------------------------------------------------------------
@@ -269,13 +291,16 @@ class Grouper:
         if not keys:
             return
         moments = [alert.occurred_at for alert, _ in mapped]
-        found = Campaign.objects.filter(
-            customer_id__in=customers, key__in=keys, first_seen__gte=min(moments) - self.campaign_window,
-            first_seen__lte=max(moments) + self.campaign_window).order_by("-id")
-        for campaign in found:
-            recent = self.campaigns.setdefault((campaign.customer_id, campaign.key), [])
+        found = CampaignLink.objects.filter(
+            customer_id__in=customers, key__in=keys, campaign__first_seen__gte=min(moments) - self.campaign_window,
+            campaign__first_seen__lte=max(moments) + self.campaign_window).select_related("campaign").order_by(
+            "-campaign_id")
+        for link in found:
+            recent = self.campaigns.setdefault((link.customer_id, link.key), [])
             if len(recent) < CANDIDATES:
-                recent.append(self.campaign_by_pk.setdefault(campaign.pk, campaign))
+                campaign = self.campaign_by_pk.setdefault(link.campaign_id, link.campaign)
+                recent.append(campaign)
+                self.linked.add((id(campaign), link.key))
 
     def _load_group_campaigns(self):
         """Every stored group's campaign (its head's), as objects: its new members join it."""
@@ -376,14 +401,23 @@ class Grouper:
             for campaign in self.campaigns.get((customer.pk, key), []):
                 if abs(alert.occurred_at - campaign.first_seen) <= self.campaign_window:
                     campaign.first_seen = min(campaign.first_seen, alert.occurred_at)
-                    return campaign
+                    return self._link(campaign, customer, linking_keys(alert, keys))
         if not starts_campaign(alert, keys):
             return None
         key, title = keys[0]
         campaign = Campaign(customer=customer, key=key, title=title, threat_count=0,
                             first_seen=alert.occurred_at, last_seen=alert.occurred_at)
         self.new_campaigns.append(campaign)
-        self.campaigns.setdefault((customer.pk, key), []).insert(0, campaign)
+        return self._link(campaign, customer, [keys[0], *linking_keys(alert, keys)])
+
+    def _link(self, campaign, customer, keys):
+        """Every key of an alert in the campaign finds it from now on (the spray's next user, the host
+        the attacker's login landed on)."""
+        for key, _title in keys:
+            if (id(campaign), key) not in self.linked:
+                self.linked.add((id(campaign), key))
+                self.new_links.append((campaign, key))
+                self.campaigns.setdefault((customer.pk, key), []).insert(0, campaign)
         return campaign
 
     # --- Building blocks adopted by a parent that came after them -------------------------------------
@@ -466,6 +500,9 @@ class Grouper:
             ThreatGroup.objects.filter(pk__in=[g.pk for g in self.dissolved]).delete()
         emptied = [c.pk for c in self.emptied if c is not None and id(c) not in in_use]
         Campaign.objects.filter(pk__in=emptied).exclude(Exists(Threat.objects.filter(campaign=OuterRef("pk")))).delete()
+        CampaignLink.objects.bulk_create([
+            CampaignLink(campaign_id=campaign.pk, customer_id=campaign.customer_id, key=key)
+            for campaign, key in self.new_links if id(campaign) in in_use], ignore_conflicts=True)
 
     def save_after(self, actor):
         """After the threats' insert: the moved threats' events, the touched groups' counts, and

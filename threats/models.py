@@ -98,6 +98,22 @@ class Campaign(models.Model):
         return f"{self.title} (x{self.threat_count})"
 
 
+class CampaignLink(models.Model):
+    """A key that finds a campaign (threats/grouping.py): every person, attacking address and host its
+    threats named, so a spray's next victim joins the campaign its first victim started."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="links")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "key"], name="campaign_link_unique")]
+        indexes = [models.Index(fields=["customer", "key"], name="campaign_link_lookup")]
+
+    def __str__(self):
+        return self.key
+
+
 class Threat(models.Model):
     """One threat signal, the agents' verdict on it, and its triage state."""
 
