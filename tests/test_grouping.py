@@ -488,6 +488,35 @@ def test_a_flood_from_many_reflectors_is_one_campaign_of_its_target(acme):
     assert len({_campaign_of(f"flood-{i}") for i in range(3)}) == 1
 
 
+@pytest.mark.parametrize("severity,linked", [("high", True), ("low", False)])
+def test_an_alert_whose_behaviour_no_field_names_is_activity_when_rated_medium_or_more(acme, severity, linked):
+    """Two rules on one host (a script's detection, then the tampering it did): a HIGH alert we cannot
+    classify is still activity there; a LOW one is information, as before."""
+    first = json.loads(_alert("unnamed-1", 0, "", host="WS-0193"))
+    run("generic", json.dumps({**first, "title": "Rule 92008 fired", "category": None, "severity": severity}).encode())
+    run("generic", _alert("tamper-1", 1, "tamper", host="WS-0193"))
+    assert (_campaign_of("unnamed-1") == _campaign_of("tamper-1")) is linked
+    assert (_campaign_of("unnamed-1") is not None) is linked
+
+
+def test_an_esql_okta_spray_is_keyed_by_the_client_address_it_grouped_by(acme):
+    """An ES|QL alert keeps its BY column (okta.client.ip), not source.ip: it is the spray's source,
+    so the sign-in that follows from that address joins the spray's campaign."""
+    spray = {"@timestamp": "2026-11-20T10:00:00Z", "event.kind": "signal", "kibana.alert.uuid": "spray-okta",
+             "kibana.alert.rule.name": "Potential Okta Password Spray (Single Source)", "kibana.alert.severity": "medium",
+             "okta.client.ip": "203.0.113.161", "Esql.unique_users": 12}
+    login = {"@timestamp": "2026-11-20T10:05:00Z", "event.kind": "signal", "kibana.alert.uuid": "login-okta",
+             "kibana.alert.rule.name": "Okta sign-in", "kibana.alert.severity": "low",
+             "event": {"category": ["authentication"], "type": ["start"], "outcome": "success",
+                       "action": "user.session.start"},
+             "source": {"ip": "203.0.113.161"}, "user": {"name": "r.okafor@acme.example"}}
+    run("ecs", json.dumps(spray).encode(), default_customer=acme)
+    run("ecs", json.dumps(login).encode(), default_customer=acme)
+    sprayed = Threat.objects.get(source_ref="spray-okta")
+    assert sprayed.observables["src_ip"] == "203.0.113.161"
+    assert sprayed.campaign is not None and _campaign_of("login-okta") == sprayed.campaign
+
+
 def test_a_campaign_link_is_the_customer_s_own(acme, globex):
     """The same attacker against two customers: two campaigns, each found only by its own customer's keys."""
     run("generic", _alert("x-1", 0, "login failure", user="eve", src_ip="198.51.100.9"))

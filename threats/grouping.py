@@ -44,6 +44,7 @@ ATTEMPTS = frozenset({"network_scan", "vulnerability_scan", "recon_probe", "logi
                       "password_spraying", "credential_stuffing", "web_attack", "exploit_attempt", "automation",
                       "rate_abuse", "anonymising_proxy", "reputation_match", "phishing"})
 SCAN_PREFIX, BLOCK_PREFIX = "scan|", "bb|"
+MEDIUM_RANK = SEVERITY_RANK["MEDIUM"]
 # Addresses of the customer's own networks: a sweep from one of them is an internal host's
 # behaviour (discovery, an inventory scanner), judged per rule and target like any other alert.
 INTERNAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
@@ -145,7 +146,7 @@ def campaign_keys(alert):
     name, written = campaign_user(alert)
     if name:
         keys.append((f"user:{name}"[:KEY_MAX], f"Activity of user {written}"[:200]))
-    if not behaviours(alert) - NOT_ACTIVITY:
+    if not is_activity(alert):
         return keys
     addresses = [str(alert.observables.get(name) or "") for name in ("src_ip", "dst_ip")]
     remote = next((a for a in addresses if is_external(a)), "")  # the attacker, or where a host calls out to
@@ -167,8 +168,16 @@ def starts_campaign(alert, keys):
     return keys[0][0].startswith("user:") or beyond_routine(alert)
 
 
+def is_activity(alert):
+    """What the alert shows is activity, not posture or information. An alert whose behaviour no
+    field names, that its source rated MEDIUM or more, is activity of some kind all the same."""
+    shown = behaviours(alert)
+    return bool(shown - NOT_ACTIVITY) or not shown and SEVERITY_RANK.get(alert.severity_hint, 0) >= MEDIUM_RANK
+
+
 def beyond_routine(alert):
-    return bool(behaviours(alert) - NOT_ACTIVITY - LINKS_ONLY)
+    shown = behaviours(alert)
+    return bool(shown - NOT_ACTIVITY - LINKS_ONLY) or not shown and is_activity(alert)
 
 
 def linking_keys(alert, keys):

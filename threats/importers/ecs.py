@@ -23,7 +23,8 @@ def parse(item):
     if timestamp is None:
         raise ItemError("@timestamp", "An ECS document has an `@timestamp`.")
     rule_name = read.text("kibana.alert.rule.name", "signal.rule.name", "rule.name", limit=200, name="rule.name")
-    src_ip = read.ip("source.ip", "client.ip", name="src_ip")
+    # okta.client.ip: an ES|QL rule over the Okta integration keeps the column it grouped by.
+    src_ip = read.ip("source.ip", "client.ip", "okta.client.ip", name="src_ip")
     host = read.text("host.name", "host.hostname", name="host")
     title = rule_name or read.text("kibana.alert.reason", "message", "event.action", limit=200, name="title")
     rule = read.text("kibana.alert.rule.uuid", "kibana.alert.rule.rule_id", "signal.rule.id", "rule.uuid", "rule.id",
@@ -148,7 +149,8 @@ def event_signal(built, read):
     named = read.text("network.direction", limit=20).lower()
     named = {"ingress": "inbound", "egress": "outbound"}.get(named, named)
     built.set("direction", named if named in ("inbound", "outbound", "internal", "external") else
-              direction(read.text("source.ip", "client.ip", limit=64), read.text("destination.ip", "server.ip", limit=64)),
+              direction(read.text("source.ip", "client.ip", "okta.client.ip", limit=64),
+                        read.text("destination.ip", "server.ip", limit=64)),
               "network.direction" if named else "source.ip")
     built.set("protocol", read.text("network.protocol", limit=20).lower(), "network.protocol")
     origin = " ".join((read.text("event.module", limit=40), read.text("event.dataset", limit=60),
