@@ -129,7 +129,8 @@ def _shows_infection(name, model):
 def _floors(state, threat, model, found, explained, authorised, priority):
     """What the evidence proves. An administrator's action (a group change, a cleared log) is proof
     only when nothing authorises it; an attempt deserves MEDIUM unless it failed or is explained."""
-    found = {name: entry for name, entry in found.items() if not entry.get("tagged")}  # only what happened
+    curated = model.get("trust") == "curated"
+    found = {name: entry for name, entry in found.items() if not entry.get("tagged") or curated}
     failed = _failed(model)
     for name, entry in found.items():
         floor = _floor(name, POLICIES.get(name), threat, model, failed, explained, authorised)

@@ -247,3 +247,35 @@ def test_the_timeline_holds_only_recorded_moments_in_order(customer):
     runs = {r.kind: r for r in AgentRun.objects.filter(threat=threat)}
     finished = [m for m in threat.timeline if m["event"] == "agent_finished"]
     assert {m["at"] for m in finished} == {r.finished_at.isoformat() for r in runs.values()}
+
+
+@pytest.mark.parametrize("fmt,floored", [("ecs", True), ("wazuh", False)])
+def test_a_rule_s_attack_tag_is_evidence_only_when_written_for_that_rule(fmt, floored):
+    """Elastic's rules are tagged one by one (trust: curated): a low-rated detection of Defender being
+    disabled is still a security tool disabled, HIGH. Wazuh's stock rules tag whole families (coarse)."""
+    import json
+
+    from django.test import TestCase
+
+    from threats import ingest
+
+    customer = factories.make_customer(slug="acme-corp")
+    tag = [{"framework": "MITRE ATT&CK", "tactic": {"id": "TA0005", "name": "Defense Evasion"},
+            "technique": [{"id": "T1562", "name": "Impair Defenses",
+                           "subtechnique": [{"id": "T1562.001", "name": "Disable or Modify Tools"}]}]}]
+    alert = {"@timestamp": "2026-11-20T10:00:00Z", "event.kind": "signal", "kibana.alert.uuid": "tamper-1",
+             "kibana.alert.rule.name": "Windows Defender Disabled via Registry Modification",
+             "kibana.alert.severity": "low", "kibana.alert.rule.threat": tag, "host": {"name": "WS-07"}} \
+        if fmt == "ecs" else \
+        {"timestamp": "2026-11-20T10:00:00.000+0000", "id": "1795.1", "agent": {"id": "007", "name": "WS-07"},
+         "rule": {"level": 5, "id": "61138", "description": "Windows Defender: service state changed",
+                  "groups": ["windows", "windows_system"], "mitre": {"id": ["T1562.001"]}}}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        ingest.ingest(fmt, ingest.decode_body(json.dumps(alert).encode(), "application/x-ndjson"),
+                      default_customer=customer, actor_label="test")
+    threat = Threat.objects.get(customer=customer)
+    assert threat.signal["trust"] == ("curated" if floored else "coarse")
+    floors = [f for f in threat.risk_factors if f.get("rule") == "behaviour_floor"]
+    assert (threat.severity == "HIGH") is floored and bool(floors) is floored
+    if floored:
+        assert floors[0]["reason"] == "security tool disabled shows at least HIGH"
