@@ -197,6 +197,39 @@ def test_an_explanation_contradicted_by_attack_evidence_is_set_aside_and_reviewe
     assert threat.requires_human_review
 
 
+PSEXEC = {"host": "lms-db-02", "user": "adm.tan", "process": "PSEXESVC.exe",
+          "command_line": "psexec.exe \\\\lms-db-02 -s wusa.exe C:\\Patches\\kb5046615.msu /quiet"}
+
+
+@pytest.mark.parametrize("service,description,names", [
+    ("lms-db-01..04", "quarterly OS patching", True),  # a numbered range that covers the host
+    ("LMS database servers", "patching of lms-db-02 and lms-db-03 from jump-01", True),  # named whole
+    ("VDI golden image lms-db-02.edulearn.example", "rebuild", True),  # its DNS name
+    ("lms-db-05..08", "quarterly OS patching", False),  # a range that does not
+    ("OS patching", "patching of lms-db-020", False),  # a longer name is another host
+])
+def test_a_change_names_the_alert_s_host_whole_or_in_a_range(customer, service, description, names):
+    factories.make_infra_event(customer=customer, kind="maintenance", service=service, description=description,
+                               minutes_ago=30)
+    threat = _threat(customer, threat_type="lateral_movement", title="Remote service execution", observables=PSEXEC)
+    devops = AgentRun.objects.get(threat=threat, kind="devops").data
+    assert bool(devops.get("same_service")) is names
+
+
+def test_an_approved_change_naming_the_host_settles_administration_but_not_credential_theft(customer):
+    """Remote execution during a change that names the host is the change: benign, LOW, no review.
+    Credential theft on a host an approval names still goes to a human (the test above)."""
+    factories.make_infra_event(customer=customer, kind="maintenance", service="lms-db-01..04",
+                               description="CHG-7781: OS patching from jump-01 by adm.tan", minutes_ago=30)
+    threat = _threat(customer, threat_type="lateral_movement", title="Remote service execution", observables=PSEXEC)
+    assert threat.false_positive["recommendation"] == "likely_benign_true_positive" and threat.severity == "LOW"
+    assert not any(r.startswith("conflicting_evidence") for r in threat.review_reasons)
+    elsewhere = _threat(customer, threat_type="lateral_movement", title="Remote service execution",
+                        observables={**PSEXEC, "host": "hr-app-01"})
+    assert elsewhere.severity == "HIGH" and any(r.startswith("conflicting_evidence: devops vs priority")
+                                                for r in elsewhere.review_reasons)
+
+
 def test_history_alone_never_explains_attack_evidence(customer):
     threat = _threat(customer, observables={"host": "ws-9", "command_line": "procdump.exe -ma lsass.exe out.dmp"})
     assert threat.severity == "HIGH" and not any(f.get("rule") == "explained" for f in threat.risk_factors)

@@ -16,7 +16,8 @@ from threats import hidden_text
 
 from .. import signal
 from ..content import EXPLOIT_TOOLS, SCANNER_TOOLS
-from .evidence import attack_evidence, hostile_attempts
+from ..priority.behaviours import ADMINISTRATION
+from .evidence import attack_evidence, authorised, hostile_attempts
 
 EXCERPT = 60
 SEPARATORS = re.compile(r"[_+]|%20|%2[bB]")
@@ -169,8 +170,9 @@ def _contradictions(results, findings):
     if hostile and data("config").get("allow_listed"):
         found.append(_contradiction(["config", "priority"], f"the source is allow-listed, yet shows "
                                                             f"{', '.join(hostile[:3])}"))
+    settled = authorised(results) and all(name.replace(" ", "_") in ADMINISTRATION for name in attack)
     for kind in ("devops", "context"):
-        if attack and data(kind).get("explaining"):
+        if attack and data(kind).get("explaining") and not settled:
             found.append(_contradiction([kind, "priority"], f"{kind} explains the signal away, yet it shows {shown}"))
     if any(f["severity"] == "high" for f in findings):
         explainers = [k for k in ("devops", "context") if data(k).get("explaining")]

@@ -30,10 +30,16 @@ EXPLAINS = {
     "account_manipulation": {"deployment", "maintenance", "config_change"},
     "defense_evasion": {"deployment", "maintenance", "config_change"},
     "privilege_escalation": {"maintenance", "config_change"},
+    # Remote administration (PsExec, WinRM, SSH) is how patching and roll-outs reach their hosts.
+    "lateral_movement": {"deployment", "maintenance", "config_change"},
 }
 POINTS_EACH, POINTS_CAP = -10, -20
 SERVICE_FIELDS = ("endpoint", "host", "urls")
-TOKEN = re.compile(r"[a-z0-9]{3,}")
+TOKEN = re.compile(r"[a-z0-9]+")
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]")
+# A numbered range as change tickets write it: lms-db-01..04, edge-lon-01..08, web1..web4.
+RANGE = re.compile(r"\b([a-z][a-z0-9_.-]*?)(\d+)\s*(?:\.\.|–|\bto\b)\s*(?:\1)?(\d+)\b")
+MIN_NAME = 4  # shorter names (db, ws1) occur in any text
 EVENTS = sql.Columns(InfraEvent)
 
 
@@ -111,12 +117,29 @@ def _in_window(event, threat):
 
 
 def _same_service(threat, event):
-    """The signal field that names the changed service (all its words), or None."""
+    """The signal field the change names, or None: a field holding every word of the changed
+    service, or a host the change's service or description names - whole, or in a numbered range."""
     words = set(TOKEN.findall(event.service.lower()))
-    if not words:
-        return None
+    text = f"{event.service} {event.description}".lower()
+    names = {part for name in NAME.findall(text) for part in (name, name.split(".")[0])}
     for name in SERVICE_FIELDS:
         for value in signal.values(threat, name):
-            if words <= set(TOKEN.findall(value.lower())):
+            value = value.strip().lower()
+            if words and words <= set(TOKEN.findall(value)):
+                return field_ref(name)
+            if name == "host" and _names_host(value, names, text):
                 return field_ref(name)
     return None
+
+
+def _names_host(host, names, text):
+    """The host, or its first DNS label, is a whole name in the text, or inside a range of it."""
+    candidates = {host, host.split(".")[0]} - {""}
+    if any(len(c) >= MIN_NAME and c in names for c in candidates):
+        return True
+    for prefix, low, high in RANGE.findall(text):
+        for candidate in candidates:
+            rest = candidate[len(prefix):] if candidate.startswith(prefix) and len(prefix) >= 2 else ""
+            if rest.isdigit() and int(low) <= int(rest) <= int(high):
+                return True
+    return False
