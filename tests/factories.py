@@ -50,3 +50,18 @@ def make_infra_event(customer=None, minutes_ago=10, **fields):
     defaults = dict(kind="deployment", service="api", description="Release 1.2.3")
     started = timezone.now() - timedelta(minutes=minutes_ago)
     return InfraEvent.objects.create(customer=customer, started_at=started, **{**defaults, **fields})
+
+
+def ingest_records(fmt, records, customer):
+    """Each record (a dict) through batch ingestion as the API takes it, one commit each (so the
+    on-commit analysis runs, and a later record sees the earlier ones analysed); the customer's threats."""
+    import json
+
+    from threats import ingest
+    from threats.models import Threat
+
+    for record in records:
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            ingest.ingest(fmt, ingest.decode_body(json.dumps(record).encode(), "application/x-ndjson"),
+                          default_customer=customer, actor_label="test")
+    return list(Threat.objects.filter(customer=customer).order_by("occurred_at"))

@@ -2,7 +2,9 @@
 the adversarial-input detector, false positive vs benign true positive, the analyst feedback loop,
 the response plan's automation rules and the recorded timeline."""
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -119,23 +121,13 @@ def test_a_private_source_with_a_public_country_is_a_contradiction_in_the_alert(
 @pytest.mark.parametrize("src_ip,mismatch", [("10.20.0.8", True), ("198.51.100.8", False)])
 def test_a_wazuh_geoip_enrichment_placing_a_private_address_abroad_is_a_contradiction(src_ip, mismatch):
     """Wazuh's indexer enrichment writes GeoLocation.country_name (no ISO code): it is checked too."""
-    import json
-
-    from django.test import TestCase
-
-    from threats import ingest
-
-    customer = factories.make_customer(slug="acme-corp")
     alert = {"timestamp": "2026-11-18T16:20:05.660+0000", "id": "1795018805.1",
              "rule": {"level": 3, "description": "sshd: authentication success.", "id": "5715",
                       "groups": ["syslog", "sshd", "authentication_success"]},
              "agent": {"id": "050", "name": "app-01"}, "decoder": {"name": "sshd"},
              "data": {"srcip": src_ip, "dstuser": "admin"},
              "GeoLocation": {"country_name": "Russia", "city_name": "Moscow"}}
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        ingest.ingest("wazuh", ingest.decode_body(json.dumps(alert).encode(), "application/x-ndjson"),
-                      default_customer=customer, actor_label="test")
-    threat = Threat.objects.get(customer=customer)
+    threat, = _ingest("wazuh", alert)
     assert threat.signal["geo"] == "Russia" and threat.signal["fields"]["geo"] == "GeoLocation.country_name"
     found = [f for f in threat.adversarial["findings"] if f["kind"] == "geo_mismatch"]
     assert bool(found) is mismatch
@@ -286,13 +278,6 @@ def test_the_timeline_holds_only_recorded_moments_in_order(customer):
 def test_a_rule_s_attack_tag_is_evidence_only_when_written_for_that_rule(fmt, floored):
     """Elastic's rules are tagged one by one (trust: curated): a low-rated detection of Defender being
     disabled is still a security tool disabled, HIGH. Wazuh's stock rules tag whole families (coarse)."""
-    import json
-
-    from django.test import TestCase
-
-    from threats import ingest
-
-    customer = factories.make_customer(slug="acme-corp")
     tag = [{"framework": "MITRE ATT&CK", "tactic": {"id": "TA0005", "name": "Defense Evasion"},
             "technique": [{"id": "T1562", "name": "Impair Defenses",
                            "subtechnique": [{"id": "T1562.001", "name": "Disable or Modify Tools"}]}]}]
@@ -303,12 +288,58 @@ def test_a_rule_s_attack_tag_is_evidence_only_when_written_for_that_rule(fmt, fl
         {"timestamp": "2026-11-20T10:00:00.000+0000", "id": "1795.1", "agent": {"id": "007", "name": "WS-07"},
          "rule": {"level": 5, "id": "61138", "description": "Windows Defender: service state changed",
                   "groups": ["windows", "windows_system"], "mitre": {"id": ["T1562.001"]}}}
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        ingest.ingest(fmt, ingest.decode_body(json.dumps(alert).encode(), "application/x-ndjson"),
-                      default_customer=customer, actor_label="test")
-    threat = Threat.objects.get(customer=customer)
+    threat, = _ingest(fmt, alert)
     assert threat.signal["trust"] == ("curated" if floored else "coarse")
     floors = [f for f in threat.risk_factors if f.get("rule") == "behaviour_floor"]
     assert (threat.severity == "HIGH") is floored and bool(floors) is floored
     if floored:
         assert floors[0]["reason"] == "security tool disabled shows at least HIGH"
+
+
+def _ingest(fmt, *records):
+    """Each record through batch ingestion (as the API does) for a new customer acme-corp, analysed."""
+    return factories.ingest_records(fmt, records, factories.make_customer(slug="acme-corp"))
+
+
+def _techniques(threat):
+    return {t["technique_id"]: t for t in AgentRun.objects.get(threat=threat, kind="priority").data["techniques"]}
+
+
+@pytest.mark.parametrize("signature,category,technique", [
+    ("ET MALWARE Win32/Lumma Stealer CnC Checkin", "A Network Trojan was detected", "T1071.001"),
+    ("ET COINMINER Crypto Coin Miner Login", "Crypto Currency Mining Activity Detected", None),
+])
+def test_malware_traffic_leaving_a_host_is_its_command_channel_but_a_miner_s_is_its_work(signature, category,
+                                                                                         technique):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature=signature, category=category, metadata={})
+    record.update(app_proto="tls", src_ip="10.0.2.34", dest_ip="198.51.100.23")
+    record["flow"] = {**record.get("flow", {}), "src_ip": "10.0.2.34", "dest_ip": "198.51.100.23"}
+    threat, = _ingest("suricata", record)
+    found = _techniques(threat)
+    if technique:
+        assert "malware" in [b["name"] for b in threat.signal["behaviours"]]
+        assert technique in found and found[technique]["source"] == "behaviour"
+    else:
+        assert not any(t.startswith("T1071") for t in found) and "T1496.001" in found
+
+
+def test_a_login_after_a_spray_from_its_address_is_the_spray_getting_in():
+    """An ES|QL spray alert names no behaviour field, but its rule's own tag (T1110.003) says what the
+    earlier failures were: the login that follows from that address is the spray that got in."""
+    tag = [{"framework": "MITRE ATT&CK", "tactic": {"id": "TA0006", "name": "Credential Access"},
+            "technique": [{"id": "T1110", "name": "Brute Force",
+                           "subtechnique": [{"id": "T1110.003", "name": "Password Spraying"}]}]}]
+    spray = {"@timestamp": "2026-11-20T10:00:00Z", "event.kind": "signal", "kibana.alert.uuid": "spray-1",
+             "kibana.alert.rule.name": "Potential Okta Password Spray (Single Source)",
+             "kibana.alert.severity": "medium", "kibana.alert.rule.threat": tag, "okta.client.ip": "203.0.113.161"}
+    login = {"@timestamp": "2026-11-20T10:05:00Z", "event.kind": "signal", "kibana.alert.uuid": "login-1",
+             "kibana.alert.rule.name": "Okta sign-in", "kibana.alert.severity": "low",
+             "event": {"category": ["authentication"], "type": ["start"], "outcome": "success",
+                       "action": "user.session.start", "dataset": "okta.system"},
+             "source": {"ip": "203.0.113.161"}, "user": {"name": "r.okafor@acme.example"}}
+    first, second = _ingest("ecs", spray, login)
+    found = _techniques(second)
+    assert "T1110.003" in found and found["T1110.003"]["evidence"] == [f"threat:{first.pk}"]
+    assert second.severity == "HIGH" and any(f.get("rule") == "login_after_failures" for f in second.risk_factors)

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import TestCase
 from django.utils import timezone
 
 from agents import coordinator
 from agents.historical import agent as historical
 from agents.models import AgentRun
 from tests import factories
-from threats import ingest, services
+from threats import services
 from threats.models import Threat, UserAccess
 
 pytestmark = pytest.mark.django_db
@@ -323,10 +322,7 @@ def test_password_guessing_is_an_attempt_though_every_logon_failed(allow_listed)
     """The failures are the attack: an allow-list does not explain it away, it sends it to a human."""
     customer = factories.make_customer(slug="acme-corp", allow_listed_ips=["203.0.113.0/24"] if allow_listed else [])
     line = (Path(__file__).parent / "fixtures" / "alerts" / "wazuh_alerts.ndjson").read_bytes().splitlines()[0]
-    with TestCase.captureOnCommitCallbacks(execute=True):  # sshd brute force from 203.0.113.45, frequency 8
-        ingest.ingest("wazuh", ingest.decode_body(line, "application/x-ndjson"), default_customer=customer,
-                      actor_label="test")
-    threat = Threat.objects.get(customer=customer)
+    threat, = factories.ingest_records("wazuh", [json.loads(line)], customer)  # sshd brute force, frequency 8
     assert threat.signal["outcome"] == "failure"
     assert "brute force" in AgentRun.objects.get(threat=threat, kind="priority").data["hostile_attempts"]
     conflicting = [r for r in threat.review_reasons if r.startswith("conflicting_evidence: config vs priority")]
@@ -343,10 +339,7 @@ def test_an_allow_listed_address_does_not_explain_what_is_done_on_a_host(allow_l
               "event": {"code": "4698", "action": "scheduled-task-created", "outcome": "success"},
               "winlog": {"channel": "Security", "event_id": "4698"}, "host": {"name": "SQL-01"},
               "source": {"ip": "10.20.44.12"}, "user": {"name": "j.ortiz"}, "labels": {"customer": "acme-corp"}}
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        ingest.ingest("ecs", ingest.decode_body(json.dumps(record).encode(), "application/x-ndjson"),
-                      default_customer=customer, actor_label="test")
-    threat = Threat.objects.get(customer=customer)
+    threat, = factories.ingest_records("ecs", [record], customer)
     shown = {b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]
              if not b.get("tagged")}
     assert "persistence" in shown

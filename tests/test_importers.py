@@ -169,6 +169,23 @@ def test_an_eve_alert_maps_to_the_threat_fields():
     assert alert.raw is item
 
 
+@pytest.mark.parametrize("signature,category,shown", [
+    ("ET CNC Feodo Tracker Reported CnC Server group 1", "A Network Trojan was detected",
+     ["command_and_control", "malware"]),  # the rule set's CNC category
+    ("ET POLICY TOR Consensus Data Requested", "Potential Corporate Privacy Violation",
+     ["policy_violation", "anonymising_proxy"]),  # a POLICY rule's subject
+    ("ET POLICY Cryptocurrency Miner Checkin", "Potential Corporate Privacy Violation",
+     ["policy_violation", "resource_hijacking"]),
+    ("ET POLICY Python-urllib/ Suspicious User Agent", "Attempted Information Leak",
+     ["policy_violation", "recon_probe"]),  # no subject that is a behaviour
+    ("Local rule about tor and stratum", "Misc activity", ["informational"]),  # not an ET subject: words alone
+])
+def test_the_rule_set_category_and_a_policy_rule_s_subject_are_behaviours(signature, category, shown):
+    item = json.loads(json.dumps(EVE[1]))
+    item["alert"].update(signature=signature, category=category, metadata={})
+    assert [b["name"] for b in suricata.parse(item).signal["behaviours"]] == shown
+
+
 @pytest.mark.parametrize("severity, hint", [(1, "HIGH"), (2, "MEDIUM"), (3, "LOW"), (4, "LOW")])
 def test_suricata_severity_is_inverted(severity, hint):
     item = json.loads(json.dumps(EVE[9]))

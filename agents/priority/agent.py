@@ -33,7 +33,7 @@ CLOUD_CREDENTIALS = {"createaccesskey", "createloginprofile", "updateloginprofil
 RECENT_ENTITIES = ("src_ip", "user")
 RECENT_WINDOW = timedelta(hours=1)
 RECENT_ROWS = 20
-RECENT = sql.Columns(Threat, ("id", "signal"))
+RECENT = sql.Columns(Threat, ("id", "signal", "mitre_hints"))
 FAILURES = {"brute_force", "password_spraying", "credential_stuffing", "login_failure"}
 REPEATED = 3
 HOSTILE = {"web_attack", "exploit_attempt", "brute_force", "password_spraying", "credential_stuffing"}
@@ -58,7 +58,8 @@ class PriorityAgent(Agent):
         params = [value for condition, values in branches
                   for value in (*values, threat.customer_id, since, until, sql.param(Threat, "id", threat.pk))]
         rows = RECENT.rows(f"SELECT {RECENT} FROM {Threat._meta.db_table} WHERE id IN ({parts})", params)
-        return [{"id": str(pk), "behaviours": _names(found)} for pk, found in rows]
+        rows = [dict(zip(RECENT.attnames, row)) for row in rows]  # columns come in model order
+        return [{"id": str(row["id"]), "behaviours": _names(row["signal"], row["mitre_hints"])} for row in rows]
 
     def analyze(self, threat, gathered):
         return _Analysis(threat, gathered or []).run()
@@ -83,6 +84,7 @@ class _Analysis:
                     continue  # a tag says what the rule looks for; it only makes the rule's own id more precise
                 self._add(technique_id, "behaviour", 0.8, f"signal.{entry['field']}",
                           f"{name.replace('_', ' ')} shown by {entry['field']}")
+        self._guessed_in()
         self._vendor_hints(result)
         self._commands()
         self._anomaly()
@@ -95,10 +97,10 @@ class _Analysis:
         inbound = content.is_inbound(self.threat)
         if name == "network_scan":
             return ["T1595.001"] if inbound else ["T1046"]
-        if name in ("command_and_control", "remote_access_tool") and self.model.get("protocol") in WEB_PROTOCOLS:
-            return ["T1071.001"] if name == "command_and_control" else ["T1219.002"]
-        if name == "command_and_control" and self.model.get("protocol") == "dns":
-            return ["T1071.004"]
+        if name == "remote_access_tool" and self.model.get("protocol") in WEB_PROTOCOLS:
+            return ["T1219.002"]
+        if name == "command_and_control" and self.model.get("protocol"):
+            return [self._c2_technique()]
         if name in ("login_success", "impossible_travel", "unusual_location") and self.model.get("cloud"):
             return ["T1078.004"]  # a cloud identity's sign-in
         if name == "brute_force":
@@ -132,7 +134,29 @@ class _Analysis:
             return ["T1021.001"]  # an interactive remote desktop logon from inside: a hop between hosts
         if name == "denial_of_service" and not inbound:
             return ["T1499"]
+        if name == "malware" and self._network() and content.is_outbound(self.threat) and \
+                "resource_hijacking" not in self.found:  # a miner's pool traffic is its work, not its C2
+            return [self._c2_technique()]  # an infected host's own traffic out is its command channel
         return list(POLICIES[name].techniques) if name in POLICIES else []
+
+    def _network(self):
+        return bool({"network", "intrusion_detection"} & set(self.model.get("category") or []))
+
+    def _c2_technique(self):
+        protocol = self.model.get("protocol")
+        return "T1071.001" if protocol in WEB_PROTOCOLS else "T1071.004" if protocol == "dns" else "T1071"
+
+    def _guessed_in(self):
+        """A successful login after this source's or user's repeated failures is the guessing that got
+        in: the failures' technique belongs to it too (spraying if any earlier alert was spraying)."""
+        earlier = self.recent_failures()
+        if "login_success" not in self.found or not earlier:
+            return
+        seen = {name for r in self.recent if r["id"] in earlier for name in r["behaviours"]} | set(self.found)
+        technique = ("T1110.003" if "password_spraying" in seen else "T1110.004" if "credential_stuffing" in seen
+                     else "T1110.001")
+        self._add(technique, "behaviour", 0.8, f"threat:{earlier[0]}",
+                  "a successful login after repeated failures on the same source or user")
 
     def _refines_a_hint(self, technique_id):
         """A sub-technique of one the source's rule names (T1136.001 for a rule tagged T1136)."""
@@ -317,10 +341,15 @@ PERSISTENCE_TECHNIQUES = {"registry run key": "T1547.001", "autostart registry k
                           "ssh authorized keys": "T1098.004", "init script": "T1037.004"}
 
 
-def _names(found):
-    """Behaviour names of a stored signal (untrusted JSON: only names that are strings)."""
-    listed = found.get("behaviours") if isinstance(found, dict) else None
-    return [b["name"] for b in listed or [] if isinstance(b, dict) and isinstance(b.get("name"), str)][:20]
+def _names(found, hints=None):
+    """Behaviour names of a stored signal (untrusted JSON: only names that are strings), with those its
+    rule's ATT&CK tags name when they were written for that rule (an ES|QL spray alert names no field)."""
+    found = found if isinstance(found, dict) else {}
+    listed = found.get("behaviours")
+    names = [b["name"] for b in listed or [] if isinstance(b, dict) and isinstance(b.get("name"), str)]
+    if found.get("trust") == "curated" and isinstance(hints, list):
+        names += [behaviour_of_technique(h) for h in hints[:20] if isinstance(h, str) and behaviour_of_technique(h)]
+    return list(dict.fromkeys(names))[:20]
 
 
 def _persistence_technique(entry):

@@ -92,7 +92,8 @@ ANOMALY_TECHNIQUES = {"failed_logins": "T1110", "login_count": "T1078", "api_cal
                       "data_download_mb": "T1213"}
 # Techniques a source or a command-line rule names -> the behaviour they show (by parent id).
 TECHNIQUE_BEHAVIOURS = {
-    "T1003": "credential_dumping", "T1558": "kerberoasting", "T1110": "brute_force", "T1486": "ransomware",
+    "T1003": "credential_dumping", "T1558": "kerberoasting", "T1110": "brute_force", "T1110.003": "password_spraying",
+    "T1110.004": "credential_stuffing", "T1486": "ransomware",
     "T1490": "inhibit_recovery", "T1485": "data_destruction", "T1070": "log_cleared",
     "T1562": "security_tool_disabled", "T1021": "lateral_movement", "T1570": "lateral_movement",
     "T1053": "persistence", "T1543": "persistence", "T1547": "persistence", "T1136": "account_created",

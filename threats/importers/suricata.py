@@ -6,6 +6,8 @@ Field reference: Suricata's EVE JSON schema (`etc/schema.json` in OISF/suricata)
 Emerging Threats rules put ATT&CK ids in `alert.metadata.mitre_*` arrays.
 """
 
+import re
+
 from threats.choices import Severity
 
 from .common import (
@@ -158,8 +160,14 @@ RULESET_CATEGORIES = {
     "GAMES": "policy_violation", "CHAT": "policy_violation", "CINS": "reputation_match", "DROP": "reputation_match",
     "COMPROMISED": "reputation_match", "DSHIELD": "reputation_match", "3CORESEC": "reputation_match",
     "TOR": "anonymising_proxy", "DOS": "denial_of_service", "COINMINER": "resource_hijacking",
-    "PHISHING": "phishing", "ADWARE_PUP": "unwanted_software",
+    "PHISHING": "phishing", "ADWARE_PUP": "unwanted_software", "CNC": "command_and_control",
 }
+# What a POLICY or INFO rule names as its subject (the words after "ET POLICY"): software whose use
+# is itself a behaviour. Whole words of the signature's subject, never of a free-text title.
+SUBJECTS = [
+    ("anonymising_proxy", re.compile(r"\btor\b", re.I)),
+    ("resource_hijacking", re.compile(r"\b(crypto ?currency miner|coin ?miner|stratum|xmrig)\b", re.I)),
+]
 # alert.metadata.tag values Emerging Threats uses -> behaviour.
 TAGS = {"c2": "command_and_control", "ransomware": "ransomware", "coinminer": "resource_hijacking",
         "remoteaccesstool": "remote_access_tool",
@@ -216,5 +224,10 @@ def behaviours(built, doc, prefix):
         if str(tag).lower() in TAGS:
             built.behaviour(TAGS[str(tag).lower()], f"{prefix}alert.metadata.tag", tag)
     context_only = len(words) > 1 and words[1].upper() in CONTEXT_CATEGORIES
+    subject = " ".join(words[2:]) if context_only and words[0].upper() in SIGNATURE_PREFIXES else ""
+    for name, pattern in SUBJECTS:
+        found = pattern.search(subject)
+        if found:
+            built.behaviour(name, f"{prefix}alert.signature", f"{words[0]} {words[1]} {found.group(0)}")
     for family in [] if context_only else as_list(meta.get("malware_family"))[:1]:
         built.behaviour("malware", f"{prefix}alert.metadata.malware_family", family)
