@@ -63,6 +63,13 @@ TAMPERING = re.compile(
     re.I)
 
 
+# Characters that change how a name reads without showing themselves: bidirectional overrides and
+# isolates, zero-width spaces and joiners, the word joiner, the byte-order mark. No file, process or
+# account name needs one; a name holding one is built to be mistaken for another.
+DECEPTIVE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+ACCOUNT_NAMES = ("target", "actor")
+
+
 def infer(threat, model):
     """Add what the content shows to `model` (the threat's signal, copied)."""
     found = model["behaviours"]
@@ -75,6 +82,7 @@ def infer(threat, model):
     _shell_escape(threat, found)
     _files(model, found)
     _outbound_volume(threat, model, found)
+    _masquerading(threat, model, found)
     return model
 
 
@@ -195,6 +203,21 @@ def _outbound_volume(threat, model, found):
             and (sent >= EXFIL_ALONE_BYTES or (sent >= EXFIL_BYTES and suspect))):
         add(found, "exfiltration", model["fields"].get("measures.src_bytes", "measures.src_bytes"),
             f"{sent / 1e6:,.0f} MB sent out")
+
+
+def _masquerading(threat, model, found):
+    """Rule `deceptive_name`: an account, process or file name holding a character that hides itself
+    (DECEPTIVE): 'Invoice<U+202E>fdp.exe' reads 'Invoiceexe.pdf', 'adm<U+200B>in' reads 'admin'."""
+    names = [(f"observables.{name}", value) for name in ("user", "process") for value in signal.values(threat, name)]
+    names += [(model["fields"].get(f"account.{key}", f"account.{key}"), model["account"][key])
+              for key in ACCOUNT_NAMES if isinstance(model["account"].get(key), str)]
+    names += [(model["fields"].get(key, key), str(model.get(key) or "")[:2000]) for key in ("process", "file")]
+    for field, value in names:
+        match = DECEPTIVE.search(value)
+        if match:
+            named = "an account" if field.endswith("user") or "account" in field else "a file"
+            add(found, "masquerading", field, f"U+{ord(match.group(0)):04X} in {named} name")
+            return
 
 
 def is_outbound(threat, model=None):

@@ -343,3 +343,18 @@ def test_a_login_after_a_spray_from_its_address_is_the_spray_getting_in():
     found = _techniques(second)
     assert "T1110.003" in found and found["T1110.003"]["evidence"] == [f"threat:{first.pk}"]
     assert second.severity == "HIGH" and any(f.get("rule") == "login_after_failures" for f in second.risk_factors)
+
+
+@pytest.mark.parametrize("observables,technique", [
+    ({"user": "adm\u200bin", "host": "ws-1"}, "T1036.010"),  # reads "admin": a lookalike account
+    ({"process": "Invoice_2611\u202efdp.exe", "host": "ws-1"}, "T1036.002"),  # reads "Invoice_2611exe.pdf"
+    ({"user": "admin", "process": "Invoice_2611.pdf.exe", "host": "ws-1"}, None),  # nothing hidden
+])
+def test_a_name_holding_a_character_that_hides_itself_is_masquerading(customer, observables, technique):
+    threat = _threat(customer, threat_type="anomaly_detection", title="Account or process event",
+                     observables=observables, severity_hint="LOW")
+    shown = {b["name"]: b for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]}
+    assert ("masquerading" in shown) is bool(technique)
+    if technique:
+        assert technique in _techniques(threat) and threat.severity == "HIGH"
+        assert any(f.get("rule") == "behaviour_floor" and "masquerading" in f["reason"] for f in threat.risk_factors)

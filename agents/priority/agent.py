@@ -134,6 +134,9 @@ class _Analysis:
             return ["T1021.001"]  # an interactive remote desktop logon from inside: a hop between hosts
         if name == "denial_of_service" and not inbound:
             return ["T1499"]
+        if name == "masquerading":  # a hidden override in a file name, else a lookalike account name
+            detail = str(entry.get("detail", ""))
+            return ["T1036.010"] if "account" in detail else ["T1036.002"] if "U+202E" in detail else ["T1036"]
         if name == "malware" and self._network() and content.is_outbound(self.threat) and \
                 "resource_hijacking" not in self.found:  # a miner's pool traffic is its work, not its C2
             return [self._c2_technique()]  # an infected host's own traffic out is its command channel

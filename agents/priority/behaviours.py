@@ -67,6 +67,7 @@ POLICIES = {
     "security_tool_disabled": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1562.001",),
                                 admin=True),
     "lateral_movement": P("lateral_movement", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1021",)),
+    "masquerading": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1036",)),
     "ransomware": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", failed_cap="HIGH", techniques=("T1486",)),
     "inhibit_recovery": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", techniques=("T1490",)),
     "data_destruction": P("impact", IMPACT, "HIGH", floor="HIGH", techniques=("T1485",)),
