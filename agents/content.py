@@ -7,6 +7,7 @@ author's words, not the event's.
 """
 
 import re
+import urllib.parse
 
 from threats.importers.signal import direction
 
@@ -26,6 +27,9 @@ URL_PAYLOADS = [
     ("command injection", r"(;|\||%7c|`|\$\()\s*(wget|curl|bash|sh|nc|id|whoami|cat)\b|\$\{jndi:|%24%7bjndi"),
 ]
 URL_PAYLOAD_RES = [(name, re.compile(pattern, re.I)) for name, pattern in URL_PAYLOADS]
+UNION_SELECT = re.compile(r"\bunion(\s|/\*.*?\*/)+(all\s+)?select\b.*\bfrom\b", re.I)  # on the decoded URL
+# A UNION query's answer this large carries rows: an error or an empty result is a few kilobytes.
+DUMP_BYTES = 64_000
 CRAWLERS = re.compile(r"googlebot|bingbot|duckduckbot|applebot|yandexbot|baiduspider", re.I)
 # Files ransomware leaves: notes telling the victim how to pay, and the extensions it appends.
 RANSOM_ARTIFACTS = re.compile(
@@ -76,6 +80,7 @@ def infer(threat, model):
     model["command_techniques"] = _commands(threat, model, found)
     _user_agent(threat, found)
     _urls(threat, found)
+    _injection_answered(threat, model, found)
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
     _tampering(threat, model, found)
@@ -130,6 +135,19 @@ def _urls(threat, found):
                 if pattern.search(url):
                     add(found, "web_attack", f"observables.{name}", label)
                     return
+
+
+def _injection_answered(threat, model, found):
+    """Rule `injection_returned_data`: a UNION ... SELECT ... FROM in the requested URL, answered 2xx
+    with a body of DUMP_BYTES or more: the query ran and its rows came back."""
+    status, size = model["measures"].get("http_status"), model["measures"].get("response_bytes")
+    if not (isinstance(status, int) and 200 <= status < 300 and isinstance(size, (int, float)) and size >= DUMP_BYTES):
+        return
+    for name in ("urls", "endpoint"):
+        if any(UNION_SELECT.search(urllib.parse.unquote_plus(url)) for url in signal.values(threat, name)):
+            add(found, "exploit_success", model["fields"].get("measures.response_bytes", "measures.response_bytes"),
+                f"a UNION query answered {status} with {size:,.0f} bytes")
+            return
 
 
 def _named_techniques(threat, model, found):

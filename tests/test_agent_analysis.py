@@ -358,3 +358,19 @@ def test_a_name_holding_a_character_that_hides_itself_is_masquerading(customer, 
     if technique:
         assert technique in _techniques(threat) and threat.severity == "HIGH"
         assert any(f.get("rule") == "behaviour_floor" and "masquerading" in f["reason"] for f in threat.risk_factors)
+
+
+@pytest.mark.parametrize("url,size,succeeded", [
+    ("/item.php?id=-1%20UNION%20ALL%20SELECT%20NULL,CONCAT(email,0x3a,hash)%20FROM%20customers--", 187_442, True),
+    ("/item.php?id=-1%20UNION%20ALL%20SELECT%20NULL,CONCAT(email,0x3a,hash)%20FROM%20customers--", 3_912, False),
+    ("/search?q=union+jack+select+cushions+from+our+range", 187_442, False),  # words, not a UNION query
+])
+def test_a_union_query_answered_with_a_large_body_returned_its_rows(url, size, succeeded):
+    alert = {"id": "sqli-1", "title": "SQL injection attempt", "category": "web attack", "severity": "medium",
+             "occurred_at": "2026-11-22T16:43:06Z", "observables": {"src_ip": "203.0.113.88", "urls": [url]},
+             "http": {"response": {"status_code": 200, "body": {"bytes": size}}}}
+    threat, = _ingest("generic", alert)
+    assert threat.signal["measures"]["response_bytes"] == size
+    shown = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("exploit_success" in shown) is succeeded
+    assert (threat.severity == "HIGH") is succeeded

@@ -96,6 +96,17 @@ def test_any_wazuh_rule_is_accepted_with_its_observables():
                                                 "4d8f5b0c2a7e3f9d1b6c8a0e2f4d6b8a0c2e4f6a"]
 
 
+def test_a_wazuh_web_access_alert_keeps_the_logged_response_size():
+    """The web-accesslog decoder keeps the status (data.id) but not the size: read from the logged line."""
+    item = {"timestamp": "2026-11-22T16:43:06.000+0000", "id": "1.2", "agent": {"id": "1", "name": "web-01"},
+            "rule": {"level": 6, "id": "31106", "description": "A web attack returned code 200 (success).",
+                     "groups": ["web", "accesslog", "attack"]},
+            "data": {"srcip": "203.0.113.88", "id": "200", "url": "/item.php?id=1"},
+            "full_log": '203.0.113.88 - - [22/Nov/2026:16:43:06 +0000] "GET /item.php?id=1 HTTP/1.1" 200 187442 "-" "x"'}
+    measures = wazuh.parse(item).signal["measures"]
+    assert measures["http_status"] == 200 and measures["response_bytes"] == 187442
+
+
 def test_the_http_method_in_wazuh_protocol_is_not_taken_for_a_transport():
     sql = wazuh.parse(WAZUH[10])
     assert "proto" not in sql.observables  # data.protocol is "GET" for web access logs

@@ -140,7 +140,8 @@ def event_signal(built, read):
         name, outcome = WINDOWS_EVENTS[code]
         built.behaviour(name, "event.code", f"event {code}").set("outcome", outcome, "event.code")
     for name, path in (("src_bytes", "source.bytes"), ("dst_bytes", "destination.bytes"), ("bytes", "network.bytes"),
-                       ("http_status", "http.response.status_code"), ("events", "event.count")):
+                       ("http_status", "http.response.status_code"), ("response_bytes", "http.response.body.bytes"),
+                       ("events", "event.count")):
         built.measure(name, read.get(path), path)
     registry = " = ".join(filter(None, (read.text("registry.path", limit=500),
                                         " ".join(read.strings("registry.data.strings", limit=200)[:3]))))

@@ -199,6 +199,7 @@ def signal(doc, severity):
         built.measure("service_port", port if port in REFLECTORS else None, "dest_port")
     http = doc.get("http") if isinstance(doc.get("http"), dict) else {}
     built.measure("http_status", http.get("status"), "http.status")
+    built.measure("response_bytes", http.get("length"), "http.length")
     built.forwarded(as_list(http.get("xff")), "http.xff")
     for header in as_list(http.get("request_headers")):
         if isinstance(header, dict) and str(header.get("name", "")).lower() == "x-forwarded-for":

@@ -27,6 +27,9 @@ CHANNEL_GROUPS = {"local", "syslog", "ossec", "windows", "linux", "json"}
 SYSMON_HASH = re.compile(r"(?:MD5|SHA1|SHA256|SHA512)=([0-9A-Fa-f]+)")
 
 
+# Common/combined access log: '"GET /path HTTP/1.1" 200 187442' - the request line, status, body size.
+ACCESS_LOG = re.compile(r'"[A-Z]+ [^"]* HTTP/[0-9.]+" \d{3} (\d+)')
+
 def level_table(spec):
     """[(15, "CRITICAL"), (12, "HIGH"), ...] from "0:LOW,7:MEDIUM,..." or from settings.py's pairs."""
     pairs = tuple(map(tuple, spec)) if isinstance(spec, (list, tuple)) else tuple(
@@ -172,6 +175,8 @@ def signal(doc, level):
         built.measure("detections", dig(data, "virustotal.positives"), "data.virustotal.positives")
     if "web" in groups or "accesslog" in groups:
         built.measure("http_status", data.get("id"), "data.id")
+        logged = ACCESS_LOG.search(str(doc.get("full_log") or "")[:8192])  # the decoder keeps no size
+        built.measure("response_bytes", logged.group(1) if logged else None, "full_log")
     if isinstance(dig(data, "alert"), dict):  # Suricata EVE forwarded by the Wazuh integration
         suricata.behaviours(built, data, "data.")
     _cloud(built, data)
