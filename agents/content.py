@@ -59,8 +59,10 @@ EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised or anomalo
 EXFIL_ALONE_BYTES = 1_000_000_000  # outbound volume that is an exfiltration by itself
 # Switching off or blinding a security control, in a command line or the registry value it sets.
 TAMPERING = re.compile(
-    r"DisableAntiSpyware|DisableRealtimeMonitoring|DisableBehaviou?rMonitoring|DisableIOAVProtection|"
-    r"DisableScriptScanning|TamperProtection\W+0|Set-MpPreference\s+.*-Disable\w*\s+(\$true|1)|"
+    # A Disable* setting switched off ($false, 0) turns the protection on: that is not tampering.
+    r"(DisableAntiSpyware|DisableRealtimeMonitoring|DisableBehaviou?rMonitoring|DisableIOAVProtection|"
+    r"DisableScriptScanning)(?![\s:=\"']+(\$false|false|0)\b)|TamperProtection\W+0|"
+    r"Set-MpPreference\s+.*-Disable\w*\s+(\$true|1)|"
     r"Add-MpPreference\s+.*-Exclusion|sc(\.exe)?\s+(stop|delete|config)\s+(WinDefend|Sense|wscsvc|SecurityHealthService)|"
     r"systemctl\s+(stop|disable|mask)\s+(auditd|falcon-sensor|wazuh-agent|osqueryd|elastic-agent)|auditctl\s+-e\s*0|"
     r"setenforce\s+0|netsh\s+(adv)?firewall\s+set\s+\w+\s+state\s+off|Uninstall-WindowsFeature\s+.*Defender",
@@ -79,7 +81,7 @@ def infer(threat, model):
     found = model["behaviours"]
     model["command_techniques"] = _commands(threat, model, found)
     _user_agent(threat, found)
-    _urls(threat, found)
+    model["url_payloads"] = _urls(threat, found)
     _injection_answered(threat, model, found)
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
@@ -128,13 +130,16 @@ def _user_agent(threat, found):
 
 
 def _urls(threat, found):
-    """Rule `attack_payload_in_url`: the requested URL carries an attack payload."""
+    """Rule `attack_payload_in_url`: the requested URL carries an attack payload. Returns the kinds of
+    payload found (the policy reads them: a coarse rule's match with none is words, not an attack)."""
     for name in ("urls", "endpoint"):
         for url in signal.values(threat, name):
+            decoded = urllib.parse.unquote_plus(url)  # as the server reads it
             for label, pattern in URL_PAYLOAD_RES:
-                if pattern.search(url):
+                if pattern.search(url) or pattern.search(decoded):
                     add(found, "web_attack", f"observables.{name}", label)
-                    return
+                    return [label]
+    return []
 
 
 def _injection_answered(threat, model, found):

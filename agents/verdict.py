@@ -170,9 +170,16 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return "" if explained else "HIGH"  # one of ours scanning the internet: it is compromised or misused
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
         return "" if explained else "MEDIUM"  # an internal host scanning: discovery from a foothold
-    if policy.attempt_floor and not failed and not explained:
+    if policy.attempt_floor and not failed and not explained and not _words_only(name, threat, model):
         return policy.attempt_floor
     return policy.floor
+
+
+def _words_only(name, threat, model):
+    """A web attack only a coarse rule states (Wazuh's stock rules match words such as 'select' and
+    'union' in a URL), whose URL we read and found no payload in: a match, not an attempt shown."""
+    return (name == "web_attack" and model.get("trust") == "coarse" and not model.get("url_payloads")
+            and bool(signal.values(threat, "urls") or signal.text(threat, "endpoint")))
 
 
 def _declared_crawler(state, threat, found, config):

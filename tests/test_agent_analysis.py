@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from agents import content
 from agents.analyzers import adversarial
 from agents.models import AgentRun
 from agents.priority import attack
@@ -374,3 +375,27 @@ def test_a_union_query_answered_with_a_large_body_returned_its_rows(url, size, s
     shown = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
     assert ("exploit_success" in shown) is succeeded
     assert (threat.severity == "HIGH") is succeeded
+
+
+@pytest.mark.parametrize("command,tampering", [
+    ("powershell Set-MpPreference -DisableRealtimeMonitoring $true", True),
+    ("powershell Set-MpPreference -DisableRealtimeMonitoring $false -DisableIOAVProtection $false", False),
+    ("reg add \"HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows Defender\" /v DisableAntiSpyware /d 1 /f", True),
+    ("DisableAntiSpyware = 0", False),
+])
+def test_a_protection_switched_back_on_is_not_tampering(command, tampering):
+    assert bool(content.TAMPERING.search(command)) is tampering
+
+
+@pytest.mark.parametrize("url,floored", [
+    ("/search?q=select+your+size+union+jack+flag+shirt", False),  # the stock rule matched English words
+    ("/item.php?id=1'%20or%20'1'='1", True),  # a payload: the attempt is shown
+])
+def test_a_stock_rule_s_web_attack_with_no_payload_in_the_url_keeps_the_source_s_rating(url, floored):
+    alert = {"timestamp": "2026-11-22T16:43:06.000+0000", "id": "1.7", "agent": {"id": "1", "name": "web-01"},
+             "rule": {"level": 6, "id": "31103", "description": "SQL injection attempt.",
+                      "groups": ["web", "accesslog", "attack", "sql_injection"]},
+             "data": {"srcip": "198.51.100.4", "id": "200", "url": url}}
+    threat, = _ingest("wazuh", alert)
+    assert threat.signal["trust"] == "coarse"
+    assert (threat.severity == "MEDIUM") is floored and (threat.severity == "LOW") is not floored
