@@ -399,3 +399,28 @@ def test_a_stock_rule_s_web_attack_with_no_payload_in_the_url_keeps_the_source_s
     threat, = _ingest("wazuh", alert)
     assert threat.signal["trust"] == "coarse"
     assert (threat.severity == "MEDIUM") is floored and (threat.severity == "LOW") is not floored
+
+
+@pytest.mark.parametrize("group,band", [("cx-platform-admins", "HIGH"), ("report-readers", "LOW")])
+def test_cloudtrail_names_the_group_of_an_iam_call_only_in_its_request_parameters(group, band):
+    alert = {"@timestamp": "2026-03-01T07:20:43Z", "event.kind": "signal", "kibana.alert.uuid": f"add-{group}",
+             "kibana.alert.rule.name": "AWS IAM User Addition to Group", "kibana.alert.severity": "low",
+             "event": {"action": "AddUserToGroup", "provider": "iam.amazonaws.com", "outcome": "success",
+                       "dataset": "aws.cloudtrail", "category": ["iam"], "type": ["group", "change"]},
+             "aws": {"cloudtrail": {"flattened": {"request_parameters": {"groupName": group,
+                                                                         "userName": "svc-backup-sync"}}}},
+             "user": {"name": "ci-artifacts"}, "source": {"ip": "203.0.113.88"}}
+    threat, = _ingest("ecs", alert)
+    assert threat.signal["account"]["group"] == group and threat.signal["account"]["target"] == "svc-backup-sync"
+    shown = [b["name"] for b in threat.signal["behaviours"]]
+    assert ("privileged_group_change" in shown) is (band == "HIGH") and threat.severity == band
+
+
+def test_a_miner_running_on_one_of_ours_is_high():
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature="ET COINMINER Crypto Coin Miner Login", severity=3, metadata={},
+                           category="Crypto Currency Mining Activity Detected")
+    threat, = _ingest("suricata", record)
+    assert threat.severity_hint == "LOW" and threat.severity == "HIGH"
+    assert any(f.get("rule") == "behaviour_floor" and "resource hijacking" in f["reason"] for f in threat.risk_factors)

@@ -72,7 +72,8 @@ POLICIES = {
     "inhibit_recovery": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", techniques=("T1490",)),
     "data_destruction": P("impact", IMPACT, "HIGH", floor="HIGH", techniques=("T1485",)),
     "denial_of_service": P("denial_of_service", ATTEMPT, "MEDIUM", techniques=("T1498",)),
-    "resource_hijacking": P("malware", FOOTHOLD, "MEDIUM", floor="MEDIUM", techniques=("T1496.001",)),
+    # A miner running on one of ours: someone else's code runs there (the pool traffic proves it runs).
+    "resource_hijacking": P("malware", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1496.001",)),
     "anonymising_proxy": P("proxy_network", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1090",)),
     "reputation_match": P("threat_intel", RECON, "LOW", cap="LOW"),
     "remote_access_tool": P("command_and_control", ATTEMPT, "MEDIUM", techniques=("T1219",)),

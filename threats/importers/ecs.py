@@ -160,6 +160,10 @@ def event_signal(built, read):
     built.account("target", read.text("user.target.name", limit=200), "user.target.name")
     built.account("domain", read.text("user.target.domain", limit=200), "user.target.domain")
     built.account("group", read.text("group.name", "user.target.group.name", limit=200), "group.name")
+    # CloudTrail names the user and group an IAM call acts on only in its request parameters.
+    for name, key in (("target", "userName"), ("group", "groupName")):
+        path = f"aws.cloudtrail.flattened.request_parameters.{key}"
+        built.account(name, read.text(path, limit=200), path)
     built.account("actor", read.text("user.name", limit=200), "user.name")
     built.forwarded(read.strings("network.forwarded_ip", "http.request.headers.x-forwarded-for",
                                  "http.request.headers.X-Forwarded-For", limit=200), "network.forwarded_ip")
