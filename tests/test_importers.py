@@ -107,6 +107,18 @@ def test_a_wazuh_web_access_alert_keeps_the_logged_response_size():
     assert measures["http_status"] == 200 and measures["response_bytes"] == 187442
 
 
+@pytest.mark.parametrize("group,shown", [("sudo", "privileged_group_change"), ("audio", "account_changed")])
+def test_a_gpasswd_membership_is_a_group_change_of_its_group(group, shown):
+    item = {"timestamp": "2026-11-22T08:13:05.640+0000", "id": "1.9", "agent": {"id": "7", "name": "api-02"},
+            "rule": {"level": 5, "id": "2961", "description": f"User added to group {group}.",
+                     "groups": ["syslog", "errors"]},
+            "decoder": {"parent": "gpasswd", "name": "gpasswd"},
+            "data": {"dstuser": "systemd-updater", "srcuser": "root", "group": group}}
+    found = wazuh.parse(item).signal
+    assert [b["name"] for b in found["behaviours"]] == [shown]
+    assert found["account"] == {"target": "systemd-updater", "actor": "root", "group": group}
+
+
 def test_the_http_method_in_wazuh_protocol_is_not_taken_for_a_transport():
     sql = wazuh.parse(WAZUH[10])
     assert "proto" not in sql.observables  # data.protocol is "GET" for web access logs

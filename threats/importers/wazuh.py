@@ -27,6 +27,8 @@ CHANNEL_GROUPS = {"local", "syslog", "ossec", "windows", "linux", "json"}
 SYSMON_HASH = re.compile(r"(?:MD5|SHA1|SHA256|SHA512)=([0-9A-Fa-f]+)")
 
 
+# Decoders of the Linux tools that add a user to a group (Wazuh ruleset decoders gpasswd, usermod).
+MEMBERSHIP_DECODERS = {"gpasswd", "usermod"}
 # Common/combined access log: '"GET /path HTTP/1.1" 200 187442' - the request line, status, body size.
 ACCESS_LOG = re.compile(r'"[A-Z]+ [^"]* HTTP/[0-9.]+" \d{3} (\d+)')
 
@@ -189,6 +191,9 @@ def signal(doc, level):
     built.account("target", dig(data, "dstuser"), "data.dstuser")
     built.account("actor", dig(data, "srcuser"), "data.srcuser")
     built.set("action", dig(doc, "decoder.name"), "decoder.name")
+    if str(dig(doc, "decoder.name") or "").lower() in MEMBERSHIP_DECODERS and isinstance(data.get("group"), str):
+        built.account("group", data["group"], "data.group")  # gpasswd/usermod: a member added to a group
+        built.behaviour("group_member_added", "decoder.name", f"{dig(data, 'dstuser') or 'a user'} to {data['group']}")
     # Where the indexer's GeoIP enrichment placed data.srcip (country name only): kept to check, not trusted.
     for field in ("GeoLocation.country_name", "GeoLocation.city_name"):
         place = dig(doc, field)
