@@ -58,6 +58,8 @@ def severity(threat, fp, attack_evidence, results, scan):
     authorised = explained and fp["recommendation"] == "likely_benign_true_positive" and \
         evidence.authorised(results_of(results))
     _floors(state, threat, model, found, explained, authorised, results.get("priority", {}))
+    if not explained:
+        _disallowed_login(state, threat, found, results.get("config", {}), results.get("priority", {}))
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     return state.band, state.moves
@@ -155,6 +157,26 @@ def _floors(state, threat, model, found, explained, authorised, priority):
         state.move(higher(state.band, "HIGH"), "login_after_failures", "a successful login after repeated failures "
                    "on the same source or user: the account is likely compromised",
                    [_ref(e) for e in found.values()] + [f"threat:{pk}" for pk in earlier], "floor")
+
+
+def _disallowed_login(state, threat, found, config, priority):
+    """`login_from_disallowed_country`: a successful login from a country the customer does not allow
+    is at least MEDIUM, and HIGH when the same user logged in from another country within the hour
+    (`impossible_travel`). A private address has no country: its geolocation proves nothing."""
+    if "login_success" not in found or not config.get("outside_allowed_countries"):
+        return
+    if signal.is_internal(signal.ip(signal.text(threat, "src_ip"))):
+        return
+    country = signal.text(threat, "country")
+    earlier = priority.get("travel") or []
+    evidence = ["signal.observables.country", f"customer:{threat.customer.slug}.allowed_countries"]
+    if earlier:
+        state.move(higher(state.band, "HIGH"), "impossible_travel", f"a login from {country}, outside the allowed "
+                   "countries, within an hour of the same user's login from another country",
+                   evidence + [f"threat:{pk}" for pk in earlier], "floor")
+    else:
+        state.move(higher(state.band, "MEDIUM"), "login_from_disallowed_country",
+                   f"a successful login from {country}, outside the customer's allowed countries", evidence, "floor")
 
 
 def _floor(name, policy, threat, model, failed, explained, authorised):

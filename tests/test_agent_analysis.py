@@ -424,3 +424,38 @@ def test_a_miner_running_on_one_of_ours_is_high():
     threat, = _ingest("suricata", record)
     assert threat.severity_hint == "LOW" and threat.severity == "HIGH"
     assert any(f.get("rule") == "behaviour_floor" and "resource hijacking" in f["reason"] for f in threat.risk_factors)
+
+
+def _sign_in(ref, minute, country, src_ip):
+    return {"id": ref, "title": "Sign-in", "category": "login", "severity": "low",
+            "occurred_at": f"2026-11-22T01:{minute:02d}:00Z",
+            "observables": {"user": "r.tanaka@example.com", "country": country, "src_ip": src_ip}}
+
+
+@pytest.mark.parametrize("logins,band,rule", [
+    ([("JP", "198.51.100.7")], "LOW", None),  # at home
+    ([("NG", "203.0.113.233")], "MEDIUM", "login_from_disallowed_country"),
+    ([("JP", "198.51.100.7"), ("NG", "203.0.113.233")], "HIGH", "impossible_travel"),  # 42 minutes apart
+    ([("NG", "10.20.7.31")], "LOW", None),  # a private address has no country
+])
+def test_a_sign_in_from_a_country_the_customer_does_not_allow(logins, band, rule):
+    customer = factories.make_customer(slug="acme-corp", allowed_countries=["JP"])
+    records = [_sign_in(f"s{i}", 10 + 42 * i, country, ip) for i, (country, ip) in enumerate(logins)]
+    last = factories.ingest_records("generic", records, customer)[-1]
+    assert last.severity == band
+    assert [f["rule"] for f in last.risk_factors if f.get("kind") == "floor"] == ([rule] if rule else [])
+
+
+def test_wazuh_geoip_country_names_become_iso_codes():
+    from threats.importers import countries, wazuh
+
+    assert [countries.country_code(n) for n in ("Nigeria", "Britain (UK)", "United Kingdom", "ro", "Atlantis")] == [
+        "NG", "GB", "GB", "RO", ""]
+    item = {"timestamp": "2026-11-22T01:51:42.000+0000", "id": "1.3", "agent": {"id": "0", "name": "wazuh"},
+            "rule": {"level": 3, "id": "91545", "description": "Office 365: login", "groups": ["office365"]},
+            "data": {"office365": {"Operation": "UserLoggedIn", "ClientIP": "203.0.113.233",
+                                   "UserId": "r.tanaka@example.com"}},
+            "GeoLocation": {"country_name": "Nigeria", "city_name": "Lagos"}}
+    observables = wazuh.parse(item).observables
+    assert (observables["country"], observables["src_ip"], observables["user"]) == (
+        "NG", "203.0.113.233", "r.tanaka@example.com")

@@ -122,9 +122,8 @@ def _tool_findings(threat):
 def _geo_findings(threat):
     """A private address that an enrichment places in a country: the enrichment, or the alert, lies."""
     address = signal.ip(signal.text(threat, "src_ip"))
-    country = signal.text(threat, "country")
-    field = "signal.observables.country"
-    if not country and signal.model(threat).get("geo"):
+    country, field = signal.text(threat, "country"), "signal.observables.country"
+    if signal.model(threat).get("geo"):  # the enrichment's own words, cited by its own field
         country, field = str(signal.model(threat)["geo"]), f"signal.{signal.field_of(threat, 'geo') or 'geo'}"
     if not signal.is_internal(address) or not country:
         return []

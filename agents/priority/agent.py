@@ -33,7 +33,7 @@ CLOUD_CREDENTIALS = {"createaccesskey", "createloginprofile", "updateloginprofil
 RECENT_ENTITIES = ("src_ip", "user")
 RECENT_WINDOW = timedelta(hours=1)
 RECENT_ROWS = 20
-RECENT = sql.Columns(Threat, ("id", "signal", "mitre_hints"))
+RECENT = sql.Columns(Threat, ("id", "signal", "mitre_hints", "observables"))
 FAILURES = {"brute_force", "password_spraying", "credential_stuffing", "login_failure"}
 REPEATED = 3
 HOSTILE = {"web_attack", "exploit_attempt", "brute_force", "password_spraying", "credential_stuffing"}
@@ -59,7 +59,8 @@ class PriorityAgent(Agent):
                   for value in (*values, threat.customer_id, since, until, sql.param(Threat, "id", threat.pk))]
         rows = RECENT.rows(f"SELECT {RECENT} FROM {Threat._meta.db_table} WHERE id IN ({parts})", params)
         rows = [dict(zip(RECENT.attnames, row)) for row in rows]  # columns come in model order
-        return [{"id": str(row["id"]), "behaviours": _names(row["signal"], row["mitre_hints"])} for row in rows]
+        return [{"id": str(row["id"]), "behaviours": _names(row["signal"], row["mitre_hints"]),
+                 **_who_where(row["observables"])} for row in rows]
 
     def analyze(self, threat, gathered):
         return _Analysis(threat, gathered or []).run()
@@ -279,6 +280,15 @@ class _Analysis:
         singles = [r["id"] for r in self.recent if "login_failure" in r["behaviours"]]
         return (attacks + (singles if len(singles) >= REPEATED else []))[:10]
 
+    def travel(self):
+        """The last hour's successful logins of this user from another country: this one is far from
+        that one in less time than travel takes (the country is the source's geolocation)."""
+        user, country = signal.text(self.threat, "user"), signal.text(self.threat, "country")
+        if "login_success" not in self.found or not user or not country:
+            return []
+        return [r["id"] for r in self.recent if "login_success" in r["behaviours"] and r.get("user") == user
+                and r.get("country") and r["country"].upper() != country.upper()][:10]
+
     def hostile_attempts(self):
         """Attacks attempted that did not fail (a scan is not one): an allow-listed source does not make them.
         Failed logons are how password guessing is attempted, so only a block stops that being one."""
@@ -329,7 +339,7 @@ class _Analysis:
         result.data = {
             "family": family, "attack_version": attack.version(), "techniques": techniques,
             "dismissed_hints": self.dismissed, "tactic_hints": self.tactic_hints, "context": context, "attack_evidence": evidence, "hostile_attempts": self.hostile_attempts(),
-            "recent_failures": self.recent_failures(),
+            "recent_failures": self.recent_failures(), "travel": self.travel(),
             "behaviours": [{k: v for k, v in b.items()} for b in self.model["behaviours"]],
             "typical_band": max((POLICIES[n].typical for n in known), key=RANK.get, default=""),
         }
@@ -342,6 +352,12 @@ class _Analysis:
 PERSISTENCE_TECHNIQUES = {"registry run key": "T1547.001", "autostart registry key": "T1547.001",
                           "startup folder": "T1547.001", "cron": "T1053.003", "systemd unit": "T1543.002",
                           "ssh authorized keys": "T1098.004", "init script": "T1037.004"}
+
+
+def _who_where(observables):
+    """The user and country an earlier alert names (untrusted JSON: bounded strings only)."""
+    observables = observables if isinstance(observables, dict) else {}
+    return {key: observables[key][:200] for key in ("user", "country") if isinstance(observables.get(key), str)}
 
 
 def _names(found, hints=None):

@@ -17,6 +17,7 @@ from threats.choices import Severity
 
 from . import suricata
 from .common import ItemError, Reader, as_list, category, dig, parse_time, reference, tactic_ids, unwrap_source
+from .countries import country_code
 from .signal import CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal
 
 SOURCE = "wazuh"
@@ -70,7 +71,7 @@ def parse(item):
     rule_id = read.text("rule.id", limit=40) or "unknown"
     agent = read.text("agent.name", limit=200)
     src_ip = read.ip("data.srcip", "data.src_ip", "data.win.eventdata.ipAddress", "data.aws.sourceIPAddress",
-                     name="src_ip")
+                     "data.office365.ClientIP", "data.office365.ActorIpAddress", name="src_ip")
     observables = {
         "src_ip": src_ip,
         "dst_ip": read.ip("data.dstip", "data.dst_ip", name="dst_ip"),
@@ -78,7 +79,8 @@ def parse(item):
         "dst_port": read.port("data.dstport", name="dst_port"),
         "proto": read.transport("data.protocol"),
         "user": read.text("data.dstuser", "data.srcuser", "data.win.eventdata.targetUserName",
-                          "data.win.eventdata.subjectUserName", "syscheck.uname_after", name="user"),
+                          "data.win.eventdata.subjectUserName", "syscheck.uname_after", "data.office365.UserId",
+                          name="user"),
         "host": agent,
         "urls": read.strings("data.url", limit=2_048, name="urls"),
         "hashes": list(dict.fromkeys(read.hashes(
@@ -87,6 +89,8 @@ def parse(item):
         "process": read.text("data.win.eventdata.image", "data.audit.exe", "data.process.name", name="process"),
         "command_line": read.text("data.win.eventdata.commandLine", "data.audit.command", "data.command",
                                   limit=8_192, name="command_line"),
+        # The indexer's GeoIP enrichment of data.srcip names the country, not its code.
+        "country": country_code(read.text("GeoLocation.country_name", limit=100)),
     }
     mitre = rule.get("mitre") if isinstance(rule.get("mitre"), dict) else {}
     return read.alert(
