@@ -53,6 +53,7 @@ SHELL_ESCAPE = re.compile(
     r"-exec\s+/?\S*\b(ba|da|z|k)?sh\b|\b(vim?|less|more|man|ftp|gdb)\b.*!\s*/?\S*\bsh\b|"
     r"\bawk\b.*system\(|\bpython[0-9.]*\b.*\bpty\.spawn|\bperl\b.*exec\s*\W*/bin/\w*sh|"
     r"/bin/(ba)?sh\s+-p\b|\bnmap\b.*--interactive|\btar\b.*--checkpoint-action=exec", re.I)
+REPEATED_FAILURES = 8  # the frequency of Wazuh's stock brute-force rules (e.g. 5712, 5763, 60204)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
 EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised or anomalous host's traffic an exfiltration
@@ -85,6 +86,7 @@ def infer(threat, model):
     _injection_answered(threat, model, found)
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
+    _repeated_failures(model, found)
     _tampering(threat, model, found)
     _shell_escape(threat, found)
     _files(model, found)
@@ -206,6 +208,14 @@ def _shell_escape(threat, found):
         if match:
             add(found, "privilege_escalation", "observables.command_line", f"shell escape: {match.group(0)[:60]}")
             return
+
+
+def _repeated_failures(model, found):
+    """Rule `repeated_failures`: one alert counting REPEATED_FAILURES or more failed logins (a WAF's or
+    SIEM's threshold rule) is password guessing, as Wazuh's own frequency rules are."""
+    count = model["measures"].get("events")
+    if any(b["name"] == "login_failure" for b in found) and isinstance(count, (int, float)) and count >= REPEATED_FAILURES:
+        add(found, "brute_force", model["fields"].get("measures.events", "measures.events"), f"{count:,.0f} failed logins")
 
 
 def _automated_login(threat, found):

@@ -52,6 +52,12 @@ def measure(threat, name):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def rejected(status):
+    """An HTTP answer that refused the request (4xx). A 5xx is not a failed attack: the server choked
+    on what it was sent (for an injection, often the sign that it reached the query)."""
+    return isinstance(status, int) and 400 <= status < 500
+
+
 def field_of(threat, name):
     """The vendor field a model value came from (`measures.src_bytes` -> `flow.bytes_toserver`)."""
     return model(threat)["fields"].get(name, "")

@@ -17,7 +17,6 @@ BAND_FLOOR = {"LOW": 0, "MEDIUM": 25, "HIGH": 50, "CRITICAL": 75}
 BAND_WIDTH = 24
 EXPLAINED = ("likely_false_positive", "likely_benign_true_positive")
 UNCERTAIN = (0.4, 0.6)  # a false-positive likelihood nobody should act on alone
-FAILED_HTTP = 400
 EXFIL_CRITICAL_BYTES = 1_000_000_000
 DISTRIBUTED_ADDRESSES = 100
 STEP_LIMIT = "HIGH"
@@ -239,8 +238,7 @@ def _advisory_step(state, context):
 
 def _failed(model):
     status = model["measures"].get("http_status")
-    return (model.get("outcome") == "failure" or model.get("prevented") is True
-            or (isinstance(status, int) and status >= FAILED_HTTP))
+    return model.get("outcome") == "failure" or model.get("prevented") is True or signal.rejected(status)
 
 
 def _failure_refs(model, failed):

@@ -459,3 +459,40 @@ def test_wazuh_geoip_country_names_become_iso_codes():
     observables = wazuh.parse(item).observables
     assert (observables["country"], observables["src_ip"], observables["user"]) == (
         "NG", "203.0.113.233", "r.tanaka@example.com")
+
+
+@pytest.mark.parametrize("status,band", [(403, "LOW"), (500, "MEDIUM"), (None, "MEDIUM")])
+def test_a_web_attack_refused_4xx_failed_but_one_the_server_choked_on_did_not(status, band):
+    """A 5xx means the payload reached the application and broke it: not a failed attempt."""
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature="ET WEB_SERVER Possible SQL Injection Attempt UNION SELECT", severity=1,
+                           category="Web Application Attack", metadata={})
+    record.update(src_ip="203.0.113.200", dest_ip="10.40.1.22")
+    record["flow"] = {"src_ip": "203.0.113.200", "dest_ip": "10.40.1.22"}
+    record["http"] = {"url": "/api?pair=BTC'%20UNION%20SELECT%20api_key%20FROM%20api_keys--", "length": 312,
+                      **({"status": status} if status else {})}
+    threat, = _ingest("suricata", record)
+    assert threat.severity == band
+
+
+def test_an_edr_quarantine_is_a_prevention():
+    alert = {"id": "edr-1", "title": "Malware quarantined", "category": "malware", "severity": "high",
+             "occurred_at": "2026-11-19T13:42:05Z", "observables": {"host": "ws-0611", "user": "m.fischer"},
+             "event": {"kind": "alert", "category": ["malware", "file"], "type": ["info", "deletion"],
+                       "action": "quarantine", "outcome": "success"}}
+    threat, = _ingest("generic", alert)
+    assert threat.signal["prevented"] is True and threat.signal["fields"]["prevented"] == "event.action"
+    assert threat.severity == "MEDIUM"  # malware blocked before it ran
+
+
+@pytest.mark.parametrize("count,guessing", [(160, True), (3, False)])
+def test_one_alert_counting_many_failed_logins_is_password_guessing(count, guessing):
+    alert = {"id": f"waf-{count}", "title": "Admin login failures", "category": "authentication",
+             "severity": "medium", "occurred_at": "2026-11-23T12:10:44Z",
+             "observables": {"src_ip": "203.0.113.44", "endpoint": "/admin/login", "user": "admin"},
+             "event": {"category": ["authentication"], "action": "login_failed", "outcome": "failure", "count": count}}
+    threat, = _ingest("generic", alert)
+    shown = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("brute_force" in shown) is guessing
+    assert threat.severity == ("MEDIUM" if guessing else "LOW")

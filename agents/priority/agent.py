@@ -293,8 +293,8 @@ class _Analysis:
         """Attacks attempted that did not fail (a scan is not one): an allow-listed source does not make them.
         Failed logons are how password guessing is attempted, so only a block stops that being one."""
         prevented = self.model.get("prevented") is True
-        failed = prevented or self.model.get("outcome") == "failure" or (
-            (signal.measure(self.threat, "http_status") or 0) >= 400)
+        failed = prevented or self.model.get("outcome") == "failure" or signal.rejected(
+            signal.measure(self.threat, "http_status"))
         return [name.replace("_", " ") for name, entry in self.found.items()
                 if name in HOSTILE and not entry.get("tagged")
                 and not (prevented if name in FAILURES else failed)]

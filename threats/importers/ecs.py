@@ -182,6 +182,12 @@ def _severity_signal(built, read):
         built.severity(next(s for floor, s in RISK_BANDS if score >= floor), "kibana.alert.risk_score", score)
 
 
+# event.action values by which a security control says it stopped the thing (an EDR's quarantine,
+# an IPS's block or drop, a firewall's deny).
+PREVENTED_ACTIONS = {"quarantine", "quarantined", "block", "blocked", "prevent", "prevented", "deny", "denied",
+                     "drop", "dropped"}
+
+
 def _outcome(built, read, types):
     """Elastic Defend marks a prevention with event.type "denied" (its event.outcome then says the
     prevention succeeded); elsewhere event.outcome is the activity's own outcome."""
@@ -189,6 +195,8 @@ def _outcome(built, read, types):
         built.set("prevented", True, "event.type").set("outcome", "failure", "event.type")
     elif "allowed" in types:
         built.set("prevented", False, "event.type")
+    elif read.text("event.action", limit=40).lower() in PREVENTED_ACTIONS:  # the control's own action
+        built.set("prevented", True, "event.action")
     outcome = read.text("event.outcome", limit=20).lower()
     if "denied" not in types:
         built.set("outcome", outcome if outcome in ("success", "failure") else "", "event.outcome")
