@@ -13,7 +13,7 @@ from threats.importers.signal import direction
 
 from . import signal
 from .priority import attack
-from .priority.behaviours import POLICIES, behaviour_of_technique
+from .priority.behaviours import CLOUD_CREDENTIALS, POLICIES, behaviour_of_technique
 
 EXPLOIT_TOOLS = re.compile(r"sqlmap|metasploit|w3af|havij|commix|hydra|\bburp", re.I)
 SCANNER_TOOLS = re.compile(r"nikto|nmap|masscan|zgrab|nuclei|acunetix|nessus|openvas|wpscan|dirbuster|gobuster|"
@@ -53,6 +53,8 @@ SHELL_ESCAPE = re.compile(
     r"-exec\s+/?\S*\b(ba|da|z|k)?sh\b|\b(vim?|less|more|man|ftp|gdb)\b.*!\s*/?\S*\bsh\b|"
     r"\bawk\b.*system\(|\bpython[0-9.]*\b.*\bpty\.spawn|\bperl\b.*exec\s*\W*/bin/\w*sh|"
     r"/bin/(ba)?sh\s+-p\b|\bnmap\b.*--interactive|\btar\b.*--checkpoint-action=exec", re.I)
+DOWNLOAD_ACTIONS = {"filedownloaded", "filesyncdownloadedfull"}  # Microsoft 365 audit operations
+BULK_DOWNLOADS = 100  # files in one alert: a library taken, not a document read
 REPEATED_FAILURES = 8  # the frequency of Wazuh's stock brute-force rules (e.g. 5712, 5763, 60204)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
@@ -87,6 +89,8 @@ def infer(threat, model):
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
     _repeated_failures(model, found)
+    _bulk_download(model, found)
+    _credentials_for_another(model, found)
     _tampering(threat, model, found)
     _shell_escape(threat, found)
     _files(model, found)
@@ -216,6 +220,25 @@ def _repeated_failures(model, found):
     count = model["measures"].get("events")
     if any(b["name"] == "login_failure" for b in found) and isinstance(count, (int, float)) and count >= REPEATED_FAILURES:
         add(found, "brute_force", model["fields"].get("measures.events", "measures.events"), f"{count:,.0f} failed logins")
+
+
+def _bulk_download(model, found):
+    """Rule `bulk_download`: one alert counting BULK_DOWNLOADS or more file downloads from a cloud
+    repository (SharePoint, OneDrive) by one user: the data is leaving (T1213.002 collection)."""
+    count = model["measures"].get("events")
+    if str(model.get("action") or "").lower() in DOWNLOAD_ACTIONS and isinstance(count, (int, float)) \
+            and count >= BULK_DOWNLOADS:
+        add(found, "exfiltration", model["fields"].get("measures.events", "measures.events"),
+            f"{count:,.0f} files downloaded")
+
+
+def _credentials_for_another(model, found):
+    """Rule `credentials_for_another`: cloud credentials (an access key, a console password) created
+    for a user other than the caller give the caller that user's rights (T1098.001)."""
+    target, actor = (str(model["account"].get(k) or "").strip().lower() for k in ("target", "actor"))
+    if str(model.get("action") or "").lower() in CLOUD_CREDENTIALS and target and actor and target != actor:
+        add(found, "privilege_escalation", model["fields"].get("account.target", "account.target"),
+            "cloud credentials created for another identity")
 
 
 def _automated_login(threat, found):

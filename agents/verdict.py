@@ -61,6 +61,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _disallowed_login(state, threat, found, results.get("config", {}), results.get("priority", {}))
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
+    _contradicted(state, threat, model, found, scan)
     return state.band, state.moves
 
 
@@ -201,6 +202,25 @@ def _words_only(name, threat, model):
     'union' in a URL), whose URL we read and found no payload in: a match, not an attempt shown."""
     return (name == "web_attack" and model.get("trust") == "coarse" and not model.get("url_payloads")
             and bool(signal.values(threat, "urls") or signal.text(threat, "endpoint")))
+
+
+LOCATION_CLAIMS = {"login_success", "impossible_travel", "unusual_location"}
+INBOUND_RATIO = 10
+
+
+def _contradicted(state, threat, model, found, scan):
+    """Last: claims the alert's own data disproves. `location_disproven`: a sign-in or travel alert
+    whose location rests on a private address placed abroad (a private address has no country).
+    `volume_came_in`: an exfiltration alert whose byte counts say the volume came in, not out."""
+    if found and set(found) <= LOCATION_CLAIMS and any(f.get("kind") == "geo_mismatch" for f in scan.get("findings", [])):
+        state.move(lower(state.band, "LOW"), "location_disproven", "the location the alert rests on is one a private "
+                   "address cannot have", ["signal.observables.src_ip"], "cap")
+    sent, came = signal.measure(threat, "src_bytes"), signal.measure(threat, "dst_bytes")
+    if set(found) == {"exfiltration"} and isinstance(sent, (int, float)) and isinstance(came, (int, float)) and \
+            sent < content.EXFIL_BYTES and came >= INBOUND_RATIO * max(sent, 1):
+        state.move(lower(state.band, "LOW"), "volume_came_in", f"{sent / 1e6:,.0f} MB went out and {came / 1e6:,.0f} MB "
+                   "came in: the volume is a download", [f"signal.{signal.field_of(threat, 'measures.src_bytes')}",
+                                                         f"signal.{signal.field_of(threat, 'measures.dst_bytes')}"], "cap")
 
 
 def _declared_crawler(state, threat, found, config):

@@ -496,3 +496,52 @@ def test_one_alert_counting_many_failed_logins_is_password_guessing(count, guess
     shown = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
     assert ("brute_force" in shown) is guessing
     assert threat.severity == ("MEDIUM" if guessing else "LOW")
+
+
+@pytest.mark.parametrize("sent,came,band", [(39_845_888, 15_247_094_579, "LOW"), (15_247_094_579, 39_845_888, "CRITICAL")])
+def test_an_exfiltration_alert_whose_own_byte_counts_say_the_volume_came_in(sent, came, band):
+    alert = {"id": f"ndr-{sent}", "title": "Large outbound transfer", "category": "exfiltration", "severity": "high",
+             "occurred_at": "2026-11-21T09:20:00Z", "observables": {"src_ip": "10.2.8.13", "dst_ip": "203.0.113.181"},
+             "source": {"ip": "10.2.8.13", "bytes": sent}, "destination": {"ip": "203.0.113.181", "bytes": came},
+             "network": {"direction": "outbound"}}
+    threat, = _ingest("generic", alert)
+    assert threat.severity == band
+    assert any(f.get("rule") == "volume_came_in" for f in threat.risk_factors) is (band == "LOW")
+
+
+def test_a_sign_in_whose_location_rests_on_a_private_address_is_disproven():
+    alert = {"id": "travel-1", "title": "Impossible travel", "category": "login", "severity": "high",
+             "occurred_at": "2026-11-21T09:20:00Z",
+             "observables": {"src_ip": "10.20.7.31", "country": "RU", "user": "n.ahmed"}}
+    threat, = _ingest("generic", alert)
+    assert threat.severity == "LOW" and threat.requires_human_review
+    assert any(f.get("rule") == "location_disproven" for f in threat.risk_factors)
+
+
+@pytest.mark.parametrize("operation,count,shown", [("FileDownloaded", 100, True), ("FileDownloaded", 3, False),
+                                                   ("FileAccessed", 100, False)])
+def test_a_hundred_files_downloaded_in_one_alert_is_data_leaving(operation, count, shown):
+    alert = {"timestamp": "2026-11-25T07:41:02.000+0000", "id": f"1.{count}", "agent": {"id": "0", "name": "wazuh"},
+             "rule": {"level": 10, "id": "91724", "description": "Office 365: Suspicious download activity",
+                      "frequency": count, "groups": ["office365", "SharePoint"], "mitre": {"id": ["T1213.002"]}},
+             "data": {"office365": {"Operation": operation, "UserId": "m.keller@example.com",
+                                    "ClientIP": "198.51.100.212", "Workload": "SharePoint"}}}
+    threat, = _ingest("wazuh", alert)
+    names = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("exfiltration" in names) is shown
+    if shown:
+        assert threat.severity == "HIGH" and "T1213.002" in _techniques(threat)
+
+
+@pytest.mark.parametrize("target,escalation", [("prod-treasury-admin", True), ("ci-artifacts", False)])
+def test_cloud_credentials_created_for_another_identity_are_an_escalation(target, escalation):
+    alert = {"@timestamp": "2026-03-01T07:20:43Z", "event.kind": "signal", "kibana.alert.uuid": f"key-{target}",
+             "kibana.alert.rule.name": "AWS IAM CreateAccessKey", "kibana.alert.severity": "low",
+             "event": {"action": "CreateAccessKey", "provider": "iam.amazonaws.com", "outcome": "success",
+                       "dataset": "aws.cloudtrail"},
+             "user": {"name": "ci-artifacts", "target": {"name": target}}, "source": {"ip": "203.0.113.88"}}
+    threat, = _ingest("ecs", alert)
+    names = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("privilege_escalation" in names) is escalation
+    assert "T1098.001" in _techniques(threat)
+    assert (threat.severity == "HIGH") is escalation

@@ -19,7 +19,7 @@ from .. import content, signal
 from ..historical.agent import _same_entity
 from ..base import Agent, AgentResult
 from . import attack
-from .behaviours import ANOMALY_TECHNIQUES, FOOTHOLD, IMPACT, POLICIES, RANK, RELATED, behaviour_of_technique
+from .behaviours import ANOMALY_TECHNIQUES, CLOUD_CREDENTIALS, FOOTHOLD, IMPACT, POLICIES, RANK, RELATED, behaviour_of_technique
 
 MIN_RULE_CONFIDENCE = 0.7  # command-line rules below this are too noisy to name a technique
 BREADTH_TACTICS = 3
@@ -29,7 +29,6 @@ PROXY_TECHNIQUES = {"tor": "T1090.003", "residential": "T1090.002", "datacenter"
 WINDOWS_LOGS = ("data.win", "event.code", "winlog")
 RDP_LOGON = 10  # Windows logon type RemoteInteractive
 WEB_PROTOCOLS = {"http", "http2", "tls", "https", "quic"}
-CLOUD_CREDENTIALS = {"createaccesskey", "createloginprofile", "updateloginprofile"}  # T1098.001 credentials
 RECENT_ENTITIES = ("src_ip", "user")
 RECENT_WINDOW = timedelta(hours=1)
 RECENT_ROWS = 20
@@ -114,6 +113,8 @@ class _Analysis:
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
         if name == "exfiltration":
+            if str(entry.get("detail", "")).endswith("files downloaded"):
+                return ["T1213.002"]  # SharePoint / OneDrive: the repository the files were taken from
             if "command_and_control" in self.found:
                 return ["T1041"]
             return ["T1567.002"] if self.model.get("protocol") in WEB_PROTOCOLS else ["T1048"]
@@ -123,6 +124,8 @@ class _Analysis:
             return ["T1098.001"]
         if name == "privileged_group_change":
             return ["T1098.007"]
+        if name == "privilege_escalation" and str(entry.get("detail", "")).startswith("cloud credentials"):
+            return ["T1098.001"]
         if name == "privilege_escalation" and (entry.get("detail") == "sudoers" or (
                 str(entry.get("detail", "")).startswith("shell escape") and "privileged_command" in self.found)):
             return ["T1548.003"]  # sudo abused (a sudoers entry, or a shell escaped from a sudo command)

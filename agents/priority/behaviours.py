@@ -89,6 +89,8 @@ POLICIES = {
 # What administration looks like even when it is attack evidence elsewhere (remote execution, a script):
 # an approval naming the very alert settles it; credential theft, C2 or impact never are (docs/verdicts.md).
 ADMINISTRATION = frozenset({"lateral_movement", "suspicious_execution"} | {n for n, p in POLICIES.items() if p.admin})
+# Cloud calls that mint credentials for a user (T1098.001 Additional Cloud Credentials).
+CLOUD_CREDENTIALS = frozenset({"createaccesskey", "createloginprofile", "updateloginprofile"})
 # The synthetic anomaly's metric -> the technique its deviation suggests.
 ANOMALY_TECHNIQUES = {"failed_logins": "T1110", "login_count": "T1078", "api_calls": "T1078",
                       "data_download_mb": "T1213"}
