@@ -55,6 +55,11 @@ SHELL_ESCAPE = re.compile(
     r"/bin/(ba)?sh\s+-p\b|\bnmap\b.*--interactive|\btar\b.*--checkpoint-action=exec", re.I)
 DOWNLOAD_ACTIONS = {"filedownloaded", "filesyncdownloadedfull"}  # Microsoft 365 audit operations
 BULK_DOWNLOADS = 100  # files in one alert: a library taken, not a document read
+# Where a service binary is put by a tool that runs it from another host: PsExec's own service, an
+# admin share, or straight into the Windows folder (Impacket's psexec and smbexec): T1021.002 + T1569.002.
+REMOTE_SERVICE = re.compile(r"psexesvc|\\\\[^\\]+\\(admin|[a-z])\$\\|^\"?%systemroot%\\[^\\]+\.exe\"?$|"
+                            r"^\"?c:\\windows\\[^\\]+\.exe\"?$", re.I)
+NEW_SERVICE = re.compile(r"\b(7045|4697)\b|service", re.I)  # the persistence a new service shows
 REPEATED_FAILURES = 8  # the frequency of Wazuh's stock brute-force rules (e.g. 5712, 5763, 60204)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
@@ -96,6 +101,7 @@ def infer(threat, model):
     _files(model, found)
     _outbound_volume(threat, model, found)
     _masquerading(threat, model, found)
+    model["remote_service"] = _remote_service(threat, found)
     return model
 
 
@@ -274,6 +280,18 @@ def _masquerading(threat, model, found):
             named = "an account" if field.endswith("user") or "account" in field else "a file"
             add(found, "masquerading", field, f"U+{ord(match.group(0)):04X} in {named} name")
             return
+
+
+def _remote_service(threat, found):
+    """Rule `remote_service`: a new service (7045/4697) whose binary is PsExec's, on an admin share, or
+    dropped straight into the Windows folder is run from another host: lateral movement."""
+    if not any(b["name"] == "persistence" and NEW_SERVICE.search(str(b.get("detail"))) for b in found):
+        return False
+    for line in signal.values(threat, "command_line"):
+        if REMOTE_SERVICE.search(line.strip()):
+            add(found, "lateral_movement", "observables.command_line", "a service run from another host")
+            return True
+    return False
 
 
 def is_outbound(threat, model=None):

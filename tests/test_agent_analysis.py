@@ -545,3 +545,54 @@ def test_cloud_credentials_created_for_another_identity_are_an_escalation(target
     assert ("privilege_escalation" in names) is escalation
     assert "T1098.001" in _techniques(threat)
     assert (threat.severity == "HIGH") is escalation
+
+
+@pytest.mark.parametrize("image,remote", [("%SystemRoot%\\PSEXESVC.exe", True),
+                                          ("\\\\10.8.1.21\\ADMIN$\\a8f3.exe", True),
+                                          ("C:\\Program Files\\Backup\\agent.exe -service", False)])
+def test_a_service_binary_put_there_from_another_host_is_lateral_movement(image, remote):
+    alert = {"timestamp": "2026-11-22T02:13:05.640+0000", "id": "1.7045", "agent": {"id": "3", "name": "db-02"},
+             "rule": {"level": 8, "id": "61138", "description": "New Windows Service Created",
+                      "groups": ["windows", "windows_system"]},
+             "data": {"win": {"system": {"eventID": "7045"},
+                              "eventdata": {"serviceName": "svc", "imagePath": image}}}}
+    threat, = _ingest("wazuh", alert)
+    techniques = _techniques(threat)
+    assert ("T1021.002" in techniques and "T1569.002" in techniques) is remote
+
+
+def test_a_cloud_trail_stopped_is_cloud_logs_disabled_not_a_cleared_event_log():
+    alert = {"@timestamp": "2026-03-01T07:20:43Z", "kibana.alert.uuid": "trail-1",
+             "kibana.alert.rule.name": "AWS CloudTrail Log Suspended", "kibana.alert.severity": "medium",
+             "event": {"kind": "signal", "action": "StopLogging", "provider": "cloudtrail.amazonaws.com", "outcome": "success",
+                       "dataset": "aws.cloudtrail"},
+             "user": {"name": "ci-deployer"}, "source": {"ip": "203.0.113.88"}}
+    threat, = _ingest("ecs", alert)
+    techniques = _techniques(threat)  # ATT&CK v19 moved T1562.008 under Defense Impairment
+    assert attack.technique("T1562.008")["technique_id"] in techniques and "T1070.001" not in techniques
+
+
+@pytest.mark.parametrize("command,technique", [("procdump.exe -ma lsass.exe out.dmp", "T1003.001"),
+                                               ("reg.exe save HKLM\\SAM sam.hiv", None)])
+def test_credential_dumping_from_lsass_memory_is_named_so(command, technique):
+    alert = {"@timestamp": "2026-03-01T07:20:43Z", "kibana.alert.uuid": command[:8],
+             "kibana.alert.rule.name": "Credential Dumping", "kibana.alert.severity": "high",
+             "event": {"kind": "signal", "category": ["process"], "type": ["start"], "outcome": "success"},
+             "host": {"name": "fin-ws-07"}, "process": {"name": command.split()[0], "command_line": command}}
+    threat, = _ingest("ecs", alert)
+    assert ("T1003.001" in _techniques(threat)) is (technique is not None)
+
+
+@pytest.mark.parametrize("domain,domain_account", [("CORP", True), ("APP-03", False)])
+def test_a_remote_desktop_logon_between_hosts_names_the_account_kind(domain, domain_account):
+    alert = {"@timestamp": "2026-03-01T07:20:43Z", "kibana.alert.uuid": f"rdp-{domain}",
+             "kibana.alert.rule.name": "RDP logon", "kibana.alert.severity": "medium",
+             "event": {"kind": "signal", "category": ["authentication"], "type": ["start"], "outcome": "success", "code": "4624"},
+             "winlog": {"logon": {"type": "RemoteInteractive"},
+                        "event_data": {"TargetUserName": "svc-report", "TargetDomainName": domain}},
+             "host": {"name": "app-03"}, "user": {"name": "svc-report"}, "source": {"ip": "10.4.2.17"},
+             "destination": {"ip": "10.4.9.3", "port": 3389}}
+    threat, = _ingest("ecs", alert)
+    techniques = _techniques(threat)
+    assert "T1021.001" in techniques
+    assert ("T1078.002" in techniques) is domain_account

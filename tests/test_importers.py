@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from threats.importers import FORMATS, ItemError, Skip, detect_format, ecs, generic, suricata, wazuh
-from threats.importers.common import Reader, dig, parse_time, tactic_ids
+from threats.importers.common import Reader, dig, parse_time, scheduled_command, tactic_ids
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
 
@@ -105,6 +105,29 @@ def test_a_wazuh_web_access_alert_keeps_the_logged_response_size():
             "full_log": '203.0.113.88 - - [22/Nov/2026:16:43:06 +0000] "GET /item.php?id=1 HTTP/1.1" 200 187442 "-" "x"'}
     measures = wazuh.parse(item).signal["measures"]
     assert measures["http_status"] == 200 and measures["response_bytes"] == 187442
+
+
+@pytest.mark.parametrize("task,image,command", [
+    ("<Task><Actions><Exec><Command>powershell.exe</Command><Arguments>-w hidden -enc SQBFAFgA</Arguments>"
+     "</Exec></Actions></Task>", "", "powershell.exe -w hidden -enc SQBFAFgA"),
+    ("<Exec><Command>C:\\Temp\\a&amp;b.exe</Command></Exec>", "", "C:\\Temp\\a&b.exe"),
+    ("", "\\\\10.0.0.5\\ADMIN$\\svc.exe", "\\\\10.0.0.5\\ADMIN$\\svc.exe"),
+    (None, None, ""),
+])
+def test_what_a_scheduled_task_or_new_service_runs_is_its_command_line(task, image, command):
+    assert scheduled_command(task, image) == command
+
+
+def test_a_wazuh_4698_task_s_command_is_the_alert_s_command_line():
+    item = {"timestamp": "2026-11-22T02:13:05.640+0000", "id": "1.4698", "agent": {"id": "3", "name": "fin-ws-07"},
+            "rule": {"level": 8, "id": "60140", "description": "A scheduled task was created",
+                     "groups": ["windows", "windows_security"]},
+            "data": {"win": {"system": {"eventID": "4698"},
+                             "eventdata": {"taskName": "\\Updater", "subjectUserName": "j.doe",
+                                           "taskContent": "<Task><Actions Context=\"Author\"><Exec><Command>"
+                                                          "powershell.exe</Command><Arguments>-nop -enc AAAA"
+                                                          "</Arguments></Exec></Actions></Task>"}}}}
+    assert wazuh.parse(item).observables["command_line"] == "powershell.exe -nop -enc AAAA"
 
 
 @pytest.mark.parametrize("group,shown", [("sudo", "privileged_group_change"), ("audio", "account_changed")])

@@ -28,6 +28,7 @@ ROTATING_ADDRESSES = 100
 PROXY_TECHNIQUES = {"tor": "T1090.003", "residential": "T1090.002", "datacenter": "T1090.002"}
 WINDOWS_LOGS = ("data.win", "event.code", "winlog")
 RDP_LOGON = 10  # Windows logon type RemoteInteractive
+LOCAL_DOMAINS = {"nt authority", "builtin", "workgroup", "window manager", "font driver host", "."}
 WEB_PROTOCOLS = {"http", "http2", "tls", "https", "quic"}
 RECENT_ENTITIES = ("src_ip", "user")
 RECENT_WINDOW = timedelta(hours=1)
@@ -110,8 +111,14 @@ class _Analysis:
         if name in ("exploit_attempt",) and not inbound and signal.is_internal(signal.ip(signal.text(self.threat,
                                                                                                       "dst_ip"))):
             return ["T1210"]
+        if name == "log_cleared" and self.model.get("cloud"):
+            return ["T1562.008"]  # a cloud trail stopped or deleted: Disable or Modify Cloud Logs
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
+        if name == "lateral_movement" and self.model.get("remote_service"):
+            return ["T1021.002", "T1569.002"]  # over an admin share (SMB), run as a service
+        if name == "credential_dumping" and self._names_lsass(entry):
+            return ["T1003.001"]
         if name == "exfiltration":
             if str(entry.get("detail", "")).endswith("files downloaded"):
                 return ["T1213.002"]  # SharePoint / OneDrive: the repository the files were taken from
@@ -135,7 +142,7 @@ class _Analysis:
             words = str(entry.get("detail", "")).lower().split()
             return [next((PROXY_TECHNIQUES[w] for w in words if w in PROXY_TECHNIQUES), "T1090")]
         if name == "login_success" and signal.measure(self.threat, "logon_type") == RDP_LOGON and not inbound:
-            return ["T1021.001"]  # an interactive remote desktop logon from inside: a hop between hosts
+            return ["T1021.001", *self._account_kind()]  # a remote desktop logon from inside: a hop between hosts
         if name == "denial_of_service" and not inbound:
             return ["T1499"]
         if name == "masquerading":  # a hidden override in a file name, else a lookalike account name
@@ -164,6 +171,18 @@ class _Analysis:
                      else "T1110.001")
         self._add(technique, "behaviour", 0.8, f"threat:{earlier[0]}",
                   "a successful login after repeated failures on the same source or user")
+
+    def _account_kind(self):
+        """T1078.002 when the account that logged on is a domain's (its domain is not the host's name)."""
+        domain = str(self.model["account"].get("domain") or "").strip().lower()
+        host = signal.text(self.threat, "host").lower().split(".")[0]
+        return ["T1078.002"] if domain and host and domain != host and domain not in LOCAL_DOMAINS else []
+
+    def _names_lsass(self, entry):
+        """LSASS's memory is where the credentials are (T1003.001): the detail, process or command says so."""
+        texts = [str(entry.get("detail", ""))] + signal.values(self.threat, "command_line") + signal.values(
+            self.threat, "process") + [str(self.model.get("process") or "")]
+        return any("lsass" in text.lower() for text in texts)
 
     def _refines_a_hint(self, technique_id):
         """A sub-technique of one the source's rule names (T1136.001 for a rule tagged T1136)."""

@@ -7,6 +7,7 @@ an alert (a Suricata `flow` event). Nothing here touches the database.
 """
 
 import hashlib
+import html
 import ipaddress
 import json
 import re
@@ -349,3 +350,14 @@ def unwrap_source(doc):
 def severity_max(*values):
     return max(values, key=lambda s: SEVERITY_RANK.get(s, 0))
 
+
+TASK_EXEC = re.compile(r"<Exec>.*?<Command>(.*?)</Command>(?:\s*<Arguments>(.*?)</Arguments>)?", re.S | re.I)
+
+
+def scheduled_command(task_content, image_path=""):
+    """What a Windows scheduled task (event 4698's TaskContent XML: <Exec><Command>/<Arguments>) or a
+    new service (7045/4697's ImagePath) runs, as one command line; "" when neither says."""
+    found = TASK_EXEC.search(task_content[:65_536]) if isinstance(task_content, str) else None
+    if found:
+        return html.unescape(" ".join(part.strip() for part in found.groups() if part))[:8_192]
+    return image_path.strip()[:8_192] if isinstance(image_path, str) else ""

@@ -8,7 +8,8 @@ high 73, critical 99).
 
 from threats.choices import Severity
 
-from .common import ItemError, Reader, category, collect, dig, parse_time, reference, tactic_ids, unwrap_source
+from .common import (ItemError, Reader, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
+                     unwrap_source)
 from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, direction
 
 SOURCE = "ecs"
@@ -53,7 +54,8 @@ def parse(item):
             "hashes": read.hashes(*[f"{obj}.hash.{algo}" for obj in ("file", "process", "dll")
                                     for algo in ("md5", "sha1", "sha256", "sha512")]),
             "process": read.text("process.executable", "process.name", name="process"),
-            "command_line": read.text("process.command_line", limit=8_192, name="command_line"),
+            "command_line": read.text("process.command_line", limit=8_192, name="command_line") or scheduled_command(
+                dig(doc, "winlog.event_data.TaskContent"), dig(doc, "winlog.event_data.ImagePath")),
             "community_id": read.text("network.community_id", limit=100, name="community_id"),
             "country": _country(read),
         },
@@ -139,6 +141,9 @@ def event_signal(built, read):
     if code in WINDOWS_EVENTS:
         name, outcome = WINDOWS_EVENTS[code]
         built.behaviour(name, "event.code", f"event {code}").set("outcome", outcome, "event.code")
+    named = LOGON_TYPES.get(str(read.get("winlog.logon.type")))
+    built.measure("logon_type", named or read.get("winlog.event_data.LogonType"),
+                  "winlog.logon.type" if named else "winlog.event_data.LogonType")
     for name, path in (("src_bytes", "source.bytes"), ("dst_bytes", "destination.bytes"), ("bytes", "network.bytes"),
                        ("http_status", "http.response.status_code"), ("response_bytes", "http.response.body.bytes"),
                        ("events", "event.count")):
@@ -158,7 +163,8 @@ def event_signal(built, read):
                        read.text("event.provider", limit=60), read.text("cloud.provider", limit=20))).lower()
     built.set("cloud", any(name in origin for name in CLOUD_ORIGINS), "event.dataset")
     built.account("target", read.text("user.target.name", limit=200), "user.target.name")
-    built.account("domain", read.text("user.target.domain", limit=200), "user.target.domain")
+    for path in ("user.target.domain", "winlog.event_data.TargetDomainName", "user.domain"):
+        built.account("domain", read.text(path, limit=200), path)
     built.account("group", read.text("group.name", "user.target.group.name", limit=200), "group.name")
     # CloudTrail names the user and group an IAM call acts on only in its request parameters.
     for name, key in (("target", "userName"), ("group", "groupName")):
@@ -182,6 +188,9 @@ def _severity_signal(built, read):
         built.severity(next(s for floor, s in RISK_BANDS if score >= floor), "kibana.alert.risk_score", score)
 
 
+# winlog.logon.type names (Elastic's Windows integration) -> Windows logon type numbers.
+LOGON_TYPES = {"Interactive": 2, "Network": 3, "Batch": 4, "Service": 5, "Unlock": 7, "NetworkCleartext": 8,
+               "NewCredentials": 9, "RemoteInteractive": 10, "CachedInteractive": 11}
 # event.action values by which a security control says it stopped the thing (an EDR's quarantine,
 # an IPS's block or drop, a firewall's deny).
 PREVENTED_ACTIONS = {"quarantine", "quarantined", "block", "blocked", "prevent", "prevented", "deny", "denied",

@@ -16,7 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 from threats.choices import Severity
 
 from . import suricata
-from .common import ItemError, Reader, as_list, category, dig, parse_time, reference, tactic_ids, unwrap_source
+from .common import (ItemError, Reader, as_list, category, dig, parse_time, reference, scheduled_command, tactic_ids,
+                     unwrap_source)
 from .countries import country_code
 from .signal import CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal
 
@@ -88,7 +89,8 @@ def parse(item):
             "data.virustotal.source.sha1", "data.md5", "data.sha1", "data.sha256") + _sysmon_hashes(read))),
         "process": read.text("data.win.eventdata.image", "data.audit.exe", "data.process.name", name="process"),
         "command_line": read.text("data.win.eventdata.commandLine", "data.audit.command", "data.command",
-                                  limit=8_192, name="command_line"),
+                                  limit=8_192, name="command_line") or scheduled_command(
+            dig(doc, "data.win.eventdata.taskContent"), dig(doc, "data.win.eventdata.imagePath")),
         # The indexer's GeoIP enrichment of data.srcip names the country, not its code.
         "country": country_code(read.text("GeoLocation.country_name", limit=100)),
     }
