@@ -60,6 +60,9 @@ BULK_DOWNLOADS = 100  # files in one alert: a library taken, not a document read
 REMOTE_SERVICE = re.compile(r"psexesvc|\\\\[^\\]+\\(admin|[a-z])\$\\|^\"?%systemroot%\\[^\\]+\.exe\"?$|"
                             r"^\"?c:\\windows\\[^\\]+\.exe\"?$", re.I)
 NEW_SERVICE = re.compile(r"\b(7045|4697)\b|service", re.I)  # the persistence a new service shows
+# Service accounts by the usual naming conventions (svc_reporting, sa-backup, sql-svc, a gMSA's name$).
+SERVICE_ACCOUNT = re.compile(r"^(svc|srv|sa|service)[-_.]|[-_.](svc|service)$|\$$", re.I)
+RDP_LOGON = 10  # Windows logon type RemoteInteractive
 REPEATED_FAILURES = 8  # the frequency of Wazuh's stock brute-force rules (e.g. 5712, 5763, 60204)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
@@ -82,6 +85,13 @@ TAMPERING = re.compile(
 # account name needs one; a name holding one is built to be mistaken for another.
 DECEPTIVE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 ACCOUNT_NAMES = ("target", "actor")
+# Names a file must not have where it runs: Linux kernel threads have no executable at all, and
+# Windows' core processes run only from their system folder (T1036.005, Match Legitimate Name or Location).
+KERNEL_THREADS = re.compile(r"^(kthreadd|kworker\S*|ksoftirqd\S*|kswapd\d*|kauditd|khugepaged|ksmd|kdevtmpfs|"
+                            r"rcu_(sched|bh|preempt)|watchdogd)$")
+WINDOWS_CORE = {name: "\\windows\\system32\\" for name in (
+    "svchost.exe", "lsass.exe", "csrss.exe", "smss.exe", "services.exe", "winlogon.exe", "wininit.exe",
+    "spoolsv.exe", "taskhostw.exe", "lsm.exe")} | {"explorer.exe": "\\windows\\"}
 
 
 def infer(threat, model):
@@ -102,6 +112,7 @@ def infer(threat, model):
     _outbound_volume(threat, model, found)
     _masquerading(threat, model, found)
     model["remote_service"] = _remote_service(threat, found)
+    _service_account_desktop(threat, model, found)
     return model
 
 
@@ -280,6 +291,32 @@ def _masquerading(threat, model, found):
             named = "an account" if field.endswith("user") or "account" in field else "a file"
             add(found, "masquerading", field, f"U+{ord(match.group(0)):04X} in {named} name")
             return
+    _system_name_elsewhere(threat, model, found)
+
+
+def _system_name_elsewhere(threat, model, found):
+    """Rule `system_name_elsewhere`: a program file named like a kernel thread, or like a Windows core
+    process outside its system folder ('/var/tmp/.x/kthreadd', 'C:\\Users\\Public\\svchost.exe')."""
+    paths = [("observables.process", value) for value in signal.values(threat, "process")]
+    paths += [("observables.command_line", program(line)) for line in signal.values(threat, "command_line")]
+    paths.append((model["fields"].get("process", "process"), str(model.get("process") or "")[:2000]))
+    for field, path in paths:
+        folder, _sep, name = path.replace("/", "\\").rpartition("\\")
+        if not folder:
+            continue  # a bare name says nothing about where it runs
+        expected = WINDOWS_CORE.get(name.lower())
+        if KERNEL_THREADS.match(name) or (expected and not (folder.lower() + "\\").endswith(expected)
+                                          and "\\syswow64" not in folder.lower()):
+            add(found, "masquerading", field, f"system name {name} run from {folder[:120]}")
+            return
+
+
+def program(line):
+    """The program a command line runs: its quoted first token, else its first word."""
+    line = line.strip()
+    if line.startswith('"'):
+        return line[1:].partition('"')[0]
+    return line.split(" ", 1)[0] if line else ""
 
 
 def _remote_service(threat, found):
@@ -292,6 +329,22 @@ def _remote_service(threat, found):
             add(found, "lateral_movement", "observables.command_line", "a service run from another host")
             return True
     return False
+
+
+def _service_account_desktop(threat, model, found):
+    """Rule `service_account_desktop`: a service account's successful remote desktop logon from inside.
+    Service accounts run jobs and are not meant to log on interactively: a person is using its
+    credentials to move between hosts (lateral movement)."""
+    if not any(b["name"] == "login_success" for b in found) or (model.get("measures") or {}).get("logon_type") != RDP_LOGON:
+        return
+    if is_inbound(threat, model):
+        return
+    names = signal.values(threat, "user") + [model["account"][k] for k in ACCOUNT_NAMES
+                                             if isinstance(model["account"].get(k), str)]
+    for name in names:
+        if SERVICE_ACCOUNT.search(name.split("\\")[-1].split("@")[0].strip()):
+            add(found, "lateral_movement", "observables.user", f"service account {name[:80]} on remote desktop")
+            return
 
 
 def is_outbound(threat, model=None):

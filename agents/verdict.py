@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from . import content, signal
 from .analyzers import evidence
 from .historical import agent as historical
-from .priority.behaviours import BANDS, POLICIES, RANK, higher, lower
+from .priority.behaviours import BANDS, FOOTHOLD, POLICIES, RANK, higher, lower
 
 BAND_FLOOR = {"LOW": 0, "MEDIUM": 25, "HIGH": 50, "CRITICAL": 75}
 BAND_WIDTH = 24
@@ -20,6 +20,8 @@ UNCERTAIN = (0.4, 0.6)  # a false-positive likelihood nobody should act on alone
 EXFIL_CRITICAL_BYTES = 1_000_000_000
 DISTRIBUTED_ADDRESSES = 100
 STEP_LIMIT = "HIGH"
+ACCESS_BEHAVIOURS = {"login_success", "impossible_travel", "unusual_location", "account_changed", "account_created",
+                     "privileged_group_change", "persistence"}
 FOOTHOLD_BEHAVIOURS = {"command_and_control", "exploit_success", "dns_tunnelling"}
 SPREAD_BEHAVIOURS = {"exfiltration", "credential_dumping", "privilege_escalation", "lateral_movement",
                      "inhibit_recovery", "ransomware"}
@@ -59,6 +61,7 @@ def severity(threat, fp, attack_evidence, results, scan):
     _floors(state, threat, model, found, explained, authorised, results.get("priority", {}))
     if not explained:
         _disallowed_login(state, threat, found, results.get("config", {}), results.get("priority", {}))
+        _confirmed_attacker(state, model, found, results.get("historical", {}))
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     _contradicted(state, threat, model, found, scan)
@@ -177,6 +180,19 @@ def _disallowed_login(state, threat, found, config, priority):
     else:
         state.move(higher(state.band, "MEDIUM"), "login_from_disallowed_country",
                    f"a successful login from {country}, outside the customer's allowed countries", evidence, "floor")
+
+
+def _confirmed_attacker(state, model, found, historical):
+    """`confirmed_attacker_returns`: access gained (a login, an account or persistence change, a foothold)
+    from a public address an analyst confirmed malicious in the last week is at least HIGH: the
+    attacker is back in. Its scans, floods and bots returning stay where their own rules put them."""
+    earlier = historical.get("confirmed_attacker") or []
+    acts = [entry for name, entry in found.items() if name in ACCESS_BEHAVIOURS or (
+        name in POLICIES and POLICIES[name].stage >= FOOTHOLD)]
+    if earlier and acts and not _failed(model) and model.get("prevented") is not True:
+        state.move(higher(state.band, "HIGH"), "confirmed_attacker_returns", "it succeeded from an address an analyst "
+                   "confirmed malicious in the last week", [_ref(e) for e in acts] + [f"threat:{pk}" for pk in earlier],
+                   "floor")
 
 
 def _floor(name, policy, threat, model, failed, explained, authorised):

@@ -596,3 +596,79 @@ def test_a_remote_desktop_logon_between_hosts_names_the_account_kind(domain, dom
     techniques = _techniques(threat)
     assert "T1021.001" in techniques
     assert ("T1078.002" in techniques) is domain_account
+
+
+def test_a_second_factor_registered_to_an_account_is_device_registration():
+    alert = {"@timestamp": "2026-11-22T04:18:27Z", "kibana.alert.uuid": "mfa-1",
+             "kibana.alert.rule.name": "Okta MFA factor activated", "kibana.alert.severity": "low",
+             "event": {"kind": "signal", "action": "user.mfa.factor.activate", "outcome": "success",
+                       "dataset": "okta.system"},
+             "user": {"name": "b.lindqvist@example.com"}, "source": {"ip": "203.0.113.23"}}
+    threat, = _ingest("ecs", alert)
+    assert "T1098.005" in _techniques(threat)
+
+
+def _okta_login(ref, src_ip, user="b.lindqvist@example.com"):
+    return {"@timestamp": "2026-11-22T04:18:27Z", "kibana.alert.uuid": ref, "kibana.alert.rule.name": "Okta sign-in",
+            "kibana.alert.severity": "low", "event": {"kind": "signal", "action": "user.session.start",
+                                                      "outcome": "success", "dataset": "okta.system"},
+            "user": {"name": user}, "source": {"ip": src_ip}}
+
+
+@pytest.mark.parametrize("src_ip,days_ago,floored", [("203.0.113.23", 1, True), ("203.0.113.23", 10, False),
+                                                     ("10.20.0.5", 1, False)])
+def test_success_from_an_address_an_analyst_confirmed_malicious_this_week_is_high(alice, src_ip, days_ago, floored):
+    customer = factories.make_customer(slug="acme-corp")
+    earlier, = factories.ingest_records("ecs", [_okta_login("takeover", src_ip)], customer)
+    _closed(alice, earlier, "true_positive", hours_ago=days_ago * 24 - 1)
+    Threat.objects.filter(pk=earlier.pk).update(received_at=timezone.now() - timedelta(days=days_ago))
+    later = next(t for t in factories.ingest_records("ecs", [_okta_login("again", src_ip, "c.berg@example.com")],
+                                                     customer) if t.pk != earlier.pk)
+    rules = [f.get("rule") for f in later.risk_factors]
+    assert ("confirmed_attacker_returns" in rules) is floored
+    if floored:
+        assert later.severity == "HIGH"
+
+
+@pytest.mark.parametrize("path,masquerading", [("/var/tmp/.font-unix/kthreadd", True),
+                                               ("C:\\Users\\Public\\svchost.exe", True),
+                                               ("C:\\Windows\\System32\\svchost.exe", False),
+                                               ("/usr/sbin/cupsd", False)])
+def test_a_program_named_like_a_system_process_outside_its_place_is_masquerading(path, masquerading):
+    alert = {"timestamp": "2026-11-19T07:40:52.640+0000", "id": "1.550", "agent": {"id": "35", "name": "edge-05"},
+             "rule": {"level": 7, "id": "550", "description": "Integrity checksum changed.",
+                      "groups": ["ossec", "syscheck", "syscheck_entry_modified", "syscheck_file"]},
+             "syscheck": {"path": "/etc/cups/subscriptions.conf", "event": "modified", "mode": "whodata",
+                          "audit": {"process": {"id": "91822", "name": path}, "user": {"id": "0", "name": "root"}}}}
+    threat, = _ingest("wazuh", alert)
+    assert ("T1036.005" in _techniques(threat)) is masquerading
+    assert (threat.severity == "HIGH") is masquerading
+
+
+@pytest.mark.parametrize("image,explained", [("\"C:\\Program Files\\RMMAgent\\RMMAgentService.exe\" -service", True),
+                                             ("C:\\Temp\\updater.exe --name RMMAgent", False)])
+def test_a_business_item_naming_the_software_matches_its_program_path_not_its_arguments(image, explained):
+    customer = factories.make_customer(slug="acme-corp")
+    ContextItem.objects.create(customer=customer, kind="business", title="RMM agent rollout", keywords=["RMMAgent"],
+                               valid_from=timezone.now() - timedelta(days=400))
+    alert = {"timestamp": "2026-11-18T09:41:26.804+0000", "id": "1.7045", "agent": {"id": "133", "name": "ws-44"},
+             "rule": {"level": 5, "id": "61138", "description": "New Windows Service Created",
+                      "groups": ["windows", "windows_system"]},
+             "data": {"win": {"system": {"eventID": "7045"},
+                              "eventdata": {"serviceName": "RMMAgent", "imagePath": image}}}}
+    threat, = factories.ingest_records("wazuh", [alert], customer)
+    assert (AgentRun.objects.get(threat=threat, kind="context").data["explaining_by_entity"] != []) is explained
+    assert (threat.severity == "LOW") is explained
+
+
+@pytest.mark.parametrize("user,moved", [("svc_reporting", True), ("GF\\sa-backup", True), ("j.smith", False)])
+def test_a_service_account_on_remote_desktop_is_a_person_moving_with_its_credentials(user, moved):
+    alert = {"@timestamp": "2026-03-01T07:20:43Z", "kibana.alert.uuid": f"rdp-{user}",
+             "kibana.alert.rule.name": "RDP logon", "kibana.alert.severity": "medium",
+             "event": {"kind": "signal", "category": ["authentication"], "type": ["start"], "outcome": "success"},
+             "winlog": {"logon": {"type": "RemoteInteractive"}}, "host": {"name": "sql-rpt-01"},
+             "user": {"name": user}, "source": {"ip": "10.30.16.45"}, "destination": {"ip": "10.30.40.11", "port": 3389}}
+    threat, = _ingest("ecs", alert)
+    names = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("lateral_movement" in names) is moved
+    assert (threat.severity == "HIGH") is moved

@@ -13,7 +13,7 @@ from threats import sql
 from threats.choices import ContextKind, Tier
 from threats.models import ContextItem
 
-from .. import signal
+from .. import content, signal
 from ..base import Agent, AgentResult, customer_ref, field_ref, read_for_batch
 
 TIER_POINTS = {Tier.ENTERPRISE: 5, Tier.BUSINESS: 2, Tier.STARTER: 0}
@@ -24,6 +24,7 @@ OFF_HOURS_FAMILIES = {"device_compromise", "anomaly_detection", "geo_anomaly", "
 MAX_ITEMS = 50
 ITEMS = sql.Columns(ContextItem)
 KEYWORD_FIELDS = ("src_ip", "dst_ip", "user", "host", "domains", "endpoint", "country")
+PROGRAM_FIELDS = ("process", "command_line")
 # kind -> (points when a keyword matched, points when it applies by type only)
 ITEM_POINTS = {ContextKind.ADVISORY: (8, 5), ContextKind.BUSINESS: (-12, -5), ContextKind.NEWS: (3, 0)}
 
@@ -114,11 +115,19 @@ def _current(item, threat):
 
 
 def _entities(threat):
-    """Lower-cased entity values of the signal -> the field they came from."""
+    """Lower-cased entity values of the signal -> the field they came from; a program also by each
+    folder and file name of its path (an item naming the software "RMMAgent" matches
+    C:\\Program Files\\RMMAgent\\RMMAgentService.exe), never by its arguments."""
     found = {}
     for name in KEYWORD_FIELDS:
         for value in signal.values(threat, name):
             found.setdefault(value.strip().lower(), field_ref(name))
+    for name in PROGRAM_FIELDS:
+        for value in signal.values(threat, name):
+            parts = content.program(value).replace("\\", "/").lower().split("/")
+            for part in parts[1:] if parts[0].endswith(":") else parts:
+                if part.strip():
+                    found.setdefault(part.strip(), field_ref(name))
     return found
 
 

@@ -66,6 +66,7 @@ BURST_SPAN = timedelta(minutes=30)
 BURST_RECENT = timedelta(days=7)
 
 # Shared reputation (AGENTS_SHARED_REPUTATION): indicators any customer may share with another.
+CONFIRMED_ATTACKER_DAYS = 7  # an address analysts confirmed malicious is still the attacker's a week on
 REPUTATION_FIELDS = ("src_ip", "dst_ip", "hashes", "domains")
 REPUTATION_MIN_CUSTOMERS = 2  # fewer would tell a customer what one other customer saw
 REPUTATION_ROWS = 2_000  # the newest confirmations read (other customers', within the look-back)
@@ -131,7 +132,8 @@ class HistoricalAgent(Agent):
         reputation = _score_reputation(result, getattr(rows, "reputation", None), days)
         result.data = {"similar": len(past), "labelled": len(labelled), "dispositions": _counts(labelled),
                        **_weights(threat, learned), "automated_closures": len(automated), "closure_burst": burst,
-                       "reputation": reputation, "lookback_days": days, "half_life_days": HALF_LIFE_DAYS}
+                       "reputation": reputation, "lookback_days": days, "half_life_days": HALF_LIFE_DAYS,
+                       "confirmed_attacker": _confirmed_attacker(threat, labelled)}
         return result  # the similar threats' ids are cited once, as the first finding's evidence
 
     def _score_dispositions(self, result, learned):
@@ -195,6 +197,16 @@ def _weigh(threat, closures):
         for p in mine:
             p["weight"] *= min(1.0, ANALYST_CAP / total) if total else 1.0
     return closures
+
+
+def _confirmed_attacker(threat, closures):
+    """The threats an analyst confirmed as true positives in the last CONFIRMED_ATTACKER_DAYS that
+    came from this threat's public source address: the attacker is back (docs/verdicts.md)."""
+    address = signal.ip(signal.text(threat, "src_ip"))
+    if address is None or signal.is_internal(address):
+        return []
+    return [str(p["id"]) for p in closures if p["disposition"] == Disposition.TRUE_POSITIVE
+            and "src_ip" in p["shared"] and _age_days(threat, p) <= CONFIRMED_ATTACKER_DAYS]
 
 
 def _learned(threat, p):

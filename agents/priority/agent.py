@@ -19,7 +19,8 @@ from .. import content, signal
 from ..historical.agent import _same_entity
 from ..base import Agent, AgentResult
 from . import attack
-from .behaviours import ANOMALY_TECHNIQUES, CLOUD_CREDENTIALS, FOOTHOLD, IMPACT, POLICIES, RANK, RELATED, behaviour_of_technique
+from .behaviours import (ANOMALY_TECHNIQUES, CLOUD_CREDENTIALS, FOOTHOLD, IMPACT, MFA_REGISTRATIONS, POLICIES, RANK, RELATED,
+                         behaviour_of_technique)
 
 MIN_RULE_CONFIDENCE = 0.7  # command-line rules below this are too noisy to name a technique
 BREADTH_TACTICS = 3
@@ -115,6 +116,8 @@ class _Analysis:
             return ["T1562.008"]  # a cloud trail stopped or deleted: Disable or Modify Cloud Logs
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
+        if name == "lateral_movement" and signal.measure(self.threat, "logon_type") == RDP_LOGON:
+            return ["T1021.001", *self._account_kind()]
         if name == "lateral_movement" and self.model.get("remote_service"):
             return ["T1021.002", "T1569.002"]  # over an admin share (SMB), run as a service
         if name == "credential_dumping" and self._names_lsass(entry):
@@ -129,6 +132,8 @@ class _Analysis:
             return [self._account_technique()]
         if name == "account_changed" and self.model.get("action") in CLOUD_CREDENTIALS:
             return ["T1098.001"]
+        if name == "account_changed" and self.model.get("action") in MFA_REGISTRATIONS:
+            return ["T1098.005"]  # a device or second factor registered: Device Registration
         if name == "privileged_group_change":
             return ["T1098.007"]
         if name == "privilege_escalation" and str(entry.get("detail", "")).startswith("cloud credentials"):
@@ -145,8 +150,10 @@ class _Analysis:
             return ["T1021.001", *self._account_kind()]  # a remote desktop logon from inside: a hop between hosts
         if name == "denial_of_service" and not inbound:
             return ["T1499"]
-        if name == "masquerading":  # a hidden override in a file name, else a lookalike account name
+        if name == "masquerading":  # a system name out of place, a hidden override, a lookalike account name
             detail = str(entry.get("detail", ""))
+            if detail.startswith("system name"):
+                return ["T1036.005"]
             return ["T1036.010"] if "account" in detail else ["T1036.002"] if "U+202E" in detail else ["T1036"]
         if name == "malware" and self._network() and content.is_outbound(self.threat) and \
                 "resource_hijacking" not in self.found:  # a miner's pool traffic is its work, not its C2

@@ -91,6 +91,8 @@ POLICIES = {
 ADMINISTRATION = frozenset({"lateral_movement", "suspicious_execution"} | {n for n, p in POLICIES.items() if p.admin})
 # Cloud calls that mint credentials for a user (T1098.001 Additional Cloud Credentials).
 CLOUD_CREDENTIALS = frozenset({"createaccesskey", "createloginprofile", "updateloginprofile"})
+MFA_REGISTRATIONS = frozenset({"user.mfa.factor.activate", "system.mfa.factor.activate", "user registered security info",
+                               "register device", "createvirtualmfadevice", "enablemfadevice"})
 # The synthetic anomaly's metric -> the technique its deviation suggests.
 ANOMALY_TECHNIQUES = {"failed_logins": "T1110", "login_count": "T1078", "api_calls": "T1078",
                       "data_download_mb": "T1213"}

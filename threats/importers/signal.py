@@ -123,6 +123,10 @@ CLOUD_ACTIONS = {
     "userloginfailed": "login_failure", "userloggedin": "login_success", "consolelogin": "login_success",
     "add-mailboxpermission": "account_changed", "add-recipientpermission": "account_changed",
     "user.session.start": "login_success", "user.authentication.sso": "login_success",
+    # A second factor or device registered to an account (Okta, Entra ID, AWS IAM): T1098.005.
+    "user.mfa.factor.activate": "account_changed", "system.mfa.factor.activate": "account_changed",
+    "user registered security info": "account_changed", "register device": "account_changed",
+    "createvirtualmfadevice": "account_changed", "enablemfadevice": "account_changed",
 }
 # The generic format's `category` words (our own format's vocabulary) -> behaviour. First match wins.
 GENERIC_CATEGORIES = [

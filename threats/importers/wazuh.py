@@ -87,7 +87,8 @@ def parse(item):
         "hashes": list(dict.fromkeys(read.hashes(
             "syscheck.md5_after", "syscheck.sha1_after", "syscheck.sha256_after", "data.virustotal.source.md5",
             "data.virustotal.source.sha1", "data.md5", "data.sha1", "data.sha256") + _sysmon_hashes(read))),
-        "process": read.text("data.win.eventdata.image", "data.audit.exe", "data.process.name", name="process"),
+        "process": read.text("data.win.eventdata.image", "data.audit.exe", "data.process.name",
+                             "syscheck.audit.process.name", name="process"),  # who-data: the program that wrote
         "command_line": read.text("data.win.eventdata.commandLine", "data.audit.command", "data.command",
                                   limit=8_192, name="command_line") or scheduled_command(
             dig(doc, "data.win.eventdata.taskContent"), dig(doc, "data.win.eventdata.imagePath")),
