@@ -69,6 +69,12 @@ RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
 EXFIL_BYTES = 100_000_000  # outbound volume that makes a compromised or anomalous host's traffic an exfiltration
 EXFIL_ALONE_BYTES = 1_000_000_000  # outbound volume that is an exfiltration by itself
 # Switching off or blinding a security control, in a command line or the registry value it sets.
+# vssadmin resizing shadow storage: ransomware shrinks it to evict the copies; a working size keeps them.
+SHADOW_RESIZE = re.compile(r"\bvssadmin(?:\.exe)?\b.*\bresize\s+shadowstorage\b.*?/maxsize=\s*"
+                           r"(unbounded|(\d+(?:\.\d+)?)\s*(%|kb|mb|gb|tb|eb|pb)?)", re.I)
+KEPT_PERCENT, KEPT_BYTES = 5, 10 * 1024 ** 3
+UNITS = {"kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3, "tb": 1024 ** 4, "pb": 1024 ** 5, "eb": 1024 ** 6}
+SWITCHED_ON = re.compile(r"-Disable\w+[\s:=\"']+(\$false|false|0)\b", re.I)
 TAMPERING = re.compile(
     # A Disable* setting switched off ($false, 0) turns the protection on: that is not tampering.
     r"(DisableAntiSpyware|DisableRealtimeMonitoring|DisableBehaviou?rMonitoring|DisableIOAVProtection|"
@@ -134,10 +140,12 @@ def _commands(threat, model, found):
         matched = attack.techniques_in_commands([line])
         strong = [m for m in matched if m[2] == "high"]
         for technique_id, rule_id, confidence, _text in strong or [m for m in matched if m[2] == "medium"]:
+            behaviour = behaviour_of_technique(technique_id)
+            if behaviour == "security_tool_disabled" and switches_protection_on(threat, [line]):
+                continue  # the rule read a -Disable* parameter name; given $false it switches the protection on
             # A medium-confidence rule names a technique only when no high-confidence one explains the line.
             hits.append({"technique_id": technique_id, "rule": rule_id, "field": f"signal.{field}",
                          "confidence": RULE_CONFIDENCE.get(confidence, 0.5)})
-            behaviour = behaviour_of_technique(technique_id)
             if behaviour and confidence == "high":
                 add(found, behaviour, field, f"{technique_id} (rule {rule_id})")
     return hits
@@ -187,8 +195,41 @@ def _named_techniques(threat, model, found):
         return  # a coarse tag only names the family of an alert whose structure says nothing else
     for index, technique_id in enumerate(threat.mitre_hints[:20] if isinstance(threat.mitre_hints, list) else []):
         behaviour = behaviour_of_technique(technique_id)
+        if behaviour == "security_tool_disabled" and switches_protection_on(threat):
+            continue  # the command the rule matched turns the protection on: its tag is contradicted
+        if behaviour == "kerberoasting" and machine_account_ticket(model):
+            continue
         if behaviour:
             add(found, behaviour, f"mitre_hints[{index}]", f"{technique_id} named by the source's rule", tagged=True)
+
+
+def machine_account_ticket(model):
+    """One service ticket requested by a computer account (its name ends with $): a server
+    authenticating to the service it uses. Kerberoasting is a person's account asking for many."""
+    actor = str(model["account"].get("actor") or "").strip()
+    count = model["measures"].get("events")
+    return actor.endswith("$") and (not isinstance(count, (int, float)) or count <= 1)
+
+
+def recovery_kept(threat):
+    """The size a `vssadmin resize shadowstorage` command keeps when it is a working one (UNBOUNDED,
+    at least KEPT_PERCENT of the volume or KEPT_BYTES), else "": resized, no copy evicted."""
+    for line in signal.values(threat, "command_line"):
+        match = SHADOW_RESIZE.search(line)
+        if not match or re.search(r"\bdelete\s+shadows\b", line, re.I):
+            continue
+        size, number, unit = match.group(1), match.group(2), (match.group(3) or "").lower()
+        if size.lower() == "unbounded" or (unit == "%" and float(number) >= KEPT_PERCENT) or (
+                unit != "%" and float(number) * UNITS.get(unit, 1) >= KEPT_BYTES):
+            return size
+    return ""
+
+
+def switches_protection_on(threat, lines=None):
+    """A command line setting -Disable* parameters to $false or 0 (and nothing else that disables):
+    rules matching the parameter names read it as tampering; it turns the protection on."""
+    lines = signal.values(threat, "command_line") if lines is None else lines
+    return any(SWITCHED_ON.search(line) for line in lines) and not any(TAMPERING.search(line) for line in lines)
 
 
 def _tampering(threat, model, found):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from . import content, signal
 from .analyzers import evidence
 from .historical import agent as historical
-from .priority.behaviours import BANDS, FOOTHOLD, POLICIES, RANK, higher, lower
+from .priority.behaviours import BANDS, FOOTHOLD, POLICIES, RANK, behaviour_of_technique, higher, lower
 
 BAND_FLOOR = {"LOW": 0, "MEDIUM": 25, "HIGH": 50, "CRITICAL": 75}
 BAND_WIDTH = 24
@@ -64,7 +64,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _confirmed_attacker(state, model, found, results.get("historical", {}))
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
-    _contradicted(state, threat, model, found, scan)
+    _contradicted(state, threat, model, found, scan, results.get("devops", {}))
     return state.band, state.moves
 
 
@@ -224,10 +224,23 @@ LOCATION_CLAIMS = {"login_success", "impossible_travel", "unusual_location"}
 INBOUND_RATIO = 10
 
 
-def _contradicted(state, threat, model, found, scan):
+def _recovery_kept(state, threat, found, devops):
+    """`recovery_kept`: shadow storage resized to a working size evicts no copy, so the alert's own
+    command contradicts "recovery inhibited": MEDIUM, LOW when a planned change names this host."""
+    kept = content.recovery_kept(threat) if "inhibit_recovery" in found else ""
+    if kept and set(found) <= {"inhibit_recovery", "suspicious_execution"}:
+        changes = devops.get("names_this") or []
+        state.move(lower(state.band, "LOW" if changes else "MEDIUM"), "recovery_kept", f"shadow storage resized to "
+                   f"{kept[:20]}, which keeps the copies" + (", in a planned change naming this host" if changes else ""),
+                   ["signal.observables.command_line", *(f"infra_event:{pk}" for pk in changes)], "cap")
+
+
+def _contradicted(state, threat, model, found, scan, devops):
     """Last: claims the alert's own data disproves. `location_disproven`: a sign-in or travel alert
     whose location rests on a private address placed abroad (a private address has no country).
-    `volume_came_in`: an exfiltration alert whose byte counts say the volume came in, not out."""
+    `volume_came_in`: an exfiltration alert whose byte counts say the volume came in, not out.
+    `protection_switched_on`: a rule tagged for disabling a security tool whose command sets the
+    -Disable* parameters to $false: it turned the protection on."""
     if found and set(found) <= LOCATION_CLAIMS and any(f.get("kind") == "geo_mismatch" for f in scan.get("findings", [])):
         state.move(lower(state.band, "LOW"), "location_disproven", "the location the alert rests on is one a private "
                    "address cannot have", ["signal.observables.src_ip"], "cap")
@@ -237,6 +250,18 @@ def _contradicted(state, threat, model, found, scan):
         state.move(lower(state.band, "LOW"), "volume_came_in", f"{sent / 1e6:,.0f} MB went out and {came / 1e6:,.0f} MB "
                    "came in: the volume is a download", [f"signal.{signal.field_of(threat, 'measures.src_bytes')}",
                                                          f"signal.{signal.field_of(threat, 'measures.dst_bytes')}"], "cap")
+    _recovery_kept(state, threat, found, devops)
+    kerberos = [h for h in threat.mitre_hints or [] if isinstance(h, str) and h.upper().startswith("T1558")]
+    if kerberos and content.machine_account_ticket(model) and set(found) <= {"login_success"}:
+        state.move(lower(state.band, "LOW"), "machine_account_ticket", f"the rule looks for {kerberos[0]}, but one "
+                   "ticket asked for by a computer account is a server authenticating to the service it uses",
+                   [f"signal.{model['fields'].get('account.actor', 'account.actor')}"], "cap")
+    tagged = [h for h in threat.mitre_hints or [] if isinstance(h, str)
+              and behaviour_of_technique(h) == "security_tool_disabled"]
+    if tagged and set(found) <= {"suspicious_execution"} and content.switches_protection_on(threat):
+        state.move(lower(state.band, "LOW"), "protection_switched_on", f"the rule looks for {tagged[0]} but the command "
+                   "sets the -Disable* parameters to $false: it turned the protection on",
+                   ["signal.observables.command_line"], "cap")
 
 
 def _declared_crawler(state, threat, found, config):

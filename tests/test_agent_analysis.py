@@ -3,7 +3,7 @@ the adversarial-input detector, false positive vs benign true positive, the anal
 the response plan's automation rules and the recorded timeline."""
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from agents.models import AgentRun
 from agents.priority import attack
 from tests import factories
 from threats import services
-from threats.models import ContextItem, Threat
+from threats.models import ContextItem, InfraEvent, Threat
 
 pytestmark = pytest.mark.django_db
 
@@ -672,3 +672,52 @@ def test_a_service_account_on_remote_desktop_is_a_person_moving_with_its_credent
     names = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
     assert ("lateral_movement" in names) is moved
     assert (threat.severity == "HIGH") is moved
+
+
+def _elastic(ref, rule, technique, severity, **fields):
+    """An Elastic Security alert of an Elastic-authored rule (its ATT&CK tags are curated) with `fields`."""
+    parent, _dot, _sub = technique.partition(".")
+    return {"@timestamp": "2026-11-21T22:14:50Z", "kibana.alert.uuid": ref, "kibana.alert.rule.name": rule,
+            "kibana.alert.severity": severity, "kibana.alert.rule.author": ["Elastic"],
+            "kibana.alert.rule.threat": [{"framework": "MITRE ATT&CK", "tactic": {"id": "TA0040", "name": "Impact"},
+                                          "technique": [{"id": parent, "subtechnique": [{"id": technique}]}]}],
+            **fields}
+
+
+@pytest.mark.parametrize("value,band,recommendation", [("$false", "LOW", "likely_false_positive"),
+                                                       ("$true", "HIGH", "likely_real_threat")])
+def test_a_disable_rule_matching_a_command_that_switches_protection_on_is_disproven(value, band, recommendation):
+    command = f"powershell.exe Set-MpPreference -DisableRealtimeMonitoring {value} -DisableIOAVProtection {value}"
+    alert = _elastic(f"mp-{value}", "Microsoft Defender Tampering", "T1562.001", "medium",
+                     event={"kind": "signal", "category": ["process"], "type": ["start"]}, host={"name": "ws-12"},
+                     process={"name": "powershell.exe", "command_line": command})
+    threat, = _ingest("ecs", alert)
+    assert threat.severity == band and threat.false_positive["recommendation"] == recommendation
+
+
+@pytest.mark.parametrize("size,change,band", [("15 %", False, "MEDIUM"), ("15%", True, "LOW"),
+                                              ("UNBOUNDED", True, "LOW"), ("401MB", True, "CRITICAL")])
+def test_shadow_storage_resized_to_a_working_size_keeps_the_copies(size, change, band):
+    customer = factories.make_customer(slug="acme-corp")
+    if change:
+        InfraEvent.objects.create(customer=customer, started_at=datetime(2026, 11, 21, 21, 45, tzinfo=UTC),
+                                  kind="maintenance", service="fs-02 storage",
+                                  description="CHG-1: extend D: on fs-02 and re-size VSS storage")
+    command = f"vssadmin.exe resize shadowstorage /for=D: /on=D: /maxsize={size}"
+    alert = _elastic(f"vss-{size}-{change}", "Volume Shadow Copy Deleted or Resized via VssAdmin", "T1490", "high",
+                     event={"kind": "signal", "category": ["process"], "type": ["start"]}, host={"name": "fs-02"},
+                     process={"name": "vssadmin.exe", "command_line": command})
+    threat, = factories.ingest_records("ecs", [alert], customer)
+    assert threat.severity == band
+    assert (threat.false_positive["recommendation"] == "likely_benign_true_positive") is (band == "LOW")
+
+
+@pytest.mark.parametrize("requester,band", [("GS-HRAPP-01$", "LOW"), ("j.smith", "HIGH")])
+def test_one_service_ticket_for_a_computer_account_is_not_kerberoasting(requester, band):
+    alert = _elastic(f"rc4-{requester}", "Newly Observed RC4 Kerberos Service Ticket Request", "T1558.003", "medium",
+                     event={"kind": "signal", "category": ["authentication"], "type": ["start"],
+                            "action": "kerberos-service-ticket-requested", "outcome": "success", "code": "4769"},
+                     host={"name": "dc-02"}, user={"name": requester}, source={"ip": "10.70.31.18"})
+    threat, = _ingest("ecs", alert)
+    assert threat.severity == band
+    assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")

@@ -105,6 +105,28 @@ def assess(threat, results, adversarial):
     }
 
 
+# Policy caps whose reason is that the alert's own data disproves its claim (agents/verdict.py
+# `_contradicted`): the detection was wrong. `recovery_kept` in a planned change: right, and approved.
+DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", "machine_account_ticket"}
+
+
+def disproven(fp, moves, manipulated):
+    """`fp` after the policy: a claim its own data disproves is likely a false positive; an inhibited
+    recovery that kept the copies, in a planned change naming the host, a benign true positive."""
+    for move in moves:
+        approved = move["rule"] == "recovery_kept" and any(e.startswith("infra_event:") for e in move["evidence"])
+        if move["rule"] not in DISPROVING and not approved:
+            continue
+        kind = "benign_score" if approved else "score"
+        raised = max(fp[kind], LIKELY)
+        fp["indicators"].append({"kind": "benign_true_positive" if approved else "false_positive",
+                                 "weight": round(raised - fp[kind], 3), "indicator": move["reason"],
+                                 "source": "policy", "evidence": list(move["evidence"])})
+        fp[kind] = round(raised, 3)
+        fp["recommendation"] = _recommendation(fp["score"], fp["benign_score"], manipulated)
+    return fp
+
+
 def _history(history, prior):
     """(likelihood, weight, text): what the customer's weighted closures of similar threats say,
     measured from the prior; `assess` applies them after the other indicators."""

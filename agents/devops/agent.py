@@ -33,6 +33,7 @@ EXPLAINS = {
     # Remote administration (PsExec, WinRM, SSH) is how patching and roll-outs reach their hosts.
     "lateral_movement": {"deployment", "maintenance", "config_change"},
 }
+APPROVED_KINDS = {"deployment", "maintenance", "config_change"}  # planned changes, unlike an outage
 POINTS_EACH, POINTS_CAP = -10, -20
 SERVICE_FIELDS = ("endpoint", "host", "urls")
 TOKEN = re.compile(r"[a-z0-9]+")
@@ -62,6 +63,8 @@ class DevOpsAgent(Agent):
             result.find(result.summary, "signal.occurred_at")
             return result
         explaining = [e for e in infra if e.kind in EXPLAINS.get(family, ())]
+        # Which changes name this very host or service, whatever the family (the policy reads it).
+        result.data["names_this"] = [e.pk for e in infra if e.kind in APPROVED_KINDS and _same_service(threat, e)]
         for event in infra:
             minutes = round((threat.occurred_at - event.started_at).total_seconds() / 60)
             when = f"{minutes} min before" if minutes >= 0 else f"{-minutes} min after"
