@@ -81,7 +81,7 @@ def test_defaults_are_the_seed_defaults():
     assert redis["image"] == "redis:7-alpine"
     assert hc.find(objects, "Service", "soc-agent-redis")["spec"]["ports"][0]["port"] == 6379
     assert redis["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
-    assert hc.find(objects, "Deployment", "soc-agent-backend")["spec"]["replicas"] == 2
+    assert "replicas" not in hc.find(objects, "Deployment", "soc-agent-backend")["spec"]  # the HPA's (2-8)
     assert backend["image"].startswith("soc-backend:") and backend["imagePullPolicy"] == "Never"
     assert hc.find(objects, "Service", "soc-agent-backend")["spec"]["ports"][0]["port"] == 8000
     assert backend["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
@@ -139,7 +139,8 @@ def test_redis_resource_requests():
 
 
 def test_backend_replica_count():
-    objects = hc.render(with_set("backend.replicaCount=4"))
+    # With the HPA on (the default) the autoscaler sets the count; replicaCount is for a fixed one.
+    objects = hc.render(with_set("backend.replicaCount=4", "backend.hpa.enabled=false"))
 
     assert hc.find(objects, "Deployment", "soc-agent-backend")["spec"]["replicas"] == 4
 
@@ -340,7 +341,8 @@ def test_worker_keys():
         "worker.hpa.enabled=true", "worker.hpa.maxReplicas=9"))
     worker = main_container(objects, "worker")
 
-    assert hc.find(objects, "Deployment", "soc-agent-worker")["spec"]["replicas"] == 3
+    assert "replicas" not in hc.find(objects, "Deployment", "soc-agent-worker")["spec"]  # the HPA's
+    assert hc.find(hc.render(with_set("worker.replicaCount=3")), "Deployment", "soc-agent-worker")["spec"]["replicas"] == 3
     assert worker["command"][:5] == ["celery", "-A", "socproject", "worker", "-l"]
     assert worker["command"][worker["command"].index("--concurrency") + 1] == "6"
     assert worker["resources"]["limits"]["memory"] == "1Gi"
@@ -419,6 +421,7 @@ SPECIAL = {
                       {"redis": {"enabled": False}, "backend": {"env": {"REDIS_URL": "redis://r:6379"}}}),
 }
 CONTEXT = {
+    "backend.replicaCount": {"backend": {"hpa": {"enabled": False}}},
     "redis.persistence.size": {"redis": {"persistence": {"enabled": True}}},
     "redis.persistence.storageClass": {"redis": {"persistence": {"enabled": True}}},
     "redis.auth.password": {"redis": {"auth": {"enabled": True}}},

@@ -166,6 +166,25 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 checksum/values-secret: {{ toJson (list .Values.secrets .Values.externalDatabase .Values.backend.env.REDIS_URL .Values.backend.env.CELERY_BROKER_URL .Values.redis.auth .Values.postgresql.auth) | sha256sum }}
 {{- end }}
 
+{{/*
+`spec.replicas` of a Deployment with an optional HPA. Without the HPA: replicaCount. With it the
+field is left out, so `helm upgrade` never resets what the HPA chose; except on an upgrade that
+finds the live Deployment, which gets its live count: dropping a field the previous manifest set
+makes Kubernetes reset it to 1 (README "Upgrading"). Call with (dict "ctx" $ "component" "backend").
+*/}}
+{{- define "soc-agent.replicas" -}}
+{{- $values := get .ctx.Values .component -}}
+{{- if not $values.hpa.enabled }}
+replicas: {{ $values.replicaCount }}
+{{- else if .ctx.Release.IsUpgrade }}
+{{- $live := lookup "apps/v1" "Deployment" .ctx.Release.Namespace (include "soc-agent.componentName" .) | default dict }}
+{{- $spec := get $live "spec" | default dict }}
+{{- if hasKey $spec "replicas" }}
+replicas: {{ int $spec.replicas }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Pod-level hardening shared by every pod. */}}
 {{- define "soc-agent.podSecurityContext" -}}
 runAsNonRoot: true
@@ -247,11 +266,6 @@ exits non-zero while one is missing (or the database is unreachable). Web pods n
 {{- range $name, $hpa := dict "backend" .Values.backend.hpa "worker" .Values.worker.hpa }}
 {{- if and $hpa.enabled (gt (int $hpa.minReplicas) (int $hpa.maxReplicas)) }}
 {{- fail (printf "%s.hpa.minReplicas (%v) is above %s.hpa.maxReplicas (%v)" $name $hpa.minReplicas $name $hpa.maxReplicas) }}
-{{- end }}
-{{- end }}
-{{- with .Values.backend }}
-{{- if and .hpa.enabled (or (lt (int .replicaCount) (int .hpa.minReplicas)) (gt (int .replicaCount) (int .hpa.maxReplicas))) }}
-{{- fail (printf "backend.replicaCount (%v) must lie between backend.hpa.minReplicas (%v) and backend.hpa.maxReplicas (%v)" .replicaCount .hpa.minReplicas .hpa.maxReplicas) }}
 {{- end }}
 {{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
