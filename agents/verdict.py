@@ -8,6 +8,8 @@ success outranks "it was only an attempt". Every move is returned for the threat
 
 from dataclasses import dataclass
 
+from django.utils.dateparse import parse_datetime
+
 from . import content, signal
 from .analyzers import evidence
 from .historical import agent as historical
@@ -62,6 +64,7 @@ def severity(threat, fp, attack_evidence, results, scan):
     if not explained:
         _disallowed_login(state, threat, found, results.get("config", {}), results.get("priority", {}))
         _confirmed_attacker(state, model, found, results.get("historical", {}))
+        _root_login(state, model, found)
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     _contradicted(state, threat, model, found, scan, results.get("devops", {}))
@@ -182,6 +185,15 @@ def _disallowed_login(state, threat, found, config, priority):
                    f"a successful login from {country}, outside the customer's allowed countries", evidence, "floor")
 
 
+def _root_login(state, model, found):
+    """`cloud_root_login`: a successful sign-in as a cloud account's root identity is at least HIGH: it
+    can do anything, so its use is break-glass only (CIS AWS Foundations: alarm on root usage)."""
+    if "login_success" in found and model["account"].get("kind") == "root" and not _failed(model):
+        state.move(higher(state.band, "HIGH"), "cloud_root_login", "a sign-in as the cloud account's root identity",
+                   [f"signal.{model['fields'].get('account.kind', 'account.kind')}", _ref(found["login_success"])],
+                   "floor")
+
+
 def _confirmed_attacker(state, model, found, historical):
     """`confirmed_attacker_returns`: access gained (a login, an account or persistence change, a foothold)
     from a public address an analyst confirmed malicious in the last week is at least HIGH: the
@@ -222,6 +234,30 @@ def _words_only(name, threat, model):
 
 LOCATION_CLAIMS = {"login_success", "impossible_travel", "unusual_location"}
 INBOUND_RATIO = 10
+STALE_DAYS = 365
+
+
+def _stale_indicator(state, threat, model, found):
+    """`stale_indicator`: an indicator match whose every indicator the feed itself rates low (or no)
+    confidence and last saw over STALE_DAYS before the alert: the match is not evidence."""
+    indicators = model.get("indicators") or []
+    if set(found) != {"indicator_match"} or not indicators:
+        return
+    for indicator in indicators:
+        seen = _moment(indicator.get("last_seen"))
+        if str(indicator.get("confidence", "")).lower() not in ("low", "none") or seen is None or seen.tzinfo is None \
+                or (threat.occurred_at - seen).days < STALE_DAYS:
+            return
+    state.move(lower(state.band, "LOW"), "stale_indicator", f"every matched indicator is low-confidence and was last "
+               f"seen over {STALE_DAYS} days before the alert", ["signal.threat.enrichments"], "cap")
+
+
+def _moment(value):
+    """A feed's ISO 8601 time with its zone, or None (absent, malformed, or out of the calendar)."""
+    try:
+        return parse_datetime(str(value)[:40]) if value else None
+    except ValueError:
+        return None
 
 
 def _recovery_kept(state, threat, found, devops):
@@ -251,6 +287,7 @@ def _contradicted(state, threat, model, found, scan, devops):
                    "came in: the volume is a download", [f"signal.{signal.field_of(threat, 'measures.src_bytes')}",
                                                          f"signal.{signal.field_of(threat, 'measures.dst_bytes')}"], "cap")
     _recovery_kept(state, threat, found, devops)
+    _stale_indicator(state, threat, model, found)
     kerberos = [h for h in threat.mitre_hints or [] if isinstance(h, str) and h.upper().startswith("T1558")]
     if kerberos and content.machine_account_ticket(model) and set(found) <= {"login_success"}:
         state.move(lower(state.band, "LOW"), "machine_account_ticket", f"the rule looks for {kerberos[0]}, but one "

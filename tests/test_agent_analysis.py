@@ -721,3 +721,35 @@ def test_one_service_ticket_for_a_computer_account_is_not_kerberoasting(requeste
     threat, = _ingest("ecs", alert)
     assert threat.severity == band
     assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")
+
+
+@pytest.mark.parametrize("identity,band", [("Root", "HIGH"), ("IAMUser", "LOW")])
+def test_a_console_sign_in_as_the_cloud_account_root_is_high(identity, band):
+    alert = {"timestamp": "2026-11-21T07:59:41.000+0000", "id": f"1.{identity}", "agent": {"id": "0", "name": "wazuh"},
+             "rule": {"level": 3, "id": "80202", "description": "AWS Cloudtrail: signin.amazonaws.com - ConsoleLogin.",
+                      "groups": ["amazon", "aws", "aws_cloudtrail"]},
+             "data": {"integration": "aws", "aws": {"eventName": "ConsoleLogin", "eventSource": "signin.amazonaws.com",
+                                                    "userIdentity": {"type": identity, "userName": "ops"},
+                                                    "sourceIPAddress": "203.0.113.140",
+                                                    "responseElements": {"ConsoleLogin": "Success"}}}}
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band
+    assert ("cloud_root_login" in [f.get("rule") for f in threat.risk_factors]) is (band == "HIGH")
+
+
+@pytest.mark.parametrize("confidence,last_seen,band", [("Low", "2023-08-09T00:00:00Z", "LOW"),
+                                                       ("High", "2023-08-09T00:00:00Z", "HIGH"),
+                                                       ("Low", "2026-11-01T00:00:00Z", "HIGH"),
+                                                       ("Low", "2023-13-45T00:00:00Z", "HIGH")])
+def test_a_match_on_indicators_the_feed_calls_low_confidence_and_old_is_not_evidence(confidence, last_seen, band):
+    alert = {"@timestamp": "2026-11-21T22:14:50Z", "kibana.alert.uuid": f"ti-{confidence}-{last_seen}",
+             "kibana.alert.rule.name": "Threat Intel IP Address Indicator Match", "kibana.alert.severity": "high",
+             "kibana.alert.rule.type": "threat_match", "event": {"kind": "signal", "category": ["network"]},
+             "source": {"ip": "10.1.1.53"}, "destination": {"ip": "198.51.100.53", "port": 53},
+             "threat": {"enrichments": [{"indicator": {"ip": "198.51.100.53", "confidence": confidence,
+                                                       "last_seen": last_seen, "provider": "community-feed"},
+                                         "matched": {"atomic": "198.51.100.53", "field": "destination.ip",
+                                                     "type": "indicator_match_rule"}}]}}
+    threat, = _ingest("ecs", alert)
+    assert threat.severity == band
+    assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")

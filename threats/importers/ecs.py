@@ -171,6 +171,8 @@ def event_signal(built, read):
         path = f"aws.cloudtrail.flattened.request_parameters.{key}"
         built.account(name, read.text(path, limit=200), path)
     built.account("actor", read.text("user.name", limit=200), "user.name")
+    if read.text("aws.cloudtrail.user_identity.type", limit=40).lower() == "root":
+        built.account("kind", "root", "aws.cloudtrail.user_identity.type")  # the account's owner identity
     built.forwarded(read.strings("network.forwarded_ip", "http.request.headers.x-forwarded-for",
                                  "http.request.headers.X-Forwarded-For", limit=200), "network.forwarded_ip")
     for value in read.strings("threat.indicator.ip", "threat.indicator.url.full", "threat.indicator.file.hash.sha256",
@@ -242,5 +244,5 @@ def _enrichment(built, match):
     atomic = dig(match, "matched.atomic")
     feed = dig(match, "indicator.provider") or dig(match, "feed.name") or ""
     built.indicator(str(dig(match, "matched.type") or "indicator")[:40], atomic if isinstance(atomic, str) else "",
-                    "threat.enrichments", feed)
+                    "threat.enrichments", feed, dig(match, "indicator.confidence"), dig(match, "indicator.last_seen"))
     built.behaviour("indicator_match", "threat.enrichments", f"matched {dig(match, 'matched.field') or 'an indicator'}")

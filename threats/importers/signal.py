@@ -208,10 +208,15 @@ class Signal:
             self.data["fields"][f"measures.{name}"] = field
         return self
 
-    def indicator(self, kind, value, field, feed=""):
+    def indicator(self, kind, value, field, feed="", confidence="", last_seen=""):
+        """`confidence` and `last_seen` as the feed states them (ECS threat.indicator.*), when it does."""
         if isinstance(value, str) and value.strip() and len(self.data["indicators"]) < 20:
             self.data["indicators"].append({"type": kind, "value": value.strip()[:500], "field": field,
-                                            "feed": str(feed)[:100]})
+                                            "feed": str(feed)[:100],
+                                            **({"confidence": confidence[:20]} if isinstance(confidence, str)
+                                               and confidence else {}),
+                                            **({"last_seen": last_seen[:40]} if isinstance(last_seen, str)
+                                               and last_seen else {})})
         return self
 
     def account(self, name, value, field):

@@ -219,6 +219,8 @@ def _cloud(built, data):
         built.set("action", action[:60], field)
     if action in CLOUD_ACTIONS:
         built.behaviour(CLOUD_ACTIONS[action], field, action)
+    if str(dig(data, "aws.userIdentity.type") or "").lower() == "root":
+        built.account("kind", "root", "data.aws.userIdentity.type")  # the account's owner identity
     finding = str(dig(data, "aws.type") or "")
     purpose = finding.split(":")[0].lower()
     if purpose in GUARDDUTY_PURPOSES:
