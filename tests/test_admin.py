@@ -169,13 +169,15 @@ def test_it_shows_triage_fields_read_only_in_the_change_form(staff_client, threa
 def test_it_ignores_a_hand_edited_triage_field_posted_to_the_change_form(staff_client, threat):
     url = f"{CHANGELIST}{threat.pk}/change/"
     inlines = staff_client.get(url).context["inline_admin_formsets"]
-    data = {"status": "closed", "disposition": "false_positive", "_save": "Save"}
+    # The model's own columns posted by hand, next to the triage form's fields left as they were.
+    data = {"status": "closed", "disposition": "false_positive", "_save": "Save", "triage_status": "new",
+            "triage_disposition": "", "triage_reason": "", "triage_assignee": "", "triage_version": "1"}
     for prefix in (inline.formset.prefix for inline in inlines):
         data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
 
     response = staff_client.post(url, data)
 
-    assert response.status_code == 302  # accepted (nothing editable), not refused
+    assert response.status_code == 302  # accepted (nothing changed), not refused
 
     threat.refresh_from_db()
     assert threat.status == Status.NEW and threat.disposition == ""

@@ -143,6 +143,17 @@ def visible_users(who):
     return users.filter(mine | Q(soc_access__customers__in=scope)).distinct()
 
 
+def analysts(who, limit=500):
+    """Who a threat can be assigned to: active users holding the view permission, among the users
+    `who` may see named (a scoped analyst: itself and its customers' analysts). Usernames, sorted."""
+    from django.contrib.auth.models import Permission
+
+    permission = Permission.objects.filter(content_type__app_label="threats", codename="view_threat").first()
+    holders = Q(is_superuser=True) | Q(user_permissions=permission) | Q(groups__permissions=permission)
+    users = visible_users(who).filter(holders, is_active=True).distinct().order_by("username")
+    return list(users.values_list("username", flat=True)[:limit])
+
+
 def trigger_customer(who, requested):
     """The slug of the customer a trigger by `who` may use: the requested one, resolved as the
     trigger resolves it and refused outside the scope, or, for a scoped principal that names none,

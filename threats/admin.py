@@ -1,5 +1,6 @@
-"""Django admin for triage. Triage fields are read-only here: they change only through the actions
-below, which go through `services` so that every change is an event (audit trail + live push).
+"""Django admin for triage. Triage changes go through `services` (so that every change is an event:
+audit trail + live push): the list's actions, and the threat change page's triage fields, saved
+only from the version the page was opened at (optimistic concurrency, docs/api.md).
 
 Alert-derived text (columns, read-only fields, list filters) is shown through `hidden_text`, so a
 character that hides or reorders text appears as a styled marker (docs/security.md).
@@ -14,7 +15,7 @@ from django.contrib.admin.utils import display_for_field
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.template.defaultfilters import linebreaksbr
@@ -241,6 +242,83 @@ def resolve(modeladmin, request, queryset):
            disposition=Disposition.TRUE_POSITIVE, reason=f"Resolved in admin by {request.user}")
 
 
+class TriageForm(forms.ModelForm):
+    """The threat change page's triage fields. They are not model fields: the change goes through
+    services.triage like every other, and only from the version the page was opened at."""
+
+    triage_status = forms.ChoiceField(label="Status", choices=Status.choices)
+    triage_disposition = forms.ChoiceField(label="Disposition", required=False,
+                                           choices=[("", "—"), *Disposition.choices])
+    triage_reason = forms.CharField(label="Reason", required=False, max_length=services.REASON_MAX_LENGTH,
+                                    widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+                                    help_text="Closing (resolved or closed) needs a disposition and a reason.")
+    triage_assignee = forms.ChoiceField(label="Assignee", required=False)
+    triage_version = forms.IntegerField(widget=forms.HiddenInput)
+
+    # form field -> (service argument, the threat's current value)
+    SERVICE_ARGUMENTS = {
+        "triage_status": ("status", lambda t: t.status),
+        "triage_disposition": ("disposition", lambda t: t.disposition),
+        # Shown (and compared) with hidden characters as markers, as every text on these pages.
+        "triage_reason": ("reason", lambda t: hidden_text.reveal_text(t.disposition_reason)),
+        "triage_assignee": ("assignee", lambda t: t.assignee.get_username() if t.assignee_id else ""),
+    }
+    user = None  # set per request by ThreatAdmin.get_form
+
+    class Meta:
+        model = Threat
+        fields = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = access.analysts(self.user)
+        self.fields["triage_assignee"].choices = [("", "unassigned"), *((n, hidden_text.reveal_text(n)) for n in names)]
+        self.initial.update(self._current(self.instance))
+        self.changes = {}
+
+    def _current(self, threat):
+        values = {name: current(threat) for name, (_argument, current) in self.SERVICE_ARGUMENTS.items()}
+        return {**values, "triage_version": threat.version}
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        # Locked until the admin's transaction commits (it wraps the whole save): nobody can change
+        # the threat between this check and the save. SQLite's IMMEDIATE transactions do the same.
+        locked = Threat.objects.select_for_update(of=("self",)).select_related("assignee").get(pk=self.instance.pk)
+        if locked.version != data["triage_version"]:
+            self._show_current(locked)
+            raise ValidationError(self._conflict_message(locked, data["triage_version"]), code="stale")
+        current = self._current(locked)
+        self.changes = {argument: data[name] or None if argument in ("disposition", "assignee") else data[name]
+                        for name, (argument, _current) in self.SERVICE_ARGUMENTS.items()
+                        if (data[name] or "") != (current[name] or "")}
+        if self.changes:
+            try:
+                services.check_triage(self.user, locked, **self.changes)
+            except services.InvalidInput as exc:
+                raise ValidationError(exc.detail, code="invalid") from None
+        return data
+
+    def _show_current(self, threat):
+        # The bound form shows the current values (and version): what the other analyst did.
+        self.data = self.data.copy()
+        for name, value in self._current(threat).items():
+            self.data[name] = str(value)
+
+    @staticmethod
+    def _conflict_message(threat, version):
+        from .views import describe_event
+
+        changes = [f"{event.actor_label or event.actor_kind} changed it "
+                   f"({describe_event({'type': event.type, 'changes': event.payload.get('changes', {})})})"
+                   for event in services.triage_changes_since(threat, version)]
+        who = "; then ".join(changes) if changes else "Another analyst changed it"
+        return (f"Not saved: {hidden_text.reveal_text(who)} after you opened this page. The form now shows "
+                "the current values; make your change again if it still applies.")
+
+
 @admin.register(Threat)
 class ThreatAdmin(HiddenTextMedia, TenantAdmin):
     list_display = (revealed(Threat, "title"), "severity", "risk_score", "status", "assignee", "customer",
@@ -255,9 +333,31 @@ class ThreatAdmin(HiddenTextMedia, TenantAdmin):
     show_full_result_count = False  # COUNT(*) of a large table on every page is slow
 
     fields = readonly_fields = read_only(Threat)
+    form = TriageForm
+    triage_fields = ("triage_status", "triage_disposition", "triage_reason", "triage_assignee", "triage_version")
 
     def has_add_permission(self, request):
         return False  # threats come from the generator, the API or imports
+
+    def get_fieldsets(self, request, obj=None):
+        """Who may triage gets the triage fields first (the model's own triage columns, shown
+        read-only otherwise, are left out of the rest)."""
+        if obj is None or not self.has_change_permission(request, obj):
+            return super().get_fieldsets(request, obj)
+        shown_there = {"status", "disposition", "disposition_reason", "assignee", "version"}
+        rest = [f for f in self.fields if getattr(f, "__name__", f) not in shown_there]
+        return [("Triage", {"fields": self.triage_fields}), ("Threat", {"fields": rest})]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.user = request.user  # a class made for this request: the assignee choices are the user's
+        return form
+
+    def save_model(self, request, obj, form, change):
+        """The form checked the change under the row lock; apply it through the service."""
+        if getattr(form, "changes", None):
+            version = form.cleaned_data["triage_version"]
+            services.triage(request.user, obj.pk, version=version, **form.changes)
 
 
 @admin.register(Customer)

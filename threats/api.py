@@ -16,6 +16,7 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
 from django.db.models import Count, F, Func, JSONField, Q
 from django.db.models.functions import Left
 from django.http.multipartparser import MultiPartParserError
@@ -134,6 +135,7 @@ class ThreatSummary(Schema):
     occurred_at: datetime
     received_at: datetime
     campaign: int | None = Field(None, description="Id of the user's campaign the threat belongs to, if any.")
+    version: int = Field(..., description="Triage version, also the ETag: send it back as If-Match (docs/api.md).")
 
 
 class ThreatPage(Schema):
@@ -209,6 +211,22 @@ class TriageIn(Schema):
     disposition: str | None = Field(None, max_length=24)
     reason: str | None = Field(None, max_length=services.REASON_MAX_LENGTH)
     assignee: str | None = Field(None, max_length=150, description="Username; null or '' unassigns.")
+    version: int | None = Field(None, ge=1, le=MAX_SEQ, description=(
+        "The version the change is based on (as the If-Match header): 409 if the threat moved on. "
+        "Without either, the change applies to the current state."))
+
+
+class TriageChange(Schema):
+    actor: str
+    at: datetime
+    changes: dict
+
+
+class TriageConflict(Schema):
+    detail: str
+    field: str = "version"
+    current: ThreatDetail = Field(..., description="The threat as it is now; its `version` is the one to send.")
+    changes: list[TriageChange] = Field(..., description="The triage changes made since the version sent, oldest first.")
 
 
 class BulkTriageIn(Schema):
@@ -282,7 +300,8 @@ class _TechniqueIds(Func):
 
 # Only what a summary shows: not `raw`, the timeline, the response plan or the agents' JSON.
 SUMMARY_FIELDS = ("id", "title", "source", "threat_type", "severity", "risk_score", "analysis_status", "status",
-                  "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at", "campaign_id")
+                  "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at", "campaign_id",
+                  "version")
 SUMMARY_EXPRESSIONS = {
     "customer_name": F("customer__name"), "customer_slug": F("customer__slug"),
     "assignee_name": F("assignee__username"), "summary": Left("executive_summary", SUMMARY_TEXT_LIMIT),
@@ -300,12 +319,15 @@ def _summary(row):
         "requires_human_review": row["requires_human_review"], "executive_summary": row["summary"],
         "mitre_techniques": row["techniques"], "processing_ms": row["processing_ms"],
         "occurred_at": row["occurred_at"], "received_at": row["received_at"], "campaign": row["campaign_id"],
+        "version": row["version"],
     }
 
 
 @router.get("/threats/{uuid:threat_id}", auth=READ_AUTH, response={200: ThreatDetail, 404: Error, **REFUSALS})
-def get_threat(request, threat_id: UUID):
+def get_threat(request, threat_id: UUID, response: HttpResponse):
+    """Everything about one threat; its `ETag` header is the triage version (send it as If-Match)."""
     threat = services.get_threat_for_user(access.principal(request), threat_id)
+    response["ETag"] = etag(threat)
     return threat_detail(threat)
 
 
@@ -326,12 +348,34 @@ def trigger(request, payload: TriggerIn = None):
     })
 
 
-@router.patch("/threats/{uuid:threat_id}", response={200: ThreatDetail, 400: Error, 404: Error, **REFUSALS})
-def update_threat(request, threat_id: UUID, payload: TriageIn):
-    """Triage: change `status`, set a `disposition` with a `reason` when closing, or (un)assign."""
+@router.patch("/threats/{uuid:threat_id}",
+              response={200: ThreatDetail, 400: Error, 404: Error, 409: TriageConflict, **REFUSALS})
+def update_threat(request, threat_id: UUID, payload: TriageIn, response: HttpResponse):
+    """Triage: change `status`, set a `disposition` with a `reason` when closing, or (un)assign.
+    With `If-Match: "<version>"` (or `version` in the body) the change applies only if nobody
+    changed the threat since that version; otherwise 409 with the current threat and their changes."""
     fields = payload.dict(exclude_unset=True)
-    threat = services.triage(request.user, threat_id, **fields)
+    version = _precondition(request.headers.get("If-Match"), fields.pop("version", None))
+    threat = services.triage(request.user, threat_id, version=version, **fields)
+    response["ETag"] = etag(threat)
     return threat_detail(threat)
+
+
+def etag(threat):
+    return f'"{threat.version}"'
+
+
+def _precondition(if_match, version):
+    """The version a triage change is based on: from If-Match (one strong entity tag, or `*` for
+    "any"), else the body's `version`; None when the client sent neither (last write wins)."""
+    if if_match is None or if_match.strip() == "*":
+        return version
+    tag = if_match.strip()
+    if not (len(tag) > 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit()):
+        raise services.InvalidInput("If-Match", 'Send one ETag as given by GET /api/threats/{id}, e.g. "3".')
+    if version is not None and int(tag[1:-1]) != version:
+        raise services.InvalidInput("version", "The If-Match header and the body's version disagree.")
+    return int(tag[1:-1])
 
 
 @router.post("/threats/bulk", response={200: BulkTriageOut, 400: Error, **REFUSALS})
@@ -661,6 +705,17 @@ def _invalid(request, exc):
     if exc.valid is not None:
         body["valid"] = list(exc.valid)
     return api.create_response(request, body, status=400)
+
+
+@api.exception_handler(services.Conflict)
+def _conflict(request, exc):
+    changes = [{"actor": event.actor_label or event.actor_kind, "at": event.created_at,
+                "changes": event.payload.get("changes", {})}
+               for event in services.triage_changes_since(exc.threat, exc.expected)]
+    body = {"detail": exc.detail, "field": "version", "current": threat_detail(exc.threat), "changes": changes}
+    response = api.create_response(request, body, status=409)
+    response["ETag"] = etag(exc.threat)
+    return response
 
 
 @api.exception_handler(services.AccessDenied)

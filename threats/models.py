@@ -190,6 +190,9 @@ class Threat(models.Model):
         related_name="+",
         help_text="The analyst who closed it (human closures): the historical agent weighs closures per analyst.",
     )
+    version = models.PositiveIntegerField(
+        default=1, help_text="Triage version: one more with each triage change (the ETag; If-Match, docs/api.md)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

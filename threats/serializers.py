@@ -44,6 +44,7 @@ def threat_summary(threat: Threat):
         "occurred_at": _iso(threat.occurred_at),
         "received_at": _iso(threat.received_at),
         "campaign": threat.campaign_id,
+        "version": threat.version,
     }
 
 

@@ -63,6 +63,17 @@ class InvalidInput(Exception):
         self.field, self.detail, self.valid = field, detail, valid
 
 
+class Conflict(Exception):
+    """A triage change based on a version that is no longer current (optimistic concurrency): the
+    API answers 409 with the current threat, the pages say who changed it. Nothing was written."""
+
+    def __init__(self, threat, expected):
+        super().__init__(f"Threat {threat.pk} is at version {threat.version}, not {expected}.")
+        self.threat, self.expected = threat, expected
+        self.detail = ("Another analyst changed this threat after you read it; your change was not saved. "
+                       "Check their change, then send yours again if it still applies.")
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who caused an event: a user, an agent or the system."""
@@ -332,7 +343,7 @@ def check_triage(user, threat, status=None, disposition=None, reason=None, assig
             raise InvalidInput("reason", "Closing a threat needs a reason.")
     if reason is not None:
         if len(reason) > REASON_MAX_LENGTH:
-            raise InvalidInput("reason", f"At most {REASON_MAX_LENGTH} characters.")
+            raise InvalidInput("reason", f"A reason has at most {REASON_MAX_LENGTH} characters.")
         changes["disposition_reason"] = reason.strip()
     if assignee is not ...:
         changes["assignee"] = _assignable_user(assignee, threat)
@@ -350,15 +361,25 @@ def _assignable_user(username, threat):
     return user
 
 
-def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN):
-    """Apply validated triage changes, stamping acknowledgement and closure times."""
+def check_version(threat, version):
+    """Optimistic concurrency: `version` (the client's ETag) must still be the threat's. None means
+    the client sent no precondition and its change applies to whatever is current."""
+    if version is not None and threat.version != version:
+        raise Conflict(threat, version)
+
+
+def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN, version=None):
+    """Apply validated triage changes, stamping acknowledgement and closure times. With `version`,
+    only if the threat is still at it (checked under the row lock: two analysts cannot both pass)."""
     with transaction.atomic():
         locked = Threat.objects.select_for_update(of=("self",)).select_related("customer", "assignee").get(pk=threat.pk)
+        check_version(locked, version)
         before = {name: _plain(getattr(locked, name)) for name in [*changes, *REOPEN_CLEARS]}
         for name, value in changes.items():
             setattr(locked, name, value)
+        locked.version += 1
         touched = [*changes, *_stamp_times(locked, closed_by_kind, actor)]
-        locked.save(update_fields=[*dict.fromkeys(touched), "updated_at"])
+        locked.save(update_fields=[*dict.fromkeys(touched), "version", "updated_at"])
         diff = {
             name: {"from": before[name], "to": _plain(getattr(locked, name))}
             for name in dict.fromkeys(touched)
@@ -390,12 +411,30 @@ def _plain(value):
     return value.get_username() if hasattr(value, "get_username") else value
 
 
-def triage(user, threat_id, **fields):
-    """Check and apply a triage change for `user` (API, pages and admin all come through here)."""
+def triage(user, threat_id, version=None, **fields):
+    """Check and apply a triage change for `user` (API, pages and admin all come through here).
+    A stale `version` is a Conflict before any validation: the change was meant for another state."""
     threat = get_threat_for_user(user, threat_id)
+    check_permission(user, TRIAGE_PERMISSION)
+    check_version(threat, version)
     changes = check_triage(user, threat, **fields)
     audit.record("threat.triage", user, threat=str(threat.pk), changes=sorted(changes))
-    return do_triage(threat, Actor.for_user(user), changes)
+    return do_triage(threat, Actor.for_user(user), changes, version=version)
+
+
+TRIAGE_FIELDS = ("status", "disposition", "disposition_reason", "assignee")
+
+
+def triage_changes_since(threat, version, limit=20):
+    """The triage events that took `threat` past `version`, oldest first (at most `limit`): what the
+    other analyst did, for a Conflict's answer. Events recorded before versions existed carry none."""
+    found = []
+    for event in threat.events.filter(type=EventType.UPDATED).order_by("-seq")[:limit]:
+        if (event.payload.get("threat") or {}).get("version", 0) <= version:
+            break
+        if any(name in TRIAGE_FIELDS for name in event.payload.get("changes", {})):
+            found.append(event)
+    return found[::-1]
 
 
 def check_note(user, body):
@@ -404,7 +443,7 @@ def check_note(user, body):
     if not body:
         raise InvalidInput("body", "A note cannot be empty.")
     if len(body) > NOTE_MAX_LENGTH:
-        raise InvalidInput("body", f"At most {NOTE_MAX_LENGTH} characters.")
+        raise InvalidInput("body", f"A note has at most {NOTE_MAX_LENGTH} characters.")
     return body
 
 

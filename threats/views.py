@@ -14,10 +14,8 @@ from urllib.parse import urlencode
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
@@ -226,12 +224,7 @@ def _list_filters(values, cursor):
 
 
 def _analysts(user):
-    """Who a threat can be assigned to: active users holding the view permission, among the users
-    `user` may see named (a scoped analyst: itself and its customers' analysts)."""
-    permission = Permission.objects.filter(content_type__app_label="threats", codename="view_threat").first()
-    holders = Q(is_superuser=True) | Q(user_permissions=permission) | Q(groups__permissions=permission)
-    users = access.visible_users(user).filter(holders, is_active=True).distinct().order_by("username")
-    return list(users.values_list("username", flat=True)[:MAX_ANALYSTS])
+    return access.analysts(user, MAX_ANALYSTS)
 
 
 def _row(threat, now=None):

@@ -111,8 +111,17 @@
 
   // --- triage ------------------------------------------------------------------------------
 
+  // Each form answers next to itself: the buttons in #triage-message, the close form in
+  // #close-message, the note form in #note-message. The panel's data-version is the triage version
+  // this page's changes are based on: it moves with our own saves and after a conflict, never with
+  // another analyst's event, so their change cannot be overwritten unseen (a 409 says who did what).
   var panel = document.getElementById("triage");
-  var message = document.getElementById("triage-message");
+
+  function result(el, text, kind) {
+    if (!el) return;
+    reveal(el, text);
+    el.className = "form-result " + kind;
+  }
 
   function syncTriage(t) {
     if (!panel) return;
@@ -125,25 +134,35 @@
     if (document.activeElement !== assignee) assignee.value = t.assignee || "";
   }
 
-  function send(body, done) {
-    message.textContent = "Saving…";
-    message.className = "muted";
-    return triage.patch(threatId, body).then(function (res) {
-      reveal(message, res.ok ? "Saved." : triage.describeError(res));
-      message.className = res.ok ? "ok" : "error";
-      if (res.ok && done) done();
+  function send(body, where, done) {
+    result(where, "Saving…", "muted");
+    return triage.patch(threatId, body, panel.dataset.version).then(function (res) {
+      if (res.ok) {
+        panel.dataset.version = String(res.data.version);
+        syncTriage(res.data);
+        result(where, "Saved.", "ok");
+        if (done) done();
+      } else if (res.status === 409 && res.data.current) {
+        panel.dataset.version = String(res.data.current.version);
+        syncTriage(res.data.current);
+        refresh();  // the facts above show the other analyst's change
+        result(where, triage.describeConflict(res.data), "error");
+      } else {
+        result(where, triage.describeError(res), "error");
+      }
     });
   }
 
   function action(name) {
+    var where = document.getElementById("triage-message");
     if (name === "acknowledge") {  // acknowledging an unowned threat takes it (auto-assign on ack)
       var body = { status: "acknowledged" };
       if (!panel.dataset.assignee) body.assignee = config.username;
-      return send(body);
+      return send(body, where);
     }
-    if (name === "assign-me") return send({ assignee: config.username });
-    if (name === "assign") return send({ assignee: document.getElementById("assignee-choice").value || null });
-    if (name === "status") return send({ status: document.getElementById("status-choice").value });
+    if (name === "assign-me") return send({ assignee: config.username }, where);
+    if (name === "assign") return send({ assignee: document.getElementById("assignee-choice").value || null }, where);
+    if (name === "status") return send({ status: document.getElementById("status-choice").value }, where);
   }
 
   if (panel) {
@@ -155,7 +174,7 @@
       e.preventDefault();
       var form = new FormData(closeForm);
       send({ status: form.get("status"), disposition: form.get("disposition"), reason: form.get("reason") },
-           function () { closeForm.reset(); });
+           document.getElementById("close-message"), function () { closeForm.reset(); });
     });
   }
 
@@ -164,9 +183,12 @@
     noteForm.addEventListener("submit", function (e) {
       e.preventDefault();
       var body = document.getElementById("note-body");
+      var where = document.getElementById("note-message");
+      if (!body.value.trim()) { result(where, "Not added: the note is empty.", "error"); return; }
+      result(where, "Adding…", "muted");
       triage.note(threatId, body.value).then(function (res) {
-        if (res.ok) { body.value = ""; message && (message.textContent = "Note added."); }
-        else if (message) { reveal(message, triage.describeError(res)); message.className = "error"; }
+        if (res.ok) { body.value = ""; result(where, "Note added.", "ok"); }
+        else result(where, "Not added: " + triage.describeError(res), "error");
       });
     });
   }

@@ -145,8 +145,9 @@
   }
 
   // JSON API call with the session and the CSRF token; resolves to {ok, status, data}.
-  function api(method, url, body) {
-    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
+  function api(method, url, body, headers) {
+    var init = { method: method, credentials: "same-origin",
+                 headers: Object.assign({ "Accept": "application/json" }, headers || {}) };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.headers["X-CSRFToken"] = cookie("csrftoken");

@@ -53,7 +53,7 @@ def test_closing_with_a_disposition_reaches_another_analysts_screens_live(browse
     alice.select_option('#close-form select[name="disposition"]', "true_positive")
     alice.fill('#close-form textarea[name="reason"]', "   ")
     alice.click('#close-form button[type="submit"]')
-    expect(alice.locator("#triage-message")).to_have_text("reason: Closing a threat needs a reason.")
+    expect(alice.locator("#close-message")).to_have_text("Closing a threat needs a reason.")
     assert api_get(alice, f"/api/threats/{threat_id}")["status"] == "acknowledged"
 
     alice.fill('#close-form textarea[name="reason"]', "Contained: host isolated, C2 blocked")
@@ -114,7 +114,7 @@ def test_bulk_actions_change_every_selected_threat_and_others_see_it(browsers, s
         expect(row(bob, threat_id, "#rows").locator("td").nth(8)).to_have_text(USERNAME)
 
     alice.click('[data-bulk="close"]')  # no disposition yet: refused for all, nothing changes
-    expect(alice.locator("#bulk-status-line")).to_contain_text("Refused: disposition: Closing threats needs a disposition.")
+    expect(alice.locator("#bulk-status-line")).to_have_text("Refused: Closing threats needs a disposition.")
     alice.select_option("#bulk-disposition", "false_positive")
     alice.fill("#bulk-reason", "Load test by the customer")
     alice.click('[data-bulk="close"]')
