@@ -109,6 +109,7 @@ def infer(threat, model):
     _injection_answered(threat, model, found)
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
+    _refused_logins(threat, model, found)
     _repeated_failures(model, found)
     _bulk_download(model, found)
     _credentials_for_another(model, found)
@@ -305,6 +306,17 @@ def _automated_login(threat, found):
     endpoint = signal.text(threat, "endpoint") or next(iter(signal.values(threat, "urls")), "")
     if names & {"automation", "rate_abuse", "anonymising_proxy"} and LOGIN_PATHS.search(endpoint):
         add(found, "credential_stuffing", "observables.endpoint", "automated requests on a login endpoint")
+
+
+def _refused_logins(threat, model, found):
+    """Rule `refused_logins`: a frequency rule counting REPEATED_FAILURES or more HTTP requests refused
+    401/403 on a login endpoint is credentials being tried (stuffing), not paths being scanned."""
+    count, status = model["measures"].get("events"), model["measures"].get("http_status")
+    endpoint = signal.text(threat, "endpoint") or next(iter(signal.values(threat, "urls")), "")
+    if status in (401, 403) and isinstance(count, (int, float)) and count >= REPEATED_FAILURES \
+            and LOGIN_PATHS.search(endpoint):
+        add(found, "credential_stuffing", model["fields"].get("measures.events", "measures.events"),
+            f"{count:,.0f} logins refused {status} on {endpoint[:80]}")
 
 
 def _outbound_volume(threat, model, found):

@@ -753,3 +753,73 @@ def test_a_match_on_indicators_the_feed_calls_low_confidence_and_old_is_not_evid
     threat, = _ingest("ecs", alert)
     assert threat.severity == band
     assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")
+
+
+@pytest.mark.parametrize("signature,techniques", [
+    ("GPL ATTACK_RESPONSE id check returned root", {"T1033", "T1059.004"}),
+    ("ET ATTACK_RESPONSE Net User Command Response", {"T1087.001"}),
+    ("ET POLICY PE EXE or DLL Windows file download HTTP", {"T1105"}),
+    ("ET POLICY DNS Query to a *.ngrok domain (ngrok.com)", {"T1572"}),
+    ("ET POLICY Dropbox.com Offsite File Backup in Use", set()),
+])
+def test_what_an_ids_signature_s_own_words_name(signature, techniques):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature=signature, category="Potentially Bad Traffic", metadata={})
+    threat, = _ingest("suricata", record)
+    named = {k for k, t in _techniques(threat).items() if t["source"] == "signature"}
+    assert named == {attack.technique(t)["technique_id"] for t in techniques}
+
+
+def _c2_match(description, action):
+    return {"@timestamp": "2026-02-26T10:05:00Z", "kibana.alert.uuid": f"ti-{description}-{action}",
+            "kibana.alert.rule.name": "Threat Intel IP Address Indicator Match", "kibana.alert.severity": "high",
+            "kibana.alert.rule.type": "threat_match",
+            "event": {"kind": "signal", "category": ["network"], "action": action,
+                      "outcome": "failure" if action == "deny" else "unknown"},
+            "source": {"ip": "10.8.3.57"}, "destination": {"ip": "203.0.113.47", "port": 443},
+            "network": {"protocol": "tls", "direction": "egress"},
+            "threat": {"enrichments": [{"indicator": {"ip": "203.0.113.47", "confidence": "High",
+                                                      "description": description},
+                                        "matched": {"atomic": "203.0.113.47", "field": "destination.ip",
+                                                    "type": "indicator_match_rule"}}]}}
+
+
+@pytest.mark.parametrize("description,action,c2", [("Cobalt Strike botnet C2 server", "disconnect_received", True),
+                                                   ("Cobalt Strike botnet C2 server", "deny", False),
+                                                   ("scanner (auto-collected)", "disconnect_received", False)])
+def test_reaching_an_address_the_feed_lists_as_a_c2_server_is_command_and_control(description, action, c2):
+    threat, = _ingest("ecs", _c2_match(description, action))
+    names = [b["name"] for b in threat.signal["behaviours"]]
+    assert ("command_and_control" in names) is c2
+    assert ("T1071.001" in _techniques(threat)) is c2
+
+
+@pytest.mark.parametrize("role,technique", [("Global Administrator", "T1098.003"), ("Reports Reader", None)])
+def test_an_entra_id_directory_role_assignment_names_its_role(role, technique):
+    alert = {"@timestamp": "2026-02-24T14:05:02Z", "kibana.alert.uuid": f"role-{role}",
+             "kibana.alert.rule.name": "Entra ID role assigned", "kibana.alert.severity": "medium",
+             "event": {"kind": "signal", "action": "Add member to role", "category": ["iam"],
+                       "type": ["change", "group"], "outcome": "success", "dataset": "azure.auditlogs"},
+             "user": {"name": "it.helpdesk3@example.edu", "target": {"name": "guest_7781#EXT#@example.edu"}},
+             "azure": {"auditlogs": {"properties": {"target_resources": {"0": {"modified_properties": {
+                 "1": {"display_name": "Role.DisplayName", "new_value": f"\"{role}\""}}}}}}}}
+    threat, = _ingest("ecs", alert)
+    assert threat.signal["account"]["group"] == role
+    assert ("T1098.003" in _techniques(threat)) is (technique is not None)
+
+
+@pytest.mark.parametrize("url,status,stuffing", [("/api/v2/auth/login", 401, True), ("/.env", 404, False),
+                                                 ("/api/v2/auth/login", 404, False)])
+def test_many_logins_refused_on_a_login_endpoint_are_credential_stuffing(url, status, stuffing):
+    alert = {"timestamp": "2026-11-21T20:03:18.000+0000", "id": f"1.{status}{len(url)}",
+             "agent": {"id": "4", "name": "api-01"},
+             "rule": {"level": 10, "id": "31151", "frequency": 14,
+                      "description": "Multiple web server 400 error codes from same source ip.",
+                      "groups": ["web", "accesslog", "web_scan", "recon"]},
+             "data": {"protocol": "POST", "srcip": "203.0.113.19", "id": str(status), "url": url}}
+    threat, = _ingest("wazuh", alert)
+    names = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("credential_stuffing" in names) is stuffing
+    assert ("T1110.004" in _techniques(threat)) is stuffing
+    assert ("T1595.003" in _techniques(threat)) is (status == 404)

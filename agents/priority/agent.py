@@ -20,7 +20,7 @@ from ..historical.agent import _same_entity
 from ..base import Agent, AgentResult
 from . import attack
 from .behaviours import (ANOMALY_TECHNIQUES, CLOUD_CREDENTIALS, FOOTHOLD, IMPACT, MFA_REGISTRATIONS, POLICIES, RANK, RELATED,
-                         behaviour_of_technique)
+                         SIGNATURE_TECHNIQUES, behaviour_of_technique)
 
 MIN_RULE_CONFIDENCE = 0.7  # command-line rules below this are too noisy to name a technique
 BREADTH_TACTICS = 3
@@ -87,6 +87,7 @@ class _Analysis:
                 self._add(technique_id, "behaviour", 0.8, f"signal.{entry['field']}",
                           f"{name.replace('_', ' ')} shown by {entry['field']}")
         self._guessed_in()
+        self._signature()
         self._vendor_hints(result)
         self._commands()
         self._anomaly()
@@ -97,6 +98,8 @@ class _Analysis:
 
     def _behaviour_techniques(self, name, entry):
         inbound = content.is_inbound(self.threat)
+        if name == "vulnerability_scan" and signal.measure(self.threat, "http_status") == 404:
+            return ["T1595.002", "T1595.003"]  # paths probed and not found: content discovery (wordlist)
         if name == "network_scan":
             return ["T1595.001"] if inbound else ["T1046"]
         if name == "remote_access_tool" and self.model.get("protocol") in WEB_PROTOCOLS:
@@ -134,6 +137,8 @@ class _Analysis:
             return ["T1098.001"]
         if name == "account_changed" and self.model.get("action") in MFA_REGISTRATIONS:
             return ["T1098.005"]  # a device or second factor registered: Device Registration
+        if name == "privileged_group_change" and self.model.get("cloud"):
+            return ["T1098.003"]  # a cloud directory role: Additional Cloud Roles
         if name == "privileged_group_change":
             return ["T1098.007"]
         if name == "privilege_escalation" and str(entry.get("detail", "")).startswith("cloud credentials"):
@@ -178,6 +183,15 @@ class _Analysis:
                      else "T1110.001")
         self._add(technique, "behaviour", 0.8, f"threat:{earlier[0]}",
                   "a successful login after repeated failures on the same source or user")
+
+    def _signature(self):
+        """Techniques an IDS signature's own words name (SIGNATURE_TECHNIQUES), for Suricata alerts."""
+        if self.threat.source != "suricata":
+            return
+        for pattern, techniques in SIGNATURE_TECHNIQUES:
+            if pattern.search(self.threat.title or ""):
+                for technique_id in techniques:
+                    self._add(technique_id, "signature", 0.8, "signal.title", f"the signature names it: {pattern.pattern}")
 
     def _account_kind(self):
         """T1078.002 when the account that logged on is a domain's (its domain is not the host's name)."""

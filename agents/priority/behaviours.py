@@ -6,6 +6,7 @@ attempt that failed or was prevented is held to (`failed_cap`), the band a bare 
 to (`cap`: a scan is reconnaissance, whatever a rule's author rated it), and its ATT&CK techniques.
 """
 
+import re
 from dataclasses import dataclass
 
 RECON, ATTEMPT, FOOTHOLD, IMPACT = 1, 2, 3, 4
@@ -93,6 +94,15 @@ ADMINISTRATION = frozenset({"lateral_movement", "suspicious_execution"} | {n for
 CLOUD_CREDENTIALS = frozenset({"createaccesskey", "createloginprofile", "updateloginprofile"})
 MFA_REGISTRATIONS = frozenset({"user.mfa.factor.activate", "system.mfa.factor.activate", "user registered security info",
                                "register device", "createvirtualmfadevice", "enablemfadevice"})
+# What an IDS signature's own words name (Emerging Threats ATTACK_RESPONSE, POLICY and INFO rules):
+# the output of a discovery command coming back, a program downloaded, a tunnelling service looked up.
+SIGNATURE_TECHNIQUES = [
+    (re.compile(r"\bid (check|command)\b|uid=0\(root\)", re.I), ("T1033", "T1059.004")),
+    (re.compile(r"\bnet user\b", re.I), ("T1087.001",)),
+    (re.compile(r"command prompt|\bcmd\.exe\b.*(banner|output)|microsoft windows \[version", re.I), ("T1059.003",)),
+    (re.compile(r"\b(exe|executable|pe exe|dll|msi)\b.*\bdownload|download.*\b(exe|executable)\b", re.I), ("T1105",)),
+    (re.compile(r"ngrok|localtunnel|trycloudflare|serveo\.net", re.I), ("T1572",)),
+]
 # The synthetic anomaly's metric -> the technique its deviation suggests.
 ANOMALY_TECHNIQUES = {"failed_logins": "T1110", "login_count": "T1078", "api_calls": "T1078",
                       "data_download_mb": "T1213"}

@@ -6,6 +6,8 @@ Field reference: ECS field list (`elastic/ecs` `generated/ecs/ecs_flat.yml`) and
 high 73, critical 99).
 """
 
+import re
+
 from threats.choices import Severity
 
 from .common import (ItemError, Reader, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
@@ -166,6 +168,7 @@ def event_signal(built, read):
     for path in ("user.target.domain", "winlog.event_data.TargetDomainName", "user.domain"):
         built.account("domain", read.text(path, limit=200), path)
     built.account("group", read.text("group.name", "user.target.group.name", limit=200), "group.name")
+    built.account("group", _entra_role(read), "azure.auditlogs.properties.target_resources")
     # CloudTrail names the user and group an IAM call acts on only in its request parameters.
     for name, key in (("target", "userName"), ("group", "groupName")):
         path = f"aws.cloudtrail.flattened.request_parameters.{key}"
@@ -181,6 +184,18 @@ def event_signal(built, read):
     return built
 
 
+def _entra_role(read):
+    """The directory role an Entra ID audit record assigns: the target's modified property
+    Role.DisplayName (new_value, JSON-quoted), as Elastic's azure.auditlogs keeps it."""
+    targets = read.get("azure.auditlogs.properties.target_resources")
+    for target in (targets.values() if isinstance(targets, dict) else targets if isinstance(targets, list) else []):
+        changed = target.get("modified_properties") if isinstance(target, dict) else None
+        for item in (changed.values() if isinstance(changed, dict) else changed if isinstance(changed, list) else []):
+            if isinstance(item, dict) and item.get("display_name") == "Role.DisplayName":
+                return str(item.get("new_value") or "").strip().strip('"')[:200]
+    return ""
+
+
 def _severity_signal(built, read):
     named = read.text("kibana.alert.severity", "signal.rule.severity", "event.severity_name", limit=20).lower()
     if named in SEVERITY_NAMES:
@@ -190,6 +205,7 @@ def _severity_signal(built, read):
         built.severity(next(s for floor, s in RISK_BANDS if score >= floor), "kibana.alert.risk_score", score)
 
 
+C2_INDICATOR = re.compile(r"\bc2\b|\bc&c\b|\bcnc\b|command[-_ ]and[-_ ]control|botnet_cc", re.I)
 # winlog.logon.type names (Elastic's Windows integration) -> Windows logon type numbers.
 LOGON_TYPES = {"Interactive": 2, "Network": 3, "Batch": 4, "Service": 5, "Unlock": 7, "NetworkCleartext": 8,
                "NewCredentials": 9, "RemoteInteractive": 10, "CachedInteractive": 11}
@@ -246,3 +262,10 @@ def _enrichment(built, match):
     built.indicator(str(dig(match, "matched.type") or "indicator")[:40], atomic if isinstance(atomic, str) else "",
                     "threat.enrichments", feed, dig(match, "indicator.confidence"), dig(match, "indicator.last_seen"))
     built.behaviour("indicator_match", "threat.enrichments", f"matched {dig(match, 'matched.field') or 'an indicator'}")
+    # The feed says the address is a command-and-control server and one of ours reached it (a contact
+    # the firewall refused is an attempt: no channel was opened).
+    said = f"{dig(match, 'indicator.description') or ''} {dig(match, 'indicator.threat_type') or ''}"
+    refused = built.data["prevented"] is True or built.data["outcome"] == "failure"
+    if C2_INDICATOR.search(said) and str(dig(match, "matched.field") or "").startswith(("destination.", "dns.")) \
+            and not refused:
+        built.behaviour("command_and_control", "threat.enrichments", "contacted a listed C2 server")
