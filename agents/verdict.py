@@ -65,6 +65,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _disallowed_login(state, threat, found, results.get("config", {}), results.get("priority", {}))
         _confirmed_attacker(state, model, found, results.get("historical", {}))
         _root_login(state, model, found)
+        _dual_use(state, threat, model, found, results.get("priority", {}))
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     _contradicted(state, threat, model, found, scan, results.get("devops", {}))
@@ -129,8 +130,10 @@ def _caps(state, threat, model, found):
 
 
 def _shows_infection(name, model):
-    """Traffic that only an infected host sends (C2, beacons): blocking it does not clean the host."""
-    network = bool({"network", "intrusion_detection"} & set(model.get("category") or []))
+    """Traffic that only an infected host sends (C2, beacons): blocking it does not clean the host. An
+    endpoint's own prevention (it names the process or file it stopped) is not traffic seen on the wire."""
+    categories = set(model.get("category") or [])
+    network = bool({"network", "intrusion_detection"} & categories) and not categories & ENDPOINT_CATEGORIES
     return name in ("command_and_control", "dns_tunnelling") or (name == "malware" and network)
 
 
@@ -185,6 +188,21 @@ def _disallowed_login(state, threat, found, config, priority):
                    f"a successful login from {country}, outside the customer's allowed countries", evidence, "floor")
 
 
+def _dual_use(state, threat, model, found, priority):
+    """`dual_use_outbound`: one of ours running a remote-access tool, Tor, a tunnelling service (T1572)
+    or fetching a program from a bare address (T1105) is at least MEDIUM: a way in or out around the
+    perimeter's controls, legitimate only when someone approved it (an approval explains it)."""
+    named = [t for t in priority.get("techniques", []) if "signature" in (t.get("source"), *t.get("sources", []))
+             and str(t.get("technique_id")) in DUAL_USE_TECHNIQUES]
+    shown = [found[n] for n in ("remote_access_tool", "anonymising_proxy") if n in found]
+    # A lookup of a tunnelling service goes to the internal resolver: anything not from outside counts.
+    if (shown or named) and not content.is_inbound(threat, model) and not _failed(model) \
+            and model.get("prevented") is not True:
+        state.move(higher(state.band, "MEDIUM"), "dual_use_outbound", "one of ours uses a way in or out around the "
+                   "perimeter's controls (remote access, Tor, a tunnel, a program from a bare address)",
+                   [_ref(e) for e in shown] + ["signal.title" for _t in named[:1]], "floor")
+
+
 def _root_login(state, model, found):
     """`cloud_root_login`: a successful sign-in as a cloud account's root identity is at least HIGH: it
     can do anything, so its use is break-glass only (CIS AWS Foundations: alarm on root usage)."""
@@ -234,6 +252,8 @@ def _words_only(name, threat, model):
 
 LOCATION_CLAIMS = {"login_success", "impossible_travel", "unusual_location"}
 INBOUND_RATIO = 10
+DUAL_USE_TECHNIQUES = {"T1572", "T1105"}
+ENDPOINT_CATEGORIES = {"process", "file", "library", "registry", "driver"}
 STALE_DAYS = 365
 
 

@@ -823,3 +823,34 @@ def test_many_logins_refused_on_a_login_endpoint_are_credential_stuffing(url, st
     assert ("credential_stuffing" in names) is stuffing
     assert ("T1110.004" in _techniques(threat)) is stuffing
     assert ("T1595.003" in _techniques(threat)) is (status == 404)
+
+
+@pytest.mark.parametrize("categories,band", [(["malware", "intrusion_detection", "process"], "MEDIUM"),
+                                             (["malware", "intrusion_detection", "network"], "HIGH")])
+def test_an_endpoint_s_own_prevention_caps_malware_but_blocked_traffic_does_not_clean_a_host(categories, band):
+    alert = {"@timestamp": "2026-11-21T09:14:50Z", "kibana.alert.uuid": f"prevent-{categories[-1]}",
+             "kibana.alert.rule.name": "Malicious Behavior Prevention Alert", "kibana.alert.severity": "high",
+             "event": {"kind": "signal", "category": categories, "type": ["denied"], "outcome": "success"},
+             "host": {"name": "ws-31"}, "source": {"ip": "10.1.4.31"}, "destination": {"ip": "203.0.113.9"}}
+    threat, = _ingest("ecs", alert)
+    assert threat.severity == band
+
+
+@pytest.mark.parametrize("signature,category,src,dst,band", [
+    ("ET POLICY AnyDesk Remote Desktop Software User-Agent", "Potential Corporate Privacy Violation",
+     "10.20.1.7", "198.51.100.40", "MEDIUM"),
+    ("ET POLICY TOR Known Tor Relay/Router (Not Exit) Node Traffic", "Potential Corporate Privacy Violation",
+     "10.20.1.7", "198.51.100.40", "MEDIUM"),
+    ("ET POLICY DNS Query to a *.ngrok domain (ngrok.com)", "Potential Corporate Privacy Violation",
+     "10.20.1.7", "10.20.0.10", "MEDIUM"),
+    ("ET POLICY TOR Known Tor Exit Node Traffic group 12", "Misc Attack", "198.51.100.40", "10.20.1.7", "LOW"),
+])
+def test_one_of_ours_opening_a_way_around_the_perimeter_is_medium(signature, category, src, dst, band):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature=signature, category=category, severity=3, metadata={})
+    record.update(src_ip=src, dest_ip=dst)
+    record["flow"] = {**record.get("flow", {}), "src_ip": src, "dest_ip": dst}
+    threat, = _ingest("suricata", record)
+    assert threat.severity == band
+    assert ("dual_use_outbound" in [f.get("rule") for f in threat.risk_factors]) is (band == "MEDIUM")

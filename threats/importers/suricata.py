@@ -167,6 +167,8 @@ RULESET_CATEGORIES = {
 SUBJECTS = [
     ("anonymising_proxy", re.compile(r"\btor\b", re.I)),
     ("resource_hijacking", re.compile(r"\b(crypto ?currency miner|coin ?miner|stratum|xmrig)\b", re.I)),
+    ("remote_access_tool", re.compile(r"\b(anydesk|teamviewer|screenconnect|splashtop|logmein|rustdesk|ammyy|"
+                                      r"atera|remote ?utilities|connectwise control)\b", re.I)),
 ]
 # alert.metadata.tag values Emerging Threats uses -> behaviour.
 TAGS = {"c2": "command_and_control", "ransomware": "ransomware", "coinminer": "resource_hijacking",
