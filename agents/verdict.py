@@ -66,6 +66,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _confirmed_attacker(state, model, found, results.get("historical", {}))
         _root_login(state, model, found)
         _dual_use(state, threat, model, found, results.get("priority", {}))
+        _reflected_flood(state, threat, model, found)
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     _contradicted(state, threat, model, found, scan, results.get("devops", {}))
@@ -188,6 +189,18 @@ def _disallowed_login(state, threat, found, config, priority):
                    f"a successful login from {country}, outside the customer's allowed countries", evidence, "floor")
 
 
+def _reflected_flood(state, threat, model, found):
+    """`reflected_flood`: a denial of service whose packets come from a reflector's service port (NTP,
+    memcached, DNS, SSDP, CLDAP, chargen) and that delivered FLOOD_BYTES or more to one of ours, not
+    blocked, is HIGH: the flood is reaching the service, not only detected."""
+    arrived = signal.measure(threat, "src_bytes")
+    if "denial_of_service" in found and signal.measure(threat, "service_port") and content.is_inbound(threat, model) \
+            and isinstance(arrived, (int, float)) and arrived >= FLOOD_BYTES and model.get("prevented") is not True:
+        state.move(higher(state.band, "HIGH"), "reflected_flood", f"{arrived / 1e6:,.0f} MB of reflected traffic "
+                   "reached the host in one flow", [_ref(found["denial_of_service"]),
+                                                   f"signal.{signal.field_of(threat, 'measures.src_bytes')}"], "floor")
+
+
 def _dual_use(state, threat, model, found, priority):
     """`dual_use_outbound`: one of ours running a remote-access tool, Tor, a tunnelling service (T1572)
     or fetching a program from a bare address (T1105) is at least MEDIUM: a way in or out around the
@@ -252,6 +265,7 @@ def _words_only(name, threat, model):
 
 LOCATION_CLAIMS = {"login_success", "impossible_travel", "unusual_location"}
 INBOUND_RATIO = 10
+FLOOD_BYTES = 10_000_000
 DUAL_USE_TECHNIQUES = {"T1572", "T1105"}
 ENDPOINT_CATEGORIES = {"process", "file", "library", "registry", "driver"}
 STALE_DAYS = 365

@@ -854,3 +854,19 @@ def test_one_of_ours_opening_a_way_around_the_perimeter_is_medium(signature, cat
     threat, = _ingest("suricata", record)
     assert threat.severity == band
     assert ("dual_use_outbound" in [f.get("rule") for f in threat.risk_factors]) is (band == "MEDIUM")
+
+
+@pytest.mark.parametrize("src_port,sent,action,band", [(123, 28_901_120, "allowed", "HIGH"),
+                                                       (123, 400_000, "allowed", "MEDIUM"),
+                                                       (123, 28_901_120, "blocked", "MEDIUM"),
+                                                       (40000, 28_901_120, "allowed", "MEDIUM")])
+def test_a_reflected_flood_that_reached_one_of_ours_is_high(src_port, sent, action, band):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature="ET DOS Likely NTP DDoS In Progress MON_LIST Response to Non-Ephemeral Port",
+                           category="Attempted Denial of Service", severity=2, action=action, metadata={})
+    record.update(src_ip="198.51.100.71", src_port=src_port, dest_ip="10.12.1.10", dest_port=80, proto="UDP")
+    record["flow"] = {"src_ip": "198.51.100.71", "dest_ip": "10.12.1.10", "src_port": src_port, "dest_port": 80,
+                      "bytes_toserver": sent, "bytes_toclient": 0}
+    threat, = _ingest("suricata", record)
+    assert threat.severity == band
