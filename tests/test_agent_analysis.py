@@ -870,3 +870,16 @@ def test_a_reflected_flood_that_reached_one_of_ours_is_high(src_port, sent, acti
                       "bytes_toserver": sent, "bytes_toclient": 0}
     threat, = _ingest("suricata", record)
     assert threat.severity == band
+
+
+@pytest.mark.parametrize("signature,category,call", [
+    ("ET POLICY GNU/Linux APT User-Agent Outbound likely related to package management",
+     "Not Suspicious Traffic", "likely_benign_true_positive"),
+    ("ET WEB_SERVER Possible SQL Injection Attempt UNION SELECT", "Web Application Attack", "likely_real_threat"),
+])
+def test_a_low_alert_showing_only_routine_software_is_a_benign_true_positive(signature, category, call):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature=signature, category=category, severity=3, action="blocked", metadata={})
+    threat, = _ingest("suricata", record)
+    assert threat.severity == "LOW" and threat.false_positive["recommendation"] == call

@@ -111,6 +111,28 @@ DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", 
               "stale_indicator"}
 
 
+# Behaviours that only describe software doing its job (a policy or inventory rule, an informational
+# event): at LOW, with nothing else shown, the activity happened and is expected.
+ROUTINE = {"policy_violation", "informational", "vulnerability"}
+
+
+def routine(fp, threat, band, attack, manipulated):
+    """`fp` after the policy: a LOW alert that shows only ROUTINE behaviours and no attack evidence,
+    with no call yet, is a benign true positive (`routine_activity`)."""
+    found = set(signal.behaviours(threat))
+    if band != "LOW" or attack or manipulated or not found or not found <= ROUTINE \
+            or fp["recommendation"] != "likely_real_threat":
+        return fp
+    raised = max(fp["benign_score"], LIKELY)
+    fp["indicators"].append({"kind": "benign_true_positive", "weight": round(raised - fp["benign_score"], 3),
+                             "indicator": "routine activity: only " + ", ".join(sorted(found)).replace("_", " ")
+                             + " at LOW, nothing that shows an attack", "source": "policy",
+                             "evidence": [f"signal.{signal.behaviours(threat)[name]['field']}" for name in sorted(found)]})
+    fp["benign_score"] = round(raised, 3)
+    fp["recommendation"] = _recommendation(fp["score"], fp["benign_score"], manipulated)
+    return fp
+
+
 def disproven(fp, moves, manipulated):
     """`fp` after the policy: a claim its own data disproves is likely a false positive; an inhibited
     recovery that kept the copies, in a planned change naming the host, a benign true positive."""
