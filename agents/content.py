@@ -215,15 +215,17 @@ def machine_account_ticket(model):
 def recovery_kept(threat):
     """The size a `vssadmin resize shadowstorage` command keeps when it is a working one (UNBOUNDED,
     at least KEPT_PERCENT of the volume or KEPT_BYTES), else "": resized, no copy evicted."""
+    kept = ""
     for line in signal.values(threat, "command_line"):
-        match = SHADOW_RESIZE.search(line)
-        if not match or re.search(r"\bdelete\s+shadows\b", line, re.I):
-            continue
-        size, number, unit = match.group(1), match.group(2), (match.group(3) or "").lower()
-        if size.lower() == "unbounded" or (unit == "%" and float(number) >= KEPT_PERCENT) or (
-                unit != "%" and float(number) * UNITS.get(unit, 1) >= KEPT_BYTES):
-            return size
-    return ""
+        if re.search(r"\bdelete\b|shadowcopy", line, re.I):
+            return ""  # copies deleted in the same command: nothing here is a plain resize
+        for match in SHADOW_RESIZE.finditer(line):  # every resize in the line must keep a working size
+            size, number, unit = match.group(1), match.group(2), (match.group(3) or "").lower()
+            if not (size.lower() == "unbounded" or (unit == "%" and float(number) >= KEPT_PERCENT) or (
+                    unit != "%" and float(number) * UNITS.get(unit, 1) >= KEPT_BYTES)):
+                return ""
+            kept = kept or size
+    return kept
 
 
 def switches_protection_on(threat, lines=None):

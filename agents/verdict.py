@@ -69,7 +69,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _reflected_flood(state, threat, model, found)
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
-    _contradicted(state, threat, model, found, scan, results.get("devops", {}))
+    _contradicted(state, threat, model, found, scan, results.get("devops", {}), results.get("priority", {}))
     return state.band, state.moves
 
 
@@ -305,7 +305,7 @@ def _recovery_kept(state, threat, found, devops):
                    ["signal.observables.command_line", *(f"infra_event:{pk}" for pk in changes)], "cap")
 
 
-def _contradicted(state, threat, model, found, scan, devops):
+def _contradicted(state, threat, model, found, scan, devops, priority):
     """Last: claims the alert's own data disproves. `location_disproven`: a sign-in or travel alert
     whose location rests on a private address placed abroad (a private address has no country).
     `volume_came_in`: an exfiltration alert whose byte counts say the volume came in, not out.
@@ -323,7 +323,9 @@ def _contradicted(state, threat, model, found, scan, devops):
     _recovery_kept(state, threat, found, devops)
     _stale_indicator(state, threat, model, found)
     kerberos = [h for h in threat.mitre_hints or [] if isinstance(h, str) and h.upper().startswith("T1558")]
-    if kerberos and content.machine_account_ticket(model) and set(found) <= {"login_success"}:
+    # Only a single ticket: the same account's ticket alerts within the hour are a harvest, not a server.
+    if kerberos and content.machine_account_ticket(model) and set(found) <= {"login_success"} \
+            and not priority.get("recent_tickets"):
         state.move(lower(state.band, "LOW"), "machine_account_ticket", f"the rule looks for {kerberos[0]}, but one "
                    "ticket asked for by a computer account is a server authenticating to the service it uses",
                    [f"signal.{model['fields'].get('account.actor', 'account.actor')}"], "cap")

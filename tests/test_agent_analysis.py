@@ -695,8 +695,10 @@ def test_a_disable_rule_matching_a_command_that_switches_protection_on_is_dispro
     assert threat.severity == band and threat.false_positive["recommendation"] == recommendation
 
 
-@pytest.mark.parametrize("size,change,band", [("15 %", False, "MEDIUM"), ("15%", True, "LOW"),
-                                              ("UNBOUNDED", True, "LOW"), ("401MB", True, "CRITICAL")])
+@pytest.mark.parametrize("size,change,band", [
+    ("15 %", False, "MEDIUM"), ("15%", True, "LOW"), ("UNBOUNDED", True, "LOW"), ("401MB", True, "CRITICAL"),
+    ("UNBOUNDED & vssadmin resize shadowstorage /for=C: /on=C: /maxsize=401MB", True, "CRITICAL"),
+    ("15% & vssadmin delete shadows /all /quiet", True, "CRITICAL")])
 def test_shadow_storage_resized_to_a_working_size_keeps_the_copies(size, change, band):
     customer = factories.make_customer(slug="acme-corp")
     if change:
@@ -721,6 +723,17 @@ def test_one_service_ticket_for_a_computer_account_is_not_kerberoasting(requeste
     threat, = _ingest("ecs", alert)
     assert threat.severity == band
     assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")
+
+
+def test_ticket_after_ticket_for_one_computer_account_is_a_harvest_not_a_server():
+    first, second = (_elastic(f"rc4-{n}", f"{rule} Kerberos Service Ticket Request", "T1558.003", "medium",
+                              event={"kind": "signal", "category": ["authentication"], "type": ["start"],
+                                     "action": "kerberos-service-ticket-requested", "outcome": "success"},
+                              host={"name": "dc-02"}, user={"name": "WS-0042$"}, source={"ip": "10.70.31.42"})
+                     for n, rule in ((1, "Newly Observed RC4"), (2, "Unusual Encryption Type in")))
+    first["@timestamp"], second["@timestamp"] = "2026-11-21T22:10:00Z", "2026-11-21T22:11:00Z"
+    earlier, later = _ingest("ecs", first, second)
+    assert earlier.severity == "LOW" and later.severity == "MEDIUM"
 
 
 @pytest.mark.parametrize("identity,band", [("Root", "HIGH"), ("IAMUser", "LOW")])

@@ -383,6 +383,7 @@ class _Analysis:
             "family": family, "attack_version": attack.version(), "techniques": techniques,
             "dismissed_hints": self.dismissed, "tactic_hints": self.tactic_hints, "context": context, "attack_evidence": evidence, "hostile_attempts": self.hostile_attempts(),
             "recent_failures": self.recent_failures(), "travel": self.travel(),
+            "recent_tickets": [r["id"] for r in self.recent if "kerberoasting" in r["behaviours"]],
             "behaviours": [{k: v for k, v in b.items()} for b in self.model["behaviours"]],
             "typical_band": max((POLICIES[n].typical for n in known), key=RANK.get, default=""),
         }
