@@ -80,7 +80,7 @@ TAMPERING = re.compile(
     r"(DisableAntiSpyware|DisableRealtimeMonitoring|DisableBehaviou?rMonitoring|DisableIOAVProtection|"
     r"DisableScriptScanning)(?![\s:=\"']+(\$false|false|0)\b)|TamperProtection\W+0|"
     r"Set-MpPreference\s+.*-Disable\w*\s+(\$true|1)|"
-    r"Add-MpPreference\s+.*-Exclusion|sc(\.exe)?\s+(stop|delete|config)\s+(WinDefend|Sense|wscsvc|SecurityHealthService)|"
+    r"(Add|Set)-MpPreference\s+.*-Exclusion|sc(\.exe)?\s+(stop|delete|config)\s+(WinDefend|Sense|wscsvc|SecurityHealthService)|"
     r"systemctl\s+(stop|disable|mask)\s+(auditd|falcon-sensor|wazuh-agent|osqueryd|elastic-agent)|auditctl\s+-e\s*0|"
     r"setenforce\s+0|netsh\s+(adv)?firewall\s+set\s+\w+\s+state\s+off|Uninstall-WindowsFeature\s+.*Defender",
     re.I)

@@ -685,7 +685,8 @@ def _elastic(ref, rule, technique, severity, **fields):
 
 
 @pytest.mark.parametrize("value,band,recommendation", [("$false", "LOW", "likely_false_positive"),
-                                                       ("$true", "HIGH", "likely_real_threat")])
+                                                       ("$true", "HIGH", "likely_real_threat"),
+                                                       ("$false -ExclusionPath C:\\", "HIGH", "likely_real_threat")])
 def test_a_disable_rule_matching_a_command_that_switches_protection_on_is_disproven(value, band, recommendation):
     command = f"powershell.exe Set-MpPreference -DisableRealtimeMonitoring {value} -DisableIOAVProtection {value}"
     alert = _elastic(f"mp-{value}", "Microsoft Defender Tampering", "T1562.001", "medium",
