@@ -156,6 +156,8 @@ INGEST_WAZUH_LEVELS = env_pairs("INGEST_WAZUH_LEVELS", "0:LOW,7:MEDIUM,12:HIGH,1
 INGEST_HOST_CUSTOMERS = env_pairs("INGEST_HOST_CUSTOMERS")
 INGEST_GROUP_WINDOW_SECONDS = env_int("INGEST_GROUP_WINDOW_SECONDS", 3600)
 INGEST_CAMPAIGN_WINDOW_SECONDS = env_int("INGEST_CAMPAIGN_WINDOW_SECONDS", 3600)
+# Largest ingest request body (413 above); the Helm chart sizes its proxies' body limits from it.
+INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1)
 
 
 # --- 3. Derived values ---------------------------------------------------------------------
@@ -214,6 +216,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "threats.metrics.HttpMetricsMiddleware",  # first: times everything below it (README "Observability")
     "threats.middleware.TrustedProxyMiddleware",  # X-Forwarded-* only from TRUSTED_PROXIES
+    "threats.middleware.UriTooLongMiddleware",  # 414 for an oversized query string (no session, no DB)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

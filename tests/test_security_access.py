@@ -320,7 +320,9 @@ def test_nul_characters_are_refused_in_queries_and_bodies(world):
     assert world["a"].notes.count() == 0
 
 
-def test_the_threat_list_page_drops_nul_characters_from_its_filters(world):
+def test_the_threat_list_page_refuses_nul_characters_in_its_filters(world):
+    # Refused, not dropped: dropping them answered with the unfiltered list (issue 23).
     client = _session(_user("alice", "analyst"))
     response = client.get("/threats/", {"q": "t\x00", "customer": "\x00acme", "cursor": "", "before": ""})
-    assert response.status_code == 200
+    assert response.status_code == 400
+    assert "cannot contain a NUL character" in response.content.decode()

@@ -130,7 +130,7 @@ def test_an_api_cursor_at_the_calendars_edges_is_400_naming_the_cursor(alice_cli
 def test_a_list_page_cursor_at_the_calendars_edges_is_400_with_the_reason(alice_client, moment, parameter):
     response = alice_client.get("/threats/", {parameter: threat_cursor(moment)})
     assert response.status_code == 400
-    assert b"cursor: Invalid cursor" in response.content
+    assert b"Invalid cursor: pass back" in response.content
 
 
 @pytest.mark.parametrize("group_id", ["9" * 19, "9" * 40, "-5", "0"])

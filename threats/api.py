@@ -270,7 +270,9 @@ class EventPage(Schema):
 
 @router.get("/threats", auth=READ_AUTH, response={200: ThreatPage, 400: Error, **REFUSALS})
 def list_threats(request, filters: Query[ThreatFilters]):
-    """Newest first, filtered, with cursor pagination (pass `next_cursor` back as `cursor`)."""
+    """Newest first, filtered, with cursor pagination (pass `next_cursor` back as `cursor`).
+    Enum filters ignore case; an unknown parameter or a value out of range is 400 naming it."""
+    _refuse_unknown_parameters(request, ThreatFilters)
     who = access.principal(request)
     found = _filter(services.visible_threats(who), filters, who)
     if filters.cursor:
@@ -642,13 +644,25 @@ def _newer_than(found, received_at, threat_id):
     return found.filter(Q(received_at__gt=received_at) | Q(id__gt=threat_id), received_at__gte=received_at)
 
 
+def _refuse_unknown_parameters(request, schema):
+    """A misspelt filter (`review` for `requires_review`) must not answer with the unfiltered list."""
+    known = set(schema.model_fields)
+    for name in request.GET:
+        if name not in known:
+            raise services.InvalidInput(name, f"Unknown parameter {name!r}.", sorted(known))
+
+
+# Enum filters ignore case (severity=critical): each is compared in the case its values are stored in.
+FILTER_CASE = {"severity": str.upper, "status": str.lower, "threat_type": str.lower}
+
+
 def _filter(found, filters, user):
     choices = {"severity": Severity.values, "status": Status.values}
     for name in ("severity", "threat_type", "status"):
-        value = getattr(filters, name)
+        value = FILTER_CASE[name](getattr(filters, name) or "")
         if value:
             if name in choices and value not in choices[name]:
-                raise services.InvalidInput(name, f"Unknown {name} {value!r}.", choices[name])
+                raise services.InvalidInput(name, f"Unknown {name} {getattr(filters, name)!r}.", choices[name])
             found = found.filter(**{name: value})
     # Customer and assignee are looked up first, so the filter is on the indexed id column
     # (customer/assignee + received_at): a join on the name would scan at a million rows.
@@ -745,6 +759,12 @@ def _rate_limited(request, exc):
 
 @api.exception_handler(ValidationError)
 def _validation(request, exc):
+    # A query parameter out of range (limit=-1, requires_review=maybe) is a 400 naming it, in
+    # words, like every other refused filter; a body that does not match its schema stays a 422.
+    if exc.errors and all(len(e.get("loc", ())) > 1 and e["loc"][0] == "query" for e in exc.errors):
+        first = exc.errors[0]
+        name = str(first["loc"][1])
+        return api.create_response(request, {"detail": f"Invalid {name}: {first['msg']}.", "field": name}, status=400)
     return api.create_response(request, {"detail": exc.errors}, status=422)
 
 

@@ -26,6 +26,25 @@ class TrustedProxyMiddleware:
         return self.get_response(request)
 
 
+MAX_QUERY_STRING = 8192  # nginx's default request-line buffer (8 KB): both run modes answer alike
+
+
+class UriTooLongMiddleware:
+    """414 for a query string over MAX_QUERY_STRING bytes, before anything reads it: no filter or
+    search takes that much, and a truncated one would answer for a different question (issue 23)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
+            detail = f"URI too long: the query string may have at most {MAX_QUERY_STRING} bytes."
+            if request.path.startswith("/api/"):
+                return hidden_text.json_response({"detail": detail}, status=414)
+            return HttpResponse(detail, status=414, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
 class JsonApiErrorsMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response

@@ -85,16 +85,18 @@ def dashboard(request):
 def threat_list(request):
     user = _analyst(request)
     latest_seq = services.latest_seq()
-    # NUL removed: PostgreSQL refuses it in a query (the API answers 400; a page just drops it).
+    # NUL removed for the form's echo only: a filter holding one is refused below, never dropped
+    # (dropping it would answer with the unfiltered list).
     values = {name: request.GET.get(name, "").replace("\x00", "").strip()[:250] for name in FILTER_NAMES}
     rows, older, newer, error = [], None, None, None
     try:
+        _check_list_parameters(request.GET)
         filters = _list_filters(values, request.GET.get("cursor"))
         rows, older, newer = threat_page(user, filters, before=request.GET.get("before") or None)
     except services.InvalidInput as exc:
-        error = f"{exc.field}: {exc.detail}"
+        error = exc.detail
     except SchemaError as exc:
-        error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        error = "; ".join(f"Invalid {e['loc'][-1] if e['loc'] else 'filter'}: {e['msg']}." for e in exc.errors())
     context = {
         **_common(request),
         "latest_seq": latest_seq,
@@ -214,6 +216,21 @@ def percent(part, whole):
 def _severities():
     """Worst first, as analysts read them."""
     return list(reversed(Severity.values))
+
+
+LIST_PARAMETERS = (*FILTER_NAMES, "cursor", "before")
+
+
+def _check_list_parameters(query):
+    """The list page refuses what it would otherwise ignore: an unknown parameter, a review that
+    is neither yes nor no, a NUL character (the API answers the same with 400)."""
+    for name in query:
+        if name not in LIST_PARAMETERS:
+            raise services.InvalidInput(name, f"Unknown parameter {name!r}: the list takes {', '.join(LIST_PARAMETERS)}.")
+        if any("\x00" in value for value in query.getlist(name)):
+            raise services.InvalidInput(name, f"The {name} filter cannot contain a NUL character.")
+    if query.get("review", "") not in ("", "yes", "no"):
+        raise services.InvalidInput("review", f"Requires review is yes or no, not {query['review'][:40]!r}.")
 
 
 def _list_filters(values, cursor):
