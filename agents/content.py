@@ -27,6 +27,8 @@ URL_PAYLOADS = [
     ("command injection", r"(;|\||%7c|`|\$\()\s*(wget|curl|bash|sh|nc|id|whoami|cat)\b|\$\{jndi:|%24%7bjndi"),
 ]
 URL_PAYLOAD_RES = [(name, re.compile(pattern, re.I)) for name, pattern in URL_PAYLOADS]
+SQL_WORDS = re.compile(r"\b(select|union|insert|update|delete|drop|where|from|order by)\b", re.I)
+SQL_SYNTAX = re.compile(r"['\"`;=()@*<>|&\\]|--|/\*|#|\b0x[0-9a-f]|\bselect\b.+\bfrom\b|\bunion\s+(all\s+)?select\b", re.I)
 UNION_SELECT = re.compile(r"\bunion(\s|/\*.*?\*/)+(all\s+)?select\b.*\bfrom\b", re.I)  # on the decoded URL
 # A UNION query's answer this large carries rows: an error or an empty result is a few kilobytes.
 DUMP_BYTES = 64_000
@@ -172,6 +174,20 @@ def _urls(threat, found):
                     add(found, "web_attack", f"observables.{name}", label)
                     return [label]
     return []
+
+
+def sql_words_only(threat):
+    """The requested URL's parameter values hold SQL keywords only as words of text ('union jack
+    select cushions'): no quote, comment, parenthesis, operator or statement a query needs."""
+    words = False
+    for name in ("urls", "endpoint"):
+        for url in signal.values(threat, name):
+            query = urllib.parse.urlsplit(url[:8_192]).query
+            for _key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+                if SQL_SYNTAX.search(value):
+                    return False
+                words = words or bool(SQL_WORDS.search(value))
+    return words
 
 
 def _injection_answered(threat, model, found):

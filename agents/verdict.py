@@ -6,6 +6,7 @@ explanation cap (benign or false, with no attack evidence). Floors are applied l
 success outranks "it was only an attempt". Every move is returned for the threat's risk factors.
 """
 
+import re
 from dataclasses import dataclass
 
 from django.utils.dateparse import parse_datetime
@@ -36,8 +37,9 @@ class Band:
     band: str
     moves: list
 
-    def move(self, to, rule, reason, evidence, kind):
-        if to and to != self.band:
+    def move(self, to, rule, reason, evidence, kind, keep=False):
+        """`keep`: recorded even when the band does not change (a disproof the false-positive call reads)."""
+        if to and (to != self.band or keep):
             self.moves.append({"kind": kind, "rule": rule, "from": self.band, "to": to, "reason": reason,
                                "evidence": list(dict.fromkeys(evidence)), "points": 0, "agent": "policy"})
             self.band = to
@@ -269,6 +271,7 @@ FLOOD_BYTES = 10_000_000
 DUAL_USE_TECHNIQUES = {"T1572", "T1105"}
 ENDPOINT_CATEGORIES = {"process", "file", "library", "registry", "driver"}
 STALE_DAYS = 365
+SQL_RULE = re.compile(r"\bsql\b|injection", re.I)
 
 
 def _stale_indicator(state, threat, model, found):
@@ -283,7 +286,7 @@ def _stale_indicator(state, threat, model, found):
                 or (threat.occurred_at - seen).days < STALE_DAYS:
             return
     state.move(lower(state.band, "LOW"), "stale_indicator", f"every matched indicator is low-confidence and was last "
-               f"seen over {STALE_DAYS} days before the alert", ["signal.threat.enrichments"], "cap")
+               f"seen over {STALE_DAYS} days before the alert", ["signal.threat.enrichments"], "cap", keep=True)
 
 
 def _moment(value):
@@ -302,7 +305,7 @@ def _recovery_kept(state, threat, found, devops):
         changes = devops.get("names_this") or []
         state.move(lower(state.band, "LOW" if changes else "MEDIUM"), "recovery_kept", f"shadow storage resized to "
                    f"{kept[:20]}, which keeps the copies" + (", in a planned change naming this host" if changes else ""),
-                   ["signal.observables.command_line", *(f"infra_event:{pk}" for pk in changes)], "cap")
+                   ["signal.observables.command_line", *(f"infra_event:{pk}" for pk in changes)], "cap", keep=True)
 
 
 def _contradicted(state, threat, model, found, scan, devops, priority):
@@ -313,28 +316,34 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
     -Disable* parameters to $false: it turned the protection on."""
     if found and set(found) <= LOCATION_CLAIMS and any(f.get("kind") == "geo_mismatch" for f in scan.get("findings", [])):
         state.move(lower(state.band, "LOW"), "location_disproven", "the location the alert rests on is one a private "
-                   "address cannot have", ["signal.observables.src_ip"], "cap")
+                   "address cannot have", ["signal.observables.src_ip"], "cap", keep=True)
     sent, came = signal.measure(threat, "src_bytes"), signal.measure(threat, "dst_bytes")
     if set(found) == {"exfiltration"} and isinstance(sent, (int, float)) and isinstance(came, (int, float)) and \
             sent < content.EXFIL_BYTES and came >= INBOUND_RATIO * max(sent, 1):
         state.move(lower(state.band, "LOW"), "volume_came_in", f"{sent / 1e6:,.0f} MB went out and {came / 1e6:,.0f} MB "
                    "came in: the volume is a download", [f"signal.{signal.field_of(threat, 'measures.src_bytes')}",
-                                                         f"signal.{signal.field_of(threat, 'measures.dst_bytes')}"], "cap")
+                                                         f"signal.{signal.field_of(threat, 'measures.dst_bytes')}"], "cap", keep=True)
     _recovery_kept(state, threat, found, devops)
     _stale_indicator(state, threat, model, found)
+    # The rule names SQL injection, or is a coarse stock rule (Wazuh's match words such as 'select').
+    sql_rule = SQL_RULE.search(threat.title or "") or model.get("trust") == "coarse"
+    if set(found) == {"web_attack"} and sql_rule and not model.get("url_payloads") and content.sql_words_only(threat):
+        state.move(lower(state.band, "LOW"), "sql_words_not_syntax", "the rule looks for SQL injection, but the URL's "
+                   "values hold SQL keywords only as words of text: no quote, comment or statement",
+                   ["signal.observables.urls"], "cap", keep=True)
     kerberos = [h for h in threat.mitre_hints or [] if isinstance(h, str) and h.upper().startswith("T1558")]
     # Only a single ticket: the same account's ticket alerts within the hour are a harvest, not a server.
     if kerberos and content.machine_account_ticket(model) and set(found) <= {"login_success"} \
             and not priority.get("recent_tickets"):
         state.move(lower(state.band, "LOW"), "machine_account_ticket", f"the rule looks for {kerberos[0]}, but one "
                    "ticket asked for by a computer account is a server authenticating to the service it uses",
-                   [f"signal.{model['fields'].get('account.actor', 'account.actor')}"], "cap")
+                   [f"signal.{model['fields'].get('account.actor', 'account.actor')}"], "cap", keep=True)
     tagged = [h for h in threat.mitre_hints or [] if isinstance(h, str)
               and behaviour_of_technique(h) == "security_tool_disabled"]
     if tagged and set(found) <= {"suspicious_execution"} and content.switches_protection_on(threat):
         state.move(lower(state.band, "LOW"), "protection_switched_on", f"the rule looks for {tagged[0]} but the command "
                    "sets the -Disable* parameters to $false: it turned the protection on",
-                   ["signal.observables.command_line"], "cap")
+                   ["signal.observables.command_line"], "cap", keep=True)
 
 
 def _declared_crawler(state, threat, found, config):

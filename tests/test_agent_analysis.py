@@ -897,3 +897,18 @@ def test_a_low_alert_showing_only_routine_software_is_a_benign_true_positive(sig
     record["alert"].update(signature=signature, category=category, severity=3, action="blocked", metadata={})
     threat, = _ingest("suricata", record)
     assert threat.severity == "LOW" and threat.false_positive["recommendation"] == call
+
+
+@pytest.mark.parametrize("url,call", [
+    ("/search?q=select+your+size+union+jack+flag+shirt", "likely_false_positive"),
+    ("/search?q=union+jack%27+or+1%3D1--", "likely_real_threat"),
+    ("/search?q=cushions", "likely_real_threat"),
+])
+def test_sql_keywords_as_words_of_a_search_are_not_an_injection(url, call):
+    alert = {"timestamp": "2026-11-22T16:43:06.000+0000", "id": f"1.{len(url)}", "agent": {"id": "1", "name": "web-03"},
+             "rule": {"level": 6, "id": "31106", "description": "A web attack returned code 200 (success).",
+                      "groups": ["web", "accesslog", "attack"]},
+             "data": {"srcip": "198.51.100.158", "id": "200", "url": url, "protocol": "GET"}}
+    threat, = _ingest("wazuh", alert)
+    assert threat.false_positive["recommendation"] == call
+    assert ("sql_words_not_syntax" in [f.get("rule") for f in threat.risk_factors]) is (call == "likely_false_positive")
