@@ -419,3 +419,12 @@ def test_nul_characters_and_lone_surrogates_are_cleaned_so_any_database_stores_t
     assert results[0].status == "created", results[0]
     threat = Threat.objects.get()
     assert threat.title == "badbyte \ufffd here" and threat.observables["user"] == "xy" and threat.raw["key"] == "v"
+
+
+def test_an_ecs_organization_id_is_the_vendor_s_tenant_not_a_customer(acme):
+    """Elastic's Microsoft 365 and Okta integrations put the vendor's tenant GUID in organization.id."""
+    record = {"@timestamp": "2026-11-20T10:00:00Z", "event": {"kind": "signal", "action": "New-InboxRule"},
+              "kibana.alert.uuid": "o365-rule-1", "kibana.alert.rule.name": "M365 inbox rule",
+              "organization": {"id": "6c1e0f4b-2a7d-4e3f-9b8a-5d4c3b2a1f0e"}}
+    results = run("ecs", json.dumps(record).encode(), default_customer=acme)
+    assert [r.status for r in results] == ["created"] and Threat.objects.get().customer == acme

@@ -67,7 +67,9 @@ def parse(item):
         signal=normalised,
         rule=f"rule:{rule}",
         entity=f"{host}|{src_ip}",
-        customer_hint=read.text("organization.name", "organization.id", limit=100, name="organization.name"),
+        # Not organization.id: Elastic's integrations put the vendor's tenant there (the Microsoft 365
+        # tenant GUID, the Okta org), which names the customer's account with the vendor, not the customer.
+        customer_hint=read.text("organization.name", limit=100, name="organization.name"),
         hosts=list(dict.fromkeys(h for h in (host, read.text("agent.name", "observer.name", limit=200)) if h)),
     )
 
