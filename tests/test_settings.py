@@ -20,7 +20,7 @@ SETTINGS_VARIABLES = {
     "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME",
     "THREAT_GENERATION_INTERVAL", "ENABLE_AUTO_THREAT_GENERATION", "MAX_STORED_THREATS",
     "LLM_BASE_URL", "LLM_API_KEY", "LLM_API_KEY_FILE", "LLM_MODEL", "LLM_TIMEOUT", "AGENTS_BATCH_SIZE",
-    "AGENTS_SHARED_REPUTATION",
+    "AGENTS_SHARED_REPUTATION", "INGEST_MAX_BODY_BYTES",
     "WS_SESSION_RECHECK_SECONDS", "WS_MAX_SOCKETS_PER_USER",
 }
 PRODUCTION = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "a-real-secret", "DJANGO_ALLOWED_HOSTS": "soc.example"}
@@ -174,6 +174,7 @@ def test_it_points_the_channel_layer_and_cache_at_redis_url():
     ({"AGENTS_SHARED_REPUTATION": "1"}, "AGENTS_SHARED_REPUTATION"),
     ({"WS_SESSION_RECHECK_SECONDS": "0"}, "WS_SESSION_RECHECK_SECONDS"),
     ({"WS_MAX_SOCKETS_PER_USER": "0"}, "WS_MAX_SOCKETS_PER_USER"),
+    ({"INGEST_MAX_BODY_BYTES": "10M"}, "INGEST_MAX_BODY_BYTES"),
 ])
 def test_it_refuses_other_invalid_values_naming_the_variable(variables, name):
     assert name in refusal(**PRODUCTION, **variables)
@@ -193,3 +194,8 @@ def test_the_socket_limits_default_to_30_seconds_and_20_sockets_and_read_their_v
     expression = "[settings.WS_SESSION_RECHECK_SECONDS, settings.WS_MAX_SOCKETS_PER_USER]"
     assert value_of(expression, **PRODUCTION) == [30.0, 20]
     assert value_of(expression, **PRODUCTION, WS_SESSION_RECHECK_SECONDS="5", WS_MAX_SOCKETS_PER_USER="50") == [5.0, 50]
+
+
+def test_the_ingest_body_limit_defaults_to_10_mib_and_reads_the_variable():
+    assert value_of("settings.INGEST_MAX_BODY_BYTES", **PRODUCTION) == 10 * 1024 * 1024
+    assert value_of("settings.INGEST_MAX_BODY_BYTES", **PRODUCTION, INGEST_MAX_BODY_BYTES="20971520") == 20971520

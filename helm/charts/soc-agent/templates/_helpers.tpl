@@ -185,6 +185,16 @@ replicas: {{ int $spec.replicas }}
 {{- end }}
 {{- end }}
 
+{{/*
+Request body limit of the proxies in front of Daphne (ingress-nginx, the frontend nginx), in nginx
+units: whole MiB, 1 MiB above INGEST_MAX_BODY_BYTES so a batch just over the limit still reaches
+the API and gets its JSON 413 rather than nginx's HTML one.
+*/}}
+{{- define "soc-agent.proxyBodySize" -}}
+{{- $bytes := include "soc-agent.envValue" .Values.backend.env.INGEST_MAX_BODY_BYTES | int64 -}}
+{{- printf "%dm" (add1 (div (add $bytes 1048575) 1048576)) }}
+{{- end }}
+
 {{/* Pod-level hardening shared by every pod. */}}
 {{- define "soc-agent.podSecurityContext" -}}
 runAsNonRoot: true

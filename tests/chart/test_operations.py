@@ -1,0 +1,64 @@
+"""What running the chart in production needs beyond a clean render (issue 19): proxies sized to
+the API's limits, probes that say whether this pod can serve, knobs platform teams expect, policies
+no wider than the release needs, and GitOps-friendly jobs."""
+
+import re
+
+import pytest
+
+from tests.chart import helmchart as hc
+
+pytestmark = pytest.mark.chart
+
+MIB = 1024 * 1024
+
+
+def nginx_size_in_bytes(size):
+    number, unit = re.fullmatch(r"(\d+)([km]?)", size).groups()
+    return int(number) * {"": 1, "k": 1024, "m": MIB}[unit]
+
+
+def body_limits(objects):
+    """(ingress-nginx proxy-body-size, frontend nginx client_max_body_size) in bytes."""
+    ingress = hc.find(objects, "Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    conf = hc.find(objects, "ConfigMap", "soc-agent-frontend")["data"]["default.conf"]
+    frontend = re.search(r"client_max_body_size (\S+);", conf).group(1)
+    return nginx_size_in_bytes(ingress), nginx_size_in_bytes(frontend)
+
+
+# --- 3. one body limit for the API and the proxies in front of it -----------------------------------
+
+
+def test_the_proxies_let_a_full_ingest_batch_through_to_the_api():
+    from threats import ingest
+
+    objects = hc.render()
+    app_limit = int(hc.env_values(objects, hc.container(hc.pod_of(objects, "backend")[2], "backend"))["INGEST_MAX_BODY_BYTES"])
+
+    assert app_limit == ingest.DEFAULTS["INGEST_MAX_BODY_BYTES"] == 10 * MIB
+    # Above the app's limit, so the API (not nginx) answers 413, and not far above.
+    for proxy_limit in body_limits(objects):
+        assert app_limit < proxy_limit <= app_limit + 2 * MIB
+
+
+def test_raising_the_ingest_limit_raises_both_proxies():
+    objects = hc.render({"backend": {"env": {"INGEST_MAX_BODY_BYTES": "52428800"}}})
+
+    assert body_limits(objects) == (51 * MIB, 51 * MIB)
+
+
+def test_an_explicit_ingress_annotation_wins():
+    objects = hc.render({"ingress": {"annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "64m"}}})
+
+    assert body_limits(objects)[0] == 64 * MIB
+
+
+def test_the_readme_states_the_ingest_body_limit_the_code_has():
+    from threats import ingest
+
+    readme = (hc.REPO_ROOT / "README.md").read_text()
+    mib = ingest.DEFAULTS["INGEST_MAX_BODY_BYTES"] // MIB
+
+    assert f"| `INGEST_MAX_BODY_BYTES` | {mib} MiB |" in readme
+    assert "client_max_body_size`, 3 MB" not in readme
+
