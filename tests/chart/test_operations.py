@@ -62,3 +62,27 @@ def test_the_readme_states_the_ingest_body_limit_the_code_has():
     assert f"| `INGEST_MAX_BODY_BYTES` | {mib} MiB |" in readme
     assert "client_max_body_size`, 3 MB" not in readme
 
+
+# --- 2. readiness is this pod's own state, not Redis's ---------------------------------------------
+
+
+def probe_response(client, probe):
+    headers = {f"HTTP_{h['name'].upper()}": h["value"] for h in probe["httpGet"].get("httpHeaders", [])}
+    return client.get(probe["httpGet"]["path"], **headers)
+
+
+@pytest.mark.django_db
+def test_a_backend_pod_stays_ready_while_redis_is_unreachable(client, settings):
+    backend = hc.container(hc.pod_of(hc.render(), "backend")[2], "backend")
+    settings.ALLOWED_HOSTS = ["soc-agent-backend"]
+    settings.REDIS_URL = "redis://127.0.0.1:1"  # nothing listens there
+
+    assert probe_response(client, backend["readinessProbe"]).status_code == 200
+    # The deep check still sees the outage: it is what `helm test` runs.
+    assert client.get("/ready", HTTP_HOST="soc-agent-backend").status_code == 503
+
+
+def test_helm_test_still_runs_the_deep_readiness_check():
+    args = hc.find(hc.render(), "Pod", "soc-agent-test")["spec"]["containers"][0]["args"][0]
+
+    assert "http://soc-agent-backend:8000/ready" in args

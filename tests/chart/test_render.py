@@ -104,7 +104,9 @@ def test_backend_probes_use_the_seed_timings_and_an_allowed_host_header():
     allowed = hc.env_values(objects, backend)["DJANGO_ALLOWED_HOSTS"].split(",")
 
     readiness, liveness = backend["readinessProbe"], backend["livenessProbe"]
-    assert (readiness["httpGet"]["path"], readiness["initialDelaySeconds"]) == ("/ready", 5)
+    # The seed's timings; readiness on /health, not the seed's /ready (issue 19: Redis down must not
+    # pull every pod), see test_operations.py.
+    assert (readiness["httpGet"]["path"], readiness["initialDelaySeconds"]) == ("/health", 5)
     assert (liveness["httpGet"]["path"], liveness["initialDelaySeconds"], liveness["periodSeconds"]) == ("/health", 10, 30)
     for probe in (readiness, liveness):
         host = {h["name"]: h["value"] for h in probe["httpGet"]["httpHeaders"]}["Host"]
