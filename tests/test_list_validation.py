@@ -37,8 +37,12 @@ def test_the_api_enum_filters_ignore_case(alice_client, two, params, expected):
 
 
 def test_the_page_enum_filters_ignore_case(alice_client, two):
-    html = alice_client.get("/threats/", {"severity": "critical"}).content.decode()
+    response = alice_client.get("/threats/", {"severity": "critical"})
+    html = response.content.decode()
     assert "critical one" in html and "low one" not in html
+    # The form and the live rows' filter (list.js) get the stored case.
+    assert response.context["active_filters"] == {"severity": "CRITICAL"}
+    assert 'value="CRITICAL" selected' in html
 
 
 @pytest.mark.parametrize("params,field", [
@@ -65,7 +69,7 @@ def test_an_unknown_api_parameter_lists_the_known_ones(alice_client, two):
 @pytest.mark.parametrize("params,words", [
     ({"review": "maybe"}, "Requires review is yes or no, not &#x27;maybe&#x27;."),
     ({"limit": "-1"}, "Unknown parameter &#x27;limit&#x27;"),
-    ({"severity": "urgent"}, "Unknown severity &#x27;urgent&#x27;."),
+    ({"severity": "urgent"}, "Unknown severity &#x27;URGENT&#x27;."),
     ({"q": "192.0.2.10\x00"}, "The q filter cannot contain a NUL character."),
 ])
 def test_the_page_refuses_nonsense_with_400_and_no_rows(alice_client, two, params, words):

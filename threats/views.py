@@ -27,7 +27,7 @@ from agents.analyzers.response import SLA_MINUTES
 from agents.registry import AGENT_KINDS
 
 from . import access, hidden_text, services
-from .api import ThreatFilters, analytics_snapshot, threat_page
+from .api import FILTER_CASE, ThreatFilters, analytics_snapshot, threat_page
 from .choices import (
     CLOSED_STATUSES,
     AnalysisStatus,
@@ -88,6 +88,8 @@ def threat_list(request):
     # NUL removed for the form's echo only: a filter holding one is refused below, never dropped
     # (dropping it would answer with the unfiltered list).
     values = {name: request.GET.get(name, "").replace("\x00", "").strip()[:250] for name in FILTER_NAMES}
+    # In the stored case (severity=critical is CRITICAL): the form and list.js compare with it.
+    values.update({name: normalise(values[name]) for name, normalise in FILTER_CASE.items()})
     rows, older, newer, error = [], None, None, None
     try:
         _check_list_parameters(request.GET)
