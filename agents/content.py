@@ -65,6 +65,15 @@ NEW_SERVICE = re.compile(r"\b(7045|4697)\b|service", re.I)  # the persistence a 
 # Service accounts by the usual naming conventions (svc_reporting, sa-backup, sql-svc, a gMSA's name$).
 SERVICE_ACCOUNT = re.compile(r"^(svc|srv|sa|service)[-_.]|[-_.](svc|service)$|\$$", re.I)
 RDP_LOGON = 10  # Windows logon type RemoteInteractive
+# A command whose output goes to this host's own admin share, for the caller to read over SMB: the shape
+# of Impacket's wmiexec (cmd.exe /Q /c ... 1> \\127.0.0.1\ADMIN$\__<time> 2>&1) and smbexec.
+SHARE_OUTPUT = re.compile(r"1?>\s*\\\\(127\.0\.0\.1|localhost)\\(admin|c)\$\\", re.I)
+SHELLS = re.compile(r"(^|\\)(cmd|powershell|pwsh)(\.exe)?$", re.I)
+# A hidden folder (a name starting with a dot) inside a world-writable temporary folder or a web
+# server's writable tree: where an intruder stages tools (T1564.001); packages and services do not run
+# from there. ACME's .well-known and a checkout's .git are the web tree's ordinary hidden folders.
+HIDDEN_STAGING = re.compile(r"^/(tmp|var/tmp|dev/shm|var/www|srv/www|srv/http)/(.*/)?"
+                            r"\.(?!well-known(/|$)|git(/|$))[^/.][^/]*(/|$)")
 REPEATED_FAILURES = 8  # the frequency of Wazuh's stock brute-force rules (e.g. 5712, 5763, 60204)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
@@ -122,6 +131,8 @@ def infer(threat, model):
     _masquerading(threat, model, found)
     model["remote_service"] = _remote_service(threat, found)
     _service_account_desktop(threat, model, found)
+    _wmi_execution(threat, model, found)
+    _hidden_staging(threat, model, found)
     return model
 
 
@@ -415,6 +426,35 @@ def _service_account_desktop(threat, model, found):
     for name in names:
         if SERVICE_ACCOUNT.search(name.split("\\")[-1].split("@")[0].strip()):
             add(found, "lateral_movement", "observables.user", f"service account {name[:80]} on remote desktop")
+            return
+
+
+def _wmi_execution(threat, model, found):
+    """Rules `wmi_execution` and `remote_share_output`: a shell started by WMI's provider host
+    (WmiPrvSE.exe) is code run through WMI (T1047); its output written to this host's own admin share
+    is a remote caller reading it back over SMB (wmiexec): lateral movement."""
+    parent = str(model.get("parent_process") or "").lower()
+    programs = [program(line) for line in signal.values(threat, "command_line")] + signal.values(threat, "process")
+    if parent.endswith("wmiprvse.exe") and any(SHELLS.search(p.strip()) for p in programs):
+        add(found, "suspicious_execution", model["fields"].get("parent_process", "parent_process"),
+            "a shell started by WMI (WmiPrvSE.exe)")
+    for line in signal.values(threat, "command_line"):
+        if SHARE_OUTPUT.search(line):
+            add(found, "lateral_movement", "observables.command_line", "output written to the host's own admin "
+                "share for a remote caller" + (" (WMI)" if parent.endswith("wmiprvse.exe") else ""))
+            return
+
+
+def _hidden_staging(threat, model, found):
+    """Rule `hidden_staging`: a program run from, or working in, a hidden folder inside /tmp, /var/tmp,
+    /dev/shm or a web tree (/dev/shm/.x, /var/tmp/.font-unix, /var/www/data/.pk): an intruder's
+    staging place (T1564.001)."""
+    places = [(f"observables.{name}", program(value)) for name in ("process", "command_line")
+              for value in signal.values(threat, name)]
+    places += [(model["fields"].get(key, key), str(model.get(key) or "")) for key in ("process", "workdir")]
+    for field, path in places:
+        if HIDDEN_STAGING.match(path.strip()):
+            add(found, "hidden_artifact", field, f"runs in a hidden temporary folder: {path[:120]}")
             return
 
 

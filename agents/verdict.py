@@ -249,6 +249,9 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return policy.failed_cap
     if name == "malware" and not failed and model.get("prevented") is False:
         return "HIGH"  # the endpoint saw it and let it run
+    if name == "exploit_success" and "ATTACK_RESPONSE" in str(signal.behaviours(threat)[name].get("detail")) \
+            and model.get("direction") == "internal":
+        return "MEDIUM"  # command output between two of ours: a host attacked, or a page that documents it
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and content.is_outbound(threat):
         return "" if explained else "HIGH"  # one of ours scanning the internet: it is compromised or misused
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
@@ -271,7 +274,19 @@ FLOOD_BYTES = 10_000_000
 DUAL_USE_TECHNIQUES = {"T1572", "T1105"}
 ENDPOINT_CATEGORIES = {"process", "file", "library", "registry", "driver"}
 STALE_DAYS = 365
+FEW_ENGINES, MANY_ENGINES = 2, 40
 SQL_RULE = re.compile(r"\bsql\b|injection", re.I)
+
+
+def _few_engines(state, threat, model, found):
+    """`few_engines`: malware known only from a multi-engine scan in which at most FEW_ENGINES of
+    MANY_ENGINES or more engines flag the file: one engine's heuristic, not a verdict."""
+    flagged, engines = signal.measure(threat, "detections"), signal.measure(threat, "engines")
+    if set(found) == {"malware"} and isinstance(flagged, (int, float)) and isinstance(engines, (int, float)) \
+            and flagged <= FEW_ENGINES and engines >= MANY_ENGINES:
+        state.move(lower(state.band, "LOW"), "few_engines", f"{flagged:.0f} of {engines:.0f} engines flag the file",
+                   [f"signal.{signal.field_of(threat, 'measures.detections')}",
+                    f"signal.{signal.field_of(threat, 'measures.engines')}"], "cap", keep=True)
 
 
 def _stale_indicator(state, threat, model, found):
@@ -325,6 +340,7 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
                                                          f"signal.{signal.field_of(threat, 'measures.dst_bytes')}"], "cap", keep=True)
     _recovery_kept(state, threat, found, devops)
     _stale_indicator(state, threat, model, found)
+    _few_engines(state, threat, model, found)
     # The rule names SQL injection, or is a coarse stock rule (Wazuh's match words such as 'select').
     sql_rule = SQL_RULE.search(threat.title or "") or model.get("trust") == "coarse"
     if set(found) == {"web_attack"} and sql_rule and not model.get("url_payloads") and content.sql_words_only(threat):

@@ -912,3 +912,78 @@ def test_sql_keywords_as_words_of_a_search_are_not_an_injection(url, call):
     threat, = _ingest("wazuh", alert)
     assert threat.false_positive["recommendation"] == call
     assert ("sql_words_not_syntax" in [f.get("rule") for f in threat.risk_factors]) is (call == "likely_false_positive")
+
+
+def _sysmon_process(ref, image, command, parent):
+    return {"timestamp": "2026-11-26T22:47:13.000+0000", "id": ref, "agent": {"id": "21", "name": "fs-02"},
+            "rule": {"level": 4, "id": "92052", "description": "Windows command prompt started by an abnormal process",
+                     "groups": ["sysmon", "sysmon_eid1_detections", "windows"]},
+            "data": {"win": {"system": {"eventID": "1", "channel": "Microsoft-Windows-Sysmon/Operational"},
+                             "eventdata": {"image": image, "commandLine": command, "parentImage": parent,
+                                           "user": "GFIN\\svc_sqlbackup"}}}}
+
+
+@pytest.mark.parametrize("command,parent,band,technique", [
+    ("cmd.exe /Q /c whoami /all 1> \\\\127.0.0.1\\ADMIN$\\__1795733231.6114 2>&1",
+     "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe", "HIGH", "T1047"),
+    ("cmd.exe /c ipconfig /all", "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe", "LOW", "T1047"),
+    ("cmd.exe /c ipconfig /all", "C:\\Windows\\explorer.exe", "LOW", None),
+])
+def test_a_shell_started_by_wmi_and_writing_to_the_admin_share_is_remote_execution(command, parent, band, technique):
+    threat, = _ingest("wazuh", _sysmon_process(f"1.{len(command)}{len(parent)}", "C:\\Windows\\System32\\cmd.exe",
+                                               command, parent))
+    assert threat.severity == band
+    assert (technique in _techniques(threat)) if technique else "T1047" not in _techniques(threat)
+
+
+@pytest.mark.parametrize("cwd,process,hidden", [("/dev/shm/.x", "/usr/bin/tee", True),
+                                                ("/root", "/var/tmp/.font-unix/kthreadd", True),
+                                                ("/var/www/moodledata/temp/.pk", "/usr/bin/cp", True),
+                                                ("/var/www/html/.well-known/acme-challenge", "/usr/bin/tee", False),
+                                                ("/root", "/usr/bin/tee", False), ("/tmp/build", "/usr/bin/tee", False)])
+def test_a_program_working_in_a_hidden_temporary_folder_is_an_intruder_s_staging(cwd, process, hidden):
+    alert = {"timestamp": "2026-11-19T02:51:00.000+0000", "id": f"1.{cwd}{process}", "agent": {"id": "9", "name": "tc-04"},
+             "rule": {"level": 7, "id": "554", "description": "File added to the system.",
+                      "groups": ["ossec", "syscheck", "syscheck_entry_added", "syscheck_file"]},
+             "syscheck": {"path": "/etc/systemd/system/network-checkd.service", "event": "added", "mode": "whodata",
+                          "audit": {"process": {"id": "48817", "name": process, "cwd": cwd},
+                                    "user": {"id": "0", "name": "root"}}}}
+    threat, = _ingest("wazuh", alert)
+    assert ("T1564.001" in _techniques(threat)) is hidden
+    assert (threat.severity == "HIGH") is hidden
+
+
+@pytest.mark.parametrize("positives,band,call", [("1", "LOW", "likely_false_positive"), ("9", "HIGH", "likely_real_threat")])
+def test_one_engine_of_seventy_two_is_a_heuristic_not_a_verdict(positives, band, call):
+    alert = {"timestamp": "2026-11-23T09:12:45.000+0000", "id": f"1.vt{positives}", "agent": {"id": "0", "name": "wazuh"},
+             "rule": {"level": 12, "id": "87105", "description": f"VirusTotal: Alert - {positives} engines detected this file",
+                      "groups": ["virustotal"]},
+             "data": {"integration": "virustotal",
+                      "virustotal": {"found": "1", "malicious": "1", "positives": positives, "total": "72",
+                                     "source": {"file": "c:\\users\\p\\downloads\\setup.exe", "md5": "3f0c5d9e1b7a2c48e6d1f0a9b8c7d6e5"}}}}
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band and threat.false_positive["recommendation"] == call
+
+
+@pytest.mark.parametrize("app_proto,technique", [("failed", "T1095"), ("http", "T1071.001")])
+def test_malware_traffic_no_application_protocol_parses_is_a_raw_channel(app_proto, technique):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature="ET MALWARE Remcos 3.x Unencrypted Checkin", category="A Network Trojan was detected",
+                           metadata={})
+    record.update(app_proto=app_proto, src_ip="10.0.2.34", dest_ip="198.51.100.23", dest_port=2404)
+    record["flow"] = {**record.get("flow", {}), "src_ip": "10.0.2.34", "dest_ip": "198.51.100.23"}
+    threat, = _ingest("suricata", record)
+    assert technique in _techniques(threat)
+
+
+@pytest.mark.parametrize("client,band", [("203.0.113.50", "HIGH"), ("10.20.1.7", "MEDIUM")])
+def test_command_output_in_a_response_between_two_of_ours_needs_triage_not_containment(client, band):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature="ET ATTACK_RESPONSE Output of id command from HTTP server",
+                           category="Potentially Bad Traffic", severity=2, metadata={})
+    record.update(src_ip="10.20.5.5", src_port=80, dest_ip=client, dest_port=51234, app_proto="http")
+    record["flow"] = {**record.get("flow", {}), "src_ip": client, "dest_ip": "10.20.5.5"}
+    threat, = _ingest("suricata", record)
+    assert threat.severity == band

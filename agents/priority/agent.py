@@ -119,6 +119,10 @@ class _Analysis:
             return ["T1562.008"]  # a cloud trail stopped or deleted: Disable or Modify Cloud Logs
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
+        if name in ("suspicious_execution", "lateral_movement") and "WMI" in str(entry.get("detail", "")):
+            return ["T1047"]  # Windows Management Instrumentation ran it
+        if name == "lateral_movement" and str(entry.get("detail", "")).startswith("output written"):
+            return ["T1021.002"]  # read back over SMB from the admin share
         if name == "lateral_movement" and signal.measure(self.threat, "logon_type") == RDP_LOGON:
             return ["T1021.001", *self._account_kind()]
         if name == "lateral_movement" and self.model.get("remote_service"):
@@ -170,6 +174,8 @@ class _Analysis:
 
     def _c2_technique(self):
         protocol = self.model.get("protocol")
+        if protocol == "failed":
+            return "T1095"  # the sensor found no application protocol in it: a raw or custom channel
         return "T1071.001" if protocol in WEB_PROTOCOLS else "T1071.004" if protocol == "dns" else "T1071"
 
     def _guessed_in(self):

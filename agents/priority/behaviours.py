@@ -69,6 +69,8 @@ POLICIES = {
                                 admin=True),
     "lateral_movement": P("lateral_movement", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1021",)),
     "masquerading": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1036",)),
+    # A program run from a hidden folder in a world-writable temporary place: an intruder's staging.
+    "hidden_artifact": P("defense_evasion", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1564.001",)),
     "ransomware": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", failed_cap="HIGH", techniques=("T1486",)),
     "inhibit_recovery": P("impact", IMPACT, "CRITICAL", floor="CRITICAL", techniques=("T1490",)),
     "data_destruction": P("impact", IMPACT, "HIGH", floor="HIGH", techniques=("T1485",)),
@@ -102,6 +104,7 @@ SIGNATURE_TECHNIQUES = [
     (re.compile(r"command prompt|\bcmd\.exe\b.*(banner|output)|microsoft windows \[version", re.I), ("T1059.003",)),
     (re.compile(r"\b(exe|executable|pe exe|dll|msi)\b.*\bdownload|download.*\b(exe|executable)\b", re.I), ("T1105",)),
     (re.compile(r"ngrok|localtunnel|trycloudflare|serveo\.net", re.I), ("T1572",)),
+    (re.compile(r"\bSMB\d?\b.*\b(executable|exe|dll)\b|\bADMIN\$", re.I), ("T1570",)),
 ]
 # The synthetic anomaly's metric -> the technique its deviation suggests.
 ANOMALY_TECHNIQUES = {"failed_logins": "T1110", "login_count": "T1078", "api_calls": "T1078",

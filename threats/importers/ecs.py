@@ -145,6 +145,9 @@ def event_signal(built, read):
     if code in WINDOWS_EVENTS:
         name, outcome = WINDOWS_EVENTS[code]
         built.behaviour(name, "event.code", f"event {code}").set("outcome", outcome, "event.code")
+    built.set("parent_process", read.text("process.parent.executable", "process.parent.name", limit=1000),
+              "process.parent.executable")
+    built.set("workdir", read.text("process.working_directory", limit=1000), "process.working_directory")
     named = LOGON_TYPES.get(str(read.get("winlog.logon.type")))
     built.measure("logon_type", named or read.get("winlog.event_data.LogonType"),
                   "winlog.logon.type" if named else "winlog.event_data.LogonType")

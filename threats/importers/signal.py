@@ -54,6 +54,7 @@ BEHAVIOURS = {
     "log_cleared": "audit or event logs cleared or logging stopped",
     "security_tool_disabled": "security tooling disabled or tampered with",
     "masquerading": "a name built to be mistaken for another (a right-to-left override, zero-width characters)",
+    "hidden_artifact": "a program run from a hidden folder in a world-writable temporary place",
     "lateral_movement": "moving from one internal host to another",
     "ransomware": "files encrypted or a ransom note dropped",
     "inhibit_recovery": "backups or shadow copies deleted, recovery disabled",

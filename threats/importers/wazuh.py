@@ -182,6 +182,11 @@ def signal(doc, level):
     if "virustotal" in groups and str(dig(data, "virustotal.malicious")) == "1":
         built.behaviour("malware", "data.virustotal.malicious", f"{dig(data, 'virustotal.positives')} engines")
         built.measure("detections", dig(data, "virustotal.positives"), "data.virustotal.positives")
+        built.measure("engines", dig(data, "virustotal.total"), "data.virustotal.total")
+    parent = dig(data, "win.eventdata.parentImage")
+    built.set("parent_process", parent[:1000] if isinstance(parent, str) else "", "data.win.eventdata.parentImage")
+    workdir = dig(doc, "syscheck.audit.process.cwd")  # who-data: where the writing program was working
+    built.set("workdir", workdir[:1000] if isinstance(workdir, str) else "", "syscheck.audit.process.cwd")
     if "web" in groups or "accesslog" in groups:
         built.measure("http_status", data.get("id"), "data.id")
         logged = ACCESS_LOG.search(str(doc.get("full_log") or "")[:8192])  # the decoder keeps no size
