@@ -27,6 +27,10 @@ URL_PAYLOADS = [
     ("command injection", r"(;|\||%7c|`|\$\()\s*(wget|curl|bash|sh|nc|id|whoami|cat)\b|\$\{jndi:|%24%7bjndi"),
 ]
 URL_PAYLOAD_RES = [(name, re.compile(pattern, re.I)) for name, pattern in URL_PAYLOADS]
+DEV_SOCKET = re.compile(r"/dev/(tcp|udp)/", re.I)
+SHELL_ON_SOCKET = re.compile(r"<>|>&|<&|0>&1|\s-i\b|\bexec\s+\d+\s*<>")
+REG_DATA = re.compile(r'\breg(\.exe)?\s+add\b.*?\s/d\s+("?)([^"\s]*)\2', re.I)
+MIN_ENCODED = 16  # shorter than this, a value is a flag or a number, not an encoded payload
 SQL_WORDS = re.compile(r"\b(select|union|insert|update|delete|drop|where|from|order by)\b", re.I)
 SQL_SYNTAX = re.compile(r"['\"`;=()@*<>|&\\]|--|/\*|#|\b0x[0-9a-f]|\bselect\b.+\bfrom\b|\bunion\s+(all\s+)?select\b", re.I)
 UNION_SELECT = re.compile(r"\bunion(\s|/\*.*?\*/)+(all\s+)?select\b.*\bfrom\b", re.I)  # on the decoded URL
@@ -185,6 +189,19 @@ def _urls(threat, found):
                     add(found, "web_attack", f"observables.{name}", label)
                     return [label]
     return []
+
+
+def socket_without_shell(threat):
+    """Command lines that open /dev/tcp or /dev/udp, none of them wiring a shell's input and output to
+    the socket (`>&`, `<&`, `<>`, `0>&1`, `-i`): `echo > /dev/tcp/db/5432` probes a port."""
+    lines = [line for line in signal.values(threat, "command_line") if DEV_SOCKET.search(line)]
+    return bool(lines) and not any(SHELL_ON_SOCKET.search(line) for line in lines)
+
+
+def short_registry_data(threat):
+    """`reg add ... /d VALUE` whose every value is too short to be Base64 payload (a DWORD, a flag)."""
+    values = [m.group(3) for line in signal.values(threat, "command_line") for m in REG_DATA.finditer(line)]
+    return bool(values) and all(len(v) < MIN_ENCODED for v in values)
 
 
 def sql_words_only(threat):

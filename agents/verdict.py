@@ -275,6 +275,9 @@ DUAL_USE_TECHNIQUES = {"T1572", "T1105"}
 ENDPOINT_CATEGORIES = {"process", "file", "library", "registry", "driver"}
 STALE_DAYS = 365
 FEW_ENGINES, MANY_ENGINES = 2, 40
+REVERSE_SHELL_RULE = re.compile(r"reverse[-_ ]?shell", re.I)
+BASE64_RULE = re.compile(r"base64", re.I)
+EXECUTION_ONLY = {"suspicious_execution", "command_and_control"}  # what such rules' own tags name
 SQL_RULE = re.compile(r"\bsql\b|injection", re.I)
 
 
@@ -341,6 +344,15 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
     _recovery_kept(state, threat, found, devops)
     _stale_indicator(state, threat, model, found)
     _few_engines(state, threat, model, found)
+    title = threat.title or ""
+    if REVERSE_SHELL_RULE.search(title) and content.socket_without_shell(threat) and set(found) <= EXECUTION_ONLY:
+        state.move(lower(state.band, "LOW"), "no_shell_on_the_socket", "the rule looks for a reverse shell, but no "
+                   "command wires a shell's input and output to the socket: it only opens it (a port probe)",
+                   ["signal.observables.command_line"], "cap", keep=True)
+    if BASE64_RULE.search(title) and content.short_registry_data(threat) and set(found) <= EXECUTION_ONLY:
+        state.move(lower(state.band, "LOW"), "not_base64", "the rule looks for a Base64-like value, but every value "
+                   f"written is shorter than {content.MIN_ENCODED} characters", ["signal.observables.command_line"],
+                   "cap", keep=True)
     # The rule names SQL injection, or is a coarse stock rule (Wazuh's match words such as 'select').
     sql_rule = SQL_RULE.search(threat.title or "") or model.get("trust") == "coarse"
     if set(found) == {"web_attack"} and sql_rule and not model.get("url_payloads") and content.sql_words_only(threat):

