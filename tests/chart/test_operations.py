@@ -86,3 +86,85 @@ def test_helm_test_still_runs_the_deep_readiness_check():
     args = hc.find(hc.render(), "Pod", "soc-agent-test")["spec"]["containers"][0]["args"][0]
 
     assert "http://soc-agent-backend:8000/ready" in args
+
+
+# --- 6. the knobs platform teams expect -------------------------------------------------------------
+
+KNOBS = hc.load_values(hc.CI_VALUES_DIR / "platform-knobs-values.yaml")
+
+
+def test_zone_spread_priority_and_pod_metadata_reach_the_pods():
+    objects = hc.render(KNOBS)
+    _, backend_meta, backend = hc.pod_of(objects, "backend")
+    _, _, frontend = hc.pod_of(objects, "frontend")
+
+    assert backend["priorityClassName"] == "soc-critical"
+    spread = backend["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    # Defaulted to the component's own pods, so the constraint counts something.
+    assert hc.labels_match(spread["labelSelector"], backend_meta["labels"])
+    assert not hc.labels_match(frontend["topologySpreadConstraints"][0]["labelSelector"], backend_meta["labels"])
+    assert backend_meta["labels"]["team"] == "soc" and backend_meta["labels"]["app"] == "soc-backend"
+    assert backend_meta["annotations"]["example.com/owner"] == "soc-team"
+    assert "checksum/config" in backend_meta["annotations"]
+    assert hc.pod_of(objects, "postgresql")[1]["annotations"] == {"backup.velero.io/backup-volumes": "data"}
+    assert hc.pod_of(objects, "migrate")[1]["labels"]["team"] == "soc"
+
+
+def test_a_given_affinity_replaces_the_default_spread_and_only_for_its_component():
+    objects = hc.render(KNOBS)
+
+    worker = hc.pod_of(objects, "worker")[2]
+    assert list(worker["affinity"]) == ["nodeAffinity"] and worker["priorityClassName"] == "soc-batch"
+    assert "podAntiAffinity" in hc.pod_of(objects, "backend")[2]["affinity"]
+
+
+def test_pod_labels_cannot_move_a_pod_out_of_its_selectors():
+    objects = hc.render({"backend": {"podLabels": {"app": "other", "app.kubernetes.io/component": "x"}}})
+    deployment, meta, _ = hc.pod_of(objects, "backend")
+
+    assert meta["labels"]["app"] == "soc-backend"
+    assert hc.labels_match(deployment["spec"]["selector"], meta["labels"])
+
+
+def test_extra_env_and_volumes_reach_every_application_container():
+    objects = hc.render(KNOBS)
+
+    for component in ("backend", "worker", "beat", "migrate"):
+        spec = hc.pod_of(objects, component)[2]
+        assert {"name": "corp-ca", "configMap": {"name": "corp-ca"}} in spec["volumes"]
+        for container in hc.containers(spec):
+            assert {"name": "HTTPS_PROXY", "value": "http://proxy.internal:3128"} in container["env"]
+            assert {"secretRef": {"name": "soc-extra-env"}} in container["envFrom"]
+            assert {"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True} in container["volumeMounts"]
+
+
+def test_hpa_behavior_service_annotations_and_startup_probe():
+    objects = hc.render(KNOBS)
+    backend = hc.container(hc.pod_of(objects, "backend")[2], "backend")
+
+    assert hc.find(objects, "HorizontalPodAutoscaler", "soc-agent-backend")["spec"]["behavior"] == {
+        "scaleDown": {"stabilizationWindowSeconds": 600}}
+    assert hc.find(objects, "Service", "soc-agent-backend")["metadata"]["annotations"]["example.com/scrape"] == "true"
+    startup = backend["startupProbe"]
+    assert (startup["httpGet"]["path"], startup["periodSeconds"], startup["failureThreshold"]) == ("/health", 10, 60)
+
+
+def test_the_redis_url_can_come_from_a_secret_you_manage():
+    objects = hc.render(KNOBS)
+    env = hc.env_values(objects, hc.container(hc.pod_of(objects, "worker")[2], "worker"))
+
+    assert env["REDIS_URL"] == hc.ExternalRef("Secret", "soc-redis", "redis-url")
+    assert env["CELERY_BROKER_URL"] == hc.ExternalRef("Secret", "soc-redis", "redis-url")
+    assert "redis-url" not in hc.secret_data(objects)
+    assert not any("redis" in value for value in hc.secret_data(objects).values())
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"externalRedis": {"existingSecret": "soc-redis"}}, "set redis.enabled=false"),
+    ({"redis": {"enabled": False}, "externalRedis": {"existingSecret": "soc-redis"},
+      "backend": {"env": {"REDIS_URL": "redis://r:6379"}}}, "not both"),
+])
+def test_an_external_redis_secret_is_one_choice(values, message):
+    with pytest.raises(hc.helm.HelmRenderError, match=message):
+        hc.render(values)

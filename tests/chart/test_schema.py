@@ -83,7 +83,9 @@ def test_the_schema_describes_exactly_the_keys_of_values_yaml():
         node = _resolve(node)
         for key, child in node.get("properties", {}).items():
             child = _resolve(child)
-            if child.get("type") == "object" and child.get("properties") and f"{prefix}{key}" != "ingress.annotations":
+            # Kubernetes objects given whole (affinity, HPA behavior) are one value, like annotations.
+            whole = f"{prefix}{key}" == "ingress.annotations" or key in ("affinity", "behavior")
+            if child.get("type") == "object" and child.get("properties") and not whole:
                 yield from schema_keys(child, f"{prefix}{key}.")
             else:
                 yield f"{prefix}{key}"

@@ -411,6 +411,8 @@ BASE = {"secrets": {"djangoSecretKey": "k" * 50}, "postgresql": {"auth": {"passw
 EXTERNAL_DB = {"postgresql": {"enabled": False}, "externalDatabase": {"url": "postgres://u:p@db:5432/x"}}
 # Keys that only act together with others: (values before, values after).
 SPECIAL = {
+    "externalRedis.existingSecret": ({"redis": {"enabled": False}, "backend": {"env": {"REDIS_URL": "redis://r:6379"}}},
+                                     {"redis": {"enabled": False}, "externalRedis": {"existingSecret": "my-redis"}}),
     "postgresql.enabled": ({}, EXTERNAL_DB),
     "externalDatabase.url": (EXTERNAL_DB, {**EXTERNAL_DB, "externalDatabase": {"url": "postgres://u:p@db2:5432/x"}}),
     "externalDatabase.existingSecret": (EXTERNAL_DB, {**EXTERNAL_DB, "externalDatabase": {"existingSecret": "db"}}),
@@ -421,6 +423,8 @@ SPECIAL = {
                       {"redis": {"enabled": False}, "backend": {"env": {"REDIS_URL": "redis://r:6379"}}}),
 }
 CONTEXT = {
+    "externalRedis.existingSecretKey": {"redis": {"enabled": False}, "externalRedis": {"existingSecret": "my-redis"}},
+    "worker.hpa.behavior": {"worker": {"hpa": {"enabled": True}}},
     "backend.replicaCount": {"backend": {"hpa": {"enabled": False}}},
     "redis.persistence.size": {"redis": {"persistence": {"enabled": True}}},
     "redis.persistence.storageClass": {"redis": {"persistence": {"enabled": True}}},
@@ -462,6 +466,22 @@ MUTATIONS = {
     "observability.serviceMonitor.interval": "15s",
 }
 
+# A valid value for the per-component Kubernetes knobs, by the key's last part.
+SAMPLES = {
+    "podLabels": {"team": "soc"},
+    "podAnnotations": {"example.com/team": "soc"},
+    "annotations": {"example.com/team": "soc"},
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["soc"]}]}]}}},
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                   "whenUnsatisfiable": "ScheduleAnyway"}],
+    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+    "extraEnvFrom": [{"secretRef": {"name": "more-env"}}],
+    "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+    "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/corp", "readOnly": True}],
+}
+
 
 def _leaf_keys(values, prefix=""):
     for key, value in values.items():
@@ -475,6 +495,8 @@ def _leaf_keys(values, prefix=""):
 def _mutated(path, value):
     if path in MUTATIONS:
         return MUTATIONS[path]
+    if path.rsplit(".", 1)[-1] in SAMPLES:
+        return SAMPLES[path.rsplit(".", 1)[-1]]
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):

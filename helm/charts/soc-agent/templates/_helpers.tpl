@@ -113,6 +113,11 @@ Call with (dict "ctx" $ "key" "postgres-password" "value" .Values.postgresql.aut
 {{- end }}
 {{- end }}
 
+{{/* The Secret holding REDIS_URL when it is yours (externalRedis.existingSecret); empty otherwise. */}}
+{{- define "soc-agent.externalRedisSecret" -}}
+{{- if not .Values.redis.enabled }}{{ .Values.externalRedis.existingSecret }}{{ end }}
+{{- end }}
+
 {{/* Where DATABASE_URL comes from: (secret name, key). */}}
 {{- define "soc-agent.databaseSecretRef" -}}
 {{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.existingSecret -}}
@@ -132,6 +137,9 @@ variables socproject/settings.py reads, with these exact names (tests/chart chec
 envFrom:
   - configMapRef:
       name: {{ include "soc-agent.componentName" (dict "ctx" . "component" "env") }}
+  {{- with .Values.backend.extraEnvFrom }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 env:
   - name: DJANGO_SECRET_KEY
     valueFrom:
@@ -148,22 +156,31 @@ env:
     valueFrom:
       secretKeyRef:
         {{- include "soc-agent.databaseSecretRef" . | nindent 8 }}
+  {{- $external := include "soc-agent.externalRedisSecret" . }}
   - name: REDIS_URL
     valueFrom:
       secretKeyRef:
-        name: {{ include "soc-agent.fullname" . }}
-        key: redis-url
+        name: {{ $external | default (include "soc-agent.fullname" .) }}
+        key: {{ ternary .Values.externalRedis.existingSecretKey "redis-url" (ne $external "") }}
   - name: CELERY_BROKER_URL
     valueFrom:
       secretKeyRef:
+        {{- if and $external (not .Values.backend.env.CELERY_BROKER_URL) }}
+        name: {{ $external }}
+        key: {{ .Values.externalRedis.existingSecretKey }}
+        {{- else }}
         name: {{ include "soc-agent.fullname" . }}
         key: celery-broker-url
+        {{- end }}
+  {{- with .Values.backend.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{/* Restart the application pods when their configuration changes. */}}
 {{- define "soc-agent.configChecksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
-checksum/values-secret: {{ toJson (list .Values.secrets .Values.externalDatabase .Values.backend.env.REDIS_URL .Values.backend.env.CELERY_BROKER_URL .Values.redis.auth .Values.postgresql.auth) | sha256sum }}
+checksum/values-secret: {{ toJson (list .Values.secrets .Values.externalDatabase .Values.externalRedis .Values.backend.env.REDIS_URL .Values.backend.env.CELERY_BROKER_URL .Values.redis.auth .Values.postgresql.auth) | sha256sum }}
 {{- end }}
 
 {{/*
@@ -193,6 +210,57 @@ the API and gets its JSON 413 rather than nginx's HTML one.
 {{- define "soc-agent.proxyBodySize" -}}
 {{- $bytes := include "soc-agent.envValue" .Values.backend.env.INGEST_MAX_BODY_BYTES | int64 -}}
 {{- printf "%dm" (add1 (div (add $bytes 1048575) 1048576)) }}
+{{- end }}
+
+{{/*
+Per-component pod knobs (values `<key>.podLabels`, `.podAnnotations`, `.priorityClassName`,
+`.affinity`, `.topologySpreadConstraints`). Call with (dict "ctx" $ "component" "backend" "key"
+"backend" "spread" true); `key` is the values section (the jobs share `migrations`), `spread` adds the
+default soft anti-affinity of components with several replicas when no affinity is given.
+*/}}
+{{- define "soc-agent.podMetadata" -}}
+{{- $values := get .ctx.Values .key -}}
+{{- /* The chart's labels win: selectors and the seed's `app` label must stay what they are. */}}
+labels:
+  {{- merge (include "soc-agent.labels" . | fromYaml) ($values.podLabels | default dict) | toYaml | nindent 2 }}
+{{- with $values.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "soc-agent.podPlacement" -}}
+{{- $values := get .ctx.Values .key -}}
+{{- with $values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- if $values.affinity }}
+affinity:
+  {{- toYaml $values.affinity | nindent 2 }}
+{{- else if .spread }}
+affinity:
+  {{- include "soc-agent.antiAffinity" . | nindent 2 }}
+{{- end }}
+{{- with $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  {{- /* Without a labelSelector a constraint counts no pods: default it to this component's. */}}
+  {{- $constraint := . }}
+  {{- if not (hasKey . "labelSelector") }}
+  {{- $constraint = merge (dict "labelSelector" (dict "matchLabels" (include "soc-agent.selectorLabels" $ | fromYaml))) . }}
+  {{- end }}
+  - {{- toYaml $constraint | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Extra volumes of every application pod (backend.extraVolumes) besides its own. */}}
+{{- define "soc-agent.appVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- with .Values.backend.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Pod-level hardening shared by every pod. */}}
@@ -258,8 +326,7 @@ exits non-zero while one is missing (or the database is unreachable). Web pods n
   resources:
     {{- toYaml .Values.migrations.resources | nindent 4 }}
   volumeMounts:
-    - name: tmp
-      mountPath: /tmp
+    {{- include "soc-agent.appVolumeMounts" . | nindent 4 }}
 {{- end }}
 
 {{/* Cross-field checks the schema cannot express; a failure stops install, upgrade and template. */}}
@@ -270,8 +337,14 @@ exits non-zero while one is missing (or the database is unreachable). Web pods n
 {{- if not (or .Values.postgresql.enabled .Values.externalDatabase.url .Values.externalDatabase.existingSecret) }}
 {{- fail "no database: set postgresql.enabled=true, externalDatabase.url or externalDatabase.existingSecret" }}
 {{- end }}
-{{- if and (not .Values.redis.enabled) (not .Values.backend.env.REDIS_URL) }}
-{{- fail "redis.enabled=false needs backend.env.REDIS_URL: backend pods share WebSocket broadcasts and the Celery broker through Redis" }}
+{{- if and (not .Values.redis.enabled) (not .Values.backend.env.REDIS_URL) (not .Values.externalRedis.existingSecret) }}
+{{- fail "redis.enabled=false needs backend.env.REDIS_URL or externalRedis.existingSecret: backend pods share WebSocket broadcasts and the Celery broker through Redis" }}
+{{- end }}
+{{- if and .Values.redis.enabled .Values.externalRedis.existingSecret }}
+{{- fail "externalRedis.existingSecret is for your own Redis: set redis.enabled=false" }}
+{{- end }}
+{{- if and .Values.backend.env.REDIS_URL .Values.externalRedis.existingSecret }}
+{{- fail "choose one Redis URL: backend.env.REDIS_URL or externalRedis.existingSecret, not both" }}
 {{- end }}
 {{- range $name, $hpa := dict "backend" .Values.backend.hpa "worker" .Values.worker.hpa }}
 {{- if and $hpa.enabled (gt (int $hpa.minReplicas) (int $hpa.maxReplicas)) }}
