@@ -33,9 +33,9 @@ from agents.analyzers.response import SLA_MINUTES
 
 from . import access, audit, hidden_text, ratelimit, services, stats
 from .apikeys import APIKeyAuth
-from .choices import CLOSED_STATUSES, ActorKind, Disposition, Severity, Status
-from .models import APIKey, Customer
-from .serializers import SUMMARY_TEXT_LIMIT, event_message, threat_detail, utc_moment
+from .choices import CLOSED_STATUSES, ActorKind, AnalysisStatus, Disposition, Severity, Status
+from .models import APIKey, Customer, ThreatGroup
+from .serializers import SUMMARY_TEXT_LIMIT, event_message, head_verdict, threat_detail, utc_moment
 
 log = logging.getLogger(__name__)
 SNAPSHOT_ATTEMPTS = 3
@@ -115,6 +115,13 @@ class Error(Schema):
 REFUSALS = {400: Error, 401: Error, 403: Error, 422: Error, 429: Error}
 
 
+class GroupHead(Schema):
+    id: UUID
+    severity: str | None
+    risk_score: int | None
+    analysis_status: str
+
+
 class ThreatSummary(Schema):
     id: UUID
     title: str
@@ -136,6 +143,10 @@ class ThreatSummary(Schema):
     received_at: datetime
     campaign: int | None = Field(None, description="Id of the user's campaign the threat belongs to, if any.")
     version: int = Field(..., description="Triage version, also the ETag: send it back as If-Match (docs/api.md).")
+    group_id: int | None = Field(None, description="The alert group (duplicates) it belongs to, if any.")
+    group_head: GroupHead | None = Field(None, description=(
+        "A grouped member's inherited verdict: its group head's (analysed once for the group). "
+        "Its own severity and risk_score stay empty."))
 
 
 class ThreatPage(Schema):
@@ -166,7 +177,6 @@ class ThreatDetail(ThreatSummary):
     review_reasons: list
     adversarial: dict
     severity_hint: str | None
-    group_id: int | None
     campaign: CampaignRef | None = Field(None, description="One user's activity across hosts and rules.")
     analyzed_at: datetime | None
     analysis_error: str | None
@@ -187,6 +197,7 @@ class ThreatFilters(Schema):
     requires_review: bool | None = None
     q: str | None = Field(None, max_length=200, description="Text search in title, summary and source ref.")
     campaign: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this campaign (id).")
+    group: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this alert group (id).")
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
 
@@ -303,11 +314,14 @@ class _TechniqueIds(Func):
 # Only what a summary shows: not `raw`, the timeline, the response plan or the agents' JSON.
 SUMMARY_FIELDS = ("id", "title", "source", "threat_type", "severity", "risk_score", "analysis_status", "status",
                   "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at", "campaign_id",
-                  "version")
+                  "version", "group_id")
 SUMMARY_EXPRESSIONS = {
     "customer_name": F("customer__name"), "customer_slug": F("customer__slug"),
     "assignee_name": F("assignee__username"), "summary": Left("executive_summary", SUMMARY_TEXT_LIMIT),
     "techniques": _TechniqueIds("mitre"),
+    # A grouped member's inherited verdict (serializers.group_head): its head's row, joined.
+    "head_id": F("group__head_id"), "head_severity": F("group__head__severity"),
+    "head_risk": F("group__head__risk_score"), "head_status": F("group__head__analysis_status"),
 }
 
 
@@ -321,7 +335,9 @@ def _summary(row):
         "requires_human_review": row["requires_human_review"], "executive_summary": row["summary"],
         "mitre_techniques": row["techniques"], "processing_ms": row["processing_ms"],
         "occurred_at": row["occurred_at"], "received_at": row["received_at"], "campaign": row["campaign_id"],
-        "version": row["version"],
+        "version": row["version"], "group_id": row["group_id"],
+        "group_head": (head_verdict(row["head_id"], row["head_severity"], row["head_risk"], row["head_status"])
+                       if row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] else None),
     }
 
 
@@ -614,7 +630,7 @@ def threat_page(user, filters, before=None):
     """One page of the filtered list for the threats page: keyset queries only (no OFFSET, no COUNT),
     so it costs the same on page 1 and page 40,000. `filters.cursor` goes to older threats,
     `before` (the first row of a page) back to newer ones. Returns (threats, older, newer) cursors."""
-    found, limit = _filter(services.visible_threats(user), filters, user), filters.limit
+    found, limit = _filter(services.visible_threats(user).select_related("group__head"), filters, user), filters.limit
     if before:
         received_at, first_id = _decode_cursor(before)
         newer = _newer_than(found, received_at, first_id)
@@ -663,7 +679,7 @@ def _filter(found, filters, user):
         if value:
             if name in choices and value not in choices[name]:
                 raise services.InvalidInput(name, f"Unknown {name} {getattr(filters, name)!r}.", choices[name])
-            found = found.filter(**{name: value})
+            found = found.filter(_severity_filter(value) if name == "severity" else Q(**{name: value}))
     # Customer and assignee are looked up first, so the filter is on the indexed id column
     # (customer/assignee + received_at): a join on the name would scan at a million rows.
     if filters.customer:
@@ -678,10 +694,19 @@ def _filter(found, filters, user):
         found = found.filter(requires_human_review=filters.requires_review)
     if filters.campaign:
         found = found.filter(campaign_id=filters.campaign)
+    if filters.group:
+        found = found.filter(group_id=filters.group)
     if filters.q:
         q = filters.q.strip()
         found = found.filter(Q(title__icontains=q) | Q(executive_summary__icontains=q) | Q(source_ref=q))
     return found
+
+
+def _severity_filter(severity):
+    """Threats of this severity, and grouped members whose group head has it (they show the head's
+    verdict, so they filter with it)."""
+    heads = ThreatGroup.objects.filter(head__severity=severity).values("pk")
+    return Q(severity=severity) | Q(analysis_status=AnalysisStatus.GROUPED, group_id__in=heads)
 
 
 def _encode_cursor(threat):

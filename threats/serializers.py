@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+from .choices import AnalysisStatus
 from .models import Threat
 
 SUMMARY_TEXT_LIMIT = 300
@@ -45,7 +46,24 @@ def threat_summary(threat: Threat):
         "received_at": _iso(threat.received_at),
         "campaign": threat.campaign_id,
         "version": threat.version,
+        "group_id": threat.group_id,
+        "group_head": group_head(threat),
     }
+
+
+def group_head(threat):
+    """The verdict a grouped member shows: its group head's, analysed once for the group (read from
+    the head's row: the database stays the one truth). None for a head, an ungrouped threat, or a
+    member whose head is gone."""
+    if threat.analysis_status != AnalysisStatus.GROUPED or not threat.group_id:
+        return None
+    head = threat.group.head
+    return None if head is None else head_verdict(head.pk, head.severity, head.risk_score, head.analysis_status)
+
+
+def head_verdict(head_id, severity, risk_score, analysis_status):
+    return {"id": str(head_id), "severity": severity or None, "risk_score": risk_score,
+            "analysis_status": analysis_status}
 
 
 def campaign_summary(campaign):

@@ -192,7 +192,8 @@ def do_join_group(group, campaign, group_ids=(), threat_ids=()):
             group=group, campaign=campaign, updated_at=timezone.now(),
             analysis_status=Case(When(analysis_status=AnalysisStatus.RUNNING, then=F("analysis_status")),
                                  default=Value(AnalysisStatus.GROUPED)))
-        moved = Threat.objects.select_related("customer", "assignee").filter(pk__in=before).order_by("occurred_at")
+        moved = (Threat.objects.select_related("customer", "assignee", "group__head").filter(pk__in=before)
+                 .order_by("occurred_at"))
         return [(threat, _moved_changes(threat, *before[threat.pk])) for threat in moved]
 
 

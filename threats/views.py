@@ -37,7 +37,7 @@ from .choices import (
     Status,
     ThreatType,
 )
-from .serializers import event_message
+from .serializers import event_message, group_head
 
 log = logging.getLogger(__name__)
 FEED_SIZE = 25
@@ -45,7 +45,7 @@ ACTIVITY_SIZE = 30
 PAGE_SIZE = 50
 MAX_ANALYSTS = 500
 THREAT_REF = re.compile(r"^threat:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
-FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q", "campaign")
+FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q", "campaign", "group")
 NO_DUE = None
 TYPE_LABELS = dict(ThreatType.choices)
 
@@ -58,7 +58,7 @@ def dashboard(request):
     user = _analyst(request)
     # Read first, and exact at its seq: the page's JS applies every later event on top of it.
     analytics = analytics_snapshot(user)
-    recent = list(services.visible_threats(user).order_by("-received_at", "-id")[:FEED_SIZE])
+    recent = list(services.visible_threats(user).select_related("group__head").order_by("-received_at", "-id")[:FEED_SIZE])
     events = access.visible_events(user).filter(seq__lte=analytics["latest_seq"]).order_by("-seq")[:ACTIVITY_SIZE]
     context = {
         **_common(request),
@@ -146,6 +146,10 @@ def threat_detail(request, threat_id):
         "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
         "analysis_done": threat.analysis_status in (AnalysisStatus.COMPLETED, AnalysisStatus.FAILED),
         "campaign": threat.campaign,  # same customer as the threat: visible to whoever sees the threat
+        # Its alert group and head: same customer as the threat, like the campaign.
+        "group": threat.group,
+        "head_threat": threat.group.head if threat.group_id else None,
+        "inherited": group_head(threat),
     }
     return render(request, "threats/detail.html", context)
 
@@ -247,10 +251,10 @@ def _analysts(user):
 
 
 def _row(threat, now=None):
-    """A list row: the threat and its SLA cell. rows.js builds the same row from an event's summary
-    and keeps the SLA cell ticking."""
+    """A list row: the threat, a grouped member's inherited verdict and its SLA cell. rows.js builds
+    the same row from an event's summary and keeps the SLA cell ticking."""
     text, css = _sla_cell(threat, now or timezone.now())
-    return {"threat": threat, "sla_text": text, "sla_class": css}
+    return {"threat": threat, "head": group_head(threat), "sla_text": text, "sla_class": css}
 
 
 def _sla_cell(threat, now):

@@ -13,6 +13,8 @@
   // --- live updates ------------------------------------------------------------------------
 
   function onEvent(message) {
+    // A grouped member shows its group head's verdict: the head's events re-read this page too.
+    if (message.threat && root.dataset.headId && message.threat.id === root.dataset.headId) { refresh(); return; }
     if (!message.threat || message.threat.id !== threatId) return;
     setAnalysisStatus(message.threat.analysis_status);
     syncTriage(message.threat);

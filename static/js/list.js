@@ -14,7 +14,8 @@
 
   // The same filters as the server's (api._filter), applied to an event's summary.
   function matches(t) {
-    if (filters.severity && t.severity !== filters.severity) return false;
+    var inherited = !t.severity && t.group_head ? t.group_head.severity : null;  // api._severity_filter
+    if (filters.severity && t.severity !== filters.severity && inherited !== filters.severity) return false;
     if (filters.threat_type && t.threat_type !== filters.threat_type) return false;
     if (filters.status && t.status !== filters.status) return false;
     if (filters.customer && t.customer_slug !== filters.customer) return false;
@@ -24,6 +25,7 @@
     if (filters.review === "yes" && !t.requires_human_review) return false;
     if (filters.review === "no" && t.requires_human_review) return false;
     if (filters.campaign && String(t.campaign) !== String(filters.campaign)) return false;
+    if (filters.group && String(t.group_id) !== String(filters.group)) return false;
     if (filters.q) {
       var q = filters.q.toLowerCase();
       if ((t.title || "").toLowerCase().indexOf(q) === -1 && (t.executive_summary || "").toLowerCase().indexOf(q) === -1) return false;

@@ -98,9 +98,20 @@
     when.appendChild(time);
     var sev = cell(row, "");
     var badge = document.createElement("span");
-    badge.className = "sev sev-" + (t.severity || "pending").toLowerCase();
-    badge.textContent = t.severity || "…";
+    // A grouped member shows its group head's verdict, marked (templates/threats/_threat_row.html).
+    var head = !t.severity && t.group_head ? t.group_head : null;
+    var severity = head ? head.severity : t.severity;
+    badge.className = "sev sev-" + (severity || "pending").toLowerCase();
+    badge.textContent = severity || "…";
     sev.appendChild(badge);
+    if (head) {
+      var mark = document.createElement("span");
+      mark.className = "inherited";
+      mark.title = "The verdict of its group head, analysed once for the group";
+      mark.textContent = "group";
+      sev.appendChild(document.createTextNode(" "));
+      sev.appendChild(mark);
+    }
     cell(row, typeLabel(t.threat_type));
     cell(row, t.customer);
     var title = cell(row, "", "title");
@@ -108,7 +119,7 @@
     link.href = detailUrl(t.id);
     reveal(link, t.title);
     title.appendChild(link);
-    cell(row, t.risk_score, "num");
+    cell(row, head && (t.risk_score === null || t.risk_score === undefined) ? head.risk_score : t.risk_score, "num");
     var status = cell(row, config.statuses[t.status] || t.status);
     if (t.requires_human_review) {
       var chip = document.createElement("span");
