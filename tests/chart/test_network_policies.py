@@ -137,14 +137,57 @@ def test_everything_else_is_refused(rendered, source, destination, port):
     assert not allowed(all_policies, pods[source], pods[destination], port)
 
 
-def test_application_pods_may_reach_dns_the_collector_and_the_llm(rendered):
+ANYWHERE = {"namespace": "elsewhere", "labels": {"k8s-app": "anything"}}
+
+
+def test_application_pods_may_reach_dns_and_the_collector(rendered):
     all_policies, pods = rendered
-    anywhere = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
 
     for component in ("backend", "worker", "beat", "migrate"):
-        for port in (53, 4317, 443):
-            assert allowed(all_policies, pods[component], anywhere, port), (component, port)
-        assert not allowed(all_policies, pods[component], anywhere, 22), component
+        for port in (53, 4317):
+            assert allowed(all_policies, pods[component], ANYWHERE, port), (component, port)
+        assert not allowed(all_policies, pods[component], ANYWHERE, 22), component
+
+
+@pytest.mark.parametrize("port", [443, 4318, 5432, 6379])
+def test_with_the_bundled_databases_nothing_else_leaves_the_release(rendered, port):
+    # Issue 19: 443, 4318, 5432 and 6379 were open to any destination, bundled databases or not.
+    all_policies, pods = rendered
+
+    assert not allowed(all_policies, pods["backend"], ANYWHERE, port)
+    assert allowed(all_policies, pods["backend"], pods["postgresql"], 5432)
+
+
+def test_the_egress_follows_the_urls_configured():
+    objects = hc.render({
+        "postgresql": {"enabled": False}, "externalDatabase": {"url": "postgres://soc:pw@db.internal:6432/soc"},
+        "redis": {"enabled": False},
+        "backend": {"env": {"REDIS_URL": "rediss://:pw@cache.internal:6380/0", "LLM_BASE_URL": "https://llm.example/v1",
+                            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.monitoring:4318",
+                            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}}})
+    all_policies, pods = policies(objects), pods_by_component(objects)
+
+    for port in (6432, 6380, 443, 4318):
+        assert allowed(all_policies, pods["worker"], ANYWHERE, port), port
+    for port in (5432, 6379, 4317):
+        assert not allowed(all_policies, pods["worker"], ANYWHERE, port), port
+
+
+def test_extra_egress_rules_are_added():
+    rule = {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 8443, "protocol": "TCP"}]}
+    objects = hc.render({"networkPolicy": {"appEgress": [rule]}})
+
+    assert rule in hc.find(objects, "NetworkPolicy", "soc-agent-app")["spec"]["egress"]
+
+
+def test_a_service_monitor_without_a_scrape_namespace_is_refused():
+    # The pods' policies would silently drop Prometheus's scrapes.
+    with pytest.raises(hc.helm.HelmRenderError, match="observability.scrapeNamespace"):
+        hc.render({"observability": {"serviceMonitor": {"enabled": True}}})
+
+    objects = hc.render({"observability": {"serviceMonitor": {"enabled": True}, "scrapeNamespace": "monitoring"}})
+    prometheus = {"namespace": "monitoring", "labels": {"app.kubernetes.io/name": "prometheus"}}
+    assert allowed(policies(objects), prometheus, pods_by_component(objects)["backend"], 8000)
 
 
 def test_with_external_services_the_policies_still_select_only_existing_pods():

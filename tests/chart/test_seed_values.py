@@ -432,7 +432,9 @@ CONTEXT = {
     "worker.hpa.minReplicas": {"worker": {"hpa": {"enabled": True}}},
     "worker.hpa.maxReplicas": {"worker": {"hpa": {"enabled": True}}},
     "worker.hpa.targetCPUUtilizationPercentage": {"worker": {"hpa": {"enabled": True}}},
-    "observability.serviceMonitor.interval": {"observability": {"serviceMonitor": {"enabled": True}}},
+    "observability.serviceMonitor.enabled": {"observability": {"scrapeNamespace": "monitoring"}},
+    "observability.serviceMonitor.interval": {"observability": {"serviceMonitor": {"enabled": True},
+                                                                "scrapeNamespace": "monitoring"}},
     "observability.labels": {"observability": {"dashboard": {"enabled": True}}},
 }
 # A different, valid value for keys whose type alone does not say which.
@@ -447,6 +449,8 @@ MUTATIONS = {
     "backend.env.DJANGO_DEBUG": "true",
     "backend.env.ENABLE_AUTO_THREAT_GENERATION": "false",
     "backend.env.TRUSTED_PROXIES": "10.244.0.0/16",
+    "backend.env.OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.monitoring:4318",
+    "backend.env.LLM_BASE_URL": "https://llm.example/v1",
     "backend.env.AGENTS_SHARED_REPUTATION": "true",
     "postgresql.auth.username": "soc2",
     "postgresql.auth.database": "soc2",
@@ -460,7 +464,7 @@ MUTATIONS = {
     "tolerations": [{"key": "dedicated", "operator": "Exists"}],
     "nodeSelector": {"pool": "soc"},
     "backend.podAnnotations": {"example.com/team": "soc"},
-    "networkPolicy.appEgress": [],
+    "networkPolicy.appEgress": [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 8443}]}],
     "ingress.annotations": {"example.com/x": "y"},
     "observability.labels": {"release": "kube-prometheus-stack"},
     "observability.serviceMonitor.interval": "15s",

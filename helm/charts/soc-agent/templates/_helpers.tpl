@@ -263,6 +263,38 @@ topologySpreadConstraints:
 {{- end }}
 {{- end }}
 
+{{/* The port of a URL: its own, else the default given. Call with (list "https://llm:8443/v1" "443"). */}}
+{{- define "soc-agent.urlPort" -}}
+{{- $parts := splitList ":" (urlParse (index . 0)).host -}}
+{{- if and (gt (len $parts) 1) (last $parts) }}{{ last $parts }}{{ else }}{{ index . 1 }}{{ end }}
+{{- end }}
+
+{{/*
+Ports the application pods may open to destinations outside the release, from what is configured:
+the OTLP collector, the LLM endpoint, an external database and an external Redis. Nothing is opened
+for what is off or bundled. One port per line.
+*/}}
+{{- define "soc-agent.appEgressPorts" -}}
+{{- $env := .Values.backend.env -}}
+{{- $ports := list -}}
+{{- with $env.OTEL_EXPORTER_OTLP_ENDPOINT }}
+{{- $ports = append $ports (include "soc-agent.urlPort" (list . (ternary "443" "80" (hasPrefix "https" .)))) }}
+{{- end }}
+{{- with $env.LLM_BASE_URL }}
+{{- $ports = append $ports (include "soc-agent.urlPort" (list . (ternary "443" "80" (hasPrefix "https" .)))) }}
+{{- end }}
+{{- if not .Values.postgresql.enabled }}
+{{- $ports = append $ports (include "soc-agent.urlPort" (list (.Values.externalDatabase.url | default "postgres://db") "5432")) }}
+{{- end }}
+{{- if not .Values.redis.enabled }}
+{{- $ports = append $ports (include "soc-agent.urlPort" (list ($env.REDIS_URL | default "redis://redis") "6379")) }}
+{{- with $env.CELERY_BROKER_URL }}
+{{- $ports = append $ports (include "soc-agent.urlPort" (list . "6379")) }}
+{{- end }}
+{{- end }}
+{{- $ports | uniq | join "\n" }}
+{{- end }}
+
 {{/* Pod-level hardening shared by every pod. */}}
 {{- define "soc-agent.podSecurityContext" -}}
 runAsNonRoot: true
@@ -350,6 +382,9 @@ exits non-zero while one is missing (or the database is unreachable). Web pods n
 {{- if and $hpa.enabled (gt (int $hpa.minReplicas) (int $hpa.maxReplicas)) }}
 {{- fail (printf "%s.hpa.minReplicas (%v) is above %s.hpa.maxReplicas (%v)" $name $hpa.minReplicas $name $hpa.maxReplicas) }}
 {{- end }}
+{{- end }}
+{{- if and .Values.observability.serviceMonitor.enabled .Values.networkPolicy.enabled (not .Values.observability.scrapeNamespace) }}
+{{- fail "observability.serviceMonitor.enabled needs observability.scrapeNamespace (the namespace Prometheus runs in): with networkPolicy.enabled the pods refuse its scrapes otherwise" }}
 {{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
 {{- fail "ingress.enabled=true needs at least one ingress.hosts entry" }}
