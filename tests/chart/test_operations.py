@@ -168,3 +168,42 @@ def test_the_redis_url_can_come_from_a_secret_you_manage():
 def test_an_external_redis_secret_is_one_choice(values, message):
     with pytest.raises(hc.helm.HelmRenderError, match=message):
         hc.render(values)
+
+
+# --- 5. a subchart, and GitOps ------------------------------------------------------------------------
+
+HELM_DEFAULT_TIMEOUT = 300  # seconds, `helm install/upgrade --timeout`
+
+
+def test_the_chart_works_as_a_subchart_receiving_global_values(tmp_path):
+    import shutil
+
+    parent = tmp_path / "platform"
+    (parent / "charts").mkdir(parents=True)
+    (parent / "Chart.yaml").write_text("apiVersion: v2\nname: platform\nversion: 1.0.0\n"
+                                       "dependencies:\n  - name: soc-agent\n    version: '>=0.0.0'\n")
+    (parent / "values.yaml").write_text("global:\n  imageRegistry: registry.example\n")
+    shutil.copytree(hc.CHART_DIR, parent / "charts" / "soc-agent")
+
+    rendered = hc.helm.Chart.load(parent).render({"soc-agent": {"demo": {"seed": False}}}, name="soc", namespace="soc")
+
+    assert any("name: soc-backend" in text for text in rendered.values())
+
+
+def test_the_migration_job_syncs_under_argo_cd_and_gives_up_before_helm_does():
+    job = hc.find(hc.render(), "Job", "soc-agent-migrate-1")  # what `helm template` gives Argo CD
+    spec = job["spec"]
+    # Kubernetes' back-off: 10 s doubling, at most 6 min, before each retry.
+    backoff = sum(min(10 * 2 ** attempt, 360) for attempt in range(spec["backoffLimit"]))
+
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "Sync"
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+    assert backoff < spec["activeDeadlineSeconds"] < HELM_DEFAULT_TIMEOUT
+    assert spec["ttlSecondsAfterFinished"] > 0
+
+
+def test_on_a_helm_upgrade_the_job_is_still_a_pre_upgrade_hook_with_the_same_limits():
+    job = hc.find(hc.render(is_upgrade=True, is_install=False, revision=7), "Job", "soc-agent-migrate-7")
+
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    assert job["spec"]["activeDeadlineSeconds"] < HELM_DEFAULT_TIMEOUT
