@@ -33,9 +33,9 @@ def superuser_client(client, db):
     return client
 
 
-def run_action(client, action, threats):
+def run_action(client, action, threats, **extra):
     return client.post(CHANGELIST, {"action": action, "_selected_action": [str(t.pk) for t in threats],
-                                    "index": 0, "select_across": 0})
+                                    "index": 0, "select_across": 0, **extra})
 
 
 def alice_updates(threat):
@@ -106,6 +106,7 @@ def test_it_acknowledges_selected_threats(staff_client, customer):
         [event] = alice_updates(threat)
         assert event.actor_kind == "user"
         assert event.payload["changes"]["status"] == {"from": "new", "to": "acknowledged"}
+        assert threat.assignee.username == "alice"  # one meaning of Acknowledge: it takes an unassigned threat
     untouched.refresh_from_db()
     assert untouched.status == Status.NEW and alice_updates(untouched) == []
 
@@ -119,20 +120,39 @@ def test_it_assigns_selected_threats_to_me(staff_client, alice, threat):
     assert event.payload["changes"] == {"assignee": {"from": None, "to": "alice"}}
 
 
-def test_it_closes_selected_threats_as_false_positive(staff_client, threat):
-    run_action(staff_client, "mark_false_positive", [threat])
+def test_closing_as_false_positive_asks_for_a_reason_first(staff_client, threat):
+    response = run_action(staff_client, "mark_false_positive", [threat])
 
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'name="reason"' in page and 'value="mark_false_positive"' in page and str(threat.pk) in page
+    threat.refresh_from_db()
+    assert threat.status == Status.NEW and alice_updates(threat) == []
+
+
+def test_closing_as_false_positive_refuses_an_empty_reason(staff_client, threat):
+    response = run_action(staff_client, "mark_false_positive", [threat], apply="1", reason="   ")
+
+    assert response.status_code == 200 and "This field is required." in response.content.decode()
+    threat.refresh_from_db()
+    assert threat.status == Status.NEW
+
+
+def test_it_closes_selected_threats_as_false_positive(staff_client, threat):
+    response = run_action(staff_client, "mark_false_positive", [threat], apply="1", reason="Our own scanner")
+
+    assert response.status_code == 302
     threat.refresh_from_db()
     assert threat.status == Status.CLOSED
     assert threat.disposition == Disposition.FALSE_POSITIVE
-    assert threat.disposition_reason and "alice" in threat.disposition_reason
+    assert threat.disposition_reason == "Our own scanner"
     assert threat.closed_at is not None and threat.closed_by_kind == "human" and threat.closed_by.username == "alice"
     [event] = alice_updates(threat)
     assert event.payload["changes"]["status"] == {"from": "new", "to": "closed"}
 
 
 def test_it_resolves_selected_threats(staff_client, threat):
-    run_action(staff_client, "resolve", [threat])
+    run_action(staff_client, "resolve", [threat], apply="1", reason="C2 confirmed")
 
     threat.refresh_from_db()
     assert threat.status == Status.RESOLVED
@@ -143,10 +163,10 @@ def test_it_resolves_selected_threats(staff_client, threat):
 
 
 def test_it_reports_the_result_of_an_action(staff_client, threat):
-    response = run_action(staff_client, "resolve", [threat])
+    response = run_action(staff_client, "resolve", [threat], apply="1", reason="C2 confirmed")
 
     page = staff_client.get(response["Location"]).content.decode()
-    assert "Resolved 1 threat(s)." in page
+    assert "Resolved as true positive 1 threat(s)." in page
 
 
 # --- Change form and the event log ------------------------------------------------------------------

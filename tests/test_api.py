@@ -514,7 +514,9 @@ def test_it_acknowledges_a_threat(alice_client, threat):
     assert threat.closed_at is None
     [event] = updated_events(threat)
     assert event.actor_label == "alice"
-    assert event.payload["changes"] == {"status": {"from": "new", "to": "acknowledged"}}
+    # Acknowledging a threat nobody has takes it (docs/api.md "One meaning of Acknowledge").
+    assert event.payload["changes"] == {"status": {"from": "new", "to": "acknowledged"},
+                                        "assignee": {"from": None, "to": "alice"}}
 
 
 def test_it_assigns_a_threat_to_bob(alice_client, bob, threat):

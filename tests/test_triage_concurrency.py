@@ -195,7 +195,7 @@ def test_the_admin_change_page_offers_the_triage_fields_at_the_current_version(s
     services.triage(alice, threat.pk, status="acknowledged")
     form = staff.get(CHANGE.format(threat.pk)).context["adminform"].form
     assert form.initial["triage_status"] == "acknowledged" and form.initial["triage_version"] == 2
-    assert form.initial["triage_assignee"] == ""
+    assert form.initial["triage_assignee"] == "alice"  # acknowledging took it
     assert "alice" in dict(form.fields["triage_assignee"].choices)
 
 

@@ -11,6 +11,7 @@ every customer) are read-only to it; users, groups and customers are the unscope
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import display_for_field
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -19,6 +20,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.template.defaultfilters import linebreaksbr
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -217,7 +219,7 @@ def _apply(modeladmin, request, queryset, describe, **fields):
         modeladmin.message_user(request, problem, messages.WARNING)
 
 
-@admin.action(description="Acknowledge", permissions=["change"])
+@admin.action(description="Acknowledge (takes the unassigned ones)", permissions=["change"])
 def acknowledge(modeladmin, request, queryset):
     skipped = queryset.exclude(status=Status.NEW).count()
     if skipped:
@@ -230,16 +232,35 @@ def assign_to_me(modeladmin, request, queryset):
     _apply(modeladmin, request, queryset, "Assigned to you", assignee=request.user.get_username())
 
 
-@admin.action(description="Close as false positive", permissions=["change"])
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label="Reason", max_length=services.REASON_MAX_LENGTH,
+                             widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
+                             help_text="Why this verdict: it is kept with the threat and shown in its history.")
+
+
+def _close_with_reason(modeladmin, request, queryset, action, describe, **fields):
+    """A closing action asks for the reason first, as the dashboard does (an intermediate page that
+    posts the same action back with `apply`); an empty reason is asked for again."""
+    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    if form.is_bound and form.is_valid():
+        _apply(modeladmin, request, queryset, describe, reason=form.cleaned_data["reason"], **fields)
+        return None
+    context = {**modeladmin.admin_site.each_context(request), "title": f"{describe}: why?", "form": form,
+               "queryset": queryset, "action": action, "opts": modeladmin.model._meta,
+               "action_checkbox_name": ACTION_CHECKBOX_NAME, "describe": describe}
+    return TemplateResponse(request, "admin/threats/threat/close_reason.html", context)
+
+
+@admin.action(description="Close as false positive…", permissions=["change"])
 def mark_false_positive(modeladmin, request, queryset):
-    _apply(modeladmin, request, queryset, "Closed as false positive", status=Status.CLOSED,
-           disposition=Disposition.FALSE_POSITIVE, reason=f"Marked false positive in admin by {request.user}")
+    return _close_with_reason(modeladmin, request, queryset, "mark_false_positive", "Closed as false positive",
+                              status=Status.CLOSED, disposition=Disposition.FALSE_POSITIVE)
 
 
-@admin.action(description="Resolve as true positive", permissions=["change"])
+@admin.action(description="Resolve as true positive…", permissions=["change"])
 def resolve(modeladmin, request, queryset):
-    _apply(modeladmin, request, queryset, "Resolved", status=Status.RESOLVED,
-           disposition=Disposition.TRUE_POSITIVE, reason=f"Resolved in admin by {request.user}")
+    return _close_with_reason(modeladmin, request, queryset, "resolve", "Resolved as true positive",
+                              status=Status.RESOLVED, disposition=Disposition.TRUE_POSITIVE)
 
 
 class TriageForm(forms.ModelForm):

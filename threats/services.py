@@ -375,6 +375,7 @@ def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN, version
     with transaction.atomic():
         locked = Threat.objects.select_for_update(of=("self",)).select_related("customer", "assignee").get(pk=threat.pk)
         check_version(locked, version)
+        changes = {**changes, **_taken_on_acknowledgement(locked, actor, changes)}
         before = {name: _plain(getattr(locked, name)) for name in [*changes, *REOPEN_CLEARS]}
         for name, value in changes.items():
             setattr(locked, name, value)
@@ -388,6 +389,16 @@ def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN, version
         }
         _record_event(locked, EventType.UPDATED, actor, {"changes": diff})
     return locked
+
+
+def _taken_on_acknowledgement(threat, actor, changes):
+    """One meaning of Acknowledge everywhere (API, bulk, admin, pages): an analyst who acknowledges
+    a threat nobody has takes it. Decided under the row lock, so an assignment made meanwhile by
+    someone else is never overwritten; an explicit assignee in the same change wins."""
+    acknowledging = changes.get("status") == Status.ACKNOWLEDGED and threat.status != Status.ACKNOWLEDGED
+    if acknowledging and "assignee" not in changes and threat.assignee_id is None and actor.user is not None:
+        return {"assignee": actor.user}
+    return {}
 
 
 def _stamp_times(threat, closed_by_kind, actor):

@@ -157,11 +157,8 @@
 
   function action(name) {
     var where = document.getElementById("triage-message");
-    if (name === "acknowledge") {  // acknowledging an unowned threat takes it (auto-assign on ack)
-      var body = { status: "acknowledged" };
-      if (!panel.dataset.assignee) body.assignee = config.username;
-      return send(body, where);
-    }
+    // Acknowledging a threat nobody has takes it: the server decides (services._taken_on_acknowledgement).
+    if (name === "acknowledge") return send({ status: "acknowledged" }, where);
     if (name === "assign-me") return send({ assignee: config.username }, where);
     if (name === "assign") return send({ assignee: document.getElementById("assignee-choice").value || null }, where);
     if (name === "status") return send({ status: document.getElementById("status-choice").value }, where);
