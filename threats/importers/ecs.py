@@ -12,7 +12,7 @@ from threats.choices import Severity
 
 from .common import (ItemError, Reader, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
-from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, direction
+from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, direction, mail_rule
 
 SOURCE = "ecs"
 RISK_BANDS = [(74, Severity.CRITICAL), (48, Severity.HIGH), (22, Severity.MEDIUM), (0, Severity.LOW)]
@@ -240,8 +240,11 @@ def _ecs_behaviours(built, read, categories, types, action):
     code = read.text("event.code", limit=40).lower()
     if code in ENDPOINT_CODES:
         built.behaviour(ENDPOINT_CODES[code], "event.code", code)
+    mail_rule(built, action, read.get("o365.audit.Parameters"), read.text("o365.audit.UserId", "user.email", "user.id"),
+              "o365.audit.Parameters")
     if action in ACTIONS or action in CLOUD_ACTIONS:
-        built.behaviour(ACTIONS.get(action) or CLOUD_ACTIONS[action], "event.action", action)
+        built.behaviour(cloud_login_failed(ACTIONS.get(action) or CLOUD_ACTIONS[action], outcome == "failure"),
+                        "event.action", action)
         return
     if "file" in categories and any(m in read.text("event.module", "event.dataset", limit=60).lower()
                                     for m in FIM_MODULES):

@@ -259,6 +259,40 @@ class Signal:
         return self.data
 
 
+# Exchange inbox-rule parameters (New-InboxRule / Set-InboxRule): where a rule sends mail, and how it
+# keeps the owner from seeing it (folders nobody reads, marked read, deleted).
+MAIL_RULE_ACTIONS = {"new-inboxrule", "set-inboxrule", "updateinboxrules"}
+FORWARDS = ("ForwardTo", "ForwardAsAttachmentTo", "RedirectTo")
+UNREAD_FOLDERS = re.compile(r"^(rss (subscriptions|feeds)|conversation history|archive|deleted items|junk email)$", re.I)
+
+
+def mail_rule(built, action, parameters, owner, field):
+    """An inbox rule that forwards mail outside the owner's domain (T1114.003) or hides what it matches
+    (T1564.008): exfiltration / hidden_artifact. `parameters`: Exchange's [{Name, Value}] or a mapping."""
+    if action not in MAIL_RULE_ACTIONS:
+        return
+    if isinstance(parameters, list):
+        parameters = {str(p.get("Name")): p.get("Value") for p in parameters[:100] if isinstance(p, dict)}
+    if not isinstance(parameters, dict):
+        return
+    domain = str(owner or "").rpartition("@")[2].lower()
+    targets = [t.strip() for key in FORWARDS for t in re.split(r"[;,]", str(parameters.get(key) or "")) if "@" in t]
+    outside = [t for t in targets if not domain or not t.lower().rstrip(">").endswith("@" + domain)]
+    if outside:
+        built.behaviour("exfiltration", field, f"inbox rule forwards mail outside to {outside[0][:80]}")
+    # Moved where nobody reads or deleted; marked read only counts beside a forward outside.
+    hides = UNREAD_FOLDERS.match(str(parameters.get("MoveToFolder") or "").strip()) or \
+        str(parameters.get("DeleteMessage")).lower() == "true" or (
+            outside and str(parameters.get("MarkAsRead")).lower() == "true")
+    if hides and (outside or parameters.get("SubjectOrBodyContainsWords") or parameters.get("FromAddressContainsWords")):
+        built.behaviour("hidden_artifact", field, "inbox rule hides the mail it matches")
+
+
+def cloud_login_failed(behaviour, failed):
+    """A console or sign-in action whose own response says it failed is a failed login."""
+    return "login_failure" if behaviour == "login_success" and failed else behaviour
+
+
 def direction(source, destination):
     """inbound, outbound, internal or external, from the addresses of who started the connection."""
     def inside(value):

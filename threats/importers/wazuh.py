@@ -19,7 +19,8 @@ from . import suricata
 from .common import (ItemError, Reader, as_list, category, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
 from .countries import country_code
-from .signal import CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal
+from .signal import (CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal, cloud_login_failed,
+                     mail_rule)
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
@@ -147,6 +148,9 @@ def _sysmon_hashes(read):
 # --- The normalised signal (docs/signals.md, "Wazuh") ----------------------------------------------
 
 # rule.groups -> (behaviour, outcome): the ruleset's own classification of what a rule detects.
+# Rootcheck's trojan check with its catch-all signature (strings such as 'bash' or '/bin/sh' that many
+# ordinary binaries contain): rootcheck/rootkit_trojans.txt in the Wazuh ruleset.
+GENERIC_TROJAN = re.compile(r"Trojaned version of file .* Signature used: .*\(Generic\)", re.I)
 GROUP_BEHAVIOURS = {
     "authentication_failed": ("login_failure", "failure"), "invalid_login": ("login_failure", "failure"),
     "login_denied": ("login_failure", "failure"), "authentication_failures": ("brute_force", "failure"),
@@ -175,6 +179,9 @@ def signal(doc, level):
     built.set("trust", "curated" if _custom_rule(rule.get("id")) else "coarse", "rule.id")
     groups = [g.lower() for g in as_list(rule.get("groups")) if isinstance(g, str)]
     _windows(built, dig(data, "win") or {})
+    log = doc.get("full_log") if isinstance(doc.get("full_log"), str) else ""
+    if "rootcheck" in groups and GENERIC_TROJAN.search(log[:2_000]):
+        built.behaviour("anomaly", "full_log", "rootcheck's generic trojaned-binary signature")
     for group in groups:
         if group in GROUP_BEHAVIOURS:
             name, outcome = GROUP_BEHAVIOURS[group]
@@ -223,7 +230,14 @@ def _cloud(built, data):
     if action:
         built.set("action", action[:60], field)
     if action in CLOUD_ACTIONS:
-        built.behaviour(CLOUD_ACTIONS[action], field, action)
+        # CloudTrail ConsoleLogin records failures too: responseElements.ConsoleLogin "Failure", errorMessage.
+        failed = str(dig(data, "aws.responseElements.ConsoleLogin") or "").lower() == "failure" or \
+            bool(dig(data, "aws.errorMessage"))
+        built.behaviour(cloud_login_failed(CLOUD_ACTIONS[action], failed), field, action)
+        if failed:
+            built.set("outcome", "failure", "data.aws.responseElements.ConsoleLogin")
+    mail_rule(built, action, dig(data, "office365.Parameters"), dig(data, "office365.UserId"),
+              "data.office365.Parameters")
     if str(dig(data, "aws.userIdentity.type") or "").lower() == "root":
         built.account("kind", "root", "data.aws.userIdentity.type")  # the account's owner identity
     finding = str(dig(data, "aws.type") or "")
