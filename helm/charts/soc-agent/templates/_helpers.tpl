@@ -361,6 +361,39 @@ exits non-zero while one is missing (or the database is unreachable). Web pods n
     {{- include "soc-agent.appVolumeMounts" . | nindent 4 }}
 {{- end }}
 
+{{/*
+Pre-flight of `helm upgrade`, against what the release runs now (lookup; nothing under `helm
+template`). Rendering fails before any hook, so the migration Job never runs for an upgrade that
+Kubernetes would then refuse half-way, or that would put a production release on the chart's
+Kind defaults. helm/README.md "Upgrading" has the way out of each.
+*/}}
+{{- define "soc-agent.upgradeChecks" -}}
+{{- $runbook := "see helm/README.md, Upgrading; upgradeChecks.enabled=false skips these checks" }}
+{{- $values := "pass the release's values on every upgrade: the same -f files as before, or --reuse-values" }}
+{{- $postgresql := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "soc-agent.componentName" (dict "ctx" . "component" "postgresql")) | default dict }}
+{{- if and $postgresql .Values.postgresql.enabled }}
+{{- $templates := $postgresql.spec.volumeClaimTemplates | default list }}
+{{- $live := "none (emptyDir)" }}
+{{- $liveClass := "" }}
+{{- with $templates }}
+{{- $live = (first .).spec.resources.requests.storage }}
+{{- $liveClass = (first .).spec.storageClassName | default "" }}
+{{- end }}
+{{- $wanted := ternary (toString .Values.postgresql.persistence.size) "none (emptyDir)" .Values.postgresql.persistence.enabled }}
+{{- if or (ne $live $wanted) (and $templates (ne $liveClass (.Values.postgresql.persistence.storageClass | default ""))) }}
+{{- fail (printf "upgrade refused before anything ran: the PostgreSQL volume is %s (storage class %q) and these values ask for %s (storage class %q), but Kubernetes cannot change a StatefulSet's volumeClaimTemplates. To keep it, %s. To grow it, expand the PVC first and recreate the StatefulSet (%s)" $live $liveClass $wanted (.Values.postgresql.persistence.storageClass | default "") $values $runbook) }}
+{{- end }}
+{{- end }}
+{{- $backend := lookup "apps/v1" "Deployment" .Release.Namespace (include "soc-agent.componentName" (dict "ctx" . "component" "backend")) | default dict }}
+{{- if and $backend (eq .Values.backend.image.pullPolicy "Never") }}
+{{- range $backend.spec.template.spec.containers }}
+{{- if and (eq .name "backend") (ne (.imagePullPolicy | default "Never") "Never") }}
+{{- fail (printf "upgrade refused before anything ran: the running backend pulls %s (pullPolicy %s), these values say pullPolicy Never, the chart's default for images loaded into Kind; no pod could start. This is what an upgrade without the release's values gives: %s (%s)" .image .imagePullPolicy $values $runbook) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Cross-field checks the schema cannot express; a failure stops install, upgrade and template. */}}
 {{- define "soc-agent.validateValues" -}}
 {{- if and .Values.postgresql.enabled (or .Values.externalDatabase.url .Values.externalDatabase.existingSecret) }}
@@ -388,5 +421,8 @@ exits non-zero while one is missing (or the database is unreachable). Web pods n
 {{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
 {{- fail "ingress.enabled=true needs at least one ingress.hosts entry" }}
+{{- end }}
+{{- if and .Release.IsUpgrade .Values.upgradeChecks.enabled }}
+{{- include "soc-agent.upgradeChecks" . }}
 {{- end }}
 {{- end }}
