@@ -134,6 +134,7 @@ def threat_detail(request, threat_id):
         "agents": [_agent(kind, label, runs.get(kind), cited) for kind, (label, _path) in AGENT_KINDS.items()],
         "risk_factors": [{**f, "evidence": _evidence(f.get("evidence", []), cited)} for f in threat.risk_factors],
         "observables": [(key, _text(value)) for key, value in threat.observables.items()],
+        "timeline": _timeline(threat.timeline),
         "raw_json": json.dumps(threat.raw, indent=2, ensure_ascii=False, default=str),
         "adversarial": threat.adversarial or {},
         "fp_recommendation": str(threat.false_positive.get("recommendation", "")).replace("_", " "),
@@ -306,6 +307,16 @@ def _sla(threat):
         "met": due is not None and threat.acknowledged_at is not None and threat.acknowledged_at <= due,
         "breached": due is not None and (threat.acknowledged_at or timezone.now()) > due,
     }
+
+
+# The analysis's own steps: kept, but folded away under the story of what happened.
+PROCESSING_MOMENTS = {"analysis_started", "context_gathered", "agent_started", "agent_finished"}
+
+
+def _timeline(moments):
+    moments = [m for m in moments if isinstance(m, dict)]
+    return {"story": [m for m in moments if m.get("event") not in PROCESSING_MOMENTS],
+            "processing": [m for m in moments if m.get("event") in PROCESSING_MOMENTS]}
 
 
 def _text(value):

@@ -131,7 +131,7 @@
     panel.dataset.assignee = t.assignee || "";
     panel.querySelector('[data-action="acknowledge"]').disabled = t.status !== "new";
     var status = document.getElementById("status-choice");
-    if (document.activeElement !== status && !rows.isClosed(t.status)) status.value = t.status;
+    if (document.activeElement !== status) status.value = t.status;  // a closed status shows (disabled)
     var assignee = document.getElementById("assignee-choice");
     if (document.activeElement !== assignee) assignee.value = t.assignee || "";
   }

@@ -45,7 +45,7 @@
     var fits = matches(message.threat);
     var create = firstPage && fits && belongsHere(message.threat);
     var row = rows.upsert(tbody, message, { create: create, selectable: selectable, limit: LIVE_ROW_LIMIT });
-    if (row) row.classList.toggle("unmatched", !fits);
+    if (row && !fits) row.remove();  // it no longer answers the filters: gone, and so is its selection
     updateCount();
   }
 

@@ -107,14 +107,19 @@
 
   // style "precise" adds milliseconds; "short" (table cells) drops the year and the zone, which the
   // top bar names, and keeps the full time in the tooltip.
+  // One format on every page, the server's order: 2026-11-20 13:02:34 Europe/Berlin (short: the
+  // date without the year), in the analyst's zone, whatever the browser's locale.
+  var PARTS = new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+                                                  minute: "2-digit", second: "2-digit", hourCycle: "h23" });
   function localTime(iso, style) {
-    var options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
-                    second: "2-digit", hourCycle: "h23" };
-    if (style === "precise") options.fractionalSecondDigits = 3;
-    if (style === "short") { delete options.year; options.month = "short"; }
     var date = new Date(iso);
     if (isNaN(date.getTime())) return iso;
-    return date.toLocaleString(undefined, options) + (style === "short" ? "" : " " + ZONE);
+    var p = {};
+    PARTS.formatToParts(date).forEach(function (part) { p[part.type] = part.value; });
+    var clock = p.hour + ":" + p.minute + ":" + p.second;
+    if (style === "precise") clock += "." + String(date.getMilliseconds()).padStart(3, "0");
+    if (style === "short") return p.month + "-" + p.day + " " + clock;
+    return p.year + "-" + p.month + "-" + p.day + " " + clock + " " + ZONE;
   }
 
   function localizeTime(t) {

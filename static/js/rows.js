@@ -205,9 +205,6 @@
     var li = document.createElement("li");
     li.dataset.seq = message.seq;
     li.className = "event-" + message.type.replace(/[^a-z0-9_-]+/g, "");  // as Django's slugify
-    var seq = document.createElement("span");
-    seq.className = "seq";
-    seq.textContent = "#" + message.seq;
     var time = document.createElement("time");
     time.dateTime = message.at;
     if (!hideTitle) time.className = "short";  // the overview's feed; a threat's history shows full times
@@ -218,7 +215,7 @@
     var what = document.createElement("span");
     what.className = "what";
     reveal(what, describe(message));
-    [seq, time, actor, what].forEach(function (el) { li.appendChild(el); li.appendChild(document.createTextNode(" ")); });
+    [time, actor, what].forEach(function (el) { li.appendChild(el); li.appendChild(document.createTextNode(" ")); });
     li.lastChild.remove();
     if (!hideTitle && message.threat && message.threat.id) {
       var link = document.createElement("a");
