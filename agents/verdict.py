@@ -70,6 +70,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _dual_use(state, threat, model, found, results.get("priority", {}))
         _reflected_flood(state, threat, model, found)
         _obfuscated_persistence(state, model, found)
+        _web_account_persistence(state, threat, model, found)
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     _contradicted(state, threat, model, found, scan, results.get("devops", {}), results.get("priority", {}))
@@ -192,6 +193,16 @@ def _disallowed_login(state, threat, found, config, priority):
                    f"a successful login from {country}, outside the customer's allowed countries", evidence, "floor")
 
 
+def _web_account_persistence(state, threat, model, found):
+    """`web_account_persistence`: persistence (a key, unit, task, cron entry) written by a web server's
+    own account is at least HIGH: the web server runs code someone sent it (a web shell)."""
+    names = [model["account"].get(k) for k in ("writer", "actor")] + signal.values(threat, "user")
+    writer = next((n for n in names if isinstance(n, str) and WEB_ACCOUNTS.match(n.strip())), None)
+    if "persistence" in found and writer:
+        state.move(higher(state.band, "HIGH"), "web_account_persistence", f"the web server's account {writer[:40]} "
+                   "wrote something that survives a reboot", [_ref(found["persistence"]), "signal.account"], "floor")
+
+
 def _obfuscated_persistence(state, model, found):
     """`obfuscated_persistence`: a service, task or run key whose command is encoded or obfuscated
     (a command-line rule names T1027) is at least HIGH: administrators do not hide what they install."""
@@ -220,6 +231,8 @@ def _dual_use(state, threat, model, found, priority):
     perimeter's controls, legitimate only when someone approved it (an approval explains it)."""
     named = [t for t in priority.get("techniques", []) if "signature" in (t.get("source"), *t.get("sources", []))
              and str(t.get("technique_id")) in DUAL_USE_TECHNIQUES]
+    if any(signal.ip(d) is None for d in signal.values(threat, "domains")):
+        named = [t for t in named if t["technique_id"] != "T1105"]  # a program from a named site, not a bare address
     shown = [found[n] for n in ("remote_access_tool", "anonymising_proxy") if n in found]
     # A lookup of a tunnelling service goes to the internal resolver: anything not from outside counts.
     if (shown or named) and not content.is_inbound(threat, model) and not _failed(model) \
@@ -260,9 +273,13 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return policy.failed_cap
     if name == "malware" and not failed and model.get("prevented") is False:
         return "HIGH"  # the endpoint saw it and let it run
-    if name == "exploit_success" and "ATTACK_RESPONSE" in str(signal.behaviours(threat)[name].get("detail")) \
-            and model.get("direction") == "internal":
-        return "MEDIUM"  # command output between two of ours: a host attacked, or a page that documents it
+    if name == "exploit_success" and _attack_response(threat):
+        sender = signal.ip(signal.text(threat, "src_ip"))  # the packet that carried the output
+        if sender is None or not signal.is_internal(sender):
+            return ""  # output sent to one of ours from outside: a page that shows it (`output_from_outside`)
+        if model.get("direction") == "internal":
+            return "MEDIUM"  # command output between two of ours: a host attacked, or a page that documents it
+        return "CRITICAL" if ROOT_OUTPUT.search(threat.title or "") else "HIGH"  # one of ours sent it out
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and content.is_outbound(threat):
         return "" if explained else "HIGH"  # one of ours scanning the internet: it is compromised or misused
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
@@ -270,6 +287,12 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
     if policy.attempt_floor and not failed and not explained and not _words_only(name, threat, model):
         return policy.attempt_floor
     return policy.floor
+
+
+def _attack_response(threat):
+    """An IDS attack-response signature: command output seen in traffic (ET/GPL ATTACK_RESPONSE)."""
+    entry = signal.behaviours(threat).get("exploit_success") or {}
+    return "ATTACK_RESPONSE" in str(entry.get("detail")) or "ATTACK_RESPONSE" in (threat.title or "")
 
 
 def _words_only(name, threat, model):
@@ -282,10 +305,13 @@ def _words_only(name, threat, model):
 LOCATION_CLAIMS = {"login_success", "impossible_travel", "unusual_location"}
 INBOUND_RATIO = 10
 FLOOD_BYTES = 10_000_000
+WEB_ACCOUNTS = re.compile(r"^(www-data|apache|apache2|nginx|httpd|wwwrun|http|lighttpd|tomcat\d*|"
+                          r"iis apppool\\.+|.*\\iusr)$", re.I)
 DUAL_USE_TECHNIQUES = {"T1572", "T1105"}
 ENDPOINT_CATEGORIES = {"process", "file", "library", "registry", "driver"}
 STALE_DAYS = 365
 FEW_ENGINES, MANY_ENGINES = 2, 40
+ROOT_OUTPUT = re.compile(r"returned root|uid=0\b|\broot\b.*\boutput\b", re.I)
 REVERSE_SHELL_RULE = re.compile(r"reverse[-_ ]?shell", re.I)
 BASE64_RULE = re.compile(r"base64", re.I)
 EXECUTION_ONLY = {"suspicious_execution", "command_and_control"}  # what such rules' own tags name
@@ -355,6 +381,12 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
     _recovery_kept(state, threat, found, devops)
     _stale_indicator(state, threat, model, found)
     _few_engines(state, threat, model, found)
+    sender = signal.ip(signal.text(threat, "src_ip"))
+    if set(found) <= {"exploit_success", "web_attack"} and "exploit_success" in found and _attack_response(threat) \
+            and sender is not None and not signal.is_internal(sender) and content.is_outbound(threat, model):
+        state.move(lower(state.band, "LOW"), "output_from_outside", "the command output came from a server outside to "
+                   "one of ours that asked for the page: it shows the output, nothing ran here",
+                   ["signal.observables.src_ip", "signal.title"], "cap", keep=True)
     if set(found) == {"anomaly"} and str(found["anomaly"].get("detail", "")).startswith("rootcheck's generic"):
         state.move(lower(state.band, "LOW"), "generic_signature", "rootcheck's generic trojan signature matches strings "
                    "('bash', '/bin/sh') that ordinary binaries contain", ["signal.full_log"], "cap", keep=True)

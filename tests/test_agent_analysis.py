@@ -772,7 +772,7 @@ def test_a_match_on_indicators_the_feed_calls_low_confidence_and_old_is_not_evid
 @pytest.mark.parametrize("signature,techniques", [
     ("GPL ATTACK_RESPONSE id check returned root", {"T1033", "T1059.004"}),
     ("ET ATTACK_RESPONSE Net User Command Response", {"T1087.001"}),
-    ("ET POLICY PE EXE or DLL Windows file download HTTP", {"T1105"}),
+    ("ET POLICY PE EXE or DLL Windows file download HTTP", {"T1105"}),  # named; dual use only from a bare address
     ("ET POLICY DNS Query to a *.ngrok domain (ngrok.com)", {"T1572"}),
     ("ET POLICY Dropbox.com Offsite File Backup in Use", set()),
 ])
@@ -1107,4 +1107,62 @@ def test_rootcheck_s_generic_trojan_signature_proves_nothing(signature, band):
                          f"'bash|^/bin/sh|file\\.h|proc\\.h|/dev/[^n]|^/bin/.*sh' {signature}.",
              "data": {"title": "Trojaned version of file detected.", "file": "/usr/bin/diff"}}
     threat, = _ingest("wazuh", alert)
+    assert threat.severity == band
+
+
+def _id_output(src, dst, starter, hostname=None):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature="GPL ATTACK_RESPONSE id check returned root", category="Potentially Bad Traffic",
+                           severity=2, metadata={})
+    other = dst if starter == src else src
+    record.update(src_ip=src, dest_ip=dst, app_proto="http")
+    record["flow"] = {**record.get("flow", {}), "src_ip": starter, "dest_ip": other}
+    if hostname:
+        record["http"] = {"hostname": hostname, "url": "/", "status": 200}
+    return record
+
+
+@pytest.mark.parametrize("src,dst,starter,band", [
+    ("198.51.100.60", "172.16.12.44", "172.16.12.44", "LOW"),     # a page from outside showed the output
+    ("10.10.6.30", "203.0.113.99", "203.0.113.99", "CRITICAL"),   # our server answered an outsider with root's id
+    ("10.0.1.10", "203.0.113.66", "10.0.1.10", "CRITICAL"),       # our host sent root's id out (a reverse shell)
+])
+def test_who_sent_the_command_output_decides_what_it_proves(src, dst, starter, band):
+    threat, = _ingest("suricata", _id_output(src, dst, starter))
+    assert threat.severity == band
+    assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")
+
+
+@pytest.mark.parametrize("writer,band", [("www-data", "HIGH"), ("deploy", "MEDIUM")])
+def test_persistence_written_by_the_web_server_s_own_account_is_high(writer, band):
+    alert = {"timestamp": "2026-12-01T02:11:00.000+0000", "id": f"1.web{writer}", "agent": {"id": "4", "name": "wp-01"},
+             "rule": {"level": 7, "id": "554", "description": "File added to the system.",
+                      "groups": ["ossec", "syscheck", "syscheck_entry_added", "syscheck_file"]},
+             "syscheck": {"path": "/var/www/.ssh/authorized_keys", "event": "added", "mode": "whodata",
+                          "audit": {"process": {"id": "48213", "name": "/usr/bin/dash", "cwd": "/var/www/html"},
+                                    "user": {"id": "33", "name": writer}, "effective_user": {"id": "33", "name": writer}}}}
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band
+
+
+def test_a_shell_opened_in_a_container_is_container_administration():
+    alert = {"timestamp": "2026-12-01T02:11:00.000+0000", "id": "1.docker", "agent": {"id": "4", "name": "docker-02"},
+             "rule": {"level": 5, "id": "87908", "description": "Docker: Started shell session in container transcoder-7",
+                      "groups": ["docker"]},
+             "data": {"integration": "docker", "docker": {"Action": "exec_start: bash ", "Type": "container"}}}
+    threat, = _ingest("wazuh", alert)
+    assert "T1609" in _techniques(threat) and not threat.requires_human_review
+
+
+@pytest.mark.parametrize("hostname,band", [("203.0.113.19", "MEDIUM"), ("download.videolan.org", "LOW")])
+def test_a_program_downloaded_from_a_bare_address_is_dual_use_but_not_from_a_named_site(hostname, band):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature="ET POLICY PE EXE or DLL Windows file download HTTP",
+                           category="Potential Corporate Privacy Violation", severity=3, metadata={})
+    record.update(src_ip="192.0.2.170", dest_ip="10.50.9.42", app_proto="http",
+                  http={"hostname": hostname, "url": "/vlc-3.0.21-win64.exe", "status": 200})
+    record["flow"] = {**record.get("flow", {}), "src_ip": "10.50.9.42", "dest_ip": "192.0.2.170"}
+    threat, = _ingest("suricata", record)
     assert threat.severity == band

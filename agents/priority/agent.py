@@ -119,6 +119,8 @@ class _Analysis:
             return ["T1562.008"]  # a cloud trail stopped or deleted: Disable or Modify Cloud Logs
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
+        if name == "suspicious_execution" and "in a container" in str(entry.get("detail", "")):
+            return ["T1609"]  # Container Administration Command
         if name == "suspicious_execution" and "(T1105)" in str(entry.get("detail", "")):
             return ["T1105"]
         if name in ("suspicious_execution", "lateral_movement") and "WMI" in str(entry.get("detail", "")):

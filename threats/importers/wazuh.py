@@ -192,6 +192,11 @@ def signal(doc, level):
         built.measure("engines", dig(data, "virustotal.total"), "data.virustotal.total")
     parent = dig(data, "win.eventdata.parentImage")
     built.set("parent_process", parent[:1000] if isinstance(parent, str) else "", "data.win.eventdata.parentImage")
+    for path in ("syscheck.audit.effective_user.name", "syscheck.audit.user.name"):  # who-data: who wrote it
+        built.account("writer", dig(doc, path) if isinstance(dig(doc, path), str) else "", path)
+    docker = str(dig(data, "docker.Action") or dig(data, "docker.status") or "")
+    if docker.startswith("exec_start"):
+        built.behaviour("suspicious_execution", "data.docker.Action", f"a shell opened in a container ({docker[:40]})")
     workdir = dig(doc, "syscheck.audit.process.cwd")  # who-data: where the writing program was working
     built.set("workdir", workdir[:1000] if isinstance(workdir, str) else "", "syscheck.audit.process.cwd")
     if "web" in groups or "accesslog" in groups:
