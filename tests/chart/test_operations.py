@@ -207,3 +207,45 @@ def test_on_a_helm_upgrade_the_job_is_still_a_pre_upgrade_hook_with_the_same_lim
 
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
     assert job["spec"]["activeDeadlineSeconds"] < HELM_DEFAULT_TIMEOUT
+
+
+# --- 8. the smaller ones ------------------------------------------------------------------------------
+
+
+def test_the_frontend_passes_on_the_scheme_the_ingress_saw():
+    conf = hc.find(hc.render(), "ConfigMap", "soc-agent-frontend")["data"]["default.conf"]
+
+    # $scheme is http behind a TLS-ending ingress: Django would build http:// URLs and refuse CSRF.
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" not in conf
+    header = re.search(r"proxy_set_header X-Forwarded-Proto (\$\w+);", conf).group(1)
+    mapping = re.search(r"map \$http_x_forwarded_proto " + re.escape(header) + r" \{([^}]*)\}", conf).group(1)
+    assert re.search(r"default\s+\$http_x_forwarded_proto;", mapping) and re.search(r'""\s+\$scheme;', mapping)
+
+
+def test_images_of_the_bundled_services_do_not_float():
+    objects = hc.render()
+
+    for component in ("redis", "postgresql"):
+        image = hc.containers(hc.pod_of(objects, component)[2])[0]["image"]
+        assert re.search(r":\d+\.\d+(\.\d+)?-\w+$", image), image  # 16.6-alpine, 7.4.2-alpine; not 7-alpine
+
+
+def test_redis_refuses_writes_at_its_memory_cap_instead_of_being_killed():
+    objects = hc.render()
+    redis = hc.containers(hc.pod_of(objects, "redis")[2])[0]
+    args = redis["args"]
+    cap = args[args.index("--maxmemory") + 1]
+
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert int(cap.removesuffix("mb")) * 1_000_000 < 256 * MIB == nginx_size_in_bytes("256m")  # the 256Mi limit
+    production = hc.render(hc.load_values(hc.PRODUCTION_VALUES))
+    args = hc.containers(hc.pod_of(production, "redis")[2])[0]["args"]
+    assert int(args[args.index("--maxmemory") + 1].removesuffix("mb")) * 1_000_000 < 1024 * MIB
+
+
+def test_postgresql_gets_a_shared_memory_volume():
+    spec = hc.pod_of(hc.render(), "postgresql")[2]
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"

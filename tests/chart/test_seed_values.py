@@ -78,7 +78,7 @@ def test_defaults_are_the_seed_defaults():
     ingress = hc.find(objects, "Ingress")["spec"]
     env = app_env(objects)
 
-    assert redis["image"] == "redis:7-alpine"
+    assert redis["image"] == "redis:7.4.2-alpine"  # the seed's 7-alpine floated (issue 19)
     assert hc.find(objects, "Service", "soc-agent-redis")["spec"]["ports"][0]["port"] == 6379
     assert redis["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
     assert "replicas" not in hc.find(objects, "Deployment", "soc-agent-backend")["spec"]  # the HPA's (2-8)
@@ -451,6 +451,7 @@ MUTATIONS = {
     "backend.env.TRUSTED_PROXIES": "10.244.0.0/16",
     "backend.env.OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.monitoring:4318",
     "backend.env.LLM_BASE_URL": "https://llm.example/v1",
+    "redis.maxmemory": "300mb",
     "backend.env.AGENTS_SHARED_REPUTATION": "true",
     "postgresql.auth.username": "soc2",
     "postgresql.auth.database": "soc2",
