@@ -8,9 +8,10 @@
 #   6. verify every pod is running (and run `helm test`)
 # Then open http://localhost:8080 (login analyst / analyst).
 #
-# Environment overrides: CLUSTER_NAME (soc-demo), RELEASE (soc-agent), IMAGE_TAG (the chart's
-# appVersion), INGRESS_NGINX_VERSION (controller-v1.12.1), HELM_TIMEOUT (10m), DRY_RUN=1 prints the
-# commands instead of running them.
+# Environment overrides: CLUSTER_NAME (soc-demo), RELEASE (soc-agent), IMAGE_TAG (default:
+# <appVersion>-<first 12 hex digits of the built backend image's ID>, so a code change is a new tag
+# and rolls the pods, and an unchanged build keeps its tag), INGRESS_NGINX_VERSION
+# (controller-v1.12.1), HELM_TIMEOUT (10m), DRY_RUN=1 prints the commands instead of running them.
 set -Eeuo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +22,7 @@ RELEASE="${RELEASE:-soc-agent}"
 INGRESS_NGINX_VERSION="${INGRESS_NGINX_VERSION:-controller-v1.12.1}"
 HELM_TIMEOUT="${HELM_TIMEOUT:-10m}"
 APP_VERSION="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$CHART/Chart.yaml")"
-IMAGE_TAG="${IMAGE_TAG:-$APP_VERSION}"
+IMAGE_TAG="${IMAGE_TAG:-}"
 INGRESS_MANIFEST="https://raw.githubusercontent.com/kubernetes/ingress-nginx/${INGRESS_NGINX_VERSION}/deploy/static/provider/kind/deploy.yaml"
 STEP="starting"
 
@@ -74,8 +75,8 @@ check_prerequisites() {
     if ! docker info >/dev/null 2>&1; then
         fail "docker is installed but its engine does not answer ('docker info' failed): start Docker and retry"
     fi
-    [ -n "$IMAGE_TAG" ] || fail "could not read appVersion from $CHART/Chart.yaml; set IMAGE_TAG"
-    echo "kind, kubectl, helm and docker found; images will be tagged $IMAGE_TAG"
+    [ -n "$APP_VERSION" ] || fail "could not read appVersion from $CHART/Chart.yaml"
+    echo "kind, kubectl, helm and docker found"
 }
 
 create_cluster() {
@@ -89,8 +90,21 @@ create_cluster() {
 }
 
 build_images() {
-    step "3/6 Building and loading the images soc-backend:$IMAGE_TAG and soc-frontend:$IMAGE_TAG"
-    run docker build -t "soc-backend:$IMAGE_TAG" "$REPO_ROOT"
+    step "3/6 Building and loading the images soc-backend and soc-frontend"
+    run docker build -t "soc-backend:$APP_VERSION" "$REPO_ROOT"
+    if [ -z "$IMAGE_TAG" ]; then
+        # The same tag for every build would leave the pods on the old image (nothing in the
+        # Deployment changes); the image ID changes exactly when the code does.
+        local id="dry-run-id"
+        if [ "${DRY_RUN:-0}" != 1 ]; then
+            id="$(docker image inspect --format '{{.Id}}' "soc-backend:$APP_VERSION")"
+            id="${id#sha256:}"
+        fi
+        [ -n "$id" ] || fail "could not read the ID of soc-backend:$APP_VERSION; set IMAGE_TAG"
+        IMAGE_TAG="$APP_VERSION-${id:0:12}"
+    fi
+    echo "images are tagged $IMAGE_TAG"
+    run docker tag "soc-backend:$APP_VERSION" "soc-backend:$IMAGE_TAG"
     run docker build --build-arg "BACKEND_IMAGE=soc-backend:$IMAGE_TAG" -t "soc-frontend:$IMAGE_TAG" "$REPO_ROOT/docker/frontend"
     run kind load docker-image "soc-backend:$IMAGE_TAG" "soc-frontend:$IMAGE_TAG" --name "$CLUSTER_NAME"
 }
@@ -98,8 +112,9 @@ build_images() {
 install_ingress() {
     step "4/6 Installing the nginx ingress controller ($INGRESS_NGINX_VERSION)"
     run kubectl apply -f "$INGRESS_MANIFEST"
-    run kubectl wait --namespace ingress-nginx --for=condition=ready pod \
-        --selector=app.kubernetes.io/component=controller --timeout=180s
+    # Waits for the Deployment apply just created; `kubectl wait pod -l ...` right after apply
+    # fails with "no matching resources" when the pod does not exist yet.
+    run kubectl rollout status deployment/ingress-nginx-controller --namespace ingress-nginx --timeout=180s
 }
 
 deploy_release() {

@@ -93,11 +93,14 @@ def test_deploy_explains_a_docker_engine_that_does_not_answer(bin_dir, tmp_path)
     assert calls(log) == ["docker info"]
 
 
+IMAGE_ID = "0123456789abcdef" * 4
+
+
 def _all_stubs(bin_dir, log, existing_cluster=False, existing_release=False):
     clusters = "soc-demo" if existing_cluster else ""
     add_stub(bin_dir, "kind", log, script=f'[ "$1 $2" = "get clusters" ] && echo "{clusters}"')
     add_stub(bin_dir, "kubectl", log)
-    add_stub(bin_dir, "docker", log)
+    add_stub(bin_dir, "docker", log, script=f'[ "$1 $2" = "image inspect" ] && echo "sha256:{IMAGE_ID}"')
     add_stub(bin_dir, "helm", log, script="" if existing_release else '[ "$1" = status ] && exit 1')
 
 
@@ -105,6 +108,8 @@ def test_deploy_runs_the_seed_steps_in_order(bin_dir, tmp_path):
     log = tmp_path / "calls.log"
     _all_stubs(bin_dir, log)
     version = hc.chart().metadata["appVersion"]
+    # A tag per build (the image ID): the same tag every time would roll nothing out (issue 19).
+    tag = f"{version}-{IMAGE_ID[:12]}"
 
     result = run(hc.HELM_DIR / "deploy.sh", bin_dir)
 
@@ -116,12 +121,15 @@ def test_deploy_runs_the_seed_steps_in_order(bin_dir, tmp_path):
         f"kind create cluster --name soc-demo --config {hc.HELM_DIR}/kind-config.yaml --wait 120s",
         "kubectl config use-context kind-soc-demo",
         f"docker build -t soc-backend:{version} {root}",
-        f"docker build --build-arg BACKEND_IMAGE=soc-backend:{version} -t soc-frontend:{version} {root}/docker/frontend",
-        f"kind load docker-image soc-backend:{version} soc-frontend:{version} --name soc-demo",
+        f"docker image inspect --format {{{{.Id}}}} soc-backend:{version}",
+        f"docker tag soc-backend:{version} soc-backend:{tag}",
+        f"docker build --build-arg BACKEND_IMAGE=soc-backend:{tag} -t soc-frontend:{tag} {root}/docker/frontend",
+        f"kind load docker-image soc-backend:{tag} soc-frontend:{tag} --name soc-demo",
         "kubectl apply -f https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/kind/deploy.yaml",
-        "kubectl wait --namespace ingress-nginx --for=condition=ready pod --selector=app.kubernetes.io/component=controller --timeout=180s",
+        # Not `kubectl wait pod -l ...`: right after apply the pod may not exist yet (issue 19).
+        "kubectl rollout status deployment/ingress-nginx-controller --namespace ingress-nginx --timeout=180s",
         "helm status soc-agent",
-        f"helm install soc-agent {chart} --set backend.image.tag={version} --set frontend.image.tag={version} --wait --timeout 10m",
+        f"helm install soc-agent {chart} --set backend.image.tag={tag} --set frontend.image.tag={tag} --wait --timeout 10m",
         "kubectl rollout status deployment/soc-agent-backend --timeout=180s",
         "kubectl get pods -l app.kubernetes.io/instance=soc-agent -o wide",
         "kubectl get hpa,ingress -l app.kubernetes.io/instance=soc-agent",
@@ -195,3 +203,14 @@ def test_teardown_without_kind_says_so(bin_dir):
 
     assert result.returncode == 1
     assert "kind is not on PATH" in result.stderr
+
+
+def test_deploy_keeps_a_tag_given_in_image_tag(bin_dir, tmp_path):
+    log = tmp_path / "calls.log"
+    _all_stubs(bin_dir, log)
+
+    result = run(hc.HELM_DIR / "deploy.sh", bin_dir, IMAGE_TAG="1.2.3")
+
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in calls(log) if c.startswith("docker image inspect")]
+    assert [c for c in calls(log) if c.startswith("helm install")][0].count("image.tag=1.2.3") == 2
