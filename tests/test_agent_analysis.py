@@ -1166,3 +1166,21 @@ def test_a_program_downloaded_from_a_bare_address_is_dual_use_but_not_from_a_nam
     record["flow"] = {**record.get("flow", {}), "src_ip": "10.50.9.42", "dest_ip": "192.0.2.170"}
     threat, = _ingest("suricata", record)
     assert threat.severity == band
+
+
+@pytest.mark.parametrize("description,explained", [
+    ("CHG-3310: quarterly internal scan (nmap NSE) from el-vulnscan-01 172.16.0.25, 20:00-02:00 UTC", True),
+    ("CHG-3310: quarterly internal scan (nmap NSE) from el-vulnscan-01 172.16.0.251, 20:00-02:00 UTC", False),
+])
+def test_a_planned_change_that_names_the_scanner_s_address_explains_its_scan(description, explained):
+    customer = factories.make_customer(slug="acme-corp")
+    InfraEvent.objects.create(customer=customer, started_at=datetime(2026, 11, 25, 19, 50, tzinfo=UTC), kind="maintenance",
+                              service="vulnerability-scanning", description=description)
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature="ET SCAN Nmap Scripting Engine User-Agent Detected (Nmap Scripting Engine)",
+                           category="Web Application Attack", severity=1, metadata={})
+    record.update(timestamp="2026-11-25T20:04:00.000000+0000", src_ip="172.16.0.25", dest_ip="172.16.9.14")
+    record["flow"] = {**record.get("flow", {}), "src_ip": "172.16.0.25", "dest_ip": "172.16.9.14"}
+    threat, = factories.ingest_records("suricata", [record], customer)
+    assert (threat.severity == "LOW") is explained

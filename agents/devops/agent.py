@@ -38,6 +38,7 @@ NEVER_EXPLAINED = {"impact", "malware", "command_and_control", "credential_acces
                    "exploit"}
 APPROVED_KINDS = {"deployment", "maintenance", "config_change"}  # planned changes, unlike an outage
 POINTS_EACH, POINTS_CAP = -10, -20
+ADDRESS_FIELDS = ("src_ip", "dst_ip")
 SERVICE_FIELDS = ("endpoint", "host", "urls", "user")  # a service identity is named for its service
 TOKEN = re.compile(r"[a-z0-9]+")
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]")
@@ -130,6 +131,10 @@ def _same_service(threat, event):
     words = set(TOKEN.findall(event.service.lower()))
     text = f"{event.service} {event.description}".lower()
     names = {part for name in NAME.findall(text) for part in (name, name.split(".")[0])}
+    for name in ADDRESS_FIELDS:  # an address written whole in the change (the scanner, the target)
+        for value in signal.values(threat, name):
+            if signal.ip(value) is not None and re.search(rf"(?<![\d.]){re.escape(value.strip())}(?![\d.]*\d)", text):
+                return field_ref(name)
     for name in SERVICE_FIELDS:
         for value in signal.values(threat, name):
             value = value.strip().lower()
