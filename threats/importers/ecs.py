@@ -193,12 +193,17 @@ def _entra_role(read):
     """The directory role an Entra ID audit record assigns: the target's modified property
     Role.DisplayName (new_value, JSON-quoted), as Elastic's azure.auditlogs keeps it."""
     targets = read.get("azure.auditlogs.properties.target_resources")
-    for target in (targets.values() if isinstance(targets, dict) else targets if isinstance(targets, list) else []):
+    for target in _items(targets)[:20]:
         changed = target.get("modified_properties") if isinstance(target, dict) else None
-        for item in (changed.values() if isinstance(changed, dict) else changed if isinstance(changed, list) else []):
+        for item in _items(changed)[:50]:
             if isinstance(item, dict) and item.get("display_name") == "Role.DisplayName":
                 return str(item.get("new_value") or "").strip().strip('"')[:200]
     return ""
+
+
+def _items(value):
+    """A JSON array, or an object used as one (Elastic flattens arrays into {"0": …, "1": …}), as a list."""
+    return list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
 
 
 def _severity_signal(built, read):
