@@ -20,7 +20,7 @@ def nginx_size_in_bytes(size):
 
 def body_limits(objects):
     """(ingress-nginx proxy-body-size, frontend nginx client_max_body_size) in bytes."""
-    ingress = hc.find(objects, "Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    ingress = hc.find(objects, "Ingress", "soc-agent")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     conf = hc.find(objects, "ConfigMap", "soc-agent-frontend")["data"]["default.conf"]
     frontend = re.search(r"client_max_body_size (\S+);", conf).group(1)
     return nginx_size_in_bytes(ingress), nginx_size_in_bytes(frontend)
@@ -249,3 +249,17 @@ def test_postgresql_gets_a_shared_memory_volume():
     volumes = {v["name"]: v for v in spec["volumes"]}
 
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+
+
+def test_only_websockets_get_the_hour_long_proxy_timeouts():
+    objects = hc.render({"ingress": {"annotations": {"example.com/team": "soc"}}})
+    main, ws = hc.find(objects, "Ingress", "soc-agent"), hc.find(objects, "Ingress", "soc-agent-ws")
+    conf = hc.find(objects, "ConfigMap", "soc-agent-frontend")["data"]["default.conf"]
+    root_location = re.search(r"location / \{([^}]*)\}", conf).group(1)
+    ws_location = re.search(r"location /ws \{([^}]*)\}", conf).group(1)
+
+    assert "nginx.ingress.kubernetes.io/proxy-read-timeout" not in main["metadata"]["annotations"]
+    assert ws["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    assert [p["path"] for p in ws["spec"]["rules"][0]["http"]["paths"]] == ["/ws"]
+    assert ws["metadata"]["annotations"]["example.com/team"] == main["metadata"]["annotations"]["example.com/team"]
+    assert "proxy_read_timeout" not in root_location and "proxy_read_timeout 3600s;" in ws_location

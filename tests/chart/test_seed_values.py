@@ -75,7 +75,7 @@ def test_defaults_are_the_seed_defaults():
     backend = main_container(objects, "backend")
     frontend = main_container(objects, "frontend")
     hpa = hc.find(objects, "HorizontalPodAutoscaler", "soc-agent-backend")["spec"]
-    ingress = hc.find(objects, "Ingress")["spec"]
+    ingress = hc.find(objects, "Ingress", "soc-agent")["spec"]
     env = app_env(objects)
 
     assert redis["image"] == "redis:7.4.2-alpine"  # the seed's 7-alpine floated (issue 19)
@@ -160,7 +160,7 @@ def test_backend_service_port_is_used_by_the_service_ingress_frontend_and_helm_t
 
     assert hc.find(objects, "Service", "soc-agent-backend")["spec"]["ports"][0] == {
         "name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}
-    api = next(p for p in hc.find(objects, "Ingress")["spec"]["rules"][0]["http"]["paths"] if p["path"] == "/api")
+    api = next(p for p in hc.find(objects, "Ingress", "soc-agent")["spec"]["rules"][0]["http"]["paths"] if p["path"] == "/api")
     assert api["backend"]["service"]["port"]["number"] == 9000
     assert "server soc-agent-backend:9000;" in hc.find(objects, "ConfigMap", "soc-agent-frontend")["data"]["default.conf"]
     assert "http://soc-agent-backend:9000/health" in hc.find(objects, "Pod")["spec"]["containers"][0]["args"][0]
@@ -227,13 +227,13 @@ def test_ingress_disabled_removes_the_ingress():
 
 
 def test_ingress_class_name():
-    assert hc.find(hc.render(with_set("ingress.className=traefik")), "Ingress")["spec"]["ingressClassName"] == "traefik"
+    assert hc.find(hc.render(with_set("ingress.className=traefik")), "Ingress", "soc-agent")["spec"]["ingressClassName"] == "traefik"
 
 
 def test_ingress_host_is_routed_and_allowed_by_django():
     objects = hc.render(with_set("ingress.hosts[0].host=soc.example.com"))
 
-    assert [r["host"] for r in hc.find(objects, "Ingress")["spec"]["rules"]] == ["soc.example.com"]
+    assert [r["host"] for r in hc.find(objects, "Ingress", "soc-agent")["spec"]["rules"]] == ["soc.example.com"]
     assert "soc.example.com" in app_env(objects)["DJANGO_ALLOWED_HOSTS"].split(",")
 
 
@@ -241,7 +241,8 @@ def test_ingress_host_is_routed_and_allowed_by_django():
 
 
 def _routes(objects):
-    paths = hc.find(objects, "Ingress")["spec"]["rules"][0]["http"]["paths"]
+    """(path, type) -> Service over both Ingresses (`/ws` has its own, for its timeouts)."""
+    paths = [p for ingress in hc.named(objects, "Ingress").values() for p in ingress["spec"]["rules"][0]["http"]["paths"]]
     return {(p["path"], p["pathType"]): p["backend"]["service"]["name"] for p in paths}
 
 
@@ -331,7 +332,7 @@ def test_ingress_tls_adds_the_block_and_trusts_the_https_origin():
     objects = hc.render({"ingress": {"hosts": [{"host": "soc.example.com"}],
                                      "tls": [{"secretName": "soc-tls", "hosts": ["soc.example.com"]}]}})
 
-    assert hc.find(objects, "Ingress")["spec"]["tls"] == [{"secretName": "soc-tls", "hosts": ["soc.example.com"]}]
+    assert hc.find(objects, "Ingress", "soc-agent")["spec"]["tls"] == [{"secretName": "soc-tls", "hosts": ["soc.example.com"]}]
     assert app_env(objects)["CSRF_TRUSTED_ORIGINS"] == "https://soc.example.com"
 
 
