@@ -53,3 +53,18 @@ def test_the_kubernetes_section_shows_every_seed_command(command):
 
 def test_the_rollout_restart_line_names_a_rendered_deployment():
     assert "soc-agent-backend" in hc.named(hc.render(), "Deployment")
+
+
+def test_the_helm_readme_shows_the_redis_url_without_its_password():
+    import re
+    import subprocess
+    import sys
+
+    command = re.search(r'kubectl exec deploy/soc-agent-backend -- python -c "(.+)"', HELM_README).group(1)
+    url = "redis://:s3cret-pw@soc-agent-redis:6379/0"
+
+    shown = subprocess.run([sys.executable, "-c", command], env={"REDIS_URL": url},
+                           capture_output=True, text=True, check=True).stdout.strip()
+
+    assert shown == "redis://soc-agent-redis:6379/0"
+    assert "REDIS_URL" in README.split("## Kubernetes (Helm chart)", 1)[1] and "a masked one" in README
