@@ -44,3 +44,15 @@ def test_a_disagreement_alone_is_headed_as_one(alice_client, threat):
         "contradictions": [{"agents": ["historical", "config"], "description": "seen before vs new"}]})
     html = alice_client.get(f"/threats/{threat.pk}/").content.decode()
     assert ">Agents disagree</h2>" in html and ">Adversarial input</h2>" not in html
+
+
+def test_the_false_positive_table_says_which_likelihood_each_row_moves_once(alice_client, threat):
+    same = {"kind": "false_positive", "weight": 0.2, "indicator": "seen 4 times before, closed benign", "source": "history"}
+    benign = {**same, "kind": "benign_true_positive", "weight": 0.1}
+    Threat.objects.filter(pk=threat.pk).update(false_positive={
+        "score": 0.4, "benign_score": 0.3, "recommendation": "review", "indicators": [same, same, benign]})
+    html = alice_client.get(f"/threats/{threat.pk}/").content.decode()
+    table = html[html.index('id="fp-indicators"'):]
+    table = table[:table.index("</table>")]
+    assert table.count("seen 4 times before, closed benign") == 2  # the repeat once, the other likelihood once
+    assert "<td>false-positive likelihood</td>" in table and "<td>benign-true-positive likelihood</td>" in table

@@ -137,6 +137,7 @@ def threat_detail(request, threat_id):
         "timeline": _timeline(threat.timeline),
         "raw_json": json.dumps(threat.raw, indent=2, ensure_ascii=False, default=str),
         "adversarial": threat.adversarial or {},
+        "fp_indicators": _fp_indicators(threat.false_positive.get("indicators", [])),
         "fp_recommendation": str(threat.false_positive.get("recommendation", "")).replace("_", " "),
         "plan_actions": [{**a, "label": str(a.get("action", "")).replace("_", " ")}
                          for a in threat.response_plan.get("actions", []) if isinstance(a, dict)],
@@ -317,6 +318,24 @@ def _timeline(moments):
     moments = [m for m in moments if isinstance(m, dict)]
     return {"story": [m for m in moments if m.get("event") not in PROCESSING_MOMENTS],
             "processing": [m for m in moments if m.get("event") in PROCESSING_MOMENTS]}
+
+
+FP_MOVES = {"false_positive": "false-positive likelihood", "benign_true_positive": "benign-true-positive likelihood"}
+
+
+def _fp_indicators(indicators):
+    """The false-positive table: each row says which of the two likelihoods it moves; a row
+    repeated with the same likelihood, weight and source is shown once."""
+    rows, seen = [], set()
+    for item in indicators:
+        if not isinstance(item, dict):
+            continue
+        row = {**item, "moves": FP_MOVES.get(item.get("kind"), "false-positive likelihood")}
+        key = (row["moves"], str(item.get("indicator")), str(item.get("weight")), str(item.get("source")))
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return rows
 
 
 def _text(value):
