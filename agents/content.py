@@ -78,6 +78,13 @@ SHELLS = re.compile(r"(^|\\)(cmd|powershell|pwsh)(\.exe)?$", re.I)
 # from there. ACME's .well-known and a checkout's .git are the web tree's ordinary hidden folders.
 HIDDEN_STAGING = re.compile(r"^/(tmp|var/tmp|dev/shm|var/www|srv/www|srv/http)/(.*/)?"
                             r"\.(?!well-known(/|$)|git(/|$))[^/.][^/]*(/|$)")
+OFFICE_APPS = {"winword.exe", "excel.exe", "powerpnt.exe", "outlook.exe", "onenote.exe", "mspub.exe", "visio.exe"}
+OFFICE_CHILDREN = {"mshta.exe", "powershell.exe", "pwsh.exe", "cmd.exe", "wscript.exe", "cscript.exe", "rundll32.exe",
+                   "regsvr32.exe", "certutil.exe", "bitsadmin.exe", "msbuild.exe", "installutil.exe", "wmic.exe"}
+WEB_ACCOUNTS = re.compile(r"^(www-data|apache|apache2|nginx|httpd|wwwrun|http|lighttpd|tomcat\d*|"
+                          r"iis apppool\\.+|.*\\iusr)$", re.I)
+HIDDEN_AUTOSTART = re.compile(r"/(LaunchAgents|LaunchDaemons|systemd/system|systemd/user|cron\.d|crontabs)/\.[^/]+$")
+KERNEL_LOAD = re.compile(r"\b(insmod|modprobe|kmod\s+load)\b.*?\s(/\S+\.ko)\b", re.I)
 BARE_FETCH = re.compile(r"\b(curl|wget|certutil|bitsadmin|invoke-webrequest|iwr|invoke-restmethod|irm|"
                         r"start-bitstransfer|downloadstring|downloadfile)\b.*\bhttps?://\d{1,3}(\.\d{1,3}){3}\b", re.I)
 UPLOAD = re.compile(r"\s(-T|--upload-file|-F|--form|-d|--data(-binary)?)\s", re.I)  # sending, not fetching
@@ -141,6 +148,10 @@ def infer(threat, model):
     _wmi_execution(threat, model, found)
     _hidden_staging(threat, model, found)
     _fetch_from_address(threat, found)
+    _kernel_module(threat, found)
+    _office_child(threat, model, found)
+    _web_account_writes(model, found)
+    _hidden_autostart(model, found)
     return model
 
 
@@ -463,6 +474,43 @@ def _wmi_execution(threat, model, found):
         if SHARE_OUTPUT.search(line):
             add(found, "lateral_movement", "observables.command_line", "output written to the host's own admin "
                 "share for a remote caller" + (" (WMI)" if parent.endswith("wmiprvse.exe") else ""))
+            return
+
+
+def _office_child(threat, model, found):
+    """Rule `office_child`: a script host or system binary started by an Office application: a
+    document running code (a phishing attachment opened: T1566.001, T1204.002)."""
+    parent = str(model.get("parent_process") or "").replace("/", "\\").rsplit("\\", 1)[-1].lower()
+    programs = [program(v).replace("/", "\\").rsplit("\\", 1)[-1].lower()
+                for name in ("process", "command_line") for v in signal.values(threat, name)]
+    if parent in OFFICE_APPS and any(p in OFFICE_CHILDREN for p in programs):
+        add(found, "phishing", model["fields"].get("parent_process", "parent_process"),
+            f"{next(p for p in programs if p in OFFICE_CHILDREN)} started by {parent}")
+
+
+def _web_account_writes(model, found):
+    """Rule `web_account_writes`: persistence written by a web server's own account is its code doing
+    what it was sent: a web shell at work (T1505.003)."""
+    writer = model["account"].get("writer") or model["account"].get("actor") or ""
+    if any(b["name"] == "persistence" for b in found) and WEB_ACCOUNTS.match(str(writer).strip()):
+        add(found, "web_shell", "account.writer", f"persistence written by the web server's account {writer[:40]}")
+
+
+def _hidden_autostart(model, found):
+    """Rule `hidden_autostart`: an autostart file whose own name is hidden (a LaunchAgent, unit or cron
+    file starting with a dot): persistence that hides itself (T1564.001)."""
+    path = str(model.get("file") or "")
+    if any(b["name"] == "persistence" for b in found) and HIDDEN_AUTOSTART.search(path):
+        add(found, "hidden_artifact", model["fields"].get("file", "file"), f"a hidden autostart file: {path[:120]}")
+
+
+def _kernel_module(threat, found):
+    """Rule `kernel_module_loaded`: insmod/modprobe of a .ko file from outside the kernel's own module
+    tree (/lib/modules, /usr/lib/modules): code loaded into the kernel from a user's folder (T1547.006)."""
+    for line in signal.values(threat, "command_line"):
+        match = KERNEL_LOAD.search(line[:4_096])
+        if match and not re.match(r"/(usr/)?lib/modules/", match.group(2)):
+            add(found, "persistence", "observables.command_line", f"kernel module loaded from {match.group(2)[:100]}")
             return
 
 

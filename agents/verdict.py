@@ -197,7 +197,7 @@ def _web_account_persistence(state, threat, model, found):
     """`web_account_persistence`: persistence (a key, unit, task, cron entry) written by a web server's
     own account is at least HIGH: the web server runs code someone sent it (a web shell)."""
     names = [model["account"].get(k) for k in ("writer", "actor")] + signal.values(threat, "user")
-    writer = next((n for n in names if isinstance(n, str) and WEB_ACCOUNTS.match(n.strip())), None)
+    writer = next((n for n in names if isinstance(n, str) and content.WEB_ACCOUNTS.match(n.strip())), None)
     if "persistence" in found and writer:
         state.move(higher(state.band, "HIGH"), "web_account_persistence", f"the web server's account {writer[:40]} "
                    "wrote something that survives a reboot", [_ref(found["persistence"]), "signal.account"], "floor")
@@ -280,6 +280,8 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         if model.get("direction") == "internal":
             return "MEDIUM"  # command output between two of ours: a host attacked, or a page that documents it
         return "CRITICAL" if ROOT_OUTPUT.search(threat.title or "") else "HIGH"  # one of ours sent it out
+    if name == "exploit_attempt" and model.get("direction") == "internal" and not failed:
+        return "" if explained else "HIGH"  # one of ours throwing exploits at another: it is compromised
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and content.is_outbound(threat):
         return "" if explained else "HIGH"  # one of ours scanning the internet: it is compromised or misused
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
@@ -305,8 +307,6 @@ def _words_only(name, threat, model):
 LOCATION_CLAIMS = {"login_success", "impossible_travel", "unusual_location"}
 INBOUND_RATIO = 10
 FLOOD_BYTES = 10_000_000
-WEB_ACCOUNTS = re.compile(r"^(www-data|apache|apache2|nginx|httpd|wwwrun|http|lighttpd|tomcat\d*|"
-                          r"iis apppool\\.+|.*\\iusr)$", re.I)
 DUAL_USE_TECHNIQUES = {"T1572", "T1105"}
 ENDPOINT_CATEGORIES = {"process", "file", "library", "registry", "driver"}
 STALE_DAYS = 365

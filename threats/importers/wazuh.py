@@ -90,8 +90,8 @@ def parse(item):
             "data.virustotal.source.sha1", "data.md5", "data.sha1", "data.sha256") + _sysmon_hashes(read))),
         "process": read.text("data.win.eventdata.image", "data.audit.exe", "data.process.name",
                              "syscheck.audit.process.name", name="process"),  # who-data: the program that wrote
-        "command_line": read.text("data.win.eventdata.commandLine", "data.audit.command", "data.command",
-                                  limit=8_192, name="command_line") or scheduled_command(
+        "command_line": read.text("data.win.eventdata.commandLine", name="command_line") or _execve(doc) or read.text(
+            "data.audit.command", "data.command", limit=8_192, name="command_line") or scheduled_command(
             dig(doc, "data.win.eventdata.taskContent"), dig(doc, "data.win.eventdata.imagePath")),
         # The indexer's GeoIP enrichment of data.srcip names the country, not its code.
         "country": country_code(read.text("GeoLocation.country_name", limit=100)),
@@ -179,6 +179,7 @@ def signal(doc, level):
     built.set("trust", "curated" if _custom_rule(rule.get("id")) else "coarse", "rule.id")
     groups = [g.lower() for g in as_list(rule.get("groups")) if isinstance(g, str)]
     _windows(built, dig(data, "win") or {})
+    _audit(built, data)
     log = doc.get("full_log") if isinstance(doc.get("full_log"), str) else ""
     if "rootcheck" in groups and GENERIC_TROJAN.search(log[:2_000]):
         built.behaviour("anomaly", "full_log", "rootcheck's generic trojaned-binary signature")
@@ -258,6 +259,26 @@ def _custom_rule(rule_id):
     return text.isdigit() and 100_000 <= int(text) <= 120_000
 
 
+def _execve(doc):
+    """An auditd EXECVE record's arguments (data.audit.execve.a0, a1, ...) as one command line."""
+    args = dig(doc, "data.audit.execve")
+    if not isinstance(args, dict):
+        return ""
+    parts = [str(args[f"a{i}"]) for i in range(64) if isinstance(args.get(f"a{i}"), (str, int))]
+    return " ".join(parts)[:8_192]
+
+
+def _audit(built, data):
+    """auditd through Wazuh: where the command ran, and the file a watch saw written (a per-user
+    crontab names its owner: /var/spool/cron/crontabs/<user>)."""
+    cwd, written = dig(data, "audit.cwd"), dig(data, "audit.file.name")
+    built.set("workdir", cwd[:1000] if isinstance(cwd, str) else "", "data.audit.cwd")
+    if isinstance(written, str):
+        built.set("file", written[:1000], "data.audit.file.name")
+        if "/cron/crontabs/" in written:
+            built.account("writer", written.rsplit("/", 1)[-1], "data.audit.file.name")
+
+
 def _windows(built, win):
     """Windows Security / System / Sysmon events forwarded by the Wazuh agent (data.win.*)."""
     event_id, provider = str(dig(win, "system.eventID") or ""), str(dig(win, "system.providerName") or "")
@@ -269,7 +290,7 @@ def _windows(built, win):
         _sysmon(built, event_id, event)
         return
     if "defender" in provider.lower():
-        _defender(built, event_id)
+        _defender(built, event_id, win)
         return
     if event_id in WINDOWS_EVENTS:
         name, outcome = WINDOWS_EVENTS[event_id]
@@ -287,7 +308,11 @@ def _windows(built, win):
     built.measure("logon_type", event.get("logonType"), "data.win.eventdata.logonType")
 
 
-def _defender(built, event_id):
+def _defender(built, event_id, win=None):
+    # 5007 is any configuration change; one whose new value adds an exclusion blinds the scanner there.
+    message = str(dig(win or {}, "system.message") or "")
+    if event_id == "5007" and re.search(r"New value:[^\r\n]*\\Exclusions\\", message, re.I):
+        built.behaviour("security_tool_disabled", "data.win.system.message", "Defender exclusion added")
     if event_id in DEFENDER_EVENTS:
         name, stopped = DEFENDER_EVENTS[event_id]
         built.behaviour(name, "data.win.system.eventID", f"Defender event {event_id}")
