@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every role of the SOC Agent System; the Helm chart picks the command:
-#   web        daphne -b 0.0.0.0 -p 8000 socproject.asgi:application   (the default CMD)
+#   web        python -m socproject.serve -b 0.0.0.0 -p 8000 socproject.asgi:application   (the default CMD: Daphne that drains on SIGTERM)
 #   worker     celery -A socproject worker -l info
 #   beat       celery -A socproject beat -l info --schedule /tmp/celerybeat-schedule
 #   migrations python manage.py migrate --noinput
@@ -40,4 +40,4 @@ ENV PATH=/opt/venv/bin:$PATH \
 # Numeric, so Kubernetes can verify runAsNonRoot.
 USER 10001:10001
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "socproject.asgi:application"]
+CMD ["python", "-m", "socproject.serve", "-b", "0.0.0.0", "-p", "8000", "socproject.asgi:application"]
