@@ -67,6 +67,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _disallowed_login(state, threat, found, results.get("config", {}), results.get("priority", {}))
         _confirmed_attacker(state, model, found, results.get("historical", {}))
         _root_login(state, model, found)
+        _planted_then_used(state, model, found, results.get("priority", {}))
         _dual_use(state, threat, model, found, results.get("priority", {}))
         _reflected_flood(state, threat, model, found)
         _obfuscated_persistence(state, model, found)
@@ -240,6 +241,16 @@ def _dual_use(state, threat, model, found, priority):
         state.move(higher(state.band, "MEDIUM"), "dual_use_outbound", "one of ours uses a way in or out around the "
                    "perimeter's controls (remote access, Tor, a tunnel, a program from a bare address)",
                    [_ref(e) for e in shown] + ["signal.title" for _t in named[:1]], "floor")
+
+
+def _planted_then_used(state, model, found, priority):
+    """`planted_then_used`: a successful login on the same account or from the same source as an alert
+    of the last hour that put a way back in (a key, a service, a web shell, a new account) is HIGH."""
+    earlier = priority.get("recent_planted") or []
+    if "login_success" in found and earlier and not _failed(model):
+        state.move(higher(state.band, "HIGH"), "planted_then_used", "a login within the hour of the same account or "
+                   "source getting a way back in", [_ref(found["login_success"])] + [f"threat:{pk}" for pk in earlier],
+                   "floor")
 
 
 def _root_login(state, model, found):

@@ -1281,3 +1281,35 @@ def test_an_autostart_file_that_hides_its_own_name(name, hidden):
 def test_an_outsider_s_failed_login_is_a_password_guess(src, technique):
     threat, = _ingest("suricata", _eve("GPL TELNET Bad Login", "Potentially Bad Traffic", src, "10.30.40.8"))
     assert ("T1110.001" in _techniques(threat)) is (technique is not None)
+
+
+@pytest.mark.parametrize("description,explained", [
+    ("CHG-44107: conditional-access rework by adm.l.fischer with a PIM Global Administrator activation", True),
+    ("CHG-44107: conditional-access rework by adm.l.fischer2 with a PIM Global Administrator activation", False),
+])
+def test_a_planned_change_naming_the_account_that_will_act_explains_its_action(description, explained):
+    customer = factories.make_customer(slug="acme-corp")
+    InfraEvent.objects.create(customer=customer, started_at=datetime(2026, 12, 1, 14, 55, tzinfo=UTC),
+                              kind="config_change", service="entra-id", description=description)
+    alert = {"@timestamp": "2026-12-01T15:19:37Z", "kibana.alert.uuid": f"pim-{explained}",
+             "kibana.alert.rule.name": "Entra ID Global Administrator Role Assigned", "kibana.alert.severity": "high",
+             "event": {"kind": "signal", "action": "Add member to role", "category": ["iam"], "type": ["change", "group"],
+                       "outcome": "success", "dataset": "azure.auditlogs"},
+             "user": {"name": "adm.l.fischer@example.com", "target": {"name": "adm.l.fischer@example.com"}},
+             "azure": {"auditlogs": {"properties": {"target_resources": {"0": {"modified_properties": {
+                 "1": {"display_name": "Role.DisplayName", "new_value": "\"Global Administrator\""}}}}}}}}
+    threat, = factories.ingest_records("ecs", [alert], customer)
+    assert (threat.severity == "LOW") is explained
+
+
+def test_a_login_right_after_a_way_back_in_was_planted_is_high():
+    planted = {"timestamp": "2026-12-01T02:11:00.000+0000", "id": "1.key", "agent": {"id": "4", "name": "web-04"},
+               "rule": {"level": 7, "id": "554", "description": "File added to the system.",
+                        "groups": ["ossec", "syscheck", "syscheck_entry_added", "syscheck_file"]},
+               "syscheck": {"path": "/var/www/.ssh/authorized_keys", "event": "added", "uname_after": "www-data"}}
+    login = {"timestamp": "2026-12-01T02:13:30.000+0000", "id": "1.ssh", "agent": {"id": "4", "name": "web-04"},
+             "rule": {"level": 3, "id": "5715", "description": "sshd: authentication success.",
+                      "groups": ["syslog", "sshd", "authentication_success"]},
+             "data": {"srcip": "198.51.100.38", "dstuser": "www-data"}}
+    first, second = _ingest("wazuh", planted, login)
+    assert second.severity == "HIGH" and any(f.get("rule") == "planted_then_used" for f in second.risk_factors)

@@ -135,6 +135,12 @@ def _same_service(threat, event):
         for value in signal.values(threat, name):
             if signal.ip(value) is not None and re.search(rf"(?<![\d.]){re.escape(value.strip())}(?![\d.]*\d)", text):
                 return field_ref(name)
+    # The account the change says will act (adm.l.fischer), for an alert with no host of its own (a cloud
+    # identity's action): where there is a host, the change must name it.
+    for value in [] if signal.text(threat, "host") else signal.values(threat, "user"):
+        account = value.strip().lower().split("@")[0].rsplit("\\", 1)[-1]
+        if len(account) >= MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(account)}(?![\w-]|\.\w)", text):
+            return field_ref("user")
     for name in SERVICE_FIELDS:
         for value in signal.values(threat, name):
             value = value.strip().lower()

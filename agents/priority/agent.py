@@ -36,6 +36,7 @@ RECENT_WINDOW = timedelta(hours=1)
 RECENT_ROWS = 20
 RECENT = sql.Columns(Threat, ("id", "signal", "mitre_hints", "observables"))
 FAILURES = {"brute_force", "password_spraying", "credential_stuffing", "login_failure"}
+PLANTED = {"persistence", "web_shell", "hidden_artifact", "account_created"}  # a way back in, put there
 REPEATED = 3
 HOSTILE = {"web_attack", "exploit_attempt", "brute_force", "password_spraying", "credential_stuffing"}
 MAX_RULE_TECHNIQUES = 3  # a rule tagging more techniques than this is a catch-all, not a statement
@@ -61,7 +62,7 @@ class PriorityAgent(Agent):
         rows = RECENT.rows(f"SELECT {RECENT} FROM {Threat._meta.db_table} WHERE id IN ({parts})", params)
         rows = [dict(zip(RECENT.attnames, row)) for row in rows]  # columns come in model order
         return [{"id": str(row["id"]), "behaviours": _names(row["signal"], row["mitre_hints"]),
-                 **_who_where(row["observables"])} for row in rows]
+                 "planted": _planted(row["signal"]), **_who_where(row["observables"])} for row in rows]
 
     def analyze(self, threat, gathered):
         return _Analysis(threat, gathered or []).run()
@@ -408,6 +409,7 @@ class _Analysis:
             "dismissed_hints": self.dismissed, "tactic_hints": self.tactic_hints, "context": context, "attack_evidence": evidence, "hostile_attempts": self.hostile_attempts(),
             "recent_failures": self.recent_failures(), "travel": self.travel(),
             "recent_tickets": [r["id"] for r in self.recent if "kerberoasting" in r["behaviours"]],
+            "recent_planted": [r["id"] for r in self.recent if PLANTED & set(r["behaviours"]) or r.get("planted")],
             "behaviours": [{k: v for k, v in b.items()} for b in self.model["behaviours"]],
             "typical_band": max((POLICIES[n].typical for n in known), key=RANK.get, default=""),
         }
@@ -420,6 +422,13 @@ class _Analysis:
 PERSISTENCE_TECHNIQUES = {"registry run key": "T1547.001", "autostart registry key": "T1547.001",
                           "startup folder": "T1547.001", "cron": "T1053.003", "systemd unit": "T1543.002",
                           "ssh authorized keys": "T1098.004", "init script": "T1037.004"}
+
+
+def _planted(found):
+    """The stored signal names a file in an autostart place (an authorized_keys, a unit, a cron file):
+    a way back in, though the behaviour was inferred and not stored."""
+    path = found.get("file") if isinstance(found, dict) else None
+    return isinstance(path, str) and any(pattern.search(path[:2000]) for _name, pattern in content.AUTOSTART)
 
 
 def _who_where(observables):
