@@ -247,3 +247,12 @@ def test_it_refuses_a_negative_count_in_generate_threats():
     with pytest.raises(CommandError):
         call_command("generate_threats", count=-1)
     assert not Threat.objects.exists()
+
+
+def test_a_long_seed_reports_progress_on_lines_of_its_own(db):
+    sink = io.StringIO()
+    call_command("seed_demo", history=20, insecure_demo_login=True, stdout=sink)
+    lines = sink.getvalue().splitlines()
+    progress = [line for line in lines if line.startswith("history ")]
+    assert progress == [f"history {n}/20" for n in range(2, 21, 2)]
+    assert "\r" not in sink.getvalue()

@@ -109,8 +109,10 @@ class Command(BaseCommand):
                 threat = services.trigger_threat(services.SYSTEM, rng=rng, now=when)
                 if index % 3 != 2:
                     self._close(threat, actor, rng)
-                self.stdout.write(f"\rhistory {index + 1}/{count}", ending="")
-        self.stdout.write("")
+                # Each report on its own line, about ten in all: a carriage return ran them (and the
+                # analysis log lines written meanwhile) into one line.
+                if (index + 1) % max(1, count // 10) == 0 or index + 1 == count:
+                    self.stdout.write(f"history {index + 1}/{count}")
 
     def _close(self, threat, actor, rng):
         disposition = rng.choice([Disposition.TRUE_POSITIVE, Disposition.FALSE_POSITIVE,
