@@ -33,6 +33,7 @@ REG_DATA = re.compile(r'\breg(\.exe)?\s+add\b.*?\s/d\s+("?)([^"\s]*)\2', re.I)
 MIN_ENCODED = 16  # shorter than this, a value is a flag or a number, not an encoded payload
 SQL_WORDS = re.compile(r"\b(select|union|insert|update|delete|drop|where|from|order by)\b", re.I)
 SQL_SYNTAX = re.compile(r"['\"`;=()@*<>|&\\]|--|/\*|#|\b0x[0-9a-f]|\bselect\b.+\bfrom\b|\bunion\s+(all\s+)?select\b", re.I)
+TRAVERSAL_TO_FILE = re.compile(r"(\.\./|\.\.\\){2,}.*(etc/passwd|etc/shadow|win\.ini|boot\.ini)", re.I)
 UNION_SELECT = re.compile(r"\bunion(\s|/\*.*?\*/)+(all\s+)?select\b.*\bfrom\b", re.I)  # on the decoded URL
 # A UNION query's answer this large carries rows: an error or an empty result is a few kilobytes.
 DUMP_BYTES = 64_000
@@ -84,6 +85,7 @@ OFFICE_CHILDREN = {"mshta.exe", "powershell.exe", "pwsh.exe", "cmd.exe", "wscrip
 WEB_ACCOUNTS = re.compile(r"^(www-data|apache|apache2|nginx|httpd|wwwrun|http|lighttpd|tomcat\d*|"
                           r"iis apppool\\.+|.*\\iusr)$", re.I)
 HIDDEN_AUTOSTART = re.compile(r"/(LaunchAgents|LaunchDaemons|systemd/system|systemd/user|cron\.d|crontabs)/\.[^/]+$")
+SUDOERS_WRITE = re.compile(r"(>>?|\btee\b(\s+-a)?)\s*/etc/sudoers(\.d/\S+)?\b|\bNOPASSWD\s*:\s*ALL\b.*\bsudoers", re.I)
 KERNEL_LOAD = re.compile(r"\b(insmod|modprobe|kmod\s+load)\b.*?\s(/\S+\.ko)\b", re.I)
 BARE_FETCH = re.compile(r"\b(curl|wget|certutil|bitsadmin|invoke-webrequest|iwr|invoke-restmethod|irm|"
                         r"start-bitstransfer|downloadstring|downloadfile)\b.*\bhttps?://\d{1,3}(\.\d{1,3}){3}\b", re.I)
@@ -132,6 +134,7 @@ def infer(threat, model):
     _user_agent(threat, found)
     model["url_payloads"] = _urls(threat, found)
     _injection_answered(threat, model, found)
+    _traversal_served(threat, model, found)
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
     _refused_logins(threat, model, found)
@@ -140,6 +143,7 @@ def infer(threat, model):
     _credentials_for_another(model, found)
     _tampering(threat, model, found)
     _shell_escape(threat, found)
+    _sudoers_edit(threat, found)
     _files(model, found)
     _outbound_volume(threat, model, found)
     _masquerading(threat, model, found)
@@ -233,6 +237,20 @@ def sql_words_only(threat):
     return words
 
 
+def _traversal_served(threat, model, found):
+    """Rule `traversal_served`: a path traversal to a system file (/etc/passwd, /etc/shadow, win.ini,
+    boot.ini) answered 2xx: the server read the file and sent it back."""
+    status = model["measures"].get("http_status")
+    if not (isinstance(status, int) and 200 <= status < 300):
+        return
+    for name in ("urls", "endpoint"):
+        for url in signal.values(threat, name):
+            if TRAVERSAL_TO_FILE.search(urllib.parse.unquote_plus(url[:8_192])):
+                add(found, "exploit_success", f"observables.{name}", f"a system file read by path traversal, "
+                                                                    f"answered {status}")
+                return
+
+
 def _injection_answered(threat, model, found):
     """Rule `injection_returned_data`: a UNION ... SELECT ... FROM in the requested URL, answered 2xx
     with a body of DUMP_BYTES or more: the query ran and its rows came back."""
@@ -322,6 +340,15 @@ def _files(model, found):
             location = next((name for name, pattern in AUTOSTART if pattern.search(path)), None)
             if location:
                 add(found, "privilege_escalation" if location == "sudoers" else "persistence", field, location)
+
+
+def _sudoers_edit(threat, found):
+    """Rule `sudoers_written`: a command that writes sudo's own rules (`>> /etc/sudoers`, `tee
+    /etc/sudoers.d/…`, a NOPASSWD grant): someone granting themselves root (T1548.003)."""
+    for line in signal.values(threat, "command_line"):
+        if SUDOERS_WRITE.search(line[:8_192]):
+            add(found, "privilege_escalation", "observables.command_line", "sudoers written by a command")
+            return
 
 
 def _shell_escape(threat, found):

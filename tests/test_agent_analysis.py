@@ -1313,3 +1313,33 @@ def test_a_login_right_after_a_way_back_in_was_planted_is_high():
              "data": {"srcip": "198.51.100.38", "dstuser": "www-data"}}
     first, second = _ingest("wazuh", planted, login)
     assert second.severity == "HIGH" and any(f.get("rule") == "planted_then_used" for f in second.risk_factors)
+
+
+@pytest.mark.parametrize("url,status,band", [("/support/download.php?file=../../../../../../etc/passwd", "200", "HIGH"),
+                                             ("/support/download.php?file=../../../../../../etc/passwd", "404", "LOW"),
+                                             ("/support/download.php?file=manual.pdf", "200", None)])
+def test_a_path_traversal_to_a_system_file_answered_2xx_served_it(url, status, band):
+    alert = {"timestamp": "2026-11-30T23:48:06.000+0000", "id": f"1.tr{status}{len(url)}", "agent": {"id": "2", "name": "web-02"},
+             "rule": {"level": 6, "id": "31106", "description": "A web attack returned code 200 (success).",
+                      "groups": ["web", "accesslog", "attack"]},
+             "data": {"protocol": "GET", "srcip": "203.0.113.209", "id": status, "url": url}}
+    threat, = _ingest("wazuh", alert)
+    names = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("exploit_success" in names) is (band == "HIGH")
+    if band:
+        assert threat.severity == band
+
+
+@pytest.mark.parametrize("command,escalation", [
+    ("/bin/sh -c echo 'svc-report ALL=(ALL) NOPASSWD:ALL' >> /etc/sudoers", True),
+    ("/usr/bin/tee /etc/sudoers.d/90-svc", True),
+    ("/usr/bin/systemctl restart nginx", False),
+])
+def test_a_command_that_writes_sudo_s_rules_is_privilege_escalation(command, escalation):
+    alert = {"timestamp": "2026-12-03T14:26:09.000+0000", "id": f"1.sudo{len(command)}", "agent": {"id": "8", "name": "rpt-01"},
+             "rule": {"level": 3, "id": "5402", "description": "Successful sudo to ROOT executed.",
+                      "groups": ["syslog", "sudo"]},
+             "data": {"srcuser": "svc-report", "dstuser": "root", "command": command}}
+    threat, = _ingest("wazuh", alert)
+    assert (threat.severity == "HIGH") is escalation
+    assert ("T1548.003" in _techniques(threat)) is escalation

@@ -166,7 +166,7 @@ class _Analysis:
             return ["T1098.007"]
         if name == "privilege_escalation" and str(entry.get("detail", "")).startswith("cloud credentials"):
             return ["T1098.001"]
-        if name == "privilege_escalation" and (entry.get("detail") == "sudoers" or (
+        if name == "privilege_escalation" and (entry.get("detail") in ("sudoers", "sudoers written by a command") or (
                 str(entry.get("detail", "")).startswith("shell escape") and "privileged_command" in self.found)):
             return ["T1548.003"]  # sudo abused (a sudoers entry, or a shell escaped from a sudo command)
         if name == "persistence":
