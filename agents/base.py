@@ -63,6 +63,16 @@ def customer_ref(customer, rule):
     return f"customer:{customer.slug}.{rule}"
 
 
+def counted(number, noun):
+    """'1 similar threat', '3 similar threats': findings are read by people."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def with_article(phrase):
+    """'an anomaly detection', 'a denial of service'."""
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
 def threat_ref(threat_id):
     return f"threat:{threat_id}"
 

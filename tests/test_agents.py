@@ -593,3 +593,11 @@ def test_a_batch_s_historical_statement_reads_every_entity_index(customer):
     for name in ENTITY_FIELDS:
         assert f"threat_entity_{name}" in plan, plan
     assert "threat_customer_type_newest" in plan and "threat_customer_rule_newest" in plan, plan
+
+
+def test_findings_count_and_name_in_words():
+    from agents.base import counted, with_article
+
+    assert (counted(1, "similar threat"), counted(3, "similar threat")) == ("1 similar threat", "3 similar threats")
+    assert (with_article("anomaly detection"), with_article("denial of service")) == (
+        "an anomaly detection", "a denial of service")

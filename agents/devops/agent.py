@@ -12,7 +12,7 @@ from threats import sql
 from threats.models import InfraEvent
 
 from .. import signal
-from ..base import Agent, AgentResult, field_ref, read_for_batch
+from ..base import Agent, AgentResult, field_ref, read_for_batch, with_article
 
 WINDOW_BEFORE = timedelta(minutes=60)
 WINDOW_AFTER = timedelta(minutes=5)
@@ -89,14 +89,14 @@ class DevOpsAgent(Agent):
             points = max(POINTS_CAP, POINTS_EACH * len(explaining))
             kinds = ", ".join(sorted({e.get_kind_display().lower() for e in explaining}))
             result.score(points, f"{len(explaining)} infrastructure change(s) ({kinds}) in the window can explain "
-                                 f"a {family.replace('_', ' ')}", *refs)
+                                 f"{with_article(family.replace('_', ' '))}", *refs)
             result.data["explaining"] = [e.pk for e in explaining]
             result.summary = f"{len(explaining)} infrastructure change(s) in the window may explain this signal."
             result.recommendations.append("Confirm with the change owner that the change caused this traffic "
                                           "and close as benign true positive if so.")
         else:
             result.summary = (f"{len(infra)} infrastructure change(s) in the window; none of them explains "
-                              f"a {family.replace('_', ' ')}.")
+                              f"{with_article(family.replace('_', ' '))}.")
         return result
 
 

@@ -30,7 +30,7 @@ from threats.choices import ClosedByKind, Disposition
 from threats.models import Threat
 
 from .. import signal
-from ..base import Agent, AgentResult, field_ref, read_for_batch, threat_ref
+from ..base import Agent, AgentResult, counted, field_ref, read_for_batch, threat_ref
 
 MAX_ROWS = 100
 FIELDS = ("id", "customer_id", "disposition", "closed_by_kind", "closed_by")
@@ -118,7 +118,7 @@ class HistoricalAgent(Agent):
         result = AgentResult(summary=_summary(past, labelled, burst, days),
                              confidence=min(0.95, 0.45 + 0.1 * len(learned)) if past else 0.4)
         if past:
-            result.find(f"{len(past)} similar threats of this customer in the last {days} days "
+            result.find(f"{counted(len(past), 'similar threat')} of this customer in the last {days} days "
                         f"({sum(1 for p in past if p['shared'])} share an entity).", *[threat_ref(p["id"]) for p in past])
         else:
             result.find(result.summary, "signal.threat_type", *_entity_refs(threat))
@@ -145,7 +145,7 @@ class HistoricalAgent(Agent):
             points = max(cap, round(each * weight)) if cap < 0 else min(cap, round(each * weight))
             analysts = len({_analyst(p) for p in matching})
             label = Disposition(disposition).label.lower()
-            result.score(points, f"{len(matching)} similar threats closed as {label} by {analysts} analyst(s), "
+            result.score(points, f"{counted(len(matching), 'similar threat')} closed as {label} by {analysts} analyst(s), "
                          f"weight {weight:.2f} (recency, match, analyst)", *[threat_ref(p["id"]) for p in matching])
 
     def _score_repeats(self, result, past):
@@ -154,9 +154,9 @@ class HistoricalAgent(Agent):
         for name in ENTITY_FIELDS + INDICATOR_FIELDS:
             seen = [p for p in live if name in p["shared"]]
             if seen:
-                result.find(f"{name} seen in {len(seen)} earlier threats not closed as benign.", field_ref(name),
+                result.find(f"{name} seen in {counted(len(seen), 'earlier threat')} not closed as benign.", field_ref(name),
                             *[threat_ref(p["id"]) for p in seen])
-                result.score(min(12, 4 * len(seen)), f"repeat {name} in {len(seen)} earlier threats", field_ref(name),
+                result.score(min(12, 4 * len(seen)), f"repeat {name} in {counted(len(seen), 'earlier threat')}", field_ref(name),
                              *[threat_ref(p["id"]) for p in seen])
 
 
@@ -235,7 +235,7 @@ def _summary(past, labelled, burst, days):
     if not past:
         return f"No similar threat in the last {days} days: no analyst history to learn from."
     counts = _counts(labelled)
-    return (f"{len(past)} similar threats in {days} days; analysts closed {len(labelled)}: "
+    return (f"{counted(len(past), 'similar threat')} in {days} days; analysts closed {len(labelled)}: "
             f"{counts['true_positive']} true positive, {counts['benign_true_positive']} benign true positive, "
             f"{counts['false_positive']} false positive." + (" A closure burst is not learned from." if burst else ""))
 
