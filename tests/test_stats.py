@@ -127,7 +127,7 @@ def brute_force(now):
         acked = [t for t in rows if t.acknowledged_at]
         closed = [t for t in rows if t.closed_at]
         mean = lambda items, field: round(
-            sum((getattr(t, field) - t.received_at).total_seconds() for t in items) / len(items), 1) if items else None
+            sum((getattr(t, field) - t.received_at).total_seconds() for t in items) / len(items), 3) if items else None
         return {
             "acknowledged": len(acked), "mtta_seconds": mean(acked, "acknowledged_at"),
             "closed": len(closed), "mttr_seconds": mean(closed, "closed_at"),

@@ -533,9 +533,11 @@ class _Times:
     def as_dict(self):
         return {
             "acknowledged": self.acknowledged,
-            "mtta_seconds": round(self.acknowledge_us / 1e6 / self.acknowledged, 1) if self.acknowledged else None,
+            # Milliseconds: the dashboard multiplies the mean back into a sum and adds live events to it,
+            # so a coarser mean drifts a second away from a fresh page's figure.
+            "mtta_seconds": round(self.acknowledge_us / 1e6 / self.acknowledged, 3) if self.acknowledged else None,
             "closed": self.closed,
-            "mttr_seconds": round(self.resolve_us / 1e6 / self.closed, 1) if self.closed else None,
+            "mttr_seconds": round(self.resolve_us / 1e6 / self.closed, 3) if self.closed else None,
             "within_sla": self.within_sla,
             "breached_open": self.breached_open,
         }
