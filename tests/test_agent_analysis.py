@@ -302,6 +302,17 @@ def _ingest(fmt, *records):
     return factories.ingest_records(fmt, records, factories.make_customer(slug="acme-corp"))
 
 
+def _eve_sample():
+    """A fresh copy of the sample Suricata EVE alert (tests/fixtures/alerts/suricata_eve.ndjson, line 2)."""
+    return json.loads((Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1])
+
+
+def _wazuh_alert(ref, rule_id, level, description, groups, agent="wazuh", **fields):
+    """A Wazuh alert of rule `rule_id` on agent `agent`, with the rest of the document in `fields`."""
+    return {"timestamp": "2026-12-01T02:11:00.000+0000", "id": ref, "agent": {"id": "4", "name": agent},
+            "rule": {"level": level, "id": rule_id, "description": description, "groups": groups}, **fields}
+
+
 def _techniques(threat):
     return {t["technique_id"]: t for t in AgentRun.objects.get(threat=threat, kind="priority").data["techniques"]}
 
@@ -312,8 +323,7 @@ def _techniques(threat):
 ])
 def test_malware_traffic_leaving_a_host_is_its_command_channel_but_a_miner_s_is_its_work(signature, category,
                                                                                          technique):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature=signature, category=category, metadata={})
     record.update(app_proto="tls", src_ip="10.0.2.34", dest_ip="198.51.100.23")
     record["flow"] = {**record.get("flow", {}), "src_ip": "10.0.2.34", "dest_ip": "198.51.100.23"}
@@ -417,8 +427,7 @@ def test_cloudtrail_names_the_group_of_an_iam_call_only_in_its_request_parameter
 
 
 def test_a_miner_running_on_one_of_ours_is_high():
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature="ET COINMINER Crypto Coin Miner Login", severity=3, metadata={},
                            category="Crypto Currency Mining Activity Detected")
     threat, = _ingest("suricata", record)
@@ -464,8 +473,7 @@ def test_wazuh_geoip_country_names_become_iso_codes():
 @pytest.mark.parametrize("status,band", [(403, "LOW"), (500, "MEDIUM"), (None, "MEDIUM")])
 def test_a_web_attack_refused_4xx_failed_but_one_the_server_choked_on_did_not(status, band):
     """A 5xx means the payload reached the application and broke it: not a failed attempt."""
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature="ET WEB_SERVER Possible SQL Injection Attempt UNION SELECT", severity=1,
                            category="Web Application Attack", metadata={})
     record.update(src_ip="203.0.113.200", dest_ip="10.40.1.22")
@@ -777,8 +785,7 @@ def test_a_match_on_indicators_the_feed_calls_low_confidence_and_old_is_not_evid
     ("ET POLICY Dropbox.com Offsite File Backup in Use", set()),
 ])
 def test_what_an_ids_signature_s_own_words_name(signature, techniques):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature=signature, category="Potentially Bad Traffic", metadata={})
     threat, = _ingest("suricata", record)
     named = {k for k, t in _techniques(threat).items() if t["source"] == "signature"}
@@ -860,8 +867,7 @@ def test_an_endpoint_s_own_prevention_caps_malware_but_blocked_traffic_does_not_
     ("ET POLICY TOR Known Tor Exit Node Traffic group 12", "Misc Attack", "198.51.100.40", "10.20.1.7", "LOW"),
 ])
 def test_one_of_ours_opening_a_way_around_the_perimeter_is_medium(signature, category, src, dst, band):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature=signature, category=category, severity=3, metadata={})
     record.update(src_ip=src, dest_ip=dst)
     record["flow"] = {**record.get("flow", {}), "src_ip": src, "dest_ip": dst}
@@ -875,8 +881,7 @@ def test_one_of_ours_opening_a_way_around_the_perimeter_is_medium(signature, cat
                                                        (123, 28_901_120, "blocked", "MEDIUM"),
                                                        (40000, 28_901_120, "allowed", "MEDIUM")])
 def test_a_reflected_flood_that_reached_one_of_ours_is_high(src_port, sent, action, band):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature="ET DOS Likely NTP DDoS In Progress MON_LIST Response to Non-Ephemeral Port",
                            category="Attempted Denial of Service", severity=2, action=action, metadata={})
     record.update(src_ip="198.51.100.71", src_port=src_port, dest_ip="10.12.1.10", dest_port=80, proto="UDP")
@@ -892,8 +897,7 @@ def test_a_reflected_flood_that_reached_one_of_ours_is_high(src_port, sent, acti
     ("ET WEB_SERVER Possible SQL Injection Attempt UNION SELECT", "Web Application Attack", "likely_real_threat"),
 ])
 def test_a_low_alert_showing_only_routine_software_is_a_benign_true_positive(signature, category, call):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature=signature, category=category, severity=3, action="blocked", metadata={})
     threat, = _ingest("suricata", record)
     assert threat.severity == "LOW" and threat.false_positive["recommendation"] == call
@@ -967,8 +971,7 @@ def test_one_engine_of_seventy_two_is_a_heuristic_not_a_verdict(positives, band,
 
 @pytest.mark.parametrize("app_proto,technique", [("failed", "T1095"), ("http", "T1071.001")])
 def test_malware_traffic_no_application_protocol_parses_is_a_raw_channel(app_proto, technique):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature="ET MALWARE Remcos 3.x Unencrypted Checkin", category="A Network Trojan was detected",
                            metadata={})
     record.update(app_proto=app_proto, src_ip="10.0.2.34", dest_ip="198.51.100.23", dest_port=2404)
@@ -979,8 +982,7 @@ def test_malware_traffic_no_application_protocol_parses_is_a_raw_channel(app_pro
 
 @pytest.mark.parametrize("client,band", [("203.0.113.50", "HIGH"), ("10.20.1.7", "MEDIUM")])
 def test_command_output_in_a_response_between_two_of_ours_needs_triage_not_containment(client, band):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature="ET ATTACK_RESPONSE Output of id command from HTTP server",
                            category="Potentially Bad Traffic", severity=2, metadata={})
     record.update(src_ip="10.20.5.5", src_port=80, dest_ip=client, dest_port=51234, app_proto="http")
@@ -1111,8 +1113,7 @@ def test_rootcheck_s_generic_trojan_signature_proves_nothing(signature, band):
 
 
 def _id_output(src, dst, starter, hostname=None):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature="GPL ATTACK_RESPONSE id check returned root", category="Potentially Bad Traffic",
                            severity=2, metadata={})
     other = dst if starter == src else src
@@ -1157,8 +1158,7 @@ def test_a_shell_opened_in_a_container_is_container_administration():
 
 @pytest.mark.parametrize("hostname,band", [("203.0.113.19", "MEDIUM"), ("download.videolan.org", "LOW")])
 def test_a_program_downloaded_from_a_bare_address_is_dual_use_but_not_from_a_named_site(hostname, band):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature="ET POLICY PE EXE or DLL Windows file download HTTP",
                            category="Potential Corporate Privacy Violation", severity=3, metadata={})
     record.update(src_ip="192.0.2.170", dest_ip="10.50.9.42", app_proto="http",
@@ -1176,8 +1176,7 @@ def test_a_planned_change_that_names_the_scanner_s_address_explains_its_scan(des
     customer = factories.make_customer(slug="acme-corp")
     InfraEvent.objects.create(customer=customer, started_at=datetime(2026, 11, 25, 19, 50, tzinfo=UTC), kind="maintenance",
                               service="vulnerability-scanning", description=description)
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature="ET SCAN Nmap Scripting Engine User-Agent Detected (Nmap Scripting Engine)",
                            category="Web Application Attack", severity=1, metadata={})
     record.update(timestamp="2026-11-25T20:04:00.000000+0000", src_ip="172.16.0.25", dest_ip="172.16.9.14")
@@ -1187,8 +1186,7 @@ def test_a_planned_change_that_names_the_scanner_s_address_explains_its_scan(des
 
 
 def _eve(signature, category, src, dst, severity=2):
-    line = (Path(__file__).parent / "fixtures" / "alerts" / "suricata_eve.ndjson").read_text().splitlines()[1]
-    record = json.loads(line)
+    record = _eve_sample()
     record["alert"].update(signature=signature, category=category, severity=severity, metadata={})
     record.update(src_ip=src, dest_ip=dst)
     record["flow"] = {**record.get("flow", {}), "src_ip": src, "dest_ip": dst}
@@ -1242,11 +1240,11 @@ def test_a_crontab_written_for_the_web_server_s_account_is_high():
     ("HKLM\\SOFTWARE\\Microsoft\\Windows Defender\\Signature Updates\\ScheduleTime = 0x78", False),
 ])
 def test_a_defender_configuration_change_adding_an_exclusion_blinds_it(new_value, shown):
-    alert = {"timestamp": "2026-11-19T14:03:33.000+0000", "id": f"1.5007{shown}", "agent": {"id": "9", "name": "bkp-01"},
-             "rule": {"level": 5, "id": "62154", "description": "Windows Defender: Antimalware platform feature configuration changed",
-                      "groups": ["windows", "windows_defender"]},
-             "data": {"win": {"system": {"providerName": "Microsoft-Windows-Windows Defender", "eventID": "5007",
-                                         "message": f"\"Microsoft Defender Antivirus Configuration has changed.\r\n \tOld value: \r\n \tNew value: {new_value}\""}}}}
+    alert = _wazuh_alert(f"1.5007{shown}", "62154", 5, "Windows Defender: Antimalware platform feature configuration changed",
+                         ["windows", "windows_defender"], agent="bkp-01",
+                         data={"win": {"system": {"providerName": "Microsoft-Windows-Windows Defender", "eventID": "5007",
+                                                  "message": "\"Microsoft Defender Antivirus Configuration has changed.\r\n "
+                                                             f"\tOld value: \r\n \tNew value: {new_value}\""}}})
     threat, = _ingest("wazuh", alert)
     assert ("security_tool_disabled" in [b["name"] for b in threat.signal["behaviours"]]) is shown
 
@@ -1336,10 +1334,8 @@ def test_a_path_traversal_to_a_system_file_answered_2xx_served_it(url, status, b
     ("/usr/bin/systemctl restart nginx", False),
 ])
 def test_a_command_that_writes_sudo_s_rules_is_privilege_escalation(command, escalation):
-    alert = {"timestamp": "2026-12-03T14:26:09.000+0000", "id": f"1.sudo{len(command)}", "agent": {"id": "8", "name": "rpt-01"},
-             "rule": {"level": 3, "id": "5402", "description": "Successful sudo to ROOT executed.",
-                      "groups": ["syslog", "sudo"]},
-             "data": {"srcuser": "svc-report", "dstuser": "root", "command": command}}
+    alert = _wazuh_alert(f"1.sudo{len(command)}", "5402", 3, "Successful sudo to ROOT executed.", ["syslog", "sudo"],
+                         agent="rpt-01", data={"srcuser": "svc-report", "dstuser": "root", "command": command})
     threat, = _ingest("wazuh", alert)
     assert (threat.severity == "HIGH") is escalation
     assert ("T1548.003" in _techniques(threat)) is escalation
