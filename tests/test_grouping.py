@@ -26,13 +26,13 @@ SCANNER, OTHER_SCANNER, INTERNAL_HOST = "203.0.113.66", "198.51.100.77", "10.0.3
 
 
 @pytest.fixture
-def acme(db):
-    return factories.make_customer(name="Acme Corp", slug="acme-corp")
+def finance(db):
+    return factories.make_customer(name="Global Finance", slug="global-finance")
 
 
 @pytest.fixture
-def globex(db):
-    return factories.make_customer(name="Globex", slug="globex")
+def healthcare(db):
+    return factories.make_customer(name="HealthCare Plus", slug="healthcare-plus")
 
 
 def lines(name):
@@ -68,23 +68,23 @@ def the_threat(**observables):
 
 
 @pytest.fixture
-def scans(acme, globex, settings):
+def scans(finance, healthcare, settings):
     """tests/fixtures/alerts/suricata_scan.ndjson: 203.0.113.66 runs three ET SCAN signatures over
-    five of Acme's hosts and tries one XSS; 198.51.100.77 scans two hosts; an internal host sweeps
-    two; 203.0.113.66 also scans two of Globex's hosts (seen by Globex's sensor)."""
-    settings.INGEST_HOST_CUSTOMERS = "sensor-acme-*=acme-corp,sensor-globex-*=globex"
+    five of Global Finance's hosts and tries one XSS; 198.51.100.77 scans two hosts; an internal host sweeps
+    two; 203.0.113.66 also scans two of HealthCare Plus's hosts (seen by HealthCare Plus's sensor)."""
+    settings.INGEST_HOST_CUSTOMERS = "sensor-acme-*=global-finance,sensor-globex-*=healthcare-plus"
     results = run("suricata", lines("suricata_scan.ndjson"))
     assert ingest.summary(results) == {"created": 22, "duplicates": 0, "skipped": 0, "errors": 0}
     return results
 
 
-def test_a_scanner_over_five_destinations_and_three_signatures_is_one_group(scans, acme):
-    scanner = Threat.objects.filter(customer=acme, observables__src_ip=SCANNER, threat_type__contains="leak") | \
-        Threat.objects.filter(customer=acme, observables__src_ip=SCANNER, threat_type__contains="bad_traffic")
+def test_a_scanner_over_five_destinations_and_three_signatures_is_one_group(scans, finance):
+    scanner = Threat.objects.filter(customer=finance, observables__src_ip=SCANNER, threat_type__contains="leak") | \
+        Threat.objects.filter(customer=finance, observables__src_ip=SCANNER, threat_type__contains="bad_traffic")
     assert scanner.count() == 15
     assert {(t.observables["dst_ip"], t.rule) for t in scanner} == {
         (f"10.0.1.{d}", f"sid:1:{sid}") for d in range(10, 15) for sid in (2001219, 2010935, 2010937)}
-    group = ThreatGroup.objects.get(customer=acme, key=f"scan|{SCANNER}")
+    group = ThreatGroup.objects.get(customer=finance, key=f"scan|{SCANNER}")
     assert set(scanner.values_list("group", flat=True)) == {group.pk} and group.member_count == 15
     # one analysis for the scan; the other fourteen share it (a higher vendor severity did not split it)
     assert analysed(scanner) == {group.head_id}
@@ -93,46 +93,46 @@ def test_a_scanner_over_five_destinations_and_three_signatures_is_one_group(scan
         "LOW", "MEDIUM"}
 
 
-def test_a_web_attack_from_the_scanners_address_is_not_in_its_group(scans, acme):
-    xss = Threat.objects.get(customer=acme, rule="sid:1:2009714")
+def test_a_web_attack_from_the_scanners_address_is_not_in_its_group(scans, finance):
+    xss = Threat.objects.get(customer=finance, rule="sid:1:2009714")
     assert xss.group.key == f"sid:1:2009714|{SCANNER}>10.0.1.15" and xss.group.head_id == xss.pk
     assert xss.analysis_status == AnalysisStatus.COMPLETED
 
 
-def test_each_external_scanner_has_its_own_group_and_an_internal_sweep_stays_per_target(scans, acme):
-    other = Threat.objects.filter(customer=acme, observables__src_ip=OTHER_SCANNER)
+def test_each_external_scanner_has_its_own_group_and_an_internal_sweep_stays_per_target(scans, finance):
+    other = Threat.objects.filter(customer=finance, observables__src_ip=OTHER_SCANNER)
     assert {t.group.key for t in other} == {f"scan|{OTHER_SCANNER}"} and other.count() == 2
-    internal = Threat.objects.filter(customer=acme, observables__src_ip=INTERNAL_HOST)
+    internal = Threat.objects.filter(customer=finance, observables__src_ip=INTERNAL_HOST)
     assert {t.group.key for t in internal} == {f"sid:1:2001219|{INTERNAL_HOST}>10.0.1.10",
                                                f"sid:1:2001219|{INTERNAL_HOST}>10.0.1.11"}
 
 
-def test_a_later_batch_from_the_scanner_joins_its_group(scans, acme):
+def test_a_later_batch_from_the_scanner_joins_its_group(scans, finance):
     later = json.loads(lines("suricata_scan.ndjson")[0])
     later.update(flow_id=1, timestamp="2026-11-20T13:20:00.000000+0000", dest_ip="10.0.1.99", dest_port=5432)
     results = run("suricata", json.dumps(later).encode() + b"\n")
     assert results[0].group_head is False and results[0].analysis_status == AnalysisStatus.GROUPED
-    assert results[0].group_id == ThreatGroup.objects.get(customer=acme, key=f"scan|{SCANNER}").pk
+    assert results[0].group_id == ThreatGroup.objects.get(customer=finance, key=f"scan|{SCANNER}").pk
 
 
 # --- One user's activity across hosts is one campaign ---------------------------------------------------
 
 
 @pytest.fixture
-def logons(client, acme, globex):
+def logons(client, finance, healthcare):
     """tests/fixtures/alerts/wazuh_logons.ndjson through POST /api/ingest/wazuh (Windows event 4624):
     alice on WS-01, WS-02 and SRV-FILE-01 within 15 minutes, again on WS-01, and on WS-04 hours
-    later; bob on WS-03; SYSTEM and the machine account WS-02$; alice of Globex on GX-WS-01."""
+    later; bob on WS-03; SYSTEM and the machine account WS-02$; alice of HealthCare Plus on GX-WS-01."""
     key = apikeys.issue("wazuh shipper", ["ingest"])[1]
     items = post(client, "wazuh", lines("wazuh_logons.ndjson"), key)
     assert [item["status"] for item in items] == ["created"] * 9
     return items
 
 
-def test_a_users_logons_on_three_hosts_within_the_window_are_one_campaign(logons, acme):
-    alice = Threat.objects.filter(customer=acme, observables__user="alice", occurred_at__hour=9)
+def test_a_users_logons_on_three_hosts_within_the_window_are_one_campaign(logons, finance):
+    alice = Threat.objects.filter(customer=finance, observables__user="alice", occurred_at__hour=9)
     assert sorted(t.observables["host"] for t in alice) == ["SRV-FILE-01", "WS-01", "WS-01", "WS-02"]
-    campaign = Campaign.objects.filter(customer=acme, key="user:alice", threats__in=alice.values("pk")).distinct().get()
+    campaign = Campaign.objects.filter(customer=finance, key="user:alice", threats__in=alice.values("pk")).distinct().get()
     assert set(alice.values_list("campaign", flat=True)) == {campaign.pk}
     assert (campaign.title, campaign.threat_count) == ("Activity of user alice", 4)
     assert campaign.first_seen == min(t.occurred_at for t in alice)
@@ -143,8 +143,8 @@ def test_a_users_logons_on_three_hosts_within_the_window_are_one_campaign(logons
     assert {item["campaign_id"] for item in logons[:4]} == {campaign.pk}
 
 
-def test_another_user_is_another_campaign_and_later_activity_a_new_one(logons, acme):
-    alice = Campaign.objects.get(customer=acme, key="user:alice", threats__observables__host="WS-02")
+def test_another_user_is_another_campaign_and_later_activity_a_new_one(logons, finance):
+    alice = Campaign.objects.get(customer=finance, key="user:alice", threats__observables__host="WS-02")
     bob = the_threat(user="bob")
     assert bob.campaign.key == "user:bob" and bob.campaign != alice and bob.campaign.threat_count == 1
     hours_later = the_threat(host="WS-04")
@@ -194,7 +194,7 @@ def test_an_account_whose_group_bears_its_name_is_still_a_user():
     assert grouping.campaign_user(created) == ("sysbackup", "sysbackup")
 
 
-def test_a_zero_campaign_window_links_nothing(client, acme, globex, settings):
+def test_a_zero_campaign_window_links_nothing(client, finance, healthcare, settings):
     settings.INGEST_CAMPAIGN_WINDOW_SECONDS = 0
     post(client, "wazuh", lines("wazuh_logons.ndjson"), apikeys.issue("shipper", ["ingest"])[1])
     assert not Campaign.objects.exists() and not Threat.objects.filter(campaign__isnull=False).exists()
@@ -213,14 +213,14 @@ def test_the_campaign_window_is_read_strictly_from_the_environment():
 # --- Two customers never share a group or a campaign ------------------------------------------------------
 
 
-def test_two_customers_never_share_a_group_or_a_campaign(scans, logons, acme, globex):
+def test_two_customers_never_share_a_group_or_a_campaign(scans, logons, finance, healthcare):
     for group in ThreatGroup.objects.all():
         assert set(group.members.values_list("customer", flat=True)) == {group.customer_id}, group.key
     for campaign in Campaign.objects.all():
         assert set(campaign.threats.values_list("customer", flat=True)) == {campaign.customer_id}, campaign.key
     assert ThreatGroup.objects.filter(key=f"scan|{SCANNER}").count() == 2  # one for each customer
     gx = the_threat(host="GX-WS-01")
-    assert gx.customer == globex and gx.campaign.key == "user:alice" and gx.campaign.customer == globex
+    assert gx.customer == healthcare and gx.campaign.key == "user:alice" and gx.campaign.customer == healthcare
 
 
 # --- Building blocks ride on their parent -----------------------------------------------------------------
@@ -255,11 +255,11 @@ def assert_the_parent_heads_its_building_blocks():
     return shell, blocks
 
 
-def test_building_blocks_then_their_parent_the_parent_heads_and_adopts_them(acme, blocks_and_shell):
+def test_building_blocks_then_their_parent_the_parent_heads_and_adopts_them(finance, blocks_and_shell):
     blocks, shell = blocks_and_shell
-    first = run("ecs", blocks, default_customer=acme)
+    first = run("ecs", blocks, default_customer=finance)
     assert [r.group_head for r in first] == [True, False, False]  # waiting: the first one is analysed
-    later = run("ecs", shell, default_customer=acme)
+    later = run("ecs", shell, default_customer=finance)
     assert later[0].group_head is True and later[0].analysis_status == AnalysisStatus.QUEUED
     shell, blocks = assert_the_parent_heads_its_building_blocks()
     assert analysed(blocks) == {blocks[0].pk}  # analysed while it waited; its verdict stays on the record
@@ -271,39 +271,39 @@ def test_building_blocks_then_their_parent_the_parent_heads_and_adopts_them(acme
     assert first_block["threat"]["analysis_status"] == "grouped"
 
 
-def test_a_parent_then_its_building_blocks_end_the_same_way(acme, blocks_and_shell):
+def test_a_parent_then_its_building_blocks_end_the_same_way(finance, blocks_and_shell):
     blocks, shell = blocks_and_shell
-    run("ecs", shell, default_customer=acme)
-    results = run("ecs", blocks, default_customer=acme)
+    run("ecs", shell, default_customer=finance)
+    results = run("ecs", blocks, default_customer=finance)
     assert [(r.group_head, r.analysis_status) for r in results] == [(False, AnalysisStatus.GROUPED)] * 3
     shell, blocks = assert_the_parent_heads_its_building_blocks()
     assert not analysed(blocks)  # never analysed: they rode on their parent from the start
 
 
-def test_a_building_block_adopted_while_its_analysis_waits_in_the_queue_is_not_analysed(acme, blocks_and_shell):
+def test_a_building_block_adopted_while_its_analysis_waits_in_the_queue_is_not_analysed(finance, blocks_and_shell):
     blocks, shell = blocks_and_shell
     with TestCase.captureOnCommitCallbacks() as queued:  # the first one's analysis task waits for a worker
-        ingest.ingest("ecs", ingest.decode_body(b"".join(blocks), NDJSON), actor_label="test", default_customer=acme)
-    run("ecs", shell, default_customer=acme)
+        ingest.ingest("ecs", ingest.decode_body(b"".join(blocks), NDJSON), actor_label="test", default_customer=finance)
+    run("ecs", shell, default_customer=finance)
     for callback in queued:
         callback()  # the worker gets to it after the parent adopted it
     shell, blocks = assert_the_parent_heads_its_building_blocks()
     assert not analysed(blocks)
 
 
-def test_building_blocks_and_their_parent_in_one_batch_end_the_same_way(acme, blocks_and_shell):
+def test_building_blocks_and_their_parent_in_one_batch_end_the_same_way(finance, blocks_and_shell):
     blocks, shell = blocks_and_shell
-    results = run("ecs", [*blocks, *shell], default_customer=acme)  # the order Kibana writes them
+    results = run("ecs", [*blocks, *shell], default_customer=finance)  # the order Kibana writes them
     assert [r.group_head for r in results] == [False, False, False, True]
     assert len({r.group_id for r in results}) == 1
     shell, blocks = assert_the_parent_heads_its_building_blocks()
     assert not analysed(blocks) and not ThreatEvent.objects.filter(type=EventType.UPDATED).exists()
 
 
-def test_a_building_block_whose_parent_never_comes_is_stored_visible_and_analysed(acme, alice_client,
+def test_a_building_block_whose_parent_never_comes_is_stored_visible_and_analysed(finance, alice_client,
                                                                                      blocks_and_shell):
     blocks, _ = blocks_and_shell
-    results = run("ecs", blocks, default_customer=acme)
+    results = run("ecs", blocks, default_customer=finance)
     stored = Threat.objects.filter(signal__kind="building_block").order_by("occurred_at")
     head = stored[0]
     assert head.analysis_status == AnalysisStatus.COMPLETED and head.severity
@@ -312,25 +312,25 @@ def test_a_building_block_whose_parent_never_comes_is_stored_visible_and_analyse
     assert {r.id for r in results} <= listed
 
 
-def test_a_building_block_whose_parent_is_stored_joins_its_group_even_after_the_group_window(acme, settings,
+def test_a_building_block_whose_parent_is_stored_joins_its_group_even_after_the_group_window(finance, settings,
                                                                                               blocks_and_shell):
     """The parent names it explicitly: no window to fit, only a head to analyse it."""
     blocks, shell = blocks_and_shell
-    run("ecs", shell, default_customer=acme)
+    run("ecs", shell, default_customer=finance)
     late = json.loads(blocks[2])
     late["kibana.alert.original_time"] = "2026-11-20T11:30:00.000Z"  # far outside the group window
-    results = run("ecs", json.dumps(late).encode(), default_customer=acme)
+    results = run("ecs", json.dumps(late).encode(), default_customer=finance)
     assert results[0].group_id == Threat.objects.get(signal__kind="alert").group_id
 
 
-def test_the_alert_by_alert_path_groups_building_blocks_the_same_way(acme):
+def test_the_alert_by_alert_path_groups_building_blocks_the_same_way(finance):
     """When a bulk insert meets a row stored by another writer, the chunk is redone alert by alert
     (threats/ingest.py): building blocks stored a moment earlier in the same chunk are adopted."""
-    theirs = factories.make_threat(customer=acme, analyse=False, source="ecs", source_ref="stored-elsewhere")
+    theirs = factories.make_threat(customer=finance, analyse=False, source="ecs", source_ref="stored-elsewhere")
     clash = {"@timestamp": "2026-11-20T08:05:00Z", "kibana.alert.uuid": "stored-elsewhere",
              "kibana.alert.rule.name": "Another rule", "host": {"name": "WS-OTHER"}}
     docs = [clash, *(json.loads(line) for line in lines(SEQUENCE))]
-    mapped = [(ingest.Record(n), ecs.parse(doc), acme, []) for n, doc in enumerate(docs)]
+    mapped = [(ingest.Record(n), ecs.parse(doc), finance, []) for n, doc in enumerate(docs)]
     batch, results = ingest._Batch("ecs", ingest.services.SYSTEM), {}
     with pytest.raises(IntegrityError), transaction.atomic():
         batch._store(mapped, results, known={}, one_by_one=False)  # as if looked up before theirs
@@ -341,7 +341,7 @@ def test_the_alert_by_alert_path_groups_building_blocks_the_same_way(acme):
     assert not analysed(blocks)  # queued when stored, grouped before the commit: no worker took it
 
 
-def test_on_postgresql_the_look_up_of_a_stored_parent_reads_the_partial_index(acme, blocks_and_shell):
+def test_on_postgresql_the_look_up_of_a_stored_parent_reads_the_partial_index(finance, blocks_and_shell):
     """Migration 0012's threat_with_ancestors: without it, each batch with a building block would
     read every threat of the customer in the window."""
     from django.db import connection
@@ -356,7 +356,7 @@ def test_on_postgresql_the_look_up_of_a_stored_parent_reads_the_partial_index(ac
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(record):
-        grouping.Grouper("ecs", 3600, 3600).load([(ecs.parse(json.loads(blocks[0])), acme)])
+        grouping.Grouper("ecs", 3600, 3600).load([(ecs.parse(json.loads(blocks[0])), finance)])
     sql, params = next((sql, params) for sql, params in statements if "ancestors" in sql)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny test table: may the index serve?
@@ -365,20 +365,20 @@ def test_on_postgresql_the_look_up_of_a_stored_parent_reads_the_partial_index(ac
     assert "threat_with_ancestors" in plan, plan
 
 
-def test_two_customers_building_blocks_never_ride_on_each_others_parent(acme, globex, blocks_and_shell):
+def test_two_customers_building_blocks_never_ride_on_each_others_parent(finance, healthcare, blocks_and_shell):
     blocks, shell = blocks_and_shell
-    run("ecs", shell, default_customer=acme)
+    run("ecs", shell, default_customer=finance)
     renamed = [line.replace(b'"kibana.alert.uuid":"', b'"kibana.alert.uuid":"gx') for line in blocks]
-    results = run("ecs", renamed, default_customer=globex)
+    results = run("ecs", renamed, default_customer=healthcare)
     assert [r.group_head for r in results] == [True, False, False]
-    acme_group = Threat.objects.get(customer=acme, signal__kind="alert").group_id
-    assert acme_group not in {r.group_id for r in results}
+    finance_group = Threat.objects.get(customer=finance, signal__kind="alert").group_id
+    assert finance_group not in {r.group_id for r in results}
 
 
 # --- The campaign in the API, the pages and the admin ----------------------------------------------------
 
 
-def test_the_api_shows_a_threats_campaign_and_filters_the_list_by_it(logons, alice_client, acme):
+def test_the_api_shows_a_threats_campaign_and_filters_the_list_by_it(logons, alice_client, finance):
     alice = the_threat(host="WS-02")
     detail = alice_client.get(f"/api/threats/{alice.pk}").json()
     campaign = alice.campaign
@@ -412,15 +412,15 @@ def test_the_detail_page_links_to_the_other_threats_of_the_campaign(logons, alic
     assert 'id="campaign"' not in system
 
 
-def test_a_campaign_title_from_an_alert_is_escaped_on_the_page(acme, alice_client):
-    hostile = {"id": "h-1", "title": "Login", "occurred_at": "2026-11-20T10:00:00Z", "customer": "acme-corp",
+def test_a_campaign_title_from_an_alert_is_escaped_on_the_page(finance, alice_client):
+    hostile = {"id": "h-1", "title": "Login", "occurred_at": "2026-11-20T10:00:00Z", "customer": "global-finance",
                "observables": {"user": "<img src=x onerror=alert(1)>"}}
     result = run("generic", json.dumps(hostile).encode())[0]
     page = alice_client.get(f"/threats/{result.id}/").content.decode()
     assert "<img src=x" not in page and "Activity of user &lt;img src=x onerror=alert(1)&gt;" in page
 
 
-def test_campaigns_are_read_only_and_scoped_in_the_admin(logons, client, django_user_model, acme, globex):
+def test_campaigns_are_read_only_and_scoped_in_the_admin(logons, client, django_user_model, finance, healthcare):
     from django.contrib.auth.models import Permission
 
     from threats.models import UserAccess
@@ -429,15 +429,15 @@ def test_campaigns_are_read_only_and_scoped_in_the_admin(logons, client, django_
     client.force_login(admin_user)
     listing = client.get("/admin/threats/campaign/").content.decode()
     assert "Activity of user alice" in listing and "Activity of user bob" in listing
-    campaign = Campaign.objects.get(customer=acme, key="user:bob")
+    campaign = Campaign.objects.get(customer=finance, key="user:bob")
     assert client.get("/admin/threats/campaign/add/").status_code == 403
     change = client.get(f"/admin/threats/campaign/{campaign.pk}/change/")
     assert change.status_code == 200 and 'name="title"' not in change.content.decode()  # read-only view
     members = client.get("/admin/threats/threat/", {"campaign__id__exact": campaign.pk})
     assert members.status_code == 200 and "Windows Logon Success" in members.content.decode()
-    scoped = django_user_model.objects.create_user("globex-admin", password="pw", is_staff=True)
+    scoped = django_user_model.objects.create_user("healthcare-admin", password="pw", is_staff=True)
     scoped.user_permissions.add(Permission.objects.get(codename="view_campaign"))
-    UserAccess.objects.create(user=scoped).customers.set([globex])
+    UserAccess.objects.create(user=scoped).customers.set([healthcare])
     client.force_login(scoped)
     titles = client.get("/admin/threats/campaign/").content.decode()
     assert titles.count("Activity of user alice") == 1 and "Activity of user bob" not in titles
@@ -448,7 +448,7 @@ def test_campaigns_are_read_only_and_scoped_in_the_admin(logons, client, django_
 
 def _alert(ref, minute, category, **observables):
     """One alert of our generic format at 10:<minute> (its category names the behaviour)."""
-    return json.dumps({"id": ref, "title": category, "category": category, "customer": "acme-corp",
+    return json.dumps({"id": ref, "title": category, "category": category, "customer": "global-finance",
                        "occurred_at": f"2026-11-20T10:{minute:02d}:00Z", "observables": observables}).encode()
 
 
@@ -456,7 +456,7 @@ def _campaign_of(ref):
     return Threat.objects.get(source_ref=ref).campaign
 
 
-def test_a_spray_from_one_address_over_several_users_is_one_campaign(acme):
+def test_a_spray_from_one_address_over_several_users_is_one_campaign(finance):
     """The first victim's alert starts a campaign by its user; its address (and host) then find it too."""
     run("generic", b"\n".join([
         _alert("spray-1", 0, "login failure", user="j.morgan", src_ip="198.51.100.77", host="RDS01"),
@@ -469,7 +469,7 @@ def test_a_spray_from_one_address_over_several_users_is_one_campaign(acme):
                                                              "user:svc_backup"}
 
 
-def test_a_routine_logon_links_only_its_person_and_an_attempt_from_outside_not_its_target(acme):
+def test_a_routine_logon_links_only_its_person_and_an_attempt_from_outside_not_its_target(finance):
     """The hosts a user logs on to are not thereby part of that user's story; a host an outsider only
     tried is its target, not its story: a second scanner of the host is a matter of its own."""
     run("generic", _alert("logon-1", 0, "login", user="alice", host="WS-01"))
@@ -482,14 +482,14 @@ def test_a_routine_logon_links_only_its_person_and_an_attempt_from_outside_not_i
     assert not _campaign_of("scan-a").links.filter(key__startswith="host:").exists()
 
 
-def test_a_flood_from_many_reflectors_is_one_campaign_of_its_target(acme):
+def test_a_flood_from_many_reflectors_is_one_campaign_of_its_target(finance):
     run("generic", b"\n".join(_alert(f"flood-{i}", i, "udp flood", src_ip=source, dst_ip="10.12.1.10")
                                for i, source in enumerate(("198.51.100.71", "203.0.113.12", "192.0.2.190"))))
     assert len({_campaign_of(f"flood-{i}") for i in range(3)}) == 1
 
 
 @pytest.mark.parametrize("severity,linked", [("high", True), ("low", False)])
-def test_an_alert_whose_behaviour_no_field_names_is_activity_when_rated_medium_or_more(acme, severity, linked):
+def test_an_alert_whose_behaviour_no_field_names_is_activity_when_rated_medium_or_more(finance, severity, linked):
     """Two rules on one host (a script's detection, then the tampering it did): a HIGH alert we cannot
     classify is still activity there; a LOW one is information, as before."""
     first = json.loads(_alert("unnamed-1", 0, "", host="WS-0193"))
@@ -499,7 +499,7 @@ def test_an_alert_whose_behaviour_no_field_names_is_activity_when_rated_medium_o
     assert (_campaign_of("unnamed-1") is not None) is linked
 
 
-def test_an_esql_okta_spray_is_keyed_by_the_client_address_it_grouped_by(acme):
+def test_an_esql_okta_spray_is_keyed_by_the_client_address_it_grouped_by(finance):
     """An ES|QL alert keeps its BY column (okta.client.ip), not source.ip: it is the spray's source,
     so the sign-in that follows from that address joins the spray's campaign."""
     spray = {"@timestamp": "2026-11-20T10:00:00Z", "event.kind": "signal", "kibana.alert.uuid": "spray-okta",
@@ -509,40 +509,40 @@ def test_an_esql_okta_spray_is_keyed_by_the_client_address_it_grouped_by(acme):
              "kibana.alert.rule.name": "Okta sign-in", "kibana.alert.severity": "low",
              "event": {"category": ["authentication"], "type": ["start"], "outcome": "success",
                        "action": "user.session.start"},
-             "source": {"ip": "203.0.113.161"}, "user": {"name": "r.okafor@acme.example"}}
-    run("ecs", json.dumps(spray).encode(), default_customer=acme)
-    run("ecs", json.dumps(login).encode(), default_customer=acme)
+             "source": {"ip": "203.0.113.161"}, "user": {"name": "r.okafor@finance.example"}}
+    run("ecs", json.dumps(spray).encode(), default_customer=finance)
+    run("ecs", json.dumps(login).encode(), default_customer=finance)
     sprayed = Threat.objects.get(source_ref="spray-okta")
     assert sprayed.observables["src_ip"] == "203.0.113.161"
     assert sprayed.campaign is not None and _campaign_of("login-okta") == sprayed.campaign
 
 
-def test_a_campaign_link_is_the_customer_s_own(acme, globex):
+def test_a_campaign_link_is_the_customer_s_own(finance, healthcare):
     """The same attacker against two customers: two campaigns, each found only by its own customer's keys."""
     run("generic", _alert("x-1", 0, "login failure", user="eve", src_ip="198.51.100.9"))
     run("generic", json.dumps({**json.loads(_alert("x-2", 1, "login failure", user="mallory", src_ip="198.51.100.9")),
-                               "customer": "globex"}).encode())
-    assert _campaign_of("x-1").customer == acme and _campaign_of("x-2").customer == globex
+                               "customer": "healthcare-plus"}).encode())
+    assert _campaign_of("x-1").customer == finance and _campaign_of("x-2").customer == healthcare
     assert _campaign_of("x-1") != _campaign_of("x-2")
     assert set(CampaignLink.objects.filter(campaign=_campaign_of("x-2")).values_list("customer", flat=True)) == {
-        globex.pk}
+        healthcare.pk}
 
 
 # --- The grouping identity the evaluation reads ---------------------------------------------------------
 
 
-def test_identity_is_the_campaign_else_the_group_else_the_threat(scans, acme):
-    scan = Threat.objects.filter(observables__src_ip=SCANNER, customer=acme).exclude(rule="sid:1:2009714").first()
+def test_identity_is_the_campaign_else_the_group_else_the_threat(scans, finance):
+    scan = Threat.objects.filter(observables__src_ip=SCANNER, customer=finance).exclude(rule="sid:1:2009714").first()
     head = Threat.objects.get(pk=scan.group.head_id)
     # The scanner's group heads a campaign of its address (a later attack from it joins): that is the identity.
     assert head.campaign.key == f"source:{SCANNER}" and grouping.identity(scan) == f"campaign:{head.campaign_id}"
     member = Threat.objects.filter(group=scan.group).exclude(pk=head.pk).first()
     assert grouping.identity(member) == grouping.identity(scan)
-    unlinked = factories.make_threat(customer=acme, analyse=False)
+    unlinked = factories.make_threat(customer=finance, analyse=False)
     unlinked.group = scan.group
     assert grouping.identity(unlinked) == f"group:{scan.group_id}"
-    lone = factories.make_threat(customer=acme, analyse=False)
+    lone = factories.make_threat(customer=finance, analyse=False)
     assert grouping.identity(lone) == f"threat:{lone.pk}"
-    lone.campaign = Campaign.objects.create(customer=acme, key="user:zed", title="z", first_seen=lone.occurred_at,
+    lone.campaign = Campaign.objects.create(customer=finance, key="user:zed", title="z", first_seen=lone.occurred_at,
                                             last_seen=lone.occurred_at)
     assert grouping.identity(lone) == f"campaign:{lone.campaign.pk}"

@@ -320,7 +320,7 @@ def test_the_shared_reputation_read_uses_its_partial_index(settings, customer, a
 @pytest.mark.parametrize("allow_listed", [False, True])
 def test_password_guessing_is_an_attempt_though_every_logon_failed(allow_listed):
     """The failures are the attack: an allow-list does not explain it away, it sends it to a human."""
-    customer = factories.make_customer(slug="acme-corp", allow_listed_ips=["203.0.113.0/24"] if allow_listed else [])
+    customer = factories.make_customer(slug="global-finance", allow_listed_ips=["203.0.113.0/24"] if allow_listed else [])
     line = (Path(__file__).parent / "fixtures" / "alerts" / "wazuh_alerts.ndjson").read_bytes().splitlines()[0]
     threat, = factories.ingest_records("wazuh", [json.loads(line)], customer)  # sshd brute force, frequency 8
     assert threat.signal["outcome"] == "failure"
@@ -333,12 +333,12 @@ def test_password_guessing_is_an_attempt_though_every_logon_failed(allow_listed)
 @pytest.mark.parametrize("allow_listed", [False, True])
 def test_an_allow_listed_address_does_not_explain_what_is_done_on_a_host(allow_listed):
     """Where an address comes from says nothing about a scheduled task created over the network."""
-    customer = factories.make_customer(slug="acme-corp", allow_listed_ips=["10.20.0.0/16"] if allow_listed else [])
+    customer = factories.make_customer(slug="global-finance", allow_listed_ips=["10.20.0.0/16"] if allow_listed else [])
     record = {"@timestamp": "2026-11-20T21:31:12Z", "kibana.alert.uuid": "task-1", "event.kind": "signal",
               "kibana.alert.rule.name": "Remote Scheduled Task Creation via RPC", "kibana.alert.severity": "medium",
               "event": {"code": "4698", "action": "scheduled-task-created", "outcome": "success"},
               "winlog": {"channel": "Security", "event_id": "4698"}, "host": {"name": "SQL-01"},
-              "source": {"ip": "10.20.44.12"}, "user": {"name": "j.ortiz"}, "labels": {"customer": "acme-corp"}}
+              "source": {"ip": "10.20.44.12"}, "user": {"name": "j.ortiz"}, "labels": {"customer": "global-finance"}}
     threat, = factories.ingest_records("ecs", [record], customer)
     shown = {b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]
              if not b.get("tagged")}

@@ -51,7 +51,7 @@ def test_a_wazuh_alert_maps_to_the_threat_fields():
     assert alert.observables == {"src_ip": "203.0.113.45", "src_port": 51422, "user": "admin", "host": "web-01"}
     assert alert.mitre_hints == ["T1110"]
     assert alert.tactics == ["TA0006"]  # "Credential Access" is a name: turned into its id
-    assert alert.customer_hint == "acme-corp"  # agent.labels.customer
+    assert alert.customer_hint == "global-finance"  # agent.labels.customer
     assert alert.group_key == "rule:5712|web-01|203.0.113.45"
     assert alert.raw is item
 
@@ -319,7 +319,7 @@ def test_a_plain_ecs_alert_with_threat_fields():
     assert zeek.source_ref == "zeek-notice-8f3a91"  # event.id
     assert zeek.title == "Scan::Port_Scan" and zeek.threat_type == "ecs:intrusion_detection"
     assert zeek.mitre_hints == ["T1046"] and zeek.tactics == ["TA0007"]
-    assert zeek.hosts == ["zeek-core-01"] and zeek.customer_hint == "acme-corp"
+    assert zeek.hosts == ["zeek-core-01"] and zeek.customer_hint == "global-finance"
 
 
 def test_search_hits_are_unwrapped_but_kept_as_received():
@@ -345,7 +345,7 @@ def test_the_generic_shape_maps_to_the_threat_fields():
     assert alert.threat_type == "generic:vpn" and alert.severity_hint == "HIGH"
     assert alert.observables == {"src_ip": "203.0.113.7", "user": "j.doe", "host": "vpn-gw-1", "country": "BR"}
     assert alert.mitre_hints == ["T1110.001"] and alert.tactics == ["TA0006"]
-    assert alert.customer_hint == "acme-corp" and alert.group_key == "rule:vpn-bruteforce|vpn-gw-1|203.0.113.7"
+    assert alert.customer_hint == "global-finance" and alert.group_key == "rule:vpn-bruteforce|vpn-gw-1|203.0.113.7"
     assert alert.raw["vendor"] == {"product": "FortiGate", "log_id": "0101039424"}
 
 

@@ -49,8 +49,8 @@ def statuses(results):
 
 
 @pytest.fixture
-def acme(db):
-    return factories.make_customer(name="Acme Corp", slug="acme-corp")
+def finance(db):
+    return factories.make_customer(name="Global Finance", slug="global-finance")
 
 
 @pytest.fixture
@@ -61,14 +61,14 @@ def globex(db):
 # --- Storing a real file ------------------------------------------------------------------------------
 
 
-def test_a_wazuh_file_is_stored_with_its_mapping_events_and_per_line_errors(acme, globex):
+def test_a_wazuh_file_is_stored_with_its_mapping_events_and_per_line_errors(finance, globex):
     results = run("wazuh", (FIXTURES / "wazuh_alerts.ndjson").read_bytes(), default_customer=globex)
     assert ingest.summary(results) == {"created": 12, "duplicates": 0, "skipped": 0, "errors": 3}
     assert [(r.line, r.field) for r in results if r.status == "error"] == [(5, "line"), (9, "rule.level"), (13, "rule")]
     threat = Threat.objects.get(source="wazuh", source_ref="wazuh-manager-1:1795162502.1047261")
     first_line = json.loads((FIXTURES / "wazuh_alerts.ndjson").read_text(encoding="utf-8").splitlines()[0])
     assert threat.raw == first_line  # kept intact
-    assert threat.customer == acme  # named by agent.labels.customer
+    assert threat.customer == finance  # named by agent.labels.customer
     assert threat.threat_type == "wazuh:sshd" and threat.severity_hint == "MEDIUM"
     assert threat.observables == {"src_ip": "203.0.113.45", "src_port": 51422, "user": "admin", "host": "web-01"}
     assert threat.mitre_hints == ["T1110"]
@@ -82,8 +82,8 @@ def test_a_wazuh_file_is_stored_with_its_mapping_events_and_per_line_errors(acme
     assert created.order_by("seq").first().payload["threat"]["source"] == "wazuh"
 
 
-def test_only_group_heads_are_analysed_and_members_are_marked_grouped(acme):
-    results = run("wazuh", (FIXTURES / "wazuh_alerts.ndjson").read_bytes(), default_customer=acme)
+def test_only_group_heads_are_analysed_and_members_are_marked_grouped(finance):
+    results = run("wazuh", (FIXTURES / "wazuh_alerts.ndjson").read_bytes(), default_customer=finance)
     heads = [r for r in results if r.status == "created" and r.group_head]
     members = [r for r in results if r.status == "created" and not r.group_head]
     assert len(heads) == 11 and len(members) == 1  # the second "admin" brute-force alert joined the first
@@ -96,13 +96,13 @@ def test_only_group_heads_are_analysed_and_members_are_marked_grouped(acme):
     assert AgentRun.objects.values("threat").distinct().count() == 11
 
 
-def test_every_format_and_envelope_is_stored(acme):
+def test_every_format_and_envelope_is_stored(finance):
     files = [("wazuh", "wazuh_shuffle.json", 2, 0, 0), ("suricata", "suricata_eve.ndjson", 7, 6, 3),
              ("ecs", "ecs_alerts.ndjson", 6, 0, 3), ("ecs", "ecs_search_response.json", 0, 0, 0),
              ("generic", "generic_alerts.json", 6, 0, 5)]
     factories.make_customer(name="RetailMax", slug="retailmax")
     for source, name, created, skipped, errors in files:
-        results = run(source, (FIXTURES / name).read_bytes(), default_customer=acme)
+        results = run(source, (FIXTURES / name).read_bytes(), default_customer=finance)
         counts = ingest.summary(results)
         assert (counts["created"], counts["skipped"], counts["errors"]) == (created, skipped, errors), name
     # the _search answer holds two alerts already stored from ecs_alerts.ndjson
@@ -111,8 +111,8 @@ def test_every_format_and_envelope_is_stored(acme):
     assert hostile.title.startswith("<script>alert('xss')</script>")  # stored verbatim; escaped on output
 
 
-def test_the_ecs_organization_must_be_a_known_customer(acme):
-    results = run("ecs", (FIXTURES / "ecs_alerts.ndjson").read_bytes(), default_customer=acme)
+def test_the_ecs_organization_must_be_a_known_customer(finance):
+    results = run("ecs", (FIXTURES / "ecs_alerts.ndjson").read_bytes(), default_customer=finance)
     refused = next(r for r in results if r.line == 6)
     assert (refused.status, refused.field, refused.detail) == ("error", "customer", "Unknown customer 'Globex'.")
 
@@ -120,11 +120,11 @@ def test_the_ecs_organization_must_be_a_known_customer(acme):
 # --- Idempotency ---------------------------------------------------------------------------------------
 
 
-def test_reposting_answers_the_stored_ids_and_does_not_analyse_again(acme):
+def test_reposting_answers_the_stored_ids_and_does_not_analyse_again(finance):
     data = (FIXTURES / "suricata_eve.ndjson").read_bytes()
-    first = run("suricata", data, default_customer=acme)
+    first = run("suricata", data, default_customer=finance)
     counts = (Threat.objects.count(), ThreatEvent.objects.count(), AgentRun.objects.count())
-    again = run("suricata", data, default_customer=acme)
+    again = run("suricata", data, default_customer=finance)
     assert ingest.summary(again) == {"created": 0, "duplicates": 7, "skipped": 6, "errors": 3}
     assert [(r.id, r.group_id) for r in again if r.duplicate] == [(r.id, r.group_id) for r in first if r.status == "created"]
     assert (Threat.objects.count(), ThreatEvent.objects.count(), AgentRun.objects.count()) == counts
@@ -288,32 +288,32 @@ def test_a_zero_window_turns_grouping_off(customer, settings):
     assert not ThreatGroup.objects.exists() and AgentRun.objects.values("threat").distinct().count() == 2
 
 
-def test_the_same_key_for_two_customers_makes_two_groups(acme, globex):
-    results = run("generic", body(alert(1, customer="acme-corp"), alert(2, customer="globex")))
+def test_the_same_key_for_two_customers_makes_two_groups(finance, globex):
+    results = run("generic", body(alert(1, customer="global-finance"), alert(2, customer="globex")))
     assert results[0].group_id != results[1].group_id
-    assert set(ThreatGroup.objects.values_list("customer__slug", flat=True)) == {"acme-corp", "globex"}
+    assert set(ThreatGroup.objects.values_list("customer__slug", flat=True)) == {"global-finance", "globex"}
 
 
 # --- Customers -----------------------------------------------------------------------------------------
 
 
-def test_the_customer_rule_named_then_host_map_then_key(acme, globex, settings):
-    settings.INGEST_HOST_CUSTOMERS = "vpn-*=globex, h9=acme-corp"
-    results = run("generic", body(alert(1, customer="Acme Corp", host="vpn-1"), alert(2, host="VPN-2"),
-                                  alert(3, host="h9"), alert(4, host="elsewhere")), default_customer=acme)
-    assert [Threat.objects.get(pk=r.id).customer.slug for r in results] == ["acme-corp", "globex", "acme-corp",
-                                                                             "acme-corp"]
+def test_the_customer_rule_named_then_host_map_then_key(finance, globex, settings):
+    settings.INGEST_HOST_CUSTOMERS = "vpn-*=globex, h9=global-finance"
+    results = run("generic", body(alert(1, customer="Global Finance", host="vpn-1"), alert(2, host="VPN-2"),
+                                  alert(3, host="h9"), alert(4, host="elsewhere")), default_customer=finance)
+    assert [Threat.objects.get(pk=r.id).customer.slug for r in results] == ["global-finance", "globex", "global-finance",
+                                                                             "global-finance"]
 
 
-def test_a_bound_key_never_writes_for_another_customer(acme, globex, settings):
+def test_a_bound_key_never_writes_for_another_customer(finance, globex, settings):
     settings.INGEST_HOST_CUSTOMERS = "vpn-*=globex"
-    results = run("generic", body(alert(1), alert(2, customer="globex"), alert(3, host="vpn-1")), bound_customer=acme)
+    results = run("generic", body(alert(1), alert(2, customer="globex"), alert(3, host="vpn-1")), bound_customer=finance)
     assert statuses(results) == ["created", "error", "error"]
-    assert {r.field for r in results[1:]} == {"customer"} and "only ingests alerts for 'acme-corp'" in results[1].detail
-    assert Threat.objects.get().customer == acme
+    assert {r.field for r in results[1:]} == {"customer"} and "only ingests alerts for 'global-finance'" in results[1].detail
+    assert Threat.objects.get().customer == finance
 
 
-def test_unknown_or_missing_customers_are_item_errors(acme, settings):
+def test_unknown_or_missing_customers_are_item_errors(finance, settings):
     settings.INGEST_HOST_CUSTOMERS = "h1=initech"
     results = run("generic", body(alert(1, customer="Initech"), alert(2), alert(3, host="h2")))
     assert [(r.status, r.field) for r in results] == [("error", "customer")] * 3
@@ -328,8 +328,8 @@ def test_unknown_or_missing_customers_are_item_errors(acme, settings):
 def test_the_ingest_environment_variables_are_read_strictly():
     read = load_settings("[settings.INGEST_WAZUH_LEVELS, settings.INGEST_HOST_CUSTOMERS, "
                          "settings.INGEST_GROUP_WINDOW_SECONDS]", **PRODUCTION, INGEST_WAZUH_LEVELS="0:LOW, 10:CRITICAL",
-                         INGEST_HOST_CUSTOMERS="web-*=acme-corp,db01=Globex", INGEST_GROUP_WINDOW_SECONDS="600")
-    assert json.loads(read.stdout) == [[["0", "LOW"], ["10", "CRITICAL"]], [["web-*", "acme-corp"], ["db01", "Globex"]],
+                         INGEST_HOST_CUSTOMERS="web-*=global-finance,db01=Globex", INGEST_GROUP_WINDOW_SECONDS="600")
+    assert json.loads(read.stdout) == [[["0", "LOW"], ["10", "CRITICAL"]], [["web-*", "global-finance"], ["db01", "Globex"]],
                                        600]
     for name, value in [("INGEST_WAZUH_LEVELS", "5:LOW"), ("INGEST_WAZUH_LEVELS", "0:LOW,7:SEVERE"),
                         ("INGEST_WAZUH_LEVELS", "0:LOW,16:HIGH"), ("INGEST_HOST_CUSTOMERS", "web-*"),
@@ -338,10 +338,10 @@ def test_the_ingest_environment_variables_are_read_strictly():
         assert refused.returncode != 0 and "ImproperlyConfigured" in refused.stderr and name in refused.stderr, value
 
 
-def test_the_settings_pairs_drive_the_host_map(acme, globex, settings):
-    settings.INGEST_HOST_CUSTOMERS = [("web-*", "acme-corp"), ("db01", "Globex")]
+def test_the_settings_pairs_drive_the_host_map(finance, globex, settings):
+    settings.INGEST_HOST_CUSTOMERS = [("web-*", "global-finance"), ("db01", "Globex")]
     results = run("generic", body(alert(1, host="web-7"), alert(2, host="DB01")))
-    assert [Threat.objects.get(pk=r.id).customer for r in results] == [acme, globex]
+    assert [Threat.objects.get(pk=r.id).customer for r in results] == [finance, globex]
 
 
 # --- Decoding and limits -------------------------------------------------------------------------------
@@ -396,8 +396,8 @@ def test_long_strings_are_cut_with_a_marker_and_reported(customer, settings):
     assert raw["note"] == "n" * 1_000 + "…[cut 4000 characters]" and raw["nested"]["list"][0] == "short"
 
 
-def test_oversized_normalised_fields_are_cut_and_raw_kept_within_bounds(acme):
-    results = run("wazuh", (FIXTURES / "wazuh_oversized.ndjson").read_bytes(), default_customer=acme)
+def test_oversized_normalised_fields_are_cut_and_raw_kept_within_bounds(finance):
+    results = run("wazuh", (FIXTURES / "wazuh_oversized.ndjson").read_bytes(), default_customer=finance)
     big, deep = results
     assert big.status == "created" and big.truncated == ["full_log", "user", "urls", "rule.description"]
     threat = Threat.objects.get(pk=big.id)
@@ -421,10 +421,10 @@ def test_nul_characters_and_lone_surrogates_are_cleaned_so_any_database_stores_t
     assert threat.title == "badbyte \ufffd here" and threat.observables["user"] == "xy" and threat.raw["key"] == "v"
 
 
-def test_an_ecs_organization_id_is_the_vendor_s_tenant_not_a_customer(acme):
+def test_an_ecs_organization_id_is_the_vendor_s_tenant_not_a_customer(finance):
     """Elastic's Microsoft 365 and Okta integrations put the vendor's tenant GUID in organization.id."""
     record = {"@timestamp": "2026-11-20T10:00:00Z", "event": {"kind": "signal", "action": "New-InboxRule"},
               "kibana.alert.uuid": "o365-rule-1", "kibana.alert.rule.name": "M365 inbox rule",
               "organization": {"id": "6c1e0f4b-2a7d-4e3f-9b8a-5d4c3b2a1f0e"}}
-    results = run("ecs", json.dumps(record).encode(), default_customer=acme)
-    assert [r.status for r in results] == ["created"] and Threat.objects.get().customer == acme
+    results = run("ecs", json.dumps(record).encode(), default_customer=finance)
+    assert [r.status for r in results] == ["created"] and Threat.objects.get().customer == finance

@@ -20,8 +20,8 @@ JSON, NDJSON = "application/json", "application/x-ndjson"
 
 
 @pytest.fixture
-def acme(db):
-    return factories.make_customer(name="Acme Corp", slug="acme-corp")
+def finance(db):
+    return factories.make_customer(name="Global Finance", slug="global-finance")
 
 
 @pytest.fixture
@@ -30,9 +30,9 @@ def globex(db):
 
 
 @pytest.fixture
-def key(acme):
-    """An ingest key bound to Acme, for any format."""
-    return apikeys.issue("acme shipper", ["ingest"], customer=acme)[1]
+def key(finance):
+    """An ingest key bound to Global Finance, for any format."""
+    return apikeys.issue("finance shipper", ["ingest"], customer=finance)[1]
 
 
 def post(client, fmt, data, api_key=None, content_type=JSON):
@@ -84,11 +84,11 @@ def test_a_wazuh_batch_is_accepted_with_one_result_per_item(client, key):
     ("suricata", "suricata_eve.ndjson", NDJSON, (7, 6, 3)),
     ("ecs", "ecs_alerts.ndjson", NDJSON, (6, 0, 3)),
     ("ecs", "ecs_search_response.json", JSON, (2, 0, 0)),
-    ("generic", "generic_alerts.json", JSON, (5, 0, 6)),  # the RetailMax alert is refused: the key is Acme's
+    ("generic", "generic_alerts.json", JSON, (5, 0, 6)),  # the RetailMax alert is refused: the key is Global Finance's
 ])
 def test_every_sample_file_imports_through_the_api(client, key, fmt, name, content_type, counts):
     factories.make_customer(name="RetailMax", slug="retailmax")
-    factories.make_customer(name="Globex", slug="globex")  # named by one ECS alert: refused, the key is Acme's
+    factories.make_customer(name="Globex", slug="globex")  # named by one ECS alert: refused, the key is Global Finance's
     body = post(client, fmt, (FIXTURES / name).read_bytes(), key, content_type).json()
     assert (body["created"], body["skipped"], body["errors"]) == counts, body
     assert Threat.objects.filter(source=fmt).count() == counts[0]
@@ -163,10 +163,10 @@ def test_get_is_not_allowed_and_says_so_in_json(client, key):
 # --- Authentication ------------------------------------------------------------------------------------
 
 
-def test_a_missing_wrong_or_revoked_key_is_401(client, acme):
+def test_a_missing_wrong_or_revoked_key_is_401(client, finance):
     assert "X-API-Key" in problem(post(client, "generic", generic(1)), 401)["detail"]
     assert problem(post(client, "generic", generic(1), "soc_0123456789ab_" + "x" * 43), 401)
-    key, raw = apikeys.issue("old", ["ingest"], customer=acme)
+    key, raw = apikeys.issue("old", ["ingest"], customer=finance)
     apikeys.revoke(APIKey.objects.filter(pk=key.pk))
     assert "revoked" in problem(post(client, "generic", generic(1), raw), 401)["detail"]
     assert not Threat.objects.exists()
@@ -176,10 +176,10 @@ def test_a_logged_in_session_alone_cannot_ingest(alice_client):
     assert problem(post(alice_client, "generic", generic(1)), 401)
 
 
-def test_scopes_and_per_source_keys_are_enforced(client, acme):
-    read_only = apikeys.issue("reader", ["read"], customer=acme)[1]
+def test_scopes_and_per_source_keys_are_enforced(client, finance):
+    read_only = apikeys.issue("reader", ["read"], customer=finance)[1]
     assert "'ingest' scope" in problem(post(client, "generic", generic(1), read_only), 403)["detail"]
-    wazuh_only = apikeys.issue("wazuh", ["ingest"], source="wazuh", customer=acme)[1]
+    wazuh_only = apikeys.issue("wazuh", ["ingest"], source="wazuh", customer=finance)[1]
     body = problem(post(client, "generic", generic(1), wazuh_only), 403)
     assert body["field"] == "format" and "'wazuh'" in body["detail"]
     assert post(client, "wazuh", (FIXTURES / "wazuh_shuffle.json").read_bytes(), wazuh_only).status_code == 202
@@ -214,7 +214,7 @@ def test_hostile_text_is_stored_verbatim_and_returned_as_json(client, key, alice
 
 @pytest.fixture
 def grouped(client, key, globex):
-    """Two groups for Acme (3 + 1 alerts) and one for Globex."""
+    """Two groups for Global Finance (3 + 1 alerts) and one for Globex."""
     items = [generic(n, rule="vpn", host="gw", severity="low") for n in range(3)]
     items.append(generic(9, rule="dlp", host="ws", severity="high"))
     post(client, "generic", items, key)
@@ -229,10 +229,10 @@ def test_analysts_list_groups_with_counts_and_their_head(alice_client, grouped):
     items = response.json()["items"]
     assert len(items) == 3
     vpn = next(i for i in items if i["member_count"] == 3)
-    assert vpn["customer_slug"] == "acme-corp" and vpn["worst_severity_hint"] == "LOW" and vpn["source"] == "generic"
+    assert vpn["customer_slug"] == "global-finance" and vpn["worst_severity_hint"] == "LOW" and vpn["source"] == "generic"
     assert vpn["head"]["id"] == str(Threat.objects.get(source_ref="g-0").pk)
-    only_acme = alice_client.get("/api/groups", {"customer": "acme-corp"}).json()["items"]
-    assert {i["customer_slug"] for i in only_acme} == {"acme-corp"} and len(only_acme) == 2
+    only_finance = alice_client.get("/api/groups", {"customer": "global-finance"}).json()["items"]
+    assert {i["customer_slug"] for i in only_finance} == {"global-finance"} and len(only_finance) == 2
 
 
 def test_group_pages_follow_the_cursor(alice_client, grouped):
@@ -258,12 +258,12 @@ def test_outsiders_and_anonymous_callers_see_no_group(client, charlie_client, gr
     assert problem(Client().get("/api/groups"), 401)
 
 
-def test_read_keys_see_only_their_customers_groups(grouped, acme):
-    bound = apikeys.issue("acme reader", ["read"], customer=acme)[1]
+def test_read_keys_see_only_their_customers_groups(grouped, finance):
+    bound = apikeys.issue("finance reader", ["read"], customer=finance)[1]
     unbound = apikeys.issue("mssp reader", ["read"])[1]
-    ingest_only = apikeys.issue("shipper", ["ingest"], customer=acme)[1]
+    ingest_only = apikeys.issue("shipper", ["ingest"], customer=finance)[1]
     client = Client()
-    assert {i["customer_slug"] for i in client.get("/api/groups", HTTP_X_API_KEY=bound).json()["items"]} == {"acme-corp"}
+    assert {i["customer_slug"] for i in client.get("/api/groups", HTTP_X_API_KEY=bound).json()["items"]} == {"global-finance"}
     assert len(client.get("/api/groups", HTTP_X_API_KEY=unbound).json()["items"]) == 3
     globex_group = ThreatGroup.objects.get(customer__slug="globex")
     assert problem(client.get(f"/api/groups/{globex_group.pk}", HTTP_X_API_KEY=bound), 404)

@@ -112,7 +112,7 @@ JSON_VALUES = st.recursive(
 @pytest.fixture
 def key(settings):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "key": (10**6, 60)}
-    customer = factories.make_customer(name="Acme Corp", slug="acme-corp")  # the samples name acme-corp
+    customer = factories.make_customer(name="Global Finance", slug="global-finance")  # the samples name global-finance
     return customer, apikeys.issue("property shipper", ["ingest"], customer=customer)[1]
 
 
