@@ -24,6 +24,7 @@ SUMMARY_KEYS = {
     "id", "title", "source", "threat_type", "customer", "customer_slug", "severity", "risk_score",
     "analysis_status", "status", "disposition", "assignee", "requires_human_review", "executive_summary",
     "mitre_techniques", "processing_ms", "occurred_at", "received_at", "campaign", "version", "group_id", "group_head",
+    "pivots",
 }
 DETAIL_KEYS = SUMMARY_KEYS | {
     "source_ref", "observables", "mitre_hints", "rule", "signal", "raw", "risk_factors", "confidence", "mitre", "false_positive",

@@ -31,7 +31,7 @@ from ninja.security import django_auth
 
 from agents.analyzers.response import SLA_MINUTES
 
-from . import access, audit, hidden_text, ratelimit, services, stats
+from . import access, audit, hidden_text, pivots, ratelimit, services, stats
 from .apikeys import APIKeyAuth
 from .choices import CLOSED_STATUSES, ActorKind, AnalysisStatus, Disposition, Severity, Status
 from .models import APIKey, Customer, ThreatGroup
@@ -147,6 +147,9 @@ class ThreatSummary(Schema):
     group_head: GroupHead | None = Field(None, description=(
         "A grouped member's inherited verdict: its group head's (analysed once for the group). "
         "Its own severity and risk_score stay empty."))
+    pivots: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "The values it can be pivoted on, by pivot (ip, user, host, hash, domain, rule; at most 10 each): "
+        "what a list filtered on a pivot or `q` matches a live event with."))
 
 
 class ThreatPage(Schema):
@@ -195,7 +198,15 @@ class ThreatFilters(Schema):
     customer: str | None = Field(None, max_length=100, description="Customer slug.")
     assignee: str | None = Field(None, max_length=150, description="Username, 'me' or 'none'.")
     requires_review: bool | None = None
-    q: str | None = Field(None, max_length=200, description="Text search in title, summary and source ref.")
+    q: str | None = Field(None, max_length=200, description=(
+        "Text search in title, summary and alert id, and an exact match on any observable the term can be "
+        "(address, user, host, hash, domain, rule)."))
+    ip: str | None = Field(None, max_length=200, description="Pivot: threats with this source or destination IP.")
+    user: str | None = Field(None, max_length=200, description="Pivot: threats naming this user (exact).")
+    host: str | None = Field(None, max_length=200, description="Pivot: threats on this host (exact).")
+    hash: str | None = Field(None, max_length=200, description="Pivot: threats with this MD5/SHA-1/SHA-256/SHA-512.")
+    domain: str | None = Field(None, max_length=200, description="Pivot: threats naming this domain.")
+    rule: str | None = Field(None, max_length=200, description="Pivot: threats of this rule, e.g. rule:5712, sid:1:2001219.")
     campaign: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this campaign (id).")
     group: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this alert group (id).")
     limit: int = Field(20, ge=1, le=100)
@@ -299,6 +310,20 @@ def list_threats(request, filters: Query[ThreatFilters]):
                                      content_type="application/json; charset=utf-8")
 
 
+class _PivotObservables(Func):
+    """Only the observables a pivot reads, as a JSON object (missing ones null): a list page never
+    loads command lines, URLs or user agents."""
+
+    output_field = JSONField()
+
+    def as_sql(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        build = "jsonb_build_object" if connection.vendor == "postgresql" else "json_object"
+        pairs = ", ".join(f"'{name}', {column} -> '{name}'" if connection.vendor == "postgresql"
+                          else f"'{name}', {column} -> '$.{name}'" for name in pivots.OBSERVABLE_PIVOT)
+        return f"{build}({pairs})", params
+
+
 class _TechniqueIds(Func):
     """The technique ids of `mitre` as a JSON array, taken out in the database: a list page never
     loads the techniques' evidence, mitigations and detections."""
@@ -314,11 +339,11 @@ class _TechniqueIds(Func):
 # Only what a summary shows: not `raw`, the timeline, the response plan or the agents' JSON.
 SUMMARY_FIELDS = ("id", "title", "source", "threat_type", "severity", "risk_score", "analysis_status", "status",
                   "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at", "campaign_id",
-                  "version", "group_id")
+                  "version", "group_id", "rule")
 SUMMARY_EXPRESSIONS = {
     "customer_name": F("customer__name"), "customer_slug": F("customer__slug"),
     "assignee_name": F("assignee__username"), "summary": Left("executive_summary", SUMMARY_TEXT_LIMIT),
-    "techniques": _TechniqueIds("mitre"),
+    "techniques": _TechniqueIds("mitre"), "pivot_observables": _PivotObservables("observables"),
     # A grouped member's inherited verdict (serializers.group_head): its head's row, joined.
     "head_id": F("group__head_id"), "head_severity": F("group__head__severity"),
     "head_risk": F("group__head__risk_score"), "head_status": F("group__head__analysis_status"),
@@ -338,6 +363,7 @@ def _summary(row):
         "version": row["version"], "group_id": row["group_id"],
         "group_head": (head_verdict(row["head_id"], row["head_severity"], row["head_risk"], row["head_status"])
                        if row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] else None),
+        "pivots": pivots.summary_values(row["pivot_observables"], row["rule"]),
     }
 
 
@@ -698,9 +724,13 @@ def _filter(found, filters, user):
         found = found.filter(campaign_id=filters.campaign)
     if filters.group:
         found = found.filter(group_id=filters.group)
+    for kind in pivots.PIVOTS:
+        if getattr(filters, kind):
+            found = found.filter(pivots.condition(kind, pivots.normalise(kind, getattr(filters, kind))))
     if filters.q:
         q = filters.q.strip()
-        found = found.filter(Q(title__icontains=q) | Q(executive_summary__icontains=q) | Q(source_ref=q))
+        found = found.filter(Q(title__icontains=q) | Q(executive_summary__icontains=q) | Q(source_ref=q)
+                             | pivots.search_condition(q))
     return found
 
 

@@ -228,6 +228,8 @@ class Threat(models.Model):
             # A campaign's threats (the list filter, the recount after each ingest batch).
             models.Index(fields=["campaign", "received_at"], condition=Q(campaign__isnull=False),
                          name="threat_campaign"),
+            # The rule pivot across customers (threats/pivots.py); built concurrently (migration 0016).
+            models.Index(fields=["rule", "-received_at"], condition=~Q(rule=""), name="threat_rule_newest"),
         ]
 
     def __str__(self):  # admin pages, breadcrumbs and messages show it: hidden characters as markers

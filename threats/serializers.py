@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+from . import pivots
 from .choices import AnalysisStatus
 from .models import Threat
 
@@ -48,6 +49,7 @@ def threat_summary(threat: Threat):
         "version": threat.version,
         "group_id": threat.group_id,
         "group_head": group_head(threat),
+        "pivots": pivots.summary_values(threat.observables, threat.rule),
     }
 
 

@@ -36,6 +36,7 @@ from .choices import (
     Status,
     ThreatType,
 )
+from .errors import InvalidInput  # noqa: F401 - raised here and by callers as services.InvalidInput
 from .models import Customer, Note, Threat, ThreatEvent
 from .serializers import threat_summary
 
@@ -53,14 +54,6 @@ REOPEN_CLEARS = ("disposition", "disposition_reason")
 EVENT_LOG_LOCK = 7_201_114
 RETENTION_LOCK = 7_201_115
 INGEST_LOCK = 7_201_116  # one ingest batch at a time (threats/ingest.py); never taken after the event-log lock
-
-
-class InvalidInput(Exception):
-    """Bad input from a user or client; the API answers 400 with `field` and the reason."""
-
-    def __init__(self, field, detail, valid=None):
-        super().__init__(detail)
-        self.field, self.detail, self.valid = field, detail, valid
 
 
 class Conflict(Exception):

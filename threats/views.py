@@ -26,7 +26,7 @@ from pydantic import ValidationError as SchemaError
 from agents.analyzers.response import SLA_MINUTES
 from agents.registry import AGENT_KINDS
 
-from . import access, hidden_text, services
+from . import access, hidden_text, pivots, services
 from .api import FILTER_CASE, ThreatFilters, analytics_snapshot, threat_page
 from .choices import (
     CLOSED_STATUSES,
@@ -45,7 +45,8 @@ ACTIVITY_SIZE = 30
 PAGE_SIZE = 50
 MAX_ANALYSTS = 500
 THREAT_REF = re.compile(r"^threat:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
-FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q", "campaign", "group")
+FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q", "campaign", "group",
+                *pivots.PIVOTS)
 NO_DUE = None
 TYPE_LABELS = dict(ThreatType.choices)
 
@@ -105,6 +106,7 @@ def threat_list(request):
         "rows": [_row(t) for t in rows],
         "filters": values,
         "active_filters": {k: v for k, v in values.items() if v},
+        "pivot_filters": [(kind, values[kind], _without(values, kind)) for kind in pivots.PIVOTS if values[kind]],
         "filter_query": urlencode({k: v for k, v in values.items() if v}),
         "older": older,
         "newer": newer,
@@ -133,7 +135,8 @@ def threat_detail(request, threat_id):
         "row": _row(threat),
         "agents": [_agent(kind, label, runs.get(kind), cited) for kind, (label, _path) in AGENT_KINDS.items()],
         "risk_factors": [{**f, "evidence": _evidence(f.get("evidence", []), cited)} for f in threat.risk_factors],
-        "observables": [(key, _text(value)) for key, value in threat.observables.items()],
+        "observables": [_observable(key, value) for key, value in threat.observables.items()],
+        "rule_pivot": _pivot_url("rule", threat.rule) if threat.rule else None,
         "timeline": _timeline(threat.timeline),
         "raw_json": json.dumps(threat.raw, indent=2, ensure_ascii=False, default=str),
         "adversarial": threat.adversarial or {},
@@ -336,6 +339,25 @@ def _fp_indicators(indicators):
             seen.add(key)
             rows.append(row)
     return rows
+
+
+def _without(values, name):
+    """The list's URL with every active filter but `name` (a pivot chip's remove link)."""
+    kept = urlencode({k: v for k, v in values.items() if v and k != name})
+    return f"{reverse('threats:threat_list')}?{kept}" if kept else reverse("threats:threat_list")
+
+
+def _pivot_url(kind, value):
+    return f"{reverse('threats:threat_list')}?{urlencode({kind: value})}"
+
+
+def _observable(key, value):
+    """An observable as the detail page shows it: a pivot's values link to every threat sharing them."""
+    kind = pivots.OBSERVABLE_PIVOT.get(key)
+    items = value if isinstance(value, list) else [value]
+    linkable = kind and all(isinstance(item, str) and 0 < len(item) <= pivots.MAX_VALUE for item in items)
+    return {"key": key, "text": _text(value), "kind": kind,
+            "links": [(item, _pivot_url(kind, item)) for item in items] if linkable else []}
 
 
 def _text(value):

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connection
 
 from threats import sql
+from threats.pivots import ENTITY_FIELDS, KEY_CHARS, entity_key  # the entity indexes' expression (migration 0007)
 from threats.choices import ClosedByKind, Disposition
 from threats.models import Threat
 
@@ -40,9 +41,7 @@ FIELDS = ("id", "customer_id", "disposition", "closed_by_kind", "closed_by")
 # column per test (every column costs the driver a conversion per row: 2,000 rows for a batch of 20).
 TIMES = ("received", "closed")
 MATCH_BITS = {"src_ip": 1, "dst_ip": 2, "user": 4, "host": 8, "rule": 16, "type": 32}
-ENTITY_FIELDS = ("src_ip", "dst_ip", "user", "host")  # each with an index (threats migration 0007)
 INDICATOR_FIELDS = ("hashes", "domains")
-KEY_CHARS = 200  # the entity indexes hold the first 200 characters (threats migration 0007)
 AUTOMATION = (ClosedByKind.AGENT, ClosedByKind.RULE)
 DISMISSED = (Disposition.FALSE_POSITIVE, Disposition.BENIGN_TRUE_POSITIVE)
 
@@ -383,15 +382,6 @@ def _score_reputation(result, reputation, days):
 
 
 # --- The look-ups -------------------------------------------------------------------------------------
-
-
-def entity_key(name):
-    """`substr((observables ->> 'NAME'), 1, 200)`: the very expression the `threat_entity_NAME`
-    indexes are built on (threats migration 0007), the same SQL on PostgreSQL and SQLite. A
-    database uses an expression index only for an identical expression, so keep the two in step."""
-    if name not in ENTITY_FIELDS:  # inlined in SQL: only known names
-        raise ValueError(f"no entity index on {name!r}")
-    return f"substr((observables ->> '{name}'), 1, {KEY_CHARS})"
 
 
 def epoch(column):

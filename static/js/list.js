@@ -26,11 +26,26 @@
     if (filters.review === "no" && t.requires_human_review) return false;
     if (filters.campaign && String(t.campaign) !== String(filters.campaign)) return false;
     if (filters.group && String(t.group_id) !== String(filters.group)) return false;
+    for (var i = 0; i < PIVOTS.length; i++) {
+      if (filters[PIVOTS[i]] && !hasPivot(t, PIVOTS[i], filters[PIVOTS[i]])) return false;
+    }
     if (filters.q) {
       var q = filters.q.toLowerCase();
-      if ((t.title || "").toLowerCase().indexOf(q) === -1 && (t.executive_summary || "").toLowerCase().indexOf(q) === -1) return false;
+      var inText = (t.title || "").toLowerCase().indexOf(q) !== -1 || (t.executive_summary || "").toLowerCase().indexOf(q) !== -1;
+      if (!inText && !PIVOTS.some(function (kind) { return hasPivot(t, kind, filters.q); })) return false;
     }
     return true;
+  }
+
+  // Pivots (threats/pivots.py): an exact value; addresses, hashes and domains in any case.
+  var PIVOTS = ["ip", "user", "host", "hash", "domain", "rule"];
+  var ANY_CASE = { ip: true, hash: true, domain: true };
+
+  function hasPivot(t, kind, wanted) {
+    var want = ANY_CASE[kind] ? wanted.trim().toLowerCase() : wanted.trim();
+    return ((t.pivots || {})[kind] || []).some(function (value) {
+      return (ANY_CASE[kind] ? value.toLowerCase() : value) === want;
+    });
   }
 
   // A matching threat belongs on this page if it is newer than the page's oldest row (or no older

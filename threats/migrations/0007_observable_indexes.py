@@ -6,7 +6,7 @@ evaluates JSON on each; with them each branch of the look-up is an index range.
 
 The entity indexes are on the expression `substr((observables ->> 'NAME'), 1, 200)` — the same
 text on PostgreSQL (jsonb) and SQLite (3.38+, JSON text) — which the agent's query repeats
-exactly (`historical.agent.entity_key`): a database uses an expression index only for the same
+exactly (`threats.pivots.entity_key`): a database uses an expression index only for the same
 expression. The first 200 characters keep every key under PostgreSQL's B-tree entry limit
 whatever an alert puts in a field; the query also compares the whole value.
 
