@@ -3,15 +3,19 @@ audit trail + live push): the list's actions, and the threat change page's triag
 only from the version the page was opened at (optimistic concurrency, docs/api.md).
 
 Alert-derived text (columns, read-only fields, list filters) is shown through `hidden_text`, so a
-character that hides or reorders text appears as a styled marker (docs/security.md).
+character that hides or reorders text appears as a styled marker (docs/security.md); JSON fields
+(risk factors, ATT&CK, response plan, timeline, the alert itself) as tables (`json_html`).
 
 Every registered model is customer-scoped (docs/security.md "Multi-tenancy"): a user with a customer
 scope lists, filters, opens and writes only its customers' rows; rows without a customer (shared by
 every customer) are read-only to it; users, groups and customers are the unscoped staff's."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import display_for_field
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -19,10 +23,13 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q
+from django.http import HttpResponseRedirect
 from django.template.defaultfilters import linebreaksbr
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from agents.models import AgentRun
 
@@ -53,6 +60,8 @@ def revealed(model, name):
 
     @admin.display(description=field.verbose_name, ordering=name)
     def show(obj):
+        if isinstance(field, models.JSONField):
+            return json_html(getattr(obj, name))
         return linebreaksbr(hidden_text.reveal_html(display_for_field(getattr(obj, name), field, "-")))
 
     show.__name__ = name  # the row's CSS class and the help text lookup use it
@@ -67,6 +76,46 @@ def read_only(model, names=None):
     """Fields for a read-only form, in order: text and JSON through `revealed`, the others by name."""
     fields = [model._meta.get_field(n) for n in names] if names else model._meta.fields
     return tuple(revealed(model, f.name) if _is_text(f) else f.name for f in fields)
+
+
+# --- Showing JSON as tables: the verdict's risk factors, ATT&CK, response plan, timeline ------
+
+
+JSON_MAX_DEPTH = 6  # deeper than this (no verdict is): the rest as escaped JSON text
+JSON_MAX_ROWS = 200  # of one list: an alert's own JSON may hold thousands
+
+
+def json_html(value, depth=0):
+    """A JSON value as HTML an analyst reads: an object as a two-column table, a list of objects as
+    a table with a column per key, a list of values as a comma-separated line. Every key and value
+    is alert-derived and untrusted: each is escaped (hidden characters as markers), none is markup."""
+    if value in (None, "", [], {}):
+        return "—"
+    if depth >= JSON_MAX_DEPTH:
+        return hidden_text.reveal_html(json.dumps(value, ensure_ascii=False, default=str))
+    if isinstance(value, dict):
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>",
+                                ((hidden_text.reveal_html(str(k)), json_html(v, depth + 1)) for k, v in value.items()))
+        return format_html('<table class="json-table">{}</table>', rows)
+    if isinstance(value, list):
+        return _json_list(value, depth)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return hidden_text.reveal_html(str(value))
+
+
+def _json_list(items, depth):
+    shown, more = items[:JSON_MAX_ROWS], len(items) - JSON_MAX_ROWS
+    tail = format_html('<p class="json-more">… and {} more</p>', more) if more > 0 else ""
+    if not all(isinstance(item, dict) for item in shown):
+        line = mark_safe(", ".join(json_html(item, depth + 1) for item in shown))  # noqa: S308 - each part escaped
+        return format_html('<span class="json-list">{}</span>{}', line, tail)
+    columns = list(dict.fromkeys(key for item in shown for key in item))
+    head = format_html_join("", "<th>{}</th>", ((hidden_text.reveal_html(str(key)),) for key in columns))
+    body = format_html_join("", "<tr>{}</tr>", ((format_html_join(
+        "", "<td>{}</td>", ((json_html(item.get(key), depth + 1),) for key in columns)),) for item in shown))
+    return format_html('<table class="json-table json-rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}',
+                       head, body, tail)
 
 
 class RevealedValuesFilter(admin.AllValuesFieldListFilter):
@@ -342,8 +391,11 @@ class TriageForm(forms.ModelForm):
 
 @admin.register(Threat)
 class ThreatAdmin(HiddenTextMedia, TenantAdmin):
-    list_display = (revealed(Threat, "title"), "severity", "risk_score", "status", "assignee", "customer",
-                    revealed(Threat, "threat_type"), "analysis_status", "requires_human_review", "received_at")
+    # Seven narrow columns: at 1440 px they fit between the navigation and the filter sidebar
+    # (tests/browser/test_admin_layout.py). Severity, risk, analysis state and the review flag are one
+    # "Verdict"; each keeps its own filter.
+    list_display = (revealed(Threat, "title"), "verdict", "status", "assignee", "customer", "type_column",
+                    "received_column")
     list_filter = ("severity", "status", "analysis_status", "requires_human_review",
                    ("threat_type", RevealedValuesFilter), ("source", RevealedValuesFilter), "customer", "assignee")
     search_fields = ("title", "source_ref", "executive_summary")
@@ -360,14 +412,48 @@ class ThreatAdmin(HiddenTextMedia, TenantAdmin):
     def has_add_permission(self, request):
         return False  # threats come from the generator, the API or imports
 
+    @admin.display(description="Verdict", ordering="risk_score")
+    def verdict(self, obj):
+        shown = f"{obj.get_severity_display()} {obj.risk_score}" if obj.severity else obj.get_analysis_status_display()
+        if obj.requires_human_review:
+            return format_html('{}<br><span class="needs-review">needs review</span>', shown)
+        return shown
+
+    @admin.display(description="Type", ordering="threat_type")
+    def type_column(self, obj):
+        # A line may break after an underscore (device_<wbr>compromise): the column stays narrow.
+        return mark_safe(str(hidden_text.reveal_html(obj.threat_type)).replace("_", "_<wbr>"))  # noqa: S308 - escaped; no "_" in markup
+
+    @admin.display(description="Received", ordering="received_at")
+    def received_column(self, obj):
+        at = timezone.localtime(obj.received_at)
+        return format_html('<time datetime="{}">{}<br>{}</time>', at.isoformat(), at.strftime("%Y-%m-%d"),
+                           at.strftime("%H:%M"))
+
+    # The change page's sections after the threat's own fields (every field not named here), in
+    # the order an analyst reads a verdict; the alert as received last, folded.
+    sections = (
+        ("Verdict", {"fields": ("severity", "risk_score", "confidence", "requires_human_review", "review_reasons",
+                                "executive_summary", "risk_factors")}),
+        ("ATT&CK", {"fields": ("mitre",)}),
+        ("Response plan", {"fields": ("response_plan",)}),
+        ("False positive and adversarial input", {"fields": ("false_positive", "adversarial")}),
+        ("Timeline", {"fields": ("timeline",)}),
+        ("Alert as received", {"fields": ("observables", "mitre_hints", "signal", "raw"), "classes": ("collapse",)}),
+    )
+
     def get_fieldsets(self, request, obj=None):
         """Who may triage gets the triage fields first (the model's own triage columns, shown
         read-only otherwise, are left out of the rest)."""
-        if obj is None or not self.has_change_permission(request, obj):
-            return super().get_fieldsets(request, obj)
-        shown_there = {"status", "disposition", "disposition_reason", "assignee", "version"}
-        rest = [f for f in self.fields if getattr(f, "__name__", f) not in shown_there]
-        return [("Triage", {"fields": self.triage_fields}), ("Threat", {"fields": rest})]
+        triage = obj is not None and self.has_change_permission(request, obj)
+        left_out = {"status", "disposition", "disposition_reason", "assignee", "version"} if triage else set()
+        by_name = {getattr(f, "__name__", f): f for f in self.fields}
+        in_sections = {name for _title, options in self.sections for name in options["fields"]}
+        threat = [f for name, f in by_name.items() if name not in in_sections | left_out]
+        sections = [(title, {**options, "fields": [by_name[name] for name in options["fields"]]})
+                    for title, options in self.sections]
+        return [*([("Triage", {"fields": self.triage_fields})] if triage else []), ("Threat", {"fields": threat}),
+                *sections]
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -376,9 +462,27 @@ class ThreatAdmin(HiddenTextMedia, TenantAdmin):
 
     def save_model(self, request, obj, form, change):
         """The form checked the change under the row lock; apply it through the service."""
-        if getattr(form, "changes", None):
+        obj.triage_saved = bool(getattr(form, "changes", None))  # read by response_change below
+        if obj.triage_saved:
             version = form.cleaned_data["triage_version"]
             services.triage(request.user, obj.pk, version=version, **form.changes)
+
+    def log_change(self, request, obj, message):
+        if obj.triage_saved:  # no "No fields changed." entries in the history
+            super().log_change(request, obj, message)
+
+    def response_change(self, request, obj):
+        """Say "changed successfully" only when something was: a save with every triage field as it
+        was changes nothing, and says so."""
+        if obj.triage_saved:
+            return super().response_change(request, obj)
+        self.message_user(request, format_html("Nothing changed: the triage fields of “{}” were as they are, so "
+                                               "nothing was saved.", hidden_text.reveal_html(obj.title)),
+                          messages.INFO)
+        if "_continue" in request.POST:
+            context = {"preserved_filters": self.get_preserved_filters(request), "opts": self.opts}
+            return HttpResponseRedirect(add_preserved_filters(context, request.path))
+        return self.response_post_save_change(request, obj)
 
 
 @admin.register(Customer)
