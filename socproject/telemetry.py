@@ -148,12 +148,18 @@ def shutdown_tracing(timeout=SHUTDOWN_SECONDS):
         log.warning("trace export did not finish within %.0f s at exit; unsent spans dropped", timeout)
 
 
+# The library's request middleware, except that a request Django cancels (its client went away)
+# still ends its span in the context that attached it (see the module's docstring).
+REQUEST_SPAN_MIDDLEWARE = "socproject.request_tracing.RequestSpanMiddleware"
+
+
 def instrument_web():
     """Web processes: request spans, and the trace context carried into Celery task headers."""
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
     provider = setup_tracing()
     if not DjangoInstrumentor().is_instrumented_by_opentelemetry:
+        DjangoInstrumentor._opentelemetry_middleware = REQUEST_SPAN_MIDDLEWARE  # the path it inserts first
         DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=UNTRACED_URLS)
     instrument_celery()
 
