@@ -67,6 +67,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _disallowed_login(state, threat, found, results.get("config", {}), results.get("priority", {}))
         _confirmed_attacker(state, model, found, results.get("historical", {}))
         _root_login(state, model, found)
+        _domain_credential_theft(state, threat, model, found, results.get("priority", {}))
         _planted_then_used(state, model, found, results.get("priority", {}))
         _dual_use(state, threat, model, found, results.get("priority", {}))
         _reflected_flood(state, threat, model, found)
@@ -158,7 +159,8 @@ def _floors(state, threat, model, found, explained, authorised, priority):
         return  # an approved reason names this alert: nothing here is proof against it
     foothold = [found[n] for n in found if n in FOOTHOLD_BEHAVIOURS or (n == "malware" and not _failed(model))]
     spread = [found[n] for n in found if n in SPREAD_BEHAVIOURS]
-    if foothold and spread:
+    # One rule tagged with two tactics is one detection, not two stages: at least one must be seen.
+    if foothold and spread and not all(e.get("tagged") for e in foothold + spread):
         state.move(higher(state.band, "CRITICAL"), "compromise_with_impact", "a foothold together with "
                    "exfiltration, credential theft, privilege escalation or spread: compromise in progress",
                    [_ref(e) for e in foothold + spread], "floor")
@@ -260,6 +262,24 @@ def _root_login(state, model, found):
         state.move(higher(state.band, "HIGH"), "cloud_root_login", "a sign-in as the cloud account's root identity",
                    [f"signal.{model['fields'].get('account.kind', 'account.kind')}", _ref(found["login_success"])],
                    "floor")
+
+
+# Taking every account's secret at once (the domain's hashes, krbtgt included): DCSync, which a rule
+# tags only for itself, and a copy of NTDS.dit, which the command line or file must show (rules for
+# credential utilities in general tag T1003.003 beside LSASS dumping).
+NTDS_FILE = re.compile(r"\bntds\.dit\b", re.I)
+
+
+def _domain_credential_theft(state, threat, model, found, priority):
+    """`domain_credential_theft`: credential dumping by DCSync or of NTDS.dit is CRITICAL: every
+    domain password is to be treated as stolen (docs/verdicts.md, the CRITICAL band's examples)."""
+    named = {t.get("technique_id") for t in priority.get("techniques") or [] if isinstance(t, dict)}
+    ntds = any(NTDS_FILE.search(value) for value in [*signal.values(threat, "command_line"), str(model.get("file") or "")])
+    how = "DCSync" if "T1003.006" in named else "a copy of NTDS.dit" if "T1003.003" in named and ntds else ""
+    if "credential_dumping" in found and how and not _failed(model) and model.get("prevented") is not True:
+        state.move(higher(state.band, "CRITICAL"), "domain_credential_theft",
+                   f"credential dumping by {how}: every domain password is exposed",
+                   [_ref(found["credential_dumping"]), "priority.techniques"], "floor")
 
 
 def _confirmed_attacker(state, model, found, historical):

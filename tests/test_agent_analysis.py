@@ -236,6 +236,26 @@ def test_an_explained_attempt_without_attack_evidence_is_benign_and_low(customer
     assert threat.severity == "LOW" and any(f.get("rule") == "explained" for f in threat.risk_factors)
 
 
+@pytest.mark.parametrize("body,explains", [
+    ("The security team's approved pentest runs from this address all week.", True),
+    ("No penetration test is approved this quarter; nobody scans from outside.", False),
+    ("Backups go to the on-prem repository; no cloud sync tool is approved.", False),
+    ("The bank does not use any commercial proxy service.", False),
+    ("It is not a directory-sync account; replication rights were never intended for it.", False),
+    ("The pentest from this address is approved. No other scanning is.", True),  # approves its own traffic
+])
+def test_a_business_item_that_says_what_is_not_approved_explains_nothing(customer, body, explains):
+    """`context_denies`: analysts also write down what is NOT expected of an entity; that aggravates."""
+    ContextItem.objects.create(customer=customer, kind="business", title="About 192.0.2.10", body=body,
+                               keywords=["192.0.2.10"], valid_from=timezone.now() - timedelta(days=1))
+    threat = _threat(customer, observables={"src_ip": "192.0.2.10", "user_agent": "sqlmap/1.8", "endpoint": "/"})
+    context = AgentRun.objects.get(threat=threat, kind="context").data
+    assert bool(context["explaining"]) is explains and bool(context["denying"]) is not explains
+    assert (threat.false_positive["recommendation"] == "likely_benign_true_positive") is explains
+    factors = [f["reason"] for f in threat.risk_factors if f.get("agent") == "context"]
+    assert any(r.startswith("business context says it is not approved") for r in factors) is not explains
+
+
 # --- response plan and timeline -----------------------------------------------------------------
 
 
@@ -1339,3 +1359,36 @@ def test_a_command_that_writes_sudo_s_rules_is_privilege_escalation(command, esc
     threat, = _ingest("wazuh", alert)
     assert (threat.severity == "HIGH") is escalation
     assert ("T1548.003" in _techniques(threat)) is escalation
+
+
+@pytest.mark.parametrize("technique,command,band", [
+    ("T1003.006", "", "CRITICAL"),  # DCSync: a rule tags it for nothing else
+    ("T1003.003", "ntdsutil \"ac i ntds\" \"ifm\" \"create full c:\\temp\\ntds.dit\" q q", "CRITICAL"),
+    ("T1003.003", "sqldumper.exe 4812 0 0x01100", "HIGH"),  # a generic credential-utility tag, no NTDS.dit seen
+])
+def test_dumping_the_domain_s_credentials_is_critical(technique, command, band):
+    """`domain_credential_theft`: every domain password exposed is the CRITICAL band's own example."""
+    alert = _elastic(f"dc-{technique}-{band}", "Credential Access", technique, "medium",
+                     event={"kind": "signal", "category": ["process"], "outcome": "success"},
+                     host={"name": "dc-01"}, user={"name": "svc_sqlbackup"},
+                     process={"command_line": command} if command else {})
+    alert["kibana.alert.rule.threat"][0]["tactic"] = {"id": "TA0006", "name": "Credential Access"}
+    threat, = _ingest("ecs", alert)
+    assert threat.severity == band
+    assert ("domain_credential_theft" in [f.get("rule") for f in threat.risk_factors]) is (band == "CRITICAL")
+
+
+def test_one_rule_tagged_with_two_tactics_is_not_two_stages():
+    """`compromise_with_impact` needs a foothold and a spread, at least one of them seen, not both only
+    tags of one curated rule (a 'commonly abused web services' rule tags C2 and exfiltration)."""
+    alert = _elastic("web-services", "Connection to Commonly Abused Web Services", "T1102", "low",
+                     event={"kind": "signal", "category": ["network"]}, host={"name": "ws-3"},
+                     dns={"question": {"name": "objects.githubusercontent.com"}})
+    alert["kibana.alert.rule.threat"] = [
+        {"framework": "MITRE ATT&CK", "tactic": {"id": "TA0011", "name": "Command and Control"},
+         "technique": [{"id": "T1102", "name": "Web Service"}]},
+        {"framework": "MITRE ATT&CK", "tactic": {"id": "TA0010", "name": "Exfiltration"},
+         "technique": [{"id": "T1567", "name": "Exfiltration Over Web Service", "subtechnique": [{"id": "T1567.002"}]}]}]
+    threat, = _ingest("ecs", alert)
+    assert threat.severity != "CRITICAL"
+    assert "compromise_with_impact" not in [f.get("rule") for f in threat.risk_factors]

@@ -4,7 +4,12 @@ Context items apply by threat type and, when they carry keywords, only when a ke
 one of the signal's entity observables (never in free text such as the user agent, which the
 attacker writes: "pentest" in a user agent must not explain anything). A matching business item (an approved pentest, a marketing
 launch, a known VPN egress) explains the signal; an advisory about an active campaign aggravates it.
+A business item that says what is NOT approved or expected of the entity ("no cloud sync tool is
+approved", "does not use any commercial proxy", "replication rights were never intended for it")
+explains nothing: it aggravates, like an advisory (`context_denies`).
 """
+
+import re
 
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +32,26 @@ KEYWORD_FIELDS = ("src_ip", "dst_ip", "user", "host", "domains", "endpoint", "co
 PROGRAM_FIELDS = ("process", "command_line")
 # kind -> (points when a keyword matched, points when it applies by type only)
 ITEM_POINTS = {ContextKind.ADVISORY: (8, 5), ContextKind.BUSINESS: (-12, -5), ContextKind.NEWS: (3, 0)}
+DENIED_POINTS = (8, 5)  # a business item saying the activity is not approved weighs like an advisory
+
+# `context_denies`: a sentence that says something is not approved, expected or done here. An item
+# denies when one of its sentences does and none approves anything: "The pentest from 192.0.2.200 is
+# approved; no other scanning is" still explains the pentest's own traffic.
+SENTENCES = re.compile(r"(?<=[.;!?])\s+")
+DENIAL = re.compile(
+    r"\bno\b[^.;]{0,80}\b(is|are|was|were|has been|have been)\s+(ever\s+)?(approved|allowed|permitted|expected|"
+    r"authori[sz]ed|sanctioned|planned|scheduled|registered|installed|in use)\b"
+    r"|\b(not|never)\s+(been\s+|be\s+|ever\s+)?(approved|allowed|permitted|expected|authori[sz]ed|sanctioned|"
+    r"intended|planned|scheduled|registered|used|needed|required)\b"
+    r"|\b(does|do|did)\s+not\s+(use|run|need|have|own|operate|travel|work)\b|\b(doesn't|don't|didn't)\s+(use|run|need|have)\b"
+    r"|\bno\s+(business\s+|legitimate\s+)?(reason|need)\s+to\b"
+    r"|\bno\s+(travel|change|maintenance|pentest|penetration test|approval|ticket)\b[^.;]{0,40}"
+    r"\b(registered|approved|scheduled|planned|open|on file|filed)\b"
+    r"|\b(should|must)\s+(not|never)\b|\bprohibited\b|\bforbidden\b"
+    r"|\bis\s+not\s+an?\s+[\w-]+\s+(account|host|server|tool)\b",
+    re.I)
+APPROVAL = re.compile(r"\b(approved|authori[sz]ed|sanctioned|expected|scheduled|planned|allowed|permitted|"
+                      r"allow-?listed|whitelisted|routine|legitimate|engaged|contracted)\b", re.I)
 
 
 class ContextAgent(Agent):
@@ -57,10 +82,12 @@ class ContextAgent(Agent):
                 continue
             applied.append(item)
             self._apply(result, item, matched)
-        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS]
-        by_entity = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and i.keywords]
+        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and not denies(i)]
+        by_entity = [i.pk for i in applied if i.pk in explaining and i.keywords]
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
-                       "explaining": explaining, "explaining_by_entity": by_entity, "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
+                       "explaining": explaining, "explaining_by_entity": by_entity,
+                       "denying": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i)],
+                       "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
         if explaining:
             result.confidence = 0.85
         result.summary = (
@@ -84,6 +111,10 @@ class ContextAgent(Agent):
         ref = f"context_item:{item.pk}"
         why = f" (matches {', '.join(repr(k) for k in matched)})" if matched else ""
         result.find(f"{item.get_kind_display()}: {item.title}{why}", ref, *dict.fromkeys(matched.values()))
+        if item.kind == ContextKind.BUSINESS and denies(item):
+            result.score(DENIED_POINTS[0 if matched else 1], f"business context says it is not approved: {item.title}",
+                         ref)
+            return
         points = ITEM_POINTS.get(item.kind, (0, 0))[0 if matched else 1]
         if points > 0:
             result.score(points, f"{item.get_kind_display().lower()}: {item.title}", ref)
@@ -91,6 +122,17 @@ class ContextAgent(Agent):
             result.score(points, f"explained by business context: {item.title}", ref)
             result.recommendations.append(f"Check the activity against '{item.title}' and close as benign true "
                                           "positive if it matches.")
+
+
+def denies(item):
+    """`context_denies`: the item says what is not approved or expected, and approves nothing."""
+    denying = approving = False
+    for sentence in SENTENCES.split(f"{item.title}. {item.body}"):
+        if DENIAL.search(sentence):
+            denying = True
+        elif APPROVAL.search(sentence):
+            approving = True
+    return denying and not approving
 
 
 def _read_items(threats, limit):
