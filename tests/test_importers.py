@@ -436,3 +436,19 @@ def test_the_format_of_every_sample_file_is_recognised():
     assert detect_format(document("ecs_search_response.json")["hits"]["hits"][0]) == "ecs"
     assert detect_format(GENERIC[0]) == "generic"
     assert detect_format("a string") is None and sorted(FORMATS) == ["ecs", "generic", "suricata", "wazuh"]
+
+
+def test_the_acting_identity_of_cloudtrail_and_kubernetes_audit_is_the_user():
+    """Campaigns and pivots read `user`: CloudTrail's IAM user (through Wazuh) and the Kubernetes audit
+    log's requesting account (through Elastic) are who acted."""
+    trail = wazuh.parse({"timestamp": "2026-11-17T02:41:31.552+0000", "id": "1.1", "agent": {"id": "0", "name": "wazuh"},
+                         "rule": {"level": 3, "id": "80253", "description": "AWS Cloudtrail: StopLogging",
+                                  "groups": ["amazon", "aws"]},
+                         "data": {"integration": "aws", "aws": {"eventName": "StopLogging",
+                                                                "userIdentity": {"type": "IAMUser", "userName": "j.mercer"}}}})
+    audit = ecs.parse({"@timestamp": "2026-11-20T16:40:12Z", "kibana.alert.rule.name": "Kubernetes rules review",
+                       "event": {"kind": "signal", "dataset": "kubernetes.audit_logs"},
+                       "kubernetes": {"audit": {"verb": "create",
+                                                "user": {"username": "system:serviceaccount:shop:api"}}}})
+    assert trail.observables["user"] == "j.mercer"
+    assert audit.observables["user"] == "system:serviceaccount:shop:api"

@@ -47,7 +47,7 @@ def parse(item):
             "src_port": read.port("source.port", "client.port", name="src_port"),
             "dst_port": read.port("destination.port", "server.port", name="dst_port"),
             "proto": read.transport("network.transport"),
-            "user": read.text("user.name", "user.target.name", name="user"),
+            "user": read.text("user.name", "user.target.name", "kubernetes.audit.user.username", name="user"),
             "host": host,
             "user_agent": read.text("user_agent.original", name="user_agent"),
             "urls": read.strings("url.full", "url.original", limit=2_048, name="urls"),

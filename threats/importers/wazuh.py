@@ -82,7 +82,7 @@ def parse(item):
         "proto": read.transport("data.protocol"),
         "user": read.text("data.dstuser", "data.srcuser", "data.win.eventdata.targetUserName",
                           "data.win.eventdata.subjectUserName", "syscheck.uname_after", "data.office365.UserId",
-                          name="user"),
+                          "data.aws.userIdentity.userName", name="user"),
         "host": agent,
         "urls": read.strings("data.url", limit=2_048, name="urls"),
         "hashes": list(dict.fromkeys(read.hashes(
