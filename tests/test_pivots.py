@@ -71,6 +71,7 @@ def test_each_pivot_finds_the_threats_that_share_the_value(alice_client, stored,
     ("updates.example-cdn.com", ("file",)),
     ("sid:1:2001219", ("file",)),
     ("vpn", ("login",)),  # the title still matches as text
+    ("5715", ()),  # a rule only as importers write it (rule:5715)
 ])
 def test_the_search_box_finds_threats_by_their_observables(alice_client, stored, term, expected):
     assert ids(alice_client, q=term) == pks(stored, *expected)
@@ -78,6 +79,7 @@ def test_the_search_box_finds_threats_by_their_observables(alice_client, stored,
 
 @pytest.mark.parametrize("params, field", [
     ({"ip": "203.0.113"}, "ip"), ({"hash": "not-a-digest"}, "hash"), ({"user": "x" * 201}, "user"),
+    ({"rule": "5715"}, "rule"),
 ])
 def test_a_pivot_value_that_cannot_be_one_is_a_400_naming_the_filter(alice_client, stored, params, field):
     response = alice_client.get("/api/threats", params)

@@ -36,6 +36,10 @@ PIVOTS = {"ip": ("src_ip", "dst_ip"), "user": ("user",), "host": ("host",), "has
           "domain": ("domains",), "rule": ()}
 OBSERVABLE_PIVOT = {field: kind for kind, fields in PIVOTS.items() for field in fields}
 HEX_DIGEST = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128})$")
+# How importers write a rule (threats/importers): only such a term is looked up as a rule, which
+# also keeps a search for a word off the rule index (a few hundred rules: the planner would expect
+# thousands of matches for any word and read the whole table newest first to find none).
+RULE_REF = re.compile(r"^(rule|sid):\S")
 SUMMARY_VALUES = 10  # per pivot in a threat summary (what the list page matches live events with)
 
 
@@ -65,6 +69,8 @@ def normalise(kind, value):
         return text.lower()
     if kind == "domain":
         return text.rstrip(".")
+    if kind == "rule" and not RULE_REF.match(text):
+        raise InvalidInput("rule", "A rule is written as importers store it: rule:<id> or sid:<gid>:<sid>.")
     return text
 
 
