@@ -1,4 +1,4 @@
-"""Every command shown in README.md, docs/*.md and helm/README.md works as written on a fresh
+"""Every command shown in README.md, docs/*.md, helm/README.md and eval/README.md works as written on a fresh
 checkout (issue 23 item 8).
 
 The commands are read from the docs themselves, so a changed doc changes this test: every line of a
@@ -30,7 +30,7 @@ import pytest
 from tests.integration.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "helm" / "README.md"]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "helm" / "README.md", ROOT / "eval" / "README.md"]
 SHELL_BLOCKS = {"bash", "sh", "shell", "console"}
 TIMEOUT_SECONDS = 300
 
@@ -264,6 +264,14 @@ def _answer(terminal, prompts, answer):
     return output
 
 
+def _make_eval(checkout, command):
+    """The evaluation as written (on the PostgreSQL server CI has, for the DATABASE_URL line): it
+    prints the targets and, with --check, exits 0 only when all are met."""
+    done = checkout.run(command)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "## Targets (issue 17)" in done.stdout
+
+
 def _cd(checkout, command):
     assert checkout.run(command).returncode == 0
 
@@ -276,6 +284,11 @@ RUN = {
     "--data-binary @tests/fixtures/alerts/wazuh_alerts.ndjson http://localhost:8000/api/ingest/wazuh": _curl_ingest,
     ".venv/bin/python manage.py createsuperuser --username admin --email admin@example.com": _createsuperuser,
     "cd helm": _cd,
+    "make eval": _make_eval,
+    "make eval EVAL_ARGS=\"--only ecs\"": _make_eval,
+    "make eval EVAL_ARGS=\"--case office_macro_writes_and_runs_executable\"": _make_eval,
+    "make eval EVAL_ARGS=\"--check\"": _make_eval,
+    "DATABASE_URL=postgres://postgres@127.0.0.1:5432/mine make eval": _make_eval,
 }
 
 
