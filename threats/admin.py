@@ -468,15 +468,15 @@ class ThreatAdmin(HiddenTextMedia, TenantAdmin):
             services.triage(request.user, obj.pk, version=version, **form.changes)
 
     def log_change(self, request, obj, message):
-        if obj.triage_saved:  # no "No fields changed." entries in the history
+        if getattr(obj, "triage_saved", True):  # no "No fields changed." entries in the history
             super().log_change(request, obj, message)
 
     def response_change(self, request, obj):
         """Say "changed successfully" only when something was: a save with every triage field as it
         was changes nothing, and says so."""
-        if obj.triage_saved:
+        if getattr(obj, "triage_saved", True):
             return super().response_change(request, obj)
-        self.message_user(request, format_html("Nothing changed: the triage fields of “{}” were as they are, so "
+        self.message_user(request, format_html("Nothing changed: the triage fields of “{}” are as they were, so "
                                                "nothing was saved.", hidden_text.reveal_html(obj.title)),
                           messages.INFO)
         if "_continue" in request.POST:
