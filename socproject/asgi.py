@@ -8,9 +8,10 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "socproject.settings")
 
-from socproject import telemetry  # noqa: E402
+from socproject import http_limits, telemetry  # noqa: E402
 
 telemetry.instrument_web()
+http_limits.install()
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 

@@ -123,6 +123,30 @@ def _chunked_post(cluster, path, session, size):
     return answer.decode("latin-1").split("\r\n", 1)[0]
 
 
+def _status_of_raw(cluster, head):
+    with socket.create_connection(("127.0.0.1", cluster.pod_ports[0]), timeout=10) as conn:
+        conn.sendall(head.encode())
+        answer = b""
+        while data := conn.recv(65536):
+            answer += data
+    return answer.decode("latin-1").split("\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("size", [12 * 1024, 20 * 1024, 200 * 1024])
+def test_an_oversized_query_string_is_414_whatever_its_size(cluster, size):
+    """Up to Twisted's 16 KB line limit Django answers (UriTooLongMiddleware); past it, Daphne's own
+    channel (socproject.http_limits): never a connection closed without an answer."""
+    port = cluster.pod_ports[0]
+    head = f"GET /api/threats?q={'a' * size} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    assert " 414 " in _status_of_raw(cluster, head)
+
+
+def test_an_oversized_header_line_is_431(cluster):
+    port = cluster.pod_ports[0]
+    head = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Padding: {'a' * 20_000}\r\nConnection: close\r\n\r\n"
+    assert " 431 " in _status_of_raw(cluster, head)
+
+
 def test_oversized_bodies_are_refused_with_or_without_a_content_length(cluster):
     session = login(cluster.pod_url(0))
     big = json.dumps({"customer": "x" * (3 * 1024 * 1024)}).encode()
