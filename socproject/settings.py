@@ -211,6 +211,7 @@ INSTALLED_APPS = [
     "ninja",
     "threats",
     "agents",
+    "handoff",
 ]
 
 MIDDLEWARE = [

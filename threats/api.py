@@ -765,6 +765,7 @@ def _seconds(delta):
 
 api.add_router("/", router)
 api.add_router("/", "threats.ingest_api.router")  # POST /api/ingest/{format}, GET /api/groups
+api.add_router("/", "handoff.api.router")  # GET /api/threats/{id}/export, /api/campaigns/{id}/export
 
 
 # --- Error handling: always JSON ------------------------------------------------------------------------
