@@ -338,6 +338,15 @@ if ENABLE_AUTO_THREAT_GENERATION:
         "schedule": THREAT_GENERATION_INTERVAL,
     }
 AGENTS_IN_THREAD = CELERY_TASK_ALWAYS_EAGER
+CELERY_BEAT_SCHEDULE["sweep-webhooks"] = {"task": "handoff.sweep_webhooks", "schedule": 60.0}
+
+# Webhooks (handoff/, docs/handoff.md): attempts, back-off base and cap, per-attempt timeout, and
+# whether endpoints may be private addresses (link-local/metadata ones never are).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+WEBHOOK_BACKOFF_SECONDS = env_float("WEBHOOK_BACKOFF_SECONDS", 10, minimum=0)
+WEBHOOK_BACKOFF_MAX_SECONDS = env_float("WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=0)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=0.1)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "false")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -35,8 +35,9 @@ def start_if_enabled():
 
 def _jobs():
     from agents.tasks import requeue_stale_analyses
+    from handoff.tasks import sweep as sweep_webhooks
 
-    jobs = [(SWEEP_INTERVAL_SECONDS, requeue_stale_analyses)]
+    jobs = [(SWEEP_INTERVAL_SECONDS, requeue_stale_analyses), (SWEEP_INTERVAL_SECONDS, sweep_webhooks)]
     if settings.ENABLE_AUTO_THREAT_GENERATION:
         jobs.append((settings.THREAT_GENERATION_INTERVAL, generate_one))
     return jobs

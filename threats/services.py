@@ -14,6 +14,8 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
+from handoff import outbox
+
 from . import access, audit, events, generator, sql, stats
 from .access import (  # noqa: F401 - the access helpers live in access.py; these names stay for callers
     TRIAGE_PERMISSION,
@@ -294,6 +296,7 @@ def do_record_analyses(analyses):
                 for name, value in [*changes[threat.pk].items(), *values]:
                     setattr(threat, name, value)
             _record_events([threat for threat, _verdict in recorded], EventType.ANALYZED, COORDINATOR)
+            outbox.threats_analyzed([threat for threat, _verdict in recorded])  # webhooks (handoff/)
     done = {threat.pk for threat, _verdict in recorded}
     others = Threat.objects.select_related("customer", "assignee").in_bulk(
         [threat.pk for threat, _verdict in analyses if threat.pk not in done])
@@ -381,6 +384,7 @@ def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN, version
             if name in before and before[name] != _plain(getattr(locked, name))
         }
         _record_event(locked, EventType.UPDATED, actor, {"changes": diff})
+        outbox.threat_triaged(locked, diff)  # webhooks (handoff/)
     return locked
 
 

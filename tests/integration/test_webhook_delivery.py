@@ -1,0 +1,112 @@
+"""Webhook deliveries to a real local HTTP receiver (a server thread) that fails, times out and
+recovers (issue 21 item 4): retries with back-off until delivered; attempts used up make a dead
+letter, which the admin's "retry now" delivers. The embedded in-process sender runs them."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from handoff import signing
+from handoff.models import DeadLetter, WebhookDelivery, WebhookEndpoint
+from tests import factories
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+SECRET = "receiver-secret"
+
+
+class Receiver:
+    """Answers each POST with the next behaviour of its script (a status, or "hang" past the
+    sender's timeout), then with `then`; records when and what it received."""
+
+    def __init__(self, script, then=200):
+        self.script, self.then, self.seen, self.release = list(script), then, [], threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.seen.append((time.monotonic(), self.headers, body))  # case-insensitive
+                step = receiver.script.pop(0) if receiver.script else receiver.then
+                if step == "hang":
+                    receiver.release.wait(10)  # the sender gives up first (its timeout)
+                    return
+                self.send_response(step)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_settings(settings):
+    settings.AGENTS_IN_THREAD = True  # the embedded mode: timers and the in-process pool send
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    settings.WEBHOOK_BACKOFF_SECONDS = 0.2
+    settings.WEBHOOK_MAX_ATTEMPTS = 5
+    return settings
+
+
+def _wait_for(condition, deadline=20.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)  # polling interval of the wait, not a stand-in for work
+    raise AssertionError("condition not met before the deadline")
+
+
+def _delivery(status):
+    return WebhookDelivery.objects.filter(status=status).first()
+
+
+def test_a_delivery_retries_through_a_failure_and_a_timeout_with_back_off_then_succeeds(webhook_settings):
+    receiver = Receiver([500, "hang"], then=200)
+    try:
+        WebhookEndpoint.objects.create(name="soar", url=receiver.url, secret=SECRET, analyzed_min_severity="LOW")
+        threat = factories.make_threat()
+        delivered = _wait_for(lambda: _delivery("delivered"))
+    finally:
+        receiver.close()
+    assert delivered.attempts == 3 and delivered.last_status_code == 200 and delivered.threat_id == threat.pk
+    (t1, _, _), (t2, _, _), (t3, headers, body) = receiver.seen
+    # back-off: 0.2 s × 2^(n-1) × [0.5, 1]; the second attempt also waited out its 0.5 s timeout
+    assert 0.1 <= t2 - t1 and 0.5 + 0.2 <= t3 - t2
+    assert signing.verify(SECRET, body, headers["X-SOC-Timestamp"], headers["X-SOC-Signature"])
+    payload = json.loads(body)
+    assert payload["event"] == "threat.analyzed" and payload["threat"]["id"] == str(threat.pk)
+    assert headers["X-SOC-Delivery"] == str(delivered.pk) == payload["id"]
+
+
+def test_used_up_attempts_make_a_dead_letter_that_retry_now_delivers(webhook_settings, client, django_user_model):
+    webhook_settings.WEBHOOK_MAX_ATTEMPTS = 3
+    webhook_settings.WEBHOOK_BACKOFF_SECONDS = 0.05
+    receiver = Receiver([], then=500)
+    try:
+        WebhookEndpoint.objects.create(name="chat", url=receiver.url, secret=SECRET, analyzed_min_severity="LOW")
+        factories.make_threat()
+        dead = _wait_for(lambda: _delivery("dead"))
+        assert dead.attempts == 3 and dead.last_error == "HTTP 500" and len(receiver.seen) == 3
+        assert list(DeadLetter.objects.all()) == [dead]
+
+        receiver.then = 200
+        client.force_login(django_user_model.objects.create_superuser("root", password="pw"))
+        page = client.post("/admin/handoff/deadletter/", {"action": "retry_now", "_selected_action": [str(dead.pk)]})
+        assert page.status_code == 302
+        delivered = _wait_for(lambda: _delivery("delivered"))
+    finally:
+        receiver.close()
+    assert delivered.pk == dead.pk and len(receiver.seen) == 4 and not DeadLetter.objects.exists()
