@@ -223,6 +223,22 @@ def test_an_approved_change_naming_the_host_settles_administration_but_not_crede
                                                 for r in elsewhere.review_reasons)
 
 
+@pytest.mark.parametrize("body,names", [
+    ("The infrastructure team pushes the SQL CU to LMS-DB-01..04 with PsExec tonight.", True),
+    ("Patching of lms-db-02 from jump-01 is approved for tonight.", True),
+    ("The infrastructure team pushes the SQL CU to lms-db-05..08 with PsExec tonight.", False),
+])
+def test_a_business_note_without_keywords_that_names_the_host_is_about_this_alert(customer, body, names):
+    """Analysts write notes in prose: a note naming the alert's host (whole or in a range) counts as a
+    keyword match — it explains by entity, and so settles an administrator's action like a change."""
+    ContextItem.objects.create(customer=customer, kind="business", title="CHG-2291: SQL CU rollout", body=body,
+                               valid_from=timezone.now() - timedelta(hours=1))
+    threat = _threat(customer, threat_type="lateral_movement", title="Remote service execution", observables=PSEXEC)
+    context = AgentRun.objects.get(threat=threat, kind="context").data
+    assert bool(context["explaining_by_entity"]) is names
+    assert (threat.severity == "LOW") is names
+
+
 def test_history_alone_never_explains_attack_evidence(customer):
     threat = _threat(customer, observables={"host": "ws-9", "command_line": "procdump.exe -ma lsass.exe out.dmp"})
     assert threat.severity == "HIGH" and not any(f.get("rule") == "explained" for f in threat.risk_factors)

@@ -18,7 +18,7 @@ from threats import sql
 from threats.choices import ContextKind, Tier
 from threats.models import ContextItem
 
-from .. import content, signal
+from .. import content, naming, signal
 from ..base import Agent, AgentResult, customer_ref, field_ref, read_for_batch
 
 TIER_POINTS = {Tier.ENTERPRISE: 5, Tier.BUSINESS: 2, Tier.STARTER: 0}
@@ -74,16 +74,23 @@ class ContextAgent(Agent):
                          customer_ref(customer, "tier"))
         in_hours, hours_text = self._hours(result, threat, customer)
         entities = _entities(threat)
-        applied = []
+        applied, named_items = [], set()
         for item in items:
             matched = {k: entities[k.strip().lower()] for k in item.keywords
                        if isinstance(k, str) and k.strip().lower() in entities}
             if item.keywords and not matched:
                 continue
+            if not item.keywords and item.kind == ContextKind.BUSINESS:
+                # A note without keywords that names the alert's host, address or acting account in its
+                # words ("pushes the CU to EDU-SQL-01..04") is about this alert as much as a keyword.
+                named = naming.names(threat, f"{item.title}\n{item.body}")
+                matched = {named.removeprefix("signal.observables."): named} if named else {}
             applied.append(item)
+            if matched:
+                named_items.add(item.pk)
             self._apply(result, item, matched)
         explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and not denies(i)]
-        by_entity = [i.pk for i in applied if i.pk in explaining and i.keywords]
+        by_entity = [i.pk for i in applied if i.pk in explaining and i.pk in named_items]
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
                        "explaining": explaining, "explaining_by_entity": by_entity,
                        "denying": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i)],

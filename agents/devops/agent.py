@@ -11,7 +11,7 @@ from datetime import timedelta
 from threats import sql
 from threats.models import InfraEvent
 
-from .. import signal
+from .. import naming, signal
 from ..base import Agent, AgentResult, field_ref, read_for_batch, with_article
 
 WINDOW_BEFORE = timedelta(minutes=60)
@@ -38,13 +38,8 @@ NEVER_EXPLAINED = {"impact", "malware", "command_and_control", "credential_acces
                    "exploit"}
 APPROVED_KINDS = {"deployment", "maintenance", "config_change"}  # planned changes, unlike an outage
 POINTS_EACH, POINTS_CAP = -10, -20
-ADDRESS_FIELDS = ("src_ip", "dst_ip")
 SERVICE_FIELDS = ("endpoint", "host", "urls", "user")  # a service identity is named for its service
 TOKEN = re.compile(r"[a-z0-9]+")
-NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]")
-# A numbered range as change tickets write it: lms-db-01..04, edge-lon-01..08, web1..web4.
-RANGE = re.compile(r"\b([a-z][a-z0-9_.-]*?)(\d+)\s*(?:\.\.|–|\bto\b)\s*(?:\1)?(\d+)\b")
-MIN_NAME = 4  # shorter names (db, ws1) occur in any text
 EVENTS = sql.Columns(InfraEvent)
 
 
@@ -126,39 +121,15 @@ def _in_window(event, threat):
 
 
 def _same_service(threat, event):
-    """The signal field the change names, or None: a field holding every word of the changed
-    service, or a host the change's service or description names - whole, or in a numbered range."""
+    """The signal field the change names, or None: an address, account or host its service or
+    description names (agents/naming.py), or a field holding every word of the changed service."""
+    text = f"{event.service} {event.description}"
+    named = naming.names(threat, text, fields=("host",))
+    if named:
+        return named
     words = set(TOKEN.findall(event.service.lower()))
-    text = f"{event.service} {event.description}".lower()
-    names = {part for name in NAME.findall(text) for part in (name, name.split(".")[0])}
-    for name in ADDRESS_FIELDS:  # an address written whole in the change (the scanner, the target)
-        for value in signal.values(threat, name):
-            if signal.ip(value) is not None and re.search(rf"(?<![\d.]){re.escape(value.strip())}(?![\d.]*\d)", text):
-                return field_ref(name)
-    # The account the change says will act (adm.l.fischer), for an alert with no host of its own (a cloud
-    # identity's action): where there is a host, the change must name it.
-    for value in [] if signal.text(threat, "host") else signal.values(threat, "user"):
-        account = value.strip().lower().split("@")[0].rsplit("\\", 1)[-1]
-        if len(account) >= MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(account)}(?![\w-]|\.\w)", text):
-            return field_ref("user")
     for name in SERVICE_FIELDS:
         for value in signal.values(threat, name):
-            value = value.strip().lower()
-            if words and words <= set(TOKEN.findall(value)):
-                return field_ref(name)
-            if name == "host" and _names_host(value, names, text):
+            if words and words <= set(TOKEN.findall(value.strip().lower())):
                 return field_ref(name)
     return None
-
-
-def _names_host(host, names, text):
-    """The host, or its first DNS label, is a whole name in the text, or inside a range of it."""
-    candidates = {host, host.split(".")[0]} - {""}
-    if any(len(c) >= MIN_NAME and c in names for c in candidates):
-        return True
-    for prefix, low, high in RANGE.findall(text):
-        for candidate in candidates:
-            rest = candidate[len(prefix):] if candidate.startswith(prefix) and len(prefix) >= 2 else ""
-            if rest.isdigit() and int(low) <= int(rest) <= int(high):
-                return True
-    return False

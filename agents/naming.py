@@ -1,0 +1,52 @@
+"""Does a text an analyst or a change ticket wrote name this alert's entity?
+
+Change tickets (infra events) and business notes (context items) are written in prose: "pushes the
+CU to EDU-SQL-01..04", "scanner 192.0.2.10", "adm.pkhan deploys". A name counts when it stands whole
+in the text, or (a host) inside a numbered range of names; short names (db, ws1) occur in any text.
+"""
+
+import re
+
+from . import signal
+from .base import field_ref
+
+MIN_NAME = 4
+ADDRESS_FIELDS = ("src_ip", "dst_ip")
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]")
+# A numbered range as tickets write it: lms-db-01..04, edge-lon-01..08, web1..web4.
+RANGE = re.compile(r"\b([a-z][a-z0-9_.-]*?)(\d+)\s*(?:\.\.|–|\bto\b)\s*(?:\1)?(\d+)\b")
+
+
+def names(threat, text, fields=("host",), accounts=True):
+    """The signal field whose value `text` names (an address written whole, the acting account when
+    the alert has no host of its own, a host in `fields` whole or in a range), or None."""
+    text = text.lower()
+    for name in ADDRESS_FIELDS:
+        for value in signal.values(threat, name):
+            if signal.ip(value) is not None and re.search(rf"(?<![\d.]){re.escape(value.strip())}(?![\d.]*\d)", text):
+                return field_ref(name)
+    # An account for an alert with no host of its own (a cloud identity's action): where there is a
+    # host, the text must name it.
+    for value in [] if not accounts or signal.text(threat, "host") else signal.values(threat, "user"):
+        account = value.strip().lower().split("@")[0].rsplit("\\", 1)[-1]
+        if len(account) >= MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(account)}(?![\w-]|\.\w)", text):
+            return field_ref("user")
+    found = {part for name in NAME.findall(text) for part in (name, name.split(".")[0])}
+    for name in fields:
+        for value in signal.values(threat, name):
+            if names_host(value.strip().lower(), found, text):
+                return field_ref(name)
+    return None
+
+
+def names_host(host, found, text):
+    """The host, or its first DNS label, is a whole name in the text, or inside a range of it."""
+    candidates = {host, host.split(".")[0]} - {""}
+    if any(len(c) >= MIN_NAME and c in found for c in candidates):
+        return True
+    for prefix, low, high in RANGE.findall(text):
+        for candidate in candidates:
+            rest = candidate[len(prefix):] if candidate.startswith(prefix) and len(prefix) >= 2 else ""
+            if rest.isdigit() and int(low) <= int(rest) <= int(high):
+                return True
+    return False
