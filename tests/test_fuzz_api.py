@@ -26,7 +26,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
 from threats import apikeys
-from threats.models import ThreatGroup
+from threats.models import Campaign, ThreatGroup
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 CSRF_SECRET = secrets.token_hex(16)  # 32 characters: Django accepts the unmasked secret as the header token
@@ -55,6 +55,7 @@ def credentials(db, alice, customer, settings):
     now = timezone.now()
     group = ThreatGroup.objects.create(customer=customer, source="generic", key="k", title="g", head=threat,
                                        member_count=1, first_seen=now, last_seen=now)
+    campaign = Campaign.objects.create(customer=customer, key="user:x", title="c", first_seen=now, last_seen=now)
     client = Client()
     client.force_login(alice)
     _key, raw = apikeys.issue("fuzzer", ["read", "trigger", "ingest"])
@@ -62,7 +63,7 @@ def credentials(db, alice, customer, settings):
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     yield {"session": client.cookies["sessionid"].value, "key": raw, "threat_id": str(threat.pk),
-           "group_id": group.pk}
+           "group_id": group.pk, "campaign_id": campaign.pk}
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 
@@ -89,7 +90,7 @@ def test_the_api_never_fails_and_always_answers_as_documented(case, credentials)
     headers = {"X-CSRFToken": CSRF_SECRET, "Origin": "http://localhost", "X-API-Key": credentials["key"]}
     operation = f"{case.method} {case.path}"
     SENT[operation] += 1
-    for name in ("threat_id", "group_id"):  # every other case aims at a stored object, so it gets past 404
+    for name in ("threat_id", "group_id", "campaign_id"):  # every other case aims at a stored object, so it gets past 404
         if name in (case.path_parameters or {}) and SENT[operation] % 2:
             case.path_parameters[name] = credentials[name]
     if case.method == "PATCH" and isinstance(case.body, dict) and SENT[operation] % 2:
