@@ -66,9 +66,8 @@ class BenchServer(EmbeddedServer):
     def _environment(self):
         env = {**super()._environment(), "DJANGO_SETTINGS_MODULE": "bench.bench_settings", "LOG_LEVEL": "WARNING"}
         lines = []
-        if self.experiment.get("db_pool"):
-            lines.append('DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), '
-                         '"pool": {"min_size": 2, "max_size": 8}}')
+        if self.experiment.get("no_db_pool"):
+            env["DATABASE_POOL_MAX_SIZE"] = "0"  # the contrast: a new connection per request, as before the pool
         if self.experiment.get("cached_sessions"):
             lines.append('SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"')
         if lines:  # experiments: settings the project does not ship, in a module of this run's folder
@@ -160,8 +159,8 @@ def main():
     parser.add_argument("--database", default="", help="with --postgres: use this database and keep it; it is "
                         "seeded only when empty, and reused as it is when it already holds --threats threats "
                         "(migrated first, so new indexes are built)")
-    parser.add_argument("--db-pool", action="store_true", help="experiment, not the shipped settings: psycopg's "
-                        "connection pool (OPTIONS pool; needs psycopg-pool) instead of a new connection per request")
+    parser.add_argument("--no-db-pool", action="store_true", help="contrast, not the shipped settings: a new "
+                        "PostgreSQL connection per request (DATABASE_POOL_MAX_SIZE=0) instead of the pool")
     parser.add_argument("--cached-sessions", action="store_true", help="experiment, not the shipped settings: "
                         "SESSION_ENGINE cached_db (sessions read from the cache, written through to the database)")
     parser.add_argument("--seconds", type=int, default=15)
@@ -173,7 +172,7 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("bench_http needs wrk (Debian package `wrk`)")
     load_before = os.getloadavg()
-    experiment = {name: True for name in ("db_pool", "cached_sessions") if getattr(args, name)}
+    experiment = {name: True for name in ("no_db_pool", "cached_sessions") if getattr(args, name)}
     if args.database and not args.postgres:
         sys.exit("--database needs --postgres")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as folder, \

@@ -83,6 +83,7 @@ def fill(rows):
             batch.append(Threat(
                 threat_type=types[n % len(types)], customer=customers[n % len(customers)],
                 title=f"Synthetic threat {n} from 198.51.{n % 256}.{(n // 256) % 256}",
+                observables=observables(n), rule=f"rule:{5700 + n % 300}",
                 occurred_at=when, received_at=when, severity=severities[rng.randrange(4)],
                 status=statuses[rng.randrange(6)], requires_human_review=rng.random() < 0.1,
                 assignee=analyst if rng.random() < 0.05 else None, analysis_status="completed",
@@ -92,7 +93,23 @@ def fill(rows):
         if offset // BATCH % 20 == 0:
             print(f"\r  inserted {offset + len(batch):,} / {rows:,}", end="", flush=True)
     print(f"\r  inserted {rows:,} threats in {time.monotonic() - started:.0f} s")
+    # A table filled over months has statistics (autovacuum); one filled in minutes not yet.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE threats_threat" if connection.vendor == "postgresql" else "ANALYZE")
     return analyst
+
+
+def observables(n):
+    """What the pivots read: ~250 threats per address, user or host, 3 per hash, 100 per domain."""
+    found = {"src_ip": f"10.{n % 4000 // 250}.{n % 250}.1", "dst_ip": f"192.0.2.{n % 200}",
+             "user": f"user{n % 4000}", "host": f"host-{n % 4000:04d}"}
+    if n % 3 == 0:
+        found["hashes"] = [f"{n // 9:064x}"]
+    if n % 10 == 0:
+        found["domains"] = [f"cdn{n // 1000}.Example.com"]
+    return found
 
 
 def cursor_at(position):
@@ -151,6 +168,15 @@ def main():
             "review=yes": {"review": "yes"},
             "severity=HIGH + cursor at the middle": {"severity": "HIGH", "cursor": cursor_at(middle)},
             "search q=threat 4242": {"q": "threat 4242"},
+            # Pivots (threats/pivots.py): ~250 matches each, 3 for the hash, ~100 for the domain.
+            "pivot ip=10.3.17.1": {"ip": "10.3.17.1"},
+            "pivot user=user1234": {"user": "user1234"},
+            "pivot host=host-0042": {"host": "host-0042"},
+            "pivot hash (3 matches)": {"hash": f"{4242:064x}"},
+            "pivot domain=cdn42.example.com": {"domain": "cdn42.example.com"},
+            "pivot rule=rule:5742 (1 in 300)": {"rule": "rule:5742"},
+            "search q=10.3.17.1 (an address)": {"q": "10.3.17.1"},
+            "search q=nothing-matches": {"q": "nothing-matches"},
         }
         results = {}
         print(f"{'case':42} {'median':>10} {'max':>10}  rows")

@@ -121,6 +121,8 @@ WS_SESSION_RECHECK_SECONDS = env_float("WS_SESSION_RECHECK_SECONDS", 30, minimum
 WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20, minimum=1)
 
 DATABASE_URL = env_str("DATABASE_URL")
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 8)  # per process, PostgreSQL only; 0 = no pool
+DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10, minimum=1)  # seconds to wait for a free connection
 REDIS_URL = env_str("REDIS_URL")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 
@@ -278,6 +280,13 @@ elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # cursors of the analysis path (threats/sql.py); the ORM's cursors bind client-side and never
     # prepare. Django turns this off by default for PgBouncer: 1.21+ handles it (README "Agents").
     DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5, **DATABASES["default"].get("OPTIONS", {})}
+    # A pool per process (psycopg_pool through Django): a request borrows a connection instead of
+    # opening one (a new PostgreSQL connection per request was most of a list request's time,
+    # docs/benchmarks.md). It grows only as far as the threads that use it at once: a Daphne pod's
+    # request threads, a Celery process's analysis threads. Sizing against max_connections: helm/README.md.
+    if DATABASE_POOL_MAX_SIZE:
+        DATABASES["default"]["OPTIONS"].setdefault("pool", {
+            "min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": DATABASE_POOL_TIMEOUT})
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -21,7 +21,7 @@ SETTINGS_VARIABLES = {
     "THREAT_GENERATION_INTERVAL", "ENABLE_AUTO_THREAT_GENERATION", "MAX_STORED_THREATS",
     "LLM_BASE_URL", "LLM_API_KEY", "LLM_API_KEY_FILE", "LLM_MODEL", "LLM_TIMEOUT", "AGENTS_BATCH_SIZE",
     "AGENTS_SHARED_REPUTATION", "INGEST_MAX_BODY_BYTES",
-    "WS_SESSION_RECHECK_SECONDS", "WS_MAX_SOCKETS_PER_USER",
+    "WS_SESSION_RECHECK_SECONDS", "WS_MAX_SOCKETS_PER_USER", "DATABASE_POOL_MAX_SIZE", "DATABASE_POOL_TIMEOUT",
 }
 PRODUCTION = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "a-real-secret", "DJANGO_ALLOWED_HOSTS": "soc.example"}
 PROGRAM = (
@@ -138,6 +138,20 @@ def test_it_runs_embedded_without_redis():
     assert "journal_mode=WAL" in values["options"]["init_command"]
     assert values["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert not values["broker"].startswith("redis")
+
+
+@pytest.mark.parametrize("size, pool", [(None, {"min_size": 1, "max_size": 8, "timeout": 10.0}),
+                                        ("3", {"min_size": 1, "max_size": 3, "timeout": 10.0}), ("0", None)])
+def test_postgresql_connections_come_from_a_pool_per_process(size, pool):
+    """Django's psycopg pool by default (a new connection per request was most of a request's time);
+    `DATABASE_POOL_MAX_SIZE=0` turns it off."""
+    variables = {**PRODUCTION, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test"}
+    if size is not None:
+        variables["DATABASE_POOL_MAX_SIZE"] = size
+    values = value_of("{'pool': settings.DATABASES['default']['OPTIONS'].get('pool'), "
+                      "'age': settings.DATABASES['default']['CONN_MAX_AGE']}",
+                      **variables)
+    assert values == {"pool": pool, "age": 0}
 
 
 def test_it_runs_clustered_with_redis_and_postgres():

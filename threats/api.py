@@ -229,6 +229,10 @@ class TriggerOut(Schema):
 
 
 class TriageIn(Schema):
+    model_config = {"json_schema_extra": {"examples": [
+        {"status": "acknowledged"},
+        {"status": "closed", "disposition": "false_positive", "reason": "Our own vulnerability scanner", "version": 3}]}}
+
     status: str | None = Field(None, max_length=16)
     disposition: str | None = Field(None, max_length=24)
     reason: str | None = Field(None, max_length=services.REASON_MAX_LENGTH)

@@ -64,6 +64,25 @@ def test_a_logout_on_one_pod_closes_the_socket_on_another(cluster):
     assert code == 4001 and took < CLOSE_WITHIN_SECONDS
 
 
+def _get_status(url, cookie):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Cookie": cookie}), timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_a_logout_on_one_pod_ends_the_session_on_every_pod_at_once(cluster):
+    """Pod B reads the session pod A wrote, and pod A's logout ends it on both at once (a guard for
+    any session cache: it must be shared by the pods and invalidated by the logout)."""
+    session = login(cluster.pod_url(0))
+    cookie = session.cookie_header
+    assert _get_status(cluster.pod_url(1) + "/api/threats?limit=1", cookie) == 200
+    _post_form(session, "/accounts/logout/")
+    assert _get_status(cluster.pod_url(1) + "/api/threats?limit=1", cookie) == 401
+    assert _get_status(cluster.pod_url(0) + "/api/threats?limit=1", cookie) == 401
+
+
 def test_a_deactivation_by_another_process_closes_the_users_sockets_on_every_pod(cluster):
     cluster.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
                    "u = get_user_model().objects.create_user('dora', password='pw-dora-12345'); "
