@@ -259,6 +259,8 @@ def test_an_explained_attempt_without_attack_evidence_is_benign_and_low(customer
     ("The bank does not use any commercial proxy service.", False),
     ("It is not a directory-sync account; replication rights were never intended for it.", False),
     ("The pentest from this address is approved. No other scanning is.", True),  # approves its own traffic
+    ("Apps are installed only through Self Service; users have no approved way to install from the web.", False),
+    ("Scans come from this address daily. Scanning from any other source is not approved.", True),  # an exception
 ])
 def test_a_business_item_that_says_what_is_not_approved_explains_nothing(customer, body, explains):
     """`context_denies`: analysts also write down what is NOT expected of an entity; that aggravates."""

@@ -48,8 +48,12 @@ DENIAL = re.compile(
     r"|\bno\s+(travel|change|maintenance|pentest|penetration test|approval|ticket)\b[^.;]{0,40}"
     r"\b(registered|approved|scheduled|planned|open|on file|filed)\b"
     r"|\b(should|must)\s+(not|never)\b|\bprohibited\b|\bforbidden\b"
+    r"|\bno\s+(approved|authori[sz]ed|sanctioned|permitted)\b"
     r"|\bis\s+not\s+an?\s+[\w-]+\s+(account|host|server|tool)\b",
     re.I)
+# "WinRM from any other source is not approved" approves the source the note names: a denial of
+# everything else is an approval of what it excepts.
+EXCEPTING = re.compile(r"\b(any\s+other|all\s+other|other\s+than|else|elsewhere|except|besides|apart\s+from)\b", re.I)
 APPROVAL = re.compile(r"\b(approved|authori[sz]ed|sanctioned|expected|scheduled|planned|allowed|permitted|"
                       r"allow-?listed|whitelisted|routine|legitimate|engaged|contracted)\b", re.I)
 
@@ -135,9 +139,9 @@ def denies(item):
     """`context_denies`: the item says what is not approved or expected, and approves nothing."""
     denying = approving = False
     for sentence in SENTENCES.split(f"{item.title}. {item.body}"):
-        if DENIAL.search(sentence):
+        if DENIAL.search(sentence) and not EXCEPTING.search(sentence):
             denying = True
-        elif APPROVAL.search(sentence):
+        elif APPROVAL.search(sentence) or DENIAL.search(sentence):
             approving = True
     return denying and not approving
 
