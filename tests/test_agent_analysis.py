@@ -2,6 +2,7 @@
 the adversarial-input detector, false positive vs benign true positive, the analyst feedback loop,
 the response plan's automation rules and the recorded timeline."""
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1410,3 +1411,20 @@ def test_one_rule_tagged_with_two_tactics_is_not_two_stages():
     threat, = _ingest("ecs", alert)
     assert threat.severity != "CRITICAL"
     assert "compromise_with_impact" not in [f.get("rule") for f in threat.risk_factors]
+
+
+@pytest.mark.parametrize("field,body,band", [
+    ("http_response_body_printable", "uid=1(daemon) gid=1(daemon) groups=1(daemon)\n", "HIGH"),
+    ("http_response_body", base64.b64encode(b"root:x:0:0:root:/root:/bin/bash\n").decode(), "HIGH"),
+    ("http_response_body_printable", "<html>Not Found</html>", "MEDIUM"),
+])
+def test_an_answer_that_holds_a_command_s_output_shows_the_exploit_ran(field, body, band):
+    """`command_output_returned`: whatever the rule says, a shell's output in the server's answer means
+    the injected command ran (EVE logs the body with metadata logging)."""
+    record = _eve("ET EXPLOIT Apache HTTP Server 2.4.49 - Path Traversal Attempt (CVE-2021-41773) M2",
+                  "Attempted Administrator Privilege Gain", "45.148.10.95", "10.50.4.12", severity=1)
+    record["http"] = {"hostname": "10.50.4.12", "url": "/cgi-bin/.%2e/.%2e/.%2e/bin/sh", "http_method": "POST",
+                      "status": 200, "length": 54, field: body}
+    record["flow"] = {**record["flow"], "src_ip": "45.148.10.95", "dest_ip": "10.50.4.12"}
+    threat, = _ingest("suricata", record)
+    assert threat.severity == band

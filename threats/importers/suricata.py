@@ -6,6 +6,8 @@ Field reference: Suricata's EVE JSON schema (`etc/schema.json` in OISF/suricata)
 Emerging Threats rules put ATT&CK ids in `alert.metadata.mitre_*` arrays.
 """
 
+import base64
+import binascii
 import re
 
 from threats.choices import Severity
@@ -180,6 +182,9 @@ SIGNATURE_PHRASES = [
     ("dns_tunnelling", re.compile(r"\bdns\b.*\btunnel", re.I)),
 ]
 # alert.metadata.tag values Emerging Threats uses -> behaviour.
+# What a shell prints, seen in an HTTP answer: `id`, a passwd file, `ipconfig`, `dir`, boot.ini.
+COMMAND_OUTPUT = re.compile(r"\buid=\d+\([\w.$-]*\)\s+gid=\d+|\broot:[x*!]?:0:0:|Windows IP Configuration|"
+                            r"Volume Serial Number is|\[boot loader\]|Directory of [A-Za-z]:\\")
 TAGS = {"c2": "command_and_control", "ransomware": "ransomware", "coinminer": "resource_hijacking",
         "remoteaccesstool": "remote_access_tool",
         "phishing": "phishing", "exploit_kit": "exploit_attempt", "sql_injection": "web_attack", "xss": "web_attack",
@@ -211,11 +216,32 @@ def signal(doc, severity):
     http = doc.get("http") if isinstance(doc.get("http"), dict) else {}
     built.measure("http_status", http.get("status"), "http.status")
     built.measure("response_bytes", http.get("length"), "http.length")
+    answered = _command_output(http)
+    if answered:
+        # The server's answer holds what a shell prints: the injected command ran (whatever the rule).
+        built.behaviour("exploit_success", answered, "command output in the response").set("outcome", "success", answered)
     built.forwarded(as_list(http.get("xff")), "http.xff")
     for header in as_list(http.get("request_headers")):
         if isinstance(header, dict) and str(header.get("name", "")).lower() == "x-forwarded-for":
             built.forwarded([header.get("value", "")], "http.request_headers")
     return built.finish()
+
+
+def _command_output(http):
+    """The EVE field whose response body shows a command's output (`id`, /etc/passwd, `ipconfig`,
+    `dir`), or "": the printable body (metadata logging), else the base64 body, first 64 KB."""
+    for field in ("http_response_body_printable", "http_response_body"):
+        body = http.get(field)
+        if not isinstance(body, str) or not body:
+            continue
+        if field == "http_response_body":
+            try:
+                body = base64.b64decode(body[:87_384], validate=False).decode("latin-1")
+            except (ValueError, binascii.Error):
+                continue
+        if COMMAND_OUTPUT.search(body[:65_536]):
+            return f"http.{field}"
+    return ""
 
 
 def behaviours(built, doc, prefix):
