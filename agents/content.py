@@ -44,6 +44,11 @@ RANSOM_ARTIFACTS = re.compile(
     r"\.(locked|encrypted|crypt|crypted|enc|lockbit|ryk|conti|akira|blackcat|royal|play|basta|hive|lockfile|"
     r"wannacry|wncry)$", re.I)
 WEB_SCRIPT = re.compile(r"\.(php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cfm|cgi)$", re.I)
+UPLOADED_SCRIPT = re.compile(r"/uploads?/(.*/)?[^/]+\.(php\d?|phtml|phar|jspx?|aspx?|ashx|cfm)$", re.I)
+# A parameter value that is a shell command: one of the commands an operator types first, at the start
+# of the value or after a separator (`c=id`, `cmd=cd /tmp;wget …`).
+SHELL_COMMAND = re.compile(r"(^|[=;|&`]|\$\()\s*(wget|curl|sh|bash|id|whoami|uname|cat\s+/etc/|nc|ncat|"
+                           r"chmod|python3?|perl|powershell|cmd(\.exe)?\s+/c)\b", re.I)
 WEB_ROOTS = re.compile(r"/var/www/|/srv/www/|htdocs|wwwroot|public_html|wp-content|/uploads?/|webapps|inetpub", re.I)
 # Where a program is started again at boot or logon (ATT&CK T1547.001, T1053.003, T1543.002, T1098.004,
 # T1037.004), and sudoers (T1548.003).
@@ -135,6 +140,7 @@ def infer(threat, model):
     model["url_payloads"] = _urls(threat, found)
     _injection_answered(threat, model, found)
     _traversal_served(threat, model, found)
+    _web_shell_used(threat, model, found)
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
     _refused_logins(threat, model, found)
@@ -248,6 +254,20 @@ def _traversal_served(threat, model, found):
             if TRAVERSAL_TO_FILE.search(urllib.parse.unquote_plus(url[:8_192])):
                 add(found, "exploit_success", f"observables.{name}", f"a system file read by path traversal, "
                                                                     f"answered {status}")
+                return
+
+
+def _web_shell_used(threat, model, found):
+    """Rule `web_shell_used`: a script in an upload folder (`/uploads/…/x.php`: uploads are files,
+    never code) asked to run a shell command in its parameters, and answered 2xx: a web shell at work."""
+    status = model["measures"].get("http_status")
+    if not (isinstance(status, int) and 200 <= status < 300):
+        return
+    for name in ("urls", "endpoint"):
+        for url in signal.values(threat, name):
+            path, _mark, query = urllib.parse.unquote_plus(url).partition("?")
+            if UPLOADED_SCRIPT.search(path) and SHELL_COMMAND.search(query):
+                add(found, "web_shell", f"observables.{name}", f"a script in an upload folder ran a command, {status}")
                 return
 
 

