@@ -13,6 +13,10 @@ from .base import field_ref
 MIN_NAME = 4
 ADDRESS_FIELDS = ("src_ip", "dst_ip")
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]")
+# An identifier a change deploys: a reverse-DNS bundle or daemon label (edu.edulearn.wifi-cert-renew), a
+# package with its version (agent-8.17.4): at least three parts, so that ordinary words never match.
+ARTIFACT = re.compile(r"(?<![\w.-])[a-z][a-z0-9]*(?:[._-][a-z0-9]+){2,}(?![\w-])")
+ARTIFACT_FIELDS = ("command_line", "process")
 # A numbered range as tickets write it: lms-db-01..04, edge-lon-01..08, web1..web4.
 RANGE = re.compile(r"\b([a-z][a-z0-9_.-]*?)(\d+)\s*(?:\.\.|–|\bto\b)\s*(?:\1)?(\d+)\b")
 
@@ -50,3 +54,15 @@ def names_host(host, found, text):
             if rest.isdigit() and int(low) <= int(rest) <= int(high):
                 return True
     return False
+
+
+def names_artifact(threat, text):
+    """The program field (command line, process) holding an identifier the text names — the daemon,
+    bundle or package a change deploys — or None. Addresses and host names are left to names()."""
+    wanted = [a for a in ARTIFACT.findall(text.lower()) if len(a) >= 12 and signal.ip(a) is None]
+    for name in ARTIFACT_FIELDS:
+        for value in signal.values(threat, name):
+            # Whole, or followed by a suffix the text leaves out (the label's .plist, the package's .msi).
+            if any(re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", value.lower()) for a in wanted):
+                return field_ref(name)
+    return None

@@ -210,6 +210,22 @@ def test_a_change_names_the_alert_s_host_whole_or_in_a_range(customer, service, 
     assert bool(devops.get("same_service")) is names
 
 
+@pytest.mark.parametrize("description,names", [
+    ("Jamf policy 'Wi-Fi certificate renewal' (edu.edulearn.wifi-cert-renew) to all managed Macs", True),
+    ("Jamf policy 'Wi-Fi certificate renewal' to all managed Macs", False),  # names no artifact of the alert
+    ("Jamf policy edu.edulearn.printer-setup to all managed Macs", False),  # another daemon
+])
+def test_a_change_naming_the_daemon_or_package_it_deploys_names_the_alert(customer, description, names):
+    """A roll-out to every managed Mac names no host, but the daemon label or package it deploys."""
+    factories.make_infra_event(customer=customer, kind="deployment", service="jamf-pro", description=description,
+                               minutes_ago=30)
+    threat = _threat(customer, threat_type="persistence", title="Launch daemon loaded", observables={
+        "host": "edu-mac-lib-07", "user": "root", "process": "/bin/launchctl",
+        "command_line": "/bin/launchctl load -w /Library/LaunchDaemons/edu.edulearn.wifi-cert-renew.plist"})
+    devops = AgentRun.objects.get(threat=threat, kind="devops").data
+    assert bool(devops.get("same_service")) is names
+
+
 def test_an_approved_change_naming_the_host_settles_administration_but_not_credential_theft(customer):
     """Remote execution during a change that names the host is the change: benign, LOW, no review.
     Credential theft on a host an approval names still goes to a human (the test above)."""

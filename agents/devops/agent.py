@@ -124,7 +124,7 @@ def _same_service(threat, event):
     """The signal field the change names, or None: an address, account or host its service or
     description names (agents/naming.py), or a field holding every word of the changed service."""
     text = f"{event.service} {event.description}"
-    named = naming.names(threat, text, fields=("host",))
+    named = naming.names(threat, text, fields=("host",)) or naming.names_artifact(threat, text)
     if named:
         return named
     words = set(TOKEN.findall(event.service.lower()))
