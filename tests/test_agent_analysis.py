@@ -1460,3 +1460,37 @@ def test_a_script_in_an_upload_folder_running_a_command_is_a_web_shell(url, stat
     threat, = _ingest("wazuh", alert)
     assert threat.severity == band if band else threat.severity != "HIGH"
     assert ("web_shell_used" in str(threat.risk_factors) or "web shell" in str(threat.risk_factors)) is (band == "HIGH")
+
+
+def test_a_rule_listing_each_technique_with_its_parent_is_not_a_catch_all():
+    """Elastic lists T1553 beside T1553.001: two techniques, not four, so the curated rule is believed."""
+    alert = _elastic("gatekeeper", "Quarantine Attrib Removed by Unsigned or Untrusted Process", "T1553.001", "medium",
+                     event={"kind": "signal", "category": ["file"], "action": "extended_attributes_delete"},
+                     host={"name": "mac-07"}, process={"executable": "/Volumes/Update/Updater.app/Contents/MacOS/u"})
+    alert["kibana.alert.rule.threat"] = [{"framework": "MITRE ATT&CK", "tactic": {"id": "TA0005", "name": "Defense Evasion"},
+                                          "technique": [{"id": "T1553", "subtechnique": [{"id": "T1553.001"}]},
+                                                        {"id": "T1562", "subtechnique": [{"id": "T1562.001"}]}]}]
+    threat, = _ingest("ecs", alert)
+    assert "T1553.001" in _techniques(threat)
+
+
+def test_a_login_through_the_vpn_gateway_is_an_external_remote_service():
+    """FortiGate's 'SSL VPN tunnel up' (subtype vpn): T1133 as well as T1078, from the remote address."""
+    threat, = _ingest("wazuh", _wazuh_alert("1.vpn", "81622", 3, "Fortigate: VPN user connected.",
+                                            ["fortigate", "syslog", "authentication_success"], agent="fgt-edge",
+                                            data={"subtype": "vpn", "action": "tunnel-up", "tunneltype": "ssl-tunnel",
+                                                  "remip": "45.137.21.88", "dstuser": "m.keller"}))
+    assert threat.observables["src_ip"] == "45.137.21.88"
+    assert {"T1133", "T1078"} <= set(_techniques(threat))
+
+
+@pytest.mark.parametrize("action,band", [("alert", "MEDIUM"), ("reset-both", "LOW")])
+def test_a_pan_os_threat_log_says_what_the_firewall_recognised_and_whether_it_stopped_it(action, band):
+    threat, = _ingest("wazuh", _wazuh_alert(f"1.pan.{action}", "64504", 11, "Palo Alto THREAT: critical event.",
+                                            ["paloalto"], agent="pa-edge",
+                                            data={"type": "THREAT", "threat_content_type": "vulnerability",
+                                                  "source_address": "185.191.126.213", "destination_address": "172.16.20.14",
+                                                  "threat_id": "Apache Log4j Remote Code Execution Vulnerability(91991)",
+                                                  "action": action}))
+    assert threat.observables["src_ip"] == "185.191.126.213" and "T1190" in _techniques(threat)
+    assert threat.severity == band

@@ -109,6 +109,8 @@ class _Analysis:
             return [self._c2_technique()]
         if name in ("login_success", "impossible_travel", "unusual_location") and self.model.get("cloud"):
             return ["T1078.004"]  # a cloud identity's sign-in
+        if name == "login_success" and self.model.get("protocol") == "vpn":
+            return ["T1133", "T1078"]  # in from outside through the VPN gateway: External Remote Services
         if name == "brute_force":
             return ["T1110.003" if "password_spraying" in self.found else "T1110.001"]
         if name == "denial_of_service" and signal.measure(self.threat, "service_port"):
@@ -248,7 +250,7 @@ class _Analysis:
         behaviour supports it (`_supported`)."""
         hints = self.threat.mitre_hints if isinstance(self.threat.mitre_hints, list) else []
         # A coarse source, or a catch-all rule tagging many techniques: believed only where supported.
-        coarse = self.model.get("trust") == "coarse" or len([h for h in hints if attack.technique(h)]) > MAX_RULE_TECHNIQUES
+        coarse = self.model.get("trust") == "coarse" or len(_distinct_techniques(hints)) > MAX_RULE_TECHNIQUES
         for index, hint in enumerate(self.threat.mitre_hints[:20] if isinstance(self.threat.mitre_hints, list) else []):
             ref, found = f"signal.mitre_hints[{index}]", attack.technique(hint) if isinstance(hint, str) else None
             if found is None and attack.tactic_id(hint):
@@ -465,3 +467,10 @@ def _most_specific(techniques):
     """A parent is dropped when one of its sub-techniques is named: say the most specific thing known."""
     subs = {t["technique_id"].split(".")[0] for t in techniques if "." in t["technique_id"]}
     return [t for t in techniques if "." in t["technique_id"] or t["technique_id"] not in subs]
+
+
+def _distinct_techniques(hints):
+    """The techniques a rule names, a parent listed beside its own sub-technique counted once (Elastic
+    lists T1553 with T1553.001): how many things the rule says, to tell a statement from a catch-all."""
+    found = {attack.technique(h)["technique_id"] for h in hints if isinstance(h, str) and attack.technique(h)}
+    return {t for t in found if not any(other.startswith(t + ".") for other in found)}

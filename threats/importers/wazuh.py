@@ -73,10 +73,11 @@ def parse(item):
     rule_id = read.text("rule.id", limit=40) or "unknown"
     agent = read.text("agent.name", limit=200)
     src_ip = read.ip("data.srcip", "data.src_ip", "data.win.eventdata.ipAddress", "data.aws.sourceIPAddress",
-                     "data.office365.ClientIP", "data.office365.ActorIpAddress", name="src_ip")
+                     "data.office365.ClientIP", "data.office365.ActorIpAddress", "data.remip", "data.source_address",
+                     name="src_ip")
     observables = {
         "src_ip": src_ip,
-        "dst_ip": read.ip("data.dstip", "data.dst_ip", name="dst_ip"),
+        "dst_ip": read.ip("data.dstip", "data.dst_ip", "data.destination_address", name="dst_ip"),
         "src_port": read.port("data.srcport", "data.win.eventdata.ipPort", name="src_port"),
         "dst_port": read.port("data.dstport", name="dst_port"),
         "proto": read.transport("data.protocol"),
@@ -172,6 +173,11 @@ LSASS_READERS = {"msmpeng.exe", "mssense.exe", "sensecncproxy.exe", "csrss.exe",
 RUN_KEYS = re.compile(r"\\(currentversion\\(run|runonce|policies\\explorer\\run)|winlogon\\(userinit|shell))\b", re.I)
 
 
+# PAN-OS threat/content types (the THREAT log's subtype, PAN-OS "Threat Log Fields").
+PAN_THREATS = {"vulnerability": "exploit_attempt", "spyware": "command_and_control", "virus": "malware",
+               "wildfire-virus": "malware", "wildfire": "malware", "scan": "network_scan", "flood": "denial_of_service"}
+
+
 def signal(doc, level):
     """The Wazuh alert as a normalised signal: rule groups, Windows/Sysmon event ids, decoded data."""
     rule, data = doc["rule"], doc.get("data") if isinstance(doc.get("data"), dict) else {}
@@ -191,6 +197,11 @@ def signal(doc, level):
         built.behaviour("malware", "data.virustotal.malicious", f"{dig(data, 'virustotal.positives')} engines")
         built.measure("detections", dig(data, "virustotal.positives"), "data.virustotal.positives")
         built.measure("engines", dig(data, "virustotal.total"), "data.virustotal.total")
+    _palo_alto_threat(built, data)
+    # A remote-access gateway's log (FortiGate `subtype vpn`, an SSL/IPsec tunnel, a VPN rule group): a
+    # login there comes in from outside through an external remote service (T1133).
+    if str(dig(data, "subtype") or "").lower() == "vpn" or dig(data, "tunneltype") or {"vpn", "sslvpn"} & set(groups):
+        built.set("protocol", "vpn", "data.subtype" if dig(data, "subtype") else "rule.groups")
     parent = dig(data, "win.eventdata.parentImage")
     built.set("parent_process", parent[:1000] if isinstance(parent, str) else "", "data.win.eventdata.parentImage")
     for path in ("syscheck.audit.effective_user.name", "syscheck.audit.user.name"):  # who-data: who wrote it
@@ -226,6 +237,19 @@ def signal(doc, level):
     if doc.get("previous_output"):
         built.set("kind", "alert", "previous_output")  # a composite rule: its children are in previous_output
     return built.finish()
+
+
+def _palo_alto_threat(built, data):
+    """A PAN-OS THREAT log (Wazuh's paloalto decoder): its threat/content type says what the firewall
+    recognised, its action whether the session was stopped (drop, reset-*, block-*, deny, sinkhole)."""
+    if str(dig(data, "type") or "").upper() != "THREAT":
+        return
+    kind = str(dig(data, "threat_content_type") or dig(data, "subtype") or "").lower()
+    if kind in PAN_THREATS:
+        built.behaviour(PAN_THREATS[kind], "data.threat_content_type", f"PAN-OS {kind}: {str(dig(data, 'threat_id'))[:80]}")
+    action = str(dig(data, "action") or "").lower()
+    if action.startswith(("drop", "reset", "block", "deny", "sinkhole")):
+        built.set("prevented", True, "data.action").set("outcome", "failure", "data.action")
 
 
 def _cloud(built, data):
