@@ -30,6 +30,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from handoff.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from socproject.asgi import application
 from tests import factories
 from threats import apikeys, consumers
@@ -119,7 +120,14 @@ def _tenant(customer, label):
                                        head=threat, member_count=1, first_seen=now, last_seen=now)
     campaign = Campaign.objects.create(customer=customer, key=f"user:{label}-user", title=f"{label} campaign",
                                        first_seen=now, last_seen=now, threat_count=1)
+    # Webhooks are not a customer's: an endpoint may receive every customer's threats (superusers only).
+    endpoint = WebhookEndpoint.objects.create(name=f"{label} SOAR", url="https://soar.example.com/hook",
+                                              on_closed=True)
+    delivery, dead = (WebhookDelivery.objects.create(endpoint=endpoint, event="threat.closed", threat_id=threat.pk,
+                                                     payload={}, status=status, next_attempt_at=now)
+                      for status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD))
     return {
+        "webhookendpoint": endpoint, "webhookdelivery": delivery, "deadletter": dead,
         "customer": customer, "threat": threat, "threatgroup": group, "campaign": campaign,
         "threatevent": ThreatEvent.objects.filter(threat=threat).first(),
         "infraevent": factories.make_infra_event(customer=customer, description=f"{label} release"),
@@ -193,6 +201,7 @@ def _fill(value, side):
 def _placeholders(world, name, model=None):
     side = world[name]
     values = {"threat": side["threat"].pk, "group": side["threatgroup"].pk, "customer": side["customer"].slug,
+              "campaign": side["campaign"].pk,
               "threat_type": ContentType.objects.get_for_model(side["threat"]).pk,
               "app": "threats" if name == "own" else "auth"}
     if model is not None:
@@ -278,6 +287,9 @@ MATRIX = {
     "POST api/ingest/<format>":                      (POST("/api/ingest/generic", ALERT),           401, (202, 422), 403, 403, 401, 401, 401),
     "GET api/groups":                                (GET("/api/groups"),                           401, 403, 200, 403, 200, 200, 200),
     "GET api/groups/<int:group_id>":                 (GET("/api/groups/{group}"),                   401, 403, (200, 404), 403, (200, 404), 200, 200),
+    "GET api/threats/<uuidstr:threat_id>/export":    (GET("/api/threats/{threat}/export?format=markdown"),
+                                                                                                    401, 403, (200, 404), 403, (200, 404), 200, 200),
+    "GET api/campaigns/<int:campaign_id>/export":    (GET("/api/campaigns/{campaign}/export"),     401, 403, (200, 404), 403, (200, 404), 200, 200),
     # Pages.
     "accounts/login/":                               (GET("/accounts/login/"),                      200, 200, 200, 200, 200, 200, 200),
     "accounts/logout/":                              (POST("/accounts/logout/", form=True),         "login", "login", "login", "login", "login", "login", "login"),
@@ -364,6 +376,32 @@ ADMIN_MODELS = {
         "change":          (*NOBODY, ("view", "to-index"), "view", "view"),
         "delete":          (*NOBODY, 403, 403, "deleted"),
         "history":         (*NOBODY, (200, "to-index"), 200, 200),
+        "object":          (*NOBODY, "to-change", "to-change", "to-change"),
+    },
+    # Webhooks: superusers only (an endpoint may receive every customer's threats); deliveries and dead
+    # letters are records, read-only, deletable.
+    "handoff.webhookendpoint": {
+        "changelist":      (*NOBODY, 403, 403, 200),
+        "add":             (*NOBODY, 403, 403, 200),
+        "change":          (*NOBODY, 403, 403, "edit"),
+        "delete":          (*NOBODY, 403, 403, "deleted"),
+        "history":         (*NOBODY, 403, 403, 200),
+        "object":          (*NOBODY, "to-change", "to-change", "to-change"),
+    },
+    "handoff.webhookdelivery": {
+        "changelist":      (*NOBODY, 403, 403, 200),
+        "add":             (*NOBODY, 403, 403, 403),
+        "change":          (*NOBODY, 403, 403, "view"),
+        "delete":          (*NOBODY, 403, 403, "deleted"),
+        "history":         (*NOBODY, 403, 403, 200),
+        "object":          (*NOBODY, "to-change", "to-change", "to-change"),
+    },
+    "handoff.deadletter": {
+        "changelist":      (*NOBODY, 403, 403, 200),
+        "add":             (*NOBODY, 403, 403, 403),
+        "change":          (*NOBODY, 403, 403, "view"),
+        "delete":          (*NOBODY, 403, 403, "deleted"),
+        "history":         (*NOBODY, 403, 403, 200),
         "object":          (*NOBODY, "to-change", "to-change", "to-change"),
     },
     "auth.user": {

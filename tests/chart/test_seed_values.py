@@ -454,6 +454,7 @@ MUTATIONS = {
     "backend.env.LLM_BASE_URL": "https://llm.example/v1",
     "redis.maxmemory": "300mb",
     "backend.env.AGENTS_SHARED_REPUTATION": "true",
+    "backend.env.WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
     "postgresql.auth.username": "soc2",
     "postgresql.auth.database": "soc2",
     "backend.image.pullPolicy": "Always",
