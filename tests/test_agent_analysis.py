@@ -1494,3 +1494,44 @@ def test_a_pan_os_threat_log_says_what_the_firewall_recognised_and_whether_it_st
                                                   "action": action}))
     assert threat.observables["src_ip"] == "185.191.126.213" and "T1190" in _techniques(threat)
     assert threat.severity == band
+
+
+@pytest.mark.parametrize("body,reads", [
+    ("Changes to Domain Admins require an approved CAB change. Contractors are never granted Domain Admins.", "denies"),
+    ("Only domain controllers replicate the directory. IT support analysts have no replication rights by design.",
+     "denies"),
+    ("PsExec is used only from the jump host 10.30.1.5 by adm-* accounts, in business hours or approved changes.",
+     "restricts"),
+    ("Service account keys are discouraged and need a ticket; workload identity is the default.", "restricts"),
+    ("Approved external penetration test of the web tier from 203.0.113.200 only.", "explains"),
+    ("Nightly DAST of staging from the CI runner. Staging only; production is excluded.", "explains"),
+])
+def test_a_note_that_states_a_rule_approves_no_event(customer, body, reads):
+    """`context_restricts`: who may act, from where, on what condition — a rule, not an approval: it
+    neither explains the alert nor accuses it. A denial still accuses; an approval still explains."""
+    from agents.context.agent import reading
+
+    item = ContextItem.objects.create(customer=customer, kind="business", title="Policy", body=body,
+                                      keywords=["192.0.2.10"], valid_from=timezone.now() - timedelta(days=1))
+    assert reading(item) == reads
+    threat = _threat(customer, observables={"src_ip": "192.0.2.10", "user_agent": "sqlmap/1.8", "endpoint": "/"})
+    context = AgentRun.objects.get(threat=threat, kind="context").data
+    assert bool(context["explaining"]) is (reads == "explains") and bool(context["denying"]) is (reads == "denies")
+
+
+@pytest.mark.parametrize("signature,smb,lateral", [
+    ("ET POLICY PsExec service created", {}, True),
+    ("ET POLICY SMB2 NT Create AndX Request For an Executable File", {"share": "\\\\HCP-DC01\\ADMIN$",
+                                                                      "filename": "PSEXESVC.exe"}, True),
+    ("ET POLICY SMB2 NT Create AndX Request For an Executable File", {"share": "\\\\fs01\\public",
+                                                                      "filename": "setup.exe"}, False),
+])
+def test_remote_service_execution_over_smb_is_lateral_movement(signature, smb, lateral):
+    """A remote-execution tool's service, or a program written to another host's admin share, is how
+    code is run on another host: lateral movement, not a policy note (HIGH between two of ours)."""
+    record = _eve(signature, "Potentially Bad Traffic", "10.30.44.81", "10.30.0.11")
+    record.pop("http", None)
+    record.update(app_proto="smb", dest_port=445, smb=smb)
+    threat, = _ingest("suricata", record)
+    assert ("lateral_movement" in [b["name"] for b in threat.signal["behaviours"]]) is lateral
+    assert (threat.severity == "HIGH") is lateral

@@ -49,11 +49,20 @@ DENIAL = re.compile(
     r"\b(registered|approved|scheduled|planned|open|on file|filed)\b"
     r"|\b(should|must)\s+(not|never)\b|\bprohibited\b|\bforbidden\b"
     r"|\bno\s+(approved|authori[sz]ed|sanctioned|permitted)\b"
+    r"|\bnever\s+(be\s+)?(granted|given|assigned)\b|\b(has|have)\s+no\s+[\w-]+\s+(rights|access|permissions?|privileges?)\b"
     r"|\bis\s+not\s+an?\s+[\w-]+\s+(account|host|server|tool)\b",
     re.I)
 # "WinRM from any other source is not approved" approves the source the note names: a denial of
 # everything else is an approval of what it excepts.
 EXCEPTING = re.compile(r"\b(any\s+other|all\s+other|other\s+than|else|elsewhere|except|besides|apart\s+from)\b", re.I)
+# `context_restricts`: a note that states a rule — who may act, from where, on what condition ("used
+# only from the jump host", "require an approved change", "need a ticket") — approves no particular
+# event: it neither explains an alert nor, by itself, accuses it. "…or approved changes" is such a
+# condition, not an approval.
+RESTRICTION = re.compile(r"\bonly\s+(from|by|through|via|as|with)\b|\brequires?\b|\brequired\b|"
+                         r"\bneeds?\s+an?\s+(ticket|change|approval|request)\b|\bdiscouraged\b|\bby\s+design\b", re.I)
+CONDITIONAL = re.compile(r"\b(requires?|required|needs?|or|outside|without|unless)\s+(an?\s+|the\s+)?"
+                         r"(approved|authori[sz]ed)\b", re.I)
 APPROVAL = re.compile(r"\b(approved|authori[sz]ed|sanctioned|expected|scheduled|planned|allowed|permitted|"
                       r"allow-?listed|whitelisted|routine|legitimate|engaged|contracted)\b", re.I)
 
@@ -93,7 +102,7 @@ class ContextAgent(Agent):
             if matched:
                 named_items.add(item.pk)
             self._apply(result, item, matched)
-        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and not denies(i)]
+        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and reading(i) == "explains"]
         by_entity = [i.pk for i in applied if i.pk in explaining and i.pk in named_items]
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
                        "explaining": explaining, "explaining_by_entity": by_entity,
@@ -122,10 +131,12 @@ class ContextAgent(Agent):
         ref = f"context_item:{item.pk}"
         why = f" (matches {', '.join(repr(k) for k in matched)})" if matched else ""
         result.find(f"{item.get_kind_display()}: {item.title}{why}", ref, *dict.fromkeys(matched.values()))
-        if item.kind == ContextKind.BUSINESS and denies(item):
+        if item.kind == ContextKind.BUSINESS and reading(item) == "denies":
             result.score(DENIED_POINTS[0 if matched else 1], f"business context says it is not approved: {item.title}",
                          ref)
             return
+        if item.kind == ContextKind.BUSINESS and reading(item) == "restricts":
+            return  # a rule, not an approval of this event: the finding above cites it for the analyst
         points = ITEM_POINTS.get(item.kind, (0, 0))[0 if matched else 1]
         if points > 0:
             result.score(points, f"{item.get_kind_display().lower()}: {item.title}", ref)
@@ -135,15 +146,26 @@ class ContextAgent(Agent):
                                           "positive if it matches.")
 
 
-def denies(item):
-    """`context_denies`: the item says what is not approved or expected, and approves nothing."""
-    denying = approving = False
+def reading(item):
+    """How a business note reads: "denies" (it says what is not approved or expected and approves
+    nothing: `context_denies`), "restricts" (it only states a rule: `context_restricts`), else
+    "explains"."""
+    denying = restricting = approving = False
     for sentence in SENTENCES.split(f"{item.title}. {item.body}"):
-        if DENIAL.search(sentence) and not EXCEPTING.search(sentence):
-            denying = True
-        elif APPROVAL.search(sentence) or DENIAL.search(sentence):
+        if DENIAL.search(sentence):
+            approving |= bool(EXCEPTING.search(sentence))  # a denial of everything else approves the exception
+            denying |= not EXCEPTING.search(sentence)
+        elif APPROVAL.search(CONDITIONAL.sub(" ", sentence)):
             approving = True
-    return denying and not approving
+        elif RESTRICTION.search(sentence):
+            restricting = True
+    if approving:
+        return "explains"
+    return "denies" if denying else "restricts" if restricting else "explains"
+
+
+def denies(item):
+    return reading(item) == "denies"
 
 
 def _read_items(threats, limit):

@@ -171,6 +171,8 @@ SUBJECTS = [
     ("resource_hijacking", re.compile(r"\b(crypto ?currency miner|coin ?miner|stratum|xmrig)\b", re.I)),
     ("remote_access_tool", re.compile(r"\b(anydesk|teamviewer|screenconnect|splashtop|logmein|rustdesk|ammyy|"
                                       r"atera|remote ?utilities|connectwise control)\b", re.I)),
+    # Remote service execution tools: their service is how they run code on another host (T1569.002).
+    ("lateral_movement", re.compile(r"\b(psexec|paexec|remcom|csexec)\b.*\bservice\b|\bpsexesvc\b", re.I)),
 ]
 # Phrases that say what happened whatever the rule set's category: a failed login, a password or
 # login sent in the clear (FTP, telnet, HTTP Basic), a DNS tunnel.
@@ -182,6 +184,8 @@ SIGNATURE_PHRASES = [
     ("dns_tunnelling", re.compile(r"\bdns\b.*\btunnel", re.I)),
 ]
 # alert.metadata.tag values Emerging Threats uses -> behaviour.
+ADMIN_SHARE = re.compile(r"\\(ADMIN|[A-Z]|IPC)\$$", re.I)
+EXECUTABLE = re.compile(r"\.(exe|dll|sys|bat|ps1|scr)$", re.I)
 # What a shell prints, seen in an HTTP answer: `id`, a passwd file, `ipconfig`, `dir`, boot.ini.
 COMMAND_OUTPUT = re.compile(r"\buid=\d+\([\w.$-]*\)\s+gid=\d+|\broot:[x*!]?:0:0:|Windows IP Configuration|"
                             r"Volume Serial Number is|\[boot loader\]|Directory of [A-Za-z]:\\")
@@ -216,6 +220,13 @@ def signal(doc, severity):
     http = doc.get("http") if isinstance(doc.get("http"), dict) else {}
     built.measure("http_status", http.get("status"), "http.status")
     built.measure("response_bytes", http.get("length"), "http.length")
+    smb = doc.get("smb") if isinstance(doc.get("smb"), dict) else {}
+    named = {b["name"] for b in built.data["behaviours"]}
+    if ADMIN_SHARE.search(str(smb.get("share") or "")) and EXECUTABLE.search(str(smb.get("filename") or "")) and \
+            named <= {"policy_violation", "informational"}:
+        # A program written to another host's admin share is how remote execution starts (T1570): said
+        # here when the rule names nothing but a policy (its classtype may already call it a trojan).
+        built.behaviour("lateral_movement", "smb.share", f"{str(smb.get('filename'))[:80]} to {str(smb.get('share'))[:80]}")
     answered = _command_output(http)
     if answered:
         # The server's answer holds what a shell prints: the injected command ran (whatever the rule).
