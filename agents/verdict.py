@@ -67,6 +67,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _disallowed_login(state, threat, found, results.get("config", {}), results.get("priority", {}))
         _confirmed_attacker(state, model, found, results.get("historical", {}))
         _root_login(state, model, found)
+        _denied_login(state, model, found, results.get("context", {}))
         _domain_credential_theft(state, threat, model, found, results.get("priority", {}))
         _planted_then_used(state, model, found, results.get("priority", {}))
         _dual_use(state, threat, model, found, results.get("priority", {}))
@@ -262,6 +263,17 @@ def _root_login(state, model, found):
         state.move(higher(state.band, "HIGH"), "cloud_root_login", "a sign-in as the cloud account's root identity",
                    [f"signal.{model['fields'].get('account.kind', 'account.kind')}", _ref(found["login_success"])],
                    "floor")
+
+
+def _denied_login(state, model, found, context):
+    """`login_the_customer_denies`: a successful sign-in on an account (or from an address) that the
+    customer's own note, keyed to it, says does not sign in like this (from there, with a password,
+    through a proxy) is HIGH: the customer's rule is the baseline, and the sign-in breaks it."""
+    denying = context.get("denying_by_entity") or []
+    if "login_success" in found and denying and not _failed(model):
+        state.move(higher(state.band, "HIGH"), "login_the_customer_denies", "a successful sign-in that the "
+                   "customer's note on this account or address says does not happen",
+                   [_ref(found["login_success"]), *(f"context_item:{pk}" for pk in denying)], "floor")
 
 
 # Taking every account's secret at once (the domain's hashes, krbtgt included): DCSync, which a rule

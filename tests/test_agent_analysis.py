@@ -1535,3 +1535,30 @@ def test_remote_service_execution_over_smb_is_lateral_movement(signature, smb, l
     threat, = _ingest("suricata", record)
     assert ("lateral_movement" in [b["name"] for b in threat.signal["behaviours"]]) is lateral
     assert (threat.severity == "HIGH") is lateral
+
+
+def _o365(ref, operation, **data):
+    return _wazuh_alert(ref, "91539", 3, "Office 365: Azure Active Directory events.", ["office365"],
+                        data={"integration": "office365", "office365": {"Operation": operation, **data}})
+
+
+def test_an_oauth_consent_grant_is_standing_access_unless_a_change_explains_it(customer):
+    """`oauth_consent` (T1528): an app granted delegated access to a mailbox keeps it without the password."""
+    threat, = _ingest("wazuh", _o365("1.consent", "Consent to application.", UserId="lecturer@edu.example",
+                                     ClientIP="203.0.113.77"))
+    assert "T1528" in _techniques(threat) and threat.severity == "MEDIUM"
+
+
+@pytest.mark.parametrize("body,band", [
+    ("deploy is used only by the CI runner 10.40.9.21 with a key; it never logs in with a password.", "HIGH"),
+    ("deploy is the CI runner's account; it logs in from 10.40.9.21 with a key.", "LOW"),
+])
+def test_a_sign_in_the_customer_s_note_on_the_account_denies_is_high(customer, body, band):
+    """`login_the_customer_denies`: the customer's own rule for this account is the baseline."""
+    ContextItem.objects.create(customer=customer, kind="business", title="Deploy account", body=body,
+                               keywords=["deploy"], valid_from=datetime(2026, 11, 1, tzinfo=UTC))
+    alert = _wazuh_alert(f"1.ssh.{band}", "5715", 3, "sshd: authentication success.",
+                         ["syslog", "sshd", "authentication_success"], agent="web-3",
+                         data={"srcip": "45.155.205.99", "dstuser": "deploy"})
+    threat, = factories.ingest_records("wazuh", [alert], customer)
+    assert threat.severity == band

@@ -49,7 +49,7 @@ DENIAL = re.compile(
     r"\b(registered|approved|scheduled|planned|open|on file|filed)\b"
     r"|\b(should|must)\s+(not|never)\b|\bprohibited\b|\bforbidden\b"
     r"|\bno\s+(approved|authori[sz]ed|sanctioned|permitted)\b"
-    r"|\bnever\s+(be\s+)?(granted|given|assigned)\b|\b(has|have)\s+no\s+[\w-]+\s+(rights|access|permissions?|privileges?)\b"
+    r"|\bnever\s+(be\s+)?[a-z]{3,}\b|\b(has|have)\s+no\s+[\w-]+\s+(rights|access|permissions?|privileges?)\b"
     r"|\bis\s+not\s+an?\s+[\w-]+\s+(account|host|server|tool)\b",
     re.I)
 # "WinRM from any other source is not approved" approves the source the note names: a denial of
@@ -107,6 +107,8 @@ class ContextAgent(Agent):
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
                        "explaining": explaining, "explaining_by_entity": by_entity,
                        "denying": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i)],
+                       "denying_by_entity": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i)
+                                             and i.pk in named_items],
                        "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
         if explaining:
             result.confidence = 0.85

@@ -59,6 +59,8 @@ POLICIES = {
     "account_created": P("account_manipulation", ATTEMPT, "MEDIUM", techniques=("T1136",), attempt_floor="MEDIUM",
                          admin=True),
     "account_changed": P("account_manipulation", ATTEMPT, "LOW", techniques=("T1098",), admin=True),
+    # Standing access to an account's mail and files without its password; an approved roll-out explains it.
+    "oauth_consent": P("account_manipulation", FOOTHOLD, "HIGH", floor="MEDIUM", techniques=("T1528",), admin=True),
     "privileged_group_change": P("account_manipulation", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1098",),
                                  admin=True),
     "privilege_escalation": P("privilege_escalation", FOOTHOLD, "HIGH", floor="HIGH", techniques=("T1068",)),
@@ -124,7 +126,7 @@ TECHNIQUE_BEHAVIOURS = {
     "T1203": "exploit_attempt", "T1210": "exploit_attempt", "T1566": "phishing", "T1059": "suspicious_execution",
     "T1218": "suspicious_execution", "T1105": "suspicious_execution", "T1046": "network_scan",
     "T1595": "network_scan", "T1496": "resource_hijacking", "T1498": "denial_of_service",
-    "T1499": "denial_of_service", "T1078": "login_success", "T1133": "login_success",
+    "T1499": "denial_of_service", "T1078": "login_success", "T1133": "login_success", "T1528": "oauth_consent",
     "T1098.007": "privileged_group_change", "T1685.005": "log_cleared", "T1685.006": "log_cleared",
     "T1685": "security_tool_disabled", "T1686": "security_tool_disabled", "T1027": "suspicious_execution",
     "T1569": "suspicious_execution", "T1047": "suspicious_execution", "T1055": "suspicious_execution",

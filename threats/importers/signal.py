@@ -31,6 +31,7 @@ BEHAVIOURS = {
     "password_spraying": "one password tried across many accounts",
     "credential_stuffing": "automated logins with breached credentials",
     "login_success": "a successful authentication",
+    "oauth_consent": "an application granted delegated access to an account's data (OAuth consent)",
     "impossible_travel": "logins from places too far apart for the time between them",
     "unusual_location": "a login or access from an unexpected country or network",
     "web_attack": "an attack payload against a web application (SQL injection, XSS, traversal, RCE)",
@@ -130,6 +131,11 @@ CLOUD_ACTIONS = {
     "user.mfa.factor.activate": "account_changed", "system.mfa.factor.activate": "account_changed",
     "user registered security info": "account_changed", "register device": "account_changed",
     "createvirtualmfadevice": "account_changed", "enablemfadevice": "account_changed",
+    # An application granted delegated access to an account's mail and files (Entra ID / Microsoft 365
+    # audit operations): how illicit-consent phishing takes standing access without a password (T1528).
+    "consent to application.": "oauth_consent", "consent to application": "oauth_consent",
+    "add oauth2permissiongrant.": "oauth_consent", "add oauth2permissiongrant": "oauth_consent",
+    "add delegated permission grant.": "oauth_consent", "add delegated permission grant": "oauth_consent",
 }
 # The generic format's `category` words (our own format's vocabulary) -> behaviour. First match wins.
 GENERIC_CATEGORIES = [
