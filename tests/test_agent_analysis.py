@@ -1535,6 +1535,19 @@ def test_remote_service_execution_over_smb_is_lateral_movement(signature, smb, l
     threat, = _ingest("suricata", record)
     assert ("lateral_movement" in [b["name"] for b in threat.signal["behaviours"]]) is lateral
     assert (threat.severity == "HIGH") is lateral
+    if lateral:  # run as a service (the tool's), or copied to the admin share
+        assert {"T1569.002", "T1570"} & set(_techniques(threat))
+
+
+@pytest.mark.parametrize("signature,c2", [("ET JA3 Hash - Possible Cobalt Strike Server", True),
+                                          ("ET JA3 Hash - Possible Chrome Browser", False)])
+def test_a_fingerprint_rule_naming_a_c2_framework_is_command_and_control(signature, c2):
+    """A JA3/JA4 or user-agent rule that names Cobalt Strike, Sliver, Meterpreter… recognises the
+    framework's own traffic: C2, not a hunting note."""
+    record = _eve(signature, "Potentially Bad Traffic", "10.20.5.14", "198.51.100.40")
+    record.update(app_proto="tls", dest_port=443)
+    threat, = _ingest("suricata", record)
+    assert ("command_and_control" in [b["name"] for b in threat.signal["behaviours"]]) is c2
 
 
 def _o365(ref, operation, **data):

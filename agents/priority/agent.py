@@ -10,6 +10,7 @@ policy (agents/verdict.py); this agent adds small within-band contributions and 
 evidence that explanations may not outvote.
 """
 
+import re
 from datetime import timedelta
 
 from threats import sql
@@ -142,6 +143,11 @@ class _Analysis:
             return ["T1021.001", *self._account_kind()]
         if name == "lateral_movement" and self.model.get("remote_service"):
             return ["T1021.002", "T1569.002"]  # over an admin share (SMB), run as a service
+        detail = str(entry.get("detail", "")).lower()
+        if name == "lateral_movement" and re.search(r"\b(psexec|paexec|remcom|csexec|psexesvc)\b", detail):
+            return ["T1569.002", "T1021.002"]  # a remote-execution tool's service, over SMB
+        if name == "lateral_movement" and str(entry.get("field")) == "smb.share":
+            return ["T1570", "T1021.002"]  # a program copied to another host's admin share
         if name == "credential_dumping" and self._names_lsass(entry):
             return ["T1003.001"]
         if name == "exfiltration" and str(entry.get("detail", "")).startswith("inbox rule"):

@@ -171,6 +171,9 @@ SUBJECTS = [
     ("resource_hijacking", re.compile(r"\b(crypto ?currency miner|coin ?miner|stratum|xmrig)\b", re.I)),
     ("remote_access_tool", re.compile(r"\b(anydesk|teamviewer|screenconnect|splashtop|logmein|rustdesk|ammyy|"
                                       r"atera|remote ?utilities|connectwise control)\b", re.I)),
+    # Post-exploitation frameworks a JA3/JA4 or user-agent rule recognises: their traffic is their C2.
+    ("command_and_control", re.compile(r"\b(cobalt ?strike|meterpreter|sliver|brute ?ratel|havoc|mythic|covenant|"
+                                       r"poshc2)\b", re.I)),
     # Remote service execution tools: their service is how they run code on another host (T1569.002).
     ("lateral_movement", re.compile(r"\b(psexec|paexec|remcom|csexec)\b.*\bservice\b|\bpsexesvc\b", re.I)),
 ]
