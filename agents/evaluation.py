@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from threats import generator, grouping, ingest, services
-from threats.choices import ActorKind, ClosedByKind, ContextKind, Disposition, InfraEventKind, Scenario
+from threats.choices import ActorKind, ClosedByKind, ContextKind, Disposition, InfraEventKind, Scenario, Tier
 from threats.importers import FORMATS, IMPORTERS, ItemError, Skip
 from threats.importers.common import parse_time
 from threats.models import ContextItem, Customer, InfraEvent, Threat
@@ -188,6 +188,8 @@ class _Checker:
             return
         self.obj(value, "customer", CUSTOMER_FIELDS, required=["name"])
         self.text(value, "name", "customer.name")
+        if "tier" in value:  # refused here, not by the database halfway through the run
+            self.choice(value["tier"], "customer.tier", Tier.values)
 
     def infra_event(self, event, where):
         self.obj(event, where, INFRA_KEYS, required=["kind", "description", "minutes_before"])

@@ -56,6 +56,7 @@ def broken(change):
      "The ecs importer refuses it"),
     (lambda s: s["history"][0].pop("reason"), "history[0].reason", "Missing"),
     (lambda s: s.update(customer="Nobody Inc"), "customer", "not in the catalogue"),
+    (lambda s: s.update(customer={"name": "Northwind", "tier": "standard"}), "customer.tier", "'standard'"),
     (lambda s: s["alerts"][1].update(id="a1"), "alerts", "used twice"),
     (lambda s: s.update(format="wazuh"), "format", "in the ecs/ folder"),
 ])
