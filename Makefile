@@ -73,9 +73,11 @@ cluster: $(VENV)/.dev
 # Needs wrk, redis-server and nginx (Debian packages); PostgreSQL on 127.0.0.1:5432 for the scale runs
 # (else SQLite). BENCH_ARGS=--quick: a smoke run of a few seconds per script (CI).
 BENCH_ARGS ?=
+# PEER_URL: a running instance of the original system, measured alternately with this one (bench_http).
+PEER_URL ?=
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
-	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+	PEER_URL=$(PEER_URL) $(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 # The labelled corpus (eval/corpus, eval/README.md) through ingestion, triage and the agents in a
 # throwaway database: prints the scores and writes docs/evaluation.md. DATABASE_URL picks the backend.

@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """HTTP read throughput of one web process, with its ceiling measured in the same run.
 
-The method of the peer's numbers (`../shared/reference/peer-bench.md`): wrk, 20 connections, 2
+With `--peer-url` (or PEER_URL, e.g. `make bench PEER_URL=http://127.0.0.1:8001`) a running instance
+of the original system is measured by the same client in the same run, alternating (ours, theirs,
+three times) on the list and the analytics, and the ratios of the medians are printed; without it no
+ratio to the original is printed or stored (a figure taken on another machine says nothing here).
+
+The method of ../shared/reference/peer-bench.md: wrk, 20 connections, 2
 threads, a 3 s warm-up then `--seconds` per path, on loopback, against ONE server process —
 here one Daphne process (PostgreSQL with `--postgres`, else SQLite; `bench/bench_settings.py`:
 the project's settings with the per-user rate limit lifted, the limiter still counting). The
@@ -28,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +47,6 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.integration.server import EmbeddedServer, login
 
 RESULTS = REPO_ROOT / "bench" / "results" / "http.jsonl"
-PEER = {"list": 27.6, "analytics": 4.19}  # req/s, ../shared/reference/peer-bench.md section 2
 REPORT = """
 done = function(summary, latency, requests)
   io.write(string.format("JSON {\\"requests\\": %d, \\"seconds\\": %.3f, \\"non2xx\\": %d, \\"errors\\": %d, "
@@ -109,15 +114,34 @@ def wrk(url, cookie, seconds, connections, script, pid, threads=2, warmup=3):
                "-H", f"Cookie: {cookie}", url]
     if warmup:
         subprocess.run([*command[:3], f"-d{warmup}s", *command[4:]], capture_output=True, check=True)
-    cpu, started = cpu_seconds(pid), time.monotonic()
+    cpu, started = cpu_seconds(pid) if pid else 0, time.monotonic()
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    busy = (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
+    busy = (cpu_seconds(pid) - cpu) / (time.monotonic() - started) if pid else None  # the peer's: not ours to read
     line = json.loads(next(x for x in out.splitlines() if x.startswith("JSON "))[5:])
     return {"rps": round(line["requests"] / line["seconds"], 1), "p50_ms": round(line["p50"], 2),
             "p95_ms": round(line["p95"], 2), "p99_ms": round(line["p99"], 2), "max_ms": round(line["max"], 2),
             "requests": line["requests"], "non_2xx": line["non2xx"], "socket_errors": line["errors"],
             "bytes_per_response": round(line["bytes"] / max(line["requests"], 1)),
-            "server_cpu_pct": round(100 * busy, 1)}
+            "server_cpu_pct": round(100 * busy, 1) if busy is not None else None}
+
+
+PEER_PATHS = {"list": "/api/threats?limit=20", "analytics": "/api/analytics"}  # the same on both systems
+PEER_ROUNDS = 3
+
+
+def measure_peer(peer_url, server, cookie, seconds, connections, script):
+    """Ours and the original system's, alternating on one machine with one client: medians and ratio."""
+    found = {"url": peer_url, "rounds": PEER_ROUNDS}
+    for name, path in PEER_PATHS.items():
+        ours, theirs = [], []
+        for _ in range(PEER_ROUNDS):
+            ours.append(wrk(server.base_url + path, cookie, seconds, connections, script, server.pid)["rps"])
+            theirs.append(wrk(peer_url.rstrip("/") + path, "", seconds, connections, script, None)["rps"])
+        found[name] = {"ours_rps": ours, "peer_rps": theirs,
+                       "ratio": round(statistics.median(ours) / max(statistics.median(theirs), 0.01), 2)}
+        print(f"{name:40s} ours {statistics.median(ours):.1f} req/s, the original {statistics.median(theirs):.1f} req/s "
+              f"(medians of {PEER_ROUNDS} alternating runs): {found[name]['ratio']}x", flush=True)
+    return found
 
 
 def one_client(url, cookie, seconds, script, pid):
@@ -166,6 +190,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 threats, 2 s per path")
+    parser.add_argument("--peer-url", default=os.environ.get("PEER_URL", ""), help="a running instance of the "
+                        "original system, measured alternately with this one (list, analytics); default $PEER_URL")
     args = parser.parse_args()
     if args.quick:
         args.threats, args.seconds = 2000, 2
@@ -201,13 +227,15 @@ def main():
                   f"p95 {results[name]['p95_ms']:7.2f} ms  non-2xx {results[name]['non_2xx']}  "
                   f"server CPU {results[name]['server_cpu_pct']} %;  one client: p50 "
                   f"{results[name]['one_client']['p50_ms']} ms, p95 {results[name]['one_client']['p95_ms']} ms", flush=True)
+        peer = measure_peer(args.peer_url, server, session.cookie_header, max(2, args.seconds // 3),
+                            args.connections, str(script)) if args.peer_url else None
     ceiling = (results["ceiling /health"]["rps"] + results["ceiling /health (again)"]["rps"]) / 2
     ratios = {
-        "list_vs_peer": round(results["list newest 20"]["rps"] / PEER["list"], 1),
         "list_vs_ceiling": round(results["list newest 20"]["rps"] / ceiling, 3),
-        "analytics_vs_peer": round(results["analytics"]["rps"] / PEER["analytics"], 1),
         "analytics_vs_ceiling": round(results["analytics"]["rps"] / ceiling, 3),
     }
+    if peer:
+        ratios.update(list_vs_peer=peer["list"]["ratio"], analytics_vs_peer=peer["analytics"]["ratio"])
     print("ratios:", ratios)
     line = {
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "host": platform.node(),
@@ -216,7 +244,7 @@ def main():
         "reused_database": bool(args.database and seed_seconds is None), "experiment": experiment,
         "method": f"wrk -t2 -c{args.connections} -d{args.seconds}s after 3 s warm-up, one Daphne process, session cookie",
         "load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "server_peak_rss_mib": peak_rss, "ceiling_rps": round(ceiling, 1), "peer_rps": PEER, "ratios": ratios, "paths": results,
+        "server_peak_rss_mib": peak_rss, "ceiling_rps": round(ceiling, 1), "peer": peer, "ratios": ratios, "paths": results,
     }
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:

@@ -3,8 +3,9 @@
 
 Each script prints its own summary and appends one JSON line to bench/results/<name>.jsonl; this
 runner notes the machine, the versions and the load average around each script, and renders the
-lines this run appended (nothing older) beside the targets, the peer's numbers measured on the same
-kind of machine (../shared/reference/peer-bench.md) and the ceilings measured in the same run.
+lines this run appended (nothing older) beside the targets and the ceilings measured in the same run.
+With PEER_URL set (`make bench PEER_URL=http://127.0.0.1:8001`) the HTTP bench also measures that
+running instance of the original system, alternating with this one, and the report gives the ratios.
 
     .venv/bin/python bench/run_all.py                       # everything (about 30-40 min), PostgreSQL if reachable
     .venv/bin/python bench/run_all.py --quick               # smoke: seconds per script, SQLite (CI)
