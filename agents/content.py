@@ -167,9 +167,15 @@ def infer(threat, model):
 
 def add(found, name, field, detail, tagged=False):
     """`tagged`: known only from a rule's ATT&CK tag, i.e. what the rule looks for, not proof it happened."""
-    if name in POLICIES and not any(b["name"] == name for b in found):
-        found.append({"name": name, "field": field, "detail": str(detail)[:200], "inferred": True,
-                      **({"tagged": True} if tagged else {})})
+    if name not in POLICIES:
+        return
+    known = next((b for b in found if b["name"] == name), None)
+    if known is not None and not (known.get("tagged") and not tagged):
+        return
+    if known is not None:  # seen in the event itself: outranks a rule's tag for the same behaviour
+        found.remove(known)
+    found.append({"name": name, "field": field, "detail": str(detail)[:200], "inferred": True,
+                  **({"tagged": True} if tagged else {})})
 
 
 def _commands(threat, model, found):

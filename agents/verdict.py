@@ -74,6 +74,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         _reflected_flood(state, threat, model, found)
         _obfuscated_persistence(state, model, found)
         _web_account_persistence(state, threat, model, found)
+        _document_ran_code(state, model, found)
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     _contradicted(state, threat, model, found, scan, results.get("devops", {}), results.get("priority", {}))
@@ -195,6 +196,16 @@ def _disallowed_login(state, threat, found, config, priority):
     else:
         state.move(higher(state.band, "MEDIUM"), "login_from_disallowed_country",
                    f"a successful login from {country}, outside the customer's allowed countries", evidence, "floor")
+
+
+def _document_ran_code(state, model, found):
+    """`document_ran_code`: a script host or system binary started by an Office application is HIGH:
+    the document is running code on the host (an attachment opened, its macro ran), not an attempt."""
+    entry = found.get("phishing")
+    if entry and not entry.get("tagged") and " started by " in str(entry.get("detail")) and not _failed(model) \
+            and model.get("prevented") is not True:
+        state.move(higher(state.band, "HIGH"), "document_ran_code", f"a document ran code ({entry['detail']})",
+                   [_ref(entry)], "floor")
 
 
 def _web_account_persistence(state, threat, model, found):

