@@ -1591,3 +1591,16 @@ def test_an_office_document_starting_a_shell_ran_code(parent, ran):
     threat, = _ingest("ecs", alert)
     assert ("document_ran_code" in [f.get("rule") for f in threat.risk_factors]) is ran
     assert (threat.severity == "HIGH") is ran
+
+
+def test_no_note_explains_deleting_every_recovery_point(customer):
+    """`recovery_never_explained`: a backup job resizes or rotates shadow copies; `delete shadows /all`
+    is ransomware's preparation, whatever a standing note says vssadmin is for."""
+    ContextItem.objects.create(customer=customer, kind="business", title="Nightly backup",
+                               body="vssadmin on the file servers is the nightly backup job (fs-01).",
+                               keywords=["fs-01"], valid_from=timezone.now() - timedelta(days=1))
+    threat = _threat(customer, threat_type="impact", title="Volume shadow copies deleted",
+                     observables={"host": "fs-01", "process": "C:\\Windows\\System32\\vssadmin.exe",
+                                  "command_line": "vssadmin.exe delete shadows /all /quiet"})
+    assert not AgentRun.objects.get(threat=threat, kind="context").data["explaining"]
+    assert threat.severity == "CRITICAL"

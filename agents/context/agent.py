@@ -32,6 +32,7 @@ KEYWORD_FIELDS = ("src_ip", "dst_ip", "user", "host", "domains", "endpoint", "co
 PROGRAM_FIELDS = ("process", "command_line")
 # kind -> (points when a keyword matched, points when it applies by type only)
 ITEM_POINTS = {ContextKind.ADVISORY: (8, 5), ContextKind.BUSINESS: (-12, -5), ContextKind.NEWS: (3, 0)}
+UNEXPLAINABLE = {"inhibit_recovery"}  # behaviours no business note explains
 DENIED_POINTS = (8, 5)  # a business item saying the activity is not approved weighs like an advisory
 
 # `context_denies`: a sentence that says something is not approved, expected or done here. An item
@@ -102,7 +103,10 @@ class ContextAgent(Agent):
             if matched:
                 named_items.add(item.pk)
             self._apply(result, item, matched)
-        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and reading(i) == "explains"]
+        # Deleting every recovery point is no backup job's work (`recovery_never_explained`): a note saying
+        # "vssadmin on file servers is the backup job" does not explain `delete shadows /all`.
+        explainable = not UNEXPLAINABLE & set(signal.behaviours(threat))
+        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and reading(i) == "explains" and explainable]
         by_entity = [i.pk for i in applied if i.pk in explaining and i.pk in named_items]
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
                        "explaining": explaining, "explaining_by_entity": by_entity,
