@@ -44,6 +44,8 @@ RANSOM_ARTIFACTS = re.compile(
     r"\.(locked|encrypted|crypt|crypted|enc|lockbit|ryk|conti|akira|blackcat|royal|play|basta|hive|lockfile|"
     r"wannacry|wncry)$", re.I)
 WEB_SCRIPT = re.compile(r"\.(php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cfm|cgi)$", re.I)
+SERVED_CODE = re.compile(r"(/var/www/|/srv/www/|htdocs|wwwroot|public_html|inetpub).*\.(js|php\d?|phtml|jspx?|aspx?|html?)$",
+                         re.I)
 UPLOADED_SCRIPT = re.compile(r"/uploads?/(.*/)?[^/]+\.(php\d?|phtml|phar|jspx?|aspx?|ashx|cfm)$", re.I)
 # A parameter value that is a shell command: one of the commands an operator types first, at the start
 # of the value or after a separator (`c=id`, `cmd=cd /tmp;wget …`).
@@ -545,8 +547,14 @@ def _web_account_writes(model, found):
     """Rule `web_account_writes`: persistence written by a web server's own account is its code doing
     what it was sent: a web shell at work (T1505.003)."""
     writer = model["account"].get("writer") or model["account"].get("actor") or ""
-    if any(b["name"] == "persistence" for b in found) and WEB_ACCOUNTS.match(str(writer).strip()):
+    if not WEB_ACCOUNTS.match(str(writer).strip()):
+        return
+    if any(b["name"] == "persistence" for b in found):
         add(found, "web_shell", "account.writer", f"persistence written by the web server's account {writer[:40]}")
+    elif any(b["name"] == "integrity_change" for b in found) and SERVED_CODE.search(str(model.get("file") or "")):
+        # The site's own code rewritten by the account that serves it (deploys write as another user):
+        # a web shell, defacement or a payment-page skimmer being planted.
+        add(found, "web_shell", "account.writer", f"served code rewritten by the web server's account {writer[:40]}")
 
 
 def _hidden_autostart(model, found):

@@ -1604,3 +1604,30 @@ def test_no_note_explains_deleting_every_recovery_point(customer):
                                   "command_line": "vssadmin.exe delete shadows /all /quiet"})
     assert not AgentRun.objects.get(threat=threat, kind="context").data["explaining"]
     assert threat.severity == "CRITICAL"
+
+
+@pytest.mark.parametrize("path,writer,band", [
+    ("/var/www/shop/pub/static/frontend/Magento_Checkout/js/view/payment/default.js", "www-data", "HIGH"),
+    ("/var/www/shop/pub/static/frontend/Magento_Checkout/js/view/payment/default.js", "deploy", "MEDIUM"),
+    ("/var/lib/php/sessions/sess_0a1b", "www-data", "MEDIUM"),  # its own state, not served code
+])
+def test_served_code_rewritten_by_the_web_server_s_account_is_a_web_shell(path, writer, band):
+    """`web_account_writes`: deploys write as another user; the web server rewriting its own code is a web
+    shell, defacement or a payment-page skimmer being planted."""
+    alert = _wazuh_alert(f"1.fim.{writer}.{len(path)}", "550", 7, "Integrity checksum changed.",
+                         ["ossec", "syscheck", "syscheck_entry_modified", "syscheck_file"], agent="rm-web-01",
+                         syscheck={"path": path, "event": "modified", "audit": {"effective_user": {"name": writer}}})
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band
+
+
+def test_a_rule_tagged_remote_access_tools_is_a_remote_access_tool_not_c2():
+    """T1219 names remote-access software (ScreenConnect, AnyDesk): its use needs triage (MEDIUM); it is
+    not command-and-control traffic (HIGH) by itself."""
+    alert = _elastic("rmm", "First Time Seen Remote Monitoring and Management Tool", "T1219.002", "medium",
+                     event={"kind": "signal", "category": ["process"], "type": ["start"]}, host={"name": "ns2-ws05"},
+                     process={"executable": "C:\\Program Files (x86)\\ScreenConnect Client\\ScreenConnect.ClientService.exe"})
+    alert["kibana.alert.rule.threat"][0]["tactic"] = {"id": "TA0011", "name": "Command and Control"}
+    threat, = _ingest("ecs", alert)
+    assert threat.severity == "MEDIUM"
+    assert "remote_access_tool" in str(AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"])

@@ -130,7 +130,7 @@ TECHNIQUE_BEHAVIOURS = {
     "T1098.007": "privileged_group_change", "T1685.005": "log_cleared", "T1685.006": "log_cleared",
     "T1685": "security_tool_disabled", "T1686": "security_tool_disabled", "T1027": "suspicious_execution",
     "T1569": "suspicious_execution", "T1047": "suspicious_execution", "T1055": "suspicious_execution",
-    "T1204": "malware", "T1505": "exploit_success", "T1219": "command_and_control", "T1102": "command_and_control",
+    "T1204": "malware", "T1505": "exploit_success", "T1219": "remote_access_tool", "T1102": "command_and_control",
     "T1090": "anonymising_proxy", "T1087": "discovery", "T1082": "discovery", "T1016": "discovery",
     "T1049": "discovery", "T1057": "discovery", "T1069": "discovery", "T1033": "discovery", "T1018": "discovery",
     "T1135": "discovery", "T1482": "discovery",
