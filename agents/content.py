@@ -46,6 +46,9 @@ RANSOM_ARTIFACTS = re.compile(
 WEB_SCRIPT = re.compile(r"\.(php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cfm|cgi)$", re.I)
 SERVED_CODE = re.compile(r"(/var/www/|/srv/www/|htdocs|wwwroot|public_html|inetpub).*\.(js|php\d?|phtml|jspx?|aspx?|html?)$",
                          re.I)
+# Cloud instance metadata endpoints (AWS/Azure/GCP/OpenStack, AWS IPv6, GCP's name, Alibaba).
+METADATA_SERVICE = re.compile(r"169\.254\.169\.254|\[?fd00:ec2::254\]?|metadata\.google\.internal|100\.100\.100\.200",
+                              re.I)
 UPLOADED_SCRIPT = re.compile(r"/uploads?/(.*/)?[^/]+\.(php\d?|phtml|phar|jspx?|aspx?|ashx|cfm)$", re.I)
 # A parameter value that is a shell command: one of the commands an operator types first, at the start
 # of the value or after a separator (`c=id`, `cmd=cd /tmp;wget …`).
@@ -143,6 +146,7 @@ def infer(threat, model):
     _injection_answered(threat, model, found)
     _traversal_served(threat, model, found)
     _web_shell_used(threat, model, found)
+    _metadata_fetched(threat, model, found)
     _named_techniques(threat, model, found)
     _automated_login(threat, found)
     _refused_logins(threat, model, found)
@@ -262,6 +266,21 @@ def _traversal_served(threat, model, found):
             if TRAVERSAL_TO_FILE.search(urllib.parse.unquote_plus(url[:8_192])):
                 add(found, "exploit_success", f"observables.{name}", f"a system file read by path traversal, "
                                                                     f"answered {status}")
+                return
+
+
+def _metadata_fetched(threat, model, found):
+    """Rule `metadata_fetched`: a request whose parameters point the server at the cloud instance
+    metadata service (169.254.169.254, metadata.google.internal, …), answered 2xx: the SSRF worked and
+    the instance's credentials went back to the caller (T1552.005)."""
+    status = model["measures"].get("http_status")
+    if not (isinstance(status, int) and 200 <= status < 300):
+        return
+    for name in ("urls", "endpoint"):
+        for url in signal.values(threat, name):
+            _path, _mark, query = urllib.parse.unquote_plus(url).partition("?")
+            if METADATA_SERVICE.search(query):
+                add(found, "exploit_success", f"observables.{name}", f"the instance metadata service fetched, {status}")
                 return
 
 

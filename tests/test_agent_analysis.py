@@ -1631,3 +1631,16 @@ def test_a_rule_tagged_remote_access_tools_is_a_remote_access_tool_not_c2():
     threat, = _ingest("ecs", alert)
     assert threat.severity == "MEDIUM"
     assert "remote_access_tool" in str(AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"])
+
+
+@pytest.mark.parametrize("url,status,band", [
+    ("/api/v2/image-proxy?src=http://169.254.169.254/latest/meta-data/iam/security-credentials/web-role", 200, "HIGH"),
+    ("/api/v2/image-proxy?src=http://169.254.169.254/latest/meta-data/iam/security-credentials/web-role", 403, "LOW"),
+])
+def test_a_request_that_gets_the_instance_metadata_back_is_a_working_ssrf(url, status, band):
+    """`metadata_fetched`: the server fetched its cloud metadata service for the caller (T1552.005)."""
+    record = _eve("ET WEB_SERVER Possible SSRF Attempt", "Web Application Attack", "198.51.100.23", "10.40.1.10")
+    record["http"] = {"hostname": "shop.example", "url": url, "http_method": "GET", "status": status, "length": 1318}
+    threat, = _ingest("suricata", record)
+    assert threat.severity == band
+    assert ("T1552.005" in _techniques(threat)) is (band == "HIGH")

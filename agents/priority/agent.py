@@ -144,6 +144,8 @@ class _Analysis:
         if name == "lateral_movement" and self.model.get("remote_service"):
             return ["T1021.002", "T1569.002"]  # over an admin share (SMB), run as a service
         detail = str(entry.get("detail", "")).lower()
+        if name == "exploit_success" and detail.startswith("the instance metadata service"):
+            return ["T1190", "T1552.005"]  # a server-side request forgery read the cloud instance's credentials
         if name == "lateral_movement" and re.search(r"\b(psexec|paexec|remcom|csexec|psexesvc)\b", detail):
             return ["T1569.002", "T1021.002"]  # a remote-execution tool's service, over SMB
         if name == "lateral_movement" and str(entry.get("field")) == "smb.share":
