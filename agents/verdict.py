@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from . import content, signal
 from .analyzers import evidence
 from .historical import agent as historical
-from .priority.behaviours import BANDS, FOOTHOLD, POLICIES, RANK, behaviour_of_technique, higher, lower
+from .priority.behaviours import BANDS, FOOTHOLD, IMPACT, POLICIES, RANK, behaviour_of_technique, higher, lower
 
 BAND_FLOOR = {"LOW": 0, "MEDIUM": 25, "HIGH": 50, "CRITICAL": 75}
 BAND_WIDTH = 24
@@ -78,7 +78,24 @@ def severity(threat, fp, attack_evidence, results, scan):
     _distributed_step(state, threat, found)
     _advisory_step(state, results.get("context", {}))
     _contradicted(state, threat, model, found, scan, results.get("devops", {}), results.get("priority", {}))
+    _critical_needs_impact(state, found)
     return state.band, state.moves
+
+
+def _critical_needs_impact(state, found):
+    """`critical_without_impact`: CRITICAL means compromise or impact in progress. When only the source's
+    own rating says so and what the alert shows stops at a foothold (code ran, a login, a tool), the
+    band is HIGH; a rule of ours that found impact (ransomware, recovery deleted, volume out, a
+    foothold with spread) keeps it."""
+    if state.band != "CRITICAL" or not found:
+        return
+    if any(m["to"] == "CRITICAL" and m["kind"] != "prior" for m in state.moves):
+        return
+    if any(POLICIES[name].stage >= IMPACT or POLICIES[name].typical == "CRITICAL" for name in found if name in POLICIES):
+        return
+    names = ", ".join(sorted(found)).replace("_", " ")
+    state.move("HIGH", "critical_without_impact", f"the source rated it CRITICAL, but what the alert shows ({names}) "
+               "is a foothold, not impact in progress", [_ref(entry) for entry in found.values()], "cap")
 
 
 def results_of(data):

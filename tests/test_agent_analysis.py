@@ -1644,3 +1644,18 @@ def test_a_request_that_gets_the_instance_metadata_back_is_a_working_ssrf(url, s
     threat, = _ingest("suricata", record)
     assert threat.severity == band
     assert ("T1552.005" in _techniques(threat)) is (band == "HIGH")
+
+
+@pytest.mark.parametrize("command,band", [
+    ("rundll32.exe C:\\Users\\Public\\invoice.png,DllRegisterServer", "HIGH"),  # code ran: a foothold
+    ("vssadmin.exe delete shadows /all /quiet", "CRITICAL"),  # recovery destroyed: impact
+])
+def test_critical_means_impact_in_progress_not_only_the_source_saying_so(command, band):
+    """`critical_without_impact`: a source's CRITICAL over an alert that shows a foothold is HIGH."""
+    alert = _wazuh_alert(f"1.crit.{band}", "100201", 15, "Suspicious process", ["windows", "sysmon"], agent="ph-ws-07",
+                         data={"win": {"system": {"eventID": "1", "providerName": "Microsoft-Windows-Sysmon"},
+                                       "eventdata": {"image": command.split()[0], "commandLine": command}}})
+    alert["rule"]["mitre"] = {"id": ["T1218.011"], "tactic": ["Defense Evasion"]}  # the installation's own rule
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band
+    assert ("critical_without_impact" in [f.get("rule") for f in threat.risk_factors]) is (band == "HIGH")
