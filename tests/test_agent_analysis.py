@@ -1505,6 +1505,10 @@ def test_a_pan_os_threat_log_says_what_the_firewall_recognised_and_whether_it_st
     ("Service account keys are discouraged and need a ticket; workload identity is the default.", "restricts"),
     ("Approved external penetration test of the web tier from 203.0.113.200 only.", "explains"),
     ("Nightly DAST of staging from the CI runner. Staging only; production is excluded.", "explains"),
+    ("No changes are approved this weekend. Only the index rebuild (CHG-88213) is approved.", "denies"),
+    ("Only the index rebuild (CHG-88213) is approved this weekend.", "restricts"),
+    ("The key is used by nightly jobs; it has no business reading payment secrets. No human uses this key.",
+     "denies"),
 ])
 def test_a_note_that_states_a_rule_approves_no_event(customer, body, reads):
     """`context_restricts`: who may act, from where, on what condition — a rule, not an approval: it
@@ -1659,3 +1663,17 @@ def test_critical_means_impact_in_progress_not_only_the_source_saying_so(command
     threat, = _ingest("wazuh", alert)
     assert threat.severity == band
     assert ("critical_without_impact" in [f.get("rule") for f in threat.risk_factors]) is (band == "HIGH")
+
+
+@pytest.mark.parametrize("keyword,explains", [("hpc-login02", False), ("203.0.113.9", True)])
+def test_a_note_about_the_target_does_not_make_an_attack_on_it_benign(customer, keyword, explains):
+    """`attack_needs_its_actor`: "the login nodes accept SSH from the internet" names the target; only a note
+    naming who acts (the scanner's address, the tester's account) explains an attack it attempts."""
+    ContextItem.objects.create(customer=customer, kind="business", title="Access policy",
+                               body="Researchers log in to the HPC login nodes over SSH from the internet.",
+                               keywords=[keyword], valid_from=datetime(2026, 11, 1, tzinfo=UTC))
+    alert = _wazuh_alert(f"1.bf.{keyword}", "5720", 10, "sshd: Multiple authentication failures.",
+                         ["syslog", "sshd", "authentication_failures"], agent="hpc-login02",
+                         data={"srcip": "203.0.113.9", "dstuser": "jkowalski"})
+    threat, = factories.ingest_records("wazuh", [alert], customer)
+    assert (threat.false_positive["recommendation"] == "likely_benign_true_positive") is explains

@@ -70,7 +70,11 @@ def assess(threat, results, adversarial):
         if same_service:  # a change of the very service or host the alert is about explains it outright
             weigh(explanation, 0.25, "the changed service is the one the signal is about", "devops",
                   [f"infra_event:{pk}" for pk in same_service])
-    if data("context").get("explaining"):
+    # A note about the target ("the login nodes accept SSH from the internet") does not make an attack on it
+    # benign; one naming who acts (the pentest's address, the scanner's account) may (`attack_needs_its_actor`).
+    attempted = hostile_attempts(results) or data("priority").get("recent_failures")  # or the guessing it ends
+    about_target_only = attempted and not data("context").get("explaining_actor")
+    if data("context").get("explaining") and not about_target_only:
         items, named = data("context")["explaining"], data("context").get("explaining_by_entity", [])
         # An item that names this very source, user or host (an approved pentest from 192.0.2.10) explains
         # more than one that applies to the whole threat type.

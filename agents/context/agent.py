@@ -32,6 +32,7 @@ KEYWORD_FIELDS = ("src_ip", "dst_ip", "user", "host", "domains", "endpoint", "co
 PROGRAM_FIELDS = ("process", "command_line")
 # kind -> (points when a keyword matched, points when it applies by type only)
 ITEM_POINTS = {ContextKind.ADVISORY: (8, 5), ContextKind.BUSINESS: (-12, -5), ContextKind.NEWS: (3, 0)}
+ACTOR_FIELDS = {field_ref("src_ip"), field_ref("user")}  # who acted, as opposed to where it happened
 UNEXPLAINABLE = {"inhibit_recovery"}  # behaviours no business note explains
 DENIED_POINTS = (8, 5)  # a business item saying the activity is not approved weighs like an advisory
 
@@ -50,6 +51,7 @@ DENIAL = re.compile(
     r"\b(registered|approved|scheduled|planned|open|on file|filed)\b"
     r"|\b(should|must)\s+(not|never)\b|\bprohibited\b|\bforbidden\b"
     r"|\bno\s+(approved|authori[sz]ed|sanctioned|permitted)\b"
+    r"|\b(has|have)\s+no\s+business\b|\bno\s+(one|human|user|person|staff|employee)s?\s+(uses?|logs?|signs?)\b"
     r"|\bnever\s+(be\s+)?[a-z]{3,}\b|\b(has|have)\s+no\s+[\w-]+\s+(rights|access|permissions?|privileges?)\b"
     r"|\bis\s+not\s+an?\s+[\w-]+\s+(account|host|server|tool)\b",
     re.I)
@@ -62,6 +64,9 @@ EXCEPTING = re.compile(r"\b(any\s+other|all\s+other|other\s+than|else|elsewhere|
 # condition, not an approval.
 RESTRICTION = re.compile(r"\bonly\s+(from|by|through|via|as|with)\b|\brequires?\b|\brequired\b|"
                          r"\bneeds?\s+an?\s+(ticket|change|approval|request)\b|\bdiscouraged\b|\bby\s+design\b", re.I)
+# "Only the index rebuild (CHG-88213) is approved": an approval of one named thing, which this alert may
+# not be — a rule, not an approval of this event.
+EXCLUSIVE = re.compile(r"\bonly\b[^.;]{0,80}\b(is|are|was|were)\s+(approved|allowed|permitted|authori[sz]ed)\b", re.I)
 CONDITIONAL = re.compile(r"\b(requires?|required|needs?|or|outside|without|unless)\s+(an?\s+|the\s+)?"
                          r"(approved|authori[sz]ed)\b", re.I)
 APPROVAL = re.compile(r"\b(approved|authori[sz]ed|sanctioned|expected|scheduled|planned|allowed|permitted|"
@@ -88,7 +93,7 @@ class ContextAgent(Agent):
                          customer_ref(customer, "tier"))
         in_hours, hours_text = self._hours(result, threat, customer)
         entities = _entities(threat)
-        applied, named_items = [], set()
+        applied, named_items, actor_items = [], set(), set()
         for item in items:
             matched = {k: entities[k.strip().lower()] for k in item.keywords
                        if isinstance(k, str) and k.strip().lower() in entities}
@@ -102,6 +107,8 @@ class ContextAgent(Agent):
             applied.append(item)
             if matched:
                 named_items.add(item.pk)
+            if set(matched.values()) & ACTOR_FIELDS:
+                actor_items.add(item.pk)
             self._apply(result, item, matched)
         # Deleting every recovery point is no backup job's work (`recovery_never_explained`): a note saying
         # "vssadmin on file servers is the backup job" does not explain `delete shadows /all`.
@@ -111,6 +118,7 @@ class ContextAgent(Agent):
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
                        "explaining": explaining, "explaining_by_entity": by_entity,
                        "denying": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i)],
+                       "explaining_actor": [pk for pk in explaining if pk in actor_items],
                        "denying_by_entity": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i)
                                              and i.pk in named_items],
                        "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
@@ -161,6 +169,8 @@ def reading(item):
         if DENIAL.search(sentence):
             approving |= bool(EXCEPTING.search(sentence))  # a denial of everything else approves the exception
             denying |= not EXCEPTING.search(sentence)
+        elif EXCLUSIVE.search(sentence):
+            restricting = True
         elif APPROVAL.search(CONDITIONAL.sub(" ", sentence)):
             approving = True
         elif RESTRICTION.search(sentence):
