@@ -458,6 +458,11 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
         state.move(lower(state.band, "LOW"), "output_from_outside", "the command output came from a server outside to "
                    "one of ours that asked for the page: it shows the output, nothing ran here",
                    ["signal.observables.src_ip", "signal.title"], "cap", keep=True)
+    if set(found) <= {"credential_dumping"} and model.get("lsass_reader") and \
+            all(entry.get("tagged") for entry in found.values()):
+        state.move(lower(state.band, "LOW"), "guard_reads_lsass", "the process reading LSASS is the antivirus, EDR or "
+                   "operating system from its own folder, which reads it as its job",
+                   [f"signal.{model['fields'].get('lsass_reader', 'lsass_reader')}"], "cap", keep=True)
     if set(found) == {"anomaly"} and str(found["anomaly"].get("detail", "")).startswith("rootcheck's generic"):
         state.move(lower(state.band, "LOW"), "generic_signature", "rootcheck's generic trojan signature matches strings "
                    "('bash', '/bin/sh') that ordinary binaries contain", ["signal.full_log"], "cap", keep=True)

@@ -1677,3 +1677,21 @@ def test_a_note_about_the_target_does_not_make_an_attack_on_it_benign(customer, 
                          data={"srcip": "203.0.113.9", "dstuser": "jkowalski"})
     threat, = factories.ingest_records("wazuh", [alert], customer)
     assert (threat.false_positive["recommendation"] == "likely_benign_true_positive") is explains
+
+
+@pytest.mark.parametrize("source,band", [
+    ("C:\\ProgramData\\Microsoft\\Windows Defender\\Platform\\4.18.25100.9-0\\MsMpEng.exe", "LOW"),
+    ("C:\\Users\\Public\\MsMpEng.exe", "HIGH"),  # the antivirus's name out of its folder: not the antivirus
+])
+def test_the_antivirus_reading_lsass_from_its_own_folder_is_its_job(source, band):
+    """`guard_reads_lsass`: Wazuh's 92900 tags every LSASS access T1003.001; the reader's own path says
+    whether it is the antivirus, EDR or OS doing its job."""
+    alert = _wazuh_alert(f"1.lsass.{band}", "92900", 12, "Lsass process was accessed with read permissions",
+                         ["sysmon", "sysmon_eid10_detections", "windows"], agent="edu-dc02",
+                         data={"win": {"system": {"eventID": "10", "providerName": "Microsoft-Windows-Sysmon"},
+                                       "eventdata": {"sourceImage": source,
+                                                     "targetImage": "C:\\Windows\\system32\\lsass.exe"}}})
+    alert["rule"]["mitre"] = {"id": ["T1003.001"], "tactic": ["Credential Access"]}
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band
+    assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")

@@ -113,7 +113,7 @@ def assess(threat, results, adversarial):
 # `_contradicted`): the detection was wrong. `recovery_kept` in a planned change: right, and approved.
 DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", "machine_account_ticket",
               "stale_indicator", "sql_words_not_syntax", "few_engines", "no_shell_on_the_socket", "not_base64",
-              "generic_signature", "output_from_outside"}
+              "generic_signature", "output_from_outside", "guard_reads_lsass"}
 
 
 # Behaviours that only describe software doing its job (a policy or inventory rule, an informational

@@ -170,6 +170,8 @@ CLOUD_GROUPS = {"amazon", "aws", "office365", "azure", "gcp", "google_workspace"
 # Processes that read LSASS memory as part of their job (antivirus, EDR, the OS itself).
 LSASS_READERS = {"msmpeng.exe", "mssense.exe", "sensecncproxy.exe", "csrss.exe", "wininit.exe", "services.exe",
                  "svchost.exe", "lsm.exe", "wmiprvse.exe", "taskmgr.exe", "vmtoolsd.exe"}
+READER_HOMES = re.compile(r"^c:\\(windows\\system32\\|programdata\\microsoft\\windows defender( advanced threat "
+                          r"protection)?\\|program files\\(windows defender( advanced threat protection)?|vmware\\vmware tools)\\)")
 RUN_KEYS = re.compile(r"\\(currentversion\\(run|runonce|policies\\explorer\\run)|winlogon\\(userinit|shell))\b", re.I)
 
 
@@ -349,8 +351,12 @@ def _sysmon(built, event_id, event):
         built.set("registry", " = ".join(filter(None, (str(event.get("targetObject") or "")[:500],
                                                        str(event.get("details") or "")[:200]))),
                   "data.win.eventdata.targetObject")
-    reader = str(event.get("sourceImage") or "").lower().rsplit("\\", 1)[-1]
+    source = str(event.get("sourceImage") or "").lower()
+    reader = source.rsplit("\\", 1)[-1]
     if event_id == "10" and target.lower().endswith("\\lsass.exe") and reader not in LSASS_READERS:
         built.behaviour("credential_dumping", "data.win.eventdata.targetImage", "process access to lsass.exe")
+    elif event_id == "10" and target.lower().endswith("\\lsass.exe") and READER_HOMES.search(source):
+        # Antivirus, EDR or the OS reading LSASS from its own folder: its job, whatever the rule tags.
+        built.set("lsass_reader", source[-200:], "data.win.eventdata.sourceImage")
     elif event_id in ("12", "13") and RUN_KEYS.search(str(event.get("targetObject") or "")):
         built.behaviour("persistence", "data.win.eventdata.targetObject", "autostart registry key")
