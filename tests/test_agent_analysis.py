@@ -1695,3 +1695,28 @@ def test_the_antivirus_reading_lsass_from_its_own_folder_is_its_job(source, band
     threat, = _ingest("wazuh", alert)
     assert threat.severity == band
     assert (threat.false_positive["recommendation"] == "likely_false_positive") is (band == "LOW")
+
+
+def test_a_scan_rule_naming_a_brute_force_is_password_guessing():
+    record = _eve("ET SCAN LibSSH Based Frequent SSH Connections Likely BruteForce Attack",
+                  "Attempted Administrator Privilege Gain", "45.135.232.18", "10.60.1.12")
+    record.update(app_proto="ssh", dest_port=22)
+    threat, = _ingest("suricata", record)
+    assert "T1110.001" in _techniques(threat)
+
+
+def test_an_application_layer_flood_is_service_exhaustion():
+    record = _eve("ET DOS Terse HTTP GET Likely LOIC", "Attempted Denial of Service", "198.51.100.77", "10.50.2.10")
+    record.update(app_proto="http", dest_port=80)
+    threat, = _ingest("suricata", record)
+    assert "T1499.002" in _techniques(threat)
+
+
+def test_instance_credentials_used_outside_the_cloud_are_stolen_credentials():
+    alert = _wazuh_alert("1.gd", "80301", 10, "AWS GuardDuty: instance role credentials used from external IP address.",
+                         ["amazon", "aws", "aws_guardduty"],
+                         data={"integration": "aws", "aws": {
+                             "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+                             "source": "guardduty"}})
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == "HIGH" and "T1552.005" in _techniques(threat)

@@ -116,6 +116,8 @@ class _Analysis:
             return ["T1110.003" if "password_spraying" in self.found else "T1110.001"]
         if name == "denial_of_service" and signal.measure(self.threat, "service_port"):
             return ["T1498.002"]  # a UDP service reflecting and amplifying the flood
+        if name == "denial_of_service" and self.model.get("protocol") in WEB_PROTOCOLS:
+            return ["T1499.002"]  # requests that exhaust the application: Service Exhaustion Flood
         if name in ("exploit_attempt",) and not inbound and signal.is_internal(signal.ip(signal.text(self.threat,
                                                                                                       "dst_ip"))):
             return ["T1210"]
@@ -144,6 +146,8 @@ class _Analysis:
         if name == "lateral_movement" and self.model.get("remote_service"):
             return ["T1021.002", "T1569.002"]  # over an admin share (SMB), run as a service
         detail = str(entry.get("detail", "")).lower()
+        if name == "credential_dumping" and detail.startswith("instance credentials"):
+            return ["T1552.005", "T1078.004"]  # an instance role's credentials, taken and used elsewhere
         if name == "exploit_success" and detail.startswith("the instance metadata service"):
             return ["T1190", "T1552.005"]  # a server-side request forgery read the cloud instance's credentials
         if name == "lateral_movement" and re.search(r"\b(psexec|paexec|remcom|csexec|psexesvc)\b", detail):

@@ -181,6 +181,7 @@ SUBJECTS = [
 # login sent in the clear (FTP, telnet, HTTP Basic), a DNS tunnel.
 SIGNATURE_PHRASES = [
     ("login_failure", re.compile(r"\b(bad login|login (failed|incorrect)|failed login|authentication fail\w*)\b", re.I)),
+    ("brute_force", re.compile(r"\bbrute ?force\b|\bpassword guess\w*", re.I)),
     ("credential_exposure", re.compile(r"\b(unencrypted|clear ?text|plain ?text)\b.*\b(password|credential|login)s?\b|"
                                        r"\b(password|credential)s?\b.*\b(unencrypted|clear ?text|plain ?text)\b|"
                                        r"\b(ftp|telnet|pop3?|imap)\b.*\blogin successful\b", re.I)),

@@ -273,6 +273,9 @@ def _cloud(built, data):
     if str(dig(data, "aws.userIdentity.type") or "").lower() == "root":
         built.account("kind", "root", "data.aws.userIdentity.type")  # the account's owner identity
     finding = str(dig(data, "aws.type") or "")
+    if "instancecredentialexfiltration" in finding.lower():
+        # An EC2 instance role's temporary credentials used from outside (GuardDuty): they were taken.
+        built.behaviour("credential_dumping", "data.aws.type", f"instance credentials used elsewhere: {finding[:100]}")
     purpose = finding.split(":")[0].lower()
     if purpose in GUARDDUTY_PURPOSES:
         built.behaviour(GUARDDUTY_PURPOSES[purpose], "data.aws.type", finding[:120])
