@@ -581,7 +581,7 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
                                            f"it {prior}")
     if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2:  # even for a good reason: a human confirms once
         fire("severity_disagreement", f"the source rated it {prior}, the policy {band}")
-    if not model["behaviours"] and not techniques:
+    if not model["behaviours"] and not techniques and not (dismissed and band == "LOW"):  # explained: known enough
         fire("unclassified", f"no behaviour and no ATT&CK technique recognised in {threat.threat_type[:60]!r}")
     if RANK[band] >= RANK["MEDIUM"] and UNCERTAIN[0] <= fp["score"] < UNCERTAIN[1]:
         fire("uncertain_false_positive", f"false-positive likelihood {fp['score']:.0%}")

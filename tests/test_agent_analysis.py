@@ -1720,3 +1720,17 @@ def test_instance_credentials_used_outside_the_cloud_are_stolen_credentials():
                              "source": "guardduty"}})
     threat, = _ingest("wazuh", alert)
     assert threat.severity == "HIGH" and "T1552.005" in _techniques(threat)
+
+
+@pytest.mark.parametrize("explained", [True, False])
+def test_an_unrecognised_alert_that_a_note_explains_needs_no_second_look(customer, explained):
+    """`unclassified` asks a human what an alert is; a note that explains it has answered (a LOW benign call)."""
+    if explained:
+        ContextItem.objects.create(customer=customer, kind="business", title="Vault rotation",
+                                   body="The PAM vault rotates the oracle password on gf-db-07 every Sunday at 03:00.",
+                                   keywords=["gf-db-07"], valid_from=datetime(2026, 11, 1, tzinfo=UTC))
+    alert = _wazuh_alert(f"1.pam.{explained}", "5556", 3, "unix_chkpwd: Password changed.", ["pam", "syslog"],
+                         agent="gf-db-07", data={"dstuser": "oracle"})
+    threat, = factories.ingest_records("wazuh", [alert], customer)
+    assert threat.signal.get("behaviours") == [] and threat.severity == "LOW"
+    assert any(r.startswith("unclassified") for r in threat.review_reasons) is not explained
