@@ -1734,3 +1734,18 @@ def test_an_unrecognised_alert_that_a_note_explains_needs_no_second_look(custome
     threat, = factories.ingest_records("wazuh", [alert], customer)
     assert threat.signal.get("behaviours") == [] and threat.severity == "LOW"
     assert any(r.startswith("unclassified") for r in threat.review_reasons) is not explained
+
+
+def test_an_endpoint_detection_s_category_is_not_a_second_stage():
+    """Every Elastic Defend detection is filed under event.category malware; when the alert says what
+    happened (LSASS dumped), that category is the product's, not a foothold beside the dump."""
+    alert = _elastic("defend-lsass", "Behavior - Detected - Elastic Defend", "T1003.001", "medium",
+                     event={"kind": "signal", "category": ["malware", "intrusion_detection"], "type": ["info"],
+                            "outcome": "success"},
+                     host={"name": "app-07"},
+                     process={"executable": "C:\\Windows\\System32\\rundll32.exe",
+                              "command_line": "rundll32.exe C:\\Windows\\System32\\comsvcs.dll, MiniDump 672 "
+                                              "C:\\Windows\\Temp\\l.dmp full"})
+    threat, = _ingest("ecs", alert)
+    assert threat.severity == "HIGH"
+    assert "compromise_with_impact" not in [f.get("rule") for f in threat.risk_factors]

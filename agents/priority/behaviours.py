@@ -146,11 +146,19 @@ SUBSUMES_AUTOMATION = {"vulnerability_scan", "network_scan", "web_attack", "cred
                        "anonymising_proxy", "exploit_attempt"}
 
 
+SPECIFIC_ACTS = {"credential_dumping", "lateral_movement", "persistence", "privilege_escalation", "security_tool_disabled",
+                 "log_cleared", "inhibit_recovery", "ransomware", "exfiltration", "command_and_control", "kerberoasting"}
+
+
 def effective(found):
     """The behaviours that decide ({name: entry}): automation is dropped when a specific behaviour
     says what the automation does."""
     if set(found) & SUBSUMES_AUTOMATION:
-        return {name: entry for name, entry in found.items() if name not in ("automation", "rate_abuse")}
+        found = {name: entry for name, entry in found.items() if name not in ("automation", "rate_abuse")}
+    # An endpoint detection's category ("malware" for every Elastic Defend alert) says what the product is,
+    # not what happened, when a behaviour says what happened.
+    if str((found.get("malware") or {}).get("field")) == "event.category" and set(found) & SPECIFIC_ACTS:
+        found = {name: entry for name, entry in found.items() if name != "malware"}
     return found
 
 
