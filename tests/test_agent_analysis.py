@@ -1749,3 +1749,16 @@ def test_an_endpoint_detection_s_category_is_not_a_second_stage():
     threat, = _ingest("ecs", alert)
     assert threat.severity == "HIGH"
     assert "compromise_with_impact" not in [f.get("rule") for f in threat.risk_factors]
+
+
+def test_a_note_about_the_target_does_not_turn_a_blocked_attack_into_a_benign_one(customer):
+    """A failed attack is a true positive that needs nothing done, not authorised activity."""
+    ContextItem.objects.create(customer=customer, kind="business", title="Storefront stack",
+                               body="The storefront runs on 10.40.1.10 behind the IPS.", keywords=["10.40.1.10"],
+                               valid_from=datetime(2026, 1, 1, tzinfo=UTC))
+    record = _eve("ET EXPLOIT Apache log4j RCE Attempt (CVE-2021-44228)", "Attempted Administrator Privilege Gain",
+                  "198.51.100.23", "10.40.1.10", severity=1)
+    record["alert"]["action"] = "blocked"
+    threat, = factories.ingest_records("suricata", [record], customer)
+    assert threat.severity == "LOW"
+    assert threat.false_positive["recommendation"] != "likely_benign_true_positive"

@@ -72,7 +72,10 @@ def assess(threat, results, adversarial):
                   [f"infra_event:{pk}" for pk in same_service])
     # A note about the target ("the login nodes accept SSH from the internet") does not make an attack on it
     # benign; one naming who acts (the pentest's address, the scanner's account) may (`attack_needs_its_actor`).
-    attempted = hostile_attempts(results) or data("priority").get("recent_failures")  # or the guessing it ends
+    # An attack attempted (even one that failed: it is still a true positive, only a harmless one), or the
+    # login that ends a run of guessing.
+    attempted = hostile_attempts(results) or data("priority").get("recent_failures") or any(
+        isinstance(b, dict) and b.get("name") in ATTACKS for b in data("priority").get("behaviours", []))
     about_target_only = attempted and not data("context").get("explaining_actor")
     if data("context").get("explaining") and not about_target_only:
         items, named = data("context")["explaining"], data("context").get("explaining_by_entity", [])
@@ -111,6 +114,7 @@ def assess(threat, results, adversarial):
 
 # Policy caps whose reason is that the alert's own data disproves its claim (agents/verdict.py
 # `_contradicted`): the detection was wrong. `recovery_kept` in a planned change: right, and approved.
+ATTACKS = {"web_attack", "exploit_attempt", "exploit_success", "brute_force", "password_spraying", "credential_stuffing"}
 DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", "machine_account_ticket",
               "stale_indicator", "sql_words_not_syntax", "few_engines", "no_shell_on_the_socket", "not_base64",
               "generic_signature", "output_from_outside", "guard_reads_lsass"}
