@@ -17,6 +17,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]")
 # package with its version (agent-8.17.4): at least three parts, so that ordinary words never match.
 ARTIFACT = re.compile(r"(?<![\w.-])[a-z][a-z0-9]*(?:[._-][a-z0-9]+){2,}(?![\w-])")
 ARTIFACT_FIELDS = ("command_line", "process")
+CIDR = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}/\d{1,2}(?!\d)")
 # A numbered range as tickets write it: lms-db-01..04, edge-lon-01..08, web1..web4.
 RANGE = re.compile(r"\b([a-z][a-z0-9_.-]*?)(\d+)\s*(?:\.\.|–|\bto\b)\s*(?:\1)?(\d+)\b")
 
@@ -25,10 +26,15 @@ def names(threat, text, fields=("host",), accounts=True):
     """The signal field whose value `text` names (an address written whole, the acting account when
     the alert has no host of its own, a host in `fields` whole or in a range), or None."""
     text = text.lower()
+    networks = [signal.network(cidr) for cidr in CIDR.findall(text)]
     for name in ADDRESS_FIELDS:
         for value in signal.values(threat, name):
-            if signal.ip(value) is not None and re.search(rf"(?<![\d.]){re.escape(value.strip())}(?![\d.]*\d)", text):
+            address = signal.ip(value)
+            if address is not None and re.search(rf"(?<![\d.]){re.escape(value.strip())}(?![\d.]*\d)", text):
                 return field_ref(name)
+            if address is not None and any(n is not None and address.version == n.version and address in n
+                                           for n in networks):
+                return field_ref(name)  # inside a range the text names (10.12.0.0/16)
     # An account for an alert with no host of its own (a cloud identity's action): where there is a
     # host, the text must name it.
     for value in [] if not accounts or signal.text(threat, "host") else signal.values(threat, "user"):

@@ -1762,3 +1762,16 @@ def test_a_note_about_the_target_does_not_turn_a_blocked_attack_into_a_benign_on
     threat, = factories.ingest_records("suricata", [record], customer)
     assert threat.severity == "LOW"
     assert threat.false_positive["recommendation"] != "likely_benign_true_positive"
+
+
+@pytest.mark.parametrize("src,reads", [("10.12.31.77", "denies"), ("10.88.4.20", "explains")])
+def test_a_note_that_approves_one_network_and_denies_another_reads_as_the_sentence_naming_the_alert(
+        customer, src, reads):
+    from agents.context.agent import reading
+
+    item = ContextItem.objects.create(
+        customer=customer, kind="business", title="ResNet acceptable use", keywords=[src],
+        body="Peer-to-peer clients are permitted on the student network 10.88.0.0/16; "
+             "P2P is NOT permitted on staff networks (10.12.0.0/16).", valid_from=timezone.now() - timedelta(days=1))
+    threat = _threat(customer, observables={"src_ip": src, "dst_ip": "198.51.100.9"})
+    assert reading(item, threat) == reads

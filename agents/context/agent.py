@@ -109,17 +109,18 @@ class ContextAgent(Agent):
                 named_items.add(item.pk)
             if set(matched.values()) & ACTOR_FIELDS:
                 actor_items.add(item.pk)
-            self._apply(result, item, matched)
+            self._apply(result, item, matched, threat)
         # Deleting every recovery point is no backup job's work (`recovery_never_explained`): a note saying
         # "vssadmin on file servers is the backup job" does not explain `delete shadows /all`.
         explainable = not UNEXPLAINABLE & set(signal.behaviours(threat))
-        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and reading(i) == "explains" and explainable]
+        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and reading(i, threat) == "explains"
+                      and explainable]
         by_entity = [i.pk for i in applied if i.pk in explaining and i.pk in named_items]
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
                        "explaining": explaining, "explaining_by_entity": by_entity,
-                       "denying": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i)],
+                       "denying": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i, threat)],
                        "explaining_actor": [pk for pk in explaining if pk in actor_items],
-                       "denying_by_entity": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i)
+                       "denying_by_entity": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i, threat)
                                              and i.pk in named_items],
                        "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
         if explaining:
@@ -141,15 +142,15 @@ class ContextAgent(Agent):
             result.score(5, f"human-driven activity outside business hours ({hours_text})", *evidence)
         return in_hours, hours_text
 
-    def _apply(self, result, item, matched):
+    def _apply(self, result, item, matched, threat):
         ref = f"context_item:{item.pk}"
         why = f" (matches {', '.join(repr(k) for k in matched)})" if matched else ""
         result.find(f"{item.get_kind_display()}: {item.title}{why}", ref, *dict.fromkeys(matched.values()))
-        if item.kind == ContextKind.BUSINESS and reading(item) == "denies":
+        if item.kind == ContextKind.BUSINESS and reading(item, threat) == "denies":
             result.score(DENIED_POINTS[0 if matched else 1], f"business context says it is not approved: {item.title}",
                          ref)
             return
-        if item.kind == ContextKind.BUSINESS and reading(item) == "restricts":
+        if item.kind == ContextKind.BUSINESS and reading(item, threat) == "restricts":
             return  # a rule, not an approval of this event: the finding above cites it for the analyst
         points = ITEM_POINTS.get(item.kind, (0, 0))[0 if matched else 1]
         if points > 0:
@@ -160,28 +161,32 @@ class ContextAgent(Agent):
                                           "positive if it matches.")
 
 
-def reading(item):
+def reading(item, threat=None):
     """How a business note reads: "denies" (it says what is not approved or expected and approves
     nothing: `context_denies`), "restricts" (it only states a rule: `context_restricts`), else
-    "explains"."""
-    denying = restricting = approving = False
+    "explains". A note that approves one thing and denies another ("permitted on ResNet 10.88.0.0/16,
+    NOT on staff networks 10.12.0.0/16") reads as the sentence that names this alert says."""
+    denying, approving, restricting = [], [], []
     for sentence in SENTENCES.split(f"{item.title}. {item.body}"):
         if DENIAL.search(sentence):
-            approving |= bool(EXCEPTING.search(sentence))  # a denial of everything else approves the exception
-            denying |= not EXCEPTING.search(sentence)
+            (approving if EXCEPTING.search(sentence) else denying).append(sentence)  # an exception approves
         elif EXCLUSIVE.search(sentence):
-            restricting = True
+            restricting.append(sentence)
         elif APPROVAL.search(CONDITIONAL.sub(" ", sentence)):
-            approving = True
+            approving.append(sentence)
         elif RESTRICTION.search(sentence):
-            restricting = True
+            restricting.append(sentence)
+    if approving and denying and threat is not None:
+        names = lambda sentences: any(naming.names(threat, s) for s in sentences)  # noqa: E731
+        if names(denying) and not names(approving):
+            return "denies"
     if approving:
         return "explains"
     return "denies" if denying else "restricts" if restricting else "explains"
 
 
-def denies(item):
-    return reading(item) == "denies"
+def denies(item, threat=None):
+    return reading(item, threat) == "denies"
 
 
 def _read_items(threats, limit):
