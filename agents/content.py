@@ -255,47 +255,45 @@ def sql_words_only(threat):
     return words
 
 
-def _traversal_served(threat, model, found):
-    """Rule `traversal_served`: a path traversal to a system file (/etc/passwd, /etc/shadow, win.ini,
-    boot.ini) answered 2xx: the server read the file and sent it back."""
+def _answered_urls(threat, model):
+    """(observable name, decoded URL, status) of each requested URL, when the server answered 2xx: what
+    the rules below read (a 4xx or 5xx means the request did nothing they claim)."""
     status = model["measures"].get("http_status")
     if not (isinstance(status, int) and 200 <= status < 300):
         return
     for name in ("urls", "endpoint"):
         for url in signal.values(threat, name):
-            if TRAVERSAL_TO_FILE.search(urllib.parse.unquote_plus(url[:8_192])):
-                add(found, "exploit_success", f"observables.{name}", f"a system file read by path traversal, "
-                                                                    f"answered {status}")
-                return
+            yield name, urllib.parse.unquote_plus(url[:8_192]), status
+
+
+def _traversal_served(threat, model, found):
+    """Rule `traversal_served`: a path traversal to a system file (/etc/passwd, /etc/shadow, win.ini,
+    boot.ini) answered 2xx: the server read the file and sent it back."""
+    for name, url, status in _answered_urls(threat, model):
+        if TRAVERSAL_TO_FILE.search(url):
+            add(found, "exploit_success", f"observables.{name}", f"a system file read by path traversal, "
+                                                                f"answered {status}")
+            return
 
 
 def _metadata_fetched(threat, model, found):
     """Rule `metadata_fetched`: a request whose parameters point the server at the cloud instance
     metadata service (169.254.169.254, metadata.google.internal, …), answered 2xx: the SSRF worked and
     the instance's credentials went back to the caller (T1552.005)."""
-    status = model["measures"].get("http_status")
-    if not (isinstance(status, int) and 200 <= status < 300):
-        return
-    for name in ("urls", "endpoint"):
-        for url in signal.values(threat, name):
-            _path, _mark, query = urllib.parse.unquote_plus(url).partition("?")
-            if METADATA_SERVICE.search(query):
-                add(found, "exploit_success", f"observables.{name}", f"the instance metadata service fetched, {status}")
-                return
+    for name, url, status in _answered_urls(threat, model):
+        if METADATA_SERVICE.search(url.partition("?")[2]):
+            add(found, "exploit_success", f"observables.{name}", f"the instance metadata service fetched, {status}")
+            return
 
 
 def _web_shell_used(threat, model, found):
     """Rule `web_shell_used`: a script in an upload folder (`/uploads/…/x.php`: uploads are files,
     never code) asked to run a shell command in its parameters, and answered 2xx: a web shell at work."""
-    status = model["measures"].get("http_status")
-    if not (isinstance(status, int) and 200 <= status < 300):
-        return
-    for name in ("urls", "endpoint"):
-        for url in signal.values(threat, name):
-            path, _mark, query = urllib.parse.unquote_plus(url).partition("?")
-            if UPLOADED_SCRIPT.search(path) and SHELL_COMMAND.search(query):
-                add(found, "web_shell", f"observables.{name}", f"a script in an upload folder ran a command, {status}")
-                return
+    for name, url, status in _answered_urls(threat, model):
+        path, _mark, query = url.partition("?")
+        if UPLOADED_SCRIPT.search(path) and SHELL_COMMAND.search(query):
+            add(found, "web_shell", f"observables.{name}", f"a script in an upload folder ran a command, {status}")
+            return
 
 
 def _injection_answered(threat, model, found):

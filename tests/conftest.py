@@ -116,3 +116,25 @@ def threat(customer):
     from tests import factories
 
     return factories.make_threat(customer=customer)
+
+
+# Spans of the code under test, in memory (an SDK provider with an in-memory exporter), for the
+# observability and tracing tests. Module scope: each test module gets its own exporter.
+@pytest.fixture(scope="module")
+def span_exporter():
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from socproject import telemetry
+
+    exporter = InMemorySpanExporter()
+    telemetry.instrument_web()
+    telemetry.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()  # later tests' spans are dropped, not kept in memory
+
+
+@pytest.fixture
+def spans(span_exporter):
+    span_exporter.clear()
+    return span_exporter

@@ -12,8 +12,6 @@ import re
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,21 +24,6 @@ AGENT_SPANS = {f"agent.{kind}" for kind in AGENT_KINDS}
 ANALYZER_SPANS = {f"analyzer.{name}" for name in telemetry.ANALYZERS}
 PHASES = {"gather", "agents", "adversarial", "false_positive", "response", "timeline", "store", "total"}
 TIMEOUT = 3
-
-
-@pytest.fixture(scope="module")
-def span_exporter():
-    exporter = InMemorySpanExporter()
-    telemetry.instrument_web()
-    telemetry.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    exporter.shutdown()  # later tests' spans are dropped, not kept in memory
-
-
-@pytest.fixture
-def spans(span_exporter):
-    span_exporter.clear()
-    return span_exporter
 
 
 def scrape(client):

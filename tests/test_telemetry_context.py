@@ -16,8 +16,6 @@ import logging
 import threading
 
 import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from socproject import telemetry
@@ -25,21 +23,6 @@ from threats.models import Threat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 TIMEOUT = 5
-
-
-@pytest.fixture(scope="module")
-def span_exporter():
-    exporter = InMemorySpanExporter()
-    telemetry.instrument_web()
-    telemetry.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    exporter.shutdown()
-
-
-@pytest.fixture
-def spans(span_exporter):
-    span_exporter.clear()
-    return span_exporter
 
 
 @pytest.fixture

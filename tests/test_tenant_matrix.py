@@ -312,6 +312,14 @@ MATRIX = {
 
 # Every registered admin model: its views by kind. Analysts hold view/add/change on threats, context
 # and infrastructure, view elsewhere, no delete; a scoped analyst's B objects do not exist for it.
+DELIVERY_RECORDS = {  # webhook deliveries: superusers read and delete them, nobody writes one by hand
+    "changelist":      (*NOBODY, 403, 403, 200),
+    "add":             (*NOBODY, 403, 403, 403),
+    "change":          (*NOBODY, 403, 403, "view"),
+    "delete":          (*NOBODY, 403, 403, "deleted"),
+    "history":         (*NOBODY, 403, 403, 200),
+    "object":          (*NOBODY, "to-change", "to-change", "to-change"),
+}
 ADMIN_MODELS = {
     # model                kind               anonymous + keys  scoped                  staff        superuser
     "threats.threat": {
@@ -388,22 +396,8 @@ ADMIN_MODELS = {
         "history":         (*NOBODY, 403, 403, 200),
         "object":          (*NOBODY, "to-change", "to-change", "to-change"),
     },
-    "handoff.webhookdelivery": {
-        "changelist":      (*NOBODY, 403, 403, 200),
-        "add":             (*NOBODY, 403, 403, 403),
-        "change":          (*NOBODY, 403, 403, "view"),
-        "delete":          (*NOBODY, 403, 403, "deleted"),
-        "history":         (*NOBODY, 403, 403, 200),
-        "object":          (*NOBODY, "to-change", "to-change", "to-change"),
-    },
-    "handoff.deadletter": {
-        "changelist":      (*NOBODY, 403, 403, 200),
-        "add":             (*NOBODY, 403, 403, 403),
-        "change":          (*NOBODY, 403, 403, "view"),
-        "delete":          (*NOBODY, 403, 403, "deleted"),
-        "history":         (*NOBODY, 403, 403, 200),
-        "object":          (*NOBODY, "to-change", "to-change", "to-change"),
-    },
+    "handoff.webhookdelivery": DELIVERY_RECORDS,
+    "handoff.deadletter": DELIVERY_RECORDS,  # the same records, those out of attempts
     "auth.user": {
         "changelist":      (*NOBODY, 403, 403, 200),
         "add":             (*NOBODY, 403, 403, 200),

@@ -93,7 +93,7 @@ class ContextAgent(Agent):
                          customer_ref(customer, "tier"))
         in_hours, hours_text = self._hours(result, threat, customer)
         entities = _entities(threat)
-        applied, named_items, actor_items = [], set(), set()
+        applied, named_items, actor_items, reads = [], set(), set(), {}
         for item in items:
             matched = {k: entities[k.strip().lower()] for k in item.keywords
                        if isinstance(k, str) and k.strip().lower() in entities}
@@ -105,23 +105,24 @@ class ContextAgent(Agent):
                 named = naming.names(threat, f"{item.title}\n{item.body}")
                 matched = {named.removeprefix("signal.observables."): named} if named else {}
             applied.append(item)
+            # How a business note reads is decided once per threat (the sentences, their naming).
+            reads[item.pk] = reading(item, threat) if item.kind == ContextKind.BUSINESS else None
             if matched:
                 named_items.add(item.pk)
             if set(matched.values()) & ACTOR_FIELDS:
                 actor_items.add(item.pk)
-            self._apply(result, item, matched, threat)
+            self._apply(result, item, matched, reads[item.pk])
         # Deleting every recovery point is no backup job's work (`recovery_never_explained`): a note saying
         # "vssadmin on file servers is the backup job" does not explain `delete shadows /all`.
         explainable = not UNEXPLAINABLE & set(signal.behaviours(threat))
-        explaining = [i.pk for i in applied if i.kind == ContextKind.BUSINESS and reading(i, threat) == "explains"
-                      and explainable]
+        explaining = [pk for pk, how in reads.items() if how == "explains" and explainable]
+        denying = [pk for pk, how in reads.items() if how == "denies"]
         by_entity = [i.pk for i in applied if i.pk in explaining and i.pk in named_items]
         result.data = {"business_hours": in_hours, "local_time": hours_text, "items": [i.pk for i in applied],
                        "explaining": explaining, "explaining_by_entity": by_entity,
-                       "denying": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i, threat)],
+                       "denying": denying,
                        "explaining_actor": [pk for pk in explaining if pk in actor_items],
-                       "denying_by_entity": [i.pk for i in applied if i.kind == ContextKind.BUSINESS and denies(i, threat)
-                                             and i.pk in named_items],
+                       "denying_by_entity": [pk for pk in denying if pk in named_items],
                        "advisories": [i.pk for i in applied if i.kind == ContextKind.ADVISORY]}
         if explaining:
             result.confidence = 0.85
@@ -142,15 +143,15 @@ class ContextAgent(Agent):
             result.score(5, f"human-driven activity outside business hours ({hours_text})", *evidence)
         return in_hours, hours_text
 
-    def _apply(self, result, item, matched, threat):
+    def _apply(self, result, item, matched, how):
         ref = f"context_item:{item.pk}"
         why = f" (matches {', '.join(repr(k) for k in matched)})" if matched else ""
         result.find(f"{item.get_kind_display()}: {item.title}{why}", ref, *dict.fromkeys(matched.values()))
-        if item.kind == ContextKind.BUSINESS and reading(item, threat) == "denies":
+        if how == "denies":
             result.score(DENIED_POINTS[0 if matched else 1], f"business context says it is not approved: {item.title}",
                          ref)
             return
-        if item.kind == ContextKind.BUSINESS and reading(item, threat) == "restricts":
+        if how == "restricts":
             return  # a rule, not an approval of this event: the finding above cites it for the analyst
         points = ITEM_POINTS.get(item.kind, (0, 0))[0 if matched else 1]
         if points > 0:
@@ -184,9 +185,6 @@ def reading(item, threat=None):
         return "explains"
     return "denies" if denying else "restricts" if restricting else "explains"
 
-
-def denies(item, threat=None):
-    return reading(item, threat) == "denies"
 
 
 def _read_items(threats, limit):
