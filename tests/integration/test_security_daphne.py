@@ -183,7 +183,11 @@ def test_oversized_websocket_messages_close_the_socket(cluster):
 
     async def scenario(size):
         socket_ = await _open(cluster, 0, session)
-        await socket_.send(json.dumps({"type": "ping", "pad": "x" * size}))
+        try:
+            await socket_.send(json.dumps({"type": "ping", "pad": "x" * size}))
+        except websockets.ConnectionClosed:
+            # The server may fail the connection while a large frame is still being written.
+            return socket_.close_code
         code, _took = await _closed_within(socket_, 5)
         return code
 
