@@ -20,7 +20,9 @@ SCANNER_TOOLS = re.compile(r"nikto|nmap|masscan|zgrab|nuclei|acunetix|nessus|ope
                            r"\bzap\b|feroxbuster|ffuf", re.I)
 # Attack payloads in a requested URL (decoded or percent-encoded): the request itself is the attack.
 URL_PAYLOADS = [
-    ("SQL injection", r"union(\s|\+|%20|/\*.*?\*/)+(all(\s|\+|%20)+)?select|'\s*(or|and)\s*'?\d+'?\s*=\s*'?\d|"
+    # UNION SELECT with what an injection adds (a column list, FROM, NULL, a comment): the bare words are prose.
+    ("SQL injection", r"union(\s|\+|%20|/\*.*?\*/)+(all(\s|\+|%20)+)?select\b[^&]*?(,|%2c|\bfrom\b|\bnull\b|@@|--|#|"
+                      r"/\*|\bconcat)|'\s*(or|and)\s*'?\d+'?\s*=\s*'?\d|"
                       r"(sleep|benchmark|pg_sleep)\s*\(|information_schema|xp_cmdshell|%27(\+|%20)*(or|and)(\+|%20)"),
     ("cross-site scripting", r"<\s*script|%3cscript|javascript:|onerror\s*=|onload\s*=|%3csvg|<svg[^>]*on\w+="),
     ("path traversal", r"\.\./\.\./|%2e%2e(/|%2f)|\.\.%2f|/etc/passwd|/etc/shadow|boot\.ini|win\.ini"),
@@ -32,7 +34,9 @@ SHELL_ON_SOCKET = re.compile(r"<>|>&|<&|0>&1|\s-i\b|\bexec\s+\d+\s*<>")
 REG_DATA = re.compile(r'\breg(\.exe)?\s+add\b.*?\s/d\s+("?)([^"\s]*)\2', re.I)
 MIN_ENCODED = 16  # shorter than this, a value is a flag or a number, not an encoded payload
 SQL_WORDS = re.compile(r"\b(select|union|insert|update|delete|drop|where|from|order by)\b", re.I)
-SQL_SYNTAX = re.compile(r"['\"`;=()@*<>|&\\]|--|/\*|#|\b0x[0-9a-f]|\bselect\b.+\bfrom\b|\bunion\s+(all\s+)?select\b", re.I)
+# What a query needs beyond keywords: a quote, comment, operator, list or statement. "union select" alone is
+# prose (a search for the phrase); an injection closes the query or lists columns ("1 union select 1,2").
+SQL_SYNTAX = re.compile(r"['\"`;=(),@*<>|&\\]|--|/\*|#|\b0x[0-9a-f]|\bselect\b.+\bfrom\b", re.I)
 TRAVERSAL_TO_FILE = re.compile(r"(\.\./|\.\.\\){2,}.*(etc/passwd|etc/shadow|win\.ini|boot\.ini)", re.I)
 UNION_SELECT = re.compile(r"\bunion(\s|/\*.*?\*/)+(all\s+)?select\b.*\bfrom\b", re.I)  # on the decoded URL
 # A UNION query's answer this large carries rows: an error or an empty result is a few kilobytes.

@@ -477,7 +477,8 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
                    "cap", keep=True)
     # The rule names SQL injection, or is a coarse stock rule (Wazuh's match words such as 'select').
     sql_rule = SQL_RULE.search(threat.title or "") or model.get("trust") == "coarse"
-    if set(found) == {"web_attack"} and sql_rule and not model.get("url_payloads") and content.sql_words_only(threat):
+    seen = {name for name, entry in found.items() if not entry.get("tagged")}
+    if seen == {"web_attack"} and sql_rule and not model.get("url_payloads") and content.sql_words_only(threat):
         state.move(lower(state.band, "LOW"), "sql_words_not_syntax", "the rule looks for SQL injection, but the URL's "
                    "values hold SQL keywords only as words of text: no quote, comment or statement",
                    ["signal.observables.urls"], "cap", keep=True)

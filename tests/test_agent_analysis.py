@@ -962,6 +962,8 @@ def test_a_low_alert_showing_only_routine_software_is_a_benign_true_positive(sig
     ("/search?q=select+your+size+union+jack+flag+shirt", "likely_false_positive"),
     ("/search?q=union+jack%27+or+1%3D1--", "likely_real_threat"),
     ("/search?q=cushions", "likely_real_threat"),
+    ("/search/?q=postgres+union+select+vs+union+all+performance", "likely_false_positive"),  # the phrase, no query
+    ("/item?id=1+union+select+1,2,3", "likely_real_threat"),  # a column list: a numeric-context injection
 ])
 def test_sql_keywords_as_words_of_a_search_are_not_an_injection(url, call):
     alert = {"timestamp": "2026-11-22T16:43:06.000+0000", "id": f"1.{len(url)}", "agent": {"id": "1", "name": "web-03"},

@@ -215,6 +215,16 @@ def test_an_eve_alert_maps_to_the_threat_fields():
     assert alert.raw is item
 
 
+@pytest.mark.parametrize("rating,band", [("Audit", "LOW"), ("Informational", "LOW"), ("Minor", "MEDIUM"),
+                                         ("Major", "MEDIUM"), ("Critical", "HIGH")])
+def test_emerging_threats_own_rating_bounds_the_eve_severity(rating, band):
+    """ET rules carry metadata.signature_severity; Audit and Informational rules are context (ET's rule
+    managers disable the two together), so a severity 2 Tor-exit audit rule is LOW."""
+    item = json.loads(json.dumps(EVE[1]))
+    item["alert"].update(severity=2, metadata={"signature_severity": [rating]})
+    assert suricata.parse(item).severity_hint == band
+
+
 @pytest.mark.parametrize("signature,category,shown", [
     ("ET CNC Feodo Tracker Reported CnC Server group 1", "A Network Trojan was detected",
      ["command_and_control", "malware"]),  # the rule set's CNC category

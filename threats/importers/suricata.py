@@ -33,9 +33,10 @@ REFLECTORS = {123, 11211, 53, 1900, 19, 389}
 SOURCE = "suricata"
 SEVERITY = {1: Severity.HIGH, 2: Severity.MEDIUM, 3: Severity.LOW, 4: Severity.LOW}
 # Emerging Threats' own rating in metadata.signature_severity bounds the classtype's priority:
-# "Critical" rules are strong indicators (at least HIGH), "Informational" ones are context (LOW).
+# "Critical" rules are strong indicators (at least HIGH), "Informational" and "Audit" ones are
+# context (LOW): rule-management tools disable both together.
 SIGNATURE_FLOOR = {"critical": Severity.HIGH, "major": Severity.MEDIUM}
-SIGNATURE_CAP = {"informational": Severity.LOW, "minor": Severity.MEDIUM}
+SIGNATURE_CAP = {"informational": Severity.LOW, "audit": Severity.LOW, "minor": Severity.MEDIUM}
 
 
 def parse(item):
