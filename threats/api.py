@@ -31,7 +31,7 @@ from ninja.security import django_auth
 
 from agents.analyzers.response import SLA_MINUTES
 
-from . import access, audit, hidden_text, pivots, ratelimit, services, stats
+from . import access, audit, hidden_text, pivots, queue, ratelimit, services, stats
 from .apikeys import APIKeyAuth
 from .choices import CLOSED_STATUSES, ActorKind, AnalysisStatus, Disposition, Severity, Status
 from .models import APIKey, Customer, ThreatGroup
@@ -470,6 +470,89 @@ def add_note(request, threat_id: UUID, payload: NoteIn):
                         "body": note.body, "created_at": note.created_at})
 
 
+# --- My queue: what to work on next (threats/queue.py, docs/queue.md) ------------------------------
+
+
+class QueueFilters(Schema):
+    customer: str | None = Field(None, max_length=100, description="Customer slug.")
+    assignee: str | None = Field(None, max_length=150, description="Username, 'me' or 'none'.")
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=300, description=(
+        "The `next_cursor` of the previous page. It keeps the moment the first page was ranked at, so "
+        "the pages of one walk through the queue never repeat or skip a threat as the clocks move."))
+
+
+class QueueItem(ThreatSummary):
+    priority: float = Field(..., description="risk × urgency × tier weight (docs/queue.md); higher comes first.")
+    risk: int = Field(..., description="The risk the priority used (a grouped member: its head's; unanalysed: 50).")
+    urgency: float = Field(..., description="1 with no SLA clock running; 1 + 3 × the share of the SLA used, at most 4.")
+    tier_weight: float = Field(..., description="The customer's tier: starter 1, business 1.25, enterprise 1.5.")
+    reason: str = Field(..., description='Why it is here, e.g. "HIGH, risk 72, 12 min left of 30, enterprise customer".')
+    sla_due: datetime | None = Field(None, description="When the acknowledgement SLA breaches, while its clock runs.")
+
+
+class QueuePage(Schema):
+    items: list[QueueItem]
+    next_cursor: str | None
+    ranked_at: datetime = Field(..., description="The moment the priorities were computed at.")
+
+
+@router.get("/queue", auth=READ_AUTH, response={200: QueuePage, 400: Error, **REFUSALS})
+def list_queue(request, filters: Query[QueueFilters]):
+    """The open threats the caller may see, highest priority first (risk × urgency from the SLA time
+    left × customer tier), each with the reason in words; cursor pagination as /api/threats."""
+    _refuse_unknown_parameters(request, QueueFilters)
+    items, next_cursor, ranked_at = queue_page(access.principal(request), filters)
+    return hidden_text.json_response({"items": items, "next_cursor": next_cursor, "ranked_at": ranked_at},
+                                     content_type="application/json; charset=utf-8")
+
+
+QUEUE_FIELDS = (*SUMMARY_FIELDS, "priority", "queue_risk", "queue_urgency", "queue_weight", "acknowledged_at")
+QUEUE_EXPRESSIONS = {**SUMMARY_EXPRESSIONS, "tier": F("customer__tier")}
+
+
+def queue_page(who, filters, now=None):
+    """(items, next cursor, ranked at): one page of `who`'s queue, as GET /api/queue answers it."""
+    ranked_at, position = _decode_queue_cursor(filters.cursor) if filters.cursor else (now or timezone.now(), None)
+    found = queue.ranked(queue.open_threats(_by_customer_and_assignee(services.visible_threats(who), filters, who)),
+                         ranked_at)
+    if position:
+        found = queue.after(found, *position)
+    rows = list(found.values(*QUEUE_FIELDS, **QUEUE_EXPRESSIONS)[: filters.limit + 1])
+    more, rows = len(rows) > filters.limit, rows[: filters.limit]
+    next_cursor = _queue_cursor(ranked_at, rows[-1]) if more else None
+    return [_queue_item(row, ranked_at) for row in rows], next_cursor, ranked_at
+
+
+def _queue_item(row, now):
+    inherited = row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] is not None
+    ranking = queue.rank(
+        severity=row["head_severity"] if inherited else row["severity"],
+        risk_score=row["head_risk"] if inherited else row["risk_score"],
+        received_at=row["received_at"], acknowledged_at=row["acknowledged_at"], tier=row["tier"], now=now,
+        inherited=inherited)
+    return {**_summary(row), "priority": round(row["priority"], 2), "risk": ranking.risk,
+            "urgency": round(row["queue_urgency"], 3), "tier_weight": row["queue_weight"], "reason": ranking.reason,
+            "sla_due": ranking.sla_due}
+
+
+def _queue_cursor(ranked_at, row):
+    raw = json.dumps([ranked_at.isoformat(), row["priority"], row["received_at"].isoformat(), str(row["id"])])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_queue_cursor(cursor):
+    """(ranked at, (priority, received_at, id)) from a queue cursor; 400 naming `cursor` otherwise."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        ranked_at, priority, received_at, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)):
+            raise ValueError(priority)
+        return utc_moment(str(ranked_at)), (float(priority), utc_moment(str(received_at)), UUID(str(last_id)))
+    except (ValueError, TypeError, binascii.Error):
+        raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None
+
+
 # --- Analytics and events --------------------------------------------------------------------------
 
 
@@ -712,16 +795,7 @@ def _filter(found, filters, user):
             if name in choices and value not in choices[name]:
                 raise services.InvalidInput(name, f"Unknown {name} {getattr(filters, name)!r}.", choices[name])
             found = found.filter(_severity_filter(value) if name == "severity" else Q(**{name: value}))
-    # Customer and assignee are looked up first, so the filter is on the indexed id column
-    # (customer/assignee + received_at): a join on the name would scan at a million rows.
-    if filters.customer:
-        found = found.filter(customer_id=Customer.objects.filter(slug=filters.customer).values("pk")[:1])
-    if filters.assignee == "none":
-        found = found.filter(assignee__isnull=True)
-    elif filters.assignee:
-        me = user.get_username() if hasattr(user, "get_username") else ""  # an API key is nobody's "me"
-        username = me if filters.assignee == "me" else filters.assignee
-        found = found.filter(assignee_id=get_user_model().objects.filter(username=username).values("pk")[:1])
+    found = _by_customer_and_assignee(found, filters, user)
     if filters.requires_review is not None:
         found = found.filter(requires_human_review=filters.requires_review)
     if filters.campaign:
@@ -735,6 +809,20 @@ def _filter(found, filters, user):
         q = filters.q.strip()
         found = found.filter(Q(title__icontains=q) | Q(executive_summary__icontains=q) | Q(source_ref=q)
                              | pivots.search_condition(q))
+    return found
+
+
+def _by_customer_and_assignee(found, filters, user):
+    # Customer and assignee are looked up first, so the filter is on the indexed id column
+    # (customer/assignee + received_at): a join on the name would scan at a million rows.
+    if filters.customer:
+        found = found.filter(customer_id=Customer.objects.filter(slug=filters.customer).values("pk")[:1])
+    if filters.assignee == "none":
+        found = found.filter(assignee__isnull=True)
+    elif filters.assignee:
+        me = user.get_username() if hasattr(user, "get_username") else ""  # an API key is nobody's "me"
+        username = me if filters.assignee == "me" else filters.assignee
+        found = found.filter(assignee_id=get_user_model().objects.filter(username=username).values("pk")[:1])
     return found
 
 

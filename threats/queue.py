@@ -1,0 +1,137 @@
+"""My queue: the open threats a principal may see, in the order to work on them (docs/queue.md).
+
+    priority = risk × urgency × tier weight
+
+- risk: the verdict's risk score 0-100 (a grouped member: its group head's, as the list shows it;
+  not analysed yet: UNKNOWN_RISK, since nothing says it is harmless);
+- urgency: 1 when the acknowledgement SLA clock is not running (acknowledged, or no severity yet),
+  else 1 + 3 × the share of the SLA already used, capped at 4 from the breach on: a threat rises
+  while its deadline nears, and a long-breached LOW never buries a fresh CRITICAL for good;
+- tier weight: what the customer's contract promises (TIER_WEIGHTS).
+
+The database computes the same formula (`ranked`) so that a page of the queue is one ordered,
+keyset-paged query; `rank` computes it for one threat in Python, with the reason shown per row.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Case, F, FloatField, Func, Q, Value, When
+from django.db.models.functions import Cast, Coalesce, Greatest, Least
+
+from agents.analyzers.response import SLA_MINUTES
+
+from .choices import CLOSED_STATUSES, AnalysisStatus, Tier
+
+TIER_WEIGHTS = {Tier.STARTER: 1.0, Tier.BUSINESS: 1.25, Tier.ENTERPRISE: 1.5}
+UNKNOWN_RISK = 50
+CALM, URGENT = 1.0, 4.0  # urgency with the clock stopped, and at (or past) the breach
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One threat's place in the queue: its priority, the three factors and the reason in words."""
+
+    priority: float
+    risk: int
+    urgency: float
+    tier_weight: float
+    reason: str
+    sla_due: object  # datetime, or None when no SLA clock runs
+
+
+def rank(*, severity, risk_score, received_at, acknowledged_at, tier, now, inherited=False):
+    """The priority of one threat and why (the formula of the module docstring)."""
+    risk = UNKNOWN_RISK if risk_score is None else risk_score
+    minutes = SLA_MINUTES.get(severity) if not inherited else None
+    clock_runs = minutes is not None and acknowledged_at is None
+    due = received_at + timedelta(minutes=minutes) if minutes else None
+    urgency = _urgency((now - received_at) / timedelta(minutes=minutes)) if clock_runs else CALM
+    weight = TIER_WEIGHTS.get(tier, 1.0)
+    reason = ", ".join(filter(None, (
+        _verdict_words(severity, risk_score, inherited),
+        _clock_words(minutes, due, acknowledged_at, now),
+        f"{tier} customer",
+    )))
+    return Ranking(risk * urgency * weight, risk, urgency, weight, reason, due if clock_runs else None)
+
+
+def _urgency(used):
+    return CALM + (URGENT - CALM) * min(1.0, max(0.0, used))
+
+
+def _verdict_words(severity, risk_score, inherited):
+    if risk_score is None and not severity:
+        return f"not analysed yet (risk taken as {UNKNOWN_RISK})"
+    words = f"{severity or 'no severity'}, risk {UNKNOWN_RISK if risk_score is None else risk_score}"
+    return f"{words} (its group head's)" if inherited else words
+
+
+def _clock_words(minutes, due, acknowledged_at, now):
+    if minutes is None:
+        return "no SLA clock"
+    if acknowledged_at is not None:
+        return "acknowledged"
+    left = (due - now).total_seconds() / 60
+    if left >= 0:
+        return f"{_minutes(left)} min left of {minutes}"
+    return f"SLA breached {_minutes(-left)} min ago ({minutes} min)"
+
+
+def _minutes(value):
+    return int(value) if value >= 1 else round(value, 1)
+
+
+# --- The same formula in SQL ----------------------------------------------------------------------
+
+
+class Epoch(Func):
+    """A datetime column as seconds since 1970 (double precision), on PostgreSQL and SQLite."""
+
+    output_field = FloatField()
+    template = "CAST(EXTRACT(EPOCH FROM %(expressions)s) AS double precision)"
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
+                           **extra)
+
+
+def open_threats(threats):
+    """The threats a queue holds: not closed (resolved or closed)."""
+    return threats.exclude(status__in=CLOSED_STATUSES)
+
+
+def ranked(threats, now):
+    """`threats` annotated with `queue_risk`, `queue_urgency`, `queue_weight` and `priority` (as `rank`
+    computes them at `now`), highest priority first, then the oldest, then by id."""
+    return threats.annotate(
+        queue_risk=_risk_sql(), queue_urgency=_urgency_sql(now), queue_weight=_weight_sql(),
+    ).annotate(
+        priority=F("queue_risk") * F("queue_urgency") * F("queue_weight"),
+    ).order_by("-priority", "received_at", "id")
+
+
+def after(threats, priority, received_at, threat_id):
+    """The ranked rows after (priority, received_at, id) in queue order: the next page."""
+    return threats.filter(Q(priority__lt=priority) | Q(priority=priority, received_at__gt=received_at)
+                          | Q(priority=priority, received_at=received_at, id__gt=threat_id))
+
+
+def _risk_sql():
+    inherited = Case(When(analysis_status=AnalysisStatus.GROUPED, then=F("group__head__risk_score")))
+    return Cast(Coalesce("risk_score", inherited, Value(UNKNOWN_RISK)), FloatField())
+
+
+def _urgency_sql(now):
+    elapsed = Value(now.timestamp()) - Epoch("received_at")
+    return Case(
+        *(When(severity=severity, acknowledged_at__isnull=True,
+               then=Value(CALM) + Value(URGENT - CALM) * Least(Value(1.0), Greatest(Value(0.0), elapsed / (minutes * 60.0))))
+          for severity, minutes in SLA_MINUTES.items()),
+        default=Value(CALM), output_field=FloatField(),
+    )
+
+
+def _weight_sql():
+    return Case(*(When(customer__tier=tier, then=Value(weight)) for tier, weight in TIER_WEIGHTS.items()),
+                default=Value(1.0), output_field=FloatField())
