@@ -1777,3 +1777,39 @@ def test_a_note_that_approves_one_network_and_denies_another_reads_as_the_senten
              "P2P is NOT permitted on staff networks (10.12.0.0/16).", valid_from=timezone.now() - timedelta(days=1))
     threat = _threat(customer, observables={"src_ip": src, "dst_ip": "198.51.100.9"})
     assert reading(item, threat) == reads
+
+
+def _mail_verdict(delivery, location, attachment=None):
+    record = {"Operation": "TIMailData", "Workload": "ThreatIntelligence", "Verdict": "Phish",
+              "DeliveryAction": delivery, "LatestDeliveryLocation": location, "Subject": "Overdue invoice",
+              "Recipients": ["ap@acme.example"], "P1Sender": "billing@invoices-portal.example"}
+    if attachment:
+        record["AttachmentData"] = [{"FileName": attachment, "FileVerdict": 1}]
+    return {"timestamp": "2026-11-24T09:33:18.000+0000", "id": f"1.{delivery}{location}{attachment}",
+            "agent": {"id": "000", "name": "wazuh-manager"}, "location": "office365",
+            "rule": {"level": 12, "id": "91556", "groups": ["office365", "ThreatIntelligence"],
+                     "description": "Office 365: Phishing and malware events from Exchange Online Protection."},
+            "data": {"integration": "office365", "office365": record}}
+
+
+@pytest.mark.parametrize("delivery,location,attachment,band,technique", [
+    ("Blocked", "Quarantine", "Invoice_88412.htm", "MEDIUM", "T1566.001"),  # stopped before any inbox
+    ("Delivered", "Quarantine", None, "MEDIUM", "T1566.002"),  # pulled back by ZAP: no longer reachable
+    ("Delivered", "Inbox", None, "HIGH", "T1566.002"),  # still in the inbox: the source's rating stands
+])
+def test_a_mail_filter_s_phish_verdict_is_phishing_held_to_medium_once_the_mail_is_out_of_reach(
+        delivery, location, attachment, band, technique):
+    threat, = _ingest("wazuh", _mail_verdict(delivery, location, attachment))
+    assert "phishing" in [b["name"] for b in threat.signal["behaviours"]]
+    assert threat.severity == band and technique in _techniques(threat)
+
+
+def test_the_same_mail_verdict_read_from_elastic_s_office_365_integration():
+    record = _mail_verdict("Blocked", "Quarantine", "Invoice_88412.htm")["data"]["office365"]
+    alert = {"@timestamp": "2026-11-24T09:33:18Z", "event.kind": "signal", "kibana.alert.uuid": "o365-phish-1",
+             "kibana.alert.rule.name": "Microsoft 365 phish detected", "kibana.alert.severity": "high",
+             "event": {"action": "TIMailData", "dataset": "o365.audit", "category": ["email"]},
+             "o365": {"audit": record}}
+    threat, = _ingest("ecs", alert)
+    assert threat.signal["prevented"] is True and threat.signal["fields"]["prevented"] == "o365.audit.DeliveryAction"
+    assert threat.severity == "MEDIUM" and "T1566.001" in _techniques(threat)

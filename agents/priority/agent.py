@@ -125,6 +125,8 @@ class _Analysis:
             return ["T1562.008"]  # a cloud trail stopped or deleted: Disable or Modify Cloud Logs
         if name == "log_cleared":
             return ["T1070.001"] if str(entry["field"]).startswith(WINDOWS_LOGS) else ["T1070"]
+        if name == "phishing" and str(entry.get("detail", "")).startswith("mail with a malicious "):
+            return ["T1566.001" if "malicious attachment" in entry["detail"] else "T1566.002"]
         if name == "phishing" and " started by " in str(entry.get("detail", "")):
             return ["T1566.001", "T1204.002"]  # an attachment opened and its code ran
         if name == "persistence" and str(entry.get("detail", "")).startswith("kernel module") and \

@@ -12,6 +12,8 @@ import re
 
 from threats.choices import Severity
 
+from .common import as_list
+
 VERSION = 1
 # RFC 1918, loopback, link-local, carrier-grade NAT, IPv6 unique-local/link-local (not Python's
 # is_private, which also counts the documentation ranges that stand for public addresses here).
@@ -293,6 +295,27 @@ def mail_rule(built, action, parameters, owner, field):
             outside and str(parameters.get("MarkAsRead")).lower() == "true")
     if hides and (outside or parameters.get("SubjectOrBodyContainsWords") or parameters.get("FromAddressContainsWords")):
         built.behaviour("hidden_artifact", field, "inbox rule hides the mail it matches")
+
+
+# Microsoft Defender for Office 365 mail verdicts (Office 365 Management Activity API, Threat
+# Intelligence `TIMailData` records): the filter's verdict, and where the message ended up.
+MAIL_THREAT_VERDICTS = {"phish", "malware"}
+MAIL_KEPT_OUT = {"quarantine", "dropped", "failed", "deleteditems"}  # LatestDeliveryLocation values
+
+
+def mail_verdict(built, record, prefix):
+    """A message the mail filter judged phish or malware is phishing (T1566: .001 with an attachment,
+    .002 with a link); blocked, or pulled back to quarantine since (ZAP), it no longer reaches anyone."""
+    if not isinstance(record, dict) or str(record.get("Verdict") or "").strip().lower() not in MAIL_THREAT_VERDICTS:
+        return
+    attached = [a for a in as_list(record.get("AttachmentData"))[:50] if isinstance(a, dict) and a.get("FileName")]
+    carrier = f"attachment {str(attached[0]['FileName'])[:80]}" if attached else "link"
+    built.behaviour("phishing", f"{prefix}.Verdict", f"mail with a malicious {carrier}: {str(record.get('Subject'))[:80]}")
+    where = str(record.get("LatestDeliveryLocation") or "").strip().lower()
+    if str(record.get("DeliveryAction") or "").strip().lower() == "blocked":
+        built.set("prevented", True, f"{prefix}.DeliveryAction").set("outcome", "failure", f"{prefix}.DeliveryAction")
+    elif where in MAIL_KEPT_OUT:
+        built.set("prevented", True, f"{prefix}.LatestDeliveryLocation")
 
 
 def cloud_login_failed(behaviour, failed):

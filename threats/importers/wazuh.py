@@ -20,7 +20,7 @@ from .common import (ItemError, Reader, as_list, category, dig, parse_time, refe
                      unwrap_source)
 from .countries import country_code
 from .signal import (CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal, cloud_login_failed,
-                     mail_rule)
+                     mail_rule, mail_verdict)
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
@@ -270,6 +270,7 @@ def _cloud(built, data):
             built.set("outcome", "failure", "data.aws.responseElements.ConsoleLogin")
     mail_rule(built, action, dig(data, "office365.Parameters"), dig(data, "office365.UserId"),
               "data.office365.Parameters")
+    mail_verdict(built, dig(data, "office365"), "data.office365")
     if str(dig(data, "aws.userIdentity.type") or "").lower() == "root":
         built.account("kind", "root", "data.aws.userIdentity.type")  # the account's owner identity
     finding = str(dig(data, "aws.type") or "")
