@@ -136,6 +136,12 @@ OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "soc-agent-system")
 THREAT_GENERATION_INTERVAL = env_float("THREAT_GENERATION_INTERVAL", 30, minimum=0.1)
 ENABLE_AUTO_THREAT_GENERATION = env_bool("ENABLE_AUTO_THREAT_GENERATION", "false")
 MAX_STORED_THREATS = env_int("MAX_STORED_THREATS", 0)
+# My queue (docs/queue.md): an open, unacknowledged threat is pushed as `threat.sla_warning` once
+# its remaining SLA time is at most this share of the SLA; the check runs every interval.
+SOC_SLA_WARN_FRACTION = env_float("SOC_SLA_WARN_FRACTION", 0.2, minimum=0.01)
+if SOC_SLA_WARN_FRACTION >= 1:
+    raise ImproperlyConfigured(f"SOC_SLA_WARN_FRACTION={SOC_SLA_WARN_FRACTION}: must be below 1 (a share of the SLA)")
+SOC_SLA_WARN_INTERVAL_SECONDS = env_float("SOC_SLA_WARN_INTERVAL_SECONDS", 30, minimum=0.5)
 
 LLM_BASE_URL = env_str("LLM_BASE_URL")
 LLM_API_KEY = env_secret("LLM_API_KEY")
@@ -348,6 +354,7 @@ if ENABLE_AUTO_THREAT_GENERATION:
     }
 AGENTS_IN_THREAD = CELERY_TASK_ALWAYS_EAGER
 CELERY_BEAT_SCHEDULE["sweep-webhooks"] = {"task": "handoff.sweep_webhooks", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["warn-sla"] = {"task": "threats.warn_sla", "schedule": SOC_SLA_WARN_INTERVAL_SECONDS}
 
 # Webhooks (handoff/, docs/handoff.md): attempts, back-off base and cap, per-attempt timeout, and
 # whether endpoints may be private addresses (link-local/metadata ones never are).

@@ -283,6 +283,7 @@ MATRIX = {
                                                                                                     401, 401, 401, 401, (201, 404), 201, 201),
     "GET api/analytics":                             (GET("/api/analytics"),                        401, 403, 200, 403, 200, 200, 200),
     "GET api/events":                                (GET("/api/events"),                           401, 403, 200, 403, 200, 200, 200),
+    "GET api/queue":                                 (GET("/api/queue"),                            401, 403, 200, 403, 200, 200, 200),
     # An ingest key bound to A refuses an alert naming B (422: every item failed).
     "POST api/ingest/<format>":                      (POST("/api/ingest/generic", ALERT),           401, (202, 422), 403, 403, 401, 401, 401),
     "GET api/groups":                                (GET("/api/groups"),                           401, 403, 200, 403, 200, 200, 200),
@@ -295,6 +296,7 @@ MATRIX = {
     "accounts/logout/":                              (POST("/accounts/logout/", form=True),         "login", "login", "login", "login", "login", "login", "login"),
     "":                                              (GET("/"),                                     *NOBODY, 200, 200, 200),
     "threats/":                                      (GET("/threats/"),                             *NOBODY, 200, 200, 200),
+    "queue/":                                        (GET("/queue/"),                               *NOBODY, 200, 200, 200),
     "threats/<uuid:threat_id>/":                     (GET("/threats/{threat}/"),                    *NOBODY, (200, 404), 200, 200),
     # The admin site.
     "admin/":                                        (GET("/admin/"),                               *NOBODY, 200, 200, 200),

@@ -489,6 +489,7 @@ class QueueItem(ThreatSummary):
     tier_weight: float = Field(..., description="The customer's tier: starter 1, business 1.25, enterprise 1.5.")
     reason: str = Field(..., description='Why it is here, e.g. "HIGH, risk 72, 12 min left of 30, enterprise customer".')
     sla_due: datetime | None = Field(None, description="When the acknowledgement SLA breaches, while its clock runs.")
+    acknowledged_at: datetime | None = None
 
 
 class QueuePage(Schema):
@@ -533,7 +534,7 @@ def _queue_item(row, now):
         inherited=inherited)
     return {**_summary(row), "priority": round(row["priority"], 2), "risk": ranking.risk,
             "urgency": round(row["queue_urgency"], 3), "tier_weight": row["queue_weight"], "reason": ranking.reason,
-            "sla_due": ranking.sla_due}
+            "sla_due": ranking.sla_due, "acknowledged_at": row["acknowledged_at"]}
 
 
 def _queue_cursor(ranked_at, row):

@@ -1,6 +1,7 @@
 """Periodic background jobs. In a cluster Celery beat runs them (`threats.generate_threat`,
 `agents.requeue_stale_analyses`); on one machine (no broker) a daemon thread of the Daphne process
-does the same, so `make run` shows live traffic and never leaves an analysis stuck."""
+does the same, so `make run` shows live traffic, warns of SLA breaches and never leaves an analysis
+stuck."""
 
 import logging
 import threading
@@ -37,7 +38,10 @@ def _jobs():
     from agents.tasks import requeue_stale_analyses
     from handoff.tasks import sweep as sweep_webhooks
 
-    jobs = [(SWEEP_INTERVAL_SECONDS, requeue_stale_analyses), (SWEEP_INTERVAL_SECONDS, sweep_webhooks)]
+    from .services import warn_near_breach
+
+    jobs = [(SWEEP_INTERVAL_SECONDS, requeue_stale_analyses), (SWEEP_INTERVAL_SECONDS, sweep_webhooks),
+            (settings.SOC_SLA_WARN_INTERVAL_SECONDS, warn_near_breach)]
     if settings.ENABLE_AUTO_THREAT_GENERATION:
         jobs.append((settings.THREAT_GENERATION_INTERVAL, generate_one))
     return jobs

@@ -75,6 +75,7 @@ class EventType(models.TextChoices):
     UPDATED = "threat.updated", "Threat updated"
     NOTE_ADDED = "threat.note_added", "Note added"
     ANALYSIS_FAILED = "threat.analysis_failed", "Analysis failed"
+    SLA_WARNING = "threat.sla_warning", "SLA nearly breached"
 
 
 class Tier(models.TextChoices):

@@ -76,6 +76,8 @@ WS_GAPS = Counter("soc_websocket_gaps", "Live events that arrived ahead of a soc
 EVENTS_BROADCAST = Counter("soc_events_broadcast", "Events pushed to the channel layer after commit", ["type"])
 LAYER_SEND_FAILURES = Counter("soc_channel_layer_send_failures",
                               "Channel-layer group sends that failed (overflow, Redis down); clients catch up")
+SLA_WARNINGS = Counter("soc_sla_warnings", "Near-breach warnings sent (threat.sla_warning, docs/queue.md), by severity",
+                       ["severity"])
 REDIS_PUBLISH_FAILURES = Counter("soc_redis_publish_failures", "Failed PUBLISHes on the threats:events channel")
 
 # --- Ingestion and HTTP ---------------------------------------------------------------------------
@@ -102,6 +104,8 @@ def _zero_series():
     for source in INGEST_FORMATS:
         for outcome in ("created", "duplicate", "skipped", "error"):
             INGEST_ITEMS.labels(source, outcome)
+    for severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL"):
+        SLA_WARNINGS.labels(severity)
 
 
 INGEST_FORMATS = ("generic", "wazuh", "suricata", "ecs")

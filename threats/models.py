@@ -190,6 +190,10 @@ class Threat(models.Model):
         related_name="+",
         help_text="The analyst who closed it (human closures): the historical agent weighs closures per analyst.",
     )
+    sla_warned_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the near-breach warning (threat.sla_warning) went out: once per threat (docs/queue.md).",
+    )
     version = models.PositiveIntegerField(
         default=1, help_text="Triage version: one more with each triage change (the ETag; If-Match, docs/api.md)."
     )

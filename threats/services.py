@@ -6,6 +6,9 @@ to WebSockets (and Redis) only after the transaction commits, and analysis is en
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import reduce
+from operator import or_
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -14,9 +17,10 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
+from agents.analyzers.response import SLA_MINUTES
 from handoff import outbox
 
-from . import access, audit, events, generator, sql, stats
+from . import access, audit, events, generator, metrics, sql, stats
 from .access import (  # noqa: F401 - the access helpers live in access.py; these names stay for callers
     TRIAGE_PERMISSION,
     TRIGGER_PERMISSION,
@@ -468,6 +472,44 @@ def add_note(user, threat_id, body):
     body = check_note(user, body)
     audit.record("threat.note", user, threat=str(threat.pk))
     return do_add_note(threat, user, body)
+
+
+# --- Near-breach warnings (docs/queue.md) -----------------------------------------------------------
+
+
+def warn_near_breach(now=None, fraction=None):
+    """Warn once about each open, unacknowledged threat whose SLA deadline is near: at most `fraction`
+    (SOC_SLA_WARN_FRACTION) of its SLA left, not yet breached. Marks it (`sla_warned_at`) and records
+    a `threat.sla_warning` event, which reaches only the sockets that may see its customer. Returns
+    the threats warned about; a second run (or a second beat) finds none of them again."""
+    now, fraction = now or timezone.now(), settings.SOC_SLA_WARN_FRACTION if fraction is None else fraction
+    with transaction.atomic():
+        found = list(_nearing_breach(now, fraction).select_for_update(of=("self",), skip_locked=True)
+                     .select_related("customer", "assignee"))
+        if not found:
+            return []
+        Threat.objects.filter(pk__in=[t.pk for t in found]).update(sla_warned_at=now)
+        _record_each([(t, _sla_warning(t, now)) for t in found], EventType.SLA_WARNING, SYSTEM)
+    for threat in found:
+        metrics.SLA_WARNINGS.labels(threat.severity).inc()
+    return found
+
+
+def _nearing_breach(now, fraction):
+    """Per severity one range of the (severity, received_at) index: received within the SLA, and
+    long enough ago that at most `fraction` of it is left."""
+    ranges = [Q(severity=severity, received_at__gt=now - timedelta(minutes=minutes),
+                received_at__lte=now - timedelta(minutes=minutes) * (1 - fraction))
+              for severity, minutes in SLA_MINUTES.items()]
+    return (Threat.objects.filter(reduce(or_, ranges), acknowledged_at__isnull=True, sla_warned_at__isnull=True)
+            .exclude(status__in=CLOSED_STATUSES).order_by("received_at"))
+
+
+def _sla_warning(threat, now):
+    minutes = SLA_MINUTES[threat.severity]
+    due = threat.received_at + timedelta(minutes=minutes)
+    return {"sla": {"due": due.isoformat(), "minutes": minutes,
+                    "minutes_left": round((due - now).total_seconds() / 60, 1)}}
 
 
 # --- The event log ----------------------------------------------------------------------------

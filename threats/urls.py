@@ -6,6 +6,7 @@ app_name = "threats"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("queue/", views.my_queue, name="queue"),
     path("threats/", views.threat_list, name="threat_list"),
     path("threats/<uuid:threat_id>/", views.threat_detail, name="threat_detail"),
 ]

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 from datetime import timedelta
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
@@ -27,7 +28,7 @@ from agents.analyzers.response import SLA_MINUTES
 from agents.registry import AGENT_KINDS
 
 from . import access, hidden_text, pivots, services
-from .api import FILTER_CASE, ThreatFilters, analytics_snapshot, threat_page
+from .api import FILTER_CASE, QueueFilters, ThreatFilters, analytics_snapshot, queue_page, threat_page
 from .choices import (
     CLOSED_STATUSES,
     AnalysisStatus,
@@ -116,6 +117,55 @@ def threat_list(request):
         "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
     }
     return render(request, "threats/list.html", context, status=400 if error else 200)
+
+
+QUEUE_PARAMETERS = ("customer", "assignee", "cursor")
+
+
+@login_required
+def my_queue(request):
+    """The open threats in the order to work on them, with the reason per row (docs/queue.md)."""
+    user = _analyst(request)
+    latest_seq = services.latest_seq()
+    items, next_cursor, ranked_at, error = [], None, timezone.now(), None
+    try:
+        filters = _queue_filters(request.GET)
+        items, next_cursor, ranked_at = queue_page(user, filters)
+    except services.InvalidInput as exc:
+        error = exc.detail
+    except SchemaError as exc:
+        error = "; ".join(f"Invalid {e['loc'][-1] if e['loc'] else 'filter'}: {e['msg']}." for e in exc.errors())
+    context = {
+        **_common(request),
+        "latest_seq": latest_seq,
+        "items": [_queue_row(item, ranked_at) for item in items],
+        "next_cursor": next_cursor,
+        "filter_query": urlencode({k: request.GET[k] for k in ("customer", "assignee") if request.GET.get(k)}),
+        "ranked_at": ranked_at,
+        "error": error,
+        "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
+    }
+    return render(request, "threats/queue.html", context, status=400 if error else 200)
+
+
+def _queue_filters(query):
+    for name in query:
+        if name not in QUEUE_PARAMETERS:
+            raise services.InvalidInput(name, f"Unknown parameter {name!r}: the queue takes {', '.join(QUEUE_PARAMETERS)}.")
+        if any("\x00" in value for value in query.getlist(name)):
+            raise services.InvalidInput(name, f"The {name} parameter cannot contain a NUL character.")
+    return QueueFilters(**{name: query[name] for name in QUEUE_PARAMETERS if query.get(name)}, limit=PAGE_SIZE)
+
+
+def _queue_row(item, now):
+    """A queue row: the API's item, its shown severity (a grouped member: its head's) and SLA cell."""
+    head = item["group_head"] or {}
+    sla_text, sla_class = _sla_cell(SimpleNamespace(**{name: item[name] or "" for name in ("severity", "status")},
+                                                    received_at=item["received_at"],
+                                                    acknowledged_at=item["acknowledged_at"]), now)
+    return {**item, "shown_severity": item["severity"] or head.get("severity") or "",
+            "inherited": bool(head) and not item["severity"], "sla_text": sla_text, "sla_class": sla_class,
+            "status_label": dict(Status.choices).get(item["status"], item["status"])}
 
 
 @login_required
@@ -430,6 +480,9 @@ def describe_event(message):
         return "analysis failed"
     if kind == "threat.note_added":
         return "added a note"
+    if kind == "threat.sla_warning":
+        left = (message.get("sla") or {}).get("minutes_left", "–")
+        return f"SLA nearly breached: {left} min left"
     if kind == "threat.updated":
         changes = message.get("changes") or {}
         parts = [f"{name.replace('_', ' ')}: {_label(name, c.get('from'))} → {_label(name, c.get('to'))}"

@@ -56,6 +56,7 @@
         if (typeof message.seq !== "number" || !message.threat) return;  // hello, resumed
         if (message.seq <= lastSeq) return;
         lastSeq = message.seq;
+        if (message.type === "threat.sla_warning") showSlaNotice(message);
         options.onEvent(message);
       };
       socket.onclose = function (event) {
@@ -101,6 +102,46 @@
   }
 
   function reload() { window.location.reload(); }
+
+  // A threat about to breach its SLA (threat.sla_warning, docs/queue.md): a notice in the corner of
+  // every page, never in the way (no focus taken, no dialog), until dismissed; the newest few only.
+  var MAX_NOTICES = 4;
+
+  function noticeArea() {
+    var area = document.getElementById("notices");
+    if (!area) {
+      area = document.createElement("div");
+      area.id = "notices";
+      area.className = "notices";
+      area.setAttribute("role", "status");
+      area.setAttribute("aria-live", "polite");
+      document.body.appendChild(area);
+    }
+    return area;
+  }
+
+  function showSlaNotice(message) {
+    var t = message.threat, sla = message.sla || {}, area = noticeArea();
+    var notice = document.createElement("div");
+    notice.className = "notice notice-sla";
+    notice.dataset.id = t.id;
+    var text = document.createElement("span");
+    var fill = window.SocText ? window.SocText.fill : function (el, value) { el.textContent = value; };
+    fill(text, "SLA nearly breached: " + (t.severity || "") + " " + t.title + " (" + t.customer + "), " +
+         sla.minutes_left + " min left of " + sla.minutes + ". ");
+    var open = document.createElement("a");
+    open.href = "/threats/" + encodeURIComponent(t.id) + "/";
+    open.textContent = "Open";
+    var dismiss = document.createElement("button");
+    dismiss.type = "button";
+    dismiss.className = "link dismiss";
+    dismiss.setAttribute("aria-label", "Dismiss this notice");
+    dismiss.textContent = "×";
+    dismiss.addEventListener("click", function () { notice.remove(); });
+    [text, open, dismiss].forEach(function (el) { notice.appendChild(el); });
+    area.insertBefore(notice, area.firstChild);
+    while (area.children.length > MAX_NOTICES) area.lastElementChild.remove();
+  }
 
   // Times are stored and rendered in UTC; show them in the analyst's zone, naming the zone.
   var ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";

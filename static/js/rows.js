@@ -188,6 +188,7 @@
         return "analysed: " + (t.severity || "–") + ", risk " + (t.risk_score === null || t.risk_score === undefined ? "–" : t.risk_score);
       case "threat.analysis_failed": return "analysis failed";
       case "threat.note_added": return "added a note";
+      case "threat.sla_warning": return "SLA nearly breached: " + ((message.sla || {}).minutes_left === undefined ? "–" : message.sla.minutes_left) + " min left";
       case "threat.updated":
         var changes = message.changes || {};
         var parts = Object.keys(changes).filter(function (name) { return name !== "disposition_reason"; })
