@@ -44,9 +44,10 @@ def free_port():
 
 
 class EmbeddedServer:
-    def __init__(self, port=None, postgres_url=None, keep_db=False, python=None, collect_static=False):
+    def __init__(self, port=None, postgres_url=None, keep_db=False, python=None, collect_static=False, env=None):
         self.port = port or free_port()
         self.collect_static = collect_static  # pages with their JS/CSS (browser tests): collectstatic first
+        self.extra_env = env or {}  # settings a test needs, e.g. a short SOC_SLA_WARN_INTERVAL_SECONDS
         self.postgres_url = postgres_url
         self.keep_db = keep_db
         self.python = python or sys.executable
@@ -148,6 +149,7 @@ class EmbeddedServer:
             ENABLE_AUTO_THREAT_GENERATION="false",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     def _manage(self, *args):
