@@ -2,7 +2,8 @@
 
 Change tickets (infra events) and business notes (context items) are written in prose: "pushes the
 CU to EDU-SQL-01..04", "scanner 192.0.2.10", "adm.pkhan deploys". A name counts when it stands whole
-in the text, or (a host) inside a numbered range of names; short names (db, ws1) occur in any text.
+in the text, or (a host) inside a numbered range of names or a fleet named by prefix (edu-*); short
+names (db, ws1) occur in any text.
 """
 
 import re
@@ -20,6 +21,9 @@ ARTIFACT_FIELDS = ("command_line", "process")
 CIDR = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}/\d{1,2}(?!\d)")
 # A numbered range as tickets write it: lms-db-01..04, edge-lon-01..08, web1..web4.
 RANGE = re.compile(r"\b([a-z][a-z0-9_.-]*?)(\d+)\s*(?:\.\.|–|\bto\b)\s*(?:\1)?(\d+)\b")
+# A fleet as tickets write it: "all edu-* servers", "HCP-WS-RAD-*": a prefix ending at a separator.
+WILDCARD = re.compile(r"(?<![\w.-])([a-z][a-z0-9_.-]*[-_.])\*")
+MIN_PREFIX = 4
 
 
 def names(threat, text, fields=("host",), accounts=True):
@@ -50,9 +54,12 @@ def names(threat, text, fields=("host",), accounts=True):
 
 
 def names_host(host, found, text):
-    """The host, or its first DNS label, is a whole name in the text, or inside a range of it."""
+    """The host, or its first DNS label, is a whole name in the text, inside a range of it, or of a fleet
+    the text names by prefix (edu-*)."""
     candidates = {host, host.split(".")[0]} - {""}
     if any(len(c) >= MIN_NAME and c in found for c in candidates):
+        return True
+    if any(len(p) >= MIN_PREFIX and c.startswith(p) for p in WILDCARD.findall(text) for c in candidates):
         return True
     for prefix, low, high in RANGE.findall(text):
         for candidate in candidates:

@@ -201,6 +201,9 @@ PSEXEC = {"host": "lms-db-02", "user": "adm.tan", "process": "PSEXESVC.exe",
     ("VDI golden image lms-db-02.edulearn.example", "rebuild", True),  # its DNS name
     ("lms-db-05..08", "quarterly OS patching", False),  # a range that does not
     ("OS patching", "patching of lms-db-020", False),  # a longer name is another host
+    ("linux-patching", "unattended-upgrade on all lms-* servers, 01:00-03:00", True),  # a fleet by prefix
+    ("linux-patching", "unattended-upgrade on all lms-web-* servers", False),  # another fleet
+    ("linux-patching", "unattended-upgrade on all l* servers", False),  # too short a prefix to name anything
 ])
 def test_a_change_names_the_alert_s_host_whole_or_in_a_range(customer, service, description, names):
     factories.make_infra_event(customer=customer, kind="maintenance", service=service, description=description,
