@@ -103,6 +103,12 @@ SUDOERS_WRITE = re.compile(r"(>>?|\btee\b(\s+-a)?)\s*/etc/sudoers(\.d/\S+)?\b|\b
 KERNEL_LOAD = re.compile(r"\b(insmod|modprobe|kmod\s+load)\b.*?\s(/\S+\.ko)\b", re.I)
 BARE_FETCH = re.compile(r"\b(curl|wget|certutil|bitsadmin|invoke-webrequest|iwr|invoke-restmethod|irm|"
                         r"start-bitstransfer|downloadstring|downloadfile)\b.*\bhttps?://\d{1,3}(\.\d{1,3}){3}\b", re.I)
+# PowerShell started with its window hidden and the execution policy lifted (or an encoded command):
+# how droppers and hands-on-keyboard intruders run scripts nobody should see.
+HIDDEN_WINDOW = re.compile(r"\s[-/]w(indow(style)?)?\s+(hidden|1)\b", re.I)
+POLICY_LIFTED = re.compile(r"\s[-/](ep|exec(utionpolicy)?)\s+(bypass|unrestricted)\b|\s[-/]e(nc(odedcommand)?)?\s+[a-z0-9+/=]{16,}",
+                           re.I)
+PIPED_TO_SHELL = re.compile(r"\|\s*(sudo\s+(-\S+\s+)*)?(\S*/)?(ba|da|z|k)?sh\b")  # curl ... | sh: run as it arrives
 UPLOAD = re.compile(r"\s(-T|--upload-file|-F|--form|-d|--data(-binary)?)\s", re.I)  # sending, not fetching
 REPEATED_FAILURES = 8  # the frequency of Wazuh's stock brute-force rules (e.g. 5712, 5763, 60204)
 LOGIN_PATHS = re.compile(r"login|signin|sign-in|/auth|logon|/session|password|/token", re.I)
@@ -172,6 +178,7 @@ def infer(threat, model):
     _office_child(threat, model, found)
     _web_account_writes(model, found)
     _hidden_autostart(model, found)
+    _hidden_powershell(threat, model, found)
     return model
 
 
@@ -598,10 +605,14 @@ def _kernel_module(threat, found):
 
 def _fetch_from_address(threat, found):
     """Rule `fetch_from_address`: a command that downloads from a bare IP address (curl, wget,
-    certutil, bitsadmin, PowerShell's web cmdlets): a tool brought in from outside (T1105)."""
+    certutil, bitsadmin, PowerShell's web cmdlets): a tool brought in from outside (T1105); piped
+    into a shell, code from outside ran (the policy's `fetched_script_ran`)."""
     for line in signal.values(threat, "command_line"):
         if BARE_FETCH.search(line[:8_192]) and not UPLOAD.search(line[:8_192]):
-            add(found, "suspicious_execution", "observables.command_line", "downloads from a bare address (T1105)")
+            ran = PIPED_TO_SHELL.search(line[BARE_FETCH.search(line[:8_192]).end():8_192])
+            add(found, "suspicious_execution", "observables.command_line",
+                "runs a script it downloads from a bare address in a shell (T1105)" if ran
+                else "downloads from a bare address (T1105)")
             return
 
 
@@ -637,3 +648,16 @@ def is_inbound(threat, model=None):
 def _direction(threat, model):
     stated = (model if model is not None else signal.model(threat)).get("direction")
     return stated or direction(signal.text(threat, "src_ip"), signal.text(threat, "dst_ip"))
+
+
+def _hidden_powershell(threat, model, found):
+    """Rule `hidden_powershell`: PowerShell, as this process or as the one that started it, run with a
+    hidden window and the execution policy bypassed or an encoded command (T1059.001)."""
+    lines = [("observables.command_line", line) for line in signal.values(threat, "command_line")]
+    lines.append((model["fields"].get("parent_command", "parent_command"), str(model.get("parent_command") or "")))
+    for field, line in lines:
+        text = line[:8_192]
+        if re.search(r"powershell|pwsh", text, re.I) and HIDDEN_WINDOW.search(text) and POLICY_LIFTED.search(text):
+            add(found, "suspicious_execution", field, "PowerShell with a hidden window and the execution policy "
+                                                      "lifted (T1059.001)")
+            return

