@@ -445,6 +445,7 @@ MUTATIONS = {
     "backend.hpa.maxReplicas": 3,
     "backend.env.REDIS_URL": "redis://r:6379",
     "backend.env.LOG_LEVEL": "DEBUG",
+    "backend.env.SOC_SLA_WARN_FRACTION": "0.25",
     "backend.env.LOG_FORMAT": "text",
     "backend.env.OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     "backend.env.DJANGO_DEBUG": "true",
