@@ -266,6 +266,29 @@ def sql_words_only(threat):
     return words
 
 
+# The commands web-server rules look for in a URI ("Suspicious Chmod Usage in URI") and what a shell
+# needs to run one: a separator, a substitution, a redirection, or the command followed by arguments.
+URI_COMMANDS = re.compile(r"(?<![a-z0-9])(chmod|chown|wget|curl|uname|whoami|netcat|ncat|nc|bash|sh|cmd\.exe|"
+                          r"powershell|passwd|id)(?![a-z0-9])", re.I)
+SHELL_SYNTAX = re.compile(r"[;|`$<>\n]|&&|\$\(")
+COMMAND_ARGUMENTS = re.compile(r"(?<![a-z0-9])(chmod|chown|wget|curl|uname|whoami|netcat|ncat|nc|bash|sh|cmd\.exe|"
+                               r"powershell|passwd|id)[\s+]+[-/\w.]", re.I)
+
+
+def command_words_only(threat):
+    """The requested URLs name a command only as a word of a page's name or a search
+    ('/cli/permission-denied-run-chmod-x'): no separator, substitution or redirection, and the
+    command is never followed by arguments."""
+    named = False
+    for name in ("urls", "endpoint"):
+        for url in signal.values(threat, name):
+            decoded = urllib.parse.unquote_plus(url[:8_192])
+            if SHELL_SYNTAX.search(decoded) or COMMAND_ARGUMENTS.search(decoded):
+                return False
+            named = named or bool(URI_COMMANDS.search(decoded))
+    return named
+
+
 def _answered_urls(threat, model):
     """(observable name, decoded URL, status) of each requested URL, when the server answered 2xx: what
     the rules below read (a 4xx or 5xx means the request did nothing they claim)."""

@@ -144,6 +144,8 @@ def _caps(state, threat, model, found):
             cap = "MEDIUM"  # an internal host scanning is discovery from a foothold, not internet noise
         if name == "reputation_match" and content.is_outbound(threat):
             cap = "MEDIUM"
+        if name == "credential_exposure" and model.get("direction") == "internal":
+            cap = "LOW"  # `cleartext_inside`: a password in the clear between two of ours is a hygiene finding
         caps.append((cap, entry))
     if any(not cap for cap, _entry in caps):
         return
@@ -362,6 +364,8 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return "HIGH"  # `fetched_script_ran`: code from a bare address on the internet ran on the host
     if name == "suspicious_execution" and detail.startswith("PowerShell with a hidden window") and not explained:
         return "MEDIUM"  # `hidden_powershell`: a script someone took care nobody would see
+    if name == "credential_exposure" and model.get("direction") == "internal":
+        return ""  # `cleartext_inside`: nobody outside saw it
     if policy.attempt_floor and not failed and not explained and not _words_only(name, threat, model):
         return policy.attempt_floor
     return policy.floor
@@ -392,6 +396,8 @@ REVERSE_SHELL_RULE = re.compile(r"reverse[-_ ]?shell", re.I)
 BASE64_RULE = re.compile(r"base64", re.I)
 EXECUTION_ONLY = {"suspicious_execution", "command_and_control"}  # what such rules' own tags name
 SQL_RULE = re.compile(r"\bsql\b|injection", re.I)
+COMMAND_RULE = re.compile(r"\b(chmod|chown|wget|curl|uname|whoami|netcat|nc|cmd\.exe|powershell|command)\b.*\b(uri|url)\b",
+                          re.I)  # a rule that looks for a command in the requested URL
 
 
 def _few_engines(state, threat, model, found):
@@ -487,6 +493,11 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
         state.move(lower(state.band, "LOW"), "sql_words_not_syntax", "the rule looks for SQL injection, but the URL's "
                    "values hold SQL keywords only as words of text: no quote, comment or statement",
                    ["signal.observables.urls"], "cap", keep=True)
+    if seen <= {"web_attack", "exploit_attempt"} and seen and COMMAND_RULE.search(title) \
+            and not model.get("url_payloads") and content.command_words_only(threat):
+        state.move(lower(state.band, "LOW"), "command_words_not_syntax", "the rule looks for a command in the URL, "
+                   "but the URL holds it only as a word of a page name or search: no separator, substitution or "
+                   "argument a shell needs", ["signal.observables.urls"], "cap", keep=True)
     kerberos = [h for h in threat.mitre_hints or [] if isinstance(h, str) and h.upper().startswith("T1558")]
     # Only a single ticket: the same account's ticket alerts within the hour are a harvest, not a server.
     if kerberos and content.machine_account_ticket(model) and set(found) <= {"login_success"} \

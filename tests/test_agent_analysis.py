@@ -1893,3 +1893,53 @@ def test_a_note_that_approves_one_thing_and_denies_another_without_naming_the_al
     context = AgentRun.objects.get(threat=threat, kind="context").data
     assert threat.false_positive["recommendation"] not in ("likely_benign_true_positive", "likely_false_positive")
     assert not any("explained by business context" in f.get("reason", "") for f in threat.risk_factors), context
+
+
+@pytest.mark.parametrize("src,dst,band", [
+    ("10.12.7.40", "10.12.1.35", "LOW"),  # a copier's password in the clear on the LAN: hygiene
+    ("10.12.7.40", "198.51.100.9", "HIGH"),  # across the internet: the source's rating stands
+])
+def test_cleartext_credentials_between_two_of_ours_are_a_hygiene_finding(src, dst, band):
+    record = _eve_sample()
+    record.update(src_ip=src, dest_ip=dst, dest_port=8080)
+    record["alert"].update(signature="ET POLICY Outgoing Basic Auth Base64 HTTP Password detected unencrypted",
+                           category="Potential Corporate Privacy Violation", severity=1, metadata={})
+    threat, = _ingest("suricata", record)
+    assert "credential_exposure" in [b["name"] for b in threat.signal["behaviours"]]
+    assert threat.severity == band
+
+
+@pytest.mark.parametrize("url,disproved", [
+    ("/cli/troubleshooting/permission-denied-run-chmod-x-tallyloop-bin", True),  # a page's name
+    ("/cgi-bin/run?cmd=chmod+777+/tmp/x", False),  # the command with its arguments
+    ("/upload.php?f=a.txt;chmod%20777%20a.php", False),  # a separator: a shell would run it
+])
+def test_a_command_in_a_page_name_is_a_word_not_an_injection(url, disproved):
+    record = _eve_sample()
+    record["alert"].update(signature="ET WEB_SERVER Suspicious Chmod Usage in URI (Inbound)",
+                           category="Attempted Administrator Privilege Gain", severity=1, metadata={})
+    record["http"] = {"hostname": "docs.example", "url": url, "status": 200, "http_method": "GET",
+                      "http_user_agent": "Mozilla/5.0 (Macintosh) Safari/605.1.15"}
+    record.update(src_ip="203.0.113.50", dest_ip="10.0.0.20")
+    threat, = _ingest("suricata", record)
+    moved = [f.get("rule") for f in threat.risk_factors]
+    assert ("command_words_not_syntax" in moved) is disproved
+    assert (threat.severity == "LOW" and threat.false_positive["recommendation"] == "likely_false_positive") is disproved
+
+
+@pytest.mark.parametrize("parameters,shared", [
+    ("{dBSnapshotIdentifier=prod-pg-manual, attributeName=restore, valuesToAdd=[592177304816]}", True),
+    ("{snapshotId=snap-0c4e, createVolumePermission={add={items=[{userId=999988887777}]}}}", True),
+    ("{dBSnapshotIdentifier=prod-pg-manual, attributeName=restore, valuesToRemove=[592177304816]}", False),
+])
+def test_a_snapshot_shared_with_another_account_is_data_taken_out(parameters, shared):
+    alert = {"@timestamp": "2026-12-14T11:14:02Z", "event.kind": "signal", "kibana.alert.uuid": f"share-{len(parameters)}",
+             "kibana.alert.rule.name": "AWS RDS Snapshot Export", "kibana.alert.severity": "medium",
+             "event": {"action": "ModifyDBSnapshotAttribute", "provider": "rds.amazonaws.com", "outcome": "success",
+                       "dataset": "aws.cloudtrail", "category": ["configuration"], "type": ["change"]},
+             "aws": {"cloudtrail": {"request_parameters": parameters}},
+             "user": {"name": "ci-deployer"}, "source": {"ip": "5.181.80.44"}}
+    threat, = _ingest("ecs", alert)
+    assert ("exfiltration" in [b["name"] for b in threat.signal["behaviours"]]) is shared
+    assert ("T1537" in _techniques(threat)) is shared
+    assert (threat.severity == "HIGH") is shared

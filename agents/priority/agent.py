@@ -159,6 +159,8 @@ class _Analysis:
             return ["T1570", "T1021.002"]  # a program copied to another host's admin share
         if name == "credential_dumping" and self._names_lsass(entry):
             return ["T1003.001"]
+        if name == "exfiltration" and "shared with another account" in str(entry.get("detail", "")):
+            return ["T1537"]  # Transfer Data to Cloud Account
         if name == "exfiltration" and str(entry.get("detail", "")).startswith("inbox rule"):
             return ["T1114.003"]  # Email Collection: Email Forwarding Rule
         if name == "hidden_artifact" and str(entry.get("detail", "")).startswith("inbox rule"):

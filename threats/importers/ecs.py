@@ -12,7 +12,7 @@ from threats.choices import Severity
 
 from .common import (ItemError, Reader, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
-from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, direction, mail_rule, mail_verdict
+from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, direction, mail_rule, mail_verdict, shared_out
 
 SOURCE = "ecs"
 RISK_BANDS = [(74, Severity.CRITICAL), (48, Severity.HIGH), (22, Severity.MEDIUM), (0, Severity.LOW)]
@@ -249,6 +249,8 @@ def _ecs_behaviours(built, read, categories, types, action):
     mail_rule(built, action, read.get("o365.audit.Parameters"), read.text("o365.audit.UserId", "user.email", "user.id"),
               "o365.audit.Parameters")
     mail_verdict(built, read.get("o365.audit"), "o365.audit")
+    shared_out(built, action, read.get("aws.cloudtrail.request_parameters", "aws.cloudtrail.flattened.request_parameters"),
+               "aws.cloudtrail.request_parameters")
     if action in ACTIONS or action in CLOUD_ACTIONS:
         built.behaviour(cloud_login_failed(ACTIONS.get(action) or CLOUD_ACTIONS[action], outcome == "failure"),
                         "event.action", action)

@@ -318,6 +318,20 @@ def mail_verdict(built, record, prefix):
         built.set("prevented", True, f"{prefix}.LatestDeliveryLocation")
 
 
+# Snapshot and image sharing calls (CloudTrail): what they grant is in the request parameters, as
+# `valuesToAdd=[…]` (RDS) or `createVolumePermission={add={items=[…]}}` (EC2).
+SHARING_ACTIONS = {"modifysnapshotattribute", "modifydbsnapshotattribute", "modifydbclustersnapshotattribute",
+                   "modifyimageattribute"}
+SHARE_ADDED = re.compile(r"valuestoadd[\"'=:\s]+\[\s*[\"']?[\w-]|\badd[\"'=:\s]+\{\s*[\"']?items", re.I)
+
+
+def shared_out(built, action, parameters, field):
+    """A snapshot or machine image shared with another account (T1537: Transfer Data to Cloud Account):
+    the data can now be restored outside. Removing a permission is not."""
+    if action in SHARING_ACTIONS and SHARE_ADDED.search(str(parameters or "")[:4_000]):
+        built.behaviour("exfiltration", field, f"{action}: shared with another account")
+
+
 def cloud_login_failed(behaviour, failed):
     """A console or sign-in action whose own response says it failed is a failed login."""
     return "login_failure" if behaviour == "login_success" and failed else behaviour

@@ -20,7 +20,7 @@ from .common import (ItemError, Reader, as_list, category, dig, parse_time, refe
                      unwrap_source)
 from .countries import country_code
 from .signal import (CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal, cloud_login_failed,
-                     mail_rule, mail_verdict)
+                     mail_rule, mail_verdict, shared_out)
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
@@ -293,6 +293,7 @@ def _cloud(built, data):
     mail_rule(built, action, dig(data, "office365.Parameters"), dig(data, "office365.UserId"),
               "data.office365.Parameters")
     mail_verdict(built, dig(data, "office365"), "data.office365")
+    shared_out(built, action, dig(data, "aws.requestParameters"), "data.aws.requestParameters")
     if str(dig(data, "aws.userIdentity.type") or "").lower() == "root":
         built.account("kind", "root", "data.aws.userIdentity.type")  # the account's owner identity
     finding = str(dig(data, "aws.type") or "")
