@@ -26,12 +26,12 @@ WILDCARD = re.compile(r"(?<![\w.-])([a-z][a-z0-9_.-]*[-_.])\*")
 MIN_PREFIX = 4
 
 
-def names(threat, text, fields=("host",), accounts=True):
-    """The signal field whose value `text` names (an address written whole, the acting account when
-    the alert has no host of its own, a host in `fields` whole or in a range), or None."""
+def names(threat, text, fields=("host",), accounts=True, addresses=ADDRESS_FIELDS):
+    """The signal field whose value `text` names (an address in `addresses` written whole, the acting
+    account when the alert has no host of its own, a host in `fields` whole or in a range), or None."""
     text = text.lower()
     networks = [signal.network(cidr) for cidr in CIDR.findall(text)]
-    for name in ADDRESS_FIELDS:
+    for name in addresses:
         for value in signal.values(threat, name):
             address = signal.ip(value)
             if address is not None and re.search(rf"(?<![\d.]){re.escape(value.strip())}(?![\d.]*\d)", text):

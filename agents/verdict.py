@@ -298,12 +298,24 @@ def _root_login(state, model, found):
 def _denied_login(state, model, found, context):
     """`login_the_customer_denies`: a successful sign-in on an account (or from an address) that the
     customer's own note, keyed to it, says does not sign in like this (from there, with a password,
-    through a proxy) is HIGH: the customer's rule is the baseline, and the sign-in breaks it."""
+    through a proxy) is HIGH: the customer's rule is the baseline, and the sign-in breaks it.
+    `activity_the_customer_denies`: the same for any other act the alert shows (a scan, a tool, a
+    command) that such a note says does not happen there ("the office VLAN must never reach TCP/502")."""
     denying = context.get("denying_by_entity") or []
-    if "login_success" in found and denying and not _failed(model):
+    if not denying or _failed(model):
+        return
+    refs = [f"context_item:{pk}" for pk in denying]
+    if "login_success" in found:
         state.move(higher(state.band, "HIGH"), "login_the_customer_denies", "a successful sign-in that the "
                    "customer's note on this account or address says does not happen",
-                   [_ref(found["login_success"]), *(f"context_item:{pk}" for pk in denying)], "floor")
+                   [_ref(found["login_success"]), *refs], "floor")
+    acts = [n for n, e in found.items() if n in POLICIES and n not in NOT_ACTS and not e.get("tagged")]
+    if acts:
+        state.move(higher(state.band, "HIGH"), "activity_the_customer_denies", "an act that the customer's note "
+                   "on this host, account or address says does not happen", [_ref(found[acts[0]]), *refs], "floor")
+
+
+NOT_ACTS = {"login_success", "policy_violation", "informational", "anomaly", "vulnerability", "integrity_change"}
 
 
 # Taking every account's secret at once (the domain's hashes, krbtgt included): DCSync, which a rule

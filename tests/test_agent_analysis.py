@@ -1943,3 +1943,25 @@ def test_a_snapshot_shared_with_another_account_is_data_taken_out(parameters, sh
     assert ("exfiltration" in [b["name"] for b in threat.signal["behaviours"]]) is shared
     assert ("T1537" in _techniques(threat)) is shared
     assert (threat.severity == "HIGH") is shared
+
+
+OT_NOTE = ("Only the SCADA servers (10.80.1.10-11) poll PLCs on 10.80.2.0/24 over Modbus/TCP. "
+           "The office VLAN 10.20.0.0/16 must never reach TCP/502.")
+
+
+@pytest.mark.parametrize("src,band,call", [
+    ("10.80.1.10", "LOW", "likely_benign_true_positive"),  # "only X does Y": X's own Y is the approved work
+    ("10.20.14.37", "HIGH", "likely_real_threat"),  # the note says this source never does it
+])
+def test_a_note_saying_who_alone_does_something_approves_them_and_its_denial_accuses_the_rest(src, band, call):
+    acme = factories.make_customer(slug="acme-corp")
+    ContextItem.objects.create(customer=acme, kind="business", title="OT network rules", body=OT_NOTE,
+                               keywords=[src], valid_from=timezone.now() - timedelta(days=365))
+    record = _eve_sample()
+    record.update(src_ip=src, dest_ip="10.80.2.41", dest_port=502, proto="TCP")
+    record.pop("http", None)
+    record["alert"].update(signature="ET SCAN Modbus Scanning detected", category="Detection of a Network Scan",
+                           severity=2, metadata={})
+    threat, = factories.ingest_records("suricata", [record], acme)
+    assert threat.severity == band and threat.false_positive["recommendation"] == call
+    assert ("activity_the_customer_denies" in [f.get("rule") for f in threat.risk_factors]) is (band == "HIGH")

@@ -67,6 +67,8 @@ RESTRICTION = re.compile(r"\bonly\s+(from|by|through|via|as|with)\b|\brequires?\
 # "Only the index rebuild (CHG-88213) is approved": an approval of one named thing, which this alert may
 # not be — a rule, not an approval of this event.
 EXCLUSIVE = re.compile(r"\bonly\b[^.;]{0,80}\b(is|are|was|were)\s+(approved|allowed|permitted|authori[sz]ed)\b", re.I)
+# "Only X does Y" states who does Y: X's own Y is approved by it, anyone else's restricted.
+ONLY_SUBJECT = re.compile(r"^\W*only\s+(the\s+)?[\w-]", re.I)
 CONDITIONAL = re.compile(r"\b(requires?|required|needs?|or|outside|without|unless)\s+(an?\s+|the\s+)?"
                          r"(approved|authori[sz]ed)\b", re.I)
 APPROVAL = re.compile(r"\b(approved|authori[sz]ed|sanctioned|expected|scheduled|planned|allowed|permitted|"
@@ -174,6 +176,9 @@ def reading(item, threat=None):
             (approving if EXCEPTING.search(sentence) else denying).append(sentence)  # an exception approves
         elif EXCLUSIVE.search(sentence):
             restricting.append(sentence)
+        elif ONLY_SUBJECT.search(sentence):  # "Only the SCADA servers (10.80.1.10-11) poll PLCs": its actor
+            actor = threat is not None and naming.names(threat, sentence, addresses=("src_ip",))
+            (approving if actor else restricting).append(sentence)
         elif APPROVAL.search(CONDITIONAL.sub(" ", sentence)):
             approving.append(sentence)
         elif RESTRICTION.search(sentence):
