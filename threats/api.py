@@ -515,21 +515,27 @@ QUEUE_EXPRESSIONS = {**SUMMARY_EXPRESSIONS, "tier": F("customer__tier")}
 def queue_page(who, filters, now=None):
     """(items, next cursor, ranked at): one page of `who`'s queue, as GET /api/queue answers it."""
     ranked_at, position = _decode_queue_cursor(filters.cursor) if filters.cursor else (now or timezone.now(), None)
-    found = queue.ranked(queue.open_threats(_by_customer_and_assignee(services.visible_threats(who), filters, who)),
-                         ranked_at)
-    if position:
-        found = queue.after(found, *position)
-    rows = list(found.values(*QUEUE_FIELDS, **QUEUE_EXPRESSIONS)[: filters.limit + 1])
+    found = queue.open_threats(_by_customer_and_assignee(services.visible_threats(who), filters, who))
+    customers = access.visible_customers(who)
+    if filters.customer:
+        customers = customers.filter(slug=filters.customer)
+    # The page's ids first (a narrow query per part of the queue), then its rows in one query.
+    best = queue.best(found, ranked_at, position, customers.values_list("pk", "tier"), filters.limit + 1)
+    page = queue.ranked(found.filter(pk__in=[row["id"] for row in best]), ranked_at)
+    rows = sorted(page.values(*QUEUE_FIELDS, **QUEUE_EXPRESSIONS), key=queue.queue_order)
     more, rows = len(rows) > filters.limit, rows[: filters.limit]
     next_cursor = _queue_cursor(ranked_at, rows[-1]) if more else None
     return [_queue_item(row, ranked_at) for row in rows], next_cursor, ranked_at
 
 
 def _queue_item(row, now):
-    inherited = row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] is not None
+    # As queue.ranked reads it: a member's own verdict when it has one (analysed before it was
+    # grouped), else its group head's, and only its own severity starts an SLA clock.
+    grouped = row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] is not None
+    inherited = grouped and not row["severity"] and row["risk_score"] is None
     ranking = queue.rank(
         severity=row["head_severity"] if inherited else row["severity"],
-        risk_score=row["head_risk"] if inherited else row["risk_score"],
+        risk_score=row["head_risk"] if grouped and row["risk_score"] is None else row["risk_score"],
         received_at=row["received_at"], acknowledged_at=row["acknowledged_at"], tier=row["tier"], now=now,
         inherited=inherited)
     return {**_summary(row), "priority": round(row["priority"], 2), "risk": ranking.risk,

@@ -20,6 +20,14 @@ from .choices import (
 )
 
 TYPE_LABELS = dict(ThreatType.choices)
+# My queue's parts (threats/queue.py) and their partial indexes (migration 0018): open threats with a
+# risk whose SLA clock ran (or runs) unacknowledged, open threats acknowledged, and the rest.
+SLA_SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]  # agents/analyzers/response.py SLA_MINUTES
+QUEUE_OPEN = ~Q(status__in=["resolved", "closed"])
+QUEUE_RATED_UNACKNOWLEDGED = Q(risk_score__isnull=False, acknowledged_at__isnull=True,
+                               severity__in=SLA_SEVERITIES) & QUEUE_OPEN
+QUEUE_RATED_ACKNOWLEDGED = Q(risk_score__isnull=False, acknowledged_at__isnull=False) & QUEUE_OPEN
+QUEUE_UNRATED = (Q(risk_score__isnull=True) | Q(acknowledged_at__isnull=True) & ~Q(severity__in=SLA_SEVERITIES)) & QUEUE_OPEN
 
 
 class Customer(models.Model):
@@ -234,6 +242,13 @@ class Threat(models.Model):
                          name="threat_campaign"),
             # The rule pivot across customers (threats/pivots.py); built concurrently (migration 0016).
             models.Index(fields=["rule", "-received_at"], condition=~Q(rule=""), name="threat_rule_newest"),
+            # My queue (threats/queue.py): a customer's open threats in risk order, one index per
+            # fixed urgency, and the few without a risk; built concurrently (migration 0018).
+            models.Index(fields=["customer", "-risk_score", "received_at", "id"], condition=QUEUE_RATED_UNACKNOWLEDGED,
+                         name="threat_queue_unacknowledged"),
+            models.Index(fields=["customer", "-risk_score", "received_at", "id"], condition=QUEUE_RATED_ACKNOWLEDGED,
+                         name="threat_queue_acknowledged"),
+            models.Index(fields=["received_at"], condition=QUEUE_UNRATED, name="threat_queue_unrated"),
         ]
 
     def __str__(self):  # admin pages, breadcrumbs and messages show it: hidden characters as markers

@@ -13,8 +13,11 @@ The database computes the same formula (`ranked`) so that a page of the queue is
 keyset-paged query; `rank` computes it for one threat in Python, with the reason shown per row.
 """
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import reduce
+from operator import or_
 
 from django.db.models import Case, F, FloatField, Func, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, Greatest, Least
@@ -22,6 +25,7 @@ from django.db.models.functions import Cast, Coalesce, Greatest, Least
 from agents.analyzers.response import SLA_MINUTES
 
 from .choices import CLOSED_STATUSES, AnalysisStatus, Tier
+from .models import QUEUE_RATED_ACKNOWLEDGED, QUEUE_RATED_UNACKNOWLEDGED, QUEUE_UNRATED, SLA_SEVERITIES
 
 TIER_WEIGHTS = {Tier.STARTER: 1.0, Tier.BUSINESS: 1.25, Tier.ENTERPRISE: 1.5}
 UNKNOWN_RISK = 50
@@ -94,6 +98,77 @@ class Epoch(Func):
     def as_sqlite(self, compiler, connection, **extra):
         return self.as_sql(compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
                            **extra)
+
+
+# --- One page at scale: disjoint parts, each read in an index's order --------------------------------
+#
+# Ranking every open threat to show twenty would read them all (a million rows: seconds). But
+# only a threat whose SLA clock runs has a priority that moves with time, and those are few (an
+# unacknowledged threat received within its SLA). Every other open threat has a fixed urgency (4
+# if its SLA breached unacknowledged, 1 if acknowledged), and within one customer (one tier
+# weight) and one of those urgencies, priority order is risk order: an index on (customer, risk)
+# gives each part's best rows first. A page is the best `limit` of the parts' best `limit` rows.
+
+# The partial indexes' conditions (Threat.Meta, migration 0018): a query uses a partial index only
+# when its WHERE repeats the condition, so the parts below filter with these very objects.
+RATED_UNACKNOWLEDGED, RATED_ACKNOWLEDGED, UNRATED = QUEUE_RATED_UNACKNOWLEDGED, QUEUE_RATED_ACKNOWLEDGED, QUEUE_UNRATED
+RISK_ORDER = ("-risk_score", "received_at", "id")
+
+
+def clock_running(now):
+    """Unacknowledged threats still inside their SLA: one range of the (severity, received_at) index each."""
+    return reduce(or_, (Q(severity=severity, received_at__gt=now - timedelta(minutes=minutes))
+                        for severity, minutes in SLA_MINUTES.items())) & Q(acknowledged_at__isnull=True)
+
+
+def best(found, now, position, customers, limit):
+    """The first `limit` of `found` (open threats) in queue order at `now`, after `position`
+    ((priority, received_at, id) or None), as [{id, priority, received_at}]. `customers`: the
+    [(id, tier)] that `found` may hold. Read in disjoint parts, at most `limit` rows each."""
+    running = clock_running(now)
+    rows = []
+    for part in (found.filter(running), found.filter(UNRATED).exclude(running)):
+        rows += _after(ranked(part, now), position).values("id", "priority", "received_at")[:limit]
+    for customer_id, tier in customers:
+        mine = found.filter(customer_id=customer_id)
+        weight = TIER_WEIGHTS.get(tier, 1.0)
+        rows += _by_risk(mine.filter(RATED_UNACKNOWLEDGED).exclude(running), URGENT, weight, position, limit)
+        rows += _by_risk(mine.filter(RATED_ACKNOWLEDGED), CALM, weight, position, limit)
+    return sorted(rows, key=queue_order)[:limit]
+
+
+def _by_risk(threats, urgency, weight, position, limit):
+    """A part whose priority is risk × a fixed urgency × weight: read in risk order (an index), the
+    priority computed here exactly as the database computes it ((risk × urgency) × weight)."""
+    if position:
+        threats = threats.filter(_after_by_risk(urgency, weight, *position))
+    return [{"id": pk, "priority": _fixed(risk, urgency, weight), "received_at": received}
+            for pk, risk, received in threats.order_by(*RISK_ORDER).values_list("id", "risk_score", "received_at")[:limit]]
+
+
+def _fixed(risk, urgency, weight):
+    return float(risk) * urgency * weight
+
+
+def _after_by_risk(urgency, weight, priority, received_at, threat_id):
+    """`after` for a part of fixed urgency and weight, on the risk column alone (so the index seeks):
+    the risks whose priority is below `priority`, and the one (if any) whose priority equals it."""
+    below = math.floor(priority / (urgency * weight)) + 1
+    while below >= 0 and _fixed(below, urgency, weight) >= priority:
+        below -= 1  # the highest risk whose priority is below `priority` (-1: none)
+    condition = Q(risk_score__lte=below) if below >= 0 else Q(pk__in=[])
+    if _fixed(below + 1, urgency, weight) == priority:
+        condition |= Q(risk_score=below + 1, received_at__gt=received_at) | Q(
+            risk_score=below + 1, received_at=received_at, id__gt=threat_id)
+    return condition
+
+
+def _after(threats, position):
+    return after(threats, *position) if position else threats
+
+
+def queue_order(row):
+    return (-row["priority"], row["received_at"], row["id"])
 
 
 def open_threats(threats):
