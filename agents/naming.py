@@ -45,6 +45,10 @@ def names(threat, text, fields=("host",), accounts=True, addresses=ADDRESS_FIELD
         account = value.strip().lower().split("@")[0].rsplit("\\", 1)[-1]
         if len(account) >= MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(account)}(?![\w-]|\.\w)", text):
             return field_ref("user")
+    # A cloud call made through an assumed role (a pipeline's session name changes every run; its role does not).
+    role = str(signal.model(threat)["account"].get("role") or "").lower()
+    if accounts and len(role) >= MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(role)}(?![\w-]|\.\w)", text):
+        return "signal.account.role"
     found = {part for name in NAME.findall(text) for part in (name, name.split(".")[0])}
     for name in fields:
         for value in signal.values(threat, name):

@@ -1965,3 +1965,28 @@ def test_a_note_saying_who_alone_does_something_approves_them_and_its_denial_acc
     threat, = factories.ingest_records("suricata", [record], acme)
     assert threat.severity == band and threat.false_positive["recommendation"] == call
     assert ("activity_the_customer_denies" in [f.get("rule") for f in threat.risk_factors]) is (band == "HIGH")
+
+
+@pytest.mark.parametrize("arn,explained", [
+    ("arn:aws:sts::318845120733:assumed-role/terraform-platform/gha-platform-infra-1187", True),
+    ("arn:aws:sts::318845120733:assumed-role/ci-deployer/i-0abc", False),  # another role
+])
+def test_a_change_naming_the_role_a_pipeline_assumes_names_its_cloud_calls(arn, explained):
+    """A pipeline's session name changes every run (gha-platform-infra-1187); the role it assumes is
+    what a change ticket names."""
+    acme = factories.make_customer(slug="acme-corp")
+    factories.make_infra_event(customer=acme, kind="config_change", service="aws-logging", minutes_ago=5,
+                               description="PLAT-402: move org-trail delivery to the backup account with SSE-KMS, "
+                                           "applied by the platform pipeline via role terraform-platform.")
+    alert = {"@timestamp": timezone.now().isoformat(), "event.kind": "signal", "kibana.alert.uuid": arn[-12:],
+             "kibana.alert.rule.name": "AWS CloudTrail Log Updated", "kibana.alert.severity": "high",
+             "event": {"action": "UpdateTrail", "provider": "cloudtrail.amazonaws.com", "outcome": "success",
+                       "dataset": "aws.cloudtrail", "category": ["configuration"], "type": ["change"]},
+             "aws": {"cloudtrail": {"user_identity": {"type": "AssumedRole", "arn": arn},
+                                    "request_parameters": "{name=org-trail, enableLogFileValidation=true}"}},
+             "user": {"name": arn.rsplit("/", 1)[-1]}, "source": {"ip": "34.212.10.3"}}
+    threat, = factories.ingest_records("ecs", [alert], acme)
+    assert threat.signal["account"]["role"] == arn.split("/")[1]
+    devops = AgentRun.objects.get(threat=threat, kind="devops").data
+    assert bool(devops.get("same_service")) is explained
+    assert (threat.severity == "LOW") is explained

@@ -12,7 +12,8 @@ from threats.choices import Severity
 
 from .common import (ItemError, Reader, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
-from .signal import CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, direction, mail_rule, mail_verdict, shared_out
+from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, direction, mail_rule,
+                     mail_verdict, shared_out)
 
 SOURCE = "ecs"
 RISK_BANDS = [(74, Severity.CRITICAL), (48, Severity.HIGH), (22, Severity.MEDIUM), (0, Severity.LOW)]
@@ -180,6 +181,8 @@ def event_signal(built, read):
         path = f"aws.cloudtrail.flattened.request_parameters.{key}"
         built.account(name, read.text(path, limit=200), path)
     built.account("actor", read.text("user.name", limit=200), "user.name")
+    assumed = ASSUMED_ROLE.search(read.text("aws.cloudtrail.user_identity.arn", limit=400))
+    built.account("role", assumed.group(1) if assumed else "", "aws.cloudtrail.user_identity.arn")
     if read.text("aws.cloudtrail.user_identity.type", limit=40).lower() == "root":
         built.account("kind", "root", "aws.cloudtrail.user_identity.type")  # the account's owner identity
     built.forwarded(read.strings("network.forwarded_ip", "http.request.headers.x-forwarded-for",

@@ -318,6 +318,7 @@ def mail_verdict(built, record, prefix):
         built.set("prevented", True, f"{prefix}.LatestDeliveryLocation")
 
 
+ASSUMED_ROLE = re.compile(r":assumed-role/([\w+=,.@-]{1,64})/")  # arn:aws:sts::<account>:assumed-role/<role>/<session>
 # Snapshot and image sharing calls (CloudTrail): what they grant is in the request parameters, as
 # `valuesToAdd=[…]` (RDS) or `createVolumePermission={add={items=[…]}}` (EC2).
 SHARING_ACTIONS = {"modifysnapshotattribute", "modifydbsnapshotattribute", "modifydbclustersnapshotattribute",

@@ -19,8 +19,8 @@ from . import suricata
 from .common import (ItemError, Reader, as_list, category, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
 from .countries import country_code
-from .signal import (CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal, cloud_login_failed,
-                     mail_rule, mail_verdict, shared_out)
+from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal,
+                     cloud_login_failed, mail_rule, mail_verdict, shared_out)
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
@@ -294,6 +294,8 @@ def _cloud(built, data):
               "data.office365.Parameters")
     mail_verdict(built, dig(data, "office365"), "data.office365")
     shared_out(built, action, dig(data, "aws.requestParameters"), "data.aws.requestParameters")
+    assumed = ASSUMED_ROLE.search(str(dig(data, "aws.userIdentity.arn") or "")[:400])
+    built.account("role", assumed.group(1) if assumed else "", "data.aws.userIdentity.arn")
     if str(dig(data, "aws.userIdentity.type") or "").lower() == "root":
         built.account("kind", "root", "data.aws.userIdentity.type")  # the account's owner identity
     finding = str(dig(data, "aws.type") or "")
