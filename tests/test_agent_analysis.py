@@ -1990,3 +1990,23 @@ def test_a_change_naming_the_role_a_pipeline_assumes_names_its_cloud_calls(arn, 
     devops = AgentRun.objects.get(threat=threat, kind="devops").data
     assert bool(devops.get("same_service")) is explained
     assert (threat.severity == "LOW") is explained
+
+
+def test_an_ssh_login_of_a_local_account_is_valid_accounts_local_accounts():
+    login = _wazuh_alert("ssh-ok", "5715", 3, "sshd: authentication success.", ["syslog", "sshd", "authentication_success"],
+                         agent="bastion-01", decoder={"name": "sshd"}, full_log="Accepted publickey for deploy",
+                         data={"srcip": "10.0.4.7", "dstuser": "deploy"})
+    threat, = _ingest("wazuh", login)
+    assert "T1078.003" in _techniques(threat)
+
+
+@pytest.mark.parametrize("agent,bits", [("Microsoft BITS/7.8", True), ("Mozilla/5.0 (Windows NT 10.0)", False)])
+def test_a_download_by_a_bits_job_is_t1197(agent, bits):
+    record = _eve_sample()
+    record.update(src_ip="10.12.5.61", dest_ip="185.196.9.41")
+    record["alert"].update(signature="ET POLICY PE EXE or DLL Windows file download HTTP", category="Potential "
+                           "Corporate Privacy Violation", severity=2, metadata={"mitre_technique_id": ["T1105"]})
+    record["http"] = {"hostname": "185.196.9.41", "url": "/upd/ChromeSetup_131.exe", "http_user_agent": agent,
+                      "status": 200, "http_method": "GET"}
+    threat, = _ingest("suricata", record)
+    assert "T1105" in _techniques(threat) and ("T1197" in _techniques(threat)) is bits

@@ -40,6 +40,7 @@ FAILURES = {"brute_force", "password_spraying", "credential_stuffing", "login_fa
 PLANTED = {"persistence", "web_shell", "hidden_artifact", "account_created"}  # a way back in, put there
 REPEATED = 3
 HOSTILE = {"web_attack", "exploit_attempt", "brute_force", "password_spraying", "credential_stuffing"}
+BITS_AGENT = re.compile(r"^\s*Microsoft BITS/", re.I)
 MAX_RULE_TECHNIQUES = 3  # a rule tagging more techniques than this is a catch-all, not a statement
 
 
@@ -93,6 +94,7 @@ class _Analysis:
         self._vendor_hints(result)
         self._commands()
         self._anomaly()
+        self._bits_transfer()
         self._within_band(result)
         return self._finish(result)
 
@@ -110,6 +112,8 @@ class _Analysis:
             return [self._c2_technique()]
         if name in ("login_success", "impossible_travel", "unusual_location") and self.model.get("cloud"):
             return ["T1078.004"]  # a cloud identity's sign-in
+        if name == "login_success" and str(self.model.get("action")).lower() == "sshd" and not self._account_kind():
+            return ["T1078.003"]  # sshd let a local account in: Valid Accounts: Local Accounts
         if name == "login_success" and self.model.get("protocol") == "vpn":
             return ["T1133", "T1078"]  # in from outside through the VPN gateway: External Remote Services
         if name == "brute_force":
@@ -242,6 +246,14 @@ class _Analysis:
         domain = str(self.model["account"].get("domain") or "").strip().lower()
         host = signal.text(self.threat, "host").lower().split(".")[0]
         return ["T1078.002"] if domain and host and domain != host and domain not in LOCAL_DOMAINS else []
+
+    def _bits_transfer(self):
+        """A download made by the Background Intelligent Transfer Service (its HTTP user agent is
+        "Microsoft BITS/<version>"): a BITS job fetched it (T1197), the way malware hides a download
+        in a Windows service."""
+        agent = signal.text(self.threat, "user_agent")
+        if BITS_AGENT.match(agent) and "T1105" in self.techniques:
+            self._add("T1197", "behaviour", 0.8, "signal.observables.user_agent", "the download was a BITS job")
 
     def _names_lsass(self, entry):
         """LSASS's memory is where the credentials are (T1003.001): the detail, process or command says so."""
