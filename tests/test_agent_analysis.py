@@ -2010,3 +2010,18 @@ def test_a_download_by_a_bits_job_is_t1197(agent, bits):
                       "status": 200, "http_method": "GET"}
     threat, = _ingest("suricata", record)
     assert "T1105" in _techniques(threat) and ("T1197" in _techniques(threat)) is bits
+
+
+@pytest.mark.parametrize("src,kept", [("203.0.113.77", set()), ("10.30.250.10", {"T1046"})])
+def test_a_vulnerability_scanner_s_requests_are_its_scan_not_an_exploit_or_another_scan(src, kept):
+    """Nikto from outside: T1595.002, not T1190 from the web-attack category nor T1595.001 from the scan
+    category; from inside the same scan is also discovery (T1046)."""
+    record = _eve_sample()
+    record.update(src_ip=src, dest_ip="10.30.20.5", dest_port=80)
+    record["alert"].update(signature="ET SCAN Nikto Web App Scan in Progress", category="Web Application Attack",
+                           severity=1, metadata={})
+    record["http"] = {"hostname": "app-staging", "url": "/cgi-bin/test-cgi.bak", "status": 404, "http_method": "GET",
+                      "http_user_agent": "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000231)"}
+    threat, = _ingest("suricata", record)
+    found = set(_techniques(threat))
+    assert "T1595.002" in found and not found & {"T1190", "T1595.001"} and kept <= found

@@ -84,6 +84,8 @@ class _Analysis:
             how = "inferred from " if entry.get("inferred") else "stated by "
             result.find(f"Shows {name.replace('_', ' ')} ({entry.get('detail') or name}), {how}{entry['field']}.",
                         f"signal.{entry['field']}")
+            if self._scanner_explains(name, entry):
+                continue
             for technique_id in self._behaviour_techniques(name, entry):
                 if entry.get("tagged") and not self._refines_a_hint(technique_id):
                     continue  # a tag says what the rule looks for; it only makes the rule's own id more precise
@@ -246,6 +248,13 @@ class _Analysis:
         domain = str(self.model["account"].get("domain") or "").strip().lower()
         host = signal.text(self.threat, "host").lower().split(".")[0]
         return ["T1078.002"] if domain and host and domain != host and domain not in LOCAL_DOMAINS else []
+
+    def _scanner_explains(self, name, entry):
+        """A vulnerability scanner's requests are its scan (T1595.002): the web-attack classification and
+        the port scan a rule reads in them are the same requests, not an exploit (T1190) or another scan."""
+        return "vulnerability_scan" in self.found and (
+            name == "network_scan" and content.is_inbound(self.threat)  # inside, it is discovery: T1046 stands
+            or name == "web_attack" and not str(entry.get("field", "")).startswith("observables"))
 
     def _bits_transfer(self):
         """A download made by the Background Intelligent Transfer Service (its HTTP user agent is
