@@ -292,6 +292,22 @@ def _threat_list(run):
     return "\n".join(lines)
 
 
+def _queue(run):
+    result = _result(run)
+    if not result:
+        return _missing("My queue at scale", run)
+    lines = ["## My queue at scale", "", (f"`bench/bench_queue.py`: {result['rows']:,} threats on {result['database']} "
+             f"({result['recent']:,} received in the last 4 h); GET /api/queue and /queue/ through Django's test "
+             "client ([docs/queue.md](queue.md)). Target: p95 ≤ 200 ms on PostgreSQL."),
+             "", "| Case | median | p95 | max |", "|---|---|---|---|"]
+    for name, case in result["cases"].items():
+        lines.append(f"| {name} | {case['median_ms']} ms | {case['p95_ms']} ms | {case['max_ms']} ms |")
+    contrast = result.get("naive_contrast")
+    if contrast:
+        lines += ["", f"For contrast, one query ranking every open threat: median {contrast['median_ms']} ms."]
+    return "\n".join(lines)
+
+
 def _dashboard(run):
     result = _result(run)
     if not result:
@@ -308,4 +324,5 @@ def _dashboard(run):
 
 
 SECTIONS = [("http", _http), ("worker", _worker), ("analysis", _analysis), ("latency", _latency),
-            ("cluster", _cluster), ("ingest", _ingest), ("threat_list", _threat_list), ("dashboard", _dashboard)]
+            ("cluster", _cluster), ("ingest", _ingest), ("threat_list", _threat_list), ("queue", _queue),
+            ("dashboard", _dashboard)]

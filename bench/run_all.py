@@ -52,6 +52,9 @@ def benches(quick, postgres):
         ("threat_list", "threat_list.jsonl", ["bench/bench_threat_list.py", *(
             ["--rows", "2000", "--repeat", "1"] if quick else ["--rows", "1000000",
                                                                *(["--database-url", postgres] if postgres else [])])]),
+        ("queue", "queue.jsonl", ["bench/bench_queue.py", *(
+            ["--rows", "2000", "--recent", "200", "--repeat", "1"] if quick else ["--rows", "1000000",
+                                                                                *(["--database-url", postgres] if postgres else [])])]),
         ("cluster", "cluster.jsonl", ["bench/bench_cluster.py", *(["--quick"] if quick else pg)]),
         ("dashboard", "dashboard.jsonl", ["bench/bench_dashboard.py", *(
             ["--threats", "50", "--loads", "2", "--runs", "3", "--warmup", "1"] if quick else [])]),
