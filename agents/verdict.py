@@ -372,6 +372,8 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
         return "" if explained else "MEDIUM"  # an internal host scanning: discovery from a foothold
     detail = str(signal.behaviours(threat).get(name, {}).get("detail"))
+    if name == "oauth_consent" and detail.startswith("a user granted an app standing access") and not explained:
+        return "HIGH"  # `illicit_consent_grant`: the app reads the mailbox whatever the password becomes
     if name == "suspicious_execution" and "runs a script it downloads" in detail and not explained:
         return "HIGH"  # `fetched_script_ran`: code from a bare address on the internet ran on the host
     if name == "suspicious_execution" and detail.startswith("PowerShell with a hidden window") and not explained:

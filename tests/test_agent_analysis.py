@@ -2025,3 +2025,26 @@ def test_a_vulnerability_scanner_s_requests_are_its_scan_not_an_exploit_or_anoth
     threat, = _ingest("suricata", record)
     found = set(_techniques(threat))
     assert "T1595.002" in found and not found & {"T1190", "T1595.001"} and kept <= found
+
+
+def _consent(admin, scope):
+    return _wazuh_alert("consent-1", "91545", 6, "Office 365: Azure Active Directory events.", ["office365",
+                        "AzureActiveDirectory"], agent="wazuh-manager",
+                        data={"integration": "office365", "office365": {
+                            "Operation": "Consent to application.", "Workload": "AzureActiveDirectory",
+                            "UserId": "lecturer.dwebb@acme.example", "ClientIP": "185.225.73.18",
+                            "ModifiedProperties": [
+                                {"Name": "ConsentContext.IsAdminConsent", "NewValue": str(admin)},
+                                {"Name": "ConsentAction.Permissions",
+                                 "NewValue": f"[] => [[ConsentType: Principal, Scope:  {scope}]]"}]}})
+
+
+@pytest.mark.parametrize("admin,scope,band", [
+    (False, "Mail.ReadWrite Mail.Send Files.ReadWrite.All offline_access User.Read", "HIGH"),
+    (False, "User.Read openid profile offline_access", "MEDIUM"),  # sign-in only: no mail or files
+    (False, "Mail.Read User.Read", "MEDIUM"),  # no refresh token: only while the user is signed in
+])
+def test_a_user_s_consent_giving_an_app_standing_access_to_mail_is_an_illicit_grant(admin, scope, band):
+    threat, = _ingest("wazuh", _consent(admin, scope))
+    assert "oauth_consent" in [b["name"] for b in threat.signal["behaviours"]]
+    assert threat.severity == band and "T1528" in _techniques(threat)

@@ -12,8 +12,8 @@ from threats.choices import Severity
 
 from .common import (ItemError, Reader, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
-from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, direction, mail_rule,
-                     mail_verdict, shared_out)
+from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, consent_grant, direction,
+                     mail_rule, mail_verdict, shared_out)
 
 SOURCE = "ecs"
 RISK_BANDS = [(74, Severity.CRITICAL), (48, Severity.HIGH), (22, Severity.MEDIUM), (0, Severity.LOW)]
@@ -254,6 +254,7 @@ def _ecs_behaviours(built, read, categories, types, action):
     mail_verdict(built, read.get("o365.audit"), "o365.audit")
     shared_out(built, action, read.get("aws.cloudtrail.request_parameters", "aws.cloudtrail.flattened.request_parameters"),
                "aws.cloudtrail.request_parameters")
+    consent_grant(built, action, read.get("o365.audit.ModifiedProperties"), "o365.audit.ModifiedProperties")
     if action in ACTIONS or action in CLOUD_ACTIONS:
         built.behaviour(cloud_login_failed(ACTIONS.get(action) or CLOUD_ACTIONS[action], outcome == "failure"),
                         "event.action", action)

@@ -333,6 +333,31 @@ def shared_out(built, action, parameters, field):
         built.behaviour("exfiltration", field, f"{action}: shared with another account")
 
 
+# Delegated Microsoft Graph scopes that hand an app a user's mail or files (Microsoft's guidance on
+# illicit consent grants lists these): with offline_access the app keeps them without the user.
+MAIL_FILE_SCOPES = re.compile(r"\b(mail\.(read|readwrite|send)(\.shared)?|mailboxsettings\.readwrite|"
+                              r"files\.(read|readwrite)\.all|sites\.(read|readwrite)\.all|full_access_as_user|"
+                              r"eas\.accessasuser\.all|ews\.accessasuser\.all)\b", re.I)
+CONSENT_ACTIONS = {"consent to application.", "consent to application", "add delegated permission grant.",
+                   "add delegated permission grant", "add oauth2permissiongrant.", "add oauth2permissiongrant"}
+
+
+def consent_grant(built, action, properties, field):
+    """A user (not an administrator) consenting for an app to read or send their mail or files, with
+    offline_access: a standing way into the mailbox that survives a password reset (T1528), the
+    illicit-consent pattern. Entra ID's ModifiedProperties: [{Name, NewValue}]."""
+    if action not in CONSENT_ACTIONS or not isinstance(properties, list):
+        return
+    values = {str(p.get("Name")): str(p.get("NewValue"))[:2_000] for p in properties[:50] if isinstance(p, dict)}
+    scopes = values.get("ConsentAction.Permissions", "")
+    if values.get("ConsentContext.IsAdminConsent", "").lower() == "true" or "offline_access" not in scopes.lower():
+        return
+    risky = sorted({m.group(0) for m in MAIL_FILE_SCOPES.finditer(scopes)})
+    if risky:
+        built.behaviour("oauth_consent", field, f"a user granted an app standing access to mail or files: "
+                                                f"{' '.join(risky[:5])} offline_access")
+
+
 def cloud_login_failed(behaviour, failed):
     """A console or sign-in action whose own response says it failed is a failed login."""
     return "login_failure" if behaviour == "login_success" and failed else behaviour

@@ -20,7 +20,7 @@ from .common import (ItemError, Reader, as_list, category, dig, parse_time, refe
                      unwrap_source)
 from .countries import country_code
 from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal,
-                     cloud_login_failed, mail_rule, mail_verdict, shared_out)
+                     cloud_login_failed, consent_grant, mail_rule, mail_verdict, shared_out)
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
@@ -283,6 +283,7 @@ def _cloud(built, data):
     field = "data.aws.eventName" if dig(data, "aws.eventName") else "data.office365.Operation"
     if action:
         built.set("action", action[:60], field)
+    consent_grant(built, action, dig(data, "office365.ModifiedProperties"), "data.office365.ModifiedProperties")
     if action in CLOUD_ACTIONS:
         # CloudTrail ConsoleLogin records failures too: responseElements.ConsoleLogin "Failure", errorMessage.
         failed = str(dig(data, "aws.responseElements.ConsoleLogin") or "").lower() == "failure" or \
