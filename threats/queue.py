@@ -9,8 +9,8 @@
   while its deadline nears, and a long-breached LOW never buries a fresh CRITICAL for good;
 - tier weight: what the customer's contract promises (TIER_WEIGHTS).
 
-The database computes the same formula (`ranked`) so that a page of the queue is one ordered,
-keyset-paged query; `rank` computes it for one threat in Python, with the reason shown per row.
+The database computes the same formula (`ranked`); `best` reads a page of the queue from a few
+index-ordered parts (below); `rank` computes it for one threat in Python, with the reason per row.
 """
 
 import math
@@ -25,7 +25,7 @@ from django.db.models.functions import Cast, Coalesce, Greatest, Least
 from agents.analyzers.response import SLA_MINUTES
 
 from .choices import CLOSED_STATUSES, AnalysisStatus, Tier
-from .models import QUEUE_RATED_ACKNOWLEDGED, QUEUE_RATED_UNACKNOWLEDGED, QUEUE_UNRATED, SLA_SEVERITIES
+from .models import QUEUE_RATED_ACKNOWLEDGED, QUEUE_RATED_UNACKNOWLEDGED, QUEUE_UNRATED
 
 TIER_WEIGHTS = {Tier.STARTER: 1.0, Tier.BUSINESS: 1.25, Tier.ENTERPRISE: 1.5}
 UNKNOWN_RISK = 50
