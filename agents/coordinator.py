@@ -254,7 +254,8 @@ def decide(threat, found=None, ran=None):
     attack_evidence = priority.get("attack_evidence", [])
     severity, moves = rules.severity(threat, fp, attack_evidence, {kind: r.data for kind, r in results.items()}, scan)
     fp = false_positive.disproven(fp, moves, scan["detected"])
-    fp = false_positive.routine(fp, threat, severity, attack_evidence, scan["detected"])
+    denied = bool(results["context"].data.get("denying_by_entity")) if "context" in results else False
+    fp = false_positive.routine(fp, threat, severity, attack_evidence, scan["detected"], denied)
     adjustments = _set_aside(_risk_factors(results, fp), scan) + _adversarial_factors(scan)
     risk, factors = rules.risk_score(severity, adjustments), moves + adjustments
     confidence = _confidence(results, scan)

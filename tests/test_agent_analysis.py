@@ -2048,3 +2048,26 @@ def test_a_user_s_consent_giving_an_app_standing_access_to_mail_is_an_illicit_gr
     threat, = _ingest("wazuh", _consent(admin, scope))
     assert "oauth_consent" in [b["name"] for b in threat.signal["behaviours"]]
     assert threat.severity == band and "T1528" in _techniques(threat)
+
+
+P2P_NOTE = ("Peer-to-peer clients (BitTorrent etc.) are permitted on the student residence network 10.88.0.0/16. "
+            "P2P is NOT permitted on staff networks (10.12.0.0/16).")
+
+
+@pytest.mark.parametrize("src,call", [
+    ("10.88.4.20", "likely_benign_true_positive"),  # where the note allows it: routine
+    ("10.12.31.77", "likely_real_threat"),  # where it forbids it: the violation, not routine
+])
+def test_a_note_filed_under_other_keywords_still_counts_when_it_forbids_what_the_alert_shows_there(src, call):
+    acme = factories.make_customer(slug="acme-corp")
+    ContextItem.objects.create(customer=acme, kind="business", title="ResNet acceptable use", body=P2P_NOTE,
+                               keywords=["BitTorrent", "P2P"], valid_from=timezone.now() - timedelta(days=365))
+    record = _eve_sample()
+    record.update(src_ip=src, dest_ip="203.0.113.9", dest_port=6881, proto="UDP")
+    record.pop("http", None)
+    record["alert"].update(signature="ET P2P BitTorrent DHT ping request", category="Potential Corporate Privacy "
+                           "Violation", severity=3, metadata={})
+    threat, = factories.ingest_records("suricata", [record], acme)
+    context = AgentRun.objects.get(threat=threat, kind="context").data
+    assert threat.severity == "LOW" and threat.false_positive["recommendation"] == call
+    assert bool(context["denying_by_entity"]) is (call == "likely_real_threat")

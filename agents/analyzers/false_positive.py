@@ -125,11 +125,12 @@ DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", 
 ROUTINE = {"policy_violation", "informational", "vulnerability"}
 
 
-def routine(fp, threat, band, attack, manipulated):
+def routine(fp, threat, band, attack, manipulated, denied=False):
     """`fp` after the policy: a LOW alert that shows only ROUTINE behaviours and no attack evidence,
-    with no call yet, is a benign true positive (`routine_activity`)."""
+    with no call yet, is a benign true positive (`routine_activity`) — unless the customer's note on
+    this entity says it is not allowed there (`denied`): then it is the violation the note forbids."""
     found = set(signal.behaviours(threat))
-    if band != "LOW" or attack or manipulated or not found or not found <= ROUTINE \
+    if band != "LOW" or attack or manipulated or denied or not found or not found <= ROUTINE \
             or fp["recommendation"] != "likely_real_threat":
         return fp
     raised = max(fp["benign_score"], LIKELY)

@@ -95,20 +95,24 @@ class ContextAgent(Agent):
                          customer_ref(customer, "tier"))
         in_hours, hours_text = self._hours(result, threat, customer)
         entities = _entities(threat)
-        applied, named_items, actor_items, reads = [], set(), set(), {}
+        applied, named_items, actor_items, reads, read = [], set(), set(), {}, {}
         for item in items:
             matched = {k: entities[k.strip().lower()] for k in item.keywords
                        if isinstance(k, str) and k.strip().lower() in entities}
+            if not matched and item.kind == ContextKind.BUSINESS:
+                # A note that names the alert's host, address or acting account in its words ("pushes the
+                # CU to EDU-SQL-01..04") is about this alert as much as a keyword. Filed under other
+                # keywords, only its denial counts ("P2P is NOT permitted on staff networks 10.12.0.0/16"):
+                # what it approves was approved for the things it was filed under.
+                named = naming.names(threat, f"{item.title}\n{item.body}")
+                if named and not item.keywords:
+                    matched = {named.removeprefix("signal.observables."): named}
+                elif named and _read(read, item, threat) == "denies":
+                    matched = {named.removeprefix("signal.observables."): named}
             if item.keywords and not matched:
                 continue
-            if not item.keywords and item.kind == ContextKind.BUSINESS:
-                # A note without keywords that names the alert's host, address or acting account in its
-                # words ("pushes the CU to EDU-SQL-01..04") is about this alert as much as a keyword.
-                named = naming.names(threat, f"{item.title}\n{item.body}")
-                matched = {named.removeprefix("signal.observables."): named} if named else {}
             applied.append(item)
-            # How a business note reads is decided once per threat (the sentences, their naming).
-            reads[item.pk] = reading(item, threat) if item.kind == ContextKind.BUSINESS else None
+            reads[item.pk] = _read(read, item, threat)
             if matched:
                 named_items.add(item.pk)
             if set(matched.values()) & ACTOR_FIELDS:
@@ -162,6 +166,14 @@ class ContextAgent(Agent):
             result.score(points, f"explained by business context: {item.title}", ref)
             result.recommendations.append(f"Check the activity against '{item.title}' and close as benign true "
                                           "positive if it matches.")
+
+
+def _read(reads, item, threat):
+    """How a business note reads, decided once per threat (the sentences, their naming); None for
+    other kinds of item."""
+    if item.pk not in reads:
+        reads[item.pk] = reading(item, threat) if item.kind == ContextKind.BUSINESS else None
+    return reads[item.pk]
 
 
 def reading(item, threat=None):
