@@ -142,9 +142,20 @@ def test_pages_walk_the_whole_queue_once_in_order(alice_client, customer):
     assert walked == whole and len(whole) == 7
 
 
+def _cursor(*parts):
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+
+
+BAD_CURSORS = [_cursor("2026-12-07T10:00:00+00:00", value, "2026-12-07T09:00:00+00:00", "3" * 32)
+               for value in (float("nan"), float("inf"), -1, True, "high")]
+
+
 @pytest.mark.parametrize("params, field", [
     ({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"cursor": "not-a-cursor"}, "cursor"),
-    ({"severity": "HIGH"}, "severity"),
+    ({"severity": "HIGH"}, "severity"), *(({"cursor": cursor}, "cursor") for cursor in BAD_CURSORS),
 ])
 def test_a_bad_parameter_is_400_naming_it(alice_client, params, field):
     response = alice_client.get("/api/queue", params)
@@ -160,6 +171,14 @@ def test_a_user_of_customer_a_never_sees_customer_bs_threats(client, alice, bob)
     client.force_login(alice)
     assert [i["id"] for i in queue_items(client)] == [str(own.pk)]
     assert queue_items(client, customer=globex.slug) == []
+
+
+def test_a_cursor_far_past_every_priority_is_an_empty_page_not_an_error(alice_client, customer):
+    stored(customer, "HIGH", 70, 300)
+    cursor = _cursor("2026-12-07T10:00:00+00:00", 1e308, "2026-12-07T09:00:00+00:00", "3" * 32)
+    response = alice_client.get("/api/queue", {"cursor": cursor})
+    assert response.status_code == 200
+    assert [i["risk"] for i in response.json()["items"]] == [70]
 
 
 def test_the_outsider_without_a_role_is_refused(charlie_client, customer):

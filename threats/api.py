@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections import Counter
 from datetime import datetime, timedelta
 from functools import reduce
@@ -553,8 +554,8 @@ def _decode_queue_cursor(cursor):
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         ranked_at, priority, received_at, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)):
-            raise ValueError(priority)
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not 0 <= priority < math.inf:
+            raise ValueError(priority)  # also NaN and Infinity, which json reads
         return utc_moment(str(ranked_at)), (float(priority), utc_moment(str(received_at)), UUID(str(last_id)))
     except (ValueError, TypeError, binascii.Error):
         raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None

@@ -29,6 +29,7 @@ from .models import QUEUE_RATED_ACKNOWLEDGED, QUEUE_RATED_UNACKNOWLEDGED, QUEUE_
 
 TIER_WEIGHTS = {Tier.STARTER: 1.0, Tier.BUSINESS: 1.25, Tier.ENTERPRISE: 1.5}
 UNKNOWN_RISK = 50
+MAX_RISK = 32767  # the column's largest value (a positive small integer)
 CALM, URGENT = 1.0, 4.0  # urgency with the clock stopped, and at (or past) the breach
 
 
@@ -153,7 +154,7 @@ def _fixed(risk, urgency, weight):
 def _after_by_risk(urgency, weight, priority, received_at, threat_id):
     """`after` for a part of fixed urgency and weight, on the risk column alone (so the index seeks):
     the risks whose priority is below `priority`, and the one (if any) whose priority equals it."""
-    below = math.floor(priority / (urgency * weight)) + 1
+    below = min(math.floor(priority / (urgency * weight)) + 1, MAX_RISK)
     while below >= 0 and _fixed(below, urgency, weight) >= priority:
         below -= 1  # the highest risk whose priority is below `priority` (-1: none)
     condition = Q(risk_score__lte=below) if below >= 0 else Q(pk__in=[])
