@@ -1,7 +1,9 @@
 """My queue in a real browser (issue 21 item 1): the rows come in the API's priority order with their
 reasons; j/k move, a acknowledges and c closes with a disposition through the triage API; a threat
 that nears its SLA breach raises a notice live on the analyst's page — and not on the page of an
-analyst scoped to another customer. Its own server runs the near-breach check every second."""
+analyst scoped to another customer; a key press on a row another analyst changed meanwhile is
+refused with who changed what (If-Match), and a row closed elsewhere leaves the page. Its own
+server runs the near-breach check every second."""
 
 import json
 import re
@@ -9,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import SCREENSHOTS, TEAMMATE, api_get, browsers_for, start_server, stop_server
+from tests.browser.conftest import SCREENSHOTS, TEAMMATE, api_get, api_send, browsers_for, stop_server
 
 SCOPED = "carol"  # an analyst who sees Global Finance only
 XSS_TITLE = '<img src=x onerror="window.__xss=1"> near-breach probe'
@@ -134,3 +136,23 @@ def test_a_threat_nearing_its_breach_raises_a_notice_only_where_its_customer_is_
 
     alice.locator(f'#notices .notice-sla[data-id="{retail}"] button.dismiss').click()
     expect(alice.locator(f'#notices .notice-sla[data-id="{retail}"]')).to_have_count(0)
+
+
+def test_a_stale_row_is_refused_with_who_changed_it_and_a_row_closed_elsewhere_leaves(browsers, queue_server):
+    contested, elsewhere = create(queue_server, ("Contested", "retailmax", "MEDIUM", 60, 40),
+                                  ("Closed by bob", "retailmax", "MEDIUM", 55, 40))
+    alice = browsers.page(path="/queue/")
+    bob = browsers.page(TEAMMATE, path="/queue/")
+
+    assert api_send(bob, "PATCH", f"/api/threats/{contested}", {"assignee": TEAMMATE})["status"] == 200
+    expect(alice.locator(f'#queue-rows tr[data-id="{contested}"] td.assignee')).to_have_text(TEAMMATE)
+    alice.locator(f'#queue-rows tr[data-id="{contested}"] td.reason').click()
+    alice.keyboard.press("a")
+    expect(alice.locator("#queue-message")).to_contain_text(f"Not saved: {TEAMMATE} changed it")
+    assert api_get(alice, f"/api/threats/{contested}")["status"] == "new"
+    alice.keyboard.press("a")  # now based on the version the refusal returned
+    expect(alice.locator(f'#queue-rows tr[data-id="{contested}"] td.status')).to_have_text("Acknowledged")
+
+    closing = {"status": "closed", "disposition": "duplicate", "reason": "Same as the contested one"}
+    assert api_send(bob, "PATCH", f"/api/threats/{elsewhere}", closing)["status"] == 200
+    expect(alice.locator(f'#queue-rows tr[data-id="{elsewhere}"]')).to_have_count(0)
