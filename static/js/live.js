@@ -130,7 +130,8 @@
     fill(text, "SLA nearly breached: " + (t.severity || "") + " " + t.title + " (" + t.customer + "), " +
          sla.minutes_left + " min left of " + sla.minutes + ". ");
     var open = document.createElement("a");
-    open.href = "/threats/" + encodeURIComponent(t.id) + "/";
+    open.href = (window.SocLive.config.detailUrl || "").replace("00000000-0000-0000-0000-000000000000",
+                                                                encodeURIComponent(t.id));
     open.textContent = "Open";
     var dismiss = document.createElement("button");
     dismiss.type = "button";

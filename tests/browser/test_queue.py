@@ -123,6 +123,7 @@ def test_a_threat_nearing_its_breach_raises_a_notice_only_where_its_customer_is_
     notice = alice.locator(f'#notices .notice-sla[data-id="{retail}"]')
     expect(notice).to_contain_text("SLA nearly breached: HIGH " + XSS_TITLE + " (RetailMax)")
     assert alice.evaluate("window.__xss") is None
+    expect(notice.locator("a")).to_have_attribute("href", f"/threats/{retail}/")
     expect(alice.locator("#queue-rows")).to_be_visible()  # not blocking: the page stays usable
     alice.screenshot(path=str(SCREENSHOTS / "queue-notice.png"))
     alice.keyboard.press("j")
