@@ -7,7 +7,8 @@ every type, severity and status; then the newest `--recent` are moved into the l
 SLA clocks run (the queue's time-dependent part) besides the old open threats (static priorities).
 Times GET /api/queue through Django's test client: the first page, a later page (cursor), 100 rows,
 a customer, assignee=me, a user scoped to two customers, and the /queue/ page (50 rows); for
-contrast, one query that ranks every open threat (what threats/queue.py `parts` avoids).
+contrast, one query that ranks every open threat (what threats/queue.py `best` avoids); and the
+near-breach check of the beat task (services.warn_near_breach), first and later runs.
 
 Prints a table (median, p95, max) and appends one JSON line to bench/results/queue.jsonl.
 
@@ -106,6 +107,22 @@ def naive_first_page(repeat):
     return {"median_ms": round(statistics.median(counted), 1), "max_ms": round(counted[-1], 1), "rows": 20}
 
 
+def near_breach_check(repeat):
+    """The beat task's work (services.warn_near_breach): the first run warns about every threat in
+    its window (marks it, records and pushes its event); later runs find those marked."""
+    from threats import services
+
+    started = time.perf_counter()
+    warned = len(services.warn_near_breach())
+    first = round((time.perf_counter() - started) * 1000, 1)
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        services.warn_near_breach()
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"first_run_ms": first, "warned": warned, "later_run_median_ms": round(statistics.median(samples), 1)}
+
+
 def third_page_cursor(client):
     cursor = None
     for _ in range(2):
@@ -141,6 +158,9 @@ def main():
         for name, (who, path, params) in cases.items():
             results[name] = r = timed(who, path, params, args.repeat)
             print(f"{name:28} {r['median_ms']:8.1f} ms {r['p95_ms']:8.1f} ms {r['max_ms']:8.1f} ms  {r['rows']}")
+        check = near_breach_check(min(args.repeat, 5))
+        print(f"near-breach check: first run {check['first_run_ms']} ms ({check['warned']} warned), "
+              f"later runs {check['later_run_median_ms']} ms")
         contrast = naive_first_page(min(args.repeat, 5))
         print(f"{'(contrast) one ranking query':28} {contrast['median_ms']:8.1f} ms {'':>10} {contrast['max_ms']:8.1f} ms")
         vendor = connection.vendor
@@ -155,7 +175,7 @@ def main():
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     line = {"at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": platform.node(),
             "database": vendor, "rows": args.rows, "recent": args.recent, "repeat": args.repeat, "cases": results,
-            "naive_contrast": contrast}
+            "naive_contrast": contrast, "near_breach_check": check}
     with RESULTS.open("a") as handle:
         handle.write(json.dumps(line) + "\n")
     print(f"appended to {RESULTS.relative_to(REPO_ROOT)}")

@@ -305,6 +305,10 @@ def _queue(run):
     contrast = result.get("naive_contrast")
     if contrast:
         lines += ["", f"For contrast, one query ranking every open threat: median {contrast['median_ms']} ms."]
+    check = result.get("near_breach_check")
+    if check:
+        lines += ["", (f"Near-breach check (beat, `threats.warn_sla`): first run {check['first_run_ms']} ms "
+                       f"({check['warned']} warned), later runs {check['later_run_median_ms']} ms.")]
     return "\n".join(lines)
 
 

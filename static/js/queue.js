@@ -126,7 +126,11 @@
 
   function onEvent(message) {
     var row = tbody.querySelector('tr.threat-row[data-id="' + message.threat.id + '"]');
-    if (row) { update(row, message.threat); return; }
+    if (row) {
+      update(row, message.threat);
+      if (message.type === "threat.sla_warning") row.classList.add("warned");  // the notice names it too
+      return;
+    }
     if (message.type === "threat.created" || message.type === "threat.analyzed") {
       unranked += 1;  // not placed live: its rank depends on a moment the page did not rank at
       document.getElementById("queue-stale").textContent = " (" + unranked + " new or re-analysed since)";
