@@ -45,6 +45,9 @@ CRAWLERS = re.compile(r"googlebot|bingbot|duckduckbot|applebot|yandexbot|baidusp
 # Files ransomware leaves: notes telling the victim how to pay, and the extensions it appends.
 RANSOM_ARTIFACTS = re.compile(
     r"(readme|how|restore|recover|decrypt)[-_ !]*(to[-_ ]*)?(decrypt|restore|recover)|_readme\.txt$|!!!.*readme|"
+    # a note telling the victim how to get the files back: Restore-My-Files.txt, DECRYPT-FILES.html
+    r"(restore|recover|decrypt|unlock|get[-_ ]?back|return)[-_ !]*([a-z0-9]+[-_ !]+){0,3}(your|my|all)?[-_ !]*files?"
+    r"\.(txt|html?|hta|rtf)$|"
     r"\.(locked|encrypted|crypt|crypted|enc|lockbit|ryk|conti|akira|blackcat|royal|play|basta|hive|lockfile|"
     r"wannacry|wncry)$", re.I)
 WEB_SCRIPT = re.compile(r"\.(php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cfm|cgi)$", re.I)
@@ -178,6 +181,7 @@ def infer(threat, model):
     _office_child(threat, model, found)
     _web_account_writes(model, found)
     _hidden_autostart(model, found)
+    _host_namespaces(threat, found)
     _hidden_powershell(threat, model, found)
     return model
 
@@ -683,4 +687,17 @@ def _hidden_powershell(threat, model, found):
         if re.search(r"powershell|pwsh", text, re.I) and HIDDEN_WINDOW.search(text) and POLICY_LIFTED.search(text):
             add(found, "suspicious_execution", field, "PowerShell with a hidden window and the execution policy "
                                                       "lifted (T1059.001)")
+            return
+
+
+NSENTER_HOST = re.compile(r"\bnsenter\b.*?(\s-t\s*1\b|\s--target[=\s]+1\b)")
+
+
+def _host_namespaces(threat, found):
+    """Rule `host_namespaces_entered`: nsenter into PID 1's namespaces — from a container, the node
+    itself (T1611 Escape to Host)."""
+    for line in signal.values(threat, "command_line"):
+        if NSENTER_HOST.search(line[:8_192]):
+            add(found, "privilege_escalation", "observables.command_line",
+                "enters the namespaces of PID 1: the node itself (T1611)")
             return

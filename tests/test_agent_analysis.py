@@ -2071,3 +2071,68 @@ def test_a_note_filed_under_other_keywords_still_counts_when_it_forbids_what_the
     context = AgentRun.objects.get(threat=threat, kind="context").data
     assert threat.severity == "LOW" and threat.false_positive["recommendation"] == call
     assert bool(context["denying_by_entity"]) is (call == "likely_real_threat")
+
+
+@pytest.mark.parametrize("path,ransom", [
+    ("d:\\pacs\\archive\\2026\\11\\restore-northvale-files.txt", True),  # a note named for the victim
+    ("C:\\Shares\\Finance\\Restore-My-Files.txt", True),
+    ("d:\\pacs\\archive\\restore_config.txt", False),
+    ("/srv/backup/recovery-files-list.csv", False),
+])
+def test_a_file_added_that_tells_the_victim_how_to_get_files_back_is_a_ransom_note(path, ransom):
+    alert = _wazuh_alert("fim-1", "554", 5, "File added to the system.", ["ossec", "syscheck", "syscheck_entry_added"],
+                         agent="pacs-arc02", decoder={"name": "syscheck_new_entry"},
+                         syscheck={"path": path, "event": "added", "mode": "realtime"})
+    threat, = _ingest("wazuh", alert)
+    shown = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("ransomware" in shown) is ransom and (threat.severity == "CRITICAL") is ransom
+
+
+def _pod(user, spec, code=201):
+    return {"@timestamp": "2026-11-28T21:10:00Z", "event.kind": "signal", "kibana.alert.uuid": f"pod-{user[-6:]}{code}",
+            "kibana.alert.rule.name": "Kubernetes Pod Created", "kibana.alert.severity": "medium",
+            "event": {"dataset": "kubernetes.audit_logs", "module": "kubernetes", "outcome": "success"},
+            "kubernetes": {"audit": {"verb": "create", "user": {"username": user}, "sourceIPs": ["10.244.3.71"],
+                                     "objectRef": {"resource": "pods", "namespace": "kube-system", "name": "dbg"},
+                                     "responseStatus": {"code": code}, "requestObject": {"spec": spec}}}}
+
+
+PRIVILEGED = {"hostPID": True, "containers": [{"name": "dbg", "image": "alpine:3.20", "securityContext": {"privileged": True},
+                                               "command": ["sleep", "3600"]}]}
+
+
+@pytest.mark.parametrize("user,spec,band", [
+    ("system:serviceaccount:checkout:checkout-web", PRIVILEGED, "HIGH"),  # a workload's token asks for the node
+    ("system:serviceaccount:kube-system:daemon-set-controller", PRIVILEGED, None),  # a DaemonSet admitted earlier
+    ("system:serviceaccount:checkout:checkout-web", {"containers": [{"name": "web", "image": "nginx"}]}, None),
+])
+def test_a_pod_created_to_reach_its_node_is_an_escape_to_host(user, spec, band):
+    threat, = _ingest("ecs", _pod(user, spec))
+    assert ("privilege_escalation" in [b["name"] for b in threat.signal["behaviours"]]) is bool(band)
+    assert ("T1611" in _techniques(threat)) is bool(band)
+    if band:
+        assert threat.severity == band
+
+
+def test_nsenter_into_pid_1_is_the_node_itself():
+    alert = {"@timestamp": "2026-11-28T21:10:00Z", "event.kind": "signal", "kibana.alert.uuid": "nsenter-1",
+             "kibana.alert.rule.name": "Container process", "kibana.alert.severity": "medium",
+             "event": {"category": ["process"], "type": ["start"], "action": "exec"},
+             "process": {"name": "nsenter", "command_line": "nsenter -t 1 -m -u -i -n -p sh"},
+             "host": {"name": "ip-10-20-3-41"}}
+    threat, = _ingest("ecs", alert)
+    assert "privilege_escalation" in [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority")
+                                      .data["behaviours"]]
+    assert "T1611" in _techniques(threat) and threat.severity == "HIGH"
+
+
+def test_a_google_workspace_admin_role_grant_is_a_privileged_group_change():
+    alert = {"@timestamp": "2026-11-27T04:48:55Z", "event.kind": "signal", "kibana.alert.uuid": "gws-1",
+             "kibana.alert.rule.name": "Google Workspace Admin Role Assigned", "kibana.alert.severity": "medium",
+             "event": {"action": "ASSIGN_ROLE", "category": ["iam"], "type": ["group", "change"],
+                       "dataset": "google_workspace.admin", "module": "google_workspace", "outcome": "success"},
+             "user": {"name": "r.pell", "target": {"email": "p.hutch.ext@acme.example"}},
+             "google_workspace": {"admin": {"role": {"name": "_SEED_ADMIN_ROLE"}}}, "source": {"ip": "102.89.45.17"}}
+    threat, = _ingest("ecs", alert)
+    assert threat.signal["account"]["group"] == "_SEED_ADMIN_ROLE"
+    assert "privileged_group_change" in [b["name"] for b in threat.signal["behaviours"]] and threat.severity == "HIGH"

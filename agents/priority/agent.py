@@ -144,7 +144,7 @@ class _Analysis:
         if name == "suspicious_execution" and "in a container" in str(entry.get("detail", "")):
             return ["T1609"]  # Container Administration Command
         named = re.findall(r"\((T\d{4}(?:\.\d{3})?)\)", str(entry.get("detail", "")))
-        if name == "suspicious_execution" and named:  # the content rule names what it saw
+        if name in ("suspicious_execution", "privilege_escalation") and named:  # the rule names what it saw
             return named + (["T1059.004"] if "in a shell" in entry["detail"] else [])
         if name in ("suspicious_execution", "lateral_movement") and "WMI" in str(entry.get("detail", "")):
             return ["T1047"]  # Windows Management Instrumentation ran it

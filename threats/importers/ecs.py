@@ -10,7 +10,7 @@ import re
 
 from threats.choices import Severity
 
-from .common import (ItemError, Reader, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
+from .common import (ItemError, Reader, as_list, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
 from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, consent_grant, direction,
                      mail_rule, mail_verdict, shared_out)
@@ -176,6 +176,7 @@ def event_signal(built, read):
         built.account("domain", read.text(path, limit=200), path)
     built.account("group", read.text("group.name", "user.target.group.name", limit=200), "group.name")
     built.account("group", _entra_role(read), "azure.auditlogs.properties.target_resources")
+    built.account("group", read.text("google_workspace.admin.role.name", limit=200), "google_workspace.admin.role.name")
     # CloudTrail names the user and group an IAM call acts on only in its request parameters.
     for name, key in (("target", "userName"), ("group", "groupName")):
         path = f"aws.cloudtrail.flattened.request_parameters.{key}"
@@ -243,6 +244,40 @@ def _outcome(built, read, types):
         built.set("outcome", outcome if outcome in ("success", "failure") else "", "event.outcome")
 
 
+CONTROLLERS = re.compile(r"^system:(kube-controller-manager$|serviceaccount:kube-system:[\w-]+-controller$)")
+WORKLOADS = {"pods", "deployments", "daemonsets", "statefulsets", "replicasets", "jobs", "cronjobs"}
+
+
+def _node_reaching_pod(built, read):
+    """A Kubernetes audit record creating a workload whose pod reaches its node — a privileged
+    container, the host's PID namespace, or the node's root filesystem mounted (T1611 Escape to Host;
+    the Pod Security Standards' baseline forbids each)."""
+    audit = read.get("kubernetes.audit")
+    if not isinstance(audit, dict) or str(audit.get("verb")) != "create" or \
+            str((audit.get("objectRef") or {}).get("resource")) not in WORKLOADS:
+        return
+    if CONTROLLERS.match(str((audit.get("user") or {}).get("username") or "")):
+        return  # a controller expanding a workload admitted earlier (a DaemonSet's pods): not anyone's request
+    spec = (audit.get("requestObject") or {}).get("spec") or {}
+    spec = ((spec.get("template") or {}).get("spec") or spec) if isinstance(spec, dict) else {}
+    if not isinstance(spec, dict):
+        return
+    containers = [c for c in as_list(spec.get("containers"))[:20] + as_list(spec.get("initContainers"))[:20]
+                  if isinstance(c, dict)]
+    reaches = [what for what, present in (
+        ("privileged", any((c.get("securityContext") or {}).get("privileged") is True for c in containers)),
+        ("hostPID", spec.get("hostPID") is True),
+        ("the node's root filesystem", any(str((v.get("hostPath") or {}).get("path")) == "/"
+                                           for v in as_list(spec.get("volumes"))[:50] if isinstance(v, dict))),
+    ) if present]
+    if reaches:
+        built.behaviour("privilege_escalation", "kubernetes.audit.requestObject",
+                        f"a pod that reaches its node: {', '.join(reaches)} (T1611)")
+        code = (audit.get("responseStatus") or {}).get("code")
+        if isinstance(code, int) and code >= 400:
+            built.set("outcome", "failure", "kubernetes.audit.responseStatus.code")
+
+
 def _ecs_behaviours(built, read, categories, types, action):
     """Behaviours from ECS keywords; an action the tables know says more than its category."""
     outcome = read.text("event.outcome", limit=20).lower()
@@ -255,6 +290,7 @@ def _ecs_behaviours(built, read, categories, types, action):
     shared_out(built, action, read.get("aws.cloudtrail.request_parameters", "aws.cloudtrail.flattened.request_parameters"),
                "aws.cloudtrail.request_parameters")
     consent_grant(built, action, read.get("o365.audit.ModifiedProperties"), "o365.audit.ModifiedProperties")
+    _node_reaching_pod(built, read)
     if action in ACTIONS or action in CLOUD_ACTIONS:
         built.behaviour(cloud_login_failed(ACTIONS.get(action) or CLOUD_ACTIONS[action], outcome == "failure"),
                         "event.action", action)

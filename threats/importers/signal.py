@@ -125,6 +125,7 @@ CLOUD_ACTIONS = {
     "user.account.privilege.grant": "privilege_escalation", "group.user_membership.add": "group_member_added",
     "user.lifecycle.create": "account_created", "add member to role.": "group_member_added",
     "add member to role": "group_member_added", "add eligible member to role": "group_member_added",
+    "assign_role": "group_member_added",  # Google Workspace admin audit: a user given an admin role
     "add user.": "account_created", "new-inboxrule": "persistence", "set-inboxrule": "persistence",
     "userloginfailed": "login_failure", "userloggedin": "login_success", "consolelogin": "login_success",
     "add-mailboxpermission": "account_changed", "add-recipientpermission": "account_changed",
