@@ -123,6 +123,9 @@ WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20, minimum=1)
 DATABASE_URL = env_str("DATABASE_URL")
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 8)  # per process, PostgreSQL only; 0 = no pool
 DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10, minimum=1)  # seconds to wait for a free connection
+# Analytics are computed at most once per this many seconds per customer scope and pod, and shared
+# (threats/shared_analytics.py); 0 computes them on every request.
+ANALYTICS_SHARE_SECONDS = env_float("ANALYTICS_SHARE_SECONDS", 1, minimum=0)
 REDIS_URL = env_str("REDIS_URL")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 

@@ -48,6 +48,12 @@ def fast_settings(settings):
     consumers.open_sockets.clear()  # a socket a test never disconnected must not count against the next test's cap
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.AGENTS_IN_THREAD = False  # analysis runs synchronously at commit, so tests can assert it
+    # Analytics read fresh within a test (tests/test_shared_analytics.py turns sharing on for itself);
+    # server processes the integration and browser suites start keep the production default.
+    settings.ANALYTICS_SHARE_SECONDS = 0
+    from threats import shared_analytics
+
+    shared_analytics.forget()
     settings.REDIS_URL = ""
     settings.STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
