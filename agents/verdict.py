@@ -408,6 +408,10 @@ FEW_ENGINES, MANY_ENGINES = 2, 40
 ROOT_OUTPUT = re.compile(r"returned root|uid=0\b|\broot\b.*\boutput\b", re.I)
 REVERSE_SHELL_RULE = re.compile(r"reverse[-_ ]?shell", re.I)
 BASE64_RULE = re.compile(r"base64", re.I)
+# Shellcode signatures that look for a run of one-byte NOPs (`x86 inc ebx NOOP`, `NOP sled`): any large
+# binary stream (an image, an archive, a medical study) holds such runs by chance.
+NOOP_RULE = re.compile(r"\bshellcode\b.*\bno?op\b|\bnop[-_ ]?sled\b", re.I)
+BULK_BYTES = 1_000_000
 EXECUTION_ONLY = {"suspicious_execution", "command_and_control"}  # what such rules' own tags name
 SQL_RULE = re.compile(r"\bsql\b|injection", re.I)
 COMMAND_RULE = re.compile(r"\b(chmod|chown|wget|curl|uname|whoami|netcat|nc|cmd\.exe|powershell|command)\b.*\b(uri|url)\b",
@@ -500,6 +504,11 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
         state.move(lower(state.band, "LOW"), "not_base64", "the rule looks for a Base64-like value, but every value "
                    f"written is shorter than {content.MIN_ENCODED} characters", ["signal.observables.command_line"],
                    "cap", keep=True)
+    carried = max(signal.measure(threat, "src_bytes") or 0, signal.measure(threat, "dst_bytes") or 0)
+    if NOOP_RULE.search(title) and carried >= BULK_BYTES and set(found) <= {"exploit_attempt"}:
+        state.move(lower(state.band, "LOW"), "nop_run_in_bulk_data", f"the rule looks for a run of NOP bytes, "
+                   f"and the flow carried {carried / 1e6:.0f} MB of data: a large binary transfer holds such runs "
+                   "by chance", ["signal.measures.src_bytes"], "cap", keep=True)
     # The rule names SQL injection, or is a coarse stock rule (Wazuh's match words such as 'select').
     sql_rule = SQL_RULE.search(threat.title or "") or model.get("trust") == "coarse"
     seen = {name for name, entry in found.items() if not entry.get("tagged")}

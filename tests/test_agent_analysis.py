@@ -2136,3 +2136,17 @@ def test_a_google_workspace_admin_role_grant_is_a_privileged_group_change():
     threat, = _ingest("ecs", alert)
     assert threat.signal["account"]["group"] == "_SEED_ADMIN_ROLE"
     assert "privileged_group_change" in [b["name"] for b in threat.signal["behaviours"]] and threat.severity == "HIGH"
+
+
+@pytest.mark.parametrize("sent,disproved", [(21_203_872, True), (4_096, False)])
+def test_a_nop_run_signature_in_a_large_binary_transfer_is_chance(sent, disproved):
+    """A 21 MB medical study holds runs of 0x43 by chance; a few kilobytes that carry the run are an exploit."""
+    record = _eve_sample()
+    record.update(src_ip="10.40.20.31", dest_ip="10.20.40.12", dest_port=104)
+    record.pop("http", None)
+    record["alert"].update(signature="GPL SHELLCODE x86 inc ebx NOOP", category="Executable code was detected",
+                           severity=1, metadata={})
+    record["flow"] = {"bytes_toserver": sent, "bytes_toclient": 2_048, "pkts_toserver": 40, "pkts_toclient": 20}
+    threat, = _ingest("suricata", record)
+    assert ("nop_run_in_bulk_data" in [f.get("rule") for f in threat.risk_factors]) is disproved
+    assert (threat.severity == "LOW") is disproved
