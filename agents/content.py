@@ -701,3 +701,28 @@ def _host_namespaces(threat, found):
             add(found, "privilege_escalation", "observables.command_line",
                 "enters the namespaces of PID 1: the node itself (T1611)")
             return
+
+
+# Web servers whose child shell a web-shell rule watches, and how a command asks the shell for more
+# than running one program: chaining, piping, redirection, an escape.
+WEB_SERVERS = re.compile(r"(^|[\\/])(w3wp|httpd|apache2?|nginx|php-fpm[\d.]*|php-cgi|tomcat\d*|java)(\.exe)?$", re.I)
+SHELL_RUNS_ONE = re.compile(r'^\s*(?:"?[^"\s]*\\)?cmd(?:\.exe)?"?\s+/c\s+"{1,2}(?P<program>[a-z]:\\[^"]+?\.exe)"\s', re.I)
+CHAINING = re.compile(r"[&|<>^;`]")
+SYSTEM_PROGRAMS = re.compile(r"^[a-z]:\\(windows|programdata|users)\\", re.I)
+
+
+def web_app_tool(threat, model):
+    """The program a web server's shell ran when the shell was only the way to start one program the
+    application ships in its own folder (`cmd /c "D:\\Sites\\Portal\\bin\\wkhtmltopdf.exe" …`):
+    nothing chained, piped or redirected, and not a system or user folder. Else ""."""
+    parent = str(model.get("parent_process") or "")
+    if not WEB_SERVERS.search(parent.strip().strip('"')):
+        return ""
+    for line in signal.values(threat, "command_line"):
+        found = SHELL_RUNS_ONE.match(line[:4_096])
+        if not found or SYSTEM_PROGRAMS.match(found.group("program")):
+            continue
+        rest = line[found.end():4_096]
+        if not CHAINING.search(re.sub(r'"[^"]*"', "", rest)):
+            return found.group("program")
+    return ""

@@ -504,6 +504,12 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
         state.move(lower(state.band, "LOW"), "not_base64", "the rule looks for a Base64-like value, but every value "
                    f"written is shorter than {content.MIN_ENCODED} characters", ["signal.observables.command_line"],
                    "cap", keep=True)
+    tool = content.web_app_tool(threat, model) if all(e.get("tagged") for e in found.values()) and found else ""
+    if tool:
+        state.move(lower(state.band, "LOW"), "web_app_runs_its_own_tool", f"the rule looks for a web shell, but the "
+                   f"web server's shell only started {tool.rsplit(chr(92), 1)[-1]} from the application's own "
+                   "folder, nothing chained or redirected: the application running a program it ships",
+                   ["signal.observables.command_line"], "cap", keep=True)
     carried = max(signal.measure(threat, "src_bytes") or 0, signal.measure(threat, "dst_bytes") or 0)
     if NOOP_RULE.search(title) and carried >= BULK_BYTES and set(found) <= {"exploit_attempt"}:
         state.move(lower(state.band, "LOW"), "nop_run_in_bulk_data", f"the rule looks for a run of NOP bytes, "

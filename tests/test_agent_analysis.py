@@ -2150,3 +2150,28 @@ def test_a_nop_run_signature_in_a_large_binary_transfer_is_chance(sent, disprove
     threat, = _ingest("suricata", record)
     assert ("nop_run_in_bulk_data" in [f.get("rule") for f in threat.risk_factors]) is disproved
     assert (threat.severity == "LOW") is disproved
+
+
+def _web_child(command):
+    return {"@timestamp": "2026-11-28T14:02:11Z", "event.kind": "signal", "kibana.alert.uuid": f"ws-{len(command)}",
+            "kibana.alert.rule.name": "Web Shell Detection: Script Process Child of Common Web Processes",
+            "kibana.alert.severity": "high", "kibana.alert.rule.threat": [
+                {"framework": "MITRE ATT&CK", "tactic": {"id": "TA0003", "name": "Persistence"},
+                 "technique": [{"id": "T1505", "name": "Server Software Component",
+                                "subtechnique": [{"id": "T1505.003", "name": "Web Shell"}]}]}],
+            "event": {"category": ["process"], "type": ["start"], "action": "start"},
+            "process": {"name": "cmd.exe", "executable": "C:\\Windows\\System32\\cmd.exe", "command_line": command,
+                        "parent": {"name": "w3wp.exe", "executable": "C:\\Windows\\System32\\inetsrv\\w3wp.exe"}},
+            "host": {"name": "web-02"}}
+
+
+@pytest.mark.parametrize("command,disproved", [
+    ('cmd.exe /c ""D:\\Apps\\PatientPortal\\tools\\wkhtmltopdf.exe" --quiet "D:\\Apps\\PatientPortal\\temp\\v.html" '
+     '"D:\\Apps\\PatientPortal\\temp\\v.pdf""', True),  # the portal's own converter
+    ('cmd.exe /c ""D:\\Apps\\PatientPortal\\tools\\wkhtmltopdf.exe" x.html x.pdf & whoami"', False),  # chained
+    ('cmd.exe /c "C:\\Windows\\System32\\whoami.exe" /all', False),  # a system program: reconnaissance
+])
+def test_a_web_server_s_shell_that_only_starts_the_application_s_own_program_is_not_a_web_shell(command, disproved):
+    threat, = _ingest("ecs", _web_child(command))
+    assert ("web_app_runs_its_own_tool" in [f.get("rule") for f in threat.risk_factors]) is disproved
+    assert (threat.severity == "LOW" and threat.false_positive["recommendation"] == "likely_false_positive") is disproved

@@ -116,7 +116,7 @@ def assess(threat, results, adversarial):
 # `_contradicted`): the detection was wrong. `recovery_kept` in a planned change: right, and approved.
 ATTACKS = {"web_attack", "exploit_attempt", "exploit_success", "brute_force", "password_spraying", "credential_stuffing"}
 DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", "machine_account_ticket",
-              "stale_indicator", "sql_words_not_syntax", "command_words_not_syntax", "nop_run_in_bulk_data", "few_engines", "no_shell_on_the_socket", "not_base64",
+              "stale_indicator", "sql_words_not_syntax", "command_words_not_syntax", "nop_run_in_bulk_data", "web_app_runs_its_own_tool", "few_engines", "no_shell_on_the_socket", "not_base64",
               "generic_signature", "output_from_outside", "guard_reads_lsass"}
 
 
