@@ -24,6 +24,11 @@ RANGE = re.compile(r"\b([a-z][a-z0-9_.-]*?)(\d+)\s*(?:\.\.|–|\bto\b)\s*(?:\1)?
 # A fleet as tickets write it: "all edu-* servers", "HCP-WS-RAD-*": a prefix ending at a separator.
 WILDCARD = re.compile(r"(?<![\w.-])([a-z][a-z0-9_.-]*[-_.])\*")
 MIN_PREFIX = 4
+# The product folder a Windows program runs from ("C:\\Program Files\\Zabbix Agent 2\\zabbix_agent2.exe"), and
+# the program whose configuration a Linux file is (/etc/nginx/sites-enabled/app.conf).
+PRODUCT_FOLDER = re.compile(r"program files(?: \(x86\))?\\([^\\\"]+)\\", re.I)
+CONFIG_FOLDER = re.compile(r"^/etc/([a-z][a-z0-9_-]+)/")
+MIN_PRODUCT = 6
 
 
 def names(threat, text, fields=("host",), accounts=True, addresses=ADDRESS_FIELDS):
@@ -75,11 +80,26 @@ def names_host(host, found, text):
 
 def names_artifact(threat, text):
     """The program field (command line, process) holding an identifier the text names — the daemon,
-    bundle or package a change deploys — or None. Addresses and host names are left to names()."""
-    wanted = [a for a in ARTIFACT.findall(text.lower()) if len(a) >= 12 and signal.ip(a) is None]
+    bundle or package a change deploys, or the product whose folder the program runs from — or the
+    file whose program's configuration folder the text names ("behind nginx": /etc/nginx/…), or
+    None. Addresses and host names are left to names()."""
+    lowered = text.lower()
+    for name in ARTIFACT_FIELDS:
+        for value in signal.values(threat, name):
+            product = PRODUCT_FOLDER.search(value)
+            if product and len(product.group(1)) >= MIN_PRODUCT and _whole(product.group(1).lower(), lowered):
+                return field_ref(name)
+    config = CONFIG_FOLDER.match(str(signal.model(threat).get("file") or ""))
+    if config and len(config.group(1)) >= MIN_NAME and _whole(config.group(1).lower(), lowered):
+        return "signal.file"
+    wanted = [a for a in ARTIFACT.findall(lowered) if len(a) >= 12 and signal.ip(a) is None]
     for name in ARTIFACT_FIELDS:
         for value in signal.values(threat, name):
             # Whole, or followed by a suffix the text leaves out (the label's .plist, the package's .msi).
             if any(re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", value.lower()) for a in wanted):
                 return field_ref(name)
     return None
+
+
+def _whole(name, text):
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text) is not None

@@ -2175,3 +2175,31 @@ def test_a_web_server_s_shell_that_only_starts_the_application_s_own_program_is_
     threat, = _ingest("ecs", _web_child(command))
     assert ("web_app_runs_its_own_tool" in [f.get("rule") for f in threat.risk_factors]) is disproved
     assert (threat.severity == "LOW" and threat.false_positive["recommendation"] == "likely_false_positive") is disproved
+
+
+@pytest.mark.parametrize("description,names", [
+    ("Zabbix Agent 2 MSI pushed to the Windows transcoding fleet via Intune.", True),  # its product folder
+    ("Zabbix proxy upgrade on the monitoring servers.", False),  # another product
+])
+def test_a_change_naming_the_product_a_new_service_runs_from_names_the_alert(customer, description, names):
+    factories.make_infra_event(customer=customer, kind="deployment", service="monitoring", description=description,
+                               minutes_ago=15)
+    threat = _threat(customer, threat_type="persistence", title="A service was installed in the system", observables={
+        "host": "ms-transcode-07", "command_line": '"C:\\Program Files\\Zabbix Agent 2\\zabbix_agent2.exe" -c conf'})
+    devops = AgentRun.objects.get(threat=threat, kind="devops").data
+    assert bool(devops.get("same_service")) is names
+
+
+@pytest.mark.parametrize("description,names", [
+    ("Release 4.12: new /api/v2 backend on 127.0.0.1:8082 behind nginx (pipeline #8812).", True),
+    ("Release 4.12: new /api/v2 backend (pipeline #8812).", False),
+])
+def test_a_change_naming_the_program_whose_configuration_changed_names_the_file_alert(description, names):
+    acme = factories.make_customer(slug="acme-corp")
+    factories.make_infra_event(customer=acme, kind="deployment", service="app", description=description, minutes_ago=4)
+    alert = _wazuh_alert("fim-ng", "550", 7, "Integrity checksum changed.", ["ossec", "syscheck", "syscheck_entry_modified"],
+                         agent="ts-web-01", timestamp=timezone.now().isoformat(),
+                         syscheck={"path": "/etc/nginx/sites-enabled/app.conf", "event": "modified", "mode": "realtime"})
+    threat, = factories.ingest_records("wazuh", [alert], acme)
+    devops = AgentRun.objects.get(threat=threat, kind="devops").data
+    assert bool(devops.get("same_service")) is names
