@@ -223,6 +223,7 @@ INSTALLED_APPS = [
     "threats",
     "agents",
     "handoff",
+    "stories",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,252 @@
+"""Kill-chain stitching (issue 21 item 3, docs/stories.md): each analysed alert joins the open story
+of each entity it names (host, user, source address) within its customer, and the story's ATT&CK
+tactics are read in time order.
+
+- Open story: the entity's story whose last alert happened at most WINDOW before this one (and whose
+  first at most WINDOW after it); otherwise the alert starts a new story.
+- Flag: the first alert that brings a tactic the story had not shown, standing later in the kill
+  chain (KILL_CHAIN) than a tactic an earlier alert reached. Set once, never withdrawn.
+- Severity: the highest single alert's, one band higher (never past CRITICAL) when the story spans
+  3+ tactics, or reaches exfiltration or impact after an earlier alert reached another stage.
+- An alert the agents or an analyst dismissed (false positive, benign) does not advance a story; a
+  grouped member is represented by its group head (only the head is analysed).
+
+`progression` folds links into the story's state; stitching a new latest alert is one `advance`
+step on the stored state, anything else (an alert older than the story's last, a dismissal) folds
+the story's links again. Called by threats.services in the transaction that stores the verdict.
+"""
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from django.utils import timezone
+
+from threats import grouping
+from threats.choices import CLOSED_STATUSES, AnalysisStatus
+
+from .models import EntityKind, Story, StoryThreat
+
+WINDOW = timedelta(hours=24)
+FLAGGED_EVENT = "story.flagged"
+# ATT&CK Enterprise tactics in the matrix's (kill-chain) order; names as of v19 (TA0005 renamed Stealth).
+KILL_CHAIN = (
+    ("TA0043", "Reconnaissance"), ("TA0042", "Resource Development"), ("TA0001", "Initial Access"),
+    ("TA0002", "Execution"), ("TA0003", "Persistence"), ("TA0004", "Privilege Escalation"),
+    ("TA0005", "Stealth"), ("TA0112", "Defense Impairment"), ("TA0006", "Credential Access"),
+    ("TA0007", "Discovery"), ("TA0008", "Lateral Movement"), ("TA0009", "Collection"),
+    ("TA0011", "Command and Control"), ("TA0010", "Exfiltration"), ("TA0040", "Impact"),
+)
+STAGE = {tactic_id: index for index, (tactic_id, _name) in enumerate(KILL_CHAIN)}
+TACTIC_NAMES = dict(KILL_CHAIN)
+FINAL_STAGES = frozenset({"TA0010", "TA0040"})  # exfiltration, impact: what the attack was for
+BREADTH = 3  # tactics that make a story worse than its worst alert
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+# The false-positive analyzer's calls and the analysts' dispositions that dismiss an alert.
+DISMISSING_CALLS = frozenset({"likely_false_positive", "likely_benign_true_positive"})
+DISMISSING_DISPOSITIONS = frozenset({"false_positive", "benign_true_positive"})
+ENTITY_MAX = 255
+
+
+# --- One alert -----------------------------------------------------------------------------------
+
+
+def entities(threat):
+    """[(kind, value)] the alert is about: its host, the person its user is (system and placeholder
+    accounts are nobody's: threats/grouping.py), its source address."""
+    observables = threat.observables or {}
+    host = str(observables.get("host") or "").strip().casefold()
+    user = grouping.person(observables.get("user") or "")
+    source = str(observables.get("src_ip") or "").strip()
+    found = [(EntityKind.HOST, host), (EntityKind.USER, user), (EntityKind.SOURCE, source)]
+    return [(kind, value[:ENTITY_MAX]) for kind, value in found if value]
+
+
+def tactics_of(mitre):
+    """[{id, name}] of the verdict's tactics in kill-chain order; ids outside the Enterprise matrix are left out."""
+    found = {}
+    for tactic in (mitre or {}).get("tactics") or []:
+        tactic_id = tactic.get("id") if isinstance(tactic, dict) else None
+        if tactic_id in STAGE:
+            found[tactic_id] = {"id": tactic_id, "name": str(tactic.get("name") or TACTIC_NAMES[tactic_id])}
+    return sorted(found.values(), key=lambda tactic: STAGE[tactic["id"]])
+
+
+def dismissed(threat):
+    """The agents called it a false positive or benign, or an analyst closed it as one."""
+    call = (threat.false_positive or {}).get("recommendation")
+    closed_as = threat.disposition if threat.status in CLOSED_STATUSES else ""
+    return call in DISMISSING_CALLS or closed_as in DISMISSING_DISPOSITIONS
+
+
+def stitchable(threat):
+    """Analysed on its own (a grouped member rides on its head) and not dismissed."""
+    return threat.analysis_status == AnalysisStatus.COMPLETED and not dismissed(threat)
+
+
+# --- A story's progression ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a story's counting alerts add up to, read in time order."""
+
+    reached: list = field(default_factory=list)  # [{id, name, threat, at}] in the order reached
+    alert_severity: str = ""
+    flagged_by: str | None = None  # the threat whose tactic made the first progression
+
+    @classmethod
+    def of(cls, story):
+        return cls(list(story.tactics), story.alert_severity, str(story.flagged_threat_id or "") or None)
+
+
+def advance(progress, link):
+    """The progress after one more alert (a StoryThreat), later than every alert read so far."""
+    threat_id, at = str(link.threat_id), link.occurred_at.isoformat()
+    shown = {tactic["id"] for tactic in progress.reached}
+    new = [tactic for tactic in link.tactics if tactic["id"] not in shown]
+    earlier = [STAGE[t["id"]] for t in progress.reached if t["threat"] != threat_id]
+    flagged_by = progress.flagged_by
+    if flagged_by is None and earlier and any(STAGE[t["id"]] > min(earlier) for t in new):
+        flagged_by = threat_id
+    reached = progress.reached + [{**tactic, "threat": threat_id, "at": at} for tactic in new]
+    return replace(progress, reached=reached, alert_severity=_worse(progress.alert_severity, link.severity),
+                   flagged_by=flagged_by)
+
+
+def progression(links):
+    """The progress of a story's alerts (StoryThreats), folded in time order; dismissed ones skipped."""
+    progress = Progress()
+    for link in sorted(links, key=lambda link: (link.occurred_at, str(link.threat_id))):
+        if link.counts:
+            progress = advance(progress, link)
+    return progress
+
+
+def story_severity(alert_severity, reached):
+    """(severity, why it is above the worst alert's or None): the rule of the module docstring."""
+    reason = _raise_reason(reached)
+    if not alert_severity or reason is None or alert_severity == SEVERITIES[-1]:
+        return alert_severity, None
+    return SEVERITIES[SEVERITIES.index(alert_severity) + 1], reason
+
+
+def _raise_reason(reached):
+    if len(reached) >= BREADTH:
+        return f"{len(reached)} tactics"
+    for index, tactic in enumerate(reached):
+        if tactic["id"] in FINAL_STAGES and any(t["threat"] != tactic["threat"] for t in reached[:index]):
+            return f"{tactic['name']} after an earlier stage"
+    return None
+
+
+def _worse(first, second):
+    rank = {name: index for index, name in enumerate(SEVERITIES)}
+    return max(first or "", second or "", key=lambda name: rank.get(name, -1))
+
+
+# --- Stitching into stored stories ------------------------------------------------------------------------
+
+
+def stitch(threats, now=None):
+    """Attach each analysed threat to its entities' open stories (creating them); returns
+    [(story, flagging threat id)] for the stories flagged by this call. Idempotent: a threat
+    already in a story updates its place there. The caller holds the transaction (and the
+    event-log lock, which serialises story writes: two alerts of one host never race)."""
+    now, flagged = now or timezone.now(), []
+    for threat in threats:
+        if not stitchable(threat):
+            continue
+        for kind, value in entities(threat):
+            story = _stitch_one(threat, kind, value, now)
+            if story is not None:
+                flagged.append((story, str(story.flagged_threat_id)))
+    return flagged
+
+
+def restitch(threat, now=None):
+    """After triage: a threat dismissed (or no longer dismissed) counts again or no more in its
+    stories, which are re-read; one never stitched that now counts joins its stories. Returns
+    what `stitch` returns."""
+    links = list(StoryThreat.objects.filter(threat=threat).select_related("story"))
+    if not links:
+        return stitch([threat], now)
+    counts, flagged = stitchable(threat), []
+    for link in links:
+        if link.counts != counts:
+            link.counts = counts
+            link.save(update_fields=["counts"])
+            if _refold(link.story, now or timezone.now()):
+                flagged.append((link.story, str(link.story.flagged_threat_id)))
+    return flagged
+
+
+def _stitch_one(threat, kind, value, now):
+    """Put one threat in one entity's open story; the story when this flagged it, else None."""
+    at = threat.occurred_at
+    story = _open_story(threat.customer_id, kind, value, at)
+    link = StoryThreat(threat=threat, occurred_at=at, tactics=tactics_of(threat.mitre), severity=threat.severity)
+    if story is None:
+        story = Story(customer_id=threat.customer_id, entity_kind=kind, entity=value, first_seen=at, last_seen=at)
+    elif StoryThreat.objects.filter(story=story, threat=threat).update(
+            occurred_at=at, tactics=link.tactics, severity=link.severity, counts=True):
+        return story if _refold(story, now) else None  # analysed again: its place is re-read
+    elif at < story.last_seen:
+        link.story = story
+        link.save()
+        return story if _refold(story, now) else None
+    progress = advance(Progress.of(story), link)
+    _apply(story, progress, threat_count=story.threat_count + 1,
+           first_seen=min(story.first_seen, at), last_seen=max(story.last_seen, at))
+    newly = _flag(story, progress, now)
+    story.save()
+    link.story = story
+    link.save()
+    return story if newly else None
+
+
+def _open_story(customer_id, kind, value, at):
+    return (Story.objects.select_for_update()
+            .filter(customer_id=customer_id, entity_kind=kind, entity=value,
+                    last_seen__gte=at - WINDOW, first_seen__lte=at + WINDOW)
+            .order_by("-last_seen", "-id").first())
+
+
+def _refold(story, now):
+    """Read a story's links again in time order; True when this flagged it."""
+    links = list(StoryThreat.objects.filter(story=story).only("threat_id", "occurred_at", "tactics", "severity", "counts"))
+    progress = progression(links)
+    counting = [link.occurred_at for link in links if link.counts] or [story.first_seen]
+    _apply(story, progress, threat_count=sum(link.counts for link in links),
+           first_seen=min(counting), last_seen=max(counting))
+    newly = _flag(story, progress, now)
+    story.save()
+    return newly
+
+
+def _apply(story, progress, **fields):
+    story.tactics, story.stage_count = progress.reached, len(progress.reached)
+    story.alert_severity = progress.alert_severity
+    story.severity, _reason = story_severity(progress.alert_severity, progress.reached)
+    for name, value in fields.items():
+        setattr(story, name, value)
+
+
+def _flag(story, progress, now):
+    """Flag the story the first time it progressed; a flag, once set, stays (its event went out)."""
+    if story.flagged_at is not None or progress.flagged_by is None:
+        return False
+    story.flagged_at, story.flagged_threat_id = now, progress.flagged_by
+    return True
+
+
+# --- What the event and the pages say ---------------------------------------------------------------------
+
+
+def flag_payload(story):
+    """The `story` of a `story.flagged` event (docs/stories.md)."""
+    from django.urls import reverse
+
+    return {"id": story.pk, "entity_kind": story.entity_kind, "entity": story.entity, "severity": story.severity or None,
+            "stage_count": story.stage_count, "tactics": [{"id": t["id"], "name": t["name"]} for t in story.tactics],
+            "flagged_at": story.flagged_at.isoformat() if story.flagged_at else None,
+            "url": reverse("stories:detail", args=[story.pk])}
