@@ -202,6 +202,9 @@ class ThreatConsumer(AsyncWebsocketConsumer):
     async def threat_sla_warning(self, message):
         await self._on_event(message)
 
+    async def story_flagged(self, message):  # an entity's story reached a later kill-chain stage (docs/stories.md)
+        await self._on_event(message)
+
     async def threat_progress(self, message):
         """Agent progress of the watched threat (ephemeral, no seq; events.push_progress): one frame per update."""
         for text in message["texts"]:
