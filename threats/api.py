@@ -182,6 +182,8 @@ class ThreatDetail(ThreatSummary):
     adversarial: dict
     severity_hint: str | None
     campaign: CampaignRef | None = Field(None, description="One user's activity across hosts and rules.")
+    stories: list[int] = Field(default_factory=list, description=(
+        "Ids of the kill-chain stories it belongs to, one per entity at most (GET /api/stories/{id}, docs/stories.md)."))
     analyzed_at: datetime | None
     analysis_error: str | None
     disposition_reason: str | None
@@ -870,6 +872,7 @@ def _seconds(delta):
 
 api.add_router("/", router)
 api.add_router("/", "threats.ingest_api.router")  # POST /api/ingest/{format}, GET /api/groups
+api.add_router("/", "stories.api.router")  # GET /api/stories, /api/stories/{id} (docs/stories.md)
 api.add_router("/", "handoff.api.router")  # GET /api/threats/{id}/export, /api/campaigns/{id}/export
 
 

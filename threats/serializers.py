@@ -115,6 +115,7 @@ def threat_detail(threat: Threat):
         "severity_hint": threat.severity_hint or None,
         "group_id": threat.group_id,
         "campaign": campaign_summary(threat.campaign),
+        "stories": list(threat.story_links.order_by("story_id").values_list("story_id", flat=True)),  # docs/stories.md
         "analyzed_at": _iso(threat.analyzed_at),
         "analysis_error": threat.analysis_error or None,
         "disposition_reason": threat.disposition_reason or None,
