@@ -223,6 +223,7 @@ INSTALLED_APPS = [
     "threats",
     "agents",
     "handoff",
+    "suppressions",
     "stories",
 ]
 
@@ -359,6 +360,10 @@ if ENABLE_AUTO_THREAT_GENERATION:
 AGENTS_IN_THREAD = CELERY_TASK_ALWAYS_EAGER
 CELERY_BEAT_SCHEDULE["sweep-webhooks"] = {"task": "handoff.sweep_webhooks", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["warn-sla"] = {"task": "threats.warn_sla", "schedule": SOC_SLA_WARN_INTERVAL_SECONDS}
+CELERY_BEAT_SCHEDULE["expire-suppressions"] = {"task": "suppressions.expire", "schedule": 60.0}
+# Suppressions (docs/suppressions.md): saving one that would have hidden more stored threats than
+# this (over its preview window) needs the admin role.
+SUPPRESSION_ADMIN_THRESHOLD = 500
 
 # Webhooks (handoff/, docs/handoff.md): attempts, back-off base and cap, per-attempt timeout, and
 # whether endpoints may be private addresses (link-local/metadata ones never are).

@@ -24,12 +24,13 @@ SUMMARY_KEYS = {
     "id", "title", "source", "threat_type", "customer", "customer_slug", "severity", "risk_score",
     "analysis_status", "status", "disposition", "assignee", "requires_human_review", "executive_summary",
     "mitre_techniques", "processing_ms", "occurred_at", "received_at", "campaign", "version", "group_id", "group_head",
-    "pivots",
+    "pivots", "suppressed",
 }
 DETAIL_KEYS = SUMMARY_KEYS | {
     "source_ref", "observables", "mitre_hints", "rule", "signal", "raw", "risk_factors", "confidence", "mitre", "false_positive",
     "response_plan", "timeline", "review_reasons", "analyzed_at", "analysis_error", "disposition_reason",
     "acknowledged_at", "closed_at", "closed_by_kind", "agent_runs", "notes", "adversarial", "severity_hint",
+    "suppression",
 }
 
 

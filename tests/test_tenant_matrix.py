@@ -15,6 +15,7 @@ write of one case never changes the next.
 """
 
 import importlib
+from datetime import timedelta
 import json
 
 import pytest
@@ -31,6 +32,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from handoff.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from suppressions.models import Suppression
 from socproject.asgi import application
 from tests import factories
 from threats import apikeys, consumers
@@ -126,7 +128,10 @@ def _tenant(customer, label):
     delivery, dead = (WebhookDelivery.objects.create(endpoint=endpoint, event="threat.closed", threat_id=threat.pk,
                                                      payload={}, status=status, next_attempt_at=now)
                       for status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD))
+    suppression = Suppression.objects.create(customer=customer, rule=f"rule:{label}", reason=f"{label} scanner",
+                                             expires_at=now + timedelta(days=7))
     return {
+        "suppression": suppression,
         "webhookendpoint": endpoint, "webhookdelivery": delivery, "deadletter": dead,
         "customer": customer, "threat": threat, "threatgroup": group, "campaign": campaign,
         "threatevent": ThreatEvent.objects.filter(threat=threat).first(),
@@ -188,6 +193,10 @@ def PATCH(path, body):
     return ("patch", path, body)
 
 
+def DELETE(path):
+    return ("delete", path, {})
+
+
 def _fill(value, side):
     if isinstance(value, str):
         return value.format(**side)
@@ -201,7 +210,8 @@ def _fill(value, side):
 def _placeholders(world, name, model=None):
     side = world[name]
     values = {"threat": side["threat"].pk, "group": side["threatgroup"].pk, "customer": side["customer"].slug,
-              "campaign": side["campaign"].pk,
+              "campaign": side["campaign"].pk, "suppression": side["suppression"].pk,
+              "expires": (timezone.now() + timedelta(days=7)).isoformat(),
               "threat_type": ContentType.objects.get_for_model(side["threat"]).pk,
               "app": "threats" if name == "own" else "auth"}
     if model is not None:
@@ -259,6 +269,8 @@ def _leaks(world, response, request_text):
 
 NOBODY = ("login",) * (1 + len(KEY_ROLES))  # the admin and the pages take no API key: as anonymous
 ALERT = {"title": "matrix alert", "occurred_at": "2026-11-20T13:00:00Z", "customer": "{customer}", "id": "matrix-1"}
+PROPOSAL = {"customer": "{customer}", "rule": "rule:matrix"}
+SUPPRESSION = {**PROPOSAL, "reason": "matrix scanner", "expires_at": "{expires}"}
 
 MATRIX = {
     # endpoint                                       request                                       anonymous ingest read trigger scoped staff superuser
@@ -291,6 +303,12 @@ MATRIX = {
     "GET api/threats/<uuidstr:threat_id>/export":    (GET("/api/threats/{threat}/export?format=markdown"),
                                                                                                     401, 403, (200, 404), 403, (200, 404), 200, 200),
     "GET api/campaigns/<int:campaign_id>/export":    (GET("/api/campaigns/{campaign}/export"),     401, 403, (200, 404), 403, (200, 404), 200, 200),
+    # Suppressions: analysts propose and save with their session (never a key); B's customer reads as unknown.
+    "POST api/suppressions/preview":                 (POST("/api/suppressions/preview", PROPOSAL),  401, 401, 401, 401, (200, 400), 200, 200),
+    "POST api/suppressions":                         (POST("/api/suppressions", SUPPRESSION),       401, 401, 401, 401, (201, 400), 201, 201),
+    "GET api/suppressions":                          (GET("/api/suppressions"),                     401, 403, 200, 403, 200, 200, 200),
+    "GET api/suppressions/<int:suppression_id>":     (GET("/api/suppressions/{suppression}"),       401, 403, (200, 404), 403, (200, 404), 200, 200),
+    "DELETE api/suppressions/<int:suppression_id>":  (DELETE("/api/suppressions/{suppression}"),    401, 401, 401, 401, (200, 404), 200, 200),
     # Pages.
     "accounts/login/":                               (GET("/accounts/login/"),                      200, 200, 200, 200, 200, 200, 200),
     "accounts/logout/":                              (POST("/accounts/logout/", form=True),         "login", "login", "login", "login", "login", "login", "login"),

@@ -151,6 +151,8 @@ class ThreatSummary(Schema):
     pivots: dict[str, list[str]] = Field(default_factory=dict, description=(
         "The values it can be pivoted on, by pivot (ip, user, host, hash, domain, rule; at most 10 each): "
         "what a list filtered on a pivot or `q` matches a live event with."))
+    suppressed: bool = Field(False, description=(
+        "An active suppression matched it at ingest: stored and closed by rule, never analysed (docs/suppressions.md)."))
 
 
 class ThreatPage(Schema):
@@ -190,6 +192,7 @@ class ThreatDetail(ThreatSummary):
     acknowledged_at: datetime | None
     closed_at: datetime | None
     closed_by_kind: str | None
+    suppression: int | None = Field(None, description="Id of the suppression that matched it, if any.")
     agent_runs: list[dict]
     notes: list[dict]
 
@@ -212,6 +215,7 @@ class ThreatFilters(Schema):
     rule: str | None = Field(None, max_length=200, description="Pivot: threats of this rule, e.g. rule:5712, sid:1:2001219.")
     campaign: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this campaign (id).")
     group: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this alert group (id).")
+    suppressed: bool | None = Field(None, description="true: only the alerts a suppression hid; false: none of them.")
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
 
@@ -346,7 +350,7 @@ class _TechniqueIds(Func):
 # Only what a summary shows: not `raw`, the timeline, the response plan or the agents' JSON.
 SUMMARY_FIELDS = ("id", "title", "source", "threat_type", "severity", "risk_score", "analysis_status", "status",
                   "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at", "campaign_id",
-                  "version", "group_id", "rule")
+                  "version", "group_id", "rule", "suppressed")
 SUMMARY_EXPRESSIONS = {
     "customer_name": F("customer__name"), "customer_slug": F("customer__slug"),
     "assignee_name": F("assignee__username"), "summary": Left("executive_summary", SUMMARY_TEXT_LIMIT),
@@ -371,6 +375,7 @@ def _summary(row):
         "group_head": (head_verdict(row["head_id"], row["head_severity"], row["head_risk"], row["head_status"])
                        if row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] else None),
         "pivots": pivots.summary_values(row["pivot_observables"], row["rule"]),
+        "suppressed": row["suppressed"],
     }
 
 
@@ -817,6 +822,8 @@ def _filter(found, filters, user):
         found = found.filter(campaign_id=filters.campaign)
     if filters.group:
         found = found.filter(group_id=filters.group)
+    if filters.suppressed is not None:
+        found = found.filter(suppressed=filters.suppressed)
     for kind in pivots.PIVOTS:
         if getattr(filters, kind):
             found = found.filter(pivots.condition(kind, pivots.normalise(kind, getattr(filters, kind))))
@@ -874,6 +881,7 @@ api.add_router("/", router)
 api.add_router("/", "threats.ingest_api.router")  # POST /api/ingest/{format}, GET /api/groups
 api.add_router("/", "stories.api.router")  # GET /api/stories, /api/stories/{id} (docs/stories.md)
 api.add_router("/", "handoff.api.router")  # GET /api/threats/{id}/export, /api/campaigns/{id}/export
+api.add_router("/", "suppressions.api.router")  # /api/suppressions: preview, save, list, revoke
 
 
 # --- Error handling: always JSON ------------------------------------------------------------------------

@@ -37,11 +37,12 @@ def start_if_enabled():
 def _jobs():
     from agents.tasks import requeue_stale_analyses
     from handoff.tasks import sweep as sweep_webhooks
+    from suppressions.services import expire_due as expire_suppressions
 
     from .services import warn_near_breach
 
     jobs = [(SWEEP_INTERVAL_SECONDS, requeue_stale_analyses), (SWEEP_INTERVAL_SECONDS, sweep_webhooks),
-            (settings.SOC_SLA_WARN_INTERVAL_SECONDS, warn_near_breach)]
+            (settings.SOC_SLA_WARN_INTERVAL_SECONDS, warn_near_breach), (SWEEP_INTERVAL_SECONDS, expire_suppressions)]
     if settings.ENABLE_AUTO_THREAT_GENERATION:
         jobs.append((settings.THREAT_GENERATION_INTERVAL, generate_one))
     return jobs

@@ -33,6 +33,8 @@ class AnalysisStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     # An ingested alert that joined a group: not analysed itself, it shares the group head's verdict.
     GROUPED = "grouped", "Grouped (analysed with its group head)"
+    # An ingested alert an active suppression matched: stored and counted, never analysed.
+    SUPPRESSED = "suppressed", "Suppressed (not analysed)"
 
 
 class Status(models.TextChoices):

@@ -205,6 +205,21 @@ class ThreatConsumer(AsyncWebsocketConsumer):
     async def story_flagged(self, message):  # an entity's story reached a later kill-chain stage (docs/stories.md)
         await self._on_event(message)
 
+    async def suppression_created(self, message):
+        await self._on_suppression(message)
+
+    async def suppression_revoked(self, message):
+        await self._on_suppression(message)
+
+    async def suppression_expired(self, message):
+        await self._on_suppression(message)
+
+    async def _on_suppression(self, message):
+        """A suppression change (ephemeral, no seq; suppressions/notify.py): only to sockets that see its customer."""
+        if not self.closed and self.streaming and (
+                self.customer_slugs is None or message.get("customer_slug") in self.customer_slugs):
+            await self.send(text_data=message["text"])
+
     async def threat_progress(self, message):
         """Agent progress of the watched threat (ephemeral, no seq; events.push_progress): one frame per update."""
         for text in message["texts"]:

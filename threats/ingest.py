@@ -29,6 +29,7 @@ import math
 import re
 import sys
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,8 +37,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
+from suppressions import services as suppressions
+
 from . import access, grouping, metrics, services
-from .choices import ActorKind
+from .choices import ActorKind, AnalysisStatus
 from .importers import IMPORTERS, ItemError, Skip
 from .models import Customer, Threat
 
@@ -351,6 +354,7 @@ class ItemResult:
     group_head: bool | None = None
     campaign_id: int | None = None
     analysis_status: str | None = None
+    suppression_id: int | None = None
     field: str | None = None
     detail: str | None = None
     truncated: list = dataclasses.field(default_factory=list)
@@ -432,10 +436,15 @@ class _Batch:
                 self._store(mapped, results, self._known(mapped), one_by_one=False)
         except IntegrityError:
             self._store(mapped, results, self._known(mapped), one_by_one=True)
+        hits = Counter(result.suppression_id for result in results.values()
+                       if result.suppression_id and result.status == "created")
+        if hits:
+            suppressions.record_hits(hits, self.suppressions.now)
 
     def _store(self, mapped, results, known, one_by_one):
         self.mapped = mapped
         self.grouping = self._grouper()
+        self.suppressions = suppressions.Matcher({customer.pk for _, _, customer, _ in mapped})
         planned, rows = [], []
         for record, alert, customer, cut in mapped:
             result = results[record.index] = ItemResult(
@@ -475,8 +484,10 @@ class _Batch:
     def _plan(self, alert, customer, result):
         """(grouping.Placement, Threat field values but the grouping's) for a new alert."""
         threat_id = uuid.uuid4()
-        placement = self.grouping.place(alert, customer, threat_id)
-        result.id = str(threat_id)
+        live = self.suppressions.match(customer.pk, alert.rule[:120], alert.observables)
+        placement = Suppressed(threat_id, customer.pk, alert, live, self.suppressions.now) if live else (
+            self.grouping.place(alert, customer, threat_id))
+        result.id, result.suppression_id = str(threat_id), live.pk if live else None
         return placement, {
             "id": threat_id, "customer": customer, "threat_type": alert.threat_type, "title": alert.title,
             "occurred_at": alert.occurred_at, "observables": alert.observables, "raw": alert.raw,
@@ -498,12 +509,28 @@ class _Batch:
             if found is None:
                 raise
             self.grouping = self._grouper()  # its plan for this alert was rolled back: read again
-            result.status, result.duplicate = "duplicate", True
+            result.status, result.duplicate, result.suppression_id = "duplicate", True, None
             result.id, where = str(found[0]), found[1]
         else:
             where = placement
         known[customer.pk, alert.source_ref] = result.id, where
         return where
+
+
+class Suppressed(grouping.Placement):
+    """An alert an active suppression matched (docs/suppressions.md): in no group or campaign (a
+    later alert must never ride on an analysis that never happens), closed by rule, not analysed."""
+
+    def __init__(self, threat_id, customer_id, alert, live, now):
+        super().__init__(threat_id, customer_id, alert, group=None, head=False, campaign=None)
+        self.live, self.now = live, now
+
+    @property
+    def analysis_status(self):
+        return AnalysisStatus.SUPPRESSED
+
+    def fields(self):
+        return {**super().fields(), **suppressions.suppressed_fields(self.live, self.now)}
 
 
 def _report_grouping(result, where):

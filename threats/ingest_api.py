@@ -42,6 +42,7 @@ class ItemOut(Schema):
     group_head: bool | None = Field(None, description="true: this alert heads its group and is analysed")
     campaign_id: int | None = Field(None, description="the user's campaign this alert was linked to")
     analysis_status: str | None = None
+    suppression_id: int | None = Field(None, description="the suppression that matched it: stored, not analysed")
     field: str | None = None
     detail: str | None = None
     truncated: list[str] = Field(default_factory=list, description="fields that were cut to the limits")

@@ -202,6 +202,12 @@ class Threat(models.Model):
         null=True, blank=True,
         help_text="When the near-breach warning (threat.sla_warning) went out: once per threat (docs/queue.md).",
     )
+    suppressed = models.BooleanField(
+        default=False, help_text="Matched an active suppression at ingest: stored, closed by rule, never analysed.")
+    suppression = models.ForeignKey(
+        "suppressions.Suppression", on_delete=models.SET_NULL, null=True, blank=True, db_index=False,
+        related_name="threats", help_text="The suppression that matched it (docs/suppressions.md).",
+    )
     version = models.PositiveIntegerField(
         default=1, help_text="Triage version: one more with each triage change (the ETag; If-Match, docs/api.md)."
     )
@@ -249,6 +255,8 @@ class Threat(models.Model):
             models.Index(fields=["customer", "-risk_score", "received_at", "id"], condition=QUEUE_RATED_ACKNOWLEDGED,
                          name="threat_queue_acknowledged"),
             models.Index(fields=["received_at"], condition=QUEUE_UNRATED, name="threat_queue_unrated"),
+            # GET /api/threats?suppressed=true (docs/suppressions.md); built concurrently (migration 0019).
+            models.Index(fields=["-received_at", "-id"], condition=Q(suppressed=True), name="threat_suppressed_newest"),
         ]
 
     def __str__(self):  # admin pages, breadcrumbs and messages show it: hidden characters as markers

@@ -81,6 +81,13 @@ def condition(kind, value):
     return _any(_has(field, value) for field in PIVOTS[kind])
 
 
+def entity_condition(field, value):
+    """Q: threats whose observable `field` (one of ENTITY_FIELDS) is exactly `value`, on its index."""
+    if field not in ENTITY_FIELDS:
+        raise ValueError(f"no entity index on {field!r}")
+    return _has(field, value)
+
+
 def search_condition(term):
     """Q: threats with the term as the value of any pivot it can be (for the text search)."""
     branches = []

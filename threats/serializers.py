@@ -50,6 +50,7 @@ def threat_summary(threat: Threat):
         "group_id": threat.group_id,
         "group_head": group_head(threat),
         "pivots": pivots.summary_values(threat.observables, threat.rule),
+        "suppressed": threat.suppressed,
     }
 
 
@@ -122,6 +123,7 @@ def threat_detail(threat: Threat):
         "acknowledged_at": _iso(threat.acknowledged_at),
         "closed_at": _iso(threat.closed_at),
         "closed_by_kind": threat.closed_by_kind or None,
+        "suppression": threat.suppression_id,
         "agent_runs": [agent_run_detail(run) for run in threat.agent_runs.all()],
         "notes": [
             {"id": n.pk, "author": n.author.get_username() if n.author else None, "body": n.body,
