@@ -406,6 +406,14 @@ ADMIN_MODELS = {
         "history":         (*NOBODY, (200, "to-index"), 200, 200),
         "object":          (*NOBODY, "to-change", "to-change", "to-change"),
     },
+    "suppressions.suppression": {                                    # saved through the preview, revoked by an action
+        "changelist":      (*NOBODY, 200, 200, 200),
+        "add":             (*NOBODY, 403, 403, 403),
+        "change":          (*NOBODY, ("view", "to-index"), "view", "view"),
+        "delete":          (*NOBODY, 403, 403, "deleted"),
+        "history":         (*NOBODY, (200, "to-index"), 200, 200),
+        "object":          (*NOBODY, "to-change", "to-change", "to-change"),
+    },
     # Webhooks: superusers only (an endpoint may receive every customer's threats); deliveries and dead
     # letters are records, read-only, deletable.
     "handoff.webhookendpoint": {
