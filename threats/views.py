@@ -26,6 +26,7 @@ from pydantic import ValidationError as SchemaError
 
 from agents.analyzers.response import SLA_MINUTES
 from agents.registry import AGENT_KINDS
+from stories.cards import story_cards
 
 from . import access, hidden_text, pivots, services
 from .api import FILTER_CASE, QueueFilters, ThreatFilters, analytics_snapshot, queue_page, threat_page
@@ -205,6 +206,7 @@ def threat_detail(request, threat_id):
         "group": threat.group,
         "head_threat": threat.group.head if threat.group_id else None,
         "inherited": group_head(threat),
+        "stories": story_cards(threat),  # its entities' attack stories (docs/stories.md); same customer
     }
     return render(request, "threats/detail.html", context)
 

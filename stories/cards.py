@@ -1,0 +1,31 @@
+"""A story as the pages show it (the story page, the list, a threat's detail page): built here from
+ids and the stored story; the templates escape every text."""
+
+from datetime import datetime
+
+from django.urls import reverse
+
+from . import serializers, stitching
+from .access import stories_of
+from .models import EntityKind
+
+
+def story_cards(threat):
+    """The cards of the stories a threat belongs to, for its detail page (same customer as the threat)."""
+    return [story_card(story, current=threat.pk) for story in stories_of(threat)]
+
+
+def story_card(story, current=None):
+    """A story as the pages show it: its summary, the tactic chips in ATT&CK order with the alert
+    that reached each, and the timeline with a link per alert."""
+    summary = {**serializers.story_summary(story), "first_seen": story.first_seen, "last_seen": story.last_seen,
+               "flagged_at": story.flagged_at}
+    moments = [{**m, "occurred_at": datetime.fromisoformat(m["occurred_at"]), "url": reverse("threats:threat_detail", args=[m["threat"]]), "current": m["threat"] == str(current),
+                "reached_names": [stitching.TACTIC_NAMES.get(t, t) for t in m["reached"]]}
+               for m in serializers.timeline(story)]
+    titles = {m["threat"]: m["title"] for m in moments}
+    chips = [{**tactic, "url": reverse("threats:threat_detail", args=[tactic["threat"]]),
+              "title": titles.get(tactic["threat"], "")}
+             for tactic in sorted(story.tactics, key=lambda t: stitching.STAGE.get(t["id"], len(stitching.STAGE)))]
+    return {**summary, "kind_label": EntityKind(story.entity_kind).label, "chips": chips, "timeline": moments,
+            "more": story.threat_count > len(moments)}
