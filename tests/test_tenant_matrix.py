@@ -32,6 +32,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from handoff.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from stories.models import Story, StoryThreat
 from suppressions.models import Suppression
 from socproject.asgi import application
 from tests import factories
@@ -130,8 +131,11 @@ def _tenant(customer, label):
                       for status in (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD))
     suppression = Suppression.objects.create(customer=customer, rule=f"rule:{label}", reason=f"{label} scanner",
                                              expires_at=now + timedelta(days=7))
+    story = Story.objects.create(customer=customer, entity_kind="host", entity=f"{label}-host", first_seen=now,
+                                 last_seen=now, threat_count=1, flagged_at=now)
+    StoryThreat.objects.create(story=story, threat=threat, occurred_at=now)
     return {
-        "suppression": suppression,
+        "suppression": suppression, "story": story,
         "webhookendpoint": endpoint, "webhookdelivery": delivery, "deadletter": dead,
         "customer": customer, "threat": threat, "threatgroup": group, "campaign": campaign,
         "threatevent": ThreatEvent.objects.filter(threat=threat).first(),
@@ -210,7 +214,7 @@ def _fill(value, side):
 def _placeholders(world, name, model=None):
     side = world[name]
     values = {"threat": side["threat"].pk, "group": side["threatgroup"].pk, "customer": side["customer"].slug,
-              "campaign": side["campaign"].pk, "suppression": side["suppression"].pk,
+              "campaign": side["campaign"].pk, "suppression": side["suppression"].pk, "story": side["story"].pk,
               "expires": (timezone.now() + timedelta(days=7)).isoformat(),
               "threat_type": ContentType.objects.get_for_model(side["threat"]).pk,
               "app": "threats" if name == "own" else "auth"}
@@ -303,6 +307,8 @@ MATRIX = {
     "GET api/threats/<uuidstr:threat_id>/export":    (GET("/api/threats/{threat}/export?format=markdown"),
                                                                                                     401, 403, (200, 404), 403, (200, 404), 200, 200),
     "GET api/campaigns/<int:campaign_id>/export":    (GET("/api/campaigns/{campaign}/export"),     401, 403, (200, 404), 403, (200, 404), 200, 200),
+    "GET api/stories":                               (GET("/api/stories"),                          401, 403, 200, 403, 200, 200, 200),
+    "GET api/stories/<int:story_id>":                (GET("/api/stories/{story}"),                  401, 403, (200, 404), 403, (200, 404), 200, 200),
     # Suppressions: analysts propose and save with their session (never a key); B's customer reads as unknown.
     "POST api/suppressions/preview":                 (POST("/api/suppressions/preview", PROPOSAL),  401, 401, 401, 401, (200, 400), 200, 200),
     "POST api/suppressions":                         (POST("/api/suppressions", SUPPRESSION),       401, 401, 401, 401, (201, 400), 201, 201),
@@ -316,6 +322,8 @@ MATRIX = {
     "threats/":                                      (GET("/threats/"),                             *NOBODY, 200, 200, 200),
     "queue/":                                        (GET("/queue/"),                               *NOBODY, 200, 200, 200),
     "threats/<uuid:threat_id>/":                     (GET("/threats/{threat}/"),                    *NOBODY, (200, 404), 200, 200),
+    "stories/":                                      (GET("/stories/"),                             *NOBODY, 200, 200, 200),
+    "stories/<int:story_id>/":                       (GET("/stories/{story}/"),                     *NOBODY, (200, 404), 200, 200),
     # The admin site.
     "admin/":                                        (GET("/admin/"),                               *NOBODY, 200, 200, 200),
     "admin/login/":                                  (GET("/admin/login/"),                         200, 200, 200, 200, "to-index", "to-index", "to-index"),
