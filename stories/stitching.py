@@ -72,10 +72,11 @@ def tactics_of(mitre):
 
 
 def dismissed(threat):
-    """The agents called it a false positive or benign, or an analyst closed it as one."""
-    call = (threat.false_positive or {}).get("recommendation")
-    closed_as = threat.disposition if threat.status in CLOSED_STATUSES else ""
-    return call in DISMISSING_CALLS or closed_as in DISMISSING_DISPOSITIONS
+    """An analyst closed it as a false positive or benign; else, the agents called it one (an
+    analyst's closing disposition overrules the agents' call)."""
+    if threat.status in CLOSED_STATUSES and threat.disposition:
+        return threat.disposition in DISMISSING_DISPOSITIONS
+    return (threat.false_positive or {}).get("recommendation") in DISMISSING_CALLS
 
 
 def stitchable(threat):

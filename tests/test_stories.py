@@ -258,3 +258,26 @@ def test_stitching_leaves_the_threats_own_verdict_alone(acme):
     second = analysed(acme, 10, [EXFIL], "LOW")
     second.refresh_from_db()
     assert second.severity == "LOW" and host_story(acme, "db-7").severity == "MEDIUM"
+
+
+def test_closing_an_alert_as_false_positive_through_triage_takes_it_out_of_its_story(acme, alice):
+    alert(acme, 0, [INITIAL], "LOW")
+    second = alert(acme, 30, [EXFIL], "HIGH")
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        services.triage(alice, second.pk, status="closed", disposition="false_positive", reason="our scanner")
+    story = host_story(acme)
+    assert [t["id"] for t in story.tactics] == [INITIAL] and story.severity == "LOW"
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        services.triage(alice, second.pk, status="investigating")  # reopened: it counts again
+    assert [t["id"] for t in host_story(acme).tactics] == [INITIAL, EXFIL]
+
+
+def test_an_alert_the_agents_dismissed_joins_once_an_analyst_confirms_it(acme, alice):
+    alert(acme, 0, [INITIAL])
+    second = alert(acme, 30, [EXECUTION], false_positive={"recommendation": "likely_false_positive"})
+    assert host_story(acme).flagged_at is None
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        services.triage(alice, second.pk, status="closed", disposition="true_positive", reason="it ran")
+    story = host_story(acme)
+    assert story.flagged_threat_id == second.pk and story.threat_count == 2
+    assert ThreatEvent.objects.filter(type="story.flagged", threat=second).count() == 1

@@ -402,6 +402,8 @@ def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN, version
         }
         _record_event(locked, EventType.UPDATED, actor, {"changes": diff})
         outbox.threat_triaged(locked, diff)  # webhooks (handoff/)
+        if {"status", "disposition"} & diff.keys():  # dismissed or no longer: its stories re-read (docs/stories.md)
+            _record_story_flags(stitching.restitch(locked))
     return locked
 
 
