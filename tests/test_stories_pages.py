@@ -87,3 +87,12 @@ def test_another_customers_story_is_not_found(client, alice, acme, attack):
 def test_the_outsider_is_refused(charlie_client, attack):
     assert charlie_client.get("/stories/").status_code == 403
     assert charlie_client.get(f"/stories/{Story.objects.first().pk}/").status_code == 403
+
+
+def test_the_flag_reads_as_a_sentence_in_the_threats_history(alice_client, acme):
+    from tests.test_stories import analysed
+
+    analysed(acme, 0, [INITIAL])
+    second = analysed(acme, 10, [EXECUTION])
+    body = alice_client.get(f"/threats/{second.pk}/").content.decode()
+    assert "attack story flagged: host db-7 reached Initial Access → Execution" in body

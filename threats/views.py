@@ -485,6 +485,10 @@ def describe_event(message):
     if kind == "threat.sla_warning":
         left = (message.get("sla") or {}).get("minutes_left", "–")
         return f"SLA nearly breached: {left} min left"
+    if kind == "story.flagged":  # docs/stories.md
+        story = message.get("story") or {}
+        path = " → ".join(str(t.get("name", "")) for t in story.get("tactics") or [])
+        return f"attack story flagged: {story.get('entity_kind', '')} {story.get('entity', '')} reached {path}"
     if kind == "threat.updated":
         changes = message.get("changes") or {}
         parts = [f"{name.replace('_', ' ')}: {_label(name, c.get('from'))} → {_label(name, c.get('to'))}"

@@ -57,6 +57,7 @@
         if (message.seq <= lastSeq) return;
         lastSeq = message.seq;
         if (message.type === "threat.sla_warning") showSlaNotice(message);
+        if (message.type === "story.flagged") showStoryNotice(message);
         options.onEvent(message);
       };
       socket.onclose = function (event) {
@@ -133,6 +134,32 @@
     open.href = (window.SocLive.config.detailUrl || "").replace("00000000-0000-0000-0000-000000000000",
                                                                 encodeURIComponent(t.id));
     open.textContent = "Open";
+    var dismiss = document.createElement("button");
+    dismiss.type = "button";
+    dismiss.className = "link dismiss";
+    dismiss.setAttribute("aria-label", "Dismiss this notice");
+    dismiss.textContent = "×";
+    dismiss.addEventListener("click", function () { notice.remove(); });
+    [text, open, dismiss].forEach(function (el) { notice.appendChild(el); });
+    area.insertBefore(notice, area.firstChild);
+    while (area.children.length > MAX_NOTICES) area.lastElementChild.remove();
+  }
+
+  // An entity's attack story reached a later ATT&CK stage (story.flagged, docs/stories.md): a
+  // notice like the SLA one, linking the story page (its URL comes with the event, built by the server).
+  function showStoryNotice(message) {
+    var story = message.story || {}, area = noticeArea();
+    var notice = document.createElement("div");
+    notice.className = "notice notice-story";
+    notice.dataset.story = story.id;
+    var text = document.createElement("span");
+    var fill = window.SocText ? window.SocText.fill : function (el, value) { el.textContent = value; };
+    var path = (story.tactics || []).map(function (t) { return t.name; }).join(" → ");
+    fill(text, "Attack story flagged: " + (story.severity || "") + " " + story.entity_kind + " " + story.entity +
+         " (" + message.threat.customer + ") reached " + path + ". ");
+    var open = document.createElement("a");
+    open.href = /^\/stories\/\d+\/$/.test(story.url || "") ? story.url : "#";
+    open.textContent = "Open story";
     var dismiss = document.createElement("button");
     dismiss.type = "button";
     dismiss.className = "link dismiss";

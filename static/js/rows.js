@@ -189,6 +189,10 @@
       case "threat.analysis_failed": return "analysis failed";
       case "threat.note_added": return "added a note";
       case "threat.sla_warning": return "SLA nearly breached: " + ((message.sla || {}).minutes_left === undefined ? "–" : message.sla.minutes_left) + " min left";
+      case "story.flagged":
+        var story = message.story || {};
+        return "attack story flagged: " + (story.entity_kind || "") + " " + (story.entity || "") + " reached " +
+          (story.tactics || []).map(function (t) { return t.name; }).join(" → ");
       case "threat.updated":
         var changes = message.changes || {};
         var parts = Object.keys(changes).filter(function (name) { return name !== "disposition_reason"; })
