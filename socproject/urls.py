@@ -18,6 +18,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("stories.urls")),  # /stories/ (docs/stories.md)
+    path("", include("suppressions.urls")),  # /suppressions/ (docs/suppressions.md)
     path("", include("threats.urls")),
 ]
 

@@ -113,7 +113,7 @@ class ListFilters(Schema):
 
 
 @router.post("/suppressions/preview", auth=django_auth, response={200: PreviewOut, **REFUSALS})
-def preview(request, payload: ProposalIn):
+def preview_suppression(request, payload: ProposalIn):
     """How many of the customer's stored threats of the last `days` days it would have hidden, by
     severity, and every one of them closed as a true positive."""
     proposal = _proposal(request, payload)
@@ -121,7 +121,7 @@ def preview(request, payload: ProposalIn):
 
 
 @router.post("/suppressions", auth=django_auth, response={201: CreatedOut, **REFUSALS})
-def create(request, payload: SuppressionIn):
+def create_suppression(request, payload: SuppressionIn):
     """Save a suppression. Runs the preview again: true positives need `confirm_true_positives`,
     more than SUPPRESSION_ADMIN_THRESHOLD hidden threats the admin role (400/403 naming the field)."""
     proposal = _proposal(request, payload)
@@ -151,7 +151,7 @@ def get_suppression(request, suppression_id: int):
 
 @router.delete("/suppressions/{int:suppression_id}", auth=django_auth,
                response={200: SuppressionOut, 404: Problem, **REFUSALS})
-def revoke(request, suppression_id: int):
+def revoke_suppression(request, suppression_id: int):
     """Revoke it now: alerts are analysed again from the next ingest on. Revoking twice changes nothing."""
     return suppression_summary(services.revoke(request.user, suppression_id))
 

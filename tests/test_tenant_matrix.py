@@ -321,6 +321,7 @@ MATRIX = {
     "":                                              (GET("/"),                                     *NOBODY, 200, 200, 200),
     "threats/":                                      (GET("/threats/"),                             *NOBODY, 200, 200, 200),
     "queue/":                                        (GET("/queue/"),                               *NOBODY, 200, 200, 200),
+    "suppressions/":                                 (GET("/suppressions/?state=all"),              *NOBODY, 200, 200, 200),
     "threats/<uuid:threat_id>/":                     (GET("/threats/{threat}/"),                    *NOBODY, (200, 404), 200, 200),
     "stories/":                                      (GET("/stories/"),                             *NOBODY, 200, 200, 200),
     "stories/<int:story_id>/":                       (GET("/stories/{story}/"),                     *NOBODY, (200, 404), 200, 200),

@@ -48,7 +48,7 @@ PAGE_SIZE = 50
 MAX_ANALYSTS = 500
 THREAT_REF = re.compile(r"^threat:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q", "campaign", "group",
-                *pivots.PIVOTS)
+                *pivots.PIVOTS, "suppressed")
 NO_DUE = None
 TYPE_LABELS = dict(ThreatType.choices)
 
@@ -294,12 +294,16 @@ def _check_list_parameters(query):
             raise services.InvalidInput(name, f"The {name} filter cannot contain a NUL character.")
     if query.get("review", "") not in ("", "yes", "no"):
         raise services.InvalidInput("review", f"Requires review is yes or no, not {query['review'][:40]!r}.")
+    if query.get("suppressed", "") not in ("", "yes", "no"):
+        raise services.InvalidInput("suppressed", f"Suppressed is yes or no, not {query['suppressed'][:40]!r}.")
 
 
 def _list_filters(values, cursor):
-    data = {name: value for name, value in values.items() if value and name != "review"}
+    data = {name: value for name, value in values.items() if value and name not in ("review", "suppressed")}
     if values["review"] in ("yes", "no"):
         data["requires_review"] = values["review"] == "yes"
+    if values["suppressed"] in ("yes", "no"):  # docs/suppressions.md
+        data["suppressed"] = values["suppressed"] == "yes"
     return ThreatFilters(**data, cursor=cursor or None, limit=PAGE_SIZE)
 
 

@@ -24,6 +24,8 @@
     if (filters.assignee && ["me", "none"].indexOf(filters.assignee) === -1 && t.assignee !== filters.assignee) return false;
     if (filters.review === "yes" && !t.requires_human_review) return false;
     if (filters.review === "no" && t.requires_human_review) return false;
+    if (filters.suppressed === "yes" && !t.suppressed) return false;
+    if (filters.suppressed === "no" && t.suppressed) return false;
     if (filters.campaign && String(t.campaign) !== String(filters.campaign)) return false;
     if (filters.group && String(t.group_id) !== String(filters.group)) return false;
     for (var i = 0; i < PIVOTS.length; i++) {

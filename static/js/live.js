@@ -53,6 +53,8 @@
         if (message.type === "pong") { window.clearTimeout(pongTimer); return; }
         if (message.type === "resync") { (options.onResync || reload)(); return; }
         if (message.type === "threat.progress") { if (options.onProgress) options.onProgress(message); return; }
+        // Ephemeral, like progress: a suppression was created, revoked or expired (docs/suppressions.md).
+        if (/^suppression\./.test(message.type)) { if (options.onSuppression) options.onSuppression(message); return; }
         if (typeof message.seq !== "number" || !message.threat) return;  // hello, resumed
         if (message.seq <= lastSeq) return;
         lastSeq = message.seq;
