@@ -33,8 +33,8 @@ def story_list(request):
         error = "; ".join(f"Invalid {e['loc'][-1] if e['loc'] else 'filter'}: {e['msg']}." for e in exc.errors())
     query = request.GET.copy()
     query.pop("cursor", None)
-    context = {**_common(request), "stories": [_row(item) for item in items], "next_cursor": next_cursor,
-               "filter_query": query.urlencode(), "error": error, "kinds": EntityKind.choices,
+    context = {**_common(request), "latest_seq": services.latest_seq(), "stories": [_row(item) for item in items],
+               "next_cursor": next_cursor, "filter_query": query.urlencode(), "error": error, "kinds": EntityKind.choices,
                "filters": {name: request.GET.get(name, "") for name in FILTER_NAMES}}
     return render(request, "stories/list.html", context, status=400 if error else 200)
 
@@ -42,11 +42,12 @@ def story_list(request):
 @login_required
 def story_detail(request, story_id):
     user = _analyst(request)
+    latest_seq = services.latest_seq()  # read before the story: an event after it marks the page stale
     try:
-        story = get_story_for_user(user, story_id)
+        story = story_card(get_story_for_user(user, story_id))
     except access.NotFound:
         raise Http404("Story not found") from None
-    return render(request, "stories/detail.html", {**_common(request), "story": story_card(story)})
+    return render(request, "stories/detail.html", {**_common(request), "latest_seq": latest_seq, "story": story})
 
 
 def _row(item):
