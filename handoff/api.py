@@ -1,4 +1,4 @@
-"""GET /api/threats/{id}/export and GET /api/campaigns/{id}/export (docs/handoff.md). Mounted in
+"""GET /api/threats/{id}/export, /api/campaigns/{id}/export and /api/stories/{id}/export (docs/handoff.md). Mounted in
 threats/api.py; same authentication and customer scoping as GET /api/threats/{id}."""
 
 from typing import Literal
@@ -8,6 +8,8 @@ from django.http import HttpResponse
 from ninja import Query, Router, Schema
 from ninja.security import django_auth
 
+from stories import serializers
+from stories.access import get_story_for_user
 from threats import access
 from threats.apikeys import APIKeyAuth
 from threats.models import Campaign
@@ -51,6 +53,28 @@ def export_campaign(request, campaign_id: int, query: Query[ExportQuery]):
     if query.format == "markdown":
         return _markdown(export.campaign_markdown(campaign, threats), f"campaign-{campaign.pk}.md")
     return export.campaign_document(campaign, threats)
+
+
+@router.get("/stories/{int:story_id}/export", auth=READ_AUTH, response=ANSWERS,
+            openapi_extra={"responses": {200: MARKDOWN}})
+def export_story(request, story_id: int, query: Query[ExportQuery]):
+    """One attack story (an entity's alerts and the ATT&CK tactics they reached) with its threats in time order, as JSON or Markdown."""
+    story, moments, threats = _story_for(access.principal(request), story_id)
+    if query.format == "markdown":
+        return _markdown(export.story_markdown(story, moments, threats), f"story-{story['id']}.md")
+    return export.story_document(story, moments, threats)
+
+
+def _story_for(who, story_id):
+    """(summary, timeline, threats in time order) of a story `who` may see; NotFound otherwise."""
+    if not 1 <= story_id <= 2**63 - 1:
+        raise access.NotFound("Story not found.")
+    story = get_story_for_user(who, story_id)
+    moments = serializers.timeline(story)
+    ids = [m["threat"] for m in moments]
+    found = {str(pk): threat for pk, threat in access.visible_threats(who).in_bulk(ids).items()}
+    threats = [found[threat_id] for threat_id in ids if threat_id in found]
+    return serializers.story_summary(story), moments, threats
 
 
 def _campaign_for(who, campaign_id):

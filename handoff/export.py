@@ -127,8 +127,40 @@ def campaign_markdown(campaign, threats):
              f"- **Linked by:** {md(campaign.key)}",
              f"- **Seen:** {_iso(campaign.first_seen)} to {_iso(campaign.last_seen)}",
              f"- **Threats:** {campaign.threat_count}", "",
-             "This is a campaign (one user's activity across alerts); attack stories (kill-chain "
-             "stitching, issue 21 item 3) are not built yet.", ""]
+             "This is a campaign (one user's activity across alerts); attack stories (an entity's alerts "
+             "by ATT&CK stage) export from GET /api/stories/{id}/export.", ""]
+    for threat in threats:
+        lines += ["---", "", threat_markdown(threat, depth=2)]
+    return "\n".join(lines)
+
+
+def story_document(story, moments, threats):
+    """GET /api/stories/{id}/export?format=json: the story (stories/serializers.py's summary), its
+    timeline and its threats in time order."""
+    return {"schema": SCHEMA, "kind": "story", "exported_at": _iso(timezone.now()),
+            "story": {**story, "timeline": moments},
+            "threats": [{**threat_record(t), "notes": _notes(t)} for t in threats]}
+
+
+def story_markdown(story, moments, threats):
+    """GET /api/stories/{id}/export?format=markdown: the tactic progression, the timeline, then each
+    threat's summary. `story` and `moments` as stories/serializers.py gives them."""
+    raised = f" (worst alert {md(story['alert_severity'])}, raised: {md(story['severity_reason'])})" \
+        if story["severity_reason"] else ""
+    lines = [f"# Attack story: {md(story['entity_kind'])} {md(story['entity'])}", "",
+             f"- **Customer:** {md(story['customer'])}",
+             f"- **Seen:** {story['first_seen']} to {story['last_seen']}",
+             f"- **Alerts:** {story['threat_count']}",
+             f"- **Severity:** {md(story['severity'] or 'not decided')}{raised}",
+             f"- **Flagged:** {story['flagged_at'] or 'no'}"
+             + (f" by threat {story['flagged_threat']}" if story["flagged_threat"] else ""), "",
+             "## Tactic progression", "",
+             *([f"{n}. {md(t['id'])} {md(t['name'])} — first reached by threat {md(t['threat'])} at {md(t['at'])}"
+                for n, t in enumerate(story["tactics"], 1)] or ["None."]), "",
+             "## Timeline", "",
+             *([f"- {md(m['occurred_at'])} — {md(m['severity'] or '–')} — {md(m['title'])}"
+                + (f" ({md(', '.join(t['name'] for t in m['tactics']))})" if m["tactics"] else "")
+                + ("" if m["counts"] else " — dismissed, does not count") for m in moments] or ["None."]), ""]
     for threat in threats:
         lines += ["---", "", threat_markdown(threat, depth=2)]
     return "\n".join(lines)

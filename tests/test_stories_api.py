@@ -123,3 +123,32 @@ def test_the_openapi_document_describes_both_endpoints(client):
     assert "/api/stories" in paths and "/api/stories/{story_id}" in paths
     detail = client.get("/api/openapi.json").json()["components"]["schemas"]["ThreatDetail"]["properties"]
     assert "stories" in detail
+
+
+# --- Export (the handoff app's code path, docs/handoff.md) ---------------------------------------------------
+
+
+def test_a_story_exports_as_json_with_its_timeline_and_threats(alice_client, attack):
+    story = Story.objects.get()
+    body = alice_client.get(f"/api/stories/{story.pk}/export?format=json").json()
+    assert body["schema"] == "soc.export/1" and body["kind"] == "story"
+    assert [t["id"] for t in body["story"]["tactics"]] == [INITIAL, EXECUTION, EXFIL]
+    assert [m["threat"] for m in body["story"]["timeline"]] == [str(t.pk) for t in attack]
+    assert [t["id"] for t in body["threats"]] == [str(t.pk) for t in attack]
+
+
+def test_a_story_exports_as_escaped_markdown(alice_client, attack):
+    story = Story.objects.get()
+    answer = alice_client.get(f"/api/stories/{story.pk}/export?format=markdown")
+    text = answer.content.decode()
+    assert answer["Content-Type"].startswith("text/markdown")
+    assert "# Attack story: host ws\\-01" in text and "## Tactic progression" in text
+    assert "1\\. TA0001 Initial Access" not in text and "1. TA0001 Initial Access" in text
+    assert "<script" not in text and "&lt;script&gt;" in text
+    assert text.count("## Incident:") == 3
+
+
+def test_a_story_export_outside_the_scope_is_a_404(client, alice, acme, globex):
+    alert(globex, 0, [INITIAL])
+    client = scoped_client(client, alice, [acme])
+    assert client.get(f"/api/stories/{Story.objects.get().pk}/export").status_code == 404

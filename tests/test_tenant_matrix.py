@@ -309,6 +309,8 @@ MATRIX = {
     "GET api/campaigns/<int:campaign_id>/export":    (GET("/api/campaigns/{campaign}/export"),     401, 403, (200, 404), 403, (200, 404), 200, 200),
     "GET api/stories":                               (GET("/api/stories"),                          401, 403, 200, 403, 200, 200, 200),
     "GET api/stories/<int:story_id>":                (GET("/api/stories/{story}"),                  401, 403, (200, 404), 403, (200, 404), 200, 200),
+    "GET api/stories/<int:story_id>/export":         (GET("/api/stories/{story}/export?format=markdown"),
+                                                                                                    401, 403, (200, 404), 403, (200, 404), 200, 200),
     # Suppressions: analysts propose and save with their session (never a key); B's customer reads as unknown.
     "POST api/suppressions/preview":                 (POST("/api/suppressions/preview", PROPOSAL),  401, 401, 401, 401, (200, 400), 200, 200),
     "POST api/suppressions":                         (POST("/api/suppressions", SUPPRESSION),       401, 401, 401, 401, (201, 400), 201, 201),
