@@ -280,4 +280,5 @@ def test_an_alert_the_agents_dismissed_joins_once_an_analyst_confirms_it(acme, a
         services.triage(alice, second.pk, status="closed", disposition="true_positive", reason="it ran")
     story = host_story(acme)
     assert story.flagged_threat_id == second.pk and story.threat_count == 2
-    assert ThreatEvent.objects.filter(type="story.flagged", threat=second).count() == 1
+    [event] = ThreatEvent.objects.filter(type="story.flagged", threat=second)
+    assert event.actor_label == "alice"  # the analyst's confirmation made the progression

@@ -309,7 +309,7 @@ def do_record_analyses(analyses):
     return [threat if threat.pk in done else others.get(threat.pk) for threat, _verdict in analyses]
 
 
-def _record_story_flags(flagged):
+def _record_story_flags(flagged, actor=COORDINATOR):
     """A `story.flagged` event for each story that just progressed to a later kill-chain stage, on
     the alert that took it there: stored and delivered per customer like every event (docs/stories.md)."""
     if not flagged:
@@ -317,7 +317,7 @@ def _record_story_flags(flagged):
     found = Threat.objects.select_related("customer", "assignee").in_bulk({threat_id for _story, threat_id in flagged})
     threats = {str(pk): threat for pk, threat in found.items()}
     _record_each([(threats[threat_id], {"story": stitching.flag_payload(story)})
-                  for story, threat_id in flagged if threat_id in threats], stitching.FLAGGED_EVENT, COORDINATOR)
+                  for story, threat_id in flagged if threat_id in threats], stitching.FLAGGED_EVENT, actor)
 
 
 def do_fail_analysis(threat_id, error):
@@ -403,7 +403,7 @@ def do_triage(threat, actor, changes, closed_by_kind=ClosedByKind.HUMAN, version
         _record_event(locked, EventType.UPDATED, actor, {"changes": diff})
         outbox.threat_triaged(locked, diff)  # webhooks (handoff/)
         if {"status", "disposition"} & diff.keys():  # dismissed or no longer: its stories re-read (docs/stories.md)
-            _record_story_flags(stitching.restitch(locked))
+            _record_story_flags(stitching.restitch(locked), actor)
     return locked
 
 
