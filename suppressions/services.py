@@ -13,7 +13,7 @@ ingested alerts against them.
 import time
 from collections import namedtuple
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -116,7 +116,8 @@ def check_proposal(who, *, customer, rule, entities, days=PREVIEW_DAYS):
         raise InvalidInput("rule", "A suppression needs the rule or signature it silences (rule:<id>, sid:<gid>:<sid>).")
     if len(rule.strip()) > 120:
         raise InvalidInput("rule", "A rule is at most 120 characters (as stored on a threat).")
-    pinned = {name: _entity(name, value) for name, value in entities.items() if value not in (None, "")}
+    normalised = {name: _entity(name, value) for name, value in entities.items() if value is not None}
+    pinned = {name: value for name, value in normalised.items() if value}  # blank: any value
     if not isinstance(days, int) or not 1 <= days <= MAX_PREVIEW_DAYS:
         raise InvalidInput("days", f"The preview window is 1 to {MAX_PREVIEW_DAYS} days.")
     return Proposal(found, pivots.normalise("rule", rule.strip()), pinned, days)
@@ -172,6 +173,10 @@ def check_expiry(expires_at, now):
         raise InvalidInput("expires_at", "A suppression needs an expiry (at most 90 days ahead).")
     if timezone.is_naive(expires_at):
         raise InvalidInput("expires_at", "Give the expiry with a time zone, e.g. 2027-01-31T00:00:00Z.")
+    try:
+        expires_at = expires_at.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset has no UTC value
+        raise InvalidInput("expires_at", "The expiry is out of range.") from None
     if expires_at <= now:
         raise InvalidInput("expires_at", "The expiry must be in the future.")
     if expires_at > now + timedelta(days=MAX_EXPIRY_DAYS):

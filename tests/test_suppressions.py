@@ -260,3 +260,19 @@ def test_a_scoped_analyst_can_neither_preview_nor_save_for_another_customer(cust
 def test_a_user_without_the_analyst_role_may_not_propose(customer, charlie):
     with pytest.raises(services.access.AccessDenied):
         services.check_proposal(charlie, customer=customer.slug, rule=RULE, entities={})
+
+
+def test_a_blank_entity_means_any_value_in_the_preview_and_when_saved(customer, alice):
+    found = proposal(customer, alice, user="   ")
+    assert found.entities == {}
+    saved, _ = services.create(alice, found, reason="scanner", expires_at=timezone.now() + timedelta(days=1))
+    assert saved.user == ""
+
+
+def test_an_expiry_without_a_utc_value_is_refused_naming_it(customer, alice):
+    from datetime import datetime, timezone as tz
+
+    far = datetime(1, 1, 1, tzinfo=tz(timedelta(hours=14)))
+    with pytest.raises(services.InvalidInput) as refused:
+        services.create(alice, proposal(customer, alice), reason="scanner", expires_at=far)
+    assert refused.value.field == "expires_at"
