@@ -99,6 +99,9 @@ HIDDEN_STAGING = re.compile(r"^/(tmp|var/tmp|dev/shm|var/www|srv/www|srv/http)/(
 OFFICE_APPS = {"winword.exe", "excel.exe", "powerpnt.exe", "outlook.exe", "onenote.exe", "mspub.exe", "visio.exe"}
 OFFICE_CHILDREN = {"mshta.exe", "powershell.exe", "pwsh.exe", "cmd.exe", "wscript.exe", "cscript.exe", "rundll32.exe",
                    "regsvr32.exe", "certutil.exe", "bitsadmin.exe", "msbuild.exe", "installutil.exe", "wmic.exe"}
+SCRIPT_HOSTS = {"wscript.exe", "cscript.exe", "mshta.exe"}
+USER_SCRIPT = re.compile(r"\\users\\[^\\]+\\(downloads|desktop|documents|appdata)\\.*\.(js|jse|vbs|vbe|wsf|hta)\b|"
+                         r"\\(temp|tmp)\\.*\.(js|jse|vbs|vbe|wsf|hta)\b", re.I)
 WEB_ACCOUNTS = re.compile(r"^(www-data|apache|apache2|nginx|httpd|wwwrun|http|lighttpd|tomcat\d*|"
                           r"iis apppool\\.+|.*\\iusr)$", re.I)
 HIDDEN_AUTOSTART = re.compile(r"/(LaunchAgents|LaunchDaemons|systemd/system|systemd/user|cron\.d|crontabs)/\.[^/]+$")
@@ -588,12 +591,15 @@ def _wmi_execution(threat, model, found):
 
 
 def _office_child(threat, model, found):
-    """Rule `office_child`: a script host or system binary started by an Office application: a
-    document running code (a phishing attachment opened: T1566.001, T1204.002)."""
+    """Rule `office_child`: a script host or system binary started by an Office application, or by
+    Windows Script Host running a script from the user's own folders (Downloads, Desktop, AppData,
+    Temp): a document or script the user opened running code (a phishing attachment: T1566.001,
+    T1204.002)."""
     parent = str(model.get("parent_process") or "").replace("/", "\\").rsplit("\\", 1)[-1].lower()
     programs = [program(v).replace("/", "\\").rsplit("\\", 1)[-1].lower()
                 for name in ("process", "command_line") for v in signal.values(threat, name)]
-    if parent in OFFICE_APPS and any(p in OFFICE_CHILDREN for p in programs):
+    opened = parent in OFFICE_APPS or parent in SCRIPT_HOSTS and USER_SCRIPT.search(str(model.get("parent_command") or ""))
+    if opened and any(p in OFFICE_CHILDREN for p in programs):
         add(found, "phishing", model["fields"].get("parent_process", "parent_process"),
             f"{next(p for p in programs if p in OFFICE_CHILDREN)} started by {parent}")
 
@@ -630,13 +636,21 @@ def _kernel_module(threat, found):
             return
 
 
+FETCH_VERB = re.compile(r"\b(curl|wget|certutil|bitsadmin|invoke-webrequest|iwr|invoke-restmethod|irm|start-bitstransfer|"
+                        r"downloadstring|downloadfile|downloaddata)\b", re.I)
+ADDRESS_URL = re.compile(r"\bhttps?://\d{1,3}(\.\d{1,3}){3}\b", re.I)
+
+
 def _fetch_from_address(threat, found):
     """Rule `fetch_from_address`: a command that downloads from a bare IP address (curl, wget,
     certutil, bitsadmin, PowerShell's web cmdlets): a tool brought in from outside (T1105); piped
     into a shell, code from outside ran (the policy's `fetched_script_ran`)."""
     for line in signal.values(threat, "command_line"):
-        if BARE_FETCH.search(line[:8_192]) and not UPLOAD.search(line[:8_192]):
-            ran = PIPED_TO_SHELL.search(line[BARE_FETCH.search(line[:8_192]).end():8_192])
+        text = line[:8_192]
+        # The URL may come first, in a variable the download call then uses ($u='http://…'; …DownloadFile($u…)).
+        fetched = BARE_FETCH.search(text) or (FETCH_VERB.search(text) and ADDRESS_URL.search(text))
+        if fetched and not UPLOAD.search(text):
+            ran = PIPED_TO_SHELL.search(text[fetched.end():])
             add(found, "suspicious_execution", "observables.command_line",
                 "runs a script it downloads from a bare address in a shell (T1105)" if ran
                 else "downloads from a bare address (T1105)")

@@ -178,6 +178,7 @@ def _floors(state, threat, model, found, explained, authorised, priority):
                        "floor")
     if authorised:
         return  # an approved reason names this alert: nothing here is proof against it
+    _exposed_service(state, threat, found, explained)
     foothold = [found[n] for n in found if n in FOOTHOLD_BEHAVIOURS or (n == "malware" and not _failed(model))]
     spread = [found[n] for n in found if n in SPREAD_BEHAVIOURS]
     # One rule tagged with two tactics is one detection, not two stages: at least one must be seen.
@@ -195,6 +196,24 @@ def _floors(state, threat, model, found, explained, authorised, priority):
         state.move(higher(state.band, "HIGH"), "login_after_failures", "a successful login after repeated failures "
                    "on the same source or user: the account is likely compromised",
                    [_ref(e) for e in found.values()] + [f"threat:{pk}" for pk in earlier], "floor")
+
+
+# Services nobody should reach from the internet: databases, caches, search, remote administration.
+INTERNAL_SERVICES = {1433, 1521, 3306, 5432, 6379, 9200, 27017, 5984, 11211, 3389, 5900, 5985, 5986, 445, 23}
+ANSWERED_BYTES = 300  # more than a reset or a handshake (60-140 bytes): the service spoke
+
+
+def _exposed_service(state, threat, found, explained):
+    """`exposed_service`: an internet probe of a database, cache or remote-administration port that the
+    service answered (more than a reset or a handshake came back) is MEDIUM: it is reachable from the
+    internet, whatever the prober meant."""
+    port, back = (threat.observables or {}).get("dst_port"), signal.measure(threat, "dst_bytes")
+    if explained or "network_scan" not in found or not content.is_inbound(threat) or port not in INTERNAL_SERVICES:
+        return
+    if isinstance(back, (int, float)) and back >= ANSWERED_BYTES:
+        state.move(higher(state.band, "MEDIUM"), "exposed_service", f"the service on port {port} answered an internet "
+                   f"probe ({back:,.0f} bytes back): it is reachable from the internet",
+                   [_ref(found["network_scan"]), "signal.measures.dst_bytes"], "floor")
 
 
 def _disallowed_login(state, threat, found, config, priority):

