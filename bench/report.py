@@ -331,6 +331,24 @@ def _suppressions(run):
     return "\n".join(lines)
 
 
+def _stories(run):
+    result = _result(run)
+    if not result:
+        return _missing("Attack stories at scale", run)
+    newest, late = result["stitch_newest"], result["stitch_late"]
+    lines = ["## Attack stories at scale", "", (
+        f"`bench/bench_stories.py`: {result['rows']:,} threats on {result['database']}, {result['stories']:,} stories "
+        f"({result['flagged']:,} flagged), {result['links']:,} links ([docs/stories.md](stories.md)). Stitching per "
+        f"analysed threat (3 stories each, its own transaction): median {newest['median_ms']} ms, p95 "
+        f"{newest['p95_ms']} ms as the newest alert of its stories ({newest['threats']} threats); median "
+        f"{late['median_ms']} ms, p95 {late['p95_ms']} ms for an alert older than its stories' last (re-read). "
+        "GET /api/stories and the pages through Django's test client:"),
+        "", "| Case | median | p95 | max | rows |", "|---|---|---|---|---|"]
+    for name, case in result["cases"].items():
+        lines.append(f"| {name} | {case['median_ms']} ms | {case['p95_ms']} ms | {case['max_ms']} ms | {case['rows']} |")
+    return "\n".join(lines)
+
+
 def _dashboard(run):
     result = _result(run)
     if not result:
@@ -348,4 +366,4 @@ def _dashboard(run):
 
 SECTIONS = [("http", _http), ("worker", _worker), ("analysis", _analysis), ("latency", _latency),
             ("cluster", _cluster), ("ingest", _ingest), ("threat_list", _threat_list), ("queue", _queue),
-            ("suppressions", _suppressions), ("dashboard", _dashboard)]
+            ("suppressions", _suppressions), ("stories", _stories), ("dashboard", _dashboard)]

@@ -58,6 +58,9 @@ def benches(quick, postgres):
         ("suppressions", "suppressions.jsonl", ["bench/bench_suppressions.py", *(
             ["--rows", "2000", "--repeat", "1", "--alerts", "200", "--runs", "1"] if quick else [
                 "--rows", "1000000", *(["--database-url", postgres] if postgres else [])])]),
+        ("stories", "stories.jsonl", ["bench/bench_stories.py", *(
+            ["--rows", "2000", "--stitch", "20", "--repeat", "1"] if quick else [
+                "--rows", "1000000", *(["--database-url", postgres] if postgres else [])])]),
         ("cluster", "cluster.jsonl", ["bench/bench_cluster.py", *(["--quick"] if quick else pg)]),
         ("dashboard", "dashboard.jsonl", ["bench/bench_dashboard.py", *(
             ["--threats", "50", "--loads", "2", "--runs", "3", "--warmup", "1"] if quick else [])]),
