@@ -420,12 +420,19 @@ def _files(model, found):
             continue
         if RANSOM_ARTIFACTS.search(path):
             add(found, "ransomware", field, "an encrypted file or a ransom note")
-        elif key == "file" and WEB_SCRIPT.search(path) and WEB_ROOTS.search(path):
+        elif key == "file" and WEB_SCRIPT.search(path) and WEB_ROOTS.search(path) and not _only_changed(model):
             add(found, "web_shell", field, "a script in a web-served folder")
         else:
             location = next((name for name, pattern in AUTOSTART if pattern.search(path)), None)
             if location:
                 add(found, "privilege_escalation" if location == "sudoers" else "persistence", field, location)
+
+
+def _only_changed(model):
+    """The file existed and was changed, not created (FIM `modified`, ECS event.type change): a web
+    shell is dropped, an application's own script is updated (who updated it is `web_account_writes`)."""
+    types = set(model.get("type") or [])
+    return "change" in types and "creation" not in types
 
 
 def _sudoers_edit(threat, found):

@@ -2239,3 +2239,15 @@ def test_an_internet_probe_that_a_database_port_answers_shows_an_exposed_service
     threat, = _ingest("suricata", record)
     assert threat.severity == band
     assert ("exposed_service" in [f.get("rule") for f in threat.risk_factors]) is (band == "MEDIUM")
+
+
+@pytest.mark.parametrize("event,dropped", [("added", True), ("modified", False)])
+def test_a_script_appearing_in_a_web_root_is_dropped_but_an_existing_one_changed_is_an_update(event, dropped):
+    alert = _wazuh_alert("fim-web", "554" if event == "added" else "550", 7, f"File {event}.",
+                         ["ossec", "syscheck", f"syscheck_entry_{event}"], agent="track-web01",
+                         syscheck={"path": "/var/www/track/config/app.php", "event": event, "mode": "realtime",
+                                   "uname_after": "deploy"})
+    threat, = _ingest("wazuh", alert)
+    assert threat.signal["type"] == ["creation" if event == "added" else "change"]
+    shown = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
+    assert ("web_shell" in shown) is dropped

@@ -175,6 +175,7 @@ READER_HOMES = re.compile(r"^c:\\(windows\\system32\\|programdata\\microsoft\\wi
 # A failed login as sshd, PAM, su, login and Windows write it in the log lines Wazuh keeps.
 FAILED_LOGIN = re.compile(r"failed password|invalid user|authentication failure|failed publickey|failed login|"
                           r"login failed|an account failed to log on|logon failure", re.I)
+SYSCHECK_TYPES = {"added": "creation", "modified": "change", "deleted": "deletion"}
 SYSMON_DETECTIONS = re.compile(r"^sysmon_eid\d+_detections$")
 REPEATED_FAILURES = 3  # failed logins before a success that make it guessing, not a mistyped password
 RUN_KEYS = re.compile(r"\\(currentversion\\(run|runonce|policies\\explorer\\run)|winlogon\\(userinit|shell))\b", re.I)
@@ -235,6 +236,8 @@ def signal(doc, level):
     built.set("cloud", bool(set(groups) & CLOUD_GROUPS), "rule.groups")
     syscheck = doc.get("syscheck") if isinstance(doc.get("syscheck"), dict) else {}
     built.set("file", str(syscheck.get("path") or "")[:1000], "syscheck.path")
+    event = str(syscheck.get("event") or "").lower()  # added, modified, deleted: as ECS's event.type says it
+    built.ecs([], [SYSCHECK_TYPES[event]] if event in SYSCHECK_TYPES else [], "syscheck.event")
     if syscheck.get("value_name"):
         built.set("registry", f"{str(syscheck.get('path'))[:500]}\\{str(syscheck['value_name'])[:200]}", "syscheck.value_name")
     built.measure("events", rule.get("frequency"), "rule.frequency")
