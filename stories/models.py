@@ -39,6 +39,8 @@ class Story(models.Model):
         indexes = [
             # The open story of an entity (stitching), and GET /api/stories?entity=.
             models.Index(fields=["customer", "entity_kind", "entity", "-last_seen"], name="story_entity"),
+            # GET /api/stories?entity= across customers (the first index needs the customer first).
+            models.Index(fields=["entity", "-last_seen"], name="story_entity_newest"),
             # The list, newest first, per customer and across them; flagged stories alone.
             models.Index(fields=["customer", "-last_seen", "-id"], name="story_customer_newest"),
             models.Index(fields=["-last_seen", "-id"], name="story_newest"),

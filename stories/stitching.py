@@ -157,8 +157,9 @@ def stitch(threats, now=None):
     for threat in threats:
         if not stitchable(threat):
             continue
+        known = set(StoryThreat.objects.filter(threat=threat).values_list("story_id", flat=True))  # analysed again?
         for kind, value in entities(threat):
-            story = _stitch_one(threat, kind, value, now)
+            story = _stitch_one(threat, kind, value, now, known)
             if story is not None:
                 flagged.append((story, str(story.flagged_threat_id)))
     return flagged
@@ -181,16 +182,18 @@ def restitch(threat, now=None):
     return flagged
 
 
-def _stitch_one(threat, kind, value, now):
-    """Put one threat in one entity's open story; the story when this flagged it, else None."""
+def _stitch_one(threat, kind, value, now, known=()):
+    """Put one threat in one entity's open story (`known`: the ids of the stories it already is in);
+    the story when this flagged it, else None."""
     at = threat.occurred_at
     story = _open_story(threat.customer_id, kind, value, at)
     link = StoryThreat(threat=threat, occurred_at=at, tactics=tactics_of(threat.mitre), severity=threat.severity)
     if story is None:
         story = Story(customer_id=threat.customer_id, entity_kind=kind, entity=value, first_seen=at, last_seen=at)
-    elif StoryThreat.objects.filter(story=story, threat=threat).update(
-            occurred_at=at, tactics=link.tactics, severity=link.severity, counts=True):
-        return story if _refold(story, now) else None  # analysed again: its place is re-read
+    elif story.pk in known:  # analysed again: its place is re-read
+        StoryThreat.objects.filter(story=story, threat=threat).update(
+            occurred_at=at, tactics=link.tactics, severity=link.severity, counts=True)
+        return story if _refold(story, now) else None
     elif at < story.last_seen:
         link.story = story
         link.save()
