@@ -13,6 +13,7 @@ requests sent is printed at the end of the run (README "Security").
 
 import os
 import secrets
+from datetime import timedelta
 import sys
 from collections import Counter
 
@@ -26,6 +27,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
 from threats import apikeys
+from suppressions.models import Suppression
 from threats.models import Campaign, ThreatGroup
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
@@ -56,6 +58,8 @@ def credentials(db, alice, customer, settings):
     group = ThreatGroup.objects.create(customer=customer, source="generic", key="k", title="g", head=threat,
                                        member_count=1, first_seen=now, last_seen=now)
     campaign = Campaign.objects.create(customer=customer, key="user:x", title="c", first_seen=now, last_seen=now)
+    suppression = Suppression.objects.create(customer=customer, rule="rule:fuzz", reason="fuzz",
+                                             expires_at=now + timedelta(days=7))
     client = Client()
     client.force_login(alice)
     _key, raw = apikeys.issue("fuzzer", ["read", "trigger", "ingest"])
@@ -63,7 +67,8 @@ def credentials(db, alice, customer, settings):
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     yield {"session": client.cookies["sessionid"].value, "key": raw, "threat_id": str(threat.pk),
-           "group_id": group.pk, "campaign_id": campaign.pk}
+           "group_id": group.pk, "campaign_id": campaign.pk, "suppression_id": suppression.pk,
+           "customer": customer.slug}
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 
@@ -90,13 +95,23 @@ def test_the_api_never_fails_and_always_answers_as_documented(case, credentials)
     headers = {"X-CSRFToken": CSRF_SECRET, "Origin": "http://localhost", "X-API-Key": credentials["key"]}
     operation = f"{case.method} {case.path}"
     SENT[operation] += 1
-    for name in ("threat_id", "group_id", "campaign_id"):  # every other case aims at a stored object, so it gets past 404
+    for name in ("threat_id", "group_id", "campaign_id", "suppression_id"):  # every other case aims at a stored object, so it gets past 404
         if name in (case.path_parameters or {}) and (SENT[operation] % 2 or case.method == "PATCH"):
             case.path_parameters[name] = credentials[name]  # a triage change always: its body is what is fuzzed
     if case.method == "PATCH" and isinstance(case.body, dict) and SENT[operation] % 2:
         case.body.pop("version", None)  # a generated version is almost never the stored one: a documented 409
+    if case.path.startswith("/api/suppressions") and isinstance(case.body, dict) and SENT[operation] % 2:
+        _known_proposal(case, credentials)
     response = case.call_and_validate(
         headers=headers, cookies={"sessionid": credentials["session"], "csrftoken": CSRF_SECRET}, checks=CHECKS,
     )
     if response.status_code < 300:
         ACCEPTED[operation] += 1
+
+
+def _known_proposal(case, credentials):
+    """A proposal of the stored customer with no entity (a generated customer is almost never one):
+    the fuzzed rest of the body (days, reason, expiry, confirmation) then reaches the service."""
+    case.body.update(customer=credentials["customer"], rule="rule:fuzz", src_ip=None, dst_ip=None, user=None, host=None)
+    if case.path == "/api/suppressions":
+        case.body.update(expires_at=(timezone.now() + timedelta(days=7)).isoformat(), reason="fuzz")
