@@ -417,6 +417,14 @@ ADMIN_MODELS = {
         "history":         (*NOBODY, (200, "to-index"), 200, 200),
         "object":          (*NOBODY, "to-change", "to-change", "to-change"),
     },
+    "stories.story": {                                               # built by stitching from verdicts
+        "changelist":      (*NOBODY, 200, 200, 200),
+        "add":             (*NOBODY, 403, 403, 403),
+        "change":          (*NOBODY, ("view", "to-index"), "view", "view"),
+        "delete":          (*NOBODY, 403, 403, "deleted"),
+        "history":         (*NOBODY, (200, "to-index"), 200, 200),
+        "object":          (*NOBODY, "to-change", "to-change", "to-change"),
+    },
     "suppressions.suppression": {                                    # saved through the preview, revoked by an action
         "changelist":      (*NOBODY, 200, 200, 200),
         "add":             (*NOBODY, 403, 403, 403),
