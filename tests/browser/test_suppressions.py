@@ -99,6 +99,7 @@ def test_a_suppression_is_proposed_previewed_confirmed_and_saved_from_a_closed_f
     row = listing.locator(f'#suppression-rows tr[data-id="{saved["id"]}"]')
     expect(row).to_contain_text(RULE)
     expect(row.locator("td.state")).to_have_text("active")
+    listing.screenshot(path=str(SCREENSHOTS / "suppressions.png"))
     row.locator("[data-revoke]").click()
     expect(row.locator("td.state")).to_have_text("revoked by " + USERNAME)
     assert api_get(listing, f"/api/suppressions/{saved['id']}")["state"] == "revoked"
