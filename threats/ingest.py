@@ -20,6 +20,9 @@ documented in README "Alert ingestion".
   it heads a new group. Only heads are analysed; members are stored with analysis_status "grouped"
   and share the head's verdict. Building blocks ride on their parent's group; a user's alerts are
   linked to a campaign.
+- Suppressions (docs/suppressions.md): an alert a live suppression of its customer matches is
+  stored closed by rule, outside any group or campaign, and never analysed; the chunk reads its
+  customers' suppressions once (suppressions.services.Matcher) and counts the hits in its transaction.
 """
 
 import dataclasses
