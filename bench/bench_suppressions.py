@@ -4,9 +4,10 @@ PostgreSQL; matching adds ≤ 5 % to ingest cost per alert).
 
 The same throw-away database as bench/bench_threat_list.py (SQLite in a temp folder, or
 `--database-url postgres://...`, created and dropped): `--rows` threats of 8 customers and 300
-rules, moved into the last 60 days so a 30- or 90-day window holds them. Times
-POST /api/suppressions/preview through Django's test client for a rule alone, a rule and a
-source address, and 90 days; then ingests `--alerts` generic alerts (chunks of 500, as the API
+rules, moved into the last 60 days so a 30- or 90-day window holds them, one in 200 closed as a
+true positive, and one rule behind a tenth of the first customer's threats (the noisy rule someone
+wants silenced: the preview's worst case). Times POST /api/suppressions/preview through Django's
+test client for a rule alone, a rule and a source address, 90 days, and the noisy rule; then ingests `--alerts` generic alerts (chunks of 500, as the API
 does) with 0 and with 50 live suppressions of their customer (other rules: every alert is still
 stored and analysed as before), alternating runs, and reports the cost per alert of each.
 
@@ -80,13 +81,30 @@ def timed_preview(client, body, repeat):
             "max_ms": round(counted[-1], 1), "total": data["total"], "true_positives": data["true_positive_count"]}
 
 
+NOISY_RULE = "rule:noisy"
+NOISY_SHARE = 10  # one in this many of the customer's threats: the rule someone wants silenced
+
+
+def make_noisy_rule(customer):
+    """One rule behind a tenth of the customer's threats (~12,500 of 1,000,000): the preview's worst case."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE threats_threat SET rule = %s WHERE customer_id = %s AND "
+                       f"{'abs(hashtext(id::text))' if connection.vendor == 'postgresql' else 'abs(random())'} "
+                       f"% {NOISY_SHARE} = 0", [NOISY_RULE, customer.pk])
+        cursor.execute("ANALYZE threats_threat" if connection.vendor == "postgresql" else "ANALYZE")
+
+
 def preview_cases(customer):
     from threats.models import Threat
 
-    row = Threat.objects.filter(customer=customer).values("rule", "observables").first()
+    row = Threat.objects.filter(customer=customer).exclude(rule=NOISY_RULE).values("rule", "observables").first()
     base = {"customer": customer.slug, "rule": row["rule"]}
+    noisy = {"customer": customer.slug, "rule": NOISY_RULE}
     return {"rule, 30 days": base, "rule + src_ip, 30 days": {**base, "src_ip": row["observables"]["src_ip"]},
-            "rule, 90 days": {**base, "days": 90}}
+            "rule, 90 days": {**base, "days": 90}, "noisy rule, 30 days": noisy, "noisy rule, 90 days": {**noisy, "days": 90},
+            "noisy rule + host, 30 days": {**noisy, "host": row["observables"]["host"]}}
 
 
 def alerts(run, count):
@@ -152,6 +170,7 @@ def main():
         client = Client()
         client.force_login(analyst)
         customer = Customer.objects.order_by("name").first()
+        make_noisy_rule(customer)
         results = {}
         print(f"{'preview case':28} {'median':>10} {'p95':>10} {'max':>10}  hidden (TPs)")
         for name, body in preview_cases(customer).items():
