@@ -2251,3 +2251,22 @@ def test_a_script_appearing_in_a_web_root_is_dropped_but_an_existing_one_changed
     assert threat.signal["type"] == ["creation" if event == "added" else "change"]
     shown = [b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]]
     assert ("web_shell" in shown) is dropped
+
+
+@pytest.mark.parametrize("body,explains", [
+    ("CAB approved CHG-7710: adm.kbrennan adds an Exchange Online transport rule tagging external mail.", True),
+    ("adm.kbrennan is on leave until 14 Dec; remote access is through the bank VPN only.", False),  # a rule
+])
+def test_a_note_keyed_to_an_account_matches_its_e_mail_address(body, explains):
+    acme = factories.make_customer(slug="acme-corp")
+    ContextItem.objects.create(customer=acme, kind="business", title="About adm.kbrennan", body=body,
+                               keywords=["adm.kbrennan"], valid_from=timezone.now() - timedelta(days=365))
+    alert = {"@timestamp": "2026-11-27T10:12:00Z", "event.kind": "signal", "kibana.alert.uuid": f"tr-{explains}",
+             "kibana.alert.rule.name": "Microsoft 365 Exchange Transport Rule Creation", "kibana.alert.severity": "medium",
+             "event": {"action": "New-TransportRule", "category": ["web"], "type": ["info"], "dataset": "o365.audit",
+                       "module": "o365", "outcome": "success"},
+             "user": {"name": "adm.kbrennan@acme.example", "id": "adm.kbrennan@acme.example"}}
+    threat, = factories.ingest_records("ecs", [alert], acme)
+    context = AgentRun.objects.get(threat=threat, kind="context").data
+    assert context["items"]  # the keyword named the account without its domain
+    assert bool(context["explaining"]) is explains

@@ -62,7 +62,8 @@ EXCEPTING = re.compile(r"\b(any\s+other|all\s+other|other\s+than|else|elsewhere|
 # only from the jump host", "require an approved change", "need a ticket") — approves no particular
 # event: it neither explains an alert nor, by itself, accuses it. "…or approved changes" is such a
 # condition, not an approval.
-RESTRICTION = re.compile(r"\bonly\s+(from|by|through|via|as|with)\b|\brequires?\b|\brequired\b|"
+RESTRICTION = re.compile(r"\bonly\s+(from|by|through|via|as|with)\b|\b(from|by|through|via)\b[^.;]{1,40}\bonly\b|"
+                         r"\brequires?\b|\brequired\b|"
                          r"\bneeds?\s+an?\s+(ticket|change|approval|request)\b|\bdiscouraged\b|\bby\s+design\b", re.I)
 # "Only the index rebuild (CHG-88213) is approved": an approval of one named thing, which this alert may
 # not be — a rule, not an approval of this event.
@@ -229,13 +230,15 @@ def _current(item, threat):
 
 
 def _entities(threat):
-    """Lower-cased entity values of the signal -> the field they came from; a program also by each
-    folder and file name of its path (an item naming the software "RMMAgent" matches
+    """Lower-cased entity values of the signal -> the field they came from (an e-mail-style account also
+    by its local part); a program also by each folder and file name of its path (an item naming the software "RMMAgent" matches
     C:\\Program Files\\RMMAgent\\RMMAgentService.exe), never by its arguments."""
     found = {}
     for name in KEYWORD_FIELDS:
         for value in signal.values(threat, name):
             found.setdefault(value.strip().lower(), field_ref(name))
+            if name == "user" and "@" in value:  # an account is also named without its domain (adm.kbrennan)
+                found.setdefault(value.strip().lower().split("@")[0], field_ref(name))
     for name in PROGRAM_FIELDS:
         for value in signal.values(threat, name):
             parts = content.program(value).replace("\\", "/").lower().split("/")
