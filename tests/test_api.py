@@ -30,7 +30,7 @@ DETAIL_KEYS = SUMMARY_KEYS | {
     "source_ref", "observables", "mitre_hints", "rule", "signal", "raw", "risk_factors", "confidence", "mitre", "false_positive",
     "response_plan", "timeline", "review_reasons", "analyzed_at", "analysis_error", "disposition_reason",
     "acknowledged_at", "closed_at", "closed_by_kind", "agent_runs", "notes", "adversarial", "severity_hint",
-    "suppression",
+    "suppression", "stories",
 }
 
 

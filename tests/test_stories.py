@@ -282,3 +282,35 @@ def test_an_alert_the_agents_dismissed_joins_once_an_analyst_confirms_it(acme, a
     assert story.flagged_threat_id == second.pk and story.threat_count == 2
     [event] = ThreatEvent.objects.filter(type="story.flagged", threat=second)
     assert event.actor_label == "alice"  # the analyst's confirmation made the progression
+
+
+# --- Batches: an ingest batch's verdicts are stored (and stitched) together -----------------------------------
+
+
+def test_a_batch_is_read_in_time_order_whatever_order_it_comes_in(acme):
+    third = alert(acme, 60, [EXFIL], stitch=False)
+    first = alert(acme, 0, [INITIAL], stitch=False)
+    second = alert(acme, 30, [EXECUTION], stitch=False)
+    flagged = stitching.stitch([third, first, second])
+    story = host_story(acme)
+    assert [t["threat"] for t in story.tactics] == [str(first.pk), str(second.pk), str(third.pk)]
+    assert flagged == [(story, str(second.pk))] and story.threat_count == 3 and story.severity == "HIGH"
+
+
+def test_a_batch_with_an_older_alert_re_reads_its_story(acme):
+    alert(acme, 0, [INITIAL])
+    alert(acme, 60, [EXFIL])
+    late = alert(acme, 30, [EXECUTION], stitch=False)
+    newest = alert(acme, 90, [IMPACT], stitch=False)
+    stitching.stitch([late, newest])
+    story = host_story(acme)
+    assert [t["id"] for t in story.tactics] == [INITIAL, EXECUTION, EXFIL, IMPACT] and story.threat_count == 4
+
+
+def test_a_batch_over_two_customers_and_entities_keeps_them_apart(acme):
+    globex = factories.make_customer(name="Globex")
+    batch = [alert(acme, 0, [INITIAL], stitch=False), alert(globex, 10, [EXECUTION], stitch=False),
+             alert(acme, 20, [EXECUTION], host="WS-02", stitch=False)]
+    assert stitching.stitch(batch) == []
+    assert sorted(Story.objects.values_list("customer__name", "entity", "threat_count")) == [
+        ("Acme", "ws-01", 1), ("Acme", "ws-02", 1), ("Globex", "ws-01", 1)]

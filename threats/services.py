@@ -302,20 +302,25 @@ def do_record_analyses(analyses):
                     setattr(threat, name, value)
             _record_events([threat for threat, _verdict in recorded], EventType.ANALYZED, COORDINATOR)
             outbox.threats_analyzed([threat for threat, _verdict in recorded])  # webhooks (handoff/)
-            _record_story_flags(stitching.stitch([threat for threat, _verdict in recorded], now))  # docs/stories.md
+            stitched = [threat for threat, _verdict in recorded]
+            _record_story_flags(stitching.stitch(stitched, now), COORDINATOR, stitched)  # docs/stories.md
     done = {threat.pk for threat, _verdict in recorded}
     others = Threat.objects.select_related("customer", "assignee").in_bulk(
         [threat.pk for threat, _verdict in analyses if threat.pk not in done])
     return [threat if threat.pk in done else others.get(threat.pk) for threat, _verdict in analyses]
 
 
-def _record_story_flags(flagged, actor=COORDINATOR):
+def _record_story_flags(flagged, actor=COORDINATOR, at_hand=()):
     """A `story.flagged` event for each story that just progressed to a later kill-chain stage, on
-    the alert that took it there: stored and delivered per customer like every event (docs/stories.md)."""
+    the alert that took it there (read unless `at_hand`): stored and delivered per customer like
+    every event (docs/stories.md)."""
     if not flagged:
         return
-    found = Threat.objects.select_related("customer", "assignee").in_bulk({threat_id for _story, threat_id in flagged})
-    threats = {str(pk): threat for pk, threat in found.items()}
+    threats = {str(threat.pk): threat for threat in at_hand}
+    missing = {threat_id for _story, threat_id in flagged} - threats.keys()
+    if missing:
+        found = Threat.objects.select_related("customer", "assignee").in_bulk(missing)
+        threats.update({str(pk): threat for pk, threat in found.items()})
     _record_each([(threats[threat_id], {"story": stitching.flag_payload(story)})
                   for story, threat_id in flagged if threat_id in threats], stitching.FLAGGED_EVENT, actor)
 
