@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -88,7 +89,8 @@ def build_stories():
                 f" JOIN stories_story s ON s.customer_id = t.customer_id AND s.entity_kind = %s"
                 f" AND s.entity = {entity(field)} AND t.occurred_at BETWEEN s.first_seen AND s.last_seen", [True, kind])
         for index, tactics in enumerate(TACTIC_SETS):
-            reached = json.dumps([{"id": i, "name": n, "threat": "", "at": START.isoformat()} for i, n in tactics])
+            reached = json.dumps([{"id": i, "name": n, "threat": str(uuid.UUID(int=k + 1)), "at": START.isoformat()}
+                                  for k, (i, n) in enumerate(tactics)])  # an alert id (gone): the chip still links
             cursor.execute(f"UPDATE stories_story SET tactics = %s{cast}, stage_count = %s,"
                            " flagged_at = CASE WHEN id %% 3 = 0 AND %s > 1 THEN last_seen ELSE NULL END"
                            " WHERE id %% 4 = %s", [reached, len(tactics), len(tactics), index])

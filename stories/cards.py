@@ -1,6 +1,7 @@
 """A story as the pages show it (the story page, the list, a threat's detail page): built here from
 ids and the stored story; the templates escape every text."""
 
+import uuid
 from datetime import datetime
 
 from django.urls import reverse
@@ -20,12 +21,20 @@ def story_card(story, current=None):
     that reached each, and the timeline with a link per alert."""
     summary = {**serializers.story_summary(story), "first_seen": story.first_seen, "last_seen": story.last_seen,
                "flagged_at": story.flagged_at}
-    moments = [{**m, "occurred_at": datetime.fromisoformat(m["occurred_at"]), "url": reverse("threats:threat_detail", args=[m["threat"]]), "current": m["threat"] == str(current),
+    moments = [{**m, "occurred_at": datetime.fromisoformat(m["occurred_at"]), "url": _threat_url(m["threat"]),
+                "current": m["threat"] == str(current),
                 "reached_names": [stitching.TACTIC_NAMES.get(t, t) for t in m["reached"]]}
                for m in serializers.timeline(story)]
     titles = {m["threat"]: m["title"] for m in moments}
-    chips = [{**tactic, "url": reverse("threats:threat_detail", args=[tactic["threat"]]),
-              "title": titles.get(tactic["threat"], "")}
+    chips = [{**tactic, "url": _threat_url(tactic["threat"]), "title": titles.get(tactic["threat"], "")}
              for tactic in sorted(story.tactics, key=lambda t: stitching.STAGE.get(t["id"], len(stitching.STAGE)))]
     return {**summary, "kind_label": EntityKind(story.entity_kind).label, "chips": chips, "timeline": moments,
             "more": story.threat_count > len(moments)}
+
+
+def _threat_url(threat_id):
+    """The alert's page; None for an id that is none (the stored tactics are JSON: never trust them to be one)."""
+    try:
+        return reverse("threats:threat_detail", args=[uuid.UUID(str(threat_id))])
+    except ValueError:
+        return None

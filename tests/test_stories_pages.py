@@ -96,3 +96,11 @@ def test_the_flag_reads_as_a_sentence_in_the_threats_history(alice_client, acme)
     second = analysed(acme, 10, [EXECUTION])
     body = alice_client.get(f"/threats/{second.pk}/").content.decode()
     assert "attack story flagged: host db-7 reached Initial Access → Execution" in body
+
+
+def test_a_tactic_whose_alert_is_gone_or_unnamed_shows_without_a_link(alice_client, acme, attack):
+    story = Story.objects.get(entity_kind="host")
+    story.tactics[0]["threat"] = ""
+    story.save()
+    body = alice_client.get(f"/stories/{story.pk}/").content.decode()
+    assert '<span class="tactic"><span class="tactic-id">TA0002</span>' in body
