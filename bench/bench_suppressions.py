@@ -92,7 +92,7 @@ def make_noisy_rule(customer):
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE threats_threat SET rule = %s WHERE customer_id = %s AND "
                        f"{'abs(hashtext(id::text))' if connection.vendor == 'postgresql' else 'abs(random())'} "
-                       f"% {NOISY_SHARE} = 0", [NOISY_RULE, customer.pk])
+                       f"%% {NOISY_SHARE} = 0", [NOISY_RULE, customer.pk])
         cursor.execute("ANALYZE threats_threat" if connection.vendor == "postgresql" else "ANALYZE")
 
 
