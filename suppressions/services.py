@@ -116,8 +116,8 @@ def check_proposal(who, *, customer, rule, entities, days=PREVIEW_DAYS):
         raise InvalidInput("rule", "A suppression needs the rule or signature it silences (rule:<id>, sid:<gid>:<sid>).")
     if len(rule.strip()) > 120:
         raise InvalidInput("rule", "A rule is at most 120 characters (as stored on a threat).")
-    normalised = {name: _entity(name, value) for name, value in entities.items() if value is not None}
-    pinned = {name: value for name, value in normalised.items() if value}  # blank: any value
+    # A blank value (or none) means any value, for the preview and the saved suppression alike.
+    pinned = {name: _entity(name, value) for name, value in entities.items() if value is not None and str(value).strip()}
     if not isinstance(days, int) or not 1 <= days <= MAX_PREVIEW_DAYS:
         raise InvalidInput("days", f"The preview window is 1 to {MAX_PREVIEW_DAYS} days.")
     return Proposal(found, pivots.normalise("rule", rule.strip()), pinned, days)

@@ -263,7 +263,7 @@ def test_a_user_without_the_analyst_role_may_not_propose(customer, charlie):
 
 
 def test_a_blank_entity_means_any_value_in_the_preview_and_when_saved(customer, alice):
-    found = proposal(customer, alice, user="   ")
+    found = proposal(customer, alice, user="   ", src_ip="")
     assert found.entities == {}
     saved, _ = services.create(alice, found, reason="scanner", expires_at=timezone.now() + timedelta(days=1))
     assert saved.user == ""
