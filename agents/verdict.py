@@ -14,7 +14,8 @@ from django.utils.dateparse import parse_datetime
 from . import content, signal
 from .analyzers import evidence
 from .historical import agent as historical
-from .priority.behaviours import BANDS, FOOTHOLD, IMPACT, POLICIES, RANK, behaviour_of_technique, higher, lower
+from .priority.behaviours import (ADMINISTRATION, BANDS, FOOTHOLD, IMPACT, POLICIES, RANK, behaviour_of_technique,
+                                  higher, lower)
 
 BAND_FLOOR = {"LOW": 0, "MEDIUM": 25, "HIGH": 50, "CRITICAL": 75}
 BAND_WIDTH = 24
@@ -610,6 +611,14 @@ def _ref(entry):
     return f"signal.{entry['field']}" if entry and entry.get("field") else "signal.behaviours"
 
 
+def _attempt_only(evidence):
+    """Attack evidence ("web attack", "suspicious execution") naming an attempt, or what administration
+    looks like, rather than a foothold, credential theft or impact."""
+    name = str(evidence).replace(" ", "_")
+    policy = POLICIES.get(name)
+    return policy is not None and (policy.stage < FOOTHOLD or name in ADMINISTRATION)
+
+
 def risk_score(band, adjustments):
     """0-100 inside the band: its middle, moved by the agents' smaller signed contributions."""
     total = sum(item["points"] for item in adjustments)
@@ -636,7 +645,10 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
     if manipulation:
         kinds = sorted({f["kind"].replace("_", " ") for f in manipulation})
         fire("manipulation_attempt", ", ".join(kinds))
-    for contradiction in scan["contradictions"]:
+    # Settled at LOW on an explanation against attempts only (a scan's payloads, a tool an administrator
+    # also runs), the disagreement stays on the threat; against a foothold or worse a human confirms.
+    settled = band == "LOW" and dismissed and all(_attempt_only(e) for e in attack_evidence)
+    for contradiction in [] if settled else scan["contradictions"]:
         fire("conflicting_evidence", f"{' vs '.join(contradiction['agents'])}: {contradiction['description']}")
     burst = (history or {}).get("closure_burst")
     if burst:

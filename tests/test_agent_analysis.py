@@ -2270,3 +2270,16 @@ def test_a_note_keyed_to_an_account_matches_its_e_mail_address(body, explains):
     context = AgentRun.objects.get(threat=threat, kind="context").data
     assert context["items"]  # the keyword named the account without its domain
     assert bool(context["explaining"]) is explains
+
+
+def test_an_approved_scan_settled_at_low_keeps_its_contradiction_on_the_threat_not_in_review(customer):
+    """An approved pentest's own payloads (attempts) settled at LOW: no review for the disagreement; the
+    same approval over credential theft still goes to a human (the test above)."""
+    ContextItem.objects.create(customer=customer, kind="business", title="Pentest week", keywords=["192.0.2.10"],
+                               body="The security team's approved pentest runs from this address all week.",
+                               valid_from=timezone.now() - timedelta(days=1))
+    threat = _threat(customer, observables={"src_ip": "192.0.2.10", "user_agent": "sqlmap/1.8",
+                                            "urls": ["/item.php?id=1%27%20or%20%271%27=%271"]})
+    assert threat.severity == "LOW" and threat.false_positive["recommendation"] == "likely_benign_true_positive"
+    assert threat.adversarial["contradictions"]  # recorded on the threat
+    assert not any(r.startswith("conflicting_evidence") for r in threat.review_reasons)
