@@ -271,6 +271,17 @@ def restitch(threat, now=None):
     return flagged
 
 
+def stories_of(threat_ids):
+    """Ids of the stories these threats are in (before retention deletes them)."""
+    return set(StoryThreat.objects.filter(threat_id__in=threat_ids).values_list("story_id", flat=True))
+
+
+def drop_empty(story_ids):
+    """Delete those of these stories that have no alert left (retention deleted them all)."""
+    if story_ids:
+        Story.objects.filter(pk__in=story_ids).exclude(links__isnull=False).delete()
+
+
 def _refold(story, now):
     """Read one story's links again in time order and save it; True when this flagged it."""
     links = list(StoryThreat.objects.filter(story=story).only("threat_id", "occurred_at", "tactics", "severity", "counts"))

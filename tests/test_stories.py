@@ -314,3 +314,12 @@ def test_a_batch_over_two_customers_and_entities_keeps_them_apart(acme):
     assert stitching.stitch(batch) == []
     assert sorted(Story.objects.values_list("customer__name", "entity", "threat_count")) == [
         ("Acme", "ws-01", 1), ("Acme", "ws-02", 1), ("Globex", "ws-01", 1)]
+
+
+def test_retention_takes_a_story_whose_alerts_are_all_gone_and_keeps_the_others(acme, settings):
+    alert(acme, 0, [INITIAL], host="old-host")
+    alert(acme, 10, [INITIAL])
+    alert(acme, 20, [EXECUTION])
+    settings.MAX_STORED_THREATS = 2
+    services.enforce_retention()
+    assert list(Story.objects.values_list("entity", flat=True)) == ["ws-01"]

@@ -227,7 +227,9 @@ def enforce_retention(batch_size=500):
                        if excess > 0 else [])
             if not ids:
                 return deleted
+            stories = stitching.stories_of(ids)
             Threat.objects.filter(pk__in=ids).delete()
+            stitching.drop_empty(stories)  # a story all of whose alerts are gone goes too (docs/stories.md)
             deleted += len(ids)
 
 
