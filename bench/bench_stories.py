@@ -8,10 +8,10 @@ built in bulk, one per entity, customer and day (what stitching yields for such 
 give or take the window's edges): ~3 stories and ~3 links per threat.
 
 Then it measures:
-- stitching per analysed threat (stories.stitching.stitch, in its own transaction, as
-  services.do_record_analyses calls it): `--stitch` new alerts on existing entities, each the newest
-  of its three stories (one step on the stored story), and a tenth as many that happened in the
-  middle of their stories' day (the story's links are re-read in time order);
+- stitching per analysed threat (stories.stitching.stitch, as services.do_record_analyses calls
+  it): `--stitch` new alerts on existing entities, each the newest of its three stories (one step on
+  the stored story), a transaction each and then in batches of 20 (a worker's task); and a tenth as
+  many that happened in the middle of their stories' day (the story's links are re-read in time order);
 - GET /api/stories through Django's test client: the first page, a later page (cursor), 100 rows,
   flagged only, one entity, one customer, a user scoped to two customers, the /stories/ page, and
   GET /api/stories/{id} and /stories/<id>/ of one story.
@@ -131,20 +131,22 @@ def new_alerts(rows, count, offset_seconds):
     return list(Threat.objects.select_related("customer").filter(pk__in=[t.pk for t in made]))
 
 
-def time_stitching(threats):
-    """Milliseconds per analysed threat (three stories each), each in its own transaction."""
+def time_stitching(threats, batch=1):
+    """Milliseconds per analysed threat (three stories each): `batch` threats per transaction, as a
+    worker stores a task's verdicts (AGENTS_BATCH_SIZE), each batch's time divided by its size."""
     from django.db import transaction
 
     from stories import stitching
 
     samples = []
-    for threat in threats:
+    for start in range(0, len(threats), batch):
+        chunk = threats[start:start + batch]
         started = time.perf_counter()
         with transaction.atomic():
-            stitching.stitch([threat])
-        samples.append((time.perf_counter() - started) * 1000)
+            stitching.stitch(chunk)
+        samples.append((time.perf_counter() - started) * 1000 / len(chunk))
     samples.sort()
-    return {"threats": len(samples), "median_ms": round(statistics.median(samples), 2),
+    return {"threats": len(threats), "batch": batch, "median_ms": round(statistics.median(samples), 2),
             "p95_ms": round(samples[min(len(samples) - 1, int(0.95 * len(samples)))], 2),
             "max_ms": round(samples[-1], 2)}
 
@@ -214,6 +216,9 @@ def main():
         newest = time_stitching(new_alerts(args.rows, args.stitch, 60))
         print(f"stitching the newest alert of its stories: median {newest['median_ms']} ms, p95 {newest['p95_ms']} ms "
               f"({newest['threats']} threats, 3 stories each)")
+        batched = time_stitching(new_alerts(args.rows, args.stitch, 3600), batch=20)
+        print(f"the same in batches of 20 (a worker's task): median {batched['median_ms']} ms per threat, "
+              f"p95 {batched['p95_ms']} ms")
         late = time_stitching(new_alerts(args.rows, max(1, args.stitch // 10), -12 * 3600))
         print(f"stitching an alert older than its stories' last (re-read): median {late['median_ms']} ms, "
               f"p95 {late['p95_ms']} ms")
@@ -237,7 +242,7 @@ def main():
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     line = {"at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": platform.node(),
             "database": vendor, "rows": args.rows, "repeat": args.repeat, **counts,
-            "stitch_newest": newest, "stitch_late": late, "cases": results}
+            "stitch_newest": newest, "stitch_batched": batched, "stitch_late": late, "cases": results}
     with RESULTS.open("a") as handle:
         handle.write(json.dumps(line) + "\n")
     print(f"appended to {RESULTS.relative_to(REPO_ROOT)}")

@@ -18,13 +18,10 @@ the story's links again. Called by threats.services in the transaction that stor
 
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from functools import reduce
-from operator import or_
 
-from django.db.models import Q
 from django.utils import timezone
 
-from threats import grouping
+from threats import grouping, sql
 from threats.choices import CLOSED_STATUSES, AnalysisStatus
 
 from .models import EntityKind, Story, StoryThreat
@@ -224,23 +221,29 @@ class _Batch:
         stored = [story for key, story in {**self.changed, **self.refold}.items() if key not in new or key in self.refold]
         for story in stored:
             story.updated_at = self.now  # bulk_update leaves auto_now alone
-        if stored:
-            Story.objects.bulk_update(stored, STORY_STATE)
+        if stored:  # one UPDATE (threats/sql.py: Django's bulk_update compiles a CASE per field and row)
+            sql.update_each(Story, {story.pk: {name: getattr(story, attname) for name, attname in STORY_STATE}
+                                    for story in stored}, "1 = 1", [], STORY_ID)
         touched = {id(story): story for story in [*self.new, *stored]}.values()
         return [(story, str(story.flagged_threat_id)) for story in touched if getattr(story, "newly_flagged", False)]
 
 
-STORY_STATE = ["tactics", "stage_count", "alert_severity", "severity", "threat_count", "first_seen", "last_seen",
-               "flagged_at", "flagged_threat", "updated_at"]
+# What stitching changes on a stored story: (field, attribute holding its value).
+STORY_STATE = [(name, name) for name in ("tactics", "stage_count", "alert_severity", "severity", "threat_count",
+                                         "first_seen", "last_seen", "flagged_at", "updated_at")]
+STORY_STATE.append(("flagged_threat", "flagged_threat_id"))
+STORY_ID = sql.Columns(Story, ["id"])
 
 
 def _open_stories(placed):
-    """The stored stories of the batch's entities whose window may hold one of its alerts, locked."""
+    """The stored stories of the batch's entities whose window may hold one of its alerts, locked.
+    One query on the entity values (index story_entity_newest); customer and kind are matched here."""
     keys = {(threat.customer_id, kind, value) for threat, kind, value in placed}
     times = [threat.occurred_at for threat, _kind, _value in placed]
-    named = reduce(or_, (Q(customer_id=c, entity_kind=k, entity=v) for c, k, v in keys))
-    return list(Story.objects.select_for_update().filter(
-        named, last_seen__gte=min(times) - WINDOW, first_seen__lte=max(times) + WINDOW))
+    found = Story.objects.select_for_update().filter(
+        entity__in={value for _customer, _kind, value in keys}, customer_id__in={c for c, _kind, _value in keys},
+        last_seen__gte=min(times) - WINDOW, first_seen__lte=max(times) + WINDOW)
+    return [story for story in found if (story.customer_id, story.entity_kind, story.entity) in keys]
 
 
 def _refold_all(stories, now):
