@@ -218,20 +218,22 @@ class _Batch:
         if self.refold:
             _refold_all(self.refold.values(), self.now)
         new = {id(story) for story in self.new}
-        stored = [story for key, story in {**self.changed, **self.refold}.items() if key not in new or key in self.refold]
+        stored = [story for key, story in {**self.changed, **self.refold}.items()
+                  if key not in new or key in self.refold]
         for story in stored:
             story.updated_at = self.now  # bulk_update leaves auto_now alone
         if stored:  # one UPDATE (threats/sql.py: Django's bulk_update compiles a CASE per field and row)
-            sql.update_each(Story, {story.pk: {name: getattr(story, attname) for name, attname in STORY_STATE}
-                                    for story in stored}, "1 = 1", [], STORY_ID)
+            state = {story.pk: {name: getattr(story, attname) for name, attname in STORY_STATE.items()}
+                     for story in stored}
+            sql.update_each(Story, state, "1 = 1", [], STORY_ID)
         touched = {id(story): story for story in [*self.new, *stored]}.values()
         return [(story, str(story.flagged_threat_id)) for story in touched if getattr(story, "newly_flagged", False)]
 
 
-# What stitching changes on a stored story: (field, attribute holding its value).
-STORY_STATE = [(name, name) for name in ("tactics", "stage_count", "alert_severity", "severity", "threat_count",
-                                         "first_seen", "last_seen", "flagged_at", "updated_at")]
-STORY_STATE.append(("flagged_threat", "flagged_threat_id"))
+# What stitching changes on a stored story: {field: the attribute holding its value}.
+STORY_STATE = {name: name for name in ("tactics", "stage_count", "alert_severity", "severity", "threat_count",
+                                       "first_seen", "last_seen", "flagged_at", "updated_at")} | {
+    "flagged_threat": "flagged_threat_id"}
 STORY_ID = sql.Columns(Story, ["id"])
 
 
