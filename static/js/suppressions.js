@@ -27,101 +27,109 @@
   }
 
   // --- The form on a threat's page --------------------------------------------------------------
+  // Delegated from the document: the form may arrive later, when closing the threat as a false
+  // positive brings it in with the page's refresh (detail.js swaps #suppress-slot).
 
-  function proposeForm(section) {
-    var form = document.getElementById("suppress-form");
-    var message = document.getElementById("suppress-message");
-    var result = document.getElementById("suppress-result");
-    var confirm = document.getElementById("suppress-confirm");
-    var shown = null;  // the proposal the numbers on screen belong to (JSON)
-    var prefill = JSON.parse(document.getElementById("suppress-proposal").textContent);
+  function byId(id) { return document.getElementById(id); }
 
-    function proposal() {
-      var body = { customer: prefill.customer, rule: prefill.rule, days: parseInt(form.elements.days.value, 10) };
-      form.querySelectorAll('input[name="entity"]').forEach(function (box) {
-        if (box.checked) body[box.value] = prefill.entities[box.value];
-      });
-      return body;
-    }
-
-    function showPreview(data) {
-      var rows = document.getElementById("suppress-by-severity");
-      rows.textContent = "";
-      LEVELS.forEach(function (level) {
-        var tr = el("tr");
-        tr.appendChild(el("td", level.toLowerCase()));
-        var count = el("td", String(data.by_severity[level] || 0), "num");
-        count.dataset.severity = level;
-        tr.appendChild(count);
-        rows.appendChild(tr);
-      });
-      document.getElementById("suppress-total").textContent = "It would have hidden " + data.total +
-        " threat" + (data.total === 1 ? "" : "s") + " of the last " + form.elements.days.value + " days.";
-      document.getElementById("suppress-total").dataset.total = data.total;
-      showTruePositives(data.true_positives);
-      var admin = document.getElementById("suppress-admin");
-      admin.hidden = !data.needs_admin;
-      admin.textContent = data.needs_admin ? "More than " + data.admin_threshold +
-        " threats: only an admin may save this suppression." : "";
-      result.hidden = false;
-    }
-
-    function showTruePositives(found) {
-      var box = document.getElementById("suppress-tp"), list = document.getElementById("suppress-tp-list");
-      list.textContent = "";
-      confirm.checked = false;
-      box.hidden = !found.length;
-      document.getElementById("suppress-tp-count").textContent = "Warning: it would have hidden " + found.length +
-        " threat" + (found.length === 1 ? "" : "s") + " closed as true positive.";
-      found.forEach(function (t) {
-        var item = el("li"), link = el("a", t.title);
-        link.href = live.config.detailUrl.replace("00000000-0000-0000-0000-000000000000", t.id);
-        item.appendChild(link);
-        item.appendChild(el("span", " · " + (t.severity || "unrated").toLowerCase() +
-          (t.closed_at ? " · closed " + live.localTime(t.closed_at) : ""), "muted"));
-        list.appendChild(item);
-      });
-    }
-
-    document.getElementById("suppress-preview").addEventListener("click", function () {
-      var body = proposal();
-      say(message, "Replaying it over the stored threats…", "muted");
-      live.api("POST", section.dataset.previewUrl, body).then(function (res) {
-        if (!res.ok) { result.hidden = true; say(message, describeError(res), "error"); return; }
-        shown = JSON.stringify(body);
-        showPreview(res.data);
-        say(message, "", "");
-      });
+  function proposal() {
+    var form = byId("suppress-form"), prefill = JSON.parse(byId("suppress-proposal").textContent);
+    var body = { customer: prefill.customer, rule: prefill.rule, days: parseInt(form.elements.days.value, 10) };
+    form.querySelectorAll('input[name="entity"]').forEach(function (box) {
+      if (box.checked) body[box.value] = prefill.entities[box.value];
     });
+    return body;
+  }
 
-    // Changing what it matches makes the numbers on screen wrong: preview again before saving.
-    form.addEventListener("change", function (event) {
-      if (event.target === confirm || event.target.name === "reason" || event.target.name === "expires") return;
-      result.hidden = true;
-      shown = null;
+  function showPreview(data, days) {
+    var rows = byId("suppress-by-severity"), total = byId("suppress-total");
+    rows.textContent = "";
+    LEVELS.forEach(function (level) {
+      var tr = el("tr"), count = el("td", String(data.by_severity[level] || 0), "num");
+      count.dataset.severity = level;
+      tr.appendChild(el("td", level.toLowerCase()));
+      tr.appendChild(count);
+      rows.appendChild(tr);
     });
+    total.textContent = "It would have hidden " + data.total + " threat" + (data.total === 1 ? "" : "s") +
+      " of the last " + days + " days.";
+    total.dataset.total = data.total;
+    showTruePositives(data.true_positives);
+    var admin = byId("suppress-admin");
+    admin.hidden = !data.needs_admin;
+    admin.textContent = data.needs_admin ? "More than " + data.admin_threshold +
+      " threats: only an admin may save this suppression." : "";
+    byId("suppress-result").hidden = false;
+  }
 
-    form.addEventListener("submit", function (event) {
+  function showTruePositives(found) {
+    var box = byId("suppress-tp"), list = byId("suppress-tp-list");
+    list.textContent = "";
+    byId("suppress-confirm").checked = false;
+    box.hidden = !found.length;
+    byId("suppress-tp-count").textContent = "Warning: it would have hidden " + found.length +
+      " threat" + (found.length === 1 ? "" : "s") + " closed as true positive.";
+    found.forEach(function (t) {
+      var item = el("li"), link = el("a", t.title);
+      link.href = live.config.detailUrl.replace("00000000-0000-0000-0000-000000000000", t.id);
+      item.appendChild(link);
+      item.appendChild(el("span", " · " + (t.severity || "unrated").toLowerCase() +
+        (t.closed_at ? " · closed " + live.localTime(t.closed_at) : ""), "muted"));
+      list.appendChild(item);
+    });
+  }
+
+  function preview() {
+    var form = byId("suppress-form"), message = byId("suppress-message"), body = proposal();
+    say(message, "Replaying it over the stored threats…", "muted");
+    live.api("POST", byId("suppress").dataset.previewUrl, body).then(function (res) {
+      if (!res.ok) { byId("suppress-result").hidden = true; say(message, describeError(res), "error"); return; }
+      form.dataset.shown = JSON.stringify(body);  // what the numbers on screen belong to
+      showPreview(res.data, body.days);
+      say(message, "", "");
+    });
+  }
+
+  // Changing what it matches makes the numbers on screen wrong: preview again before saving.
+  function changed(target) {
+    if (["confirm_true_positives", "reason", "expires"].indexOf(target.name) !== -1) return;
+    byId("suppress-result").hidden = true;
+    delete byId("suppress-form").dataset.shown;
+  }
+
+  function save() {
+    var form = byId("suppress-form"), message = byId("suppress-message"), section = byId("suppress");
+    var body = proposal(), confirm = byId("suppress-confirm");
+    if (form.dataset.shown !== JSON.stringify(body)) { say(message, "Preview it first.", "error"); return; }
+    if (!byId("suppress-tp").hidden && !confirm.checked) {
+      say(message, "Confirm the true positives it would hide first.", "error");
+      return;
+    }
+    var expires = form.elements.expires.value;
+    Object.assign(body, { reason: form.elements.reason.value, confirm_true_positives: confirm.checked,
+                          from_threat: section.dataset.threatId,
+                          expires_at: expires ? new Date(expires + "T23:59:59").toISOString() : null });
+    live.api("POST", section.dataset.saveUrl, body).then(function (res) {
+      if (!res.ok) { say(message, describeError(res), "error"); return; }
+      say(message, "Saved suppression #" + res.data.id + " (expires " + live.localTime(res.data.expires_at) + "). ", "ok");
+      var link = el("a", "All suppressions");
+      link.href = section.dataset.listUrl;
+      message.appendChild(link);
+      byId("suppress-save").disabled = true;
+    });
+  }
+
+  function proposeForm() {
+    document.addEventListener("click", function (event) {
+      if (event.target.id === "suppress-preview") preview();
+    });
+    document.addEventListener("change", function (event) {
+      if (event.target.closest && event.target.closest("#suppress-form")) changed(event.target);
+    });
+    document.addEventListener("submit", function (event) {
+      if (event.target.id !== "suppress-form") return;
       event.preventDefault();
-      var body = proposal();
-      if (shown !== JSON.stringify(body)) { say(message, "Preview it first.", "error"); return; }
-      var tps = !document.getElementById("suppress-tp").hidden;
-      if (tps && !confirm.checked) { say(message, "Confirm the true positives it would hide first.", "error"); return; }
-      var expires = form.elements.expires.value;
-      Object.assign(body, { reason: form.elements.reason.value, confirm_true_positives: confirm.checked,
-                            from_threat: section.dataset.threatId,
-                            expires_at: expires ? new Date(expires + "T23:59:59").toISOString() : null });
-      live.api("POST", section.dataset.saveUrl, body).then(function (res) {
-        if (!res.ok) { say(message, describeError(res), "error"); return; }
-        message.textContent = "";
-        message.className = "form-result ok";
-        message.appendChild(document.createTextNode("Saved suppression #" + res.data.id + " (expires " +
-          live.localTime(res.data.expires_at) + "). "));
-        var link = el("a", "All suppressions");
-        link.href = section.dataset.listUrl;
-        message.appendChild(link);
-        document.getElementById("suppress-save").disabled = true;
-      });
+      save();
     });
   }
 
@@ -150,8 +158,7 @@
     } });
   }
 
-  var section = document.getElementById("suppress");
-  if (section) proposeForm(section);
+  if (document.getElementById("suppress-slot")) proposeForm();
   var root = document.getElementById("suppressions");
   if (root) listPage(root);
 })();

@@ -20,14 +20,18 @@ LABELS = {"src_ip": "Source address", "dst_ip": "Destination address", "user": "
 @register.inclusion_tag("suppressions/_propose.html", takes_context=True)
 def suppress_similar(context, threat):
     user = context["request"].user
-    return {"threat": threat, "show": proposable(user, threat), **(prefill(threat) if proposable(user, threat) else {})}
+    show = proposable(user, threat)
+    return {"threat": threat, "show": show, "analyst": may_propose(user, threat), **(prefill(threat) if show else {})}
+
+
+def may_propose(user, threat):
+    return access.has_permission(user, access.TRIAGE_PERMISSION) and access.can_write_for_customer(user, threat.customer_id)
 
 
 def proposable(user, threat):
     """A closed false positive with a rule, seen by an analyst who may write for its customer."""
     return (threat.status in CLOSED_STATUSES and threat.disposition == Disposition.FALSE_POSITIVE and bool(threat.rule)
-            and not threat.suppressed and access.has_permission(user, access.TRIAGE_PERMISSION)
-            and access.can_write_for_customer(user, threat.customer_id))
+            and not threat.suppressed and may_propose(user, threat))
 
 
 def prefill(threat):

@@ -115,3 +115,18 @@ def test_changing_what_it_matches_hides_the_old_numbers_until_previewed_again(br
     page.click("#suppress-preview")
     expect(page.locator("#suppress-total")).to_have_attribute("data-total", "2")
     expect(page.locator("#suppress-tp")).to_be_hidden()
+
+
+def test_closing_a_threat_as_false_positive_brings_the_form_in_without_a_reload(browsers, server):
+    made = run(server, CREATE.format(rows=json.dumps([("Open probe", "LOW", "", "203.0.113.7", 1),
+                                                      ("Older probe", "HIGH", "", "203.0.113.7", 2)]),
+                                     rule=RULE + "-c"))
+    page = browsers.page(path=f"/threats/{made[0]}/")
+    expect(page.locator("#suppress-form")).to_have_count(0)
+    page.select_option('#close-form select[name="disposition"]', "false_positive")
+    page.fill('#close-form textarea[name="reason"]', "Our own scanner again")
+    page.click('#close-form button[type="submit"]')
+    expect(page.locator("#suppress-form")).to_be_visible()
+    page.click("#suppress-preview")
+    expect(page.locator("#suppress-total")).to_have_attribute("data-total", "2")
+    expect(page.locator('#suppress-by-severity td[data-severity="HIGH"]')).to_have_text("1")
