@@ -276,3 +276,11 @@ def test_an_expiry_without_a_utc_value_is_refused_naming_it(customer, alice):
     with pytest.raises(services.InvalidInput) as refused:
         services.create(alice, proposal(customer, alice), reason="scanner", expires_at=far)
     assert refused.value.field == "expires_at"
+
+
+def test_suppressed_alerts_are_still_counted_in_the_analytics(alice_client, customer, alice):
+    suppression(customer, alice)
+    ingest_alerts(customer, alert("c-1"), alert("c-2", rule="other"))
+    analytics = alice_client.get("/api/analytics").json()
+    assert analytics["total_threats"] == Threat.objects.count() == 2
+    assert analytics["by_status"].get("closed") == 1
