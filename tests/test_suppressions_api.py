@@ -9,10 +9,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.test import Client, TestCase
 from django.utils import timezone
 
-from socproject.asgi import application
 from suppressions import services
 from suppressions.models import Suppression
 from tests import factories
@@ -242,3 +240,13 @@ async def test_a_change_reaches_only_the_sockets_that_may_see_its_customer():
     assert await sockets["globex"].receive_nothing(0.2)
     for socket in sockets.values():
         await socket.disconnect()
+
+
+def test_a_suppressed_threat_says_what_hid_it_escaped(alice_client, customer, alice):
+    from tests.test_suppressions import alert, ingest_alerts
+
+    saved = suppression(customer, alice, reason=SCRIPT)
+    [result] = ingest_alerts(customer, alert("s-1"))
+    page = alice_client.get(f"/threats/{result.id}/").content.decode()
+    assert 'id="suppressed-by"' in page and f"#{saved.pk}</a>" in page and "active until" in page
+    assert SCRIPT not in page and 'id="suppress-form"' not in page

@@ -21,7 +21,10 @@ LABELS = {"src_ip": "Source address", "dst_ip": "Destination address", "user": "
 def suppress_similar(context, threat):
     user = context["request"].user
     show = proposable(user, threat)
-    return {"threat": threat, "show": show, "analyst": may_propose(user, threat), **(prefill(threat) if show else {})}
+    # Whoever sees the threat sees what hid it: the suppression is of the threat's own customer.
+    found = threat.suppression if threat.suppression_id else None
+    return {"threat": threat, "show": show, "analyst": may_propose(user, threat), **(prefill(threat) if show else {}),
+            "suppression": found, "suppression_state": found.state(timezone.now()) if found else None}
 
 
 def may_propose(user, threat):
