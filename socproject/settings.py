@@ -363,7 +363,7 @@ CELERY_BEAT_SCHEDULE["warn-sla"] = {"task": "threats.warn_sla", "schedule": SOC_
 CELERY_BEAT_SCHEDULE["expire-suppressions"] = {"task": "suppressions.expire", "schedule": 60.0}
 # Suppressions (docs/suppressions.md): saving one that would have hidden more stored threats than
 # this (over its preview window) needs the admin role.
-SUPPRESSION_ADMIN_THRESHOLD = 500
+SUPPRESSION_ADMIN_THRESHOLD = env_int("SUPPRESSION_ADMIN_THRESHOLD", 500, minimum=0)
 
 # Webhooks (handoff/, docs/handoff.md): attempts, back-off base and cap, per-attempt timeout, and
 # whether endpoints may be private addresses (link-local/metadata ones never are).
