@@ -323,3 +323,15 @@ def test_retention_takes_a_story_whose_alerts_are_all_gone_and_keeps_the_others(
     settings.MAX_STORED_THREATS = 2
     services.enforce_retention()
     assert list(Story.objects.values_list("entity", flat=True)) == ["ws-01"]
+
+
+def test_a_flag_is_counted_in_metrics_by_the_storys_severity(acme, client):
+    def flagged_high():
+        text = client.get("/metrics").content.decode()
+        prefix = 'soc_stories_flagged_total{severity="HIGH"} '
+        return float(next(line for line in text.splitlines() if line.startswith(prefix))[len(prefix):])
+
+    before = flagged_high()
+    analysed(acme, 0, [INITIAL])
+    analysed(acme, 10, [EXECUTION])  # HIGH alerts, two tactics: a HIGH story
+    assert flagged_high() == before + 1

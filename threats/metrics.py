@@ -78,6 +78,8 @@ LAYER_SEND_FAILURES = Counter("soc_channel_layer_send_failures",
                               "Channel-layer group sends that failed (overflow, Redis down); clients catch up")
 SLA_WARNINGS = Counter("soc_sla_warnings", "Near-breach warnings sent (threat.sla_warning, docs/queue.md), by severity",
                        ["severity"])
+STORIES_FLAGGED = Counter("soc_stories_flagged", "Attack stories flagged (story.flagged, docs/stories.md), by the "
+                          "story's severity", ["severity"])
 REDIS_PUBLISH_FAILURES = Counter("soc_redis_publish_failures", "Failed PUBLISHes on the threats:events channel")
 
 # --- Ingestion and HTTP ---------------------------------------------------------------------------
@@ -104,8 +106,10 @@ def _zero_series():
     for source in INGEST_FORMATS:
         for outcome in ("created", "duplicate", "skipped", "error"):
             INGEST_ITEMS.labels(source, outcome)
+    EVENTS_BROADCAST.labels("story.flagged")  # not a threat event type: recorded by stitching (docs/stories.md)
     for severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL"):
         SLA_WARNINGS.labels(severity)
+        STORIES_FLAGGED.labels(severity)
 
 
 INGEST_FORMATS = ("generic", "wazuh", "suricata", "ecs")

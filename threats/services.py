@@ -325,6 +325,13 @@ def _record_story_flags(flagged, actor=COORDINATOR, at_hand=()):
         threats.update({str(pk): threat for pk, threat in found.items()})
     _record_each([(threats[threat_id], {"story": stitching.flag_payload(story)})
                   for story, threat_id in flagged if threat_id in threats], stitching.FLAGGED_EVENT, actor)
+    severities = [story.severity or "LOW" for story, _threat_id in flagged]
+    transaction.on_commit(lambda: _count_story_flags(severities), robust=True)  # only what was stored
+
+
+def _count_story_flags(severities):
+    for severity in severities:
+        metrics.STORIES_FLAGGED.labels(severity).inc()
 
 
 def do_fail_analysis(threat_id, error):
