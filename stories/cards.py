@@ -6,14 +6,19 @@ from datetime import datetime
 
 from django.urls import reverse
 
+from threats.choices import AnalysisStatus
+
 from . import serializers, stitching
 from .access import stories_of
 from .models import EntityKind
 
 
 def story_cards(threat):
-    """The cards of the stories a threat belongs to, for its detail page (same customer as the threat)."""
-    return [story_card(story, current=threat.pk) for story in stories_of(threat)]
+    """The cards of the stories a threat belongs to, for its detail page (same customer as the
+    threat). A grouped member shows its group head's: the head stands for the group in stories."""
+    head = threat.group.head if threat.analysis_status == AnalysisStatus.GROUPED and threat.group_id else None
+    stories = stories_of(head or threat)
+    return [{**story_card(story, current=threat.pk), "via_head": head is not None} for story in stories]
 
 
 def story_card(story, current=None):

@@ -104,3 +104,15 @@ def test_a_tactic_whose_alert_is_gone_or_unnamed_shows_without_a_link(alice_clie
     story.save()
     body = alice_client.get(f"/stories/{story.pk}/").content.decode()
     assert '<span class="tactic"><span class="tactic-id">TA0002</span>' in body
+
+
+def test_a_grouped_members_page_shows_its_group_heads_story(alice_client, acme, attack):
+    from threats.choices import AnalysisStatus
+    from threats.models import ThreatGroup
+
+    head = attack[0]
+    group = ThreatGroup.objects.create(customer=acme, source="generic", key="k", title="g", head=head, member_count=2,
+                                       first_seen=head.occurred_at, last_seen=head.occurred_at)
+    member = alert(acme, 1, [], stitch=False, analysis_status=AnalysisStatus.GROUPED, group=group)
+    body = alice_client.get(f"/threats/{member.pk}/").content.decode()
+    assert "Attack story: host <code>ws-01</code>" in body and "this alert's group head is in it" in body
