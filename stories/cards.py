@@ -18,18 +18,21 @@ def story_cards(threat):
     threat). A grouped member shows its group head's: the head stands for the group in stories."""
     head = threat.group.head if threat.analysis_status == AnalysisStatus.GROUPED and threat.group_id else None
     stories = stories_of(head or threat)
-    return [{**story_card(story, current=threat.pk), "via_head": head is not None} for story in stories]
+    return [{**story_card(story, current=threat.pk, steps_only=True), "via_head": head is not None}
+            for story in stories]
 
 
-def story_card(story, current=None):
+def story_card(story, current=None, steps_only=False):
     """A story as the pages show it: its summary, the tactic chips in ATT&CK order with the alert
-    that reached each, and the timeline with a link per alert."""
+    that reached each, and the timeline with a link per alert — with `steps_only` (a threat's page)
+    only the alerts that reached a tactic and the current one; the story page has them all."""
     summary = {**serializers.story_summary(story), "first_seen": story.first_seen, "last_seen": story.last_seen,
                "flagged_at": story.flagged_at}
+    only = {*(t["threat"] for t in story.tactics if _threat_url(t["threat"])), str(current)} if steps_only else None
     moments = [{**m, "occurred_at": datetime.fromisoformat(m["occurred_at"]), "url": _threat_url(m["threat"]),
                 "current": m["threat"] == str(current),
                 "reached_names": [stitching.TACTIC_NAMES.get(t, t) for t in m["reached"]]}
-               for m in serializers.timeline(story)]
+               for m in serializers.timeline(story, only=only)]
     titles = {m["threat"]: m["title"] for m in moments}
     chips = [{**tactic, "url": _threat_url(tactic["threat"]), "title": titles.get(tactic["threat"], "")}
              for tactic in sorted(story.tactics, key=lambda t: stitching.STAGE.get(t["id"], len(stitching.STAGE)))]

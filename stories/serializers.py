@@ -29,13 +29,16 @@ def story_summary(story):
     }
 
 
-def timeline(story, limit=TIMELINE_LIMIT):
-    """The story's alerts in time order: what each showed and which tactics it reached first."""
+def timeline(story, limit=TIMELINE_LIMIT, only=None):
+    """The story's alerts in time order (`only`: just these threat ids): what each showed and which
+    tactics it reached first."""
     first = {}
     for tactic in story.tactics:
         first.setdefault(tactic["threat"], []).append(tactic["id"])
-    links = (StoryThreat.objects.filter(story=story).select_related("threat__group")
-             .order_by("occurred_at", "threat_id")[:limit])
+    links = StoryThreat.objects.filter(story=story)
+    if only is not None:
+        links = links.filter(threat_id__in=only)
+    links = links.select_related("threat__group").order_by("occurred_at", "threat_id")[:limit]
     return [_moment(link, first.get(str(link.threat_id), [])) for link in links]
 
 

@@ -116,3 +116,11 @@ def test_a_grouped_members_page_shows_its_group_heads_story(alice_client, acme, 
     member = alert(acme, 1, [], stitch=False, analysis_status=AnalysisStatus.GROUPED, group=group)
     body = alice_client.get(f"/threats/{member.pk}/").content.decode()
     assert "Attack story: host <code>ws-01</code>" in body and "this alert's group head is in it" in body
+
+
+def test_a_threats_page_shows_the_steps_and_the_story_page_every_alert(alice_client, acme, attack):
+    quiet = alert(acme, 40, [EXECUTION], title="Execution seen again")  # reaches nothing new
+    body = alice_client.get(f"/threats/{attack[0].pk}/").content.decode()
+    assert "Execution seen again" not in body and "all 4 on the" in body
+    story = Story.objects.get(entity_kind="host")
+    assert f'data-threat-id="{quiet.pk}"' in alice_client.get(f"/stories/{story.pk}/").content.decode()
