@@ -152,3 +152,19 @@ def test_a_story_export_outside_the_scope_is_a_404(client, alice, acme, globex):
     alert(globex, 0, [INITIAL])
     client = scoped_client(client, alice, [acme])
     assert client.get(f"/api/stories/{Story.objects.get().pk}/export").status_code == 404
+
+
+def test_the_threat_list_filters_on_a_story(alice_client, acme, attack):
+    alert(acme, 0, [INITIAL], host="elsewhere")
+    story = Story.objects.get(entity="ws-01")
+    listed = alice_client.get("/api/threats", {"story": story.pk}).json()["items"]
+    assert {t["id"] for t in listed} == {str(t.pk) for t in attack}
+    page = alice_client.get("/threats/", {"story": story.pk}).content.decode()
+    assert f"attack story #{story.pk}" in page and page.count('class="threat-row') == 3
+
+
+def test_a_story_filter_outside_the_scope_finds_nothing(client, alice, acme, globex):
+    alert(globex, 0, [INITIAL])
+    client = scoped_client(client, alice, [acme])
+    assert client.get("/api/threats", {"story": Story.objects.get().pk}).json()["items"] == []
+    assert client.get("/api/threats", {"story": "0"}).json()["field"] == "story"

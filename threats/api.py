@@ -31,6 +31,7 @@ from ninja.responses import Status as Reply
 from ninja.security import django_auth
 
 from agents.analyzers.response import SLA_MINUTES
+from stories.models import StoryThreat
 
 from . import access, audit, hidden_text, pivots, queue, ratelimit, services, shared_analytics, stats
 from .apikeys import APIKeyAuth
@@ -215,6 +216,7 @@ class ThreatFilters(Schema):
     rule: str | None = Field(None, max_length=200, description="Pivot: threats of this rule, e.g. rule:5712, sid:1:2001219.")
     campaign: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this campaign (id).")
     group: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this alert group (id).")
+    story: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this attack story (id, docs/stories.md).")
     suppressed: bool | None = Field(None, description="true: only the alerts a suppression hid; false: none of them.")
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
@@ -822,6 +824,8 @@ def _filter(found, filters, user):
         found = found.filter(campaign_id=filters.campaign)
     if filters.group:
         found = found.filter(group_id=filters.group)
+    if filters.story:
+        found = found.filter(pk__in=StoryThreat.objects.filter(story_id=filters.story).values("threat_id"))
     if filters.suppressed is not None:
         found = found.filter(suppressed=filters.suppressed)
     for kind in pivots.PIVOTS:

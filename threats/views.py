@@ -48,7 +48,7 @@ PAGE_SIZE = 50
 MAX_ANALYSTS = 500
 THREAT_REF = re.compile(r"^threat:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 FILTER_NAMES = ("severity", "threat_type", "status", "customer", "assignee", "review", "q", "campaign", "group",
-                *pivots.PIVOTS, "suppressed")
+                *pivots.PIVOTS, "suppressed", "story")
 NO_DUE = None
 TYPE_LABELS = dict(ThreatType.choices)
 

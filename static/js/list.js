@@ -28,6 +28,8 @@
     if (filters.suppressed === "no" && t.suppressed) return false;
     if (filters.campaign && String(t.campaign) !== String(filters.campaign)) return false;
     if (filters.group && String(t.group_id) !== String(filters.group)) return false;
+    // An event does not say which stories its threat is in: the rows shown stay, none is added.
+    if (filters.story && !tbody.querySelector('tr.threat-row[data-id="' + String(t.id).replace(/[^0-9a-f-]/g, "") + '"]')) return false;
     for (var i = 0; i < PIVOTS.length; i++) {
       if (filters[PIVOTS[i]] && !hasPivot(t, PIVOTS[i], filters[PIVOTS[i]])) return false;
     }

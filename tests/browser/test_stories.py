@@ -85,6 +85,12 @@ def test_three_alerts_on_one_host_read_as_one_flagged_story(browsers, server):
     row.get_by_role("link").first.click()
     page.wait_for_url(f"**/stories/{story_id}/")
 
+    # Its alerts in the threat list, for bulk triage: the three, live.
+    page.get_by_role("link", name="its alerts in the threat list").click()
+    page.wait_for_url(f"**/threats/?story={story_id}")
+    expect(page.locator("#rows tr.threat-row")).to_have_count(3)
+    assert page.evaluate("window.__xss") is None
+
 
 def test_confirming_an_alert_the_agents_dismissed_flags_its_story_live(browsers, server):
     """The agents called the second alert a false positive, so the host's story stayed unflagged; an
