@@ -339,7 +339,7 @@ def _stories(run):
     lines = ["## Attack stories at scale", "", (
         f"`bench/bench_stories.py`: {result['rows']:,} threats on {result['database']}, {result['stories']:,} stories "
         f"({result['flagged']:,} flagged), {result['links']:,} links ([docs/stories.md](stories.md)). Stitching per "
-        f"analysed threat (3 stories each, its own transaction): median {newest['median_ms']} ms, p95 "
+        f"analysed threat (3 stories each): median {newest['median_ms']} ms, p95 "
         f"{newest['p95_ms']} ms as the newest alert of its stories ({newest['threats']} threats, a transaction each)"
         + (f", median {result['stitch_batched']['median_ms']} ms in batches of {result['stitch_batched']['batch']}"
            if result.get("stitch_batched") else "") + "; median "
