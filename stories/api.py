@@ -31,7 +31,7 @@ class Problem(Schema):
     valid: list[str] | None = None
 
 
-REFUSALS = {400: Problem, 401: Problem, 403: Problem, 422: Problem, 429: Problem}
+REFUSALS = {400: Problem, 401: Problem, 403: Problem, 414: Problem, 422: Problem, 429: Problem}
 
 
 class StoryTactic(Schema):

@@ -27,6 +27,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
 from threats import apikeys
+from stories.models import Story
 from suppressions.models import Suppression
 from threats.models import Campaign, ThreatGroup
 
@@ -60,6 +61,8 @@ def credentials(db, alice, customer, settings):
     campaign = Campaign.objects.create(customer=customer, key="user:x", title="c", first_seen=now, last_seen=now)
     suppression = Suppression.objects.create(customer=customer, rule="rule:fuzz", reason="fuzz",
                                              expires_at=now + timedelta(days=7))
+    story = Story.objects.create(customer=customer, entity_kind="host", entity="fuzz-host", first_seen=now,
+                                 last_seen=now)
     client = Client()
     client.force_login(alice)
     _key, raw = apikeys.issue("fuzzer", ["read", "trigger", "ingest"])
@@ -67,7 +70,7 @@ def credentials(db, alice, customer, settings):
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     yield {"session": client.cookies["sessionid"].value, "key": raw, "threat_id": str(threat.pk),
-           "group_id": group.pk, "campaign_id": campaign.pk, "suppression_id": suppression.pk,
+           "group_id": group.pk, "campaign_id": campaign.pk, "suppression_id": suppression.pk, "story_id": story.pk,
            "customer": customer.slug}
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
@@ -95,7 +98,7 @@ def test_the_api_never_fails_and_always_answers_as_documented(case, credentials)
     headers = {"X-CSRFToken": CSRF_SECRET, "Origin": "http://localhost", "X-API-Key": credentials["key"]}
     operation = f"{case.method} {case.path}"
     SENT[operation] += 1
-    for name in ("threat_id", "group_id", "campaign_id", "suppression_id"):  # every other case aims at a stored object, so it gets past 404
+    for name in ("threat_id", "group_id", "campaign_id", "suppression_id", "story_id"):  # every other case aims at a stored object, so it gets past 404
         if name in (case.path_parameters or {}) and (SENT[operation] % 2 or case.method == "PATCH"):
             case.path_parameters[name] = credentials[name]  # a triage change always: its body is what is fuzzed
     if case.method == "PATCH" and isinstance(case.body, dict) and SENT[operation] % 2:

@@ -113,8 +113,9 @@ class Error(Schema):
 
 
 # What any authenticated endpoint may answer besides its own codes: refused input (e.g. a NUL
-# character), not logged in / bad key, not allowed, malformed input, over a rate limit.
-REFUSALS = {400: Error, 401: Error, 403: Error, 422: Error, 429: Error}
+# character), not logged in / bad key, not allowed, a query string over 8 KB, malformed input, over a
+# rate limit.
+REFUSALS = {400: Error, 401: Error, 403: Error, 414: Error, 422: Error, 429: Error}
 
 
 class GroupHead(Schema):
