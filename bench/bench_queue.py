@@ -17,9 +17,6 @@ Prints a table (median, p95, max) and appends one JSON line to bench/results/que
 
 import argparse
 import datetime
-import json
-import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -28,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_threat_list import REPO_ROOT, configure, fill  # noqa: E402 - the shared 1M-row set-up
+from bench_threat_list import REPO_ROOT, append_result, clean_up, configure, fill  # noqa: E402 - the shared 1M-row set-up
 
 RESULTS = REPO_ROOT / "bench" / "results" / "queue.jsonl"
 FOUR_HOURS = 4 * 3600
@@ -166,19 +163,10 @@ def main():
         vendor = connection.vendor
         connection.close()
     finally:
-        if database:
-            from tests.integration.server import drop_postgres_database
+        clean_up(args.database_url, database, tmp)
 
-            drop_postgres_database(args.database_url, database)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    line = {"at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": platform.node(),
-            "database": vendor, "rows": args.rows, "recent": args.recent, "repeat": args.repeat, "cases": results,
-            "naive_contrast": contrast, "near_breach_check": check}
-    with RESULTS.open("a") as handle:
-        handle.write(json.dumps(line) + "\n")
-    print(f"appended to {RESULTS.relative_to(REPO_ROOT)}")
+    append_result(RESULTS, {"database": vendor, "rows": args.rows, "recent": args.recent, "repeat": args.repeat, "cases": results,
+            "naive_contrast": contrast, "near_breach_check": check})
 
 
 if __name__ == "__main__":

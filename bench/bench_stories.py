@@ -24,8 +24,6 @@ Prints a table (median, p95, max) and appends one JSON line to bench/results/sto
 import argparse
 import datetime
 import json
-import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -36,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_queue import scoped_user  # noqa: E402 - the same scoped analyst
-from bench_threat_list import REPO_ROOT, configure, fill, observables  # noqa: E402 - the shared 1M-row set-up
+from bench_threat_list import REPO_ROOT, append_result, clean_up, configure, fill, observables  # noqa: E402 - the shared 1M-row set-up
 
 RESULTS = REPO_ROOT / "bench" / "results" / "stories.jsonl"
 START = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)  # bench_threat_list.fill's first alert
@@ -233,19 +231,10 @@ def main():
         vendor = connection.vendor
         connection.close()
     finally:
-        if database:
-            from tests.integration.server import drop_postgres_database
+        clean_up(args.database_url, database, tmp)
 
-            drop_postgres_database(args.database_url, database)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    line = {"at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": platform.node(),
-            "database": vendor, "rows": args.rows, "repeat": args.repeat, **counts,
-            "stitch_newest": newest, "stitch_batched": batched, "stitch_late": late, "cases": results}
-    with RESULTS.open("a") as handle:
-        handle.write(json.dumps(line) + "\n")
-    print(f"appended to {RESULTS.relative_to(REPO_ROOT)}")
+    append_result(RESULTS, {"database": vendor, "rows": args.rows, "repeat": args.repeat, **counts,
+            "stitch_newest": newest, "stitch_batched": batched, "stitch_late": late, "cases": results})
 
 
 if __name__ == "__main__":

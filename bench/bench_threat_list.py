@@ -190,19 +190,29 @@ def main():
         vendor = connection.vendor
         connection.close()
     finally:
-        if database:
-            from tests.integration.server import drop_postgres_database
+        clean_up(args.database_url, database, tmp)
 
-            drop_postgres_database(args.database_url, database)
-        shutil.rmtree(tmp, ignore_errors=True)
+    append_result(RESULTS, {"database": vendor, "rows": args.rows, "repeat": args.repeat,
+            "cases": results, "offset_contrast": contrast})
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    line = {"at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "machine": platform.node(), "database": vendor, "rows": args.rows, "repeat": args.repeat,
-            "cases": results, "offset_contrast": contrast}
-    with RESULTS.open("a") as handle:
-        handle.write(json.dumps(line) + "\n")
-    print(f"appended to {RESULTS.relative_to(REPO_ROOT)}")
+
+def clean_up(database_url, database, tmp):
+    """Drop the benchmark's own PostgreSQL database (when it made one) and its temporary folder."""
+    if database:
+        from tests.integration.server import drop_postgres_database
+
+        drop_postgres_database(database_url, database)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def append_result(path, line):
+    """One JSON line for bench/report.py, stamped with when and where it was measured."""
+    stamped = {"at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": platform.node(),
+               **line}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(stamped) + "\n")
+    print(f"appended to {path.relative_to(REPO_ROOT)}")
 
 
 if __name__ == "__main__":
