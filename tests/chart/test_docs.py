@@ -1,6 +1,8 @@
 """The Kubernetes docs stay true: helm/README.md's values table is the one generated from the chart,
 and every command of the seed README is shown there (the project README keeps the short list)."""
 
+import re
+
 import pytest
 
 from tests.chart import helmchart as hc
@@ -47,6 +49,15 @@ def test_the_values_table_lists_every_documented_key():
 @pytest.mark.parametrize("command", SEED_COMMANDS)
 def test_the_helm_readme_shows_every_seed_command(command):
     assert command in HELM_README
+
+
+def test_the_project_readme_keeps_the_short_list_and_each_of_its_commands_is_in_the_helm_readme():
+    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)
+    short_list = [line.split(" #")[0].strip() for block in blocks for line in block.splitlines()
+                  if line.startswith(("helm ", "./"))]
+
+    assert "helm install soc-agent ./charts/soc-agent" in short_list and "./deploy.sh" in short_list
+    assert [command for command in short_list if command not in HELM_README] == []
 
 
 def test_the_rollout_restart_line_names_a_rendered_deployment():
