@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-# `make run` defaults; each can be overridden from the environment (README "Configuration").
+# `make run` defaults; each can be overridden from the environment (docs/configuration.md).
 DJANGO_SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 DJANGO_ALLOWED_HOSTS ?= localhost,127.0.0.1
 ENABLE_AUTO_THREAT_GENERATION ?= true
@@ -61,14 +61,14 @@ latency: $(VENV)/.dev
 	$(BIN)/python bench/trigger_latency.py --runs 50
 
 # The cluster topology on this machine: Redis, 3 Daphne pods, Celery worker + beat, nginx on
-# CLUSTER_PORT (README "Multi-pod"). Needs redis-server and nginx (Debian packages).
+# CLUSTER_PORT (docs/cluster.md). Needs redis-server and nginx (Debian packages).
 CLUSTER_PORT ?= 8080
 cluster: $(VENV)/.dev
 	@command -v redis-server >/dev/null || { echo "make cluster needs redis-server: apt-get install redis-server"; exit 1; }
 	@command -v nginx >/dev/null || { echo "make cluster needs nginx: apt-get install nginx"; exit 1; }
 	$(BIN)/python -m tests.integration.cluster --pods 3 --port $(CLUSTER_PORT)
 
-# Every benchmark (README "Measured", docs/benchmarks.md): bench/run_all.py runs each bench/*.py script
+# Every benchmark (docs/performance.md, docs/benchmarks.md): bench/run_all.py runs each bench/*.py script
 # (each appends a JSON line to bench/results/) and writes docs/benchmarks.md from this run's lines.
 # Needs wrk, redis-server and nginx (Debian packages); PostgreSQL on 127.0.0.1:5432 for the scale runs
 # (else SQLite). BENCH_ARGS=--quick: a smoke run of a few seconds per script (CI).

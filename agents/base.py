@@ -25,7 +25,7 @@ class AgentResult:
         self.findings.append({"text": text, "evidence": list(evidence)})
 
     def score(self, points, reason, *evidence):
-        """Add a signed contribution to the threat's risk score (see README "Risk score")."""
+        """Add a signed contribution to the threat's risk score (see docs/agents.md, "Risk score and severity")."""
         self.risk.append({"points": points, "reason": reason, "evidence": list(evidence)})
 
     @property

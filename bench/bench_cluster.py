@@ -1,4 +1,4 @@
-"""Multi-pod real-time benchmark on this machine (README "Multi-pod").
+"""Multi-pod real-time benchmark on this machine (docs/cluster.md).
 
 Starts the cluster harness (private Redis, 3 Daphne pods, a Celery worker; SQLite or, with
 --postgres, a fresh Postgres database) and measures:
@@ -203,7 +203,7 @@ def main():
         result["fanout"] = asyncio.run(fanout())
         result["fanout"]["handshake_retries"] = Listener.retries
         print(f"{args.clients} clients at 2 events/s:", result["fanout"], flush=True)
-        # Sizing the chart's resources (README "Measured"): peak memory of each pod after serving
+        # Sizing the chart's resources (docs/performance.md): peak memory of each pod after serving
         # its share of the clients, and of the worker (main process + pool processes) after analysing.
         result["memory_mib"] = {
             "pods_peak": [_status_mib(pod.pid, "VmHWM") for pod in cluster.pods],

@@ -1,7 +1,7 @@
 """ASGI entry point: Django for HTTP, the threat feed consumer for WebSockets.
 
 Tracing is set up before the Django handler is built: the OpenTelemetry middleware joins the
-middleware chain then, and every request gets a span (README "Observability").
+middleware chain then, and every request gets a span (docs/observability.md).
 """
 
 import os

@@ -1,6 +1,6 @@
 """The Celery app: workers run the analysis agents (agents/tasks.py), beat the generator.
 
-Observability hooks (README "Observability"): the worker logs through Django's LOGGING (LOG_LEVEL,
+Observability hooks (docs/observability.md): the worker logs through Django's LOGGING (LOG_LEVEL,
 LOG_FORMAT) instead of Celery's own setup; tracing starts in each pool child after the fork (in the
 main process for the solo pool); `--metrics-port N` serves the metrics of all the worker's
 processes from its main process.

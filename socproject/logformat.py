@@ -3,7 +3,7 @@
 Every line written inside a span carries `trace_id` and `span_id` (fields of the line, never labels:
 a log store indexes them per line). Secrets are removed from the finished line, so they are
 caught wherever they hide (message, extra fields, exception text): the password of any URL, the
-secret part of an API key, and the configured secret values (README "Observability").
+secret part of an API key, and the configured secret values (docs/observability.md).
 """
 
 import json

@@ -2,7 +2,7 @@
 Settings for the SOC Agent System: one module, driven by environment variables.
 
 Three blocks: strict helpers, values read from the environment (with one-machine defaults),
-and derived values. Every variable is listed in the README's table. Nothing outside this
+and derived values. Every variable is listed in docs/configuration.md's table. Nothing outside this
 module reads the environment.
 
 One machine (nothing set): SQLite in WAL mode, in-memory channel layer, agents run
@@ -109,7 +109,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # WebSocket Origin allow-list beyond the page's own origin (default: CSRF_TRUSTED_ORIGINS), the
 # number of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted, and the addresses
 # those proxies connect from: a peer outside them is the client, whatever headers it sends
-# (README "Security").
+# (docs/security.md).
 WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS")
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
@@ -155,12 +155,12 @@ LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20, minimum=0.1)
 # threat. With an LLM configured every threat gets its own task (each may wait for the model). At
 # most 100, so a batch stays far inside the task's 60 s soft time limit even on a slow database.
 AGENTS_BATCH_SIZE = env_int("AGENTS_BATCH_SIZE", 20, minimum=1, maximum=100)
-# Opt-in cross-customer knowledge (README "Agents", historical): how many OTHER customers' analysts
+# Opt-in cross-customer knowledge (docs/agents.md, historical): how many OTHER customers' analysts
 # confirmed one of a threat's indicators as malicious — a count, never ids or names, and only ever
 # adding risk. Off: a customer's analysis reads nothing of another customer's threats.
 AGENTS_SHARED_REPUTATION = env_bool("AGENTS_SHARED_REPUTATION", "false")
 
-# Alert ingestion (README "Alert ingestion"): Wazuh rule level -> severity hint (level >= N),
+# Alert ingestion (docs/ingestion.md): Wazuh rule level -> severity hint (level >= N),
 # agent/host/sensor name pattern -> customer slug or name, grouping window (0 = no grouping),
 # campaign window: a user's alerts within it of a campaign's first are one campaign (0 = no campaigns).
 INGEST_WAZUH_LEVELS = env_pairs("INGEST_WAZUH_LEVELS", "0:LOW,7:MEDIUM,12:HIGH,15:CRITICAL", separator=":")
@@ -228,7 +228,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "threats.metrics.HttpMetricsMiddleware",  # first: times everything below it (README "Observability")
+    "threats.metrics.HttpMetricsMiddleware",  # first: times everything below it (docs/observability.md)
     "threats.middleware.TrustedProxyMiddleware",  # X-Forwarded-* only from TRUSTED_PROXIES
     "threats.middleware.UriTooLongMiddleware",  # 414 for an oversized query string (no session, no DB)
     "django.middleware.security.SecurityMiddleware",
@@ -289,7 +289,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # psycopg prepares a statement after 5 runs on one connection — only on the server-binding
     # cursors of the analysis path (threats/sql.py); the ORM's cursors bind client-side and never
-    # prepare. Django turns this off by default for PgBouncer: 1.21+ handles it (README "Agents").
+    # prepare. Django turns this off by default for PgBouncer: 1.21+ handles it (docs/agents.md).
     DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5, **DATABASES["default"].get("OPTIONS", {})}
     # A pool per process (psycopg_pool through Django): a request borrows a connection instead of
     # opening one (a new PostgreSQL connection per request was most of a list request's time,
@@ -306,7 +306,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # redis-py 8 defaults (socket_timeout=5, max_connections=100) kill idle sockets and
-            # refuse bursts of joins; see README "Channel layer".
+            # refuse bursts of joins; see docs/cluster.md "Channel layer".
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 10000}]
             },
@@ -441,7 +441,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # How far back a WebSocket resume may reach before the client is told to reload.
 EVENT_REPLAY_LIMIT = 1000
 
-# --- Observability (README "Observability") ---
+# --- Observability (docs/observability.md) ---
 # Metric samples of this process tree (this process and the Celery children it forks); set before
 # anything imports prometheus_client, which reads PROMETHEUS_MULTIPROC_DIR once.
 PROMETHEUS_MULTIPROC_DIR = telemetry.metrics_directory()

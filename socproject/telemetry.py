@@ -1,4 +1,4 @@
-"""Telemetry wiring: where Prometheus metrics are kept, and OpenTelemetry tracing (README "Observability").
+"""Telemetry wiring: where Prometheus metrics are kept, and OpenTelemetry tracing (docs/observability.md).
 
 Metrics. prometheus_client runs in multiprocess mode in every process: each process tree (one Daphne
 process, or one Celery worker with its forked children) writes its samples to its own directory,
@@ -63,7 +63,7 @@ def _remove_directory(path, owner):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def start_worker_metrics_server(port, address="0.0.0.0"):  # noqa: S104 - pod-local port, see README
+def start_worker_metrics_server(port, address="0.0.0.0"):  # noqa: S104 - pod-local port, see docs/observability.md
     """Serve every process's metrics of this worker tree on `port` (run in the worker's main process)."""
     from prometheus_client import start_http_server
 
@@ -244,7 +244,7 @@ class Analysis:
                 attributes = _verdict_attributes(threat)
                 self.span.set_attributes(attributes)
                 metrics.analysis_recorded(threat, self.started_at)
-                # The one line an analysis writes (README "Observability": log lines per threat).
+                # The one line an analysis writes (docs/observability.md: log lines per threat).
                 analysis_log.info("threat %s analysed: %s, risk %s%s", threat.pk, threat.severity, threat.risk_score,
                                   ", needs review" if threat.requires_human_review else "",
                                   extra={k.replace(".", "_"): v for k, v in attributes.items()})

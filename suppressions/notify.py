@@ -1,6 +1,6 @@
-"""`suppression.created`, `suppression.revoked` and `suppression.expired` on /ws (README "WebSocket
-protocol", docs/suppressions.md): pushed after commit to the broadcast group and sent by each
-socket only when its user may see the suppression's customer. Ephemeral, like `threat.progress`:
+"""`suppression.created`, `suppression.revoked` and `suppression.expired` on /ws (docs/websocket.md,
+docs/suppressions.md): pushed after commit to the broadcast group and sent by each socket only when
+its user may see the suppression's customer. Ephemeral, like `threat.progress`:
 no seq, not in the event log, not replayed (a suppression is not a threat; its page reloads the list)."""
 
 import json

@@ -404,7 +404,7 @@ def _past(customer, threat_type="malware", hours_ago=2, **observables):
 
 
 def _similar_by_the_rule(threat):
-    """README "Agents": this customer's threats only, of the same type or rule, or with the same
+    """docs/agents.md: this customer's threats only, of the same type or rule, or with the same
     src/dst IP, user or host; indicators make every threat of the customer a candidate."""
     from agents.historical.agent import ENTITY_FIELDS, lookback
 

@@ -1,4 +1,4 @@
-"""Authentication (README "Security"): login brute-force limits per username and per address that
+"""Authentication (docs/security.md): login brute-force limits per username and per address that
 hold under concurrency, the audit log (structured, newline-safe), session rotation, and CSRF for
 cookie-authenticated writes while API-key requests need none and never accept a cookie alone."""
 

@@ -1,4 +1,4 @@
-"""Schema fuzzing of the JSON API with Schemathesis (README "Security", S11): every operation of
+"""Schema fuzzing of the JSON API with Schemathesis (docs/security.md, S11): every operation of
 /api/openapi.json gets generated requests — valid and invalid path, query and body values — sent
 in-process through Django's WSGI handler with the full middleware stack (sessions, CSRF, rate
 limits), as an analyst with a session and a CSRF token, with an API key holding every scope where
@@ -8,7 +8,7 @@ content type and a body that matches the documented schema.
 Both generation modes run: positive (valid by the schema) and negative (violating it, which must be
 refused with a documented 4xx). Volume: FUZZ_EXAMPLES cases per operation (environment variable of
 the test run, default 100) plus Schemathesis' coverage and explicit-example phases; the number of
-requests sent is printed at the end of the run (README "Security").
+requests sent is printed at the end of the run (docs/security.md).
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Rate limits (README "Security"): atomic counters that hold under concurrency — in the local cache
+"""Rate limits (docs/security.md): atomic counters that hold under concurrency — in the local cache
 and in a real Redis shared by several cache clients, as pods share it — 429 with Retry-After on the
 API per user, per key and per address, and a client address that only trusted proxies can name."""
 

@@ -1,4 +1,4 @@
-"""Deployment hardening (README "Security"): `manage.py check --deploy` passes on production settings
+"""Deployment hardening (docs/security.md): `manage.py check --deploy` passes on production settings
 (plain environment and the Helm-rendered production environment), every silenced check has a written
 reason, dangerous configuration fails at start-up, HTTPS turns on secure cookies and HSTS, and every
 HTML and JSON route carries the browser-side headers (S1, S2)."""

@@ -541,7 +541,7 @@ class ThreatEventAdmin(HiddenTextMedia, TenantAdmin):
         return False
 
 
-# --- Alert ingestion: API keys and alert groups (README "Alert ingestion") ---------------------
+# --- Alert ingestion: API keys and alert groups (docs/ingestion.md) ---------------------
 
 
 class APIKeyForm(forms.ModelForm):

@@ -1,4 +1,4 @@
-"""The JSON API under /api (django-ninja). Documented in README "HTTP API" and at /api/docs.
+"""The JSON API under /api (django-ninja). Documented in docs/api.md and at /api/docs.
 
 Handlers are thin: authenticate, parse, call one service function, shape the answer.
 Errors are always JSON {"detail": ...}; input errors also name the `field` (and the valid values).

@@ -1,4 +1,4 @@
-"""API keys for machine clients (README "Alert ingestion", API keys).
+"""API keys for machine clients (docs/ingestion.md, API keys).
 
 A key reads `soc_<prefix>_<secret>`: the prefix (12 hex characters) is stored in clear to find the
 row; only a SHA-256 of the whole key is stored, compared in constant time. The key is shown once,

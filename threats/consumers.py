@@ -1,4 +1,4 @@
-"""The /ws consumer. Protocol: README "WebSocket protocol".
+"""The /ws consumer. Protocol: docs/websocket.md.
 
 Delivery: the consumer tracks the last seq it sent. A live event that skips ahead (another pod's
 event arrived first, or a push was lost) makes it read the missing events from the database and
@@ -387,7 +387,7 @@ class ThreatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=json.dumps(message))
 
 
-# The client messages a socket acts on (README "WebSocket protocol"); the tenant matrix
+# The client messages a socket acts on (docs/websocket.md); the tenant matrix
 # (tests/test_tenant_matrix.py) has a row for each.
 CLIENT_MESSAGES = {
     "ping": lambda consumer, message: consumer._heartbeat(),

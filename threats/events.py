@@ -1,4 +1,4 @@
-"""Broadcasting of ThreatEvents, always after commit. Documented in README "WebSocket protocol".
+"""Broadcasting of ThreatEvents, always after commit. Documented in docs/websocket.md.
 
 Each event goes to the channel-layer group `threats` (every /ws consumer on every pod) and, when
 Redis is configured, is PUBLISHed as JSON on the Redis channel `threats:events`. Both are pushes
@@ -76,7 +76,7 @@ def progress_group(threat_id):
 def push_progress(threat_id, *updates):
     """Tell the sockets watching one threat (`watch` message) how its agents are doing. Each update
     ({"agent": ..., "state": ..., more details}) is one `threat.progress` frame on the socket; all
-    of them go as one channel-layer message (README "WebSocket protocol"). Ephemeral: not an
+    of them go as one channel-layer message (docs/websocket.md). Ephemeral: not an
     event, no seq, not stored — the stored verdict and `threat.analyzed` are the truth."""
     group = progress_group(threat_id)
     if _may_have_listeners(group):

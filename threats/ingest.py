@@ -1,7 +1,7 @@
 """Alert ingestion: decode a batch, map each record with its format's importer, resolve the
 customer, skip what is already stored, group repeats, and store the rest in bulk through
 `services.do_create_threats`. Used by POST /api/ingest/{format} and `manage.py import_alerts`;
-documented in README "Alert ingestion".
+documented in docs/ingestion.md.
 
 - Idempotent on (customer, source, source_ref): a known alert answers `duplicate` with the stored
   id and is not analysed again. Never across customers: the same id sent for another customer is
@@ -47,7 +47,7 @@ from .choices import ActorKind, AnalysisStatus
 from .importers import IMPORTERS, ItemError, Skip
 from .models import Customer, Threat
 
-# Limits (README "Alert ingestion"). Each can be overridden by a Django setting of the same name.
+# Limits (docs/ingestion.md). Each can be overridden by a Django setting of the same name.
 DEFAULTS = {
     "INGEST_MAX_BODY_BYTES": 10 * 1024 * 1024,  # larger request bodies: 413
     "INGEST_MAX_BATCH": 1_000,  # more alerts in one request: 413
@@ -294,7 +294,7 @@ def _patterns(pairs):
 
 
 class CustomerResolver:
-    """The customer of an alert (README "Alert ingestion", customer rule):
+    """The customer of an alert (docs/ingestion.md, customer rule):
     1. a customer the alert names (generic `customer`, Wazuh `agent.labels.customer`, ECS
        `organization.name`), by slug or name;
     2. else the first INGEST_HOST_CUSTOMERS pattern matching the alert's agent/host/sensor name;

@@ -1,5 +1,5 @@
 """POST /api/ingest/{format} (API key) and GET /api/groups[/{id}] (session or API key).
-Mounted in threats/api.py; documented in README "Alert ingestion".
+Mounted in threats/api.py; documented in docs/ingestion.md.
 
 Answers: 202 with one result per item (valid items are stored even when others fail); 422 when
 every item failed; 400 for an unparseable body or an unknown format; 413 for a body over

@@ -1,6 +1,6 @@
 """Prometheus metrics: their definitions, the gauges read from the database, and `/metrics`.
 
-Every metric is listed with its meaning in README "Observability". Counters and histograms are
+Every metric is listed with its meaning in docs/observability.md. Counters and histograms are
 kept by prometheus_client in multiprocess mode (socproject/telemetry.py): a web pod's `/metrics`
 shows what its Daphne process did; a worker pod's metrics port shows what all its Celery children
 did. The triage gauges (open threats, threats requiring review, pending analyses) are counted in
@@ -219,7 +219,7 @@ def exposition():
 @never_cache
 @require_GET
 def metrics_view(request):
-    """Prometheus text format. No login: reachable only inside the cluster (README "Observability")."""
+    """Prometheus text format. No login: reachable only inside the cluster (docs/observability.md)."""
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,6 +1,6 @@
 """Project middleware: every /api/ answer stays JSON (including the 405 that django-ninja renders as
 plain text), every response carries a Content-Security-Policy (and HSTS when served over HTTPS),
-and the rate limits of README "Security" answer 429 with Retry-After."""
+and the rate limits of docs/security.md answer 429 with Retry-After."""
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
@@ -12,7 +12,7 @@ from . import apikeys, audit, hidden_text, ratelimit
 class TrustedProxyMiddleware:
     """Drops X-Forwarded-For and X-Forwarded-Proto unless the TCP peer is a trusted proxy
     (TRUSTED_PROXY_COUNT > 0 and REMOTE_ADDR in TRUSTED_PROXIES), before anything reads them: a
-    client reaching a pod directly names neither its address nor its scheme (README "Security")."""
+    client reaching a pod directly names neither its address nor its scheme (docs/security.md)."""
 
     HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO")
 
@@ -164,7 +164,7 @@ class WebSocketOriginValidator:
     (scheme, and the Host header, which must be one of ALLOWED_HOSTS) or one of WS_ALLOWED_ORIGINS,
     compared exactly after lower-casing and dropping default ports. A missing, `null`, malformed
     or repeated Origin, a sibling subdomain, the other scheme or another port is refused before
-    the consumer runs (cross-site WebSocket hijacking; README "Security"). Unlike
+    the consumer runs (cross-site WebSocket hijacking; docs/security.md). Unlike
     AllowedHostsOriginValidator it never depends on a wildcard-free ALLOWED_HOSTS."""
 
     def __init__(self, application):

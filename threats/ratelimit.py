@@ -1,4 +1,4 @@
-"""Rate limits that hold across pods, and the client address they are keyed on (README "Security").
+"""Rate limits that hold across pods, and the client address they are keyed on (docs/security.md).
 
 Counters live in the Django cache — django-redis in cluster mode, so every pod counts in the same
 Redis key — and are fixed windows: `add` creates the window's key with its expiry, `incr` is one

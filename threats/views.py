@@ -1,7 +1,7 @@
 """Server-rendered pages (overview, threat list, threat detail) and the health/readiness probes.
 
 Pages render everything from the database; the small JS file of each page then applies WebSocket
-events to what was rendered (README "Dashboard"). Alert-derived text is only ever escaped by the
+events to what was rendered (docs/dashboard.md). Alert-derived text is only ever escaped by the
 templates; links are built here, from validated ids, never from alert fields.
 """
 

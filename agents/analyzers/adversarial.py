@@ -134,7 +134,7 @@ def _geo_findings(threat):
 
 def _forwarding_findings(threat):
     """A forwarding header (X-Forwarded-For) that claims an internal or allow-listed client while the
-    connection came from outside: the client wrote it to borrow trust (README "Security")."""
+    connection came from outside: the client wrote it to borrow trust (docs/security.md)."""
     peer = signal.ip(signal.text(threat, "src_ip"))
     if peer is None or signal.is_internal(peer):
         return []

@@ -7,7 +7,7 @@ or counted here. The one exception is opt-in (AGENTS_SHARED_REPUTATION): how man
 confirmed one of this threat's indicators as malicious, as a bare count of at least two
 customers, which can only add risk.
 
-What an analyst's closure teaches is weighted (README "Agents"):
+What an analyst's closure teaches is weighted (docs/agents.md):
 - by how exactly it matches: same rule and entity 1, same entity 0.75, same rule 0.4, same type 0.2;
 - by recency: the weight halves every HALF_LIFE_DAYS (environments change: hosts are re-purposed,
   addresses re-assigned);
@@ -45,7 +45,7 @@ INDICATOR_FIELDS = ("hashes", "domains")
 AUTOMATION = (ClosedByKind.AGENT, ClosedByKind.RULE)
 DISMISSED = (Disposition.FALSE_POSITIVE, Disposition.BENIGN_TRUE_POSITIVE)
 
-# How much one closure teaches (README "Agents", docs/verdicts.md).
+# How much one closure teaches (docs/agents.md, docs/verdicts.md).
 MATCH = {"rule_and_entity": 1.0, "entity": 0.75, "rule": 0.4, "type": 0.2}
 HALF_LIFE_DAYS = 14
 ANALYST_CAP = 1.0

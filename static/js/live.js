@@ -1,4 +1,4 @@
-// The live connection to /ws (protocol: README "WebSocket protocol"), local times, and API calls.
+// The live connection to /ws (protocol: docs/websocket.md), local times, and API calls.
 // Reconnects with exponential backoff and full jitter, resuming from the last seq it saw
 // (/ws?after=N), so a page receives every event once and in order across disconnects.
 (function () {

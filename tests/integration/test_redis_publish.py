@@ -1,4 +1,4 @@
-"""The `threats:events` Redis channel (README "WebSocket protocol"): every stored event is
+"""The `threats:events` Redis channel (docs/websocket.md): every stored event is
 PUBLISHed once its transaction commits, in seq order, a batch's in one round trip; with Redis down
 the events are still stored and the failed pushes are counted. A real, private Redis."""
 

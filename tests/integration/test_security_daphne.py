@@ -1,4 +1,4 @@
-"""Security with real processes (README "Security"): two Daphne pods on a private Redis. A logout on
+"""Security with real processes (docs/security.md): two Daphne pods on a private Redis. A logout on
 pod A, or a deactivation by a management command in a third process, closes the user's socket on
 pod B within seconds; Daphne itself refuses a smuggled second Origin; oversized bodies and messages
 are refused over real sockets (chunked bodies without a Content-Length included)."""

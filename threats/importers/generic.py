@@ -1,4 +1,4 @@
-"""The project's own alert shape, for sources without an importer (README "Alert ingestion"):
+"""The project's own alert shape, for sources without an importer (docs/ingestion.md):
 
     {"id": "vpn-7781", "title": "Brute force against the VPN", "occurred_at": "2026-11-26T10:00:00Z",
      "customer": "acme-corp", "category": "vpn", "severity": "high", "rule": "vpn-bruteforce",

@@ -3,7 +3,7 @@
 
 Field reference: the Wazuh index template (`extensions/elasticsearch/7.x/wazuh-template.json`)
 and the alert samples in the Wazuh documentation. Rule level (0-15) becomes a severity hint
-through the INGEST_WAZUH_LEVELS table (README "Alert ingestion"); `rule.mitre.tactic` carries
+through the INGEST_WAZUH_LEVELS table (docs/ingestion.md); `rule.mitre.tactic` carries
 tactic names, which are turned into ids.
 """
 
