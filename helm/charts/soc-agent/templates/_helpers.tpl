@@ -187,7 +187,7 @@ checksum/values-secret: {{ toJson (list .Values.secrets .Values.externalDatabase
 `spec.replicas` of a Deployment with an optional HPA. Without the HPA: replicaCount. With it the
 field is left out, so `helm upgrade` never resets what the HPA chose; except on an upgrade that
 finds the live Deployment, which gets its live count: dropping a field the previous manifest set
-makes Kubernetes reset it to 1 (README "Upgrading"). Call with (dict "ctx" $ "component" "backend").
+makes Kubernetes reset it to 1 (helm/README.md "Upgrading"). Call with (dict "ctx" $ "component" "backend").
 */}}
 {{- define "soc-agent.replicas" -}}
 {{- $values := get .ctx.Values .component -}}
