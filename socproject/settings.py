@@ -127,6 +127,10 @@ DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 10, minimum=1)  # sec
 # (threats/shared_analytics.py); 0 computes them on every request.
 ANALYTICS_SHARE_SECONDS = env_float("ANALYTICS_SHARE_SECONDS", 1, minimum=0)
 REDIS_URL = env_str("REDIS_URL")
+# How long a user's permissions and customer scope may be served from Redis instead of three
+# queries a request; any change to them retires the entry at once on every pod (threats/grants.py).
+# Off without Redis: a process-local cache could not hear of another process's change.
+ACCESS_CACHE_SECONDS = env_float("ACCESS_CACHE_SECONDS", 60, minimum=0) if REDIS_URL else 0
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

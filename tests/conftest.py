@@ -55,6 +55,7 @@ def fast_settings(settings):
 
     shared_analytics.forget()
     settings.REDIS_URL = ""
+    settings.ACCESS_CACHE_SECONDS = 0  # tests/test_grants.py turns it on for itself
     settings.STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

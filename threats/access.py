@@ -14,14 +14,15 @@ scope send `force.close` to the user's own group (`user.<id>`), which every sock
 every pod has joined (pitfall 4 of the reliability anchors).
 """
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth import signals as auth_signals
 from django.contrib.auth.backends import ModelBackend
 from django.db import transaction
 from django.db.models import Q
-from django.db.models.signals import m2m_changed, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
-from . import audit, ratelimit
+from . import audit, grants, ratelimit
 from .models import APIKey, Customer, Threat, ThreatEvent, UserAccess
 
 VIEW_PERMISSION = "threats.view_threat"
@@ -52,7 +53,11 @@ def principal(request):
 def has_permission(who, permission):
     if isinstance(who, APIKey):
         return who.active and KEY_SCOPE_PERMISSIONS.get(permission) in (who.scopes or [])
-    return bool(who.is_active and who.has_perm(permission))
+    if not who.is_active:
+        return False
+    if who.is_superuser or not settings.ACCESS_CACHE_SECONDS:
+        return who.has_perm(permission)
+    return permission in _grants(who)[0]
 
 
 def check_permission(who, permission):
@@ -69,12 +74,24 @@ def customer_scope(who):
         return [who.customer_id] if who.customer_id else ALL_CUSTOMERS
     if who.is_superuser or not who.is_authenticated:
         return ALL_CUSTOMERS
+    if settings.ACCESS_CACHE_SECONDS:
+        return _grants(who)[1]
     if not hasattr(who, "_soc_customer_scope"):
-        access = UserAccess.objects.filter(user_id=who.pk).first()
-        who._soc_customer_scope = (
-            ALL_CUSTOMERS if access is None else list(access.customers.values_list("pk", flat=True))
-        )
+        who._soc_customer_scope = _read_scope(who)
     return who._soc_customer_scope
+
+
+def _read_scope(user):
+    access = UserAccess.objects.filter(user_id=user.pk).first()
+    return ALL_CUSTOMERS if access is None else list(access.customers.values_list("pk", flat=True))
+
+
+def _grants(user):
+    """(permission names, customer scope) of an active non-superuser, from the access cache
+    (threats/grants.py), read once per request."""
+    if not hasattr(user, "_soc_grants"):
+        user._soc_grants = grants.load(user, lambda u: (frozenset(u.get_all_permissions()), _read_scope(u)))
+    return user._soc_grants
 
 
 def scoped(queryset, who, field="customer_id"):
@@ -291,6 +308,30 @@ def _on_access_saved(sender, instance, raw=False, **kwargs):
         close_user_sockets(instance.user_id, "scope changed")
 
 
+def _forget_user(sender, instance, raw=False, **kwargs):
+    """A user's or a UserAccess row's save or deletion retires that user's cached grants."""
+    if not raw:
+        grants.forget(instance.user_id if isinstance(instance, UserAccess) else instance.pk)
+
+
+def _forget_everyone(sender, raw=False, **kwargs):
+    if not raw:
+        grants.forget()
+
+
+def _forget_related(sender, instance, action, pk_set=None, **kwargs):
+    """A membership changed from either side: a user's groups, permissions or customers, or a
+    group's permissions (then everyone in it, so everyone: groups are few and rarely edited)."""
+    if not _changed(action, pk_set):
+        return
+    if isinstance(instance, get_user_model()):
+        grants.forget(instance.pk)
+    elif isinstance(instance, UserAccess):
+        grants.forget(instance.user_id)
+    else:
+        grants.forget()
+
+
 def _on_admin_change(sender, instance, created=False, raw=False, **kwargs):
     if created and not raw:
         action = {1: "added", 2: "changed", 3: "deleted"}.get(instance.action_flag, str(instance.action_flag))
@@ -311,3 +352,18 @@ def connect_signals():
     m2m_changed.connect(_on_groups_changed, sender=user_model.groups.through, dispatch_uid="soc-user-groups")
     m2m_changed.connect(_on_scope_changed, sender=UserAccess.customers.through, dispatch_uid="soc-user-scope")
     post_save.connect(_on_access_saved, sender=UserAccess, dispatch_uid="soc-access-saved")
+    _connect_grant_signals(user_model)
+
+
+def _connect_grant_signals(user_model):
+    """Everything that decides a user's permissions or customers retires the cached grants."""
+    from django.contrib.auth.models import Group, Permission
+
+    for model in (user_model, UserAccess):
+        post_save.connect(_forget_user, sender=model, dispatch_uid=f"soc-grants-save-{model.__name__}")
+        post_delete.connect(_forget_user, sender=model, dispatch_uid=f"soc-grants-delete-{model.__name__}")
+    for model in (Group, Permission, Customer):
+        post_delete.connect(_forget_everyone, sender=model, dispatch_uid=f"soc-grants-delete-{model.__name__}")
+    for through in (user_model.groups.through, user_model.user_permissions.through,
+                    Group.permissions.through, UserAccess.customers.through):
+        m2m_changed.connect(_forget_related, sender=through, dispatch_uid=f"soc-grants-{through.__name__}")

@@ -102,6 +102,32 @@ def test_a_deactivation_by_another_process_closes_the_users_sockets_on_every_pod
         asyncio.run(_open(cluster, 1, session))
 
 
+def test_a_role_or_scope_change_by_another_process_counts_at_once_on_every_pod(cluster):
+    """The access cache (threats/grants.py) lives in the pods' shared Redis: both pods serve the
+    user's grants from it, and a change made by a third process retires them on both at once."""
+    cluster.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
+                   "u = get_user_model().objects.create_user('erin', password='pw-erin-12345'); "
+                   "from django.contrib.auth.models import Group; u.groups.add(Group.objects.get(name='analyst'))")
+    cookie = login(cluster.pod_url(0), "erin", "pw-erin-12345").cookie_header
+
+    def statuses(path="/api/threats?limit=1"):
+        return [_get_status(cluster.pod_url(pod) + path, cookie) for pod in (0, 1)]
+
+    def listed():
+        answers = [urllib.request.urlopen(urllib.request.Request(
+            cluster.pod_url(pod) + "/api/threats?limit=5", headers={"Cookie": cookie}), timeout=10) for pod in (0, 1)]
+        return [len(json.load(answer)["items"]) for answer in answers]
+
+    cluster.manage("shell", "-c", "from tests import factories; factories.make_threat(analyse=False)")
+    assert statuses() == [200, 200] and min(listed()) > 0  # both pods have cached erin's grants
+    cluster.manage("shell", "-c", "from threats.models import UserAccess; from django.contrib.auth import "
+                   "get_user_model; UserAccess.objects.create(user=get_user_model().objects.get(username='erin'))")
+    assert listed() == [0, 0]  # scoped to no customer: fails closed at once
+    cluster.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
+                   "get_user_model().objects.get(username='erin').groups.clear()")
+    assert statuses() == [403, 403]
+
+
 def _raw_handshake(cluster, pod, headers):
     """Send a WebSocket upgrade by hand (so headers can repeat); returns the status line."""
     port = cluster.pod_ports[pod]
