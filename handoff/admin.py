@@ -1,5 +1,5 @@
 """Webhook endpoints, their deliveries and the dead-letter list. Superusers only: an endpoint may
-receive every customer's threats, so a customer-scoped staff user must not see or add one."""
+receive every customer's threats and stories, so a customer-scoped staff user must not see or add one."""
 
 from django.contrib import admin, messages
 from django.db import models
@@ -20,14 +20,14 @@ class SuperuserOnly:
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(SuperuserOnly, admin.ModelAdmin):
-    list_display = ["name", "url", "analyzed_min_severity", "on_closed", "active"]
-    list_filter = ["active", "on_closed", "analyzed_min_severity"]
+    list_display = ["name", "url", "analyzed_min_severity", "on_closed", "story_flagged_min_severity", "active"]
+    list_filter = ["active", "on_closed", "analyzed_min_severity", "story_flagged_min_severity"]
     filter_horizontal = ["customers"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 class DeliveryAdmin(SuperuserOnly, admin.ModelAdmin):
-    list_display = ["created_at", "event", "endpoint", "threat_id", "status", "attempts", "last_status_code", "last_error"]
+    list_display = ["created_at", "event", "endpoint", "threat_id", "story_id", "status", "attempts", "last_status_code", "last_error"]
     list_filter = ["status", "event", "endpoint"]
     readonly_fields = [field.name for field in WebhookDelivery._meta.fields]
     actions = ["retry_now"]

@@ -22,8 +22,11 @@ class WebhookEndpoint(models.Model):
         max_length=10, choices=Severity.choices, blank=True,
         help_text="Send threat.analyzed for verdicts at or above this severity; empty = do not send.")
     on_closed = models.BooleanField(default=False, help_text="Send threat.closed when a threat is resolved or closed.")
+    story_flagged_min_severity = models.CharField(
+        max_length=10, choices=Severity.choices, blank=True, verbose_name="story flagged at or above severity",
+        help_text="Send story.flagged for attack stories at or above this severity; empty = do not send.")
     customers = models.ManyToManyField(Customer, blank=True, related_name="+",
-                                       help_text="Only these customers' threats; none selected = every customer.")
+                                       help_text="Only these customers' threats and stories; none selected = every customer.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -53,7 +56,10 @@ class WebhookDelivery(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=40)
-    threat_id = models.UUIDField(null=True, blank=True, help_text="The threat the event is about (kept if it is deleted).")
+    threat_id = models.UUIDField(null=True, blank=True, help_text=(
+        "The threat the event is about; for story.flagged, the alert that flagged the story (kept if it is deleted)."))
+    story_id = models.PositiveBigIntegerField(null=True, blank=True,
+                                              help_text="The story a story.flagged event is about (kept if it is deleted).")
     payload = models.JSONField()
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)

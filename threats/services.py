@@ -315,7 +315,7 @@ def do_record_analyses(analyses):
 def _record_story_flags(flagged, actor=COORDINATOR, at_hand=()):
     """A `story.flagged` event for each story that just progressed to a later kill-chain stage, on
     the alert that took it there (read unless `at_hand`): stored and delivered per customer like
-    every event (docs/stories.md)."""
+    every event (docs/stories.md), and a webhook delivery for each endpoint subscribed to it."""
     if not flagged:
         return
     threats = {str(threat.pk): threat for threat in at_hand}
@@ -325,6 +325,7 @@ def _record_story_flags(flagged, actor=COORDINATOR, at_hand=()):
         threats.update({str(pk): threat for pk, threat in found.items()})
     _record_each([(threats[threat_id], {"story": stitching.flag_payload(story)})
                   for story, threat_id in flagged if threat_id in threats], stitching.FLAGGED_EVENT, actor)
+    outbox.stories_flagged([story for story, _threat_id in flagged])  # webhooks (handoff/)
     severities = [story.severity or "LOW" for story, _threat_id in flagged]
     transaction.on_commit(lambda: _count_story_flags(severities), robust=True)  # only what was stored
 

@@ -1,6 +1,7 @@
 """Webhook deliveries to a real local HTTP receiver (a server thread) that fails, times out and
 recovers (issue 21 item 4): retries with back-off until delivered; attempts used up make a dead
-letter, which the admin's "retry now" delivers. The embedded in-process sender runs them."""
+letter, which the admin's "retry now" delivers; a flagged attack story is delivered like a threat
+event. The embedded in-process sender runs them."""
 
 import json
 import threading
@@ -11,7 +12,9 @@ import pytest
 
 from handoff import signing
 from handoff.models import DeadLetter, WebhookDelivery, WebhookEndpoint
+from stories.models import Story
 from tests import factories
+from tests.test_story_webhooks import EXECUTION, INITIAL, analysed
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 SECRET = "receiver-secret"
@@ -110,3 +113,23 @@ def test_used_up_attempts_make_a_dead_letter_that_retry_now_delivers(webhook_set
     finally:
         receiver.close()
     assert delivered.pk == dead.pk and len(receiver.seen) == 4 and not DeadLetter.objects.exists()
+
+
+def test_a_flagged_story_is_delivered_signed_after_a_failed_attempt(webhook_settings):
+    receiver = Receiver([503], then=200)
+    try:
+        customer = factories.make_customer(name="Acme")
+        WebhookEndpoint.objects.create(name="soar", url=receiver.url, secret=SECRET, story_flagged_min_severity="HIGH")
+        analysed(customer, 0, [INITIAL])
+        second = analysed(customer, 10, [EXECUTION])  # commits: the flag and its delivery row together
+        delivered = _wait_for(lambda: _delivery("delivered"))
+    finally:
+        receiver.close()
+    story = Story.objects.get(customer=customer, entity="db-7")
+    assert delivered.event == "story.flagged" and delivered.attempts == 2 and delivered.last_status_code == 200
+    assert (delivered.story_id, delivered.threat_id) == (story.pk, second.pk) and len(receiver.seen) == 2
+    _, headers, body = receiver.seen[-1]
+    assert signing.verify(SECRET, body, headers["X-SOC-Timestamp"], headers["X-SOC-Signature"])
+    payload = json.loads(body)
+    assert (payload["event"], payload["kind"], payload["story"]["id"]) == ("story.flagged", "story", story.pk)
+    assert headers["X-SOC-Event"] == "story.flagged" and headers["X-SOC-Delivery"] == str(delivered.pk) == payload["id"]
