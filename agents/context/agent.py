@@ -52,12 +52,15 @@ DENIAL = re.compile(
     r"|\b(should|must)\s+(not|never)\b|\bprohibited\b|\bforbidden\b"
     r"|\bno\s+(approved|authori[sz]ed|sanctioned|permitted)\b"
     r"|\b(has|have)\s+no\s+business\b|\bno\s+(one|human|user|person|staff|employee)s?\s+(uses?|logs?|signs?)\b"
+    r"|\bnobody\s+(uses?|logs?|signs?|runs?|needs?)\b"
     r"|\bnever\s+(be\s+)?[a-z]{3,}\b|\b(has|have)\s+no\s+[\w-]+\s+(rights|access|permissions?|privileges?)\b"
     r"|\bis\s+not\s+an?\s+[\w-]+\s+(account|host|server|tool)\b",
     re.I)
 # "WinRM from any other source is not approved" approves the source the note names: a denial of
-# everything else is an approval of what it excepts.
-EXCEPTING = re.compile(r"\b(any\s+other|all\s+other|other\s+than|else|elsewhere|except|besides|apart\s+from)\b", re.I)
+# everything else is an approval of what it excepts. "Dropbox or any other file-sharing service"
+# extends the denial instead.
+EXCEPTING = re.compile(r"(?<!\bor\s)(?<!\bnor\s)(?<!\band\s)\b(any\s+other|all\s+other)\b|"
+                       r"\b(other\s+than|else|elsewhere|except|besides|apart\s+from)\b", re.I)
 # `context_restricts`: a note that states a rule — who may act, from where, on what condition ("used
 # only from the jump host", "require an approved change", "need a ticket") — approves no particular
 # event: it neither explains an alert nor, by itself, accuses it. "…or approved changes" is such a

@@ -144,7 +144,7 @@ class _Analysis:
         if name == "suspicious_execution" and "in a container" in str(entry.get("detail", "")):
             return ["T1609"]  # Container Administration Command
         named = re.findall(r"\((T\d{4}(?:\.\d{3})?)\)", str(entry.get("detail", "")))
-        if name in ("suspicious_execution", "privilege_escalation") and named:  # the rule names what it saw
+        if name in ("suspicious_execution", "privilege_escalation", "command_and_control") and named:  # the rule names what it saw
             return named + (["T1059.004"] if "in a shell" in entry["detail"] else [])
         if name in ("suspicious_execution", "lateral_movement") and "WMI" in str(entry.get("detail", "")):
             return ["T1047"]  # Windows Management Instrumentation ran it
@@ -421,6 +421,8 @@ class _Analysis:
                     or name in HOSTILE and entry.get("inferred") and not entry.get("tagged") and not failed]
         if "login_success" in self.found and {"brute_force", "password_spraying", "credential_stuffing"} & set(self.found):
             evidence.append("a successful login among repeated failures")
+        if str(self.found.get("password_spraying", {}).get("detail", "")).startswith("failed logins on "):
+            evidence.append("failed logins on many accounts from one source")  # no one mistypes many people's passwords
         return evidence
 
     def _finish(self, result):

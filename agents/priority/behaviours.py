@@ -84,6 +84,7 @@ POLICIES = {
     # A password or login crossing the network in the clear: anyone on the path can take it.
     "credential_exposure": P("credential_access", ATTEMPT, "MEDIUM", attempt_floor="MEDIUM"),
     "remote_access_tool": P("command_and_control", ATTEMPT, "MEDIUM", techniques=("T1219",)),
+    "dynamic_dns": P("command_and_control", ATTEMPT, "MEDIUM", techniques=("T1568",), attempt_floor="MEDIUM"),
     "indicator_match": P("threat_intel", ATTEMPT, "MEDIUM", floor="MEDIUM"),
     "automation": P("bot_traffic", ATTEMPT, "MEDIUM", techniques=("T1499.003",)),
     "rate_abuse": P("rate_limit_breach", ATTEMPT, "MEDIUM", techniques=("T1499.003",)),

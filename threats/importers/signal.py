@@ -68,6 +68,7 @@ BEHAVIOURS = {
     "anonymising_proxy": "traffic through Tor or an anonymising proxy network",
     "web_shell": "a script dropped where the web server would run it",
     "remote_access_tool": "remote-access software (AnyDesk, TeamViewer, ngrok) in use",
+    "dynamic_dns": "a name under a free dynamic-DNS provider looked up or reached (where C2 often lives)",
     "reputation_match": "traffic with an address on a reputation block list",
     "indicator_match": "a threat-intelligence indicator matched",
     "automation": "automated (bot) traffic against an application",

@@ -170,6 +170,8 @@ RULESET_CATEGORIES = {
 SUBJECTS = [
     ("anonymising_proxy", re.compile(r"\btor\b", re.I)),
     ("resource_hijacking", re.compile(r"\b(crypto ?currency miner|coin ?miner|stratum|xmrig)\b", re.I)),
+    # A free dynamic-DNS provider's names (ET INFO DYNAMIC_DNS rules): where commodity C2 lives (T1568).
+    ("dynamic_dns", re.compile(r"\bdynamic[_ ]?dns\b|\bddns\b", re.I)),
     ("remote_access_tool", re.compile(r"\b(anydesk|teamviewer|screenconnect|splashtop|logmein|rustdesk|ammyy|"
                                       r"atera|remote ?utilities|connectwise control)\b", re.I)),
     # Post-exploitation frameworks a JA3/JA4 or user-agent rule recognises: their traffic is their C2.

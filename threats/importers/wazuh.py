@@ -175,8 +175,14 @@ READER_HOMES = re.compile(r"^c:\\(windows\\system32\\|programdata\\microsoft\\wi
 # A failed login as sshd, PAM, su, login and Windows write it in the log lines Wazuh keeps.
 FAILED_LOGIN = re.compile(r"failed password|invalid user|authentication failure|failed publickey|failed login|"
                           r"login failed|an account failed to log on|logon failure", re.I)
+CRONTAB_REPLACED = re.compile(r"\bcrontab\[\d+\]:\s+\(([^)\s]+)\)\s+REPLACE\s+\(")
 SYSCHECK_TYPES = {"added": "creation", "modified": "change", "deleted": "deletion"}
 SYSMON_DETECTIONS = re.compile(r"^sysmon_eid\d+_detections$")
+# The account each earlier failure was for (Windows 4625 targetUserName, sshd "for <user> from"): many
+# accounts from one source is spraying, which nobody's mistyped password explains.
+FAILED_EVENT = re.compile(r'"eventID"\s*:\s*"(4625|4771|4776)"')
+TRIED_ACCOUNT = re.compile(r'"targetUserName"\s*:\s*"([^"]{1,100})"|\bfor\s+(?:invalid\s+user\s+)?([^\s"]{1,100})\s+from\b')
+SPRAYED_ACCOUNTS = 5
 REPEATED_FAILURES = 3  # failed logins before a success that make it guessing, not a mistyped password
 RUN_KEYS = re.compile(r"\\(currentversion\\(run|runonce|policies\\explorer\\run)|winlogon\\(userinit|shell))\b", re.I)
 
@@ -205,6 +211,7 @@ def signal(doc, level):
         if group in GROUP_BEHAVIOURS:
             name, outcome = GROUP_BEHAVIOURS[group]
             built.behaviour(name, "rule.groups", group).set("outcome", outcome, "rule.groups")
+    _crontab(built, groups, log)
     if "virustotal" in groups and str(dig(data, "virustotal.malicious")) == "1":
         built.behaviour("malware", "data.virustotal.malicious", f"{dig(data, 'virustotal.positives')} engines")
         built.measure("detections", dig(data, "virustotal.positives"), "data.virustotal.positives")
@@ -264,6 +271,10 @@ def _failures_before(built, previous):
     failed = [line for line in lines[:200] if FAILED_LOGIN.search(line)]
     if len(failed) >= REPEATED_FAILURES:
         built.behaviour("brute_force", "previous_output", f"{len(failed)} failed logins before it")
+    accounts = {(match.group(1) or match.group(2)).lower() for line in lines[:200] if FAILED_LOGIN.search(line) or FAILED_EVENT.search(line)
+                for match in [TRIED_ACCOUNT.search(line)] if match}
+    if len(accounts) >= SPRAYED_ACCOUNTS:
+        built.behaviour("password_spraying", "previous_output", f"failed logins on {len(accounts)} accounts before it")
 
 
 def _palo_alto_threat(built, data):
@@ -325,6 +336,15 @@ def _execve(doc):
         return ""
     parts = [str(args[f"a{i}"]) for i in range(64) if isinstance(args.get(f"a{i}"), (str, int))]
     return " ".join(parts)[:8_192]
+
+
+def _crontab(built, groups, log):
+    """cron's own log line for a crontab installed (`crontab[pid]: (who) REPLACE (owner)`): a program
+    set to run again on a schedule, written by `who` (T1053.003)."""
+    found = CRONTAB_REPLACED.search(log[:2_000]) if "cron" in groups else None
+    if found:
+        built.behaviour("persistence", "full_log", "cron")
+        built.account("writer", found.group(1)[:150], "full_log")
 
 
 def _audit(built, data):
