@@ -260,7 +260,7 @@ def decide(threat, found=None, ran=None):
     risk, factors = rules.risk_score(severity, adjustments), moves + adjustments
     confidence = _confidence(results, scan)
     reasons = rules.review_reasons(threat, severity, fp, scan, runs, attack_evidence, priority.get("techniques", []),
-                                     results["historical"].data if "historical" in results else {})
+                                     results["historical"].data if "historical" in results else {}, moves)
     plan = response.plan(threat, severity, fp, scan)
     telemetry.step("response")
     clock.mark(timezone.now(), "response_planned",

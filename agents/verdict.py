@@ -58,7 +58,7 @@ def severity(threat, fp, attack_evidence, results, scan):
         cited = [e for i in fp["indicators"] if i["weight"] > 0 for e in i["evidence"]]
         state.move(lower(state.band, "LOW"), "explained", f"{fp['recommendation'].replace('_', ' ')}"
                    + (", authorised by a record naming this alert" if attack_evidence else " and no attack evidence")
-                   + ": not a threat to act on", cited or ["false_positive"], "cap")
+                   + ": not a threat to act on", cited or ["false_positive"], "cap", keep=True)
     # Only an approval that names this alert (a business item keyed to its entities, a change of its very
     # service or host) authorises an administrator's action; a trusted source or a history does not.
     authorised = explained and fp["recommendation"] == "likely_benign_true_positive" and \
@@ -628,7 +628,7 @@ def risk_score(band, adjustments):
 # --- Human review (docs/verdicts.md "Human review: explicit rules") ------------------------------
 
 
-def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, history):
+def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, history, moves=()):
     """The review rules that fire, each as "rule: why"."""
     model, reasons = signal.model(threat), []
     prior = (model.get("severity") or {}).get("level")
@@ -653,10 +653,14 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
     burst = (history or {}).get("closure_burst")
     if burst:
         reasons.append(historical.review_reason(burst))
-    if dismissed and prior in ("HIGH", "CRITICAL"):
+    # `explained_on_record`: lowered because an approval or analysts' closures of this very activity
+    # explain it, the disagreement with the source is answered on the threat; on our reading of the
+    # content alone (a cap, a disproof), a human confirms once.
+    on_record = dismissed and band == "LOW" and any(move.get("rule") == "explained" for move in moves)
+    if dismissed and prior in ("HIGH", "CRITICAL") and not on_record:
         fire("dismissing_source_severity", f"called {fp['recommendation'].replace('_', ' ')} but the source rated "
                                            f"it {prior}")
-    if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2:  # even for a good reason: a human confirms once
+    if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2 and not on_record:
         fire("severity_disagreement", f"the source rated it {prior}, the policy {band}")
     if not model["behaviours"] and not techniques and not (dismissed and band == "LOW"):  # explained: known enough
         fire("unclassified", f"no behaviour and no ATT&CK technique recognised in {threat.threat_type[:60]!r}")

@@ -2375,3 +2375,21 @@ def test_failures_on_many_accounts_from_one_source_are_a_spray_history_cannot_ex
     assert "T1110.003" in _techniques(threat)
     assert threat.severity == "MEDIUM"
     assert threat.false_positive["recommendation"] not in ("likely_false_positive", "likely_benign_true_positive")
+
+
+@pytest.mark.parametrize("approved,review", [(True, False), (False, True)])
+def test_a_high_source_settled_low_by_an_approval_on_record_needs_no_second_look(customer, approved, review):
+    """`explained_on_record`: an approval naming the scanner answers the disagreement with the IDS's
+    HIGH on the threat itself; overruled on the content alone (an inbound scan is at most LOW), a
+    human confirms the overruling once (`dismissing_source_severity`, `severity_disagreement`)."""
+    if approved:
+        ContextItem.objects.create(customer=customer, kind="business", title="Quarterly external scan SEC-2291",
+                                   body="The contracted vulnerability scan runs from 198.51.100.141 tonight.",
+                                   keywords=["198.51.100.141"], valid_from=datetime(2026, 1, 1, tzinfo=UTC))
+    record = _eve("ET SCAN Nmap Scripting Engine User-Agent Detected (Nmap Scripting Engine)", "Attempted Information Leak",
+                  "198.51.100.141", "10.10.5.20", severity=1)
+    threat, = factories.ingest_records("suricata", [record], customer)
+    reasons = [r.split(":")[0] for r in threat.review_reasons]
+    assert threat.severity == "LOW"
+    assert threat.requires_human_review is review
+    assert ("dismissing_source_severity" in reasons or "severity_disagreement" in reasons) is review

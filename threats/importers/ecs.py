@@ -17,6 +17,10 @@ from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_
 
 SOURCE = "ecs"
 RISK_BANDS = [(74, Severity.CRITICAL), (48, Severity.HIGH), (22, Severity.MEDIUM), (0, Severity.LOW)]
+# The account as an integration names it, for the ES|QL rules that keep the integration's own column
+# instead of ECS user.name (Entra ID sign-ins, Okta system log, ES|QL aggregations).
+INTEGRATION_USERS = ("azure.signinlogs.properties.user_principal_name", "okta.actor.alternate_id",
+                     "Esql.user_name_values")
 RULE_THREAT = ("kibana.alert.rule.threat", "signal.rule.threat", "rule.threat")
 
 
@@ -27,8 +31,9 @@ def parse(item):
     if timestamp is None:
         raise ItemError("@timestamp", "An ECS document has an `@timestamp`.")
     rule_name = read.text("kibana.alert.rule.name", "signal.rule.name", "rule.name", limit=200, name="rule.name")
-    # okta.client.ip: an ES|QL rule over the Okta integration keeps the column it grouped by.
-    src_ip = read.ip("source.ip", "client.ip", "okta.client.ip", name="src_ip")
+    # okta.client.ip: an ES|QL rule over the Okta integration keeps the column it grouped by; ES|QL
+    # aggregations name theirs Esql.<field>_values (the first value is the source named).
+    src_ip = read.ip("source.ip", "client.ip", "okta.client.ip", "Esql.source_ip_values", name="src_ip")
     host = read.text("host.name", "host.hostname", name="host")
     title = rule_name or read.text("kibana.alert.reason", "message", "event.action", limit=200, name="title")
     rule = read.text("kibana.alert.rule.uuid", "kibana.alert.rule.rule_id", "signal.rule.id", "rule.uuid", "rule.id",
@@ -48,7 +53,8 @@ def parse(item):
             "src_port": read.port("source.port", "client.port", name="src_port"),
             "dst_port": read.port("destination.port", "server.port", name="dst_port"),
             "proto": read.transport("network.transport"),
-            "user": read.text("user.name", "user.target.name", "kubernetes.audit.user.username", name="user"),
+            "user": read.text("user.name", "user.target.name", "kubernetes.audit.user.username", *INTEGRATION_USERS,
+                              name="user"),
             "host": host,
             "user_agent": read.text("user_agent.original", name="user_agent"),
             "urls": read.strings("url.full", "url.original", limit=2_048, name="urls"),
