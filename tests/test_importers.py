@@ -235,6 +235,7 @@ def test_emerging_threats_own_rating_bounds_the_eve_severity(rating, band):
     ("ET POLICY Python-urllib/ Suspicious User Agent", "Attempted Information Leak",
      ["policy_violation", "recon_probe"]),  # no subject that is a behaviour
     ("Local rule about tor and stratum", "Misc activity", ["informational"]),  # not an ET subject: words alone
+    ("ET INFO DYNAMIC_DNS Query to *.duckdns. Domain", "Misc activity", ["informational", "dynamic_dns"]),
 ])
 def test_the_rule_set_category_and_a_policy_rule_s_subject_are_behaviours(signature, category, shown):
     item = json.loads(json.dumps(EVE[1]))
@@ -462,3 +463,24 @@ def test_the_acting_identity_of_cloudtrail_and_kubernetes_audit_is_the_user():
                                                 "user": {"username": "system:serviceaccount:shop:api"}}}})
     assert trail.observables["user"] == "j.mercer"
     assert audit.observables["user"] == "system:serviceaccount:shop:api"
+
+
+@pytest.mark.parametrize("action,error,prevented", [("Quarantine", "0x00000000", True), ("Allow", "0x00000000", False),
+                                                    ("Quarantine", "0x80508023", None), (None, None, None)])
+def test_a_defender_detection_that_states_its_action_says_whether_it_was_stopped(action, error, prevented):
+    event = {"threat Name": "Trojan:Win32/LummaStealer.RPZ!MTB", "path": "file:_C:\\Users\\c\\Downloads\\v.exe"}
+    if action:
+        event.update({"action Name": action, "error Code": error})
+    item = {"timestamp": "2026-12-03T22:48:31.000+0000", "id": "d-1", "agent": {"id": "7", "name": "lt-0457"},
+            "rule": {"level": 12, "id": "62123", "description": "Windows Defender: detected", "groups": ["windows_defender"]},
+            "data": {"win": {"system": {"eventID": "1116", "providerName": "Microsoft-Windows-Windows Defender"},
+                             "eventdata": event}}}
+    assert wazuh.parse(item).signal.get("prevented") is prevented
+
+
+def test_an_es_ql_alert_s_aggregated_columns_name_its_source_and_account():
+    item = {"@timestamp": "2026-12-04T05:31:00.000Z", "kibana.alert.rule.name": "Entra ID Impossible Travel Sign-in",
+            "kibana.alert.severity": "high", "Esql.source_ip_values": ["198.51.100.166", "192.0.2.10"],
+            "azure.signinlogs.properties.user_principal_name": "m.byrne@example.com"}
+    alert = ecs.parse(item)
+    assert alert.observables["src_ip"] == "198.51.100.166" and alert.observables["user"] == "m.byrne@example.com"

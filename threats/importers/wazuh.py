@@ -176,6 +176,7 @@ READER_HOMES = re.compile(r"^c:\\(windows\\system32\\|programdata\\microsoft\\wi
 FAILED_LOGIN = re.compile(r"failed password|invalid user|authentication failure|failed publickey|failed login|"
                           r"login failed|an account failed to log on|logon failure", re.I)
 CRONTAB_REPLACED = re.compile(r"\bcrontab\[\d+\]:\s+\(([^)\s]+)\)\s+REPLACE\s+\(")
+DEFENDER_STOPS = {"quarantine", "remove", "clean", "block"}  # Defender's actions that stop the file running
 SYSCHECK_TYPES = {"added": "creation", "modified": "change", "deleted": "deletion"}
 SYSMON_DETECTIONS = re.compile(r"^sysmon_eid\d+_detections$")
 # The account each earlier failure was for (Windows 4625 targetUserName, sshd "for <user> from"): many
@@ -395,7 +396,22 @@ def _defender(built, event_id, win=None):
     if event_id in DEFENDER_EVENTS:
         name, stopped = DEFENDER_EVENTS[event_id]
         built.behaviour(name, "data.win.system.eventID", f"Defender event {event_id}")
+        taken = _defender_action(dig(win or {}, "eventdata"))
+        if stopped is None and taken:  # a detection that states the action it took
+            built.set("prevented", taken in DEFENDER_STOPS, "data.win.eventdata.action Name")
         built.set("prevented", stopped, "data.win.system.eventID")
+
+
+def _defender_action(event):
+    """Defender's `Action Name` (Quarantine, Remove, Clean, Block, Allow…) when it reports no error.
+    Windows' own field names carry spaces ("action Name"); compared without them."""
+    if not isinstance(event, dict):
+        return ""
+    fields = {re.sub(r"\W", "", str(key)).lower(): value for key, value in event.items()}
+    error = str(fields.get("errorcode") or "0").lower()
+    if error.strip("0x") not in ("",):
+        return ""
+    return str(fields.get("actionname") or "").strip().lower()
 
 
 def _sysmon(built, event_id, event):
