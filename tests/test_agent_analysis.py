@@ -2393,3 +2393,18 @@ def test_a_high_source_settled_low_by_an_approval_on_record_needs_no_second_look
     assert threat.severity == "LOW"
     assert threat.requires_human_review is review
     assert ("dismissing_source_severity" in reasons or "severity_disagreement" in reasons) is review
+
+
+@pytest.mark.parametrize("path,lured", [
+    ("file:_C:\\\\Users\\\\l.brandt\\\\Downloads\\\\Remittance_Advice_2611.exe", True),  # escaped as event logs do
+    ("C:\\Users\\j.doe\\AppData\\Local\\Microsoft\\Windows\\INetCache\\Content.Outlook\\X1\\inv.exe", True),
+    ("C:\\Windows\\Temp\\svc.exe", False),
+])
+def test_malware_in_what_the_user_downloaded_or_saved_is_a_malicious_file_put_before_them(path, lured):
+    alert = _wazuh_alert(f"av-{lured}-{len(path)}", "62123", 12, "Windows Defender: detected", ["windows_defender"],
+                         agent="lt-0457", data={"win": {"system": {"eventID": "1116",
+                                                                   "providerName": "Microsoft-Windows-Windows Defender"},
+                                                        "eventdata": {"threat Name": "Trojan:Win32/Wacatac.B!ml",
+                                                                      "path": path}}})
+    threat, = _ingest("wazuh", alert)
+    assert ("T1204.002" in _techniques(threat)) is lured

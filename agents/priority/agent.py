@@ -211,6 +211,8 @@ class _Analysis:
         if name == "malware" and self._network() and content.is_outbound(self.threat) and \
                 "resource_hijacking" not in self.found:  # a miner's pool traffic is its work, not its C2
             return [self._c2_technique()]  # an infected host's own traffic out is its command channel
+        if name == "malware" and USER_DOWNLOADS.search(str(self.model.get("file") or "")):
+            return ["T1204.002"]  # a file the user fetched or saved: a malicious file put before the user
         return list(POLICIES[name].techniques) if name in POLICIES else []
 
     def _network(self):
@@ -461,6 +463,9 @@ class _Analysis:
         return result
 
 
+# Where a user's own downloads and saved attachments land (Windows and macOS).
+USER_DOWNLOADS = re.compile(r"[\\/]+users[\\/]+[^\\/]+[\\/]+(downloads|desktop)[\\/]|\\+content\.outlook\\|"
+                            r"\\+inetcache\\", re.I)  # separators doubled as Windows event logs escape them
 PERSISTENCE_TECHNIQUES = {"registry run key": "T1547.001", "autostart registry key": "T1547.001",
                           "startup folder": "T1547.001", "cron": "T1053.003", "systemd unit": "T1543.002",
                           "ssh authorized keys": "T1098.004", "init script": "T1037.004"}

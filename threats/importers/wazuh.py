@@ -397,6 +397,8 @@ def _defender(built, event_id, win=None):
         name, stopped = DEFENDER_EVENTS[event_id]
         built.behaviour(name, "data.win.system.eventID", f"Defender event {event_id}")
         taken = _defender_action(dig(win or {}, "eventdata"))
+        path = str(dig(win or {}, "eventdata.path") or "")
+        built.set("file", re.sub(r"^file:_", "", path)[:1000], "data.win.eventdata.path")
         if stopped is None and taken:  # a detection that states the action it took
             built.set("prevented", taken in DEFENDER_STOPS, "data.win.eventdata.action Name")
         built.set("prevented", stopped, "data.win.system.eventID")
