@@ -1517,6 +1517,7 @@ def test_a_pan_os_threat_log_says_what_the_firewall_recognised_and_whether_it_st
     ("Backups go to the on-premises repository. Nobody uses Dropbox or any other file-sharing service from it.",
      "denies"),  # "or any other" extends the denial; it excepts nothing
     ("Nobody uses RDP from any other host than the jump host.", "explains"),  # the excepted host is approved
+    ("Corporate hosts on 10.20.0.0/16 have no route to the field network by design.", "denies"),
 ])
 def test_a_note_that_states_a_rule_approves_no_event(customer, body, reads):
     """`context_restricts`: who may act, from where, on what condition — a rule, not an approval: it

@@ -54,6 +54,7 @@ DENIAL = re.compile(
     r"|\b(has|have)\s+no\s+business\b|\bno\s+(one|human|user|person|staff|employee)s?\s+(uses?|logs?|signs?)\b"
     r"|\bnobody\s+(uses?|logs?|signs?|runs?|needs?)\b"
     r"|\bnever\s+(be\s+)?[a-z]{3,}\b|\b(has|have)\s+no\s+[\w-]+\s+(rights|access|permissions?|privileges?)\b"
+    r"|\b(has|have)\s+no\s+(network\s+)?(route|path|connectivity)\b"
     r"|\bis\s+not\s+an?\s+[\w-]+\s+(account|host|server|tool)\b",
     re.I)
 # "WinRM from any other source is not approved" approves the source the note names: a denial of
