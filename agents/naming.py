@@ -2,7 +2,7 @@
 
 Change tickets (infra events) and business notes (context items) are written in prose: "pushes the
 CU to EDU-SQL-01..04", "scanner 192.0.2.10", "adm.pkhan deploys". A name counts when it stands whole
-in the text, or (a host) inside a numbered range of names or a fleet named by prefix (edu-*); short
+in the text, or (a host) inside a numbered range of names, a decade of them (sql-1x) or a fleet named by prefix (edu-*); short
 names (db, ws1) occur in any text.
 """
 
@@ -24,6 +24,8 @@ RANGE = re.compile(r"\b([a-z][a-z0-9_.-]*?)(\d+)\s*(?:\.\.|–|\bto\b)\s*(?:\1)?
 # A fleet as tickets write it: "all edu-* servers", "HCP-WS-RAD-*": a prefix ending at a separator.
 WILDCARD = re.compile(r"(?<![\w.-])([a-z][a-z0-9_.-]*[-_.])\*")
 MIN_PREFIX = 4
+# A decade of numbered hosts as tickets write it: "the GF-SQL-1x collection" (GF-SQL-10 … GF-SQL-19).
+DECADE = re.compile(r"(?<![\w.-])([a-z][a-z0-9_.-]*\d)x(?![\w-])")
 # The product folder a Windows program runs from ("C:\\Program Files\\Zabbix Agent 2\\zabbix_agent2.exe"), and
 # the program whose configuration a Linux file is (/etc/nginx/sites-enabled/app.conf).
 PRODUCT_FOLDER = re.compile(r"program files(?: \(x86\))?\\([^\\\"]+)\\", re.I)
@@ -69,6 +71,9 @@ def names_host(host, found, text):
     if any(len(c) >= MIN_NAME and c in found for c in candidates):
         return True
     if any(len(p) >= MIN_PREFIX and c.startswith(p) for p in WILDCARD.findall(text) for c in candidates):
+        return True
+    if any(len(p) >= MIN_PREFIX and re.fullmatch(re.escape(p) + r"\d", c) for p in DECADE.findall(text)
+           for c in candidates):
         return True
     for prefix, low, high in RANGE.findall(text):
         for candidate in candidates:

@@ -247,6 +247,8 @@ def test_an_approved_change_naming_the_host_settles_administration_but_not_crede
     ("The infrastructure team pushes the SQL CU to LMS-DB-01..04 with PsExec tonight.", True),
     ("Patching of lms-db-02 from jump-01 is approved for tonight.", True),
     ("The infrastructure team pushes the SQL CU to lms-db-05..08 with PsExec tonight.", False),
+    ("ConfigMgr pushes the SQL CU to the LMS-DB-0x collection tonight.", True),  # a decade: lms-db-00 … 09
+    ("ConfigMgr pushes the SQL CU to the LMS-DB-1x collection tonight.", False),
 ])
 def test_a_business_note_without_keywords_that_names_the_host_is_about_this_alert(customer, body, names):
     """Analysts write notes in prose: a note naming the alert's host (whole or in a range) counts as a
