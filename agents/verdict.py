@@ -7,6 +7,7 @@ success outranks "it was only an attempt". Every move is returned for the threat
 """
 
 import re
+import urllib.parse
 from dataclasses import dataclass
 
 from django.utils.dateparse import parse_datetime
@@ -411,6 +412,16 @@ def _attack_response(threat):
     return "ATTACK_RESPONSE" in str(entry.get("detail")) or "ATTACK_RESPONSE" in (threat.title or "")
 
 
+def _page_quotes_output(threat, model):
+    """A whole HTML page (PAGE_BYTES or more) answering a request with no attack payload in its URL (no
+    shell syntax either) or user agent: a shell's answer to an injected command is a few hundred bytes."""
+    size = signal.measure(threat, "response_bytes")
+    urls = [urllib.parse.unquote_plus(url) for name in ("urls", "endpoint") for url in signal.values(threat, name)]
+    return str(model.get("content_type") or "").startswith("text/html") and isinstance(size, (int, float)) \
+        and size >= PAGE_BYTES and not model.get("url_payloads") and not any(SHELL_SYNTAX.search(u) for u in urls) \
+        and not SHELLSHOCK.search(signal.text(threat, "user_agent"))
+
+
 def _words_only(name, threat, model):
     """A web attack only a coarse rule states (Wazuh's stock rules match words such as 'select' and
     'union' in a URL), whose URL we read and found no payload in: a match, not an attempt shown."""
@@ -425,6 +436,9 @@ DUAL_USE_TECHNIQUES = {"T1572", "T1105"}
 ENDPOINT_CATEGORIES = {"process", "file", "library", "registry", "driver"}
 STALE_DAYS = 365
 FEW_ENGINES, MANY_ENGINES = 2, 40
+PAGE_BYTES = 16_384
+SHELLSHOCK = re.compile(r"\(\)\s*\{")
+SHELL_SYNTAX = re.compile(r"[;|`$]")
 ROOT_OUTPUT = re.compile(r"returned root|uid=0\b|\broot\b.*\boutput\b", re.I)
 REVERSE_SHELL_RULE = re.compile(r"reverse[-_ ]?shell", re.I)
 BASE64_RULE = re.compile(r"base64", re.I)
@@ -507,6 +521,12 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
         state.move(lower(state.band, "LOW"), "output_from_outside", "the command output came from a server outside to "
                    "one of ours that asked for the page: it shows the output, nothing ran here",
                    ["signal.observables.src_ip", "signal.title"], "cap", keep=True)
+    if set(found) <= {"exploit_success", "web_attack"} and "exploit_success" in found and _attack_response(threat) \
+            and _page_quotes_output(threat, model):
+        state.move(lower(state.band, "LOW"), "page_quotes_output", "the command output is inside a "
+                   f"{signal.measure(threat, 'response_bytes') // 1024:,} KB HTML page answering a request that carried "
+                   "no attack: a page that quotes it (documentation, an article), not a shell's answer",
+                   [f"signal.{signal.field_of(threat, 'measures.response_bytes')}", "signal.content_type"], "cap", keep=True)
     if set(found) <= {"credential_dumping"} and model.get("lsass_reader") and \
             all(entry.get("tagged") for entry in found.values()):
         state.move(lower(state.band, "LOW"), "guard_reads_lsass", "the process reading LSASS is the antivirus, EDR or "

@@ -2411,3 +2411,20 @@ def test_malware_in_what_the_user_downloaded_or_saved_is_a_malicious_file_put_be
                                                                       "path": path}}})
     threat, = _ingest("wazuh", alert)
     assert ("T1204.002" in _techniques(threat)) is lured
+
+
+@pytest.mark.parametrize("url,content_type,length,quoted", [
+    ("/display/OPS/Linux+permissions+cheat+sheet", "text/html", 48_213, True),  # a page that documents `id`
+    ("/cgi-bin/diag.cgi?host=127.0.0.1;/bin/sh%20-c%20id", "text/plain", 286, False),  # the shell's own answer
+    ("/cgi-bin/diag.cgi?host=127.0.0.1;/bin/sh%20-c%20id", "text/html", 48_213, False),  # asked for by an injection
+])
+def test_command_output_inside_a_whole_html_page_is_a_page_that_quotes_it(url, content_type, length, quoted):
+    record = _eve("GPL ATTACK_RESPONSE id check returned root", "Potentially Bad Traffic", "10.0.3.15", "203.0.113.88")
+    record.update(src_port=443, dest_port=51234)
+    record["http"] = {"hostname": "wiki.example", "url": url, "http_method": "GET", "status": 200,
+                      "http_content_type": content_type, "length": length, "http_user_agent": "Mozilla/5.0"}
+    threat, = _ingest("suricata", record)
+    assert ("page_quotes_output" in [f.get("rule") for f in threat.risk_factors]) is quoted
+    assert (threat.severity == "LOW") is quoted
+    if quoted:
+        assert threat.false_positive["recommendation"] == "likely_false_positive"

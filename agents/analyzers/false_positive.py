@@ -117,7 +117,7 @@ def assess(threat, results, adversarial):
 ATTACKS = {"web_attack", "exploit_attempt", "exploit_success", "brute_force", "password_spraying", "credential_stuffing"}
 DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", "machine_account_ticket",
               "stale_indicator", "sql_words_not_syntax", "command_words_not_syntax", "nop_run_in_bulk_data", "web_app_runs_its_own_tool", "few_engines", "no_shell_on_the_socket", "not_base64",
-              "generic_signature", "output_from_outside", "guard_reads_lsass"}
+              "generic_signature", "output_from_outside", "page_quotes_output", "guard_reads_lsass"}
 
 
 # Behaviours that only describe software doing its job (a policy or inventory rule, an informational

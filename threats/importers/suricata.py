@@ -227,6 +227,7 @@ def signal(doc, severity):
     http = doc.get("http") if isinstance(doc.get("http"), dict) else {}
     built.measure("http_status", http.get("status"), "http.status")
     built.measure("response_bytes", http.get("length"), "http.length")
+    built.set("content_type", str(http.get("http_content_type") or "").strip().lower()[:100], "http.http_content_type")
     smb = doc.get("smb") if isinstance(doc.get("smb"), dict) else {}
     named = {b["name"] for b in built.data["behaviours"]}
     if ADMIN_SHARE.search(str(smb.get("share") or "")) and EXECUTABLE.search(str(smb.get("filename") or "")) and \
