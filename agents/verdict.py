@@ -221,12 +221,21 @@ def _exposed_service(state, threat, found, explained):
 def _disallowed_login(state, threat, found, config, priority):
     """`login_from_disallowed_country`: a successful login from a country the customer does not allow
     is at least MEDIUM, and HIGH when the same user logged in from another country within the hour
-    (`impossible_travel`). A private address has no country: its geolocation proves nothing."""
-    if "login_success" not in found or not config.get("outside_allowed_countries"):
+    (`impossible_travel`). Any other cloud audit action that did not fail, by an identity from such a
+    country, is at least MEDIUM too (`cloud_action_from_disallowed_country`: a token or key at work from
+    where the customer has nobody). A private address has no country: its geolocation proves nothing."""
+    model = signal.model(threat)
+    acted = model.get("cloud") and not _failed(model) and (model["account"] or signal.text(threat, "user"))
+    if not config.get("outside_allowed_countries") or "login_success" not in found and not acted:
         return
     if signal.is_internal(signal.ip(signal.text(threat, "src_ip"))):
         return
     country = signal.text(threat, "country")
+    if "login_success" not in found:  # `cloud_action_from_disallowed_country`: an identity at work, from there
+        state.move(higher(state.band, "MEDIUM"), "cloud_action_from_disallowed_country",
+                   f"a cloud identity acting from {country}, outside the customer's allowed countries",
+                   ["signal.observables.country", f"customer:{threat.customer.slug}.allowed_countries"], "floor")
+        return
     earlier = priority.get("travel") or []
     evidence = ["signal.observables.country", f"customer:{threat.customer.slug}.allowed_countries"]
     if earlier:

@@ -2428,3 +2428,13 @@ def test_command_output_inside_a_whole_html_page_is_a_page_that_quotes_it(url, c
     assert (threat.severity == "LOW") is quoted
     if quoted:
         assert threat.false_positive["recommendation"] == "likely_false_positive"
+
+
+@pytest.mark.parametrize("country,band", [("DE", "MEDIUM"), ("GB", "LOW")])
+def test_a_cloud_identity_acting_from_a_country_the_customer_does_not_allow_is_worth_triage(country, band):
+    customer = factories.make_customer(slug="news", allowed_countries=["GB", "IE"])
+    alert = _elastic("pat-1", "High Number of Cloned GitHub Repos From PAT", "T1213.003", "low",
+                     event={"action": "git.clone", "dataset": "github.audit", "module": "github", "kind": "signal"},
+                     user={"name": "jkelly"}, source={"ip": "203.0.113.212", "geo": {"country_iso_code": country}})
+    threat, = factories.ingest_records("ecs", [alert], customer)
+    assert threat.severity == band
