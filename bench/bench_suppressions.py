@@ -114,9 +114,11 @@ def alerts(run, count):
 
 
 def ingest_ms_per_alert(customer, run, count):
+    from django.conf import settings
+
     from threats import ingest
 
-    lines, size = alerts(run, count), ingest.setting("INGEST_MAX_BATCH")  # requests as the API takes them
+    lines, size = alerts(run, count), settings.INGEST_MAX_BATCH  # requests as the API takes them
     requests = [ingest.decode_body("\n".join(lines[at:at + size]).encode(), "application/x-ndjson")
                 for at in range(0, count, size)]
     with mock.patch("agents.tasks._submit"):  # measure storing, not the agents

@@ -60,8 +60,8 @@ def _configured_secrets():
     try:
         from django.conf import settings
 
-        found = [getattr(settings, name, "") for name in SECRET_SETTINGS]
-        found += [_password(getattr(settings, name, "")) for name in URL_SETTINGS]
+        found = [getattr(settings, name) for name in SECRET_SETTINGS]
+        found += [_password(getattr(settings, name)) for name in URL_SETTINGS]
     except Exception:  # noqa: BLE001 - settings not configured (a plain script): only the patterns apply
         return []
     found = [value for value in found if value and len(value) >= MIN_SECRET_LENGTH]

@@ -19,8 +19,6 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from socproject import telemetry
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -163,6 +161,8 @@ AGENTS_BATCH_SIZE = env_int("AGENTS_BATCH_SIZE", 20, minimum=1, maximum=100)
 # confirmed one of a threat's indicators as malicious — a count, never ids or names, and only ever
 # adding risk. Off: a customer's analysis reads nothing of another customer's threats.
 AGENTS_SHARED_REPUTATION = env_bool("AGENTS_SHARED_REPUTATION", "false")
+# The historical agent's look-back (docs/agents.md): past threats older than this many days are not read.
+AGENTS_HISTORY_DAYS = env_int("AGENTS_HISTORY_DAYS", 30, minimum=1)
 
 # Alert ingestion (docs/ingestion.md): Wazuh rule level -> severity hint (level >= N),
 # agent/host/sensor name pattern -> customer slug or name, grouping window (0 = no grouping),
@@ -173,6 +173,11 @@ INGEST_GROUP_WINDOW_SECONDS = env_int("INGEST_GROUP_WINDOW_SECONDS", 3600)
 INGEST_CAMPAIGN_WINDOW_SECONDS = env_int("INGEST_CAMPAIGN_WINDOW_SECONDS", 3600)
 # Largest ingest request body (413 above); the Helm chart sizes its proxies' body limits from it.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1)
+# Bounds on one ingest request that are not configurable from the environment (docs/ingestion.md).
+INGEST_MAX_BATCH = 1_000  # more alerts in one request: 413
+INGEST_MAX_ITEM_CHARS = 1024 * 1024  # one alert, counted in characters of keys and strings
+INGEST_MAX_STRING_CHARS = 65_536  # longer strings inside an alert are cut (Wazuh's own cap is 64 KiB)
+INGEST_MAX_DEPTH = 32  # deeper nesting: the alert is refused
 
 
 # --- 3. Derived values ---------------------------------------------------------------------
@@ -211,7 +216,6 @@ if OTEL_EXPORTER_OTLP_PROTOCOL not in ("grpc", "http/protobuf"):
         f"OTEL_EXPORTER_OTLP_PROTOCOL={OTEL_EXPORTER_OTLP_PROTOCOL!r}: use 'grpc' or 'http/protobuf'"
     )
 
-EMBEDDED = not REDIS_URL
 DATA_DIR = BASE_DIR / "var"
 
 INSTALLED_APPS = [
@@ -446,9 +450,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 EVENT_REPLAY_LIMIT = 1000
 
 # --- Observability (docs/observability.md) ---
-# Metric samples of this process tree (this process and the Celery children it forks); set before
-# anything imports prometheus_client, which reads PROMETHEUS_MULTIPROC_DIR once.
-PROMETHEUS_MULTIPROC_DIR = telemetry.metrics_directory()
 
 LOGGING = {
     "version": 1,

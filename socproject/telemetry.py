@@ -13,7 +13,7 @@ thread never survives one. A missing collector never holds a process up at exit:
 at most SHUTDOWN_SECONDS.
 
 Nothing here imports prometheus_client at module level: it picks multiprocess mode once, when it
-is first imported, from the directory that settings.py names (`metrics_directory`).
+is first imported, from the directory `metrics_directory` names (threats/metrics.py asks first).
 """
 
 import atexit
@@ -40,22 +40,26 @@ ANALYZERS = ("adversarial", "false_positive", "response", "timeline")
 _tracing = {"pid": None, "provider": None, "exporters": [], "sinks": 0}  # sinks: span processors
 _tracer = {"pid": None, "tracer": None}
 _steps = contextvars.ContextVar("analysis_steps", default=None)
+_metrics = {"path": None}  # this process's metric directory (a forked child keeps its parent's)
 
 
 # --- Metric storage ---------------------------------------------------------------------------
 
 
 def metrics_directory():
-    """A new directory for this process's metric files, inherited by the children it forks.
+    """This process's directory for metric files, made on first use and inherited by the children
+    it forks; PROMETHEUS_MULTIPROC_DIR names it for prometheus_client.
 
-    Called from settings.py, which every process loads before anything imports prometheus_client.
-    A process started with exec (another Daphne, a test's subprocess) loads settings again and
-    gets its own directory; a forked Celery child keeps its parent's. Removed at exit.
+    threats/metrics.py calls it before it imports prometheus_client. A process started with exec
+    (another Daphne, a test's subprocess) makes its own directory; a forked Celery child keeps its
+    parent's, as the worker imports its tasks, and so the metrics, before it forks. Removed at exit.
     """
-    path = tempfile.mkdtemp(prefix="soc-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    atexit.register(_remove_directory, path, os.getpid())
-    return path
+    if _metrics["path"] is None:
+        path = tempfile.mkdtemp(prefix="soc-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        atexit.register(_remove_directory, path, os.getpid())
+        _metrics["path"] = path
+    return _metrics["path"]
 
 
 def _remove_directory(path, owner):
@@ -65,9 +69,9 @@ def _remove_directory(path, owner):
 
 def start_worker_metrics_server(port, address="0.0.0.0"):  # noqa: S104 - pod-local port, see docs/observability.md
     """Serve every process's metrics of this worker tree on `port` (run in the worker's main process)."""
-    from prometheus_client import start_http_server
+    from threats.metrics import worker_registry  # first: it names the metric directory
 
-    from threats.metrics import worker_registry
+    from prometheus_client import start_http_server
 
     server, _thread = start_http_server(port, addr=address, registry=worker_registry())
     log.info("worker metrics on port %s", server.server_port)

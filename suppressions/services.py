@@ -53,7 +53,7 @@ class Refused(Exception):
 
 
 def admin_threshold():
-    return getattr(settings, "SUPPRESSION_ADMIN_THRESHOLD", 500)
+    return settings.SUPPRESSION_ADMIN_THRESHOLD
 
 
 # --- Who may do what ---------------------------------------------------------------------------------

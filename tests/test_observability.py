@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import re
+from unittest import mock
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -369,6 +370,19 @@ def test_ready_names_the_channel_layer_when_its_round_trip_fails(client, setting
     response = client.get("/ready")
     assert response.status_code == 503
     assert set(response.json()["problems"]) == {"redis", "channel_layer"}
+
+
+@pytest.mark.django_db
+def test_ready_closes_the_redis_client_it_opens(client, settings):
+    import redis
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1: the probe fails, the client still closes
+    made, from_url = [], redis.Redis.from_url
+    # Holding on to the client keeps garbage collection from closing it in the view's place.
+    with mock.patch.object(redis.Redis, "from_url", side_effect=lambda *a, **kw: made.append(from_url(*a, **kw)) or made[-1]), \
+         mock.patch.object(redis.Redis, "close", autospec=True, side_effect=redis.Redis.close) as close:
+        assert client.get("/ready").status_code == 503
+    assert [call.args[0] for call in close.call_args_list] == made and len(made) == 1
 
 
 # --- The chart's alerts and dashboard read metrics the application really exposes ------------------

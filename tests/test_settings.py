@@ -1,18 +1,28 @@
 """The settings module is driven by the environment and refuses unsafe or ambiguous values.
 
-Each case imports the settings in a fresh interpreter with a controlled environment and only
-inspects the resulting values: nothing here connects to a database or to Redis.
+Each case executes settings.py afresh under a controlled environment and only inspects the resulting
+values: nothing here connects to a database or to Redis. settings.py reads nothing but the
+environment (and the files it names) and changes nothing when imported, so a new module object in
+this process is as isolated as a new interpreter was, without an interpreter's start-up per case;
+`test_importing_the_settings_changes_nothing_in_the_process` holds it to that in a real one.
 """
 
 import json
 import os
 import subprocess
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from django.conf import Settings
+
+import socproject
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MODULE = "socproject.settings"
 # Every variable settings.py reads (plus the *_FILE forms of its secrets), so the caller's
 # environment cannot leak into a case.
 SETTINGS_VARIABLES = {
@@ -20,23 +30,50 @@ SETTINGS_VARIABLES = {
     "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME",
     "THREAT_GENERATION_INTERVAL", "ENABLE_AUTO_THREAT_GENERATION", "MAX_STORED_THREATS",
     "LLM_BASE_URL", "LLM_API_KEY", "LLM_API_KEY_FILE", "LLM_MODEL", "LLM_TIMEOUT", "AGENTS_BATCH_SIZE",
-    "AGENTS_SHARED_REPUTATION", "INGEST_MAX_BODY_BYTES",
+    "AGENTS_SHARED_REPUTATION", "AGENTS_HISTORY_DAYS", "INGEST_MAX_BODY_BYTES",
     "WS_SESSION_RECHECK_SECONDS", "WS_MAX_SOCKETS_PER_USER", "DATABASE_POOL_MAX_SIZE", "DATABASE_POOL_TIMEOUT",
     "ANALYTICS_SHARE_SECONDS", "SUPPRESSION_ADMIN_THRESHOLD", "ACCESS_CACHE_SECONDS",
 }
 PRODUCTION = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "a-real-secret", "DJANGO_ALLOWED_HOSTS": "soc.example"}
-PROGRAM = (
-    "import django; import json; import os; os.environ['DJANGO_SETTINGS_MODULE']='socproject.settings'; "
-    "from django.conf import settings; print(json.dumps({expression}, default=str))"
-)
+
+
+@dataclass
+class Loaded:
+    """What loading the settings gave: as a process would report it (exit status, output, error)."""
+
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+def environment(**variables):
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("DJANGO_") and key not in SETTINGS_VARIABLES}
+    return {**env, **variables}
+
+
+def fresh_settings(env):
+    """django.conf's Settings built from a new execution of settings.py under exactly `env`; the
+    test process's own settings module and environment are put back afterwards."""
+    module, attribute = sys.modules.pop(MODULE, None), socproject.__dict__.get("settings")
+    try:
+        with mock.patch.dict(os.environ, env, clear=True):
+            return Settings(MODULE)
+    finally:
+        sys.modules.pop(MODULE, None)
+        if module is not None:
+            sys.modules[MODULE] = module
+        if attribute is not None:
+            socproject.settings = attribute
 
 
 def load_settings(expression="settings.DEBUG", **variables):
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("DJANGO_") and key not in SETTINGS_VARIABLES}
-    env.update(variables)
-    return subprocess.run([sys.executable, "-c", PROGRAM.format(expression=expression)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    """Evaluate `expression` against the settings loaded under `variables` (JSON, as text)."""
+    try:
+        value = eval(expression, {"settings": fresh_settings(environment(**variables))})  # noqa: S307 - the tests' own expressions
+        return Loaded(0, stdout=json.dumps(value, default=str))
+    except Exception:  # noqa: BLE001 - reported as the failing process would report it
+        return Loaded(1, stderr=traceback.format_exc())
 
 
 def value_of(expression, **variables):
@@ -51,6 +88,26 @@ def refusal(**variables):
     assert result.returncode != 0, result.stdout
     [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("django.core.exceptions.ImproperlyConfigured")]
     return line
+
+
+def test_importing_the_settings_changes_nothing_in_the_process(tmp_path):
+    """In a fresh interpreter: no environment variable written, no directory made (the metric
+    directory is made by threats/metrics.py), and the values match what a case here reads."""
+    program = (
+        "import json, os, tempfile; before = dict(os.environ); temp = set(os.listdir(tempfile.gettempdir())); "
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'socproject.settings'; from django.conf import settings; "
+        "value = [settings.DEBUG, settings.ALLOWED_HOSTS, settings.AGENTS_HISTORY_DAYS]; "
+        "del os.environ['DJANGO_SETTINGS_MODULE']; "
+        "made = sorted(set(os.listdir(tempfile.gettempdir())) - temp); "
+        "print(json.dumps({'value': value, 'environ': dict(os.environ) == before, 'made': made}))"
+    )
+    env = environment(**PRODUCTION, AGENTS_HISTORY_DAYS="7", TMPDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", program], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    found = json.loads(done.stdout)
+    assert found == {"value": [False, ["soc.example"], 7], "environ": True, "made": []}
+    assert found["value"] == value_of("[settings.DEBUG, settings.ALLOWED_HOSTS, settings.AGENTS_HISTORY_DAYS]",
+                                      **PRODUCTION, AGENTS_HISTORY_DAYS="7")
 
 
 # --- DJANGO_DEBUG -----------------------------------------------------------------------------------
@@ -190,6 +247,7 @@ def test_it_points_the_channel_layer_and_cache_at_redis_url():
     ({"WS_SESSION_RECHECK_SECONDS": "0"}, "WS_SESSION_RECHECK_SECONDS"),
     ({"WS_MAX_SOCKETS_PER_USER": "0"}, "WS_MAX_SOCKETS_PER_USER"),
     ({"INGEST_MAX_BODY_BYTES": "10M"}, "INGEST_MAX_BODY_BYTES"),
+    ({"AGENTS_HISTORY_DAYS": "0"}, "AGENTS_HISTORY_DAYS"),
 ])
 def test_it_refuses_other_invalid_values_naming_the_variable(variables, name):
     assert name in refusal(**PRODUCTION, **variables)
@@ -214,3 +272,8 @@ def test_the_socket_limits_default_to_30_seconds_and_20_sockets_and_read_their_v
 def test_the_ingest_body_limit_defaults_to_10_mib_and_reads_the_variable():
     assert value_of("settings.INGEST_MAX_BODY_BYTES", **PRODUCTION) == 10 * 1024 * 1024
     assert value_of("settings.INGEST_MAX_BODY_BYTES", **PRODUCTION, INGEST_MAX_BODY_BYTES="20971520") == 20971520
+
+
+def test_the_history_look_back_defaults_to_30_days_and_reads_the_variable():
+    assert value_of("settings.AGENTS_HISTORY_DAYS", **PRODUCTION) == 30
+    assert value_of("settings.AGENTS_HISTORY_DAYS", **PRODUCTION, AGENTS_HISTORY_DAYS="90") == 90

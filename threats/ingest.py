@@ -47,27 +47,12 @@ from .choices import ActorKind, AnalysisStatus
 from .importers import IMPORTERS, ItemError, Skip
 from .models import Customer, Threat
 
-# Limits (docs/ingestion.md). Each can be overridden by a Django setting of the same name.
-DEFAULTS = {
-    "INGEST_MAX_BODY_BYTES": 10 * 1024 * 1024,  # larger request bodies: 413
-    "INGEST_MAX_BATCH": 1_000,  # more alerts in one request: 413
-    "INGEST_MAX_ITEM_CHARS": 1024 * 1024,  # one alert, counted in characters of keys and strings
-    "INGEST_MAX_STRING_CHARS": 65_536,  # longer strings inside an alert are cut (Wazuh's own cap is 64 KiB)
-    "INGEST_MAX_DEPTH": 32,  # deeper nesting: the alert is refused
-    "INGEST_GROUP_WINDOW_SECONDS": 3_600,  # 0 = no grouping, every alert is analysed
-    "INGEST_CAMPAIGN_WINDOW_SECONDS": 3_600,  # a user's alerts this close to a campaign's first join it; 0 = none
-    "INGEST_HOST_CUSTOMERS": "",  # "web-*=acme-corp,db01=globex": agent/host name pattern -> customer
-}
 CHUNK_SIZE = 500  # alerts per transaction
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
 CUT_MARKER = "…[cut {n} characters]"
 # JSON escapes that Python decodes but PostgreSQL refuses (NUL in text, lone UTF-16 surrogates).
 RISKY_ESCAPES = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def setting(name):
-    return getattr(settings, name, DEFAULTS[name])
 
 
 # --- Decoding a request body ------------------------------------------------------------------
@@ -94,8 +79,8 @@ class Record:
 
 def decode_body(body, content_type=""):
     """A JSON object, a JSON array, NDJSON, or an Elasticsearch `_search` answer -> Records."""
-    if len(body) > setting("INGEST_MAX_BODY_BYTES"):
-        raise BodyError(413, "body", f"The body is larger than {setting('INGEST_MAX_BODY_BYTES')} bytes.")
+    if len(body) > settings.INGEST_MAX_BODY_BYTES:
+        raise BodyError(413, "body", f"The body is larger than {settings.INGEST_MAX_BODY_BYTES} bytes.")
     if not body.strip():
         raise BodyError(400, "body", "The body is empty: send one alert, a JSON array or NDJSON.")
     if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
@@ -123,7 +108,7 @@ def ndjson_records(lines, first_line=1, first_index=0):
     for number, line in enumerate(lines, start=first_line):
         if line is None:
             records.append(Record(first_index + len(records), line=number, error=ItemError(
-                "line", f"Line {number} is longer than {setting('INGEST_MAX_ITEM_CHARS')} characters; not read.")))
+                "line", f"Line {number} is longer than {settings.INGEST_MAX_ITEM_CHARS} characters; not read.")))
             continue
         if not line.strip():
             continue
@@ -184,8 +169,8 @@ def _items(data):
 def _limit_batch(records):
     if not records:
         raise BodyError(400, "body", "The body holds no alert.")
-    if len(records) > setting("INGEST_MAX_BATCH"):
-        raise BodyError(413, "body", f"{len(records)} alerts in one request; at most {setting('INGEST_MAX_BATCH')}.")
+    if len(records) > settings.INGEST_MAX_BATCH:
+        raise BodyError(413, "body", f"{len(records)} alerts in one request; at most {settings.INGEST_MAX_BATCH}.")
     return records
 
 
@@ -205,8 +190,8 @@ def check_item(value, scrub):
         raise ItemError("alert", "Each alert must be a JSON object.")
     bounds = _Bounds(scrub)
     bounds.walk(value, "", 0)
-    if bounds.chars > setting("INGEST_MAX_ITEM_CHARS"):
-        raise ItemError("alert", f"The alert holds {bounds.chars} characters; at most {setting('INGEST_MAX_ITEM_CHARS')}.")
+    if bounds.chars > settings.INGEST_MAX_ITEM_CHARS:
+        raise ItemError("alert", f"The alert holds {bounds.chars} characters; at most {settings.INGEST_MAX_ITEM_CHARS}.")
     return bounds.cut
 
 
@@ -215,7 +200,7 @@ class _Bounds:
 
     def __init__(self, scrub):
         self.scrub, self.chars, self.cut = scrub, 0, []
-        self.longest, self.deepest = setting("INGEST_MAX_STRING_CHARS"), setting("INGEST_MAX_DEPTH")
+        self.longest, self.deepest = settings.INGEST_MAX_STRING_CHARS, settings.INGEST_MAX_DEPTH
 
     def walk(self, node, path, depth):
         if depth > self.deepest:
@@ -304,7 +289,7 @@ class CustomerResolver:
     def __init__(self, bound=None, default=None):
         self.bound, self.default = bound, default
         self.cache = {}
-        self.patterns = host_patterns(setting("INGEST_HOST_CUSTOMERS") or "")
+        self.patterns = host_patterns(settings.INGEST_HOST_CUSTOMERS)
 
     def resolve(self, alert):
         customer = self._named(alert) or self._mapped(alert) or self.bound or self.default
@@ -479,8 +464,8 @@ class _Batch:
         return {(customer, ref): (str(pk), group_id) for customer, ref, pk, group_id in found}
 
     def _grouper(self):
-        grouper = grouping.Grouper(self.source, setting("INGEST_GROUP_WINDOW_SECONDS"),
-                                   setting("INGEST_CAMPAIGN_WINDOW_SECONDS"))
+        grouper = grouping.Grouper(self.source, settings.INGEST_GROUP_WINDOW_SECONDS,
+                                   settings.INGEST_CAMPAIGN_WINDOW_SECONDS)
         grouper.load([(alert, customer) for _, alert, customer, _ in self.mapped])
         return grouper
 

@@ -11,6 +11,7 @@ import base64
 import binascii
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Q
 from ninja import Field, Query, Router, Schema
 from ninja.responses import Status as Reply
@@ -166,7 +167,7 @@ def get_group(request, group_id: int, limit: int = Query(GROUP_MEMBERS_DEFAULT, 
 def _read_body(request):
     """The raw body, refusing more than INGEST_MAX_BODY_BYTES before reading it when the client
     says its length (Django's own 2.5 MB cap on request.body is meant for forms, not batches)."""
-    most = ingest.setting("INGEST_MAX_BODY_BYTES")
+    most = settings.INGEST_MAX_BODY_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

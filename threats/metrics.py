@@ -23,7 +23,13 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from prometheus_client import (
+
+from socproject import telemetry
+
+# prometheus_client picks its storage once, when first imported: name this process's directory first.
+telemetry.metrics_directory()
+
+from prometheus_client import (  # noqa: E402
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
@@ -35,11 +41,11 @@ from prometheus_client import (
     multiprocess,
     values,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 
 if not getattr(values.ValueClass, "_multiprocess", False):
-    # prometheus_client picks its storage once, at import: it was imported before settings.py ran.
-    raise ImproperlyConfigured("prometheus_client was imported before the settings named PROMETHEUS_MULTIPROC_DIR")
+    # Something imported prometheus_client before this module could name the directory.
+    raise ImproperlyConfigured("prometheus_client was imported before threats.metrics set PROMETHEUS_MULTIPROC_DIR")
 
 SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 WAIT_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -198,7 +204,7 @@ def _gauge(name, documentation, labels, counts):
 
 def _registry(database):
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
+    multiprocess.MultiProcessCollector(registry, path=telemetry.metrics_directory())
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     if database:

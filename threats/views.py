@@ -544,7 +544,9 @@ def _redis_problems():
     import redis
 
     try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2).ping()
+        # Closed on the way out (the client's own pool): probes every few seconds must not pile up connections.
+        with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2) as client:
+            client.ping()
     except Exception as exc:
         return {"redis": str(exc)}
     return {}

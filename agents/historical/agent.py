@@ -73,7 +73,7 @@ REPUTATION_POINTS = 8
 
 
 def lookback():
-    return timedelta(days=getattr(settings, "AGENTS_HISTORY_DAYS", 30))
+    return timedelta(days=settings.AGENTS_HISTORY_DAYS)
 
 
 class Similar(list):

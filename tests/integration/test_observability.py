@@ -245,3 +245,15 @@ def test_daphne_stops_promptly_on_sigterm_without_a_collector(tmp_path):
         took = time.monotonic() - started
     print(f"\nDaphne exited {took:.1f} s after SIGTERM with no collector")
     assert took < EXIT_BOUND_SECONDS
+
+
+@pytest.mark.django_db
+def test_ready_leaves_no_redis_connection_open_after_its_probes(client, settings, redis_url):
+    import redis
+
+    settings.REDIS_URL = redis_url
+    with redis.Redis.from_url(redis_url) as watcher:
+        before = len(watcher.client_list())
+        for _ in range(5):
+            assert client.get("/ready").status_code == 200
+        assert len(watcher.client_list()) == before  # only the watcher itself

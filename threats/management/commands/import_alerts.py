@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.tasks import analysis_inline
@@ -63,7 +64,7 @@ class Command(BaseCommand):
 
     def _batches(self, stream, batch_size):
         """Lists of Records: NDJSON line by line, or one whole JSON document cut into batches."""
-        lines = _lines(stream, 4 * ingest.setting("INGEST_MAX_ITEM_CHARS"))
+        lines = _lines(stream, 4 * settings.INGEST_MAX_ITEM_CHARS)
         pending = []  # the lines up to the first one that is not blank
         for line in lines:
             pending.append(line)
