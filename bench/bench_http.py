@@ -156,8 +156,8 @@ def targets(server, session, threats):
     middle_cursor = None
     if threats > 40:
         middle = server.manage("shell", "-c", (
-            "from threats.models import Threat; from threats.api import _encode_cursor; "
-            f"print(_encode_cursor(Threat.objects.order_by('-received_at', '-id')[{threats // 2}]))")).strip()
+            "from threats.models import Threat; from threats.paging import encode_cursor; "
+            f"print(encode_cursor(Threat.objects.order_by('-received_at', '-id')[{threats // 2}]))")).strip()
         middle_cursor = middle.splitlines()[-1]
     latest = session.get_json("/api/events?after=0&limit=1")["latest_seq"]
     paths = {

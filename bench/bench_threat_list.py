@@ -114,10 +114,10 @@ def observables(n):
 
 def cursor_at(position):
     """The keyset cursor of the row at `position` (newest first). Setup only: it uses OFFSET."""
-    from threats.api import _encode_cursor
     from threats.models import Threat
+    from threats.paging import encode_cursor
 
-    return _encode_cursor(Threat.objects.order_by("-received_at", "-id")[position])
+    return encode_cursor(Threat.objects.order_by("-received_at", "-id")[position])
 
 
 def timed(client, params, repeat):

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from tests import factories
-from threats import api, services
+from threats import analytics, api, services
 from threats.choices import Severity
 from threats.models import Threat, ThreatEvent
 
@@ -191,7 +191,7 @@ def test_it_lists_the_coming_deadlines_soonest_first(alice_client, customer):
 
 
 def test_it_cuts_the_watch_list_at_a_horizon_when_there_are_too_many(alice_client, customer, monkeypatch):
-    monkeypatch.setattr(api, "SLA_WATCH_LIMIT", 2)
+    monkeypatch.setattr(analytics, "SLA_WATCH_LIMIT", 2)
     threats = [with_severity(made(customer, 1, minutes_ago=m), Severity.HIGH)[0] for m in (5, 6, 7)]
 
     sla = alice_client.get("/api/analytics").json()["sla"]
@@ -206,7 +206,7 @@ def test_the_sla_figures_are_the_same_read_in_one_query_or_per_severity(alice, a
     """Pending threats inside their deadline are usually read in one query; past
     SLA_PENDING_IN_ONE_QUERY they are counted in the database and listed per severity. Both give
     the same breaches, watch list and horizon."""
-    monkeypatch.setattr(api, "SLA_WATCH_LIMIT", watch_limit)
+    monkeypatch.setattr(analytics, "SLA_WATCH_LIMIT", watch_limit)
     other = factories.make_customer()
     for minutes, severity, owner in [(5, Severity.HIGH, customer), (6, Severity.HIGH, other),
                                      (7, Severity.HIGH, customer), (20, Severity.CRITICAL, customer),
@@ -217,9 +217,9 @@ def test_the_sla_figures_are_the_same_read_in_one_query_or_per_severity(alice, a
     services.triage(alice, acknowledged.pk, status="acknowledged")
     now = timezone.now()
 
-    one_query = api._analytics(Threat.objects.order_by(), now)
-    monkeypatch.setattr(api, "SLA_PENDING_IN_ONE_QUERY", 1)
-    per_severity = api._analytics(Threat.objects.order_by(), now)
+    one_query = analytics.compute_analytics(Threat.objects.order_by(), now)
+    monkeypatch.setattr(analytics, "SLA_PENDING_IN_ONE_QUERY", 1)
+    per_severity = analytics.compute_analytics(Threat.objects.order_by(), now)
 
     assert one_query == per_severity
     watch = one_query["sla"]["watch"]
@@ -231,7 +231,7 @@ def test_the_sla_figures_are_the_same_read_in_one_query_or_per_severity(alice, a
 
 def test_it_reads_the_analytics_again_when_an_event_lands_while_computing(alice_client, customer, monkeypatch):
     made(customer, 1)
-    compute = api._analytics
+    compute = analytics.compute_analytics
     calls = []
 
     def one_event_during_the_first_read(*args):
@@ -240,7 +240,7 @@ def test_it_reads_the_analytics_again_when_an_event_lands_while_computing(alice_
             made(customer, 1)  # lands between reading the seq and reading the aggregates
         return compute(*args)
 
-    monkeypatch.setattr(api, "_analytics", one_event_during_the_first_read)
+    monkeypatch.setattr(analytics, "compute_analytics", one_event_during_the_first_read)
 
     body = alice_client.get("/api/analytics").json()
 

@@ -191,11 +191,11 @@ def test_each_branch_of_the_text_search_can_use_its_index_on_postgresql(alice):
     """Migration 0008's indexes are on the very expressions the list's search compares (a database
     uses an expression index only for the same expression): with plain index scans and sequential
     scans off, the planner answers the search with a bitmap over all three indexes."""
-    from threats import api
+    from threats import paging, serializers
 
-    filters = api.ThreatFilters(q="Wz-4711")  # the API's own filter schema: every other filter unset
-    found = api._filter(services.visible_threats(alice), filters, alice).order_by("-received_at", "-id")
-    sql, params = found.values(*api.SUMMARY_FIELDS, **api.SUMMARY_EXPRESSIONS)[:21].query.sql_with_params()
+    filters = paging.ThreatFilters(q="Wz-4711")  # the API's own filter schema: every other filter unset
+    found = paging._filter(services.visible_threats(alice), filters, alice).order_by("-received_at", "-id")
+    sql, params = found.values(*serializers.SUMMARY_FIELDS, **serializers.SUMMARY_EXPRESSIONS)[:21].query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_indexscan = off")

@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents import coordinator
 from agents.analyzers.response import SLA_MINUTES
 from tests import factories
-from threats import api, services, stats
+from threats import analytics, services, stats
 from threats.choices import CLOSED_STATUSES, Disposition, Severity, Status
 from threats.models import Threat, ThreatCount
 
@@ -168,7 +168,7 @@ def test_the_analytics_equal_brute_force_over_every_threat(alice, customer):
     Threat.objects.filter(pk=late.pk).update(received_at=now - timedelta(hours=2))  # past its 30 min
     Threat.objects.filter(pk=quick.pk).update(acknowledged_at=quick.received_at + timedelta(minutes=3))
 
-    body = api.analytics_snapshot(alice, now=now)
+    body = analytics.analytics_snapshot(alice, now=now)
     expected = brute_force(now)
 
     sla = body["sla"]

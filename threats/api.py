@@ -4,24 +4,13 @@ Handlers are thin: authenticate, parse, call one service function, shape the ans
 Errors are always JSON {"detail": ...}; input errors also name the `field` (and the valid values).
 """
 
-import base64
-import binascii
-import json
 import logging
-import math
-from collections import Counter
-from datetime import datetime, timedelta
-from functools import reduce
-from operator import or_
+from datetime import datetime
 from uuid import UUID
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
-from django.db.models import Count, F, Func, JSONField, Q
-from django.db.models.functions import Left
 from django.http.multipartparser import MultiPartParserError
-from django.utils import timezone
 from ninja import Field, NinjaAPI, Query, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -30,21 +19,16 @@ from ninja.responses import NinjaJSONEncoder
 from ninja.responses import Status as Reply
 from ninja.security import django_auth
 
-from agents.analyzers.response import SLA_MINUTES
-from stories.models import StoryThreat
-
-from . import access, audit, hidden_text, pivots, queue, ratelimit, services, shared_analytics, stats
+from . import access, audit, hidden_text, ratelimit, services
+from .analytics import analytics_snapshot
 from .apikeys import APIKeyAuth
-from .choices import CLOSED_STATUSES, ActorKind, AnalysisStatus, Disposition, Severity, Status
-from .models import APIKey, Customer, ThreatGroup
-from .serializers import SUMMARY_TEXT_LIMIT, event_message, head_verdict, threat_detail, utc_moment
+from .choices import CLOSED_STATUSES, ActorKind, Disposition, Status
+from .models import APIKey
+from .paging import MAX_SEQ, QueueFilters, ThreatFilters, queue_page, summary_page
+from .serializers import event_message, threat_detail
 
 log = logging.getLogger(__name__)
-SNAPSHOT_ATTEMPTS = 3
-SLA_WATCH_LIMIT = 500
 BULK_LIMIT = 500
-MAX_SEQ = 2**63 - 1
-
 
 
 class ObjectParser(Parser):
@@ -199,30 +183,6 @@ class ThreatDetail(ThreatSummary):
     notes: list[dict]
 
 
-class ThreatFilters(Schema):
-    severity: str | None = Field(None, max_length=16)
-    threat_type: str | None = Field(None, max_length=64)
-    status: str | None = Field(None, max_length=16)
-    customer: str | None = Field(None, max_length=100, description="Customer slug.")
-    assignee: str | None = Field(None, max_length=150, description="Username, 'me' or 'none'.")
-    requires_review: bool | None = None
-    q: str | None = Field(None, max_length=200, description=(
-        "Text search in title, summary and alert id, and an exact match on any observable the term can be "
-        "(address, user, host, hash, domain, rule)."))
-    ip: str | None = Field(None, max_length=200, description="Pivot: threats with this source or destination IP.")
-    user: str | None = Field(None, max_length=200, description="Pivot: threats naming this user (exact).")
-    host: str | None = Field(None, max_length=200, description="Pivot: threats on this host (exact).")
-    hash: str | None = Field(None, max_length=200, description="Pivot: threats with this MD5/SHA-1/SHA-256/SHA-512.")
-    domain: str | None = Field(None, max_length=200, description="Pivot: threats naming this domain.")
-    rule: str | None = Field(None, max_length=200, description="Pivot: threats of this rule, e.g. rule:5712, sid:1:2001219.")
-    campaign: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this campaign (id).")
-    group: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this alert group (id).")
-    story: int | None = Field(None, ge=1, le=MAX_SEQ, description="Only the threats of this attack story (id, docs/stories.md).")
-    suppressed: bool | None = Field(None, description="true: only the alerts a suppression hid; false: none of them.")
-    limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=200)
-
-
 class TriggerIn(Schema):
     threat_type: str | None = Field(None, max_length=40)
     scenario: str | None = Field(None, max_length=40)
@@ -309,77 +269,11 @@ def list_threats(request, filters: Query[ThreatFilters]):
     """Newest first, filtered, with cursor pagination (pass `next_cursor` back as `cursor`).
     Enum filters ignore case; an unknown parameter or a value out of range is 400 naming it."""
     _refuse_unknown_parameters(request, ThreatFilters)
-    who = access.principal(request)
-    found = _filter(services.visible_threats(who), filters, who)
-    if filters.cursor:
-        received_at, last_id = _decode_cursor(filters.cursor)
-        found = _older_than(found, received_at, last_id)
-    page = list(found.order_by("-received_at", "-id").values(*SUMMARY_FIELDS, **SUMMARY_EXPRESSIONS)[: filters.limit + 1])
-    more = len(page) > filters.limit
-    page = page[: filters.limit]
-    next_cursor = _cursor(page[-1]["received_at"], page[-1]["id"]) if more else None
+    items, next_cursor = summary_page(access.principal(request), filters)
     # Encoded here, not validated item by item by the response schema (which still documents it):
     # that validation cost more than the query. The items equal `threat_summary` (tested).
-    return hidden_text.json_response({"items": [_summary(row) for row in page], "next_cursor": next_cursor},
+    return hidden_text.json_response({"items": items, "next_cursor": next_cursor},
                                      content_type="application/json; charset=utf-8")
-
-
-class _PivotObservables(Func):
-    """Only the observables a pivot reads, as a JSON object (missing ones null): a list page never
-    loads command lines, URLs or user agents."""
-
-    output_field = JSONField()
-
-    def as_sql(self, compiler, connection, **extra):
-        column, params = compiler.compile(self.source_expressions[0])
-        build = "jsonb_build_object" if connection.vendor == "postgresql" else "json_object"
-        pairs = ", ".join(f"'{name}', {column} -> '{name}'" if connection.vendor == "postgresql"
-                          else f"'{name}', {column} -> '$.{name}'" for name in pivots.OBSERVABLE_PIVOT)
-        return f"{build}({pairs})", params
-
-
-class _TechniqueIds(Func):
-    """The technique ids of `mitre` as a JSON array, taken out in the database: a list page never
-    loads the techniques' evidence, mitigations and detections."""
-
-    output_field = JSONField()
-    template = "jsonb_path_query_array(%(expressions)s, '$.techniques[*].technique_id')"
-
-    def as_sqlite(self, compiler, connection, **extra):
-        template = "(SELECT json_group_array(json_extract(value, '$.technique_id')) FROM json_each(%(expressions)s, '$.techniques'))"
-        return self.as_sql(compiler, connection, template=template, **extra)
-
-
-# Only what a summary shows: not `raw`, the timeline, the response plan or the agents' JSON.
-SUMMARY_FIELDS = ("id", "title", "source", "threat_type", "severity", "risk_score", "analysis_status", "status",
-                  "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at", "campaign_id",
-                  "version", "group_id", "rule", "suppressed")
-SUMMARY_EXPRESSIONS = {
-    "customer_name": F("customer__name"), "customer_slug": F("customer__slug"),
-    "assignee_name": F("assignee__username"), "summary": Left("executive_summary", SUMMARY_TEXT_LIMIT),
-    "techniques": _TechniqueIds("mitre"), "pivot_observables": _PivotObservables("observables"),
-    # A grouped member's inherited verdict (serializers.group_head): its head's row, joined.
-    "head_id": F("group__head_id"), "head_severity": F("group__head__severity"),
-    "head_risk": F("group__head__risk_score"), "head_status": F("group__head__analysis_status"),
-}
-
-
-def _summary(row):
-    """`serializers.threat_summary` from the selected columns."""
-    return {
-        "id": row["id"], "title": row["title"], "source": row["source"], "threat_type": row["threat_type"],
-        "customer": row["customer_name"], "customer_slug": row["customer_slug"], "severity": row["severity"] or None,
-        "risk_score": row["risk_score"], "analysis_status": row["analysis_status"], "status": row["status"],
-        "disposition": row["disposition"] or None, "assignee": row["assignee_name"],
-        "requires_human_review": row["requires_human_review"], "executive_summary": row["summary"],
-        "mitre_techniques": row["techniques"], "processing_ms": row["processing_ms"],
-        "occurred_at": row["occurred_at"], "received_at": row["received_at"], "campaign": row["campaign_id"],
-        "version": row["version"], "group_id": row["group_id"],
-        "group_head": (head_verdict(row["head_id"], row["head_severity"], row["head_risk"], row["head_status"])
-                       if row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] else None),
-        "pivots": pivots.summary_values(row["pivot_observables"], row["rule"]),
-        "suppressed": row["suppressed"],
-    }
 
 
 @router.get("/threats/{uuid:threat_id}", auth=READ_AUTH, response={200: ThreatDetail, 404: Error, **REFUSALS})
@@ -484,15 +378,6 @@ def add_note(request, threat_id: UUID, payload: NoteIn):
 # --- My queue: what to work on next (threats/queue.py, docs/queue.md) ------------------------------
 
 
-class QueueFilters(Schema):
-    customer: str | None = Field(None, max_length=100, description="Customer slug.")
-    assignee: str | None = Field(None, max_length=150, description="Username, 'me' or 'none'.")
-    limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=300, description=(
-        "The `next_cursor` of the previous page. It keeps the moment the first page was ranked at, so "
-        "the pages of one walk through the queue never repeat or skip a threat as the clocks move."))
-
-
 class QueueItem(ThreatSummary):
     priority: float = Field(..., description="risk × urgency × tier weight (docs/queue.md); higher comes first.")
     risk: int = Field(..., description="The risk the priority used (a grouped member: its head's; unanalysed: 50).")
@@ -519,58 +404,6 @@ def list_queue(request, filters: Query[QueueFilters]):
                                      content_type="application/json; charset=utf-8")
 
 
-QUEUE_FIELDS = (*SUMMARY_FIELDS, "priority", "queue_risk", "queue_urgency", "queue_weight", "acknowledged_at")
-QUEUE_EXPRESSIONS = {**SUMMARY_EXPRESSIONS, "tier": F("customer__tier")}
-
-
-def queue_page(who, filters, now=None):
-    """(items, next cursor, ranked at): one page of `who`'s queue, as GET /api/queue answers it."""
-    ranked_at, position = _decode_queue_cursor(filters.cursor) if filters.cursor else (now or timezone.now(), None)
-    found = queue.open_threats(_by_customer_and_assignee(services.visible_threats(who), filters, who))
-    customers = access.visible_customers(who)
-    if filters.customer:
-        customers = customers.filter(slug=filters.customer)
-    # The page's ids first (a narrow query per part of the queue), then its rows in one query.
-    best = queue.best(found, ranked_at, position, customers.values_list("pk", "tier"), filters.limit + 1)
-    page = queue.ranked(found.filter(pk__in=[row["id"] for row in best]), ranked_at)
-    rows = sorted(page.values(*QUEUE_FIELDS, **QUEUE_EXPRESSIONS), key=queue.queue_order)
-    more, rows = len(rows) > filters.limit, rows[: filters.limit]
-    next_cursor = _queue_cursor(ranked_at, rows[-1]) if more else None
-    return [_queue_item(row, ranked_at) for row in rows], next_cursor, ranked_at
-
-
-def _queue_item(row, now):
-    # As queue.ranked reads it: a member's own verdict when it has one (analysed before it was
-    # grouped), else its group head's, and only its own severity starts an SLA clock.
-    grouped = row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] is not None
-    inherited = grouped and not row["severity"] and row["risk_score"] is None
-    ranking = queue.rank(
-        severity=row["head_severity"] if inherited else row["severity"],
-        risk_score=row["head_risk"] if grouped and row["risk_score"] is None else row["risk_score"],
-        received_at=row["received_at"], acknowledged_at=row["acknowledged_at"], tier=row["tier"], now=now,
-        inherited=inherited)
-    return {**_summary(row), "priority": round(row["priority"], 2), "risk": ranking.risk,
-            "urgency": round(row["queue_urgency"], 3), "tier_weight": row["queue_weight"], "reason": ranking.reason,
-            "sla_due": ranking.sla_due, "acknowledged_at": row["acknowledged_at"]}
-
-
-def _queue_cursor(ranked_at, row):
-    raw = json.dumps([ranked_at.isoformat(), row["priority"], row["received_at"].isoformat(), str(row["id"])])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_queue_cursor(cursor):
-    """(ranked at, (priority, received_at, id)) from a queue cursor; 400 naming `cursor` otherwise."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        ranked_at, priority, received_at, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not 0 <= priority < math.inf:
-            raise ValueError(priority)  # also NaN and Infinity, which json reads
-        return utc_moment(str(ranked_at)), (float(priority), utc_moment(str(received_at)), UUID(str(last_id)))
-    except (ValueError, TypeError, binascii.Error):
-        raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None
-
-
 # --- Analytics and events --------------------------------------------------------------------------
 
 
@@ -579,178 +412,6 @@ def analytics(request):
     """Totals by type, severity and status; customers affected; processing time; MTTA/MTTR overall,
     by severity and by customer; SLA breaches. Exact at `latest_seq` (see `analytics_snapshot`)."""
     return analytics_snapshot(access.principal(request))
-
-
-def analytics_snapshot(user, now=None):
-    """The analytics and the event seq they are exact at.
-
-    The aggregates are read again when an event was recorded while they were computed, so a
-    dashboard that applies every event after `latest_seq` to them counts each change exactly once
-    (`exact` is false in the rare case that the log kept moving on every attempt)."""
-    threats = services.visible_threats(user).order_by()
-    scope = access.customer_scope(user)
-
-    def compute():
-        for _attempt in range(SNAPSHOT_ATTEMPTS):
-            seq = services.latest_seq()
-            data = _analytics(threats, now or timezone.now(), scope)
-            if services.latest_seq() == seq:
-                return {**data, "latest_seq": seq, "exact": True}
-        return {**data, "latest_seq": seq, "exact": False}
-
-    # A snapshot is exact at its own seq however old it is: one per second per scope serves everyone.
-    return compute() if now is not None else shared_analytics.shared(scope, compute)
-
-
-def _analytics(threats, now, scope=access.ALL_CUSTOMERS):
-    """Every figure from the exact running totals per (customer, type, severity, status) that the
-    database keeps in each writing transaction (threats/stats.py: a few hundred rows whatever the
-    number of threats), plus one index range for the open threats still inside their SLA deadline."""
-    by_type, by_status = Counter(), Counter({s: 0 for s in Status.values})
-    by_severity, open_by_severity = Counter({s: 0 for s in Severity.values}), Counter({s: 0 for s in Severity.values})
-    overall, severity_times, customer_times, names = _Times(), {s: _Times() for s in Severity.values}, {}, {}
-    analyzed = processing = review = 0
-    unacknowledged = Counter()  # (customer slug, severity) -> open threats never acknowledged
-    for slug, name, threat_type, severity, status, n, n_analyzed, ms, n_review, *times in stats.totals(scope):
-        is_open = status not in CLOSED_STATUSES
-        by_type[threat_type] += n
-        by_status[status] += n
-        analyzed, processing = analyzed + n_analyzed, processing + ms
-        review += n_review if is_open else 0
-        names[slug] = name
-        for bucket in (overall, customer_times.setdefault(slug, _Times())):
-            bucket.add(*times)
-        if severity:
-            by_severity[severity] += n
-            open_by_severity[severity] += n if is_open else 0
-            severity_times[severity].add(*times)
-            unacknowledged[slug, severity] += n - times[0] if is_open else 0
-    within_deadline, watch, until = _open_within_deadline(threats, now)
-    for (slug, severity), count in unacknowledged.items():
-        if severity in SLA_MINUTES:
-            breached = count - within_deadline[slug, severity]
-            for bucket in (overall, customer_times[slug], severity_times[severity]):
-                bucket.breached_open += breached
-    return {
-        "total_threats": sum(by_type.values()),
-        "customers_affected": len(names),
-        "average_processing_ms": round(processing / analyzed, 1) if analyzed else 0,
-        "requires_review": review,
-        "mtta_seconds": overall.as_dict()["mtta_seconds"],
-        "mttr_seconds": overall.as_dict()["mttr_seconds"],
-        "by_type": dict(by_type),
-        "by_severity": dict(by_severity),
-        "by_status": dict(by_status),
-        "open_by_severity": dict(open_by_severity),
-        # What a dashboard needs to keep the figures above current from events alone.
-        "analyzed_count": analyzed,
-        "processing_ms_sum": processing,
-        "customer_slugs": sorted(names),
-        "sla": _sla(overall, severity_times,
-                    {slug: {"name": names[slug], **times.as_dict()} for slug, times in customer_times.items()},
-                    watch, until),
-    }
-
-
-class _Times:
-    """Counts and summed durations behind MTTA/MTTR and the SLA figures, so buckets add up exactly."""
-
-    def __init__(self):
-        self.acknowledged = self.closed = self.within_sla = self.breached_open = 0
-        self.acknowledge_us = self.resolve_us = 0
-
-    def add(self, acknowledged, acknowledge_us, closed, resolve_us, within_sla):
-        self.acknowledged += acknowledged
-        self.acknowledge_us += acknowledge_us
-        self.closed += closed
-        self.resolve_us += resolve_us
-        self.within_sla += within_sla
-
-    def as_dict(self):
-        return {
-            "acknowledged": self.acknowledged,
-            # Milliseconds: the dashboard multiplies the mean back into a sum and adds live events to it,
-            # so a coarser mean drifts a second away from a fresh page's figure.
-            "mtta_seconds": round(self.acknowledge_us / 1e6 / self.acknowledged, 3) if self.acknowledged else None,
-            "closed": self.closed,
-            "mttr_seconds": round(self.resolve_us / 1e6 / self.closed, 3) if self.closed else None,
-            "within_sla": self.within_sla,
-            "breached_open": self.breached_open,
-        }
-
-
-# --- SLA: acknowledge within the response plan's minutes for the severity ---------------------------
-
-
-# The open, unacknowledged threats still inside their deadline are read in one query (counts and
-# watch list alike) when there are at most this many; past it, counted in the database and listed
-# per severity, SLA_WATCH_LIMIT each (a flood of recent threats must not be loaded whole).
-SLA_PENDING_IN_ONE_QUERY = 2000
-
-
-def _sla_pending(threats, now):
-    """Open threats never acknowledged whose acknowledgement deadline is still ahead."""
-    recent = reduce(or_, (
-        Q(severity=severity, received_at__gte=now - timedelta(minutes=minutes))
-        for severity, minutes in SLA_MINUTES.items()
-    ))
-    return threats.filter(recent, acknowledged_at__isnull=True).exclude(status__in=CLOSED_STATUSES)
-
-
-def _open_within_deadline(threats, now):
-    """(within-deadline counts per (customer slug, severity), the SLA watch and its horizon).
-    The totals hold every unacknowledged open threat; the difference is the breached ones.
-
-    Usually one query: every pending threat inside its deadline (recent threats only, read from the
-    (severity, received_at) index), counted and listed here. When there are more than
-    SLA_PENDING_IN_ONE_QUERY, a grouped count plus one bounded query per severity."""
-    pending = _sla_pending(threats, now)
-    rows = list(pending.order_by().values_list("pk", "customer__slug", "severity", "received_at")
-                [:SLA_PENDING_IN_ONE_QUERY + 1])
-    if len(rows) <= SLA_PENDING_IN_ONE_QUERY:
-        counts = Counter((slug, severity) for _pk, slug, severity, _received in rows)
-        by_severity = {severity: [] for severity in SLA_MINUTES}
-        for pk, slug, severity, received in sorted(rows, key=lambda row: row[3]):
-            by_severity[severity].append((pk, slug, received))
-        return counts, *_sla_watch(by_severity, now)
-    counts = Counter({(slug, severity): n for slug, severity, n in
-                      pending.values_list("customer__slug", "severity").annotate(n=Count("pk")).order_by()})
-    by_severity = {
-        severity: list(pending.filter(severity=severity).order_by("received_at")
-                       .values_list("pk", "customer__slug", "received_at")[:SLA_WATCH_LIMIT])
-        for severity in SLA_MINUTES
-    }
-    return counts, *_sla_watch(by_severity, now)
-
-
-def _sla(overall, severity_times, by_customer, watch, until):
-    return {
-        "minutes": dict(SLA_MINUTES),
-        **overall.as_dict(),
-        "by_severity": {severity: times.as_dict() for severity, times in severity_times.items()},
-        "by_customer": by_customer,
-        "watch": watch,
-        "watch_until": until.isoformat() if until else None,
-    }
-
-
-def _sla_watch(by_severity, now):
-    """Every SLA deadline still ahead up to a horizon ([id, severity, customer slug, due], soonest
-    first), so a dashboard can count breaches as they happen. `by_severity` holds each severity's
-    pending threats, oldest first. `until` is that horizon (None: all of them are listed); past it,
-    the dashboard reads the analytics again."""
-    found, horizons = [], []
-    for severity, minutes in SLA_MINUTES.items():
-        rows = by_severity[severity][:SLA_WATCH_LIMIT]
-        found += [(received + timedelta(minutes=minutes), str(pk), severity, slug) for pk, slug, received in rows]
-        if len(rows) == SLA_WATCH_LIMIT:  # later deadlines of this severity were left out
-            horizons.append(rows[-1][2] + timedelta(minutes=minutes))
-    found.sort()
-    if len(found) > SLA_WATCH_LIMIT:
-        horizons.append(found[SLA_WATCH_LIMIT - 1][0])
-    until = min(horizons) if horizons else None
-    listed = [item for item in found if until is None or item[0] <= until][:SLA_WATCH_LIMIT]
-    return [[pk, severity, slug, due.isoformat()] for due, pk, severity, slug in listed], until
 
 
 @router.get("/events", auth=READ_AUTH, response={200: EventPage, **REFUSALS})
@@ -764,122 +425,12 @@ def list_events(request, after: int = Query(0, ge=0, le=MAX_SEQ), limit: int = Q
 # --- Helpers -----------------------------------------------------------------------------------------
 
 
-def threat_page(user, filters, before=None):
-    """One page of the filtered list for the threats page: keyset queries only (no OFFSET, no COUNT),
-    so it costs the same on page 1 and page 40,000. `filters.cursor` goes to older threats,
-    `before` (the first row of a page) back to newer ones. Returns (threats, older, newer) cursors."""
-    found, limit = _filter(services.visible_threats(user).select_related("group__head"), filters, user), filters.limit
-    if before:
-        received_at, first_id = _decode_cursor(before)
-        newer = _newer_than(found, received_at, first_id)
-        rows = list(newer.order_by("received_at", "id")[: limit + 1])
-        more_newer = len(rows) > limit
-        rows = rows[:limit][::-1]
-        return rows, (_encode_cursor(rows[-1]) if rows else None), (_encode_cursor(rows[0]) if more_newer else None)
-    if filters.cursor:
-        received_at, last_id = _decode_cursor(filters.cursor)
-        found = _older_than(found, received_at, last_id)
-    rows = list(found.order_by("-received_at", "-id")[: limit + 1])
-    more_older = len(rows) > limit
-    rows = rows[:limit]
-    older = _encode_cursor(rows[-1]) if more_older else None
-    newer = _encode_cursor(rows[0]) if filters.cursor and rows else None
-    return rows, older, newer
-
-
-def _older_than(found, received_at, threat_id):
-    """Rows after (received_at, id) in newest-first order. The plain `received_at <=` bound lets the
-    database seek in the (…, received_at) index; with only the OR it walks the index from the top,
-    so page 10,000 would cost 10,000 pages."""
-    return found.filter(Q(received_at__lt=received_at) | Q(id__lt=threat_id), received_at__lte=received_at)
-
-
-def _newer_than(found, received_at, threat_id):
-    return found.filter(Q(received_at__gt=received_at) | Q(id__gt=threat_id), received_at__gte=received_at)
-
-
 def _refuse_unknown_parameters(request, schema):
     """A misspelt filter (`review` for `requires_review`) must not answer with the unfiltered list."""
     known = set(schema.model_fields)
     for name in request.GET:
         if name not in known:
             raise services.InvalidInput(name, f"Unknown parameter {name!r}.", sorted(known))
-
-
-# Enum filters ignore case (severity=critical): each is compared in the case its values are stored in.
-FILTER_CASE = {"severity": str.upper, "status": str.lower, "threat_type": str.lower}
-
-
-def _filter(found, filters, user):
-    choices = {"severity": Severity.values, "status": Status.values}
-    for name in ("severity", "threat_type", "status"):
-        value = FILTER_CASE[name](getattr(filters, name) or "")
-        if value:
-            if name in choices and value not in choices[name]:
-                raise services.InvalidInput(name, f"Unknown {name} {getattr(filters, name)!r}.", choices[name])
-            found = found.filter(_severity_filter(value) if name == "severity" else Q(**{name: value}))
-    found = _by_customer_and_assignee(found, filters, user)
-    if filters.requires_review is not None:
-        found = found.filter(requires_human_review=filters.requires_review)
-    if filters.campaign:
-        found = found.filter(campaign_id=filters.campaign)
-    if filters.group:
-        found = found.filter(group_id=filters.group)
-    if filters.story:
-        found = found.filter(pk__in=StoryThreat.objects.filter(story_id=filters.story).values("threat_id"))
-    if filters.suppressed is not None:
-        found = found.filter(suppressed=filters.suppressed)
-    for kind in pivots.PIVOTS:
-        if getattr(filters, kind):
-            found = found.filter(pivots.condition(kind, pivots.normalise(kind, getattr(filters, kind))))
-    if filters.q:
-        q = filters.q.strip()
-        found = found.filter(Q(title__icontains=q) | Q(executive_summary__icontains=q) | Q(source_ref=q)
-                             | pivots.search_condition(q))
-    return found
-
-
-def _by_customer_and_assignee(found, filters, user):
-    # Customer and assignee are looked up first, so the filter is on the indexed id column
-    # (customer/assignee + received_at): a join on the name would scan at a million rows.
-    if filters.customer:
-        found = found.filter(customer_id=Customer.objects.filter(slug=filters.customer).values("pk")[:1])
-    if filters.assignee == "none":
-        found = found.filter(assignee__isnull=True)
-    elif filters.assignee:
-        me = user.get_username() if hasattr(user, "get_username") else ""  # an API key is nobody's "me"
-        username = me if filters.assignee == "me" else filters.assignee
-        found = found.filter(assignee_id=get_user_model().objects.filter(username=username).values("pk")[:1])
-    return found
-
-
-def _severity_filter(severity):
-    """Threats of this severity, and grouped members whose group head has it (they show the head's
-    verdict, so they filter with it)."""
-    heads = ThreatGroup.objects.filter(head__severity=severity).values("pk")
-    return Q(severity=severity) | Q(analysis_status=AnalysisStatus.GROUPED, group_id__in=heads)
-
-
-def _encode_cursor(threat):
-    return _cursor(threat.received_at, threat.pk)
-
-
-def _cursor(received_at, threat_id):
-    raw = json.dumps([received_at.isoformat(), str(threat_id)])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor):
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        received_at, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return utc_moment(str(received_at)), UUID(str(last_id))
-    except (ValueError, TypeError, binascii.Error):
-        raise services.InvalidInput("cursor", "Invalid cursor: pass back the next_cursor of a previous page.") from None
-
-
-def _seconds(delta):
-    return round(delta.total_seconds(), 1) if delta is not None else None
 
 
 api.add_router("/", router)

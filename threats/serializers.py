@@ -1,6 +1,10 @@
-"""Plain-dict views of a threat, shared by the API, the event log and the WebSocket feed."""
+"""Plain-dict views of a threat, shared by the API, the event log and the WebSocket feed; the threat
+summary's shape is defined here once."""
 
 from datetime import UTC, datetime
+
+from django.db.models import F, Func, JSONField
+from django.db.models.functions import Left
 
 from . import pivots
 from .choices import AnalysisStatus
@@ -24,33 +28,87 @@ def _iso(value):
     return value.isoformat() if value else None
 
 
-def threat_summary(threat: Threat):
-    """The small shape used in lists and in every WebSocket event."""
+# The threat summary: the one shape lists, the queue and every event carry, and static/js/rows.js
+# draws (tests/test_summary_shape.py holds the API schema `ThreatSummary` and rows.js to it). It is
+# built by `summary` from these columns, which a list page selects without loading the threat: not
+# `raw`, the timeline, the response plan or the agents' JSON.
+SUMMARY_FIELDS = ("id", "title", "source", "threat_type", "severity", "risk_score", "analysis_status", "status",
+                  "disposition", "requires_human_review", "processing_ms", "occurred_at", "received_at", "campaign_id",
+                  "version", "group_id", "rule", "suppressed")
+
+
+class _PivotObservables(Func):
+    """Only the observables a pivot reads, as a JSON object (missing ones null): a list page never
+    loads command lines, URLs or user agents."""
+
+    output_field = JSONField()
+
+    def as_sql(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        build = "jsonb_build_object" if connection.vendor == "postgresql" else "json_object"
+        pairs = ", ".join(f"'{name}', {column} -> '{name}'" if connection.vendor == "postgresql"
+                          else f"'{name}', {column} -> '$.{name}'" for name in pivots.OBSERVABLE_PIVOT)
+        return f"{build}({pairs})", params
+
+
+class _TechniqueIds(Func):
+    """The technique ids of `mitre` as a JSON array, taken out in the database: a list page never
+    loads the techniques' evidence, mitigations and detections."""
+
+    output_field = JSONField()
+    template = "jsonb_path_query_array(%(expressions)s, '$.techniques[*].technique_id')"
+
+    def as_sqlite(self, compiler, connection, **extra):
+        template = "(SELECT json_group_array(json_extract(value, '$.technique_id')) FROM json_each(%(expressions)s, '$.techniques'))"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+SUMMARY_EXPRESSIONS = {
+    "customer_name": F("customer__name"), "customer_slug": F("customer__slug"),
+    "assignee_name": F("assignee__username"), "summary": Left("executive_summary", SUMMARY_TEXT_LIMIT),
+    "techniques": _TechniqueIds("mitre"), "pivot_observables": _PivotObservables("observables"),
+    # A grouped member's inherited verdict (group_head): its head's row, joined.
+    "head_id": F("group__head_id"), "head_severity": F("group__head__severity"),
+    "head_risk": F("group__head__risk_score"), "head_status": F("group__head__analysis_status"),
+}
+
+
+def summary(row):
+    """The threat summary from the columns `.values(*SUMMARY_FIELDS, **SUMMARY_EXPRESSIONS)` reads."""
     return {
-        "id": str(threat.pk),
-        "title": threat.title,
-        "source": threat.source,
-        "threat_type": threat.threat_type,
-        "customer": threat.customer.name,
-        "customer_slug": threat.customer.slug,
-        "severity": threat.severity or None,
-        "risk_score": threat.risk_score,
-        "analysis_status": threat.analysis_status,
-        "status": threat.status,
-        "disposition": threat.disposition or None,
-        "assignee": threat.assignee.get_username() if threat.assignee_id else None,
-        "requires_human_review": threat.requires_human_review,
-        "executive_summary": threat.executive_summary[:SUMMARY_TEXT_LIMIT],
-        "mitre_techniques": [t["technique_id"] for t in threat.mitre.get("techniques", [])],
-        "processing_ms": threat.processing_ms,
-        "occurred_at": _iso(threat.occurred_at),
-        "received_at": _iso(threat.received_at),
-        "campaign": threat.campaign_id,
-        "version": threat.version,
-        "group_id": threat.group_id,
-        "group_head": group_head(threat),
-        "pivots": pivots.summary_values(threat.observables, threat.rule),
-        "suppressed": threat.suppressed,
+        "id": row["id"], "title": row["title"], "source": row["source"], "threat_type": row["threat_type"],
+        "customer": row["customer_name"], "customer_slug": row["customer_slug"], "severity": row["severity"] or None,
+        "risk_score": row["risk_score"], "analysis_status": row["analysis_status"], "status": row["status"],
+        "disposition": row["disposition"] or None, "assignee": row["assignee_name"],
+        "requires_human_review": row["requires_human_review"], "executive_summary": row["summary"],
+        "mitre_techniques": row["techniques"], "processing_ms": row["processing_ms"],
+        "occurred_at": row["occurred_at"], "received_at": row["received_at"], "campaign": row["campaign_id"],
+        "version": row["version"], "group_id": row["group_id"],
+        "group_head": (head_verdict(row["head_id"], row["head_severity"], row["head_risk"], row["head_status"])
+                       if row["analysis_status"] == AnalysisStatus.GROUPED and row["head_id"] else None),
+        "pivots": pivots.summary_values(row["pivot_observables"], row["rule"]),
+        "suppressed": row["suppressed"],
+    }
+
+
+def threat_summary(threat: Threat):
+    """The summary of a loaded threat (events, the WebSocket feed), JSON-ready: ids and times as text."""
+    return summary(_summary_columns(threat))
+
+
+def _summary_columns(threat):
+    """What `summary` reads, taken from a loaded threat instead of selected."""
+    head = threat.group.head if threat.analysis_status == AnalysisStatus.GROUPED and threat.group_id else None
+    return {
+        **{name: getattr(threat, name) for name in SUMMARY_FIELDS},
+        "id": str(threat.pk), "occurred_at": _iso(threat.occurred_at), "received_at": _iso(threat.received_at),
+        "customer_name": threat.customer.name, "customer_slug": threat.customer.slug,
+        "assignee_name": threat.assignee.get_username() if threat.assignee_id else None,
+        "summary": threat.executive_summary[:SUMMARY_TEXT_LIMIT],
+        "techniques": [t["technique_id"] for t in threat.mitre.get("techniques", [])],
+        "pivot_observables": threat.observables,
+        "head_id": head and head.pk, "head_severity": head and head.severity,
+        "head_risk": head and head.risk_score, "head_status": head and head.analysis_status,
     }
 
 

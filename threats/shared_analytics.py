@@ -1,5 +1,6 @@
 """Analytics computed at most once per ANALYTICS_SHARE_SECONDS per customer scope, and shared.
 
+threats/analytics.py computes them (analytics_snapshot) and hands its computation to `shared`.
 Every dashboard that opens, and every client that polls, asks for the same aggregates; under load
 they were computed once per request. A snapshot stays exact at its own `latest_seq` however old it
 is (the dashboard applies every event after that seq), so handing a snapshot up to a second old to

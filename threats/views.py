@@ -29,7 +29,7 @@ from agents.registry import AGENT_KINDS
 from stories.cards import story_cards
 
 from . import access, hidden_text, pivots, services
-from .api import FILTER_CASE, QueueFilters, ThreatFilters, analytics_snapshot, queue_page, threat_page
+from .analytics import analytics_snapshot
 from .choices import (
     CLOSED_STATUSES,
     AnalysisStatus,
@@ -39,6 +39,7 @@ from .choices import (
     Status,
     ThreatType,
 )
+from .paging import FILTER_CASE, QueueFilters, ThreatFilters, queue_page, threat_page
 from .serializers import event_message, group_head
 
 log = logging.getLogger(__name__)

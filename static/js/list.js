@@ -12,9 +12,9 @@
   var LIVE_ROW_LIMIT = 200;
   var hasOlderPage = root.dataset.hasOlder === "true";
 
-  // The same filters as the server's (api._filter), applied to an event's summary.
+  // The same filters as the server's (paging._filter), applied to an event's summary.
   function matches(t) {
-    var inherited = !t.severity && t.group_head ? t.group_head.severity : null;  // api._severity_filter
+    var inherited = !t.severity && t.group_head ? t.group_head.severity : null;  // paging._severity_filter
     if (filters.severity && t.severity !== filters.severity && inherited !== filters.severity) return false;
     if (filters.threat_type && t.threat_type !== filters.threat_type) return false;
     if (filters.status && t.status !== filters.status) return false;

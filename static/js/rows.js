@@ -192,7 +192,7 @@
       case "story.flagged":
         var story = message.story || {};
         return "attack story flagged: " + (story.entity_kind || "") + " " + (story.entity || "") + " reached " +
-          (story.tactics || []).map(function (t) { return t.name; }).join(" → ");
+          (story.tactics || []).map(function (tactic) { return tactic.name; }).join(" → ");
       case "threat.updated":
         var changes = message.changes || {};
         var parts = Object.keys(changes).filter(function (name) { return name !== "disposition_reason"; })
