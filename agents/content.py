@@ -518,13 +518,22 @@ def _refused_logins(threat, model, found):
 def _outbound_volume(threat, model, found):
     """Rule `outbound_volume`: a gigabyte leaving is exfiltration whatever else the alert says; a
     hundred megabytes is, from a host already showing compromise or flagged as anomalous."""
-    sent = model["measures"].get("src_bytes")
+    sent = sent_out(model)
     names = {b["name"] for b in found}
     suspect = names & {"command_and_control", "malware", "exploit_success", "suspicious_execution", "anomaly"}
     if (isinstance(sent, (int, float)) and is_outbound(threat, model)
             and (sent >= EXFIL_ALONE_BYTES or (sent >= EXFIL_BYTES and suspect))):
-        add(found, "exfiltration", model["fields"].get("measures.src_bytes", "measures.src_bytes"),
-            f"{sent / 1e6:,.0f} MB sent out")
+        field = "measures.upload_bytes" if sent != model["measures"].get("src_bytes") else "measures.src_bytes"
+        add(found, "exfiltration", model["fields"].get(field, field),
+            f"{sent / 1e6:,.0f} MB sent out" + (" (the upload's declared size)" if field.endswith("upload_bytes") else ""))
+
+
+def sent_out(model):
+    """Bytes the source sends: counted on the flow, or declared by an upload still running (a PUT's
+    Content-Length), whichever is larger."""
+    amounts = [v for v in (model["measures"].get("src_bytes"), model["measures"].get("upload_bytes"))
+               if isinstance(v, (int, float))]
+    return max(amounts) if amounts else None
 
 
 def _masquerading(threat, model, found):

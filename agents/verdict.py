@@ -188,7 +188,7 @@ def _floors(state, threat, model, found, explained, authorised, priority):
         state.move(higher(state.band, "CRITICAL"), "compromise_with_impact", "a foothold together with "
                    "exfiltration, credential theft, privilege escalation or spread: compromise in progress",
                    [_ref(e) for e in foothold + spread], "floor")
-    sent = signal.measure(threat, "src_bytes")
+    sent = content.sent_out(model)
     if "exfiltration" in found and sent and sent >= EXFIL_CRITICAL_BYTES and content.is_outbound(threat):
         state.move(higher(state.band, "CRITICAL"), "exfiltration_volume", f"{sent / 1e9:.1f} GB left the network",
                    [_ref(found["exfiltration"]), f"signal.{signal.field_of(threat, 'measures.src_bytes')}"], "floor")
@@ -682,6 +682,10 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
     burst = (history or {}).get("closure_burst")
     if burst:
         reasons.append(historical.review_reason(burst))
+    orders = (history or {}).get("standing_orders")
+    if orders:
+        fire("standing_order_closure", f"{len(orders)} closure(s) of similar threats give standing orders instead of "
+                                       "judging that alert; not learned from")
     # `explained_on_record`: lowered because an approval or analysts' closures of this very activity
     # explain it, the disagreement with the source is answered on the threat; on our reading of the
     # content alone (a cap, a disproof), a human confirms once.

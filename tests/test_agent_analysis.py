@@ -1520,6 +1520,9 @@ def test_a_pan_os_threat_log_says_what_the_firewall_recognised_and_whether_it_st
      "denies"),  # "or any other" extends the denial; it excepts nothing
     ("Nobody uses RDP from any other host than the jump host.", "explains"),  # the excepted host is approved
     ("Corporate hosts on 10.20.0.0/16 have no route to the field network by design.", "denies"),
+    ("Password authentication is a known gap scheduled for removal (RISK-221).", "explains"),  # approves nothing,
+    # denies nothing: a note with no approval, denial or rule explains by default, as it always has
+    ("The server has no business reason to reach the internet other than Windows Update via WSUS.", "denies"),
 ])
 def test_a_note_that_states_a_rule_approves_no_event(customer, body, reads):
     """`context_restricts`: who may act, from where, on what condition — a rule, not an approval: it
@@ -2438,3 +2441,15 @@ def test_a_cloud_identity_acting_from_a_country_the_customer_does_not_allow_is_w
                      user={"name": "jkelly"}, source={"ip": "203.0.113.212", "geo": {"country_iso_code": country}})
     threat, = factories.ingest_records("ecs", [alert], customer)
     assert threat.severity == band
+
+
+def test_an_upload_that_declares_gigabytes_to_a_bare_address_is_exfiltration_at_volume(customer):
+    record = _eve("ET POLICY curl User-Agent Outbound", "Attempted Information Leak", "10.10.4.12", "203.0.113.200")
+    record["http"] = {"hostname": "203.0.113.200", "url": "/u/finance.7z", "http_method": "PUT", "status": 100,
+                      "http_user_agent": "curl/8.9.1",
+                      "request_headers": [{"name": "Content-Length", "value": "6442450944"}]}
+    record["flow"].update(bytes_toserver=4_371_220, bytes_toclient=88_810)
+    threat, = factories.ingest_records("suricata", [record], customer)
+    assert threat.signal["measures"]["upload_bytes"] == 6_442_450_944
+    assert "exfiltration_volume" in [f.get("rule") for f in threat.risk_factors]
+    assert threat.severity == "CRITICAL"

@@ -1,7 +1,9 @@
 """The threat summary has one shape (serializers.summary): the API's documented schema, the list's
 items, every event's threat and the fields the browser's rows read (static/js/rows.js, list.js,
-which cannot import Python) all agree, so none can drift."""
+which cannot import Python) all agree, so none can drift. Bulk triage refuses with the single
+triage's errors (services.check_triage)."""
 
+import json
 import re
 from pathlib import Path
 
@@ -55,3 +57,25 @@ def test_the_group_head_fields_rows_js_reads_are_the_documented_ones():
     assert set(head_verdict("x", "HIGH", 70, "completed")) == documented
     assert fields_read("rows.js", "head") <= documented
     assert fields_read("list.js", "t.group_head") <= documented
+
+
+BAD_CHANGES = [
+    {"status": "done"},
+    {"status": "closed", "disposition": "maybe", "reason": "x"},
+    {"status": "closed", "reason": "x"},
+    {"status": "closed", "disposition": "false_positive"},
+    {"status": "closed", "disposition": "false_positive", "reason": "   "},
+    {},
+]
+
+
+@pytest.mark.parametrize("change", BAD_CHANGES)
+def test_bulk_triage_refuses_with_the_same_error_as_triage_of_one_threat(alice_client, customer, change):
+    threat = factories.make_threat(customer=customer, analyse=False)
+
+    one = alice_client.patch(f"/api/threats/{threat.pk}", json.dumps(change), content_type="application/json")
+    bulk = alice_client.post("/api/threats/bulk", json.dumps({"ids": [str(threat.pk)], **change}),
+                             content_type="application/json")
+
+    assert one.status_code == bulk.status_code == 400
+    assert one.json() == bulk.json()

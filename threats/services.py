@@ -351,34 +351,43 @@ def do_fail_analysis(threat_id, error):
 
 
 def check_triage(user, threat, status=None, disposition=None, reason=None, assignee=...):
-    """Validate a triage change; returns the cleaned changes. `assignee=None` means unassign."""
+    """Validate a triage change; returns the cleaned changes. `assignee=None` means unassign.
+    `threat=None` (bulk triage, before any threat is read) checks only what fails for every threat
+    alike: unknown values, closing without a disposition or a reason, nothing to change; not what
+    depends on the threat (a disposition for one not closing, an assignee of its customer)."""
     check_permission(user, TRIAGE_PERMISSION)
     changes = {}
     if status is not None:
         if status not in Status.values:
             raise InvalidInput("status", f"Unknown status {status!r}.", Status.values)
         changes["status"] = status
-    closing = changes.get("status", threat.status) in CLOSED_STATUSES
+    was_closed = threat is not None and threat.status in CLOSED_STATUSES
+    closing = changes["status"] in CLOSED_STATUSES if "status" in changes else was_closed
     if disposition is not None:
         if disposition not in Disposition.values:
             raise InvalidInput("disposition", f"Unknown disposition {disposition!r}.", Disposition.values)
-        if not closing:
+        if not closing and threat is not None:
             raise InvalidInput("disposition", "A disposition is set when closing: use status resolved or closed.")
         changes["disposition"] = disposition
-    if "status" in changes and changes["status"] in CLOSED_STATUSES and threat.status not in CLOSED_STATUSES:
-        if not (disposition or threat.disposition):
-            raise InvalidInput("disposition", "Closing a threat needs a disposition.", Disposition.values)
-        if not (reason or "").strip():
-            raise InvalidInput("reason", "Closing a threat needs a reason.")
+    if "status" in changes and changes["status"] in CLOSED_STATUSES and not was_closed:
+        _check_closure(disposition or (threat and threat.disposition), reason)
     if reason is not None:
         if len(reason) > REASON_MAX_LENGTH:
             raise InvalidInput("reason", f"A reason has at most {REASON_MAX_LENGTH} characters.")
         changes["disposition_reason"] = reason.strip()
     if assignee is not ...:
-        changes["assignee"] = _assignable_user(assignee, threat)
+        changes["assignee"] = assignee if threat is None else _assignable_user(assignee, threat)
     if not changes:
         raise InvalidInput("body", "Nothing to change: give status, disposition, reason or assignee.")
     return changes
+
+
+def _check_closure(disposition, reason):
+    """Closing a threat that was open needs a disposition and a reason."""
+    if not disposition:
+        raise InvalidInput("disposition", "Closing a threat needs a disposition.", Disposition.values)
+    if not (reason or "").strip():
+        raise InvalidInput("reason", "Closing a threat needs a reason.")
 
 
 def _assignable_user(username, threat):

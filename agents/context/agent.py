@@ -62,6 +62,7 @@ DENIAL = re.compile(
 # extends the denial instead.
 EXCEPTING = re.compile(r"(?<!\bor\s)(?<!\bnor\s)(?<!\band\s)\b(any\s+other|all\s+other)\b|"
                        r"\b(other\s+than|else|elsewhere|except|besides|apart\s+from)\b", re.I)
+OBJECT_EXCEPTION = re.compile(r"other\s+than|except|besides|apart\s+from", re.I)  # the excepted thing follows
 # `context_restricts`: a note that states a rule — who may act, from where, on what condition ("used
 # only from the jump host", "require an approved change", "need a ticket") — approves no particular
 # event: it neither explains an alert nor, by itself, accuses it. "…or approved changes" is such a
@@ -75,7 +76,10 @@ EXCLUSIVE = re.compile(r"\bonly\b[^.;]{0,80}\b(is|are|was|were)\s+(approved|allo
 # "Only X does Y" states who does Y: X's own Y is approved by it, anyone else's restricted.
 ONLY_SUBJECT = re.compile(r"^\W*only\s+(the\s+)?[\w-]", re.I)
 CONDITIONAL = re.compile(r"\b(requires?|required|needs?|or|outside|without|unless)\s+(an?\s+|the\s+)?"
-                         r"(approved|authori[sz]ed)\b", re.I)
+                         r"(approved|authori[sz]ed)\b"
+                         # "a known gap scheduled for removal" plans a fix, it approves nothing
+                         r"|\b(scheduled|planned)\s+(for|to\s+be)\s+(removal|removed|decommission\w*|retire\w*|"
+                         r"deprecat\w*|deletion|deleted|replacement|replaced|remediation|fixing|fixed)\b", re.I)
 APPROVAL = re.compile(r"\b(approved|authori[sz]ed|sanctioned|expected|scheduled|planned|allowed|permitted|"
                       r"allow-?listed|whitelisted|routine|legitimate|engaged|contracted)\b", re.I)
 
@@ -190,7 +194,7 @@ def reading(item, threat=None):
     denying, approving, restricting = [], [], []
     for sentence in SENTENCES.split(f"{item.title}. {item.body}"):
         if DENIAL.search(sentence):
-            (approving if EXCEPTING.search(sentence) else denying).append(sentence)  # an exception approves
+            (approving if _excepts_this(sentence, threat) else denying).append(sentence)  # an exception approves
         elif EXCLUSIVE.search(sentence):
             restricting.append(sentence)
         elif ONLY_SUBJECT.search(sentence):  # "Only the SCADA servers (10.80.1.10-11) poll PLCs": its actor
@@ -210,6 +214,21 @@ def reading(item, threat=None):
         return "explains"
     return "denies" if denying else "restricts" if restricting else "explains"
 
+
+
+def _excepts_this(sentence, threat):
+    """A denial with an exception approves what it excepts: "from any other source" (the source named
+    elsewhere in the note) always; "other than Windows Update via WSUS" only when that object names
+    this alert — everything else stays denied."""
+    found = EXCEPTING.search(sentence)
+    if not found:
+        return False
+    if not OBJECT_EXCEPTION.match(found.group(0)):
+        return True
+    if threat is None:
+        return False  # which alert it excepts is unknown: the denial stands
+    named = sentence[found.end():]
+    return bool(naming.names(threat, named) or naming.names_artifact(threat, named))
 
 
 def _read_items(threats, limit):

@@ -20,6 +20,7 @@ one of this threat's entities, which is how history is poisoned, so it goes to a
 """
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
@@ -34,7 +35,7 @@ from .. import signal
 from ..base import Agent, AgentResult, counted, field_ref, read_for_batch, threat_ref
 
 MAX_ROWS = 100
-FIELDS = ("id", "customer_id", "disposition", "closed_by_kind", "closed_by")
+FIELDS = ("id", "customer_id", "disposition", "closed_by_kind", "closed_by", "disposition_reason")
 # Then, computed in SQL: `received` and `closed` (received_at and closed_at as epoch seconds: as
 # datetimes, the driver's text parsing of two per row doubled a batch's read on PostgreSQL,
 # measured) and what the row shares with this threat as ONE integer of MATCH_BITS rather than a
@@ -43,6 +44,12 @@ TIMES = ("received", "closed")
 MATCH_BITS = {"src_ip": 1, "dst_ip": 2, "user": 4, "host": 8, "rule": 16, "type": 32}
 INDICATOR_FIELDS = ("hashes", "domains")
 AUTOMATION = (ClosedByKind.AGENT, ClosedByKind.RULE)
+# A closure reason that orders future handling instead of judging the alert closed ("do not escalate",
+# "close without review", "for any user/process"): an analyst's judgement is about one alert.
+STANDING_ORDER = re.compile(r"\b(do\s+not|don't|never)\s+(escalate|review|investigate|alert)\b|"
+                            r"\bclose\s+(it\s+|them\s+)?without\s+(review|investigation|looking)\b|"
+                            r"\b(always|automatically)\s+close\b|\bfor\s+any\s+(user|process|host|source)\b|"
+                            r"\ball\s+future\b", re.I)
 DISMISSED = (Disposition.FALSE_POSITIVE, Disposition.BENIGN_TRUE_POSITIVE)
 
 # How much one closure teaches (docs/agents.md, docs/verdicts.md).
@@ -112,7 +119,8 @@ class HistoricalAgent(Agent):
         human = [p for p in past if p["disposition"] and p["closed_by_kind"] not in AUTOMATION]
         automated = [p for p in past if p["disposition"] and p["closed_by_kind"] in AUTOMATION]
         burst = closure_burst(threat, human)
-        labelled = [p for p in human if not burst or str(p["id"]) not in burst["threats"]]
+        orders = [p for p in human if STANDING_ORDER.search(str(p.get("disposition_reason") or "")[:2_000])]
+        labelled = [p for p in human if (not burst or str(p["id"]) not in burst["threats"]) and p not in orders]
         learned = _weigh(threat, [p for p in labelled if p["disposition"] in POINTS])
         result = AgentResult(summary=_summary(past, labelled, burst, days),
                              confidence=min(0.95, 0.45 + 0.1 * len(learned)) if past else 0.4)
@@ -128,9 +136,14 @@ class HistoricalAgent(Agent):
                         *[threat_ref(p["id"]) for p in automated])
         if burst:
             result.find(_burst_text(burst), field_ref(burst["entity"]), *map(threat_ref, burst["threats"]))
+        if orders:
+            result.find(f"{counted(len(orders), 'closure')} of similar threats give a standing order ('do not escalate', "
+                        "'close without review') instead of judging that alert — how history is poisoned; not "
+                        "learned from, a human should confirm them.", *[threat_ref(p["id"]) for p in orders])
         reputation = _score_reputation(result, getattr(rows, "reputation", None), days)
         result.data = {"similar": len(past), "labelled": len(labelled), "dispositions": _counts(labelled),
                        **_weights(threat, learned), "automated_closures": len(automated), "closure_burst": burst,
+                       "standing_orders": [str(p["id"]) for p in orders],
                        "reputation": reputation, "lookback_days": days, "half_life_days": HALF_LIFE_DAYS,
                        "confirmed_attacker": _confirmed_attacker(threat, labelled)}
         return result  # the similar threats' ids are cited once, as the first finding's evidence

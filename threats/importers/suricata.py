@@ -239,11 +239,21 @@ def signal(doc, severity):
     if answered:
         # The server's answer holds what a shell prints: the injected command ran (whatever the rule).
         built.behaviour("exploit_success", answered, "command output in the response").set("outcome", "success", answered)
+    if str(http.get("http_method") or "").upper() in ("PUT", "POST"):  # an upload declares its size up front
+        built.measure("upload_bytes", _header(http, "content-length"), "http.request_headers")
     built.forwarded(as_list(http.get("xff")), "http.xff")
     for header in as_list(http.get("request_headers")):
         if isinstance(header, dict) and str(header.get("name", "")).lower() == "x-forwarded-for":
             built.forwarded([header.get("value", "")], "http.request_headers")
     return built.finish()
+
+
+def _header(http, name):
+    """The value of a logged request header (http.request_headers: [{name, value}]), or None."""
+    for header in as_list(http.get("request_headers")):
+        if isinstance(header, dict) and str(header.get("name", "")).lower() == name:
+            return header.get("value")
+    return None
 
 
 def _command_output(http):
