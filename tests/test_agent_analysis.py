@@ -2453,3 +2453,20 @@ def test_an_upload_that_declares_gigabytes_to_a_bare_address_is_exfiltration_at_
     assert threat.signal["measures"]["upload_bytes"] == 6_442_450_944
     assert "exfiltration_volume" in [f.get("rule") for f in threat.risk_factors]
     assert threat.severity == "CRITICAL"
+
+
+@pytest.mark.parametrize("keyword,explained", [("niamh.oconnor", True), ("someone.else", False)])
+def test_a_note_keyed_to_the_account_a_change_is_for_is_about_that_change(customer, keyword, explained):
+    """The entities a note's keywords match include the account change's own names: whom it is for
+    (the target), who made it, the group or role it gives — not only the observables."""
+    ContextItem.objects.create(customer=customer, kind="business", title="HR-ONB-3318 new practice manager",
+                               body="Approved: delegated User Management Admin for OU /Clinics/Cork.",
+                               keywords=[keyword], valid_from=datetime(2026, 1, 1, tzinfo=UTC))
+    alert = _elastic("gws-1", "Google Workspace Role Modified", "T1098.003", "high",
+                     event={"action": "ASSIGN_ROLE", "category": ["iam"], "type": ["change"], "outcome": "success",
+                            "dataset": "google_workspace.admin", "module": "google_workspace", "kind": "signal"},
+                     user={"name": "it.admin", "target": {"name": "niamh.oconnor"}},
+                     google_workspace={"admin": {"role": {"name": "_USER_MANAGEMENT_ADMIN_ROLE"}}},
+                     source={"ip": "192.0.2.77"})
+    threat, = factories.ingest_records("ecs", [alert], customer)
+    assert (threat.severity == "LOW") is explained

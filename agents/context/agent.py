@@ -1,7 +1,7 @@
 """Context agent: business context of the customer at the time of the signal.
 
 Context items apply by threat type and, when they carry keywords, only when a keyword occurs in
-one of the signal's entity observables (never in free text such as the user agent, which the
+one of the signal's entity observables or the accounts, group or role an account change names (never in free text such as the user agent, which the
 attacker writes: "pentest" in a user agent must not explain anything). A matching business item (an approved pentest, a marketing
 launch, a known VPN egress) explains the signal; an advisory about an active campaign aggravates it.
 A business item that says what is NOT approved or expected of the entity ("no cloud sync tool is
@@ -252,9 +252,12 @@ def _current(item, threat):
         item.valid_until is None or item.valid_until >= when)
 
 
+ACCOUNT_KEYS = ("target", "actor", "group", "role")
+
+
 def _entities(threat):
     """Lower-cased entity values of the signal -> the field they came from (an e-mail-style account also
-    by its local part); a program also by each folder and file name of its path (an item naming the software "RMMAgent" matches
+    by its local part; the accounts, group and role an account change names); a program also by each folder and file name of its path (an item naming the software "RMMAgent" matches
     C:\\Program Files\\RMMAgent\\RMMAgentService.exe), never by its arguments."""
     found = {}
     for name in KEYWORD_FIELDS:
@@ -262,6 +265,12 @@ def _entities(threat):
             found.setdefault(value.strip().lower(), field_ref(name))
             if name == "user" and "@" in value:  # an account is also named without its domain (adm.kbrennan)
                 found.setdefault(value.strip().lower().split("@")[0], field_ref(name))
+    account = signal.model(threat)["account"]  # whom an account change is for, the group or role it gives
+    for key in ACCOUNT_KEYS:
+        value = account.get(key)
+        if isinstance(value, str) and value.strip():
+            found.setdefault(value.strip().lower(), f"signal.account.{key}")
+            found.setdefault(value.strip().lower().split("@")[0], f"signal.account.{key}")
     for name in PROGRAM_FIELDS:
         for value in signal.values(threat, name):
             parts = content.program(value).replace("\\", "/").lower().split("/")
