@@ -78,13 +78,6 @@ def start_worker_metrics_server(port, address="0.0.0.0"):  # noqa: S104 - pod-lo
     return server
 
 
-def child_exited(pid):
-    """Forget a finished child's live gauges (its counters and histograms still count)."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(pid)
-
-
 # --- Tracing ----------------------------------------------------------------------------------
 
 

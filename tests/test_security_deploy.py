@@ -122,7 +122,10 @@ def test_plain_http_keeps_cookies_usable_and_sends_no_hsts(tmp_path):
     ("TRUSTED_PROXIES", "10.0.0.0/8,ingress", "'ingress' is not an IP network"),
 ])
 def test_dangerous_configuration_stops_start_up(name, value, message):
-    result = _manage(_production_env(**{name: value}), "check")
+    # Start-up stops where every process starts: loading settings.py (in-process, as tests/test_settings.py does).
+    from tests.test_settings import evaluate
+
+    result = evaluate("settings.DEBUG", _production_env(**{name: value}))
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
 

@@ -69,8 +69,13 @@ def fresh_settings(env):
 
 def load_settings(expression="settings.DEBUG", **variables):
     """Evaluate `expression` against the settings loaded under `variables` (JSON, as text)."""
+    return evaluate(expression, environment(**variables))
+
+
+def evaluate(expression, env):
+    """`expression` against the settings loaded under exactly the environment `env`."""
     try:
-        value = eval(expression, {"settings": fresh_settings(environment(**variables))})  # noqa: S307 - the tests' own expressions
+        value = eval(expression, {"settings": fresh_settings(env)})  # noqa: S307 - the tests' own expressions
         return Loaded(0, stdout=json.dumps(value, default=str))
     except Exception:  # noqa: BLE001 - reported as the failing process would report it
         return Loaded(1, stderr=traceback.format_exc())
