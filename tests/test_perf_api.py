@@ -14,7 +14,7 @@ from django.utils import timezone
 from ninja.responses import NinjaJSONEncoder
 
 from tests import factories
-from threats import services
+from threats import access, services
 from threats.choices import Disposition, Status
 from threats.models import Threat
 from threats.serializers import threat_summary
@@ -194,7 +194,7 @@ def test_each_branch_of_the_text_search_can_use_its_index_on_postgresql(alice):
     from threats import paging, serializers
 
     filters = paging.ThreatFilters(q="Wz-4711")  # the API's own filter schema: every other filter unset
-    found = paging._filter(services.visible_threats(alice), filters, alice).order_by("-received_at", "-id")
+    found = paging._filter(access.visible_threats(alice), filters, alice).order_by("-received_at", "-id")
     sql, params = found.values(*serializers.SUMMARY_FIELDS, **serializers.SUMMARY_EXPRESSIONS)[:21].query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")

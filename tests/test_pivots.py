@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from tests import factories
-from threats import paging, services
+from threats import access, paging
 from threats.models import UserAccess
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +137,7 @@ def test_hostile_observable_values_are_escaped_in_links(alice_client, db):
 def test_each_pivot_can_use_its_index_on_postgresql(alice, stored, params, indexes):
     """With sequential and plain index scans off the planner must still answer every branch with a
     bitmap on its index: a pivot whose SQL drifted from its index's expression could not."""
-    found = paging._filter(services.visible_threats(alice), paging.ThreatFilters(**params), alice)
+    found = paging._filter(access.visible_threats(alice), paging.ThreatFilters(**params), alice)
     sql, values = found.order_by("-received_at", "-id").values("id")[:51].query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")

@@ -5,7 +5,7 @@ from django.db import transaction
 
 from agents.models import AgentRun
 from tests import factories
-from threats import services
+from threats import access, services
 from threats.choices import AnalysisStatus, Disposition, EventType, Status
 from threats.models import Note, Threat, ThreatEvent
 
@@ -105,19 +105,19 @@ def test_it_rejects_unknown_values_and_strangers(threat, alice):
 
 
 def test_it_refuses_an_outsider(threat, charlie):
-    with pytest.raises(services.AccessDenied):
-        services.get_threat_for_user(charlie, threat.pk)
-    with pytest.raises(services.AccessDenied):
+    with pytest.raises(access.AccessDenied):
+        access.get_threat_for_user(charlie, threat.pk)
+    with pytest.raises(access.AccessDenied):
         services.triage(charlie, threat.pk, status="acknowledged")
-    with pytest.raises(services.AccessDenied):
+    with pytest.raises(access.AccessDenied):
         services.add_note(charlie, threat.pk, "hello")
 
 
 def test_it_reports_a_missing_threat(alice):
-    with pytest.raises(services.NotFound):
-        services.get_threat_for_user(alice, "00000000-0000-0000-0000-000000000000")
-    with pytest.raises(services.NotFound):
-        services.get_threat_for_user(alice, "not-a-uuid")
+    with pytest.raises(access.NotFound):
+        access.get_threat_for_user(alice, "00000000-0000-0000-0000-000000000000")
+    with pytest.raises(access.NotFound):
+        access.get_threat_for_user(alice, "not-a-uuid")
 
 
 def test_a_note_is_stored_and_logged(threat, alice):

@@ -260,7 +260,7 @@ def _apply(modeladmin, request, queryset, describe, **fields):
         try:
             services.triage(request.user, threat.pk, **fields)
             done += 1
-        except (services.InvalidInput, services.AccessDenied, services.NotFound) as exc:
+        except (services.InvalidInput, access.AccessDenied, access.NotFound) as exc:
             refused.append(hidden_text.reveal_text(f"{threat.title}: {getattr(exc, 'detail', exc)}"))
     if done:
         modeladmin.message_user(request, f"{describe} {done} threat(s).", messages.SUCCESS)

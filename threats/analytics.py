@@ -25,7 +25,7 @@ def analytics_snapshot(user, now=None):
     The aggregates are read again when an event was recorded while they were computed, so a
     dashboard that applies every event after `latest_seq` to them counts each change exactly once
     (`exact` is false in the rare case that the log kept moving on every attempt)."""
-    threats = services.visible_threats(user).order_by()
+    threats = access.visible_threats(user).order_by()
     scope = access.customer_scope(user)
 
     def compute():

@@ -279,7 +279,7 @@ def list_threats(request, filters: Query[ThreatFilters]):
 @router.get("/threats/{uuid:threat_id}", auth=READ_AUTH, response={200: ThreatDetail, 404: Error, **REFUSALS})
 def get_threat(request, threat_id: UUID, response: HttpResponse):
     """Everything about one threat; its `ETag` header is the triage version (send it as If-Match)."""
-    threat = services.get_threat_for_user(access.principal(request), threat_id)
+    threat = access.get_threat_for_user(access.principal(request), threat_id)
     response["ETag"] = etag(threat)
     return threat_detail(threat)
 
@@ -289,7 +289,7 @@ def trigger(request, payload: TriggerIn = None):
     """Create a synthetic threat (random, by `threat_type`, or by named `scenario`) and queue its analysis.
     A principal scoped to customers triggers for one of them (its first when `customer` is absent)."""
     who = access.principal(request)
-    services.check_permission(who, services.TRIGGER_PERMISSION)
+    access.check_permission(who, access.TRIGGER_PERMISSION)
     payload = payload or TriggerIn()
     customer = access.trigger_customer(who, payload.customer or None)
     actor = (services.Actor(ActorKind.SYSTEM, label=f"api key {who.name}"[:150]) if isinstance(who, APIKey)
@@ -345,7 +345,7 @@ def bulk_triage(request, payload: BulkTriageIn):
             services.triage(request.user, threat_id, **fields)
         except services.InvalidInput as exc:
             failed.append({"id": threat_id, "detail": exc.detail, "field": exc.field})
-        except services.NotFound as exc:
+        except access.NotFound as exc:
             failed.append({"id": threat_id, "detail": str(exc)})
         else:
             updated.append(threat_id)
@@ -446,12 +446,12 @@ def _conflict(request, exc):
     return response
 
 
-@api.exception_handler(services.AccessDenied)
+@api.exception_handler(access.AccessDenied)
 def _denied(request, exc):
     return api.create_response(request, {"detail": str(exc)}, status=403)
 
 
-@api.exception_handler(services.NotFound)
+@api.exception_handler(access.NotFound)
 def _not_found(request, exc):
     return api.create_response(request, {"detail": str(exc)}, status=404)
 

@@ -156,7 +156,7 @@ def get_group(request, group_id: int, limit: int = Query(GROUP_MEMBERS_DEFAULT, 
     """One group with its newest members (at most `limit`), each a threat summary."""
     group = _visible_groups(request).filter(pk=group_id).first()
     if group is None:
-        raise services.NotFound("Group not found.")
+        raise access.NotFound("Group not found.")
     members = group.members.select_related("customer", "assignee").order_by("-occurred_at", "-id")[:limit]
     return {**_group(group), "members": [threat_summary(t) for t in members]}
 
@@ -181,7 +181,7 @@ def _visible_groups(request):
     """Groups of the customers the key or user may see (access.py: one scoping rule everywhere)."""
     groups = ThreatGroup.objects.select_related("customer", "head__customer", "head__assignee")
     who = access.principal(request)
-    services.check_permission(who, services.VIEW_PERMISSION)
+    access.check_permission(who, access.VIEW_PERMISSION)
     return access.scoped(groups, who)
 
 

@@ -61,7 +61,7 @@ class QueueFilters(Schema):
 def summary_page(who, filters):
     """(summaries, next cursor): one page of GET /api/threats, newest first, read as the summary's
     columns only (serializers.SUMMARY_FIELDS)."""
-    found = _filter(services.visible_threats(who), filters, who)
+    found = _filter(access.visible_threats(who), filters, who)
     if filters.cursor:
         received_at, last_id = _decode_cursor(filters.cursor)
         found = _older_than(found, received_at, last_id)
@@ -76,7 +76,7 @@ def threat_page(user, filters, before=None):
     """One page of the filtered list for the threats page: keyset queries only (no OFFSET, no COUNT),
     so it costs the same on page 1 and page 40,000. `filters.cursor` goes to older threats,
     `before` (the first row of a page) back to newer ones. Returns (threats, older, newer) cursors."""
-    found, limit = _filter(services.visible_threats(user).select_related("group__head"), filters, user), filters.limit
+    found, limit = _filter(access.visible_threats(user).select_related("group__head"), filters, user), filters.limit
     if before:
         received_at, first_id = _decode_cursor(before)
         newer = _newer_than(found, received_at, first_id)
@@ -188,7 +188,7 @@ QUEUE_EXPRESSIONS = {**SUMMARY_EXPRESSIONS, "tier": F("customer__tier")}
 def queue_page(who, filters, now=None):
     """(items, next cursor, ranked at): one page of `who`'s queue, as GET /api/queue answers it."""
     ranked_at, position = _decode_queue_cursor(filters.cursor) if filters.cursor else (now or timezone.now(), None)
-    found = queue.open_threats(_by_customer_and_assignee(services.visible_threats(who), filters, who))
+    found = queue.open_threats(_by_customer_and_assignee(access.visible_threats(who), filters, who))
     customers = access.visible_customers(who)
     if filters.customer:
         customers = customers.filter(slug=filters.customer)

@@ -22,16 +22,6 @@ from handoff import outbox
 from stories import stitching
 
 from . import access, audit, events, generator, metrics, sql, stats
-from .access import (  # noqa: F401 - the access helpers live in access.py; these names stay for callers
-    TRIAGE_PERMISSION,
-    TRIGGER_PERMISSION,
-    VIEW_PERMISSION,
-    AccessDenied,
-    NotFound,
-    check_permission,
-    get_threat_for_user,
-    visible_threats,
-)
 from .choices import (
     CLOSED_STATUSES,
     ActorKind,
@@ -355,7 +345,7 @@ def check_triage(user, threat, status=None, disposition=None, reason=None, assig
     `threat=None` (bulk triage, before any threat is read) checks only what fails for every threat
     alike: unknown values, closing without a disposition or a reason, nothing to change; not what
     depends on the threat (a disposition for one not closing, an assignee of its customer)."""
-    check_permission(user, TRIAGE_PERMISSION)
+    access.check_permission(user, access.TRIAGE_PERMISSION)
     changes = {}
     if status is not None:
         if status not in Status.values:
@@ -394,7 +384,7 @@ def _assignable_user(username, threat):
     if username is None or username == "":
         return None
     user = get_user_model().objects.filter(username=username, is_active=True).first()
-    if user is None or not user.has_perm(VIEW_PERMISSION) or not access.can_see_customer(user, threat.customer_id):
+    if user is None or not user.has_perm(access.VIEW_PERMISSION) or not access.can_see_customer(user, threat.customer_id):
         raise InvalidInput("assignee", f"No active analyst called {username!r}.")
     return user
 
@@ -466,8 +456,8 @@ def _plain(value):
 def triage(user, threat_id, version=None, **fields):
     """Check and apply a triage change for `user` (API, pages and admin all come through here).
     A stale `version` is a Conflict before any validation: the change was meant for another state."""
-    threat = get_threat_for_user(user, threat_id)
-    check_permission(user, TRIAGE_PERMISSION)
+    threat = access.get_threat_for_user(user, threat_id)
+    access.check_permission(user, access.TRIAGE_PERMISSION)
     check_version(threat, version)
     changes = check_triage(user, threat, **fields)
     audit.record("threat.triage", user, threat=str(threat.pk), changes=sorted(changes))
@@ -490,7 +480,7 @@ def triage_changes_since(threat, version, limit=20):
 
 
 def check_note(user, body):
-    check_permission(user, TRIAGE_PERMISSION)
+    access.check_permission(user, access.TRIAGE_PERMISSION)
     body = (body or "").strip()
     if not body:
         raise InvalidInput("body", "A note cannot be empty.")
@@ -507,7 +497,7 @@ def do_add_note(threat, user, body):
 
 
 def add_note(user, threat_id, body):
-    threat = get_threat_for_user(user, threat_id)
+    threat = access.get_threat_for_user(user, threat_id)
     body = check_note(user, body)
     audit.record("threat.note", user, threat=str(threat.pk))
     return do_add_note(threat, user, body)

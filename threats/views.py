@@ -62,7 +62,7 @@ def dashboard(request):
     user = _analyst(request)
     # Read first, and exact at its seq: the page's JS applies every later event on top of it.
     analytics = analytics_snapshot(user)
-    recent = list(services.visible_threats(user).select_related("group__head").order_by("-received_at", "-id")[:FEED_SIZE])
+    recent = list(access.visible_threats(user).select_related("group__head").order_by("-received_at", "-id")[:FEED_SIZE])
     events = access.visible_events(user).filter(seq__lte=analytics["latest_seq"]).order_by("-seq")[:ACTIVITY_SIZE]
     context = {
         **_common(request),
@@ -80,7 +80,7 @@ def dashboard(request):
         ),
         "threat_types": ThreatType.choices,
         "scenarios": Scenario.choices,
-        "can_trigger": user.has_perm(services.TRIGGER_PERMISSION),
+        "can_trigger": user.has_perm(access.TRIGGER_PERMISSION),
     }
     return render(request, "threats/dashboard.html", context)
 
@@ -116,7 +116,7 @@ def threat_list(request):
         "error": error,
         "customers": access.visible_customers(user).order_by("name").values_list("slug", "name"),
         "analysts": _analysts(user),
-        "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
+        "can_triage": user.has_perm(access.TRIAGE_PERMISSION),
     }
     return render(request, "threats/list.html", context, status=400 if error else 200)
 
@@ -145,7 +145,7 @@ def my_queue(request):
         "filter_query": urlencode({k: request.GET[k] for k in ("customer", "assignee") if request.GET.get(k)}),
         "ranked_at": ranked_at,
         "error": error,
-        "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
+        "can_triage": user.has_perm(access.TRIAGE_PERMISSION),
     }
     return render(request, "threats/queue.html", context, status=400 if error else 200)
 
@@ -175,8 +175,8 @@ def threat_detail(request, threat_id):
     user = _analyst(request)
     latest_seq = services.latest_seq()
     try:
-        threat = services.get_threat_for_user(user, threat_id)
-    except services.NotFound:
+        threat = access.get_threat_for_user(user, threat_id)
+    except access.NotFound:
         raise Http404("Threat not found") from None
     runs = {run.kind: run for run in threat.agent_runs.all()}
     cited = _cited_threats(user, [*runs.values()], threat.risk_factors)
@@ -200,7 +200,7 @@ def threat_detail(request, threat_id):
         "history": [_activity(event_message(e)) for e in threat.events.order_by("seq")],
         "sla": _sla(threat),
         "analysts": _analysts(user),
-        "can_triage": user.has_perm(services.TRIAGE_PERMISSION),
+        "can_triage": user.has_perm(access.TRIAGE_PERMISSION),
         "analysis_done": threat.analysis_status in (AnalysisStatus.COMPLETED, AnalysisStatus.FAILED),
         "campaign": threat.campaign,  # same customer as the threat: visible to whoever sees the threat
         # Its alert group and head: same customer as the threat, like the campaign.
@@ -217,8 +217,8 @@ def threat_detail(request, threat_id):
 
 def _analyst(request):
     try:
-        services.check_permission(request.user, services.VIEW_PERMISSION)
-    except services.AccessDenied as exc:
+        access.check_permission(request.user, access.VIEW_PERMISSION)
+    except access.AccessDenied as exc:
         raise PermissionDenied(str(exc)) from None
     return request.user
 
@@ -445,7 +445,7 @@ def _cited_threats(user, runs, risk_factors):
     ids = {match.group(1) for ref in refs if isinstance(ref, str) and (match := THREAT_REF.match(ref))}
     if not ids:
         return {}
-    return {str(t.pk): t for t in services.visible_threats(user).filter(pk__in=ids)}
+    return {str(t.pk): t for t in access.visible_threats(user).filter(pk__in=ids)}
 
 
 def _evidence(refs, cited):
