@@ -44,6 +44,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.bench_ingest import private_redis
 from tests.integration.server import EmbeddedServer, login
 
 RESULTS = REPO_ROOT / "bench" / "results" / "http.jsonl"
@@ -63,14 +64,18 @@ class BenchServer(EmbeddedServer):
     """The embedded test server with the benchmark settings module. With `database` (PostgreSQL
     only) it uses that named database, creating it when missing, and keeps it afterwards."""
 
-    def __init__(self, postgres_url=None, database=None, experiment=None):
-        super().__init__(postgres_url=postgres_url)
+    def __init__(self, postgres_url=None, database=None, experiment=None, redis_url=""):
+        # With Redis as in production (cluster mode): the rate limiter's counters and the access cache
+        # live there; the channel layer too, though nothing here opens a socket.
+        super().__init__(postgres_url=postgres_url, env={"REDIS_URL": redis_url} if redis_url else None)
         self.database = database
         self.experiment = experiment or {}
 
     def _environment(self):
         env = {**super()._environment(), "DJANGO_SETTINGS_MODULE": "bench.bench_settings", "LOG_LEVEL": "WARNING"}
         lines = []
+        if self.experiment.get("no_access_cache"):
+            env["ACCESS_CACHE_SECONDS"] = "0"  # the contrast: permissions and scope read on every request
         if self.experiment.get("no_db_pool"):
             env["DATABASE_POOL_MAX_SIZE"] = "0"  # the contrast: a new connection per request, as before the pool
         if self.experiment.get("cached_sessions"):
@@ -187,6 +192,10 @@ def main():
                         "PostgreSQL connection per request (DATABASE_POOL_MAX_SIZE=0) instead of the pool")
     parser.add_argument("--cached-sessions", action="store_true", help="experiment, not the shipped settings: "
                         "SESSION_ENGINE cached_db (sessions read from the cache, written through to the database)")
+    parser.add_argument("--redis", action="store_true", help="run the server in cluster mode on a private "
+                        "redis-server (as production does: rate limits and the access cache in Redis)")
+    parser.add_argument("--no-access-cache", action="store_true", help="contrast, with --redis: "
+                        "ACCESS_CACHE_SECONDS=0 (permissions and customer scope read on every request)")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 threats, 2 s per path")
@@ -198,37 +207,45 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("bench_http needs wrk (Debian package `wrk`)")
     load_before = os.getloadavg()
-    experiment = {name: True for name in ("no_db_pool", "cached_sessions") if getattr(args, name)}
+    experiment = {name: True for name in ("no_db_pool", "cached_sessions", "no_access_cache", "redis")
+                  if getattr(args, name)}
     if args.database and not args.postgres:
         sys.exit("--database needs --postgres")
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as folder, \
-            BenchServer(postgres_url=args.postgres or None, database=args.database or None, experiment=experiment) as server:
-        started = time.monotonic()
-        stored = server.stored_threats() if args.database else 0
-        if stored and stored != args.threats:
-            sys.exit(f"database {args.database} holds {stored} threats, not {args.threats}")
-        if not stored:
-            subprocess.run([sys.executable, "manage.py", "seed_scale", "--threats", str(args.threats), "--detailed",
-                            str(min(args.threats, 10_000))], cwd=REPO_ROOT, env=server.env, check=True, timeout=3600)
-        seed_seconds = round(time.monotonic() - started, 1) if not stored else None
-        server._stop_daphne()  # a fresh process: nothing from the seeding in its caches
-        server._start_daphne()
-        session = login(server.base_url)
-        script = Path(folder) / "report.lua"
-        script.write_text(REPORT)
-        results = {}
-        for name, path in [*targets(server, session, args.threats).items(), ("ceiling /health (again)", "/health")]:
-            results[name] = {"path": path, **wrk(server.base_url + path, session.cookie_header, args.seconds,
-                                                  args.connections, str(script), server.pid),
-                             "one_client": one_client(server.base_url + path, session.cookie_header,
-                                                      max(2, args.seconds // 3), str(script), server.pid)}
-            peak_rss = peak_rss_mib(server.pid)
-            print(f"{name:40s} {results[name]['rps']:8.1f} req/s  p50 {results[name]['p50_ms']:7.2f} ms  "
-                  f"p95 {results[name]['p95_ms']:7.2f} ms  non-2xx {results[name]['non_2xx']}  "
-                  f"server CPU {results[name]['server_cpu_pct']} %;  one client: p50 "
-                  f"{results[name]['one_client']['p50_ms']} ms, p95 {results[name]['one_client']['p95_ms']} ms", flush=True)
-        peer = measure_peer(args.peer_url, server, session.cookie_header, max(2, args.seconds // 3),
-                            args.connections, str(script)) if args.peer_url else None
+    redis = private_redis() if args.redis else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-http-") as folder, \
+                BenchServer(postgres_url=args.postgres or None, database=args.database or None, experiment=experiment,
+                            redis_url=redis[1] if redis else "") as server:
+            started = time.monotonic()
+            stored = server.stored_threats() if args.database else 0
+            if stored and stored != args.threats:
+                sys.exit(f"database {args.database} holds {stored} threats, not {args.threats}")
+            if not stored:
+                subprocess.run([sys.executable, "manage.py", "seed_scale", "--threats", str(args.threats), "--detailed",
+                                str(min(args.threats, 10_000))], cwd=REPO_ROOT, env=server.env, check=True, timeout=3600)
+            seed_seconds = round(time.monotonic() - started, 1) if not stored else None
+            server._stop_daphne()  # a fresh process: nothing from the seeding in its caches
+            server._start_daphne()
+            session = login(server.base_url)
+            script = Path(folder) / "report.lua"
+            script.write_text(REPORT)
+            results = {}
+            for name, path in [*targets(server, session, args.threats).items(), ("ceiling /health (again)", "/health")]:
+                results[name] = {"path": path, **wrk(server.base_url + path, session.cookie_header, args.seconds,
+                                                      args.connections, str(script), server.pid),
+                                 "one_client": one_client(server.base_url + path, session.cookie_header,
+                                                          max(2, args.seconds // 3), str(script), server.pid)}
+                peak_rss = peak_rss_mib(server.pid)
+                print(f"{name:40s} {results[name]['rps']:8.1f} req/s  p50 {results[name]['p50_ms']:7.2f} ms  "
+                      f"p95 {results[name]['p95_ms']:7.2f} ms  non-2xx {results[name]['non_2xx']}  "
+                      f"server CPU {results[name]['server_cpu_pct']} %;  one client: p50 "
+                      f"{results[name]['one_client']['p50_ms']} ms, p95 {results[name]['one_client']['p95_ms']} ms", flush=True)
+            peer = measure_peer(args.peer_url, server, session.cookie_header, max(2, args.seconds // 3),
+                                args.connections, str(script)) if args.peer_url else None
+    finally:
+        if redis:
+            redis[0].terminate()
+            redis[0].wait(timeout=10)
     ceiling = (results["ceiling /health"]["rps"] + results["ceiling /health (again)"]["rps"]) / 2
     ratios = {
         "list_vs_ceiling": round(results["list newest 20"]["rps"] / ceiling, 3),

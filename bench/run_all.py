@@ -47,7 +47,8 @@ def benches(quick, postgres):
                                                                       "--drain-seconds", "2"] if quick else [])]),
         # The 1M-threat database is kept between runs (`bench_http_1m`, ~6 GB; seeding takes ~6 min):
         # drop it with `psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE bench_http_1m'`.
-        ("http", "http.jsonl", ["bench/bench_http.py", *(["--quick"] if quick else [
+        # In cluster mode on a private Redis, as production runs (rate limits and the access cache there).
+        ("http", "http.jsonl", ["bench/bench_http.py", "--redis", *(["--quick"] if quick else [
             "--threats", "1000000", *pg, *(["--database", "bench_http_1m"] if postgres else [])])]),
         ("threat_list", "threat_list.jsonl", ["bench/bench_threat_list.py", *(
             ["--rows", "2000", "--repeat", "1"] if quick else ["--rows", "1000000",
