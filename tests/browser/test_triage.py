@@ -114,7 +114,7 @@ def test_bulk_actions_change_every_selected_threat_and_others_see_it(browsers, s
         expect(row(bob, threat_id, "#rows").locator("td").nth(8)).to_have_text(USERNAME)
 
     alice.click('[data-bulk="close"]')  # no disposition yet: refused for all, nothing changes
-    expect(alice.locator("#bulk-status-line")).to_have_text("Refused: Closing threats needs a disposition.")
+    expect(alice.locator("#bulk-status-line")).to_have_text("Refused: Closing a threat needs a disposition.")
     alice.select_option("#bulk-disposition", "false_positive")
     alice.fill("#bulk-reason", "Load test by the customer")
     alice.click('[data-bulk="close"]')
