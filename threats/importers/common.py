@@ -16,10 +16,7 @@ from datetime import UTC, datetime
 
 from threats.choices import Severity
 
-TITLE_MAX = 200
 TEXT_MAX = 1_024  # one observable string (user, host, process, ...)
-LONG_TEXT_MAX = 8_192  # command lines
-URL_MAX = 2_048
 LIST_MAX = 50  # urls, domains, hashes per alert
 REF_MAX = 200  # Threat.source_ref
 KEY_MAX = 255  # ThreatGroup.key

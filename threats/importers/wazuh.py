@@ -24,7 +24,6 @@ from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PUR
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
-DEFAULT_LEVELS = "0:LOW,7:MEDIUM,12:HIGH,15:CRITICAL"
 # Rule groups that only name the log channel; the type comes from the first group after them.
 CHANNEL_GROUPS = {"local", "syslog", "ossec", "windows", "linux", "json"}
 SYSMON_HASH = re.compile(r"(?:MD5|SHA1|SHA256|SHA512)=([0-9A-Fa-f]+)")
@@ -59,7 +58,7 @@ def _table(pairs):
 
 
 def severity_for(level):
-    table = level_table(getattr(settings, "INGEST_WAZUH_LEVELS", DEFAULT_LEVELS) or DEFAULT_LEVELS)
+    table = level_table(settings.INGEST_WAZUH_LEVELS)
     return next(severity for floor, severity in table if level >= floor)
 
 
