@@ -119,6 +119,21 @@ def customer(db):
 
 
 @pytest.fixture
+def acme():
+    """Two named tenants, for the tests that set one customer against another."""
+    from tests import factories
+
+    return factories.make_customer(name="Acme")
+
+
+@pytest.fixture
+def globex():
+    from tests import factories
+
+    return factories.make_customer(name="Globex")
+
+
+@pytest.fixture
 def threat(customer):
     from tests import factories
 

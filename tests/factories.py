@@ -65,3 +65,14 @@ def ingest_records(fmt, records, customer):
             ingest.ingest(fmt, ingest.decode_body(json.dumps(record).encode(), "application/x-ndjson"),
                           default_customer=customer, actor_label="test")
     return list(Threat.objects.filter(customer=customer).order_by("occurred_at"))
+
+
+class Verdict:
+    """What agents.coordinator hands to services: the threat's verdict fields and its agent runs."""
+
+    def __init__(self, **fields):
+        self.fields = fields
+        self.agent_runs = [{"kind": "priority", "status": "completed"}]
+
+    def threat_fields(self):
+        return self.fields

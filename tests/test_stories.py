@@ -44,11 +44,6 @@ def host_story(customer, host="ws-01"):
     return Story.objects.get(customer=customer, entity_kind="host", entity=host)
 
 
-@pytest.fixture
-def acme():
-    return factories.make_customer(name="Acme")
-
-
 # --- One alert ---------------------------------------------------------------------------------------
 
 
@@ -221,21 +216,10 @@ def test_each_entity_of_an_alert_has_its_story(acme):
 # --- The hook: storing a verdict stitches, and a progression is an event -----------------------------------------
 
 
-class Verdict:
-    """What agents.coordinator hands to services: the threat's verdict fields and its agent runs."""
-
-    def __init__(self, **fields):
-        self.fields = fields
-        self.agent_runs = [{"kind": "priority", "status": "completed"}]
-
-    def threat_fields(self):
-        return self.fields
-
-
 def analysed(customer, minutes, tactics, severity="HIGH"):
     threat = factories.make_threat(customer=customer, analyse=False, observables={"host": "db-7"},
                                    occurred_at=T0 + timedelta(minutes=minutes))
-    verdict = Verdict(severity=severity, mitre=mitre(*tactics), false_positive={"recommendation": "likely_real_threat"})
+    verdict = factories.Verdict(severity=severity, mitre=mitre(*tactics), false_positive={"recommendation": "likely_real_threat"})
     with TestCase.captureOnCommitCallbacks(execute=True):
         return services.do_record_analyses([(threat, verdict)])[0]
 

@@ -13,16 +13,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def acme():
-    return factories.make_customer(name="Acme")
-
-
-@pytest.fixture
-def globex():
-    return factories.make_customer(name="Globex")
-
-
-@pytest.fixture
 def attack(acme):
     """Three alerts on one host reaching initial access, execution and exfiltration."""
     return [alert(acme, 0, [INITIAL], "MEDIUM", title="Phishing link clicked"),

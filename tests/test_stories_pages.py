@@ -17,11 +17,6 @@ SCRIPT = "<script>alert(1)</script>"
 
 
 @pytest.fixture
-def acme():
-    return factories.make_customer(name="Acme")
-
-
-@pytest.fixture
 def attack(acme):
     # Out of kill-chain order in time: execution is seen before the (later-arriving) initial access.
     return [alert(acme, 0, [EXECUTION], "MEDIUM", title=f"{SCRIPT} ran"),

@@ -4,9 +4,7 @@ written in the transaction that stitched it, carrying the story's JSON export in
 envelope. Retries and dead letters: tests/integration/test_webhook_delivery.py."""
 
 import json
-import threading
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -19,6 +17,7 @@ from handoff.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from stories import stitching
 from stories.models import Story
 from tests import factories
+from tests.webhook_receiver import Receiver
 from threats import services
 
 pytestmark = pytest.mark.django_db
@@ -27,24 +26,13 @@ INITIAL, EXECUTION, EXFIL = "TA0001", "TA0002", "TA0010"
 ENVELOPE = {"id", "event", "created_at"}
 
 
-class Verdict:
-    """What agents.coordinator hands to services: the threat's verdict fields and its agent runs."""
-
-    def __init__(self, **fields):
-        self.fields = fields
-        self.agent_runs = [{"kind": "priority", "status": "completed"}]
-
-    def threat_fields(self):
-        return self.fields
-
-
 def analysed(customer, minutes, tactics, severity="HIGH", host="db-7", recommendation="likely_real_threat"):
     """An alert on `host`, `minutes` after T0, whose verdict (these tactics) is stored through services:
     stitched in the transaction that stores it. On-commit work runs only where the caller captures it."""
     threat = factories.make_threat(customer=customer, analyse=False, observables={"host": host},
                                    occurred_at=T0 + timedelta(minutes=minutes))
     mitre = {"tactics": [{"id": t, "name": stitching.TACTIC_NAMES[t], "techniques": []} for t in tactics]}
-    verdict = Verdict(severity=severity, mitre=mitre, false_positive={"recommendation": recommendation})
+    verdict = factories.Verdict(severity=severity, mitre=mitre, false_positive={"recommendation": recommendation})
     return services.do_record_analyses([(threat, verdict)])[0]
 
 
@@ -56,16 +44,6 @@ def endpoint(name, url="https://93.184.215.14/hook", customers=(), **fields):
 
 def story_deliveries():
     return list(WebhookDelivery.objects.filter(event="story.flagged").select_related("endpoint"))
-
-
-@pytest.fixture
-def acme():
-    return factories.make_customer(name="Acme")
-
-
-@pytest.fixture
-def globex():
-    return factories.make_customer(name="Globex")
 
 
 def test_a_flag_writes_exactly_one_delivery_for_each_subscribed_endpoint_that_may_receive_the_customer(acme, globex):
@@ -137,34 +115,9 @@ def test_the_payload_is_the_storys_json_export_in_the_threat_events_envelope(acm
     assert [t["id"] for t in payload["threats"]] == [m["threat"] for m in payload["story"]["timeline"]]
 
 
-class Receiver:
-    """A real local HTTP receiver: answers 200 and keeps each request's headers and body."""
-
-    def __init__(self):
-        self.seen = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                receiver.seen.append((self.headers, self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_the_delivery_is_sent_after_commit_signed_with_the_endpoints_secret(acme, settings):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
-    receiver = Receiver()
+    receiver = Receiver([])
     try:
         hook = endpoint("soar", url=receiver.url, story_flagged_min_severity="LOW")
         analysed(acme, 0, [INITIAL])
@@ -173,7 +126,7 @@ def test_the_delivery_is_sent_after_commit_signed_with_the_endpoints_secret(acme
             assert receiver.seen == []  # nothing leaves before the commit
     finally:
         receiver.close()
-    [(headers, body)] = receiver.seen
+    [(_at, headers, body)] = receiver.seen
     [delivery] = story_deliveries()
     assert delivery.status == DeliveryStatus.DELIVERED and delivery.attempts == 1
     assert signing.verify(hook.secret, body, headers["X-SOC-Timestamp"], headers["X-SOC-Signature"])
