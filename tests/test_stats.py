@@ -11,10 +11,9 @@ from django.test import TestCase
 from django.utils import timezone
 
 from agents import coordinator
-from agents.analyzers.response import SLA_MINUTES
 from tests import factories
 from threats import analytics, services, stats
-from threats.choices import CLOSED_STATUSES, Disposition, Severity, Status
+from threats.choices import CLOSED_STATUSES, SLA_MINUTES, Disposition, Severity, Status
 from threats.models import Threat, ThreatCount
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,8 @@ from operator import or_
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from agents.analyzers.response import SLA_MINUTES
-
 from . import access, services, shared_analytics, stats
-from .choices import CLOSED_STATUSES, Severity, Status
+from .choices import CLOSED_STATUSES, SLA_MINUTES, Severity, Status
 
 SNAPSHOT_ATTEMPTS = 3
 SLA_WATCH_LIMIT = 500

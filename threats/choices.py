@@ -26,6 +26,11 @@ class Severity(models.TextChoices):
     CRITICAL = "CRITICAL", "Critical"
 
 
+# How long a threat of each severity may wait for an analyst's acknowledgement: the response plan's
+# SLA (agents/analyzers/response.py), the queue's order, the SLA figures and the near-breach warnings.
+SLA_MINUTES = {"CRITICAL": 15, "HIGH": 30, "MEDIUM": 60, "LOW": 240}
+
+
 class AnalysisStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"

@@ -22,7 +22,7 @@ from .choices import (
 TYPE_LABELS = dict(ThreatType.choices)
 # My queue's parts (threats/queue.py) and their partial indexes (migration 0018): open threats with a
 # risk whose SLA clock ran (or runs) unacknowledged, open threats acknowledged, and the rest.
-SLA_SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]  # agents/analyzers/response.py SLA_MINUTES
+SLA_SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]  # choices.SLA_MINUTES
 QUEUE_OPEN = ~Q(status__in=["resolved", "closed"])
 QUEUE_RATED_UNACKNOWLEDGED = Q(risk_score__isnull=False, acknowledged_at__isnull=True,
                                severity__in=SLA_SEVERITIES) & QUEUE_OPEN

@@ -22,9 +22,7 @@ from operator import or_
 from django.db.models import Case, F, FloatField, Func, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, Greatest, Least
 
-from agents.analyzers.response import SLA_MINUTES
-
-from .choices import CLOSED_STATUSES, AnalysisStatus, Tier
+from .choices import CLOSED_STATUSES, SLA_MINUTES, AnalysisStatus, Tier
 from .models import QUEUE_RATED_ACKNOWLEDGED, QUEUE_RATED_UNACKNOWLEDGED, QUEUE_UNRATED
 
 TIER_WEIGHTS = {Tier.STARTER: 1.0, Tier.BUSINESS: 1.25, Tier.ENTERPRISE: 1.5}

@@ -17,13 +17,13 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
-from agents.analyzers.response import SLA_MINUTES
 from handoff import outbox
 from stories import stitching
 
 from . import access, audit, events, generator, metrics, sql, stats
 from .choices import (
     CLOSED_STATUSES,
+    SLA_MINUTES,
     ActorKind,
     AnalysisStatus,
     ClosedByKind,

@@ -21,6 +21,7 @@ their deadline (a small index range of recent threats).
 from django.db import connections, transaction
 from django.db.models import Sum
 
+from .choices import SLA_MINUTES
 from .models import ThreatCount
 
 TABLE = ThreatCount._meta.db_table
@@ -36,12 +37,6 @@ SQLITE_TRIGGERS = ("threats_count_insert", "threats_count_update", "threats_coun
 # the verdict's JSON) leaves the totals alone.
 WATCHED = ("customer_id", "threat_type", "severity", "status", "processing_ms", "requires_human_review",
            "received_at", "acknowledged_at", "closed_at")
-
-
-def _sla_minutes():
-    from agents.analyzers.response import SLA_MINUTES
-
-    return SLA_MINUTES
 
 
 # --- The per-threat contribution, as SQL over a row alias -------------------------------------------
@@ -73,7 +68,7 @@ def contribution(vendor, row, sign=1):
     minus = "-" if sign < 0 else ""
     within = " OR ".join(
         f"({row}.severity = '{severity}' AND {_since_received(vendor, row, 'acknowledged_at')} <= {minutes * 60_000_000})"
-        for severity, minutes in sorted(_sla_minutes().items())
+        for severity, minutes in sorted(SLA_MINUTES.items())
     )
     return [
         one,

@@ -24,7 +24,6 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from pydantic import ValidationError as SchemaError
 
-from agents.analyzers.response import SLA_MINUTES
 from agents.registry import AGENT_KINDS
 from stories.cards import story_cards
 
@@ -32,6 +31,7 @@ from . import access, hidden_text, pivots, services
 from .analytics import analytics_snapshot
 from .choices import (
     CLOSED_STATUSES,
+    SLA_MINUTES,
     AnalysisStatus,
     Disposition,
     Scenario,

@@ -6,9 +6,10 @@ of a customer with `auto_block`, a low false-positive likelihood, no manipulatio
 alert and an external target (an attacker who can forge an alert must not get a victim blocked).
 """
 
+from threats.choices import SLA_MINUTES
+
 from .. import signal
 
-SLA_MINUTES = {"CRITICAL": 15, "HIGH": 30, "MEDIUM": 60, "LOW": 240}
 URGENCY = {"CRITICAL": "immediate", "HIGH": "urgent", "MEDIUM": "normal", "LOW": "low"}
 ESCALATION = {
     "CRITICAL": ["Tier 1 analyst", "Tier 2 analyst", "SOC manager", "CISO"],
