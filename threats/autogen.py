@@ -35,10 +35,10 @@ def start_if_enabled():
 
 
 def _jobs():
-    from agents.tasks import requeue_stale_analyses
     from handoff.tasks import sweep as sweep_webhooks
     from suppressions.services import expire_due as expire_suppressions
 
+    from .analysis import requeue_stale_analyses
     from .services import warn_near_breach
 
     jobs = [(SWEEP_INTERVAL_SECONDS, requeue_stale_analyses), (SWEEP_INTERVAL_SECONDS, sweep_webhooks),

@@ -124,7 +124,7 @@ _zero_series()
 
 def analysis_recorded(threat, started_at):
     """One analysis stored: count it and sample its queue wait, total time and false-positive score."""
-    from agents.signal import family
+    from .analysis import family
 
     THREATS_PROCESSED.labels(family(threat.threat_type), threat.severity).inc()
     QUEUE_WAIT.observe(max(0.0, (started_at - threat.received_at).total_seconds()))

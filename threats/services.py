@@ -20,7 +20,7 @@ from django.utils.text import slugify
 from handoff import outbox
 from stories import stitching
 
-from . import access, audit, events, generator, metrics, sql, stats
+from . import access, analysis, audit, events, generator, metrics, sql, stats
 from .choices import (
     CLOSED_STATUSES,
     SLA_MINUTES,
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 
 NOTE_MAX_LENGTH = 10_000
 REASON_MAX_LENGTH = 2_000
-AGENT_RUN_UPDATE_FIELDS = [
-    "status", "started_at", "finished_at", "duration_ms", "confidence", "summary", "findings",
-    "recommendations", "evidence", "risk", "data", "error",
-]
 # Reopening a closed threat clears its verdict.
 REOPEN_CLEARS = ("disposition", "disposition_reason")
 # Any constant works; it names the Postgres advisory lock that orders the event log.
@@ -134,8 +130,6 @@ def do_create_threat(*, customer, threat_type, title, occurred_at, actor, observ
                      severity_hint="", group=None, analysis_status=AnalysisStatus.QUEUED, signal=None, rule=""):
     """Store a signal and queue its analysis (only when `analysis_status` is queued: a grouped
     alert shares its group head's analysis)."""
-    from agents.tasks import enqueue_analysis
-
     with transaction.atomic():
         threat = Threat.objects.create(
             source=source, source_ref=source_ref, threat_type=threat_type, title=title[:200],
@@ -145,7 +139,7 @@ def do_create_threat(*, customer, threat_type, title, occurred_at, actor, observ
         )
         _record_event(threat, EventType.CREATED, actor)
         if analysis_status == AnalysisStatus.QUEUED:
-            enqueue_analysis(threat.pk)
+            analysis.request_analysis(threat.pk)
         if settings.MAX_STORED_THREATS:
             transaction.on_commit(enforce_retention, robust=True)
     return threat
@@ -155,14 +149,12 @@ def do_create_threats(rows, actor):
     """Store many signals at once (alert ingestion): one INSERT for the threats and one for their
     `threat.created` events, in one transaction. `rows` are Threat field values (an `id` may be
     given); analysis is queued for the rows whose analysis_status is queued (the default)."""
-    from agents.tasks import enqueue_analyses
-
     now = timezone.now()
     threats = [Threat(**{"received_at": now, **row, "title": row["title"][:200]}) for row in rows]
     with transaction.atomic():
         Threat.objects.bulk_create(threats)
         _record_events(threats, EventType.CREATED, actor)
-        enqueue_analyses([threat.pk for threat in threats if threat.analysis_status == AnalysisStatus.QUEUED])
+        analysis.request_analyses([threat.pk for threat in threats if threat.analysis_status == AnalysisStatus.QUEUED])
         if settings.MAX_STORED_THREATS:
             transaction.on_commit(enforce_retention, robust=True)
     return threats
@@ -272,10 +264,9 @@ def do_record_analyses(analyses):
     One conditional UPDATE claims the completions (the rows stay locked until commit) and reads
     back their triage state, one upsert stores the runs, one INSERT the `threat.analyzed` events:
     three statements and one commit for a batch of threats, whatever its size. In SQL because it
-    runs for every analysis (threats/sql.py says why).
+    runs for every analysis (threats/sql.py says why). The agent runs are the agents app's rows: it
+    stores them (threats/analysis.py).
     """
-    from agents.models import AgentRun
-
     now = timezone.now()
     changes = {threat.pk: {**verdict.threat_fields(), "analysis_status": AnalysisStatus.COMPLETED,
                            "analysis_error": "", "updated_at": now} for threat, verdict in analyses}
@@ -286,8 +277,7 @@ def do_record_analyses(analyses):
             Threat, changes, "analysis_status <> %s", [AnalysisStatus.COMPLETED], TRIAGE_COLUMNS)}
         recorded = [(threat, verdict) for threat, verdict in analyses if threat.pk in triage]
         if recorded:
-            sql.upsert(AgentRun, [{"threat": threat.pk, **run} for threat, verdict in recorded for run in verdict.agent_runs],
-                       unique=["threat", "kind"], update=AGENT_RUN_UPDATE_FIELDS)
+            analysis.store_runs(recorded)
             for threat, _verdict in recorded:
                 values = zip(TRIAGE_COLUMNS.attnames[1:], triage[threat.pk], strict=True)
                 for name, value in [*changes[threat.pk].items(), *values]:

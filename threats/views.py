@@ -24,10 +24,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from pydantic import ValidationError as SchemaError
 
-from agents.registry import AGENT_KINDS
 from stories.cards import story_cards
 
-from . import access, hidden_text, pivots, services
+from . import access, analysis, hidden_text, pivots, services
 from .analytics import analytics_snapshot
 from .choices import (
     CLOSED_STATUSES,
@@ -185,7 +184,7 @@ def threat_detail(request, threat_id):
         "latest_seq": latest_seq,
         "threat": threat,
         "row": _row(threat),
-        "agents": [_agent(kind, label, runs.get(kind), cited) for kind, (label, _path) in AGENT_KINDS.items()],
+        "agents": [_agent(kind, label, runs.get(kind), cited) for kind, label in analysis.agent_kinds().items()],
         "risk_factors": [{**f, "evidence": _evidence(f.get("evidence", []), cited)} for f in threat.risk_factors],
         "observables": [_observable(key, value) for key, value in threat.observables.items()],
         "rule_pivot": _pivot_url("rule", threat.rule) if threat.rule else None,
