@@ -297,7 +297,7 @@ def _dual_use(state, threat, model, found, priority):
              and str(t.get("technique_id")) in DUAL_USE_TECHNIQUES]
     if any(signal.ip(d) is None for d in signal.values(threat, "domains")):
         named = [t for t in named if t["technique_id"] != "T1105"]  # a program from a named site, not a bare address
-    shown = [found[n] for n in ("remote_access_tool", "anonymising_proxy") if n in found]
+    shown = [found[n] for n in ("remote_access_tool", "tunnel", "anonymising_proxy") if n in found]
     # A lookup of a tunnelling service goes to the internal resolver: anything not from outside counts.
     if (shown or named) and not content.is_inbound(threat, model) and not _failed(model) \
             and model.get("prevented") is not True:
@@ -695,7 +695,9 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
                                            f"it {prior}")
     if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2 and not on_record:
         fire("severity_disagreement", f"the source rated it {prior}, the policy {band}")
-    if not model["behaviours"] and not techniques and not (dismissed and band == "LOW"):  # explained: known enough
+    # Left at LOW, explained or as the source itself rated it: nothing was overruled, normal triage will do.
+    kept_low = band == "LOW" and (dismissed or prior == "LOW")
+    if not model["behaviours"] and not techniques and not kept_low:
         fire("unclassified", f"no behaviour and no ATT&CK technique recognised in {threat.threat_type[:60]!r}")
     if RANK[band] >= RANK["MEDIUM"] and UNCERTAIN[0] <= fp["score"] < UNCERTAIN[1]:
         fire("uncertain_false_positive", f"false-positive likelihood {fp['score']:.0%}")

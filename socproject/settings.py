@@ -169,7 +169,8 @@ AGENTS_HISTORY_DAYS = env_int("AGENTS_HISTORY_DAYS", 30, minimum=1)
 # campaign window: a user's alerts within it of a campaign's first are one campaign (0 = no campaigns).
 INGEST_WAZUH_LEVELS = env_pairs("INGEST_WAZUH_LEVELS", "0:LOW,7:MEDIUM,12:HIGH,15:CRITICAL", separator=":")
 INGEST_HOST_CUSTOMERS = env_pairs("INGEST_HOST_CUSTOMERS")
-INGEST_GROUP_WINDOW_SECONDS = env_int("INGEST_GROUP_WINDOW_SECONDS", 3600)
+# Five hours, Microsoft Sentinel's default alert-grouping period: an hourly beacon or job stays one group.
+INGEST_GROUP_WINDOW_SECONDS = env_int("INGEST_GROUP_WINDOW_SECONDS", 18000)
 INGEST_CAMPAIGN_WINDOW_SECONDS = env_int("INGEST_CAMPAIGN_WINDOW_SECONDS", 3600)
 # Largest ingest request body (413 above); the Helm chart sizes its proxies' body limits from it.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1)

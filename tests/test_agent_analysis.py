@@ -848,7 +848,7 @@ def test_what_an_ids_signature_s_own_words_name(signature, techniques):
     record = _eve_sample()
     record["alert"].update(signature=signature, category="Potentially Bad Traffic", metadata={})
     threat, = _ingest("suricata", record)
-    named = {k for k, t in _techniques(threat).items() if t["source"] == "signature"}
+    named = {k for k, t in _techniques(threat).items() if "signature" in t["source"].split("+")}
     assert named == {attack.technique(t)["technique_id"] for t in techniques}
 
 
@@ -1725,28 +1725,72 @@ def test_an_application_layer_flood_is_service_exhaustion():
     assert "T1499.002" in _techniques(threat)
 
 
-def test_instance_credentials_used_outside_the_cloud_are_stolen_credentials():
-    alert = _wazuh_alert("1.gd", "80301", 10, "AWS GuardDuty: instance role credentials used from external IP address.",
-                         ["amazon", "aws", "aws_guardduty"],
-                         data={"integration": "aws", "aws": {
-                             "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
-                             "source": "guardduty"}})
-    threat, = _ingest("wazuh", alert)
-    assert threat.severity == "HIGH" and "T1552.005" in _techniques(threat)
+@pytest.mark.parametrize("fmt", ["wazuh", "ecs"])
+def test_instance_credentials_used_outside_the_cloud_are_stolen_credentials(fmt):
+    """The same GuardDuty finding through Wazuh's aws module (data.aws.type) or Elastic's aws.guardduty
+    integration (aws.guardduty.type): one reader, the same verdict."""
+    finding = "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS"
+    if fmt == "wazuh":
+        alert = _wazuh_alert("1.gd", "80301", 10, "AWS GuardDuty: instance role credentials used from external IP "
+                             "address.", ["amazon", "aws", "aws_guardduty"],
+                             data={"integration": "aws", "aws": {"type": finding, "source": "guardduty"}})
+    else:
+        alert = {"@timestamp": "2026-12-08T11:28:40Z", "event": {"kind": "event", "category": ["threat"],
+                                                                 "type": ["indicator"], "dataset": "aws.guardduty",
+                                                                 "module": "aws", "severity": 73},
+                 "message": "Credentials for the EC2 instance role were used from an external IP address.",
+                 "rule": {"name": finding}, "source": {"ip": "203.0.113.140"},
+                 "aws": {"guardduty": {"type": finding, "severity": {"code": 8, "value": "High"}}}}
+    threat, = _ingest(fmt, alert)
+    assert threat.severity == "HIGH" and {"T1552.005", "T1078.004"} <= set(_techniques(threat))
 
 
-@pytest.mark.parametrize("explained", [True, False])
-def test_an_unrecognised_alert_that_a_note_explains_needs_no_second_look(customer, explained):
-    """`unclassified` asks a human what an alert is; a note that explains it has answered (a LOW benign call)."""
+@pytest.mark.parametrize("domain", ["2f8c-81-17-23-5.ngrok-free.app", "quiet-lake.trycloudflare.com"])
+def test_a_tunnelling_service_reached_from_inside_is_a_way_around_the_perimeter(domain):
+    """`tunnel`: an ET INFO/POLICY rule whose subject is a tunnelling service (ngrok, Cloudflare quick
+    tunnels) names a way in or out of one of ours (T1572), at least MEDIUM unless someone approved it."""
+    service = "ngrok" if "ngrok" in domain else "trycloudflare"
+    record = _eve_sample()
+    record["alert"].update(signature=f"ET INFO Observed {service} Tunnel Domain in TLS SNI ({domain})",
+                           category="Potentially Bad Traffic", severity=3, metadata={})
+    record.update(src_ip="10.244.3.71", dest_ip="3.125.102.39", dest_port=443, app_proto="tls",
+                  tls={"sni": domain})
+    threat, = _ingest("suricata", record)
+    assert [b["name"] for b in threat.signal["behaviours"]] == ["tunnel"]
+    assert "T1572" in _techniques(threat) and threat.severity == "MEDIUM"
+
+
+@pytest.mark.parametrize("source,reads", [("203.0.113.145", "denies"), ("10.60.200.17", "explains")])
+def test_a_note_naming_where_sign_ins_come_from_judges_a_sign_in_by_its_address(customer, source, reads):
+    """`login_outside_the_rule`: "logins are expected only from the VPN pool 10.60.200.0/24" approves a
+    sign-in from that pool and denies one from anywhere else."""
+    ContextItem.objects.create(customer=customer, kind="business", title="Jump host access",
+                               body="Interactive logins are expected only from the utility VPN pool 10.60.200.0/24.",
+                               keywords=["opsadmin"], valid_from=timezone.now() - timedelta(days=1))
+    alert = _wazuh_alert(f"1.login.{source}", "5715", 3, "sshd: authentication success.",
+                         ["syslog", "sshd", "authentication_success"], agent="jump-01",
+                         data={"srcip": source, "dstuser": "opsadmin"})
+    alert["timestamp"] = timezone.now().strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    threat, = factories.ingest_records("wazuh", [alert], customer)
+    context = AgentRun.objects.get(threat=threat, kind="context").data
+    assert bool(context["denying"]) is (reads == "denies") and bool(context["explaining"]) is (reads == "explains")
+    assert (threat.severity == "HIGH") is (reads == "denies")
+
+
+@pytest.mark.parametrize("level,explained,asks", [(3, True, False), (3, False, False), (8, False, True)])
+def test_an_unrecognised_alert_is_asked_about_only_when_something_was_decided(customer, level, explained, asks):
+    """`unclassified` asks a human what an alert is. A note that explains it has answered (a LOW benign
+    call); a LOW the source itself gave and the policy kept overrules nothing, so normal triage will do;
+    a MEDIUM nobody can name is asked about."""
     if explained:
         ContextItem.objects.create(customer=customer, kind="business", title="Vault rotation",
                                    body="The PAM vault rotates the oracle password on gf-db-07 every Sunday at 03:00.",
                                    keywords=["gf-db-07"], valid_from=datetime(2026, 11, 1, tzinfo=UTC))
-    alert = _wazuh_alert(f"1.pam.{explained}", "5556", 3, "unix_chkpwd: Password changed.", ["pam", "syslog"],
-                         agent="gf-db-07", data={"dstuser": "oracle"})
+    alert = _wazuh_alert(f"1.pam.{level}.{explained}", "5556", level, "unix_chkpwd: Password changed.",
+                         ["pam", "syslog"], agent="gf-db-07", data={"dstuser": "oracle"})
     threat, = factories.ingest_records("wazuh", [alert], customer)
-    assert threat.signal.get("behaviours") == [] and threat.severity == "LOW"
-    assert any(r.startswith("unclassified") for r in threat.review_reasons) is not explained
+    assert threat.signal.get("behaviours") == [] and threat.severity == ("LOW" if level == 3 else "MEDIUM")
+    assert any(r.startswith("unclassified") for r in threat.review_reasons) is asks
 
 
 def test_an_endpoint_detection_s_category_is_not_a_second_stage():

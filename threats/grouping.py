@@ -43,6 +43,7 @@ LINKS_ONLY = {"login_success", "privileged_command", "policy_violation", "accoun
 ATTEMPTS = frozenset({"network_scan", "vulnerability_scan", "recon_probe", "login_failure", "brute_force",
                       "password_spraying", "credential_stuffing", "web_attack", "exploit_attempt", "automation",
                       "rate_abuse", "anonymising_proxy", "reputation_match", "phishing"})
+GUESSING = frozenset({"login_failure", "brute_force", "password_spraying", "credential_stuffing"})
 SCAN_PREFIX, BLOCK_PREFIX = "scan|", "bb|"
 MEDIUM_RANK = SEVERITY_RANK["MEDIUM"]
 # Addresses of the customer's own networks: a sweep from one of them is an internal host's
@@ -127,11 +128,12 @@ def person(name):
 
 def campaign_user(alert):
     """(person, name as written) of the first account the alert names that is a person's: the
-    observables' user, else the signal's target account. In a membership change (a group and the
-    member added to it) the group's name is not taken for a user."""
+    observables' user, else the signal's target account, else the account acting (sudo to root by
+    a person is that person's doing). In a membership change (a group and the member added to it)
+    the group's name is not taken for a user."""
     account = alert.signal.get("account") or {}
     group = str(account.get("group") or "").strip().casefold() if account.get("target") else None
-    for written in (alert.observables.get("user"), account.get("target")):
+    for written in (alert.observables.get("user"), account.get("target"), account.get("actor")):
         if isinstance(written, str) and written.strip().casefold() != group and person(written):
             return person(written), written.strip()
     return "", ""
@@ -155,12 +157,19 @@ def campaign_keys(alert):
     outbound = alert.signal.get("direction") == "outbound" or bool(remote) and remote != addresses[0]
     # An outsider's attempts make a host their target, not part of its story: two scanners of one
     # host are two matters. The host links once something landed on it, or when it is the actor.
-    on_host = not remote or outbound or bool(behaviours(alert) - ATTEMPTS - NOT_ACTIVITY - LINKS_ONLY)
+    shown = behaviours(alert)
+    on_host = not remote or outbound or bool(shown - ATTEMPTS - NOT_ACTIVITY - LINKS_ONLY) or guessed_in(shown)
     linked = [(f"source:{remote}"[:KEY_MAX], f"Activity with {remote}"[:200])] if remote else []
     linked += [(f"host:{local}"[:KEY_MAX], f"Activity on host {local}"[:200])] if local and on_host else []
     if outbound:
         linked.reverse()  # one of ours reaching out (a beacon, a scan of the internet): the host is the actor
     return keys + linked
+
+
+def guessed_in(shown):
+    """Password guessing that ended in a logon: the outsider landed on the host, whose next events
+    (a new account, a cron job) are the attacker's story."""
+    return "login_success" in shown and bool(shown & GUESSING)
 
 
 def starts_campaign(alert, keys):
@@ -172,7 +181,8 @@ def is_activity(alert):
     """What the alert shows is activity, not posture or information. An alert whose behaviour no
     field names, that its source rated MEDIUM or more, is activity of some kind all the same."""
     shown = behaviours(alert)
-    return bool(shown - NOT_ACTIVITY) or not shown and SEVERITY_RANK.get(alert.severity_hint, 0) >= MEDIUM_RANK
+    return bool(shown - NOT_ACTIVITY) or not shown and (
+        SEVERITY_RANK.get(alert.severity_hint, 0) >= MEDIUM_RANK or bool(alert.observables.get("command_line")))
 
 
 def beyond_routine(alert):

@@ -92,7 +92,10 @@ def assess(threat, results, adversarial):
     if adversarial["detected"]:
         weigh("score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
         weigh("benign_score", -0.3, "the alert's text tries to steer the analysis", "adversarial")
-    _apply_history(weigh, state, history_moves, attack or _elsewhere(results, data("historical")))
+    # `denied_on_record`: the customer's own note on this host, account or address says the activity is
+    # not approved there; closures of similar threats cannot turn that into a closing call.
+    _apply_history(weigh, state, history_moves, attack or _elsewhere(results, data("historical"))
+                   or bool(data("context").get("denying_by_entity")))
     _reputation(weigh, data("historical"))
     score, benign = (min(max(state[k], 0.0), 1.0) for k in ("score", "benign_score"))
     history = data("historical")

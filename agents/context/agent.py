@@ -9,6 +9,7 @@ approved", "does not use any commercial proxy", "replication rights were never i
 explains nothing: it aggravates, like an advisory (`context_denies`).
 """
 
+import ipaddress
 import re
 
 from datetime import datetime
@@ -42,7 +43,7 @@ DENIED_POINTS = (8, 5)  # a business item saying the activity is not approved we
 SENTENCES = re.compile(r"(?<=[.;!?])\s+")
 DENIAL = re.compile(
     r"\bno\b[^.;]{0,80}\b(is|are|was|were|has been|have been)\s+(ever\s+)?(approved|allowed|permitted|expected|"
-    r"authori[sz]ed|sanctioned|planned|scheduled|registered|installed|in use)\b"
+    r"authori[sz]ed|sanctioned|planned|scheduled|registered|installed|in use|logged|recorded|booked|on file)\b"
     r"|\b(not|never)\s+(been\s+|be\s+|ever\s+)?(approved|allowed|permitted|expected|authori[sz]ed|sanctioned|"
     r"intended|planned|scheduled|registered|used|needed|required)\b"
     r"|\b(does|do|did)\s+not\s+(use|run|need|have|own|operate|travel|work)\b|\b(doesn't|don't|didn't)\s+(use|run|need|have)\b"
@@ -70,6 +71,14 @@ OBJECT_EXCEPTION = re.compile(r"other\s+than|except|besides|apart\s+from", re.I)
 RESTRICTION = re.compile(r"\bonly\s+(from|by|through|via|as|with)\b|\b(from|by|through|via)\b[^.;]{1,40}\bonly\b|"
                          r"\brequires?\b|\brequired\b|"
                          r"\bneeds?\s+an?\s+(ticket|change|approval|request)\b|\bdiscouraged\b|\bby\s+design\b", re.I)
+# "Logins are expected only from the VPN pool 10.60.200.0/24": a rule naming where sign-ins come from,
+# which a sign-in (or guessing) from inside those addresses meets (explains) and one from outside breaks
+# (denies): `login_outside_the_rule`.
+ONLY_FROM = re.compile(r"\bonly\s+(from|via|through)\b|\b(from|via|through)\b[^.;]{1,60}\bonly\b", re.I)
+LOGIN_WORDS = re.compile(r"\b(log-?ins?|log-?ons?|logs?\s+(in|on)|sign-?ins?|signs?\s+in|ssh|rdp|vpn|"
+                         r"authenticat\w*|interactive)\b", re.I)
+LOGINS = {"login_success", "login_failure", "brute_force", "password_spraying", "credential_stuffing"}
+NETWORKS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?\b")
 # "Only the index rebuild (CHG-88213) is approved": an approval of one named thing, which this alert may
 # not be — a rule, not an approval of this event.
 EXCLUSIVE = re.compile(r"\bonly\b[^.;]{0,80}\b(is|are|was|were)\s+(approved|allowed|permitted|authori[sz]ed)\b", re.I)
@@ -197,6 +206,8 @@ def reading(item, threat=None):
             (approving if _excepts_this(sentence, threat) else denying).append(sentence)  # an exception approves
         elif EXCLUSIVE.search(sentence):
             restricting.append(sentence)
+        elif (where := _only_from(sentence, threat)) is not None:
+            (approving if where else denying).append(sentence)
         elif ONLY_SUBJECT.search(sentence):  # "Only the SCADA servers (10.80.1.10-11) poll PLCs": its actor
             actor = threat is not None and naming.names(threat, sentence, addresses=("src_ip",))
             (approving if actor else restricting).append(sentence)
@@ -214,6 +225,34 @@ def reading(item, threat=None):
         return "explains"
     return "denies" if denying else "restricts" if restricting else "explains"
 
+
+
+def _only_from(sentence, threat):
+    """For a rule naming the addresses sign-ins come from ("only from 10.60.200.0/24") and an alert that
+    shows sign-ins or guessing: whether its source is among them (True/False); None when the sentence is
+    no such rule, the alert no such activity, or it names no source address."""
+    if threat is None or not ONLY_FROM.search(sentence) or not LOGIN_WORDS.search(sentence) \
+            or not LOGINS & set(signal.behaviours(threat)):
+        return None
+    networks = [network for network in (_network(text) for text in NETWORKS.findall(sentence)) if network]
+    sources = [ip for ip in (_address(text) for text in signal.values(threat, "src_ip")) if ip]
+    if not networks or not sources:
+        return None
+    return any(ip in network for ip in sources for network in networks if ip.version == network.version)
+
+
+def _network(text):
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def _address(text):
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
 
 
 def _excepts_this(sentence, threat):

@@ -49,7 +49,8 @@ AUTOMATION = (ClosedByKind.AGENT, ClosedByKind.RULE)
 STANDING_ORDER = re.compile(r"\b(do\s+not|don't|never)\s+(escalate|review|investigate|alert)\b|"
                             r"\bclose\s+(it\s+|them\s+)?without\s+(review|investigation|looking)\b|"
                             r"\b(always|automatically)\s+close\b|\bfor\s+any\s+(user|process|host|source)\b|"
-                            r"\ball\s+future\b", re.I)
+                            r"\ball\s+future\b|\bauto-?clos(e|ed|ing)\b|\bignore\s+(all\s+|any\s+)?(future|further|subsequent)\b|"
+                            r"\bgoing\s+forward\b|\bfrom\s+now\s+on\b", re.I)
 DISMISSED = (Disposition.FALSE_POSITIVE, Disposition.BENIGN_TRUE_POSITIVE)
 
 # How much one closure teaches (docs/agents.md, docs/verdicts.md).

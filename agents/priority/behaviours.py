@@ -84,6 +84,7 @@ POLICIES = {
     # A password or login crossing the network in the clear: anyone on the path can take it.
     "credential_exposure": P("credential_access", ATTEMPT, "MEDIUM", attempt_floor="MEDIUM"),
     "remote_access_tool": P("command_and_control", ATTEMPT, "MEDIUM", techniques=("T1219",)),
+    "tunnel": P("command_and_control", ATTEMPT, "MEDIUM", techniques=("T1572",)),
     "dynamic_dns": P("command_and_control", ATTEMPT, "MEDIUM", techniques=("T1568",), attempt_floor="MEDIUM"),
     "indicator_match": P("threat_intel", ATTEMPT, "MEDIUM", floor="MEDIUM"),
     "automation": P("bot_traffic", ATTEMPT, "MEDIUM", techniques=("T1499.003",)),
@@ -131,7 +132,7 @@ TECHNIQUE_BEHAVIOURS = {
     "T1098.007": "privileged_group_change", "T1685.005": "log_cleared", "T1685.006": "log_cleared",
     "T1685": "security_tool_disabled", "T1686": "security_tool_disabled", "T1027": "suspicious_execution",
     "T1569": "suspicious_execution", "T1047": "suspicious_execution", "T1055": "suspicious_execution",
-    "T1204": "malware", "T1505": "exploit_success", "T1219": "remote_access_tool", "T1102": "command_and_control",
+    "T1204": "malware", "T1505": "exploit_success", "T1219": "remote_access_tool", "T1572": "tunnel", "T1102": "command_and_control",
     "T1090": "anonymising_proxy", "T1087": "discovery", "T1082": "discovery", "T1016": "discovery",
     "T1049": "discovery", "T1057": "discovery", "T1069": "discovery", "T1033": "discovery", "T1018": "discovery",
     "T1135": "discovery", "T1482": "discovery",

@@ -13,7 +13,7 @@ from threats.choices import Severity
 from .common import (ItemError, Reader, as_list, category, collect, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
 from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, WINDOWS_EVENTS, Signal, cloud_login_failed, consent_grant, direction,
-                     mail_rule, mail_verdict, shared_out)
+                     guardduty_finding, mail_rule, mail_verdict, shared_out)
 
 SOURCE = "ecs"
 RISK_BANDS = [(74, Severity.CRITICAL), (48, Severity.HIGH), (22, Severity.MEDIUM), (0, Severity.LOW)]
@@ -297,6 +297,7 @@ def _ecs_behaviours(built, read, categories, types, action):
                "aws.cloudtrail.request_parameters")
     consent_grant(built, action, read.get("o365.audit.ModifiedProperties"), "o365.audit.ModifiedProperties")
     _node_reaching_pod(built, read)
+    guardduty_finding(built, read.text("aws.guardduty.type", limit=200), "aws.guardduty.type")
     if action in ACTIONS or action in CLOUD_ACTIONS:
         built.behaviour(cloud_login_failed(ACTIONS.get(action) or CLOUD_ACTIONS[action], outcome == "failure"),
                         "event.action", action)

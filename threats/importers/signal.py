@@ -67,7 +67,8 @@ BEHAVIOURS = {
     "resource_hijacking": "computing resources used for cryptocurrency mining",
     "anonymising_proxy": "traffic through Tor or an anonymising proxy network",
     "web_shell": "a script dropped where the web server would run it",
-    "remote_access_tool": "remote-access software (AnyDesk, TeamViewer, ngrok) in use",
+    "remote_access_tool": "remote-access software (AnyDesk, TeamViewer, ScreenConnect) in use",
+    "tunnel": "a tunnelling service (ngrok, Cloudflare quick tunnels) publishing one of ours to the internet",
     "dynamic_dns": "a name under a free dynamic-DNS provider looked up or reached (where C2 often lives)",
     "reputation_match": "traffic with an address on a reputation block list",
     "indicator_match": "a threat-intelligence indicator matched",
@@ -114,6 +115,19 @@ GUARDDUTY_PURPOSES = {
     "policy": "policy_violation", "privilegeescalation": "privilege_escalation", "recon": "network_scan",
     "stealth": "security_tool_disabled", "trojan": "malware", "unauthorizedaccess": "unusual_location",
 }
+
+
+def guardduty_finding(built, finding, field):
+    """An AWS GuardDuty finding type (`Purpose:ResourceType/Family.Mechanism`), as Wazuh's aws module
+    or Elastic's aws.guardduty integration carry it: its purpose is the behaviour; an EC2 instance
+    role's temporary credentials used from outside (InstanceCredentialExfiltration) were taken."""
+    if "instancecredentialexfiltration" in finding.lower():
+        built.behaviour("credential_dumping", field, f"instance credentials used elsewhere: {finding[:100]}")
+    purpose = finding.split(":")[0].lower()
+    if ":" in finding and purpose in GUARDDUTY_PURPOSES:
+        built.behaviour(GUARDDUTY_PURPOSES[purpose], field, finding[:120])
+
+
 # Cloud audit actions (AWS CloudTrail eventName, Microsoft 365 Operation, Okta eventType, Entra ID).
 CLOUD_ACTIONS = {
     "createuser": "account_created", "createloginprofile": "account_changed", "createaccesskey": "account_changed",

@@ -174,6 +174,8 @@ SUBJECTS = [
     ("dynamic_dns", re.compile(r"\bdynamic[_ ]?dns\b|\bddns\b", re.I)),
     ("remote_access_tool", re.compile(r"\b(anydesk|teamviewer|screenconnect|splashtop|logmein|rustdesk|ammyy|"
                                       r"atera|remote ?utilities|connectwise control)\b", re.I)),
+    # Services that publish a host behind the firewall to the internet: a way in or out (T1572).
+    ("tunnel", re.compile(r"\b(ngrok|localtunnel|trycloudflare|serveo|localhost\.run|pinggy)\b", re.I)),
     # Post-exploitation frameworks a JA3/JA4 or user-agent rule recognises: their traffic is their C2.
     ("command_and_control", re.compile(r"\b(cobalt ?strike|meterpreter|sliver|brute ?ratel|havoc|mythic|covenant|"
                                        r"poshc2)\b", re.I)),

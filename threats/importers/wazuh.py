@@ -19,8 +19,8 @@ from . import suricata
 from .common import (ItemError, Reader, as_list, category, dig, parse_time, reference, scheduled_command, tactic_ids,
                      unwrap_source)
 from .countries import country_code
-from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, DEFENDER_EVENTS, GUARDDUTY_PURPOSES, WINDOWS_EVENTS, Signal,
-                     cloud_login_failed, consent_grant, mail_rule, mail_verdict, shared_out)
+from .signal import (ASSUMED_ROLE, CLOUD_ACTIONS, DEFENDER_EVENTS, WINDOWS_EVENTS, Signal, cloud_login_failed,
+                     consent_grant, guardduty_finding, mail_rule, mail_verdict, shared_out)
 
 SOURCE = "wazuh"
 # level >= threshold -> severity; the common bucketing (soc-anchors.md §3.1), configurable.
@@ -313,13 +313,7 @@ def _cloud(built, data):
     built.account("role", assumed.group(1) if assumed else "", "data.aws.userIdentity.arn")
     if str(dig(data, "aws.userIdentity.type") or "").lower() == "root":
         built.account("kind", "root", "data.aws.userIdentity.type")  # the account's owner identity
-    finding = str(dig(data, "aws.type") or "")
-    if "instancecredentialexfiltration" in finding.lower():
-        # An EC2 instance role's temporary credentials used from outside (GuardDuty): they were taken.
-        built.behaviour("credential_dumping", "data.aws.type", f"instance credentials used elsewhere: {finding[:100]}")
-    purpose = finding.split(":")[0].lower()
-    if purpose in GUARDDUTY_PURPOSES:
-        built.behaviour(GUARDDUTY_PURPOSES[purpose], "data.aws.type", finding[:120])
+    guardduty_finding(built, str(dig(data, "aws.type") or ""), "data.aws.type")
 
 
 def _custom_rule(rule_id):
