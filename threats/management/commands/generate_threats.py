@@ -4,8 +4,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from agents.tasks import analysis_inline
-from threats import services
+from threats import analysis, services
 from threats.choices import Scenario, ThreatType
 
 
@@ -27,7 +26,7 @@ class Command(BaseCommand):
         except services.InvalidInput as exc:
             raise CommandError(f"{exc.field}: {exc.detail} Valid: {', '.join(exc.valid or [])}") from None
         pause, made = threading.Event(), 0
-        with analysis_inline():
+        with analysis.inline():
             while count == 0 or made < count:
                 if made and pause.wait(interval):
                     break

@@ -15,8 +15,7 @@ from collections import Counter
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from agents.tasks import analysis_inline
-from threats import ingest
+from threats import analysis, ingest
 from threats.importers import FORMATS, detect_format
 
 ERRORS_LISTED = 50
@@ -42,7 +41,7 @@ class Command(BaseCommand):
         stream, size = self._open(file)
         self.progress = Progress(self.stderr, size)
         self.format, self.tally, started = format, Tally(), time.monotonic()
-        with stream, analysis_inline():
+        with stream, analysis.inline():
             for records in self._batches(stream, batch_size):
                 self._import(records, default_customer, file)
         self.progress.show(self.tally.total, force=True)

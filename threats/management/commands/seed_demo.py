@@ -14,8 +14,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from agents.tasks import analysis_inline
-from threats import generator, services
+from threats import analysis, generator, services
 from threats.choices import CLOSED_STATUSES, Disposition
 from threats.models import ContextItem, InfraEvent, Threat
 
@@ -103,7 +102,7 @@ class Command(BaseCommand):
 
     def _history(self, user, count, rng, now):
         actor = services.Actor.for_user(user)
-        with analysis_inline():
+        with analysis.inline():
             for index in range(count):
                 when = now - timedelta(hours=rng.uniform(1, 24 * 20))
                 threat = services.trigger_threat(services.SYSTEM, rng=rng, now=when)
