@@ -410,6 +410,8 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return "MEDIUM"  # `hidden_powershell`: a script someone took care nobody would see
     if name == "credential_exposure" and model.get("direction") == "internal":
         return ""  # `cleartext_inside`: nobody outside saw it
+    if name == "discovery" and not explained and _domain_discovery(threat):
+        return "MEDIUM"  # `domain_discovery`: someone maps the domain's accounts, admins or trusts from this host
     if policy.attempt_floor and not failed and not explained and not _words_only(name, threat, model):
         return policy.attempt_floor
     return policy.floor
@@ -429,6 +431,19 @@ def _page_quotes_output(threat, model):
     return str(model.get("content_type") or "").startswith("text/html") and isinstance(size, (int, float)) \
         and size >= PAGE_BYTES and not model.get("url_payloads") and not any(SHELL_SYNTAX.search(u) for u in urls) \
         and not SHELLSHOCK.search(signal.text(threat, "user_agent"))
+
+
+# Domain-scope discovery (ATT&CK T1087.002 domain accounts, T1069.002 domain groups, T1482 trusts,
+# T1018 remote systems) as a rule tags it or a command line shows it; ipconfig or whoami stay local.
+DOMAIN_DISCOVERY_TECHNIQUES = ("T1087.002", "T1069.002", "T1482", "T1018")
+DOMAIN_DISCOVERY = re.compile(r"\bnet1?(\.exe)?\s+(user|group|accounts)\b[^\n]*\s/do(main)?\b|\bnltest(\.exe)?\s+/"
+                              r"(dclist|domain_trusts|dsgetdc)|\b(dsquery|adfind)(\.exe)?\b|\bget-ad(user|group|computer|"
+                              r"domain|trust)\b", re.I)
+
+
+def _domain_discovery(threat):
+    tagged = any(isinstance(h, str) and h.upper().startswith(DOMAIN_DISCOVERY_TECHNIQUES) for h in threat.mitre_hints or [])
+    return tagged or any(DOMAIN_DISCOVERY.search(line[:8_192]) for line in signal.values(threat, "command_line"))
 
 
 def _words_only(name, threat, model):

@@ -229,6 +229,45 @@ def test_a_change_naming_the_daemon_or_package_it_deploys_names_the_alert(custom
     assert bool(devops.get("same_service")) is names
 
 
+@pytest.mark.parametrize("description,agent,names", [
+    ("members-app v4.18 release via GitHub Actions (Terraform apply, then ECS service update)",
+     "APN/1.0 HashiCorp/1.0 Terraform/1.9.8 terraform-provider-aws/5.80.0", True),
+    ("members-app v4.18 release via GitHub Actions (Terraform apply)", "aws-cli/2.15.30 Python/3.11.8", False),
+    ("members-app v4.18 release (ECS service update)", "APN/1.0 HashiCorp/1.0 Terraform/1.9.8", False),
+])
+def test_a_change_naming_the_deployment_tool_that_made_the_call_names_the_alert(customer, description, agent, names):
+    """`change_tool_named`: a cloud call made by Terraform (its user agent) during a change that says
+    "Terraform apply" is that change's work; the same call from the AWS CLI, or a change that names no
+    tool, is not named by it."""
+    factories.make_infra_event(customer=customer, kind="deployment", service="members-app", description=description,
+                               minutes_ago=10)
+    threat = _threat(customer, threat_type="defense_evasion", title="AWS EC2 Security Group Configuration Change",
+                     observables={"src_ip": "4.227.68.19", "user": "GitHubActions", "user_agent": agent})
+    devops = AgentRun.objects.get(threat=threat, kind="devops").data
+    assert bool(devops.get("names_this")) is names
+
+
+@pytest.mark.parametrize("approved", [False, True])
+def test_domain_discovery_run_on_a_host_is_medium_unless_an_approval_names_it(customer, approved):
+    """Discovery's floor: someone mapping the domain from a workstation (`net group "Domain Admins" /domain`)
+    needs triage even when Elastic files it as a low building block; an approved inventory job is routine."""
+    if approved:
+        ContextItem.objects.create(customer=customer, kind="business", title="AD inventory",
+                                   body="The quarterly AD inventory script runs net group queries from nap-mgr-01; "
+                                        "approved under CHG-5521.", keywords=["nap-mgr-01"],
+                                   valid_from=timezone.now() - timedelta(days=2))
+    alert = _elastic(f"disc-{approved}", "Enumeration of Administrator Accounts", "T1069.002", "low",
+                     **{"@timestamp": timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "kibana.alert.building_block_type": "default",
+                        "event": {"kind": "signal", "category": ["process"], "type": ["start"]},
+                        "host": {"name": "nap-mgr-01"}, "user": {"name": "m.lopez"},
+                        "process": {"executable": "C:\\Windows\\System32\\net.exe",
+                                    "command_line": 'net group "Domain Admins" /domain'}})
+    alert["kibana.alert.rule.threat"][0]["tactic"] = {"id": "TA0007", "name": "Discovery"}
+    threat, = factories.ingest_records("ecs", [alert], customer)
+    assert threat.severity == ("LOW" if approved else "MEDIUM")
+
+
 def test_an_approved_change_naming_the_host_settles_administration_but_not_credential_theft(customer):
     """Remote execution during a change that names the host is the change: benign, LOW, no review.
     Credential theft on a host an approval names still goes to a human (the test above)."""

@@ -120,11 +120,30 @@ def _in_window(event, threat):
         event.started_at >= start if event.ended_at is None else event.ended_at >= start)
 
 
+# Deployment tools whose own user agent or program names them: a change saying "Terraform apply" is
+# the change that made a call whose user agent is Terraform's (`change_tool_named`).
+DEPLOY_TOOLS = re.compile(r"\b(terraform|pulumi|cloudformation|ansible|puppet|chef|saltstack|helm|argocd|"
+                          r"flux|octopus|spinnaker|cdk)\b", re.I)
+TOOL_FIELDS = ("user_agent", "process", "command_line")
+
+
+def _tool_named(threat, text):
+    """The field showing a deployment tool that the change's description also names, or None."""
+    tools = {found.lower() for found in DEPLOY_TOOLS.findall(text)}
+    for name in TOOL_FIELDS if tools else ():
+        for value in signal.values(threat, name):
+            if tools & {found.lower() for found in DEPLOY_TOOLS.findall(value[:2_000])}:
+                return field_ref(name)
+    return None
+
+
 def _same_service(threat, event):
     """The signal field the change names, or None: an address, account or host its service or
-    description names (agents/naming.py), or a field holding every word of the changed service."""
+    description names (agents/naming.py), the deployment tool that made the call (`change_tool_named`),
+    or a field holding every word of the changed service."""
     text = f"{event.service} {event.description}"
-    named = naming.names(threat, text, fields=("host",)) or naming.names_artifact(threat, text)
+    named = naming.names(threat, text, fields=("host",)) or naming.names_artifact(threat, text) \
+        or _tool_named(threat, text)
     if named:
         return named
     words = set(TOKEN.findall(event.service.lower()))
