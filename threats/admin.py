@@ -31,8 +31,6 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from agents.models import AgentRun
-
 from . import access, apikeys, audit, hidden_text, services
 from .choices import Disposition, Status
 from .importers import FORMATS
@@ -220,17 +218,6 @@ class UnscopedOnlyAdmin:
         return not access.is_scoped(request.user) and super().has_delete_permission(request, obj)
 
 
-class AgentRunInline(admin.TabularInline):
-    model = AgentRun
-    extra = 0
-    can_delete = False
-    fields = read_only(AgentRun, ["kind", "status", "confidence", "duration_ms", "summary", "error"])
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 class NoteInline(admin.TabularInline):
     model = Note
     extra = 0
@@ -402,7 +389,7 @@ class ThreatAdmin(HiddenTextMedia, TenantAdmin):
     list_select_related = ("customer", "assignee")
     date_hierarchy = "received_at"
     actions = [acknowledge, assign_to_me, mark_false_positive, resolve]
-    inlines = [AgentRunInline, NoteInline, EventInline]
+    inlines = [NoteInline, EventInline]  # the agents' runs come first (agents/admin.py adds them)
     show_full_result_count = False  # COUNT(*) of a large table on every page is slow
 
     fields = readonly_fields = read_only(Threat)
