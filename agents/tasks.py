@@ -37,6 +37,7 @@ SWEEP_BATCH = 500
 
 
 @shared_task(
+    bind=True,
     name="agents.analyze_threat",
     soft_time_limit=60,
     time_limit=90,  # below the broker's visibility timeout (settings), so no duplicate delivery
@@ -45,14 +46,21 @@ SWEEP_BATCH = 500
     retry_backoff=2,
     retry_backoff_max=30,
 )
-def analyze_threat(threat_id):
+def analyze_threat(self, threat_id):
     """Analyse one threat with all agents. Idempotent: an analysed threat is left alone, and a
     re-delivered run updates the same AgentRun rows. After the last retry the threat stays
-    `failed`, with a threat.analysis_failed event."""
-    coordinator.analyze(threat_id)
+    `failed`, with a threat.analysis_failed event.
+
+    On a worker, the same claim also takes up to AGENTS_BATCH_SIZE - 1 other threats still
+    queued (oldest first; none with an LLM, as `batches`) and analyses them with this one as a
+    batch: single triggers arriving in a burst are analysed at the batched rate, and their own
+    tasks then find them running or analysed and do nothing. With no burst there is nothing else
+    queued, and the task analyses its own threat alone."""
+    coordinator.analyze_many([threat_id], extras=_extras(self.request, 1), running_before=_running_before(self.request))
 
 
 @shared_task(
+    bind=True,
     name="agents.analyze_threats",
     soft_time_limit=60,
     time_limit=90,
@@ -61,11 +69,30 @@ def analyze_threat(threat_id):
     retry_backoff=2,
     retry_backoff_max=30,
 )
-def analyze_threats(threat_ids):
+def analyze_threats(self, threat_ids):
     """`analyze_threat` for threats queued together (at most AGENTS_BATCH_SIZE): one claim and one
     read per agent for all, each decided on its own, the verdicts stored together
     (`coordinator.analyze_many`). A retry skips the threats already recorded."""
-    coordinator.analyze_many(threat_ids)
+    coordinator.analyze_many(threat_ids, running_before=_running_before(self.request))
+
+
+def _extras(request, taken):
+    """How many other queued threats a worker's task takes with its `taken` own: none in embedded
+    mode (eager: no broker queue behind it, and the request thread's tasks stay its own) or with
+    an LLM (one threat a task, as `batches`)."""
+    if request.is_eager or llm.enabled():
+        return 0
+    return max(settings.AGENTS_BATCH_SIZE - taken, 0)
+
+
+def _running_before(request):
+    """On a worker's first run of a task, a threat marked running since this time is held by a live
+    worker (another task took it with its own; no task runs longer than its time limit, below
+    STALE_AFTER) and is left to it. A retry, or an eager run, takes its threats whatever their
+    state, as a re-delivered task after a crash does once STALE_AFTER has passed."""
+    if request.is_eager or request.retries:
+        return None
+    return timezone.now() - STALE_AFTER
 
 
 @signals.task_prerun.connect
@@ -86,14 +113,18 @@ def requeue_stale_analyses_task():
 
 
 def requeue_stale_analyses(older_than=STALE_AFTER):
-    """Queue again every analysis stuck in queued/running for longer than `older_than`."""
+    """Queue again every analysis stuck in queued/running for longer than `older_than` (since it
+    was queued or claimed). It is marked queued again: a worker's first run of a task leaves a
+    running threat to the worker holding it (`_running_before`), and this one's worker is gone."""
     cutoff = timezone.now() - older_than
-    stale = [str(threat_id) for threat_id in
-             Threat.objects.filter(analysis_status__in=[AnalysisStatus.QUEUED, AnalysisStatus.RUNNING],
-                                   updated_at__lt=cutoff)
-             .order_by("updated_at").values_list("pk", flat=True)[:SWEEP_BATCH]]
+    with transaction.atomic():  # the rows stay locked until marked, so no claim slips in between
+        stale = [str(threat_id) for threat_id in
+                 Threat.objects.select_for_update(skip_locked=True)
+                 .filter(analysis_status__in=[AnalysisStatus.QUEUED, AnalysisStatus.RUNNING], updated_at__lt=cutoff)
+                 .order_by("updated_at").values_list("pk", flat=True)[:SWEEP_BATCH]]
+        if stale:  # not again next sweep
+            Threat.objects.filter(pk__in=stale).update(analysis_status=AnalysisStatus.QUEUED, updated_at=timezone.now())
     if stale:
-        Threat.objects.filter(pk__in=stale).update(updated_at=timezone.now())  # not again next sweep
         _submit_all(stale)
         log.warning("re-queued %d stale analyses", len(stale))
         metrics.ANALYSES_REQUEUED.inc(len(stale))

@@ -13,7 +13,9 @@ else SQLite), then:
    catalogue customers, with 500 past threats of analyst history, infrastructure events and
    context items), their `agents.analyze_threat` tasks published at once (what single triggers
    send); analyses/s from the first publish until every threat is `completed`, on the same single
-   pool process. Threats are stored first (no enqueue), so only the workers' part is timed.
+   pool process. Threats are stored first (no enqueue), so only the workers' part is timed. A
+   worker's task also analyses threats still queued (agents/tasks.py), whose own tasks then do
+   nothing after the last verdict: the seconds until the broker's queue is empty are reported too.
 4. Analysis, batched: as many more threats, queued the way an ingest batch queues them
    (`agents.tasks.enqueue_analyses`: `agents.analyze_threats` tasks of AGENTS_BATCH_SIZE).
 
@@ -188,7 +190,8 @@ def main():
         print(f"Celery no-op: {noop['tasks_per_second']} tasks/s on one worker process", flush=True)
         analysis = _analysis_rate(ids, lambda: [app.send_task("agents.analyze_threat", args=[i]) for i in ids])
         print(f"Analysis, a task per threat: {analysis['analyses_per_second']} threats/s on one worker process "
-              f"({analysis['threats']} threats in {analysis['seconds']} s)", flush=True)
+              f"({analysis['threats']} threats in {analysis['seconds']} s; every task taken at "
+              f"{analysis['queue_drained_seconds']} s)", flush=True)
         from agents import tasks
 
         batched_ids = queued_threats(args.threats, rng, now)  # stored only now: see _analysis_rate
@@ -296,7 +299,23 @@ def _analysis_rate(ids, publish):
 
     last = Threat.objects.filter(pk__in=ids).aggregate(last=Max("analyzed_at"))["last"].timestamp()
     seconds = last - started_wall(started)
-    return {"threats": len(ids), "seconds": round(seconds, 3), "analyses_per_second": round(len(ids) / seconds, 1)}
+    # A task may analyse threats whose own tasks are still queued (agents/tasks.py): those tasks
+    # then find nothing to do, after the last verdict. Until the broker's queue is empty (the last
+    # task taken; one pool process, prefetch 1), the worker's whole time for these tasks.
+    if not wait_until(lambda: _queue_length() == 0, 600, 0.05):
+        raise RuntimeError("the tasks did not drain")
+    drained = time.perf_counter() - started
+    return {"threats": len(ids), "seconds": round(seconds, 3), "analyses_per_second": round(len(ids) / seconds, 1),
+            "queue_drained_seconds": round(drained, 3)}
+
+
+def _queue_length(clients={}):
+    from django.conf import settings
+
+    import redis
+
+    client = clients.setdefault("broker", redis.Redis.from_url(settings.CELERY_BROKER_URL))
+    return client.llen("celery")
 
 
 if __name__ == "__main__":

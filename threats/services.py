@@ -229,18 +229,43 @@ def start_analysis(threat_id):
     return claimed[0] if claimed else None
 
 
-def start_analyses(threat_ids):
+def start_analyses(threat_ids, extras=0, running_before=None):
     """Mark threats as running and read them with their customers, in the order given; those gone,
     already analysed, or riding on a group head (a building block its parent adopted while its task
-    waited in the queue: threats/grouping.py) are left out (idempotent tasks).
+    waited in the queue: threats/grouping.py) are left out (idempotent tasks). The claim stamps
+    `updated_at`: the stale-analysis sweeper counts from it.
+
+    With `running_before` (a worker's first run of a task), a threat another claim marked running
+    after that time is left out too: a live worker holds it (taken as one of its `extras`), so
+    its own task, arriving later, does not analyse it a second time at once.
+
+    `extras`: also claim up to that many OTHER threats still waiting (queued, their own tasks
+    behind in the broker's queue), oldest first; they come after the given ones. On PostgreSQL
+    they are picked `FOR UPDATE SKIP LOCKED`, and the claim takes only rows still queued, so two
+    workers claiming at once never take the same threat (on SQLite the statement runs under the
+    database's one write lock).
 
     One statement claims them all and reads them back (UPDATE ... RETURNING), one reads their
     customers: this runs for every analysis, so it is written in SQL (threats/sql.py says why)."""
     ids = list(dict.fromkeys(sql.param(Threat, "id", threat_id) for threat_id in threat_ids))
+    table, now = Threat._meta.db_table, sql.param(Threat, "updated_at", timezone.now())
+    where = f"id IN ({sql.placeholders(ids)}) AND analysis_status NOT IN (%s, %s)"
+    params = [AnalysisStatus.RUNNING, now, *ids, AnalysisStatus.COMPLETED, AnalysisStatus.GROUPED]
+    if running_before is not None:
+        where += " AND (analysis_status <> %s OR updated_at < %s)"
+        params += [AnalysisStatus.RUNNING, sql.param(Threat, "updated_at", running_before)]
+    if extras > 0:
+        # The pending-analysis index (status queued or running, by updated_at) finds them.
+        waiting = (f"SELECT id FROM {table} WHERE analysis_status IN (%s, %s) AND analysis_status = %s"
+                   f" AND id NOT IN ({sql.placeholders(ids)}) ORDER BY updated_at LIMIT {int(extras)}")
+        if connection.vendor == "postgresql":  # ARRAY(): one look-up, then the key index for both parts
+            waiting = f"id = ANY(ARRAY({waiting} FOR UPDATE SKIP LOCKED))"
+        else:
+            waiting = f"id IN ({waiting})"
+        where = f"({where}) OR ({waiting} AND analysis_status = %s)"
+        params += [AnalysisStatus.QUEUED, AnalysisStatus.RUNNING, AnalysisStatus.QUEUED, *ids, AnalysisStatus.QUEUED]
     claimed = THREAT_COLUMNS.instances(
-        f"UPDATE {Threat._meta.db_table} SET analysis_status = %s WHERE id IN ({sql.placeholders(ids)})"
-        f" AND analysis_status NOT IN (%s, %s) RETURNING {THREAT_COLUMNS}",
-        [AnalysisStatus.RUNNING, *ids, AnalysisStatus.COMPLETED, AnalysisStatus.GROUPED])
+        f"UPDATE {table} SET analysis_status = %s, updated_at = %s WHERE {where} RETURNING {THREAT_COLUMNS}", params)
     customer_ids = sorted({threat.customer_id for threat in claimed})
     customers = {customer.pk: customer for customer in CUSTOMER_COLUMNS.instances(
         f"SELECT {CUSTOMER_COLUMNS} FROM {Customer._meta.db_table} WHERE id IN ({sql.placeholders(customer_ids)})",
@@ -248,7 +273,7 @@ def start_analyses(threat_ids):
     for threat in claimed:
         threat.customer = customers[threat.customer_id]
     order = {threat_id: index for index, threat_id in enumerate(ids)}
-    return sorted(claimed, key=lambda threat: order[sql.param(Threat, "id", threat.pk)])
+    return sorted(claimed, key=lambda threat: order.get(sql.param(Threat, "id", threat.pk), len(ids)))
 
 
 def do_record_analysis(threat, verdict):
