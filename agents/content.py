@@ -635,6 +635,14 @@ def _office_child(threat, model, found):
             f"{next(p for p in programs if p in OFFICE_CHILDREN)} started by {parent}")
 
 
+def web_server_ran(model):
+    """The command was run by a web server's own account, or by a web server's process: the
+    application running what it was sent (a web shell), not an administrator."""
+    actor = model["account"].get("writer") or model["account"].get("actor") or ""
+    parent = str(model.get("parent_process") or "").strip().strip('"')
+    return bool(WEB_ACCOUNTS.match(str(actor).strip()) or WEB_SERVERS.search(parent))
+
+
 def _web_account_writes(model, found):
     """Rule `web_account_writes`: persistence written by a web server's own account is its code doing
     what it was sent: a web shell at work (T1505.003)."""

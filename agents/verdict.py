@@ -397,7 +397,7 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return "CRITICAL" if ROOT_OUTPUT.search(threat.title or "") else "HIGH"  # one of ours sent it out
     if name == "exploit_attempt" and model.get("direction") == "internal" and not failed:
         return "" if explained else "HIGH"  # one of ours throwing exploits at another: it is compromised
-    if name in ("network_scan", "vulnerability_scan", "recon_probe") and content.is_outbound(threat):
+    if name in ("network_scan", "vulnerability_scan") and content.is_outbound(threat):
         return "" if explained else "HIGH"  # one of ours scanning the internet: it is compromised or misused
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
         return "" if explained else "MEDIUM"  # an internal host scanning: discovery from a foothold
@@ -410,6 +410,10 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return "MEDIUM"  # `hidden_powershell`: a script someone took care nobody would see
     if name == "credential_exposure" and model.get("direction") == "internal":
         return ""  # `cleartext_inside`: nobody outside saw it
+    if name in ("account_created", "account_changed") and not authorised and _second_root(threat, model):
+        return "HIGH"  # `second_root`: another account with user id 0 is a hidden superuser
+    if name == "discovery" and not explained and content.web_server_ran(model):
+        return "MEDIUM"  # `web_server_discovery`: whoami or uname from the web tier is a web shell's first look
     if name == "discovery" and not explained and _domain_discovery(threat):
         return "MEDIUM"  # `domain_discovery`: someone maps the domain's accounts, admins or trusts from this host
     if policy.attempt_floor and not failed and not explained and not _words_only(name, threat, model):
@@ -439,6 +443,16 @@ DOMAIN_DISCOVERY_TECHNIQUES = ("T1087.002", "T1069.002", "T1482", "T1018")
 DOMAIN_DISCOVERY = re.compile(r"\bnet1?(\.exe)?\s+(user|group|accounts)\b[^\n]*\s/do(main)?\b|\bnltest(\.exe)?\s+/"
                               r"(dclist|domain_trusts|dsgetdc)|\b(dsquery|adfind)(\.exe)?\b|\bget-ad(user|group|computer|"
                               r"domain|trust)\b", re.I)
+
+
+# A command giving an account user id 0 beside root's (useradd/usermod -o -u 0: a non-unique id).
+SECOND_ROOT = re.compile(r"\b(useradd|usermod|adduser)\b[^\n;|&]*\s-(o\s+-u\s*0|u\s*0\s+-o|ou\s*0)\b")
+
+
+def _second_root(threat, model):
+    account = model["account"]
+    created = account.get("uid") == "0" and str(account.get("target", "")).lower() not in ("", "root")
+    return created or any(SECOND_ROOT.search(line[:8_192]) for line in signal.values(threat, "command_line"))
 
 
 def _domain_discovery(threat):
@@ -708,7 +722,12 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
     if dismissed and prior in ("HIGH", "CRITICAL") and not on_record:
         fire("dismissing_source_severity", f"called {fp['recommendation'].replace('_', ' ')} but the source rated "
                                            f"it {prior}")
-    if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2 and not on_record:
+    # `failed_on_record`: held at LOW because the alert itself shows the attempt failed (a 4xx answer, an
+    # IPS drop): the source rated the attempt, the alert shows its outcome; nothing is left to confirm.
+    failed_here = band == "LOW" and not dismissed and any(
+        move.get("rule") == "behaviour_cap" and move.get("to") == "LOW" and "failed or was prevented" in move.get("reason", "")
+        for move in moves)
+    if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2 and not on_record and not failed_here:
         fire("severity_disagreement", f"the source rated it {prior}, the policy {band}")
     # Left at LOW, explained or as the source itself rated it: nothing was overruled, normal triage will do.
     kept_low = band == "LOW" and (dismissed or prior == "LOW")

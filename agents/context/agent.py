@@ -42,7 +42,7 @@ DENIED_POINTS = (8, 5)  # a business item saying the activity is not approved we
 # approved; no other scanning is" still explains the pentest's own traffic.
 SENTENCES = re.compile(r"(?<=[.;!?])\s+")
 DENIAL = re.compile(
-    r"\bno\b[^.;]{0,80}\b(is|are|was|were|has been|have been)\s+(ever\s+)?(approved|allowed|permitted|expected|"
+    r"\bno\b[^.;]{0,160}\b(is|are|was|were|has been|have been)\s+(ever\s+)?(approved|allowed|permitted|expected|"
     r"authori[sz]ed|sanctioned|planned|scheduled|registered|installed|in use|logged|recorded|booked|on file)\b"
     r"|\b(not|never)\s+(been\s+|be\s+|ever\s+)?(approved|allowed|permitted|expected|authori[sz]ed|sanctioned|"
     r"intended|planned|scheduled|registered|used|needed|required)\b"
@@ -54,6 +54,7 @@ DENIAL = re.compile(
     r"|\bno\s+(approved|authori[sz]ed|sanctioned|permitted)\b"
     r"|\b(has|have)\s+no\s+business\b|\bno\s+(one|human|user|person|staff|employee)s?\s+(uses?|logs?|signs?)\b"
     r"|\bnobody\s+(uses?|logs?|signs?|runs?|needs?)\b"
+    r"|\bnone\s+(has|have)\s+been\s+(issued|granted|approved|raised|logged|filed|opened|booked)\b"
     r"|\bnever\s+(be\s+)?[a-z]{3,}\b|\b(has|have)\s+no\s+[\w-]+\s+(rights|access|permissions?|privileges?)\b"
     r"|\b(has|have)\s+no\s+(network\s+)?(route|path|connectivity)\b"
     r"|\bis\s+not\s+an?\s+[\w-]+\s+(account|host|server|tool)\b",

@@ -244,6 +244,7 @@ def signal(doc, severity):
     if str(http.get("http_method") or "").upper() in ("PUT", "POST"):  # an upload declares its size up front
         built.measure("upload_bytes", _header(http, "content-length"), "http.request_headers")
     built.forwarded(as_list(http.get("xff")), "http.xff")
+    built.forwarded(as_list(doc.get("xff")), "xff")  # Suricata's xff `extra-data` mode logs it beside the alert
     for header in as_list(http.get("request_headers")):
         if isinstance(header, dict) and str(header.get("name", "")).lower() == "x-forwarded-for":
             built.forwarded([header.get("value", "")], "http.request_headers")

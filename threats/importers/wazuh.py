@@ -173,7 +173,8 @@ READER_HOMES = re.compile(r"^c:\\(windows\\system32\\|programdata\\microsoft\\wi
                           r"protection)?\\|program files\\(windows defender( advanced threat protection)?|vmware\\vmware tools)\\)")
 # A failed login as sshd, PAM, su, login and Windows write it in the log lines Wazuh keeps.
 FAILED_LOGIN = re.compile(r"failed password|invalid user|authentication failure|failed publickey|failed login|"
-                          r"login failed|an account failed to log on|logon failure", re.I)
+                          r"login failed|an account failed to log on|logon failure|"
+                          r"\blogin fail\b|\bssl-login-fail\b", re.I)  # FortiGate: logdesc/action of SSL-VPN failures
 CRONTAB_REPLACED = re.compile(r"\bcrontab\[\d+\]:\s+\(([^)\s]+)\)\s+REPLACE\s+\(")
 DEFENDER_STOPS = {"quarantine", "remove", "clean", "block"}  # Defender's actions that stop the file running
 SYSCHECK_TYPES = {"added": "creation", "modified": "change", "deleted": "deletion"}
@@ -181,7 +182,8 @@ SYSMON_DETECTIONS = re.compile(r"^sysmon_eid\d+_detections$")
 # The account each earlier failure was for (Windows 4625 targetUserName, sshd "for <user> from"): many
 # accounts from one source is spraying, which nobody's mistyped password explains.
 FAILED_EVENT = re.compile(r'"eventID"\s*:\s*"(4625|4771|4776)"')
-TRIED_ACCOUNT = re.compile(r'"targetUserName"\s*:\s*"([^"]{1,100})"|\bfor\s+(?:invalid\s+user\s+)?([^\s"]{1,100})\s+from\b')
+TRIED_ACCOUNT = re.compile(r'"targetUserName"\s*:\s*"([^"]{1,100})"|\bfor\s+(?:invalid\s+user\s+)?([^\s"]{1,100})\s+from\b|'
+                           r'\buser="([^"]{1,100})"')  # Windows 4625 JSON, sshd, FortiOS key=value logs
 SPRAYED_ACCOUNTS = 5
 REPEATED_FAILURES = 3  # failed logins before a success that make it guessing, not a mistyped password
 RUN_KEYS = re.compile(r"\\(currentversion\\(run|runonce|policies\\explorer\\run)|winlogon\\(userinit|shell))\b", re.I)
@@ -212,6 +214,8 @@ def signal(doc, level):
             name, outcome = GROUP_BEHAVIOURS[group]
             built.behaviour(name, "rule.groups", group).set("outcome", outcome, "rule.groups")
     _crontab(built, groups, log)
+    created = NEW_ACCOUNT_UID.search(log[:2_000])
+    built.account("uid", created.group(1) if created else "", "full_log")
     if "virustotal" in groups and str(dig(data, "virustotal.malicious")) == "1":
         built.behaviour("malware", "data.virustotal.malicious", f"{dig(data, 'virustotal.positives')} engines")
         built.measure("detections", dig(data, "virustotal.positives"), "data.virustotal.positives")
@@ -271,7 +275,7 @@ def _failures_before(built, previous):
     failed = [line for line in lines[:200] if FAILED_LOGIN.search(line)]
     if len(failed) >= REPEATED_FAILURES:
         built.behaviour("brute_force", "previous_output", f"{len(failed)} failed logins before it")
-    accounts = {(match.group(1) or match.group(2)).lower() for line in lines[:200] if FAILED_LOGIN.search(line) or FAILED_EVENT.search(line)
+    accounts = {next(name for name in match.groups() if name).lower() for line in lines[:200] if FAILED_LOGIN.search(line) or FAILED_EVENT.search(line)
                 for match in [TRIED_ACCOUNT.search(line)] if match}
     if len(accounts) >= SPRAYED_ACCOUNTS:
         built.behaviour("password_spraying", "previous_output", f"failed logins on {len(accounts)} accounts before it")
@@ -314,6 +318,10 @@ def _cloud(built, data):
     if str(dig(data, "aws.userIdentity.type") or "").lower() == "root":
         built.account("kind", "root", "data.aws.userIdentity.type")  # the account's owner identity
     guardduty_finding(built, str(dig(data, "aws.type") or ""), "data.aws.type")
+
+
+# shadow-utils' own line for a new account ("new user: name=pgsync, UID=0, GID=0, …"): its user id.
+NEW_ACCOUNT_UID = re.compile(r"\bnew user: name=[^,\s]+, UID=(\d+)\b")
 
 
 def _custom_rule(rule_id):
