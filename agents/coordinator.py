@@ -68,7 +68,7 @@ def analyze(threat_id):
     return analyze_many([threat_id])[0]
 
 
-def analyze_many(threat_ids, extras=0, running_before=None):
+def analyze_many(threat_ids, extras=0, running_before=None, on_claim=None):
     """`analyze` for threats queued together (an ingest batch); returns the threats as stored, in
     order (None where there was nothing to do). One statement claims them all, each is decided on
     its own, and their verdicts are stored together: one transaction for the batch, or for what
@@ -77,13 +77,17 @@ def analyze_many(threat_ids, extras=0, running_before=None):
     `extras` and `running_before` go to the claim (`services.start_analyses`): up to `extras`
     other waiting threats are claimed in the same statement and analysed in the same batch (a
     worker's task for one threat, under a burst: agents/tasks.py); they are not in the result.
+    `on_claim(extra_ids)` is called once they are claimed, before any is analysed.
 
     A threat that fails is recorded as failed and the others go on; the first error is raised at
     the end, so the task is retried (threats stored meanwhile are skipped then)."""
     threat_ids = list(dict.fromkeys(Threat._meta.pk.to_python(threat_id) for threat_id in threat_ids))
     asked, own = len(threat_ids), set(threat_ids)
     claimed = {threat.pk: threat for threat in services.start_analyses(threat_ids, extras, running_before)}
-    threat_ids += [threat_id for threat_id in claimed if threat_id not in own]  # the extras, after
+    taken = [threat_id for threat_id in claimed if threat_id not in own]
+    if on_claim is not None:
+        on_claim(taken)
+    threat_ids += taken  # the extras, after
     traces = {threat_id: telemetry.Analysis(threat_id) for threat_id in threat_ids}
     batch = [claimed[threat_id] for threat_id in threat_ids if threat_id in claimed]
     ahead = _gather_batch(batch)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from celery import shared_task, signals
 from django.conf import settings
+from django.core.cache import cache
 from django.db import (
     InterfaceError,
     OperationalError,
@@ -34,6 +35,9 @@ _inline = threading.local()
 # without persistence, worker killed without redelivery): the sweeper queues it again.
 STALE_AFTER = timedelta(minutes=2)
 SWEEP_BATCH = 500
+# How long the threats a task took beside its own are noted for its re-delivered or retried run:
+# above the broker's visibility timeout (settings: 300 s).
+TAKEN_TTL = 600
 
 
 @shared_task(
@@ -56,7 +60,15 @@ def analyze_threat(self, threat_id):
     batch: single triggers arriving in a burst are analysed at the batched rate, and their own
     tasks then find them running or analysed and do nothing. With no burst there is nothing else
     queued, and the task analyses its own threat alone."""
-    coordinator.analyze_many([threat_id], extras=_extras(self.request, 1), running_before=_running_before(self.request))
+    request = self.request
+    if request.is_eager:
+        coordinator.analyze(threat_id)
+        return
+    again, noted = ([] if _first_run(request) else _taken(request.id)), []
+    coordinator.analyze_many([threat_id, *again], extras=_extras(1 + len(again)), running_before=_running_before(request),
+                             on_claim=lambda extras: noted.append(_remember(request.id, [*again, *extras])))
+    if again or any(noted):
+        _forget(request.id)
 
 
 @shared_task(
@@ -76,23 +88,61 @@ def analyze_threats(self, threat_ids):
     coordinator.analyze_many(threat_ids, running_before=_running_before(self.request))
 
 
-def _extras(request, taken):
-    """How many other queued threats a worker's task takes with its `taken` own: none in embedded
-    mode (eager: no broker queue behind it, and the request thread's tasks stay its own) or with
-    an LLM (one threat a task, as `batches`)."""
-    if request.is_eager or llm.enabled():
-        return 0
-    return max(settings.AGENTS_BATCH_SIZE - taken, 0)
+def _extras(taken):
+    """How many other queued threats a worker's task takes with its `taken` own: none with an LLM
+    (one threat a task, as `batches`). Eager tasks (embedded mode: no broker queue behind them)
+    take none either: `analyze_threat`."""
+    return 0 if llm.enabled() else max(settings.AGENTS_BATCH_SIZE - taken, 0)
+
+
+def _first_run(request):
+    """Not a retry, nor a task given back because its worker process died (Redis restores it
+    flagged `redelivered`, at once with CELERY_TASK_REJECT_ON_WORKER_LOST)."""
+    return not (request.retries or (request.delivery_info or {}).get("redelivered"))
 
 
 def _running_before(request):
     """On a worker's first run of a task, a threat marked running since this time is held by a live
     worker (another task took it with its own; no task runs longer than its time limit, below
-    STALE_AFTER) and is left to it. A retry, or an eager run, takes its threats whatever their
-    state, as a re-delivered task after a crash does once STALE_AFTER has passed."""
-    if request.is_eager or request.retries:
+    STALE_AFTER) and is left to it. A retry, a re-delivered task or an eager run takes its threats
+    whatever their state: the run that held them is over."""
+    if request.is_eager or not _first_run(request):
         return None
     return timezone.now() - STALE_AFTER
+
+
+def _taken_key(task_id):
+    return f"analysis:taken:{task_id}"
+
+
+def _remember(task_id, extras):
+    """Keep the other threats a task took (Redis, the cache of a broker deployment) until it ends:
+    if its worker process dies, or the database fails, its re-delivered or retried run takes them
+    again at once, instead of leaving them to the sweeper. A cache that fails costs only that."""
+    if not (extras and task_id):
+        return False
+    try:
+        cache.set(_taken_key(task_id), [str(threat_id) for threat_id in extras], TAKEN_TTL)
+    except Exception as exc:
+        log.warning("could not note the threats task %s took (%s); the sweeper covers them", task_id, exc)
+        return False
+    return True
+
+
+def _taken(task_id):
+    try:
+        return (cache.get(_taken_key(task_id)) or []) if task_id else []
+    except Exception as exc:
+        log.warning("could not read the threats task %s took (%s); the sweeper covers them", task_id, exc)
+        return []
+
+
+def _forget(task_id):
+    """The task ended: what it took is analysed (or recorded failed)."""
+    try:
+        cache.delete(_taken_key(task_id))
+    except Exception as exc:
+        log.warning("could not drop the note of task %s (%s); it expires", task_id, exc)
 
 
 @signals.task_prerun.connect

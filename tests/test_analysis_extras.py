@@ -159,6 +159,39 @@ def test_a_failed_extra_is_recorded_failed_and_its_own_task_analyses_it_again(cu
     assert _state([extra]) == [AnalysisStatus.COMPLETED] and _analyzed_events(extra) == 1
 
 
+def _run_as_delivered(task, *args, task_id, redelivered=False):
+    """The task as a worker runs a message: with its id, and flagged as Redis flags a message
+    given back when the worker process running it died (CELERY_TASK_REJECT_ON_WORKER_LOST)."""
+    task.push_request(id=task_id, delivery_info={"redelivered": redelivered}, retries=0, is_eager=False)
+    try:
+        return task.run(*args)
+    finally:
+        task.pop_request()
+
+
+class _Killed(BaseException):
+    """The worker process dying mid-analysis: nothing after it runs, nothing is recorded."""
+
+
+def test_a_task_whose_worker_died_takes_its_extras_again_when_it_is_redelivered(customer, monkeypatch):
+    from agents import coordinator
+
+    own, *extras = _queued(customer, 3)
+    monkeypatch.setattr(coordinator, "decide", lambda *args: (_ for _ in ()).throw(_Killed()))
+    with pytest.raises(_Killed):
+        _run_as_delivered(tasks.analyze_threat, str(own.pk), task_id="task-1")
+    monkeypatch.undo()
+    assert _state([own, *extras]) == [AnalysisStatus.RUNNING] * 3
+
+    for extra in extras:  # their own tasks: a first delivery leaves them to the task that took them
+        _run_as_delivered(tasks.analyze_threat, str(extra.pk), task_id=f"task-of-{extra.pk}")
+    assert _state(extras) == [AnalysisStatus.RUNNING] * 2
+
+    _run_as_delivered(tasks.analyze_threat, str(own.pk), task_id="task-1", redelivered=True)
+    assert _state([own, *extras]) == [AnalysisStatus.COMPLETED] * 3
+    assert [_analyzed_events(t) for t in (own, *extras)] == [1, 1, 1]
+
+
 # --- PostgreSQL: two workers claiming at once ----------------------------------------------------------
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="FOR UPDATE SKIP LOCKED: PostgreSQL")
