@@ -535,12 +535,35 @@ def _recovery_kept(state, threat, found, devops):
                    ["signal.observables.command_line", *(f"infra_event:{pk}" for pk in changes)], "cap", keep=True)
 
 
+# Homebrew names the launch agent of `brew services start <formula>` homebrew.mxcl.<formula>.plist.
+BREW_PLIST = re.compile(r"/LaunchAgents/homebrew\.mxcl\.([\w@.+-]{1,100})\.plist$")
+BREW_SERVICES = re.compile(r"\bbrew(\.rb)?\s+services\s+(start|restart|run)\s+([\w@.+-]{1,100})")
+
+
+def _brew_service(model, found):
+    """`brew_service`: persistence that is Homebrew's own launch agent, written by `brew services` for the
+    very formula the plist is named after (both must agree). The formula's name, or ""."""
+    plist = BREW_PLIST.search(str(model.get("file") or ""))
+    started = BREW_SERVICES.search(str(model.get("parent_command") or ""))
+    # launchctl loading it is the same act (a rule tags it T1569.001 beside the launch agent's T1543.001).
+    if "persistence" in found and set(found) <= {"persistence", "suspicious_execution"} and plist and started \
+            and plist.group(1) == started.group(3):
+        return plist.group(1)
+    return ""
+
+
 def _contradicted(state, threat, model, found, scan, devops, priority):
     """Last: claims the alert's own data disproves. `location_disproven`: a sign-in or travel alert
     whose location rests on a private address placed abroad (a private address has no country).
     `volume_came_in`: an exfiltration alert whose byte counts say the volume came in, not out.
     `protection_switched_on`: a rule tagged for disabling a security tool whose command sets the
     -Disable* parameters to $false: it turned the protection on."""
+    formula = _brew_service(model, found)
+    if formula:
+        state.move(lower(state.band, "LOW"), "brew_service", f"Homebrew's `brew services start {formula}` wrote and loaded "
+                   "its own launch agent for that formula: a developer starting a local service",
+                   [f"signal.{model['fields'].get('file', 'file')}", f"signal.{model['fields'].get('parent_command', 'parent_command')}"],
+                   "cap", keep=True)
     if found and set(found) <= LOCATION_CLAIMS and any(f.get("kind") == "geo_mismatch" for f in scan.get("findings", [])):
         state.move(lower(state.band, "LOW"), "location_disproven", "the location the alert rests on is one a private "
                    "address cannot have", ["signal.observables.src_ip"], "cap", keep=True)

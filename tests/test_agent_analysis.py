@@ -2640,3 +2640,56 @@ def test_discovery_commands_from_the_web_tier_are_a_web_shell_s_first_look(custo
     alert["kibana.alert.rule.threat"][0]["tactic"] = {"id": "TA0007", "name": "Discovery"}
     threat, = factories.ingest_records("ecs", [alert], customer)
     assert threat.severity == band
+
+
+def test_sshd_s_own_accepted_line_is_a_login_whatever_the_rule_s_groups(customer):
+    """Wazuh 40112 ("failures followed by a success") carries only `attacks` and compliance groups; the
+    sshd `Accepted password` line in full_log says the login happened: with the failures before it,
+    the guessing got in (`login_after_failures`, HIGH)."""
+    failures = "".join(f"Dec  4 23:49:0{i} p4 sshd[2209{i}]: Failed password for p4admin from 185.220.101.47 port 5310{i} ssh2\n"
+                       for i in range(4))
+    alert = _wazuh_alert("1.40112", "40112", 12, "Multiple authentication failures followed by a success.",
+                         ["syslog", "attacks"], agent="p4-master", previous_output=failures,
+                         full_log="Dec  4 23:51:03 p4 sshd[220931]: Accepted password for p4admin from 185.220.101.47 "
+                                  "port 53344 ssh2", data={"srcip": "185.220.101.47", "dstuser": "p4admin"})
+    threat, = factories.ingest_records("wazuh", [alert], customer)
+    assert {"login_success", "brute_force"} <= {b["name"] for b in threat.signal["behaviours"]}
+    assert threat.severity == "HIGH"
+
+
+@pytest.mark.parametrize("types,applies", [(["scan"], True), (["network_scan"], True), (["phishing"], False), ([], True)])
+def test_a_note_filed_under_threat_types_applies_by_a_word_of_what_the_alert_shows(customer, types, applies):
+    """An analyst files a scan approval under "scan": it applies to an alert showing network_scan (a whole
+    word of it), as it does under the exact name; a note filed under another type does not apply."""
+    ContextItem.objects.create(customer=customer, kind="business", title="Quarterly external scan",
+                               body="Approved: the Q4 external scan runs from 198.51.100.40 tonight.",
+                               threat_types=types, keywords=["198.51.100.40"],
+                               valid_from=timezone.now() - timedelta(days=1))
+    record = _eve("ET SCAN Nmap Scripting Engine User-Agent Detected (Nmap Scripting Engine)", "Attempted Information Leak",
+                  "198.51.100.40", "10.10.5.20", severity=1)
+    record["timestamp"] = timezone.now().strftime("%Y-%m-%dT%H:%M:%S.000000+0000")
+    threat, = factories.ingest_records("suricata", [record], customer)
+    context = AgentRun.objects.get(threat=threat, kind="context").data
+    assert bool(context["items"]) is applies
+
+
+@pytest.mark.parametrize("parent,benign", [
+    ("/opt/homebrew/Library/Homebrew/vendor/portable-ruby/current/bin/ruby -W1 /opt/homebrew/Library/Homebrew/brew.rb "
+     "services start postgresql@16", True),
+    ("/opt/homebrew/Library/Homebrew/vendor/portable-ruby/current/bin/ruby /opt/homebrew/Library/Homebrew/brew.rb "
+     "services start redis", False),  # another formula than the plist's
+    ("/bin/bash /tmp/.x/install.sh", False),  # a plist named like Homebrew's, written by something else
+])
+def test_homebrew_s_own_launch_agent_for_the_formula_it_starts_is_a_developer_s_service(customer, parent, benign):
+    """`brew_service`: `brew services start postgresql@16` writes and loads homebrew.mxcl.postgresql@16.plist;
+    both must name the same formula, or the persistence stands."""
+    plist = "/Users/akhan/Library/LaunchAgents/homebrew.mxcl.postgresql@16.plist"
+    alert = _elastic(f"brew-{len(parent)}", "Launch Service Creation and Immediate Loading", "T1543.001", "low",
+                     **{"@timestamp": timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "event": {"kind": "signal", "category": ["process"], "type": ["start"]},
+                        "host": {"name": "mbp-akhan"}, "user": {"name": "akhan"}, "file": {"path": plist},
+                        "process": {"executable": "/bin/launchctl", "command_line": f"/bin/launchctl bootstrap gui/502 {plist}",
+                                    "parent": {"command_line": parent}}})
+    threat, = factories.ingest_records("ecs", [alert], customer)
+    assert (threat.severity == "LOW") is benign
+    assert (threat.false_positive["recommendation"] == "likely_benign_true_positive") is benign

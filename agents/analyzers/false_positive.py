@@ -123,6 +123,10 @@ DISPROVING = {"location_disproven", "volume_came_in", "protection_switched_on", 
               "generic_signature", "output_from_outside", "page_quotes_output", "guard_reads_lsass"}
 
 
+# Policy caps whose reason shows the activity is a known tool doing its own job (agents/verdict.py).
+BENIGN_ON_ITS_FACE = {"brew_service"}
+
+
 # Behaviours that only describe software doing its job (a policy or inventory rule, an informational
 # event): at LOW, with nothing else shown, the activity happened and is expected.
 ROUTINE = {"policy_violation", "informational", "vulnerability"}
@@ -150,7 +154,8 @@ def disproven(fp, moves, manipulated):
     """`fp` after the policy: a claim its own data disproves is likely a false positive; an inhibited
     recovery that kept the copies, in a planned change naming the host, a benign true positive."""
     for move in moves:
-        approved = move["rule"] == "recovery_kept" and any(e.startswith("infra_event:") for e in move["evidence"])
+        approved = move["rule"] == "recovery_kept" and any(e.startswith("infra_event:") for e in move["evidence"]) \
+            or move["rule"] in BENIGN_ON_ITS_FACE
         if move["rule"] not in DISPROVING and not approved:
             continue
         kind = "benign_score" if approved else "score"

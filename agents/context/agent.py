@@ -103,8 +103,7 @@ class ContextAgent(Agent):
     def gather_many(self, threats):
         # In SQL because it runs for every threat (threats/sql.py says why); one read for a batch.
         found = read_for_batch(threats, _read_items, _current, MAX_ITEMS)
-        return [[i for i in items if not i.threat_types or threat.threat_type in i.threat_types
-                 or signal.family(threat) in i.threat_types] for threat, items in zip(threats, found)]
+        return [[i for i in items if _about(i.threat_types, threat)] for threat, items in zip(threats, found)]
 
     def analyze(self, threat, items):
         customer = threat.customer
@@ -185,6 +184,16 @@ class ContextAgent(Agent):
             result.score(points, f"explained by business context: {item.title}", ref)
             result.recommendations.append(f"Check the activity against '{item.title}' and close as benign true "
                                           "positive if it matches.")
+
+
+def _about(types, threat):
+    """A note filed under threat types applies to a threat of one of them: its type, its family, or a
+    behaviour it shows, also by a whole word of one ("scan" for network_scan, as an analyst writes it)."""
+    if not types:
+        return True
+    names = {threat.threat_type, signal.family(threat), *signal.behaviours(threat)}
+    words = {word for name in names for word in str(name).replace(":", "_").split("_")}
+    return any(isinstance(t, str) and (t in names or t.strip().lower() in words) for t in types)
 
 
 def _read(reads, item, threat):

@@ -214,6 +214,8 @@ def signal(doc, level):
             name, outcome = GROUP_BEHAVIOURS[group]
             built.behaviour(name, "rule.groups", group).set("outcome", outcome, "rule.groups")
     _crontab(built, groups, log)
+    if ACCEPTED_LOGIN.search(log[:2_000]):  # sshd's own success line, whichever rule (40112 too) carries it
+        built.behaviour("login_success", "full_log", "sshd accepted the login").set("outcome", "success", "full_log")
     created = NEW_ACCOUNT_UID.search(log[:2_000])
     built.account("uid", created.group(1) if created else "", "full_log")
     if "virustotal" in groups and str(dig(data, "virustotal.malicious")) == "1":
@@ -320,6 +322,8 @@ def _cloud(built, data):
     guardduty_finding(built, str(dig(data, "aws.type") or ""), "data.aws.type")
 
 
+ACCEPTED_LOGIN = re.compile(r"\bsshd\[\d+\]: Accepted (password|publickey|keyboard-interactive/pam|gssapi-with-mic) "
+                            r"for \S+ from ")
 # shadow-utils' own line for a new account ("new user: name=pgsync, UID=0, GID=0, …"): its user id.
 NEW_ACCOUNT_UID = re.compile(r"\bnew user: name=[^,\s]+, UID=(\d+)\b")
 
