@@ -131,3 +131,95 @@ def test_insert_all_hands_out_keys_in_list_order(customer):
                              for n in range(5)])
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert [ThreatEvent.objects.get(seq=e.seq).payload for e in events] == [{"n": n} for n in range(5)]
+
+
+# --- Django's public cursor, not its private internals (issue 20 item 5) -------------------------------
+
+PRIVATE = {"make_debug_cursor", "make_cursor", "wrap_database_errors", "queries_logged", "ensure_connection",
+           "validate_thread_sharing", "create_cursor", "_prepare_cursor", "_cursor_factory", "CursorWrapper",
+           "CursorDebugWrapper", "DatabaseErrorWrapper"}
+
+
+def test_sql_py_names_none_of_djangos_private_cursor_internals():
+    """They change across Django releases: threats/sql.py may use `connection.cursor()`, the DB-API
+    cursor it wraps and psycopg's public API, never these (as a name, an attribute or a getattr string)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(sql))
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            used.add(node.attr)
+        elif isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.alias):
+            used.update({node.name.rsplit(".", 1)[-1], node.asname})
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            used.add(node.value)
+    assert not used & PRIVATE
+
+
+def test_every_statement_function_says_why_not_the_orm():
+    import inspect
+
+    for function in (sql.Columns.rows, sql.Columns.instances, sql.insert, sql.insert_all, sql.upsert, sql.update_each,
+                     sql.execute):
+        lines = [line.strip() for line in inspect.getdoc(function).splitlines()]
+        assert [line for line in lines if line.startswith("Why not the ORM: ")], function.__qualname__
+
+
+def test_statements_are_logged_and_seen_by_execute_wrappers(customer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    threat = factories.make_threat(customer=customer, analyse=False)
+    seen = []
+
+    def record(execute, statement, params, many, context):
+        seen.append(statement)
+        return execute(statement, params, many, context)
+
+    columns = sql.Columns(Threat, ["id"])
+    with CaptureQueriesContext(connection) as logged, connection.execute_wrapper(record):
+        rows = columns.rows(f"SELECT {columns} FROM {THREATS} WHERE id = %s /* logged */",
+                            [sql.param(Threat, "id", threat.pk)])
+        sql.update_each(Threat, {threat.pk: {"title": "renamed"}}, "true", [], columns)
+    assert rows == [[threat.pk]]
+    assert len(seen) == len(logged.captured_queries) == 2
+    assert "/* logged */" in seen[0] and "/* logged */" in logged.captured_queries[0]["sql"]
+    assert seen[1].startswith(f"UPDATE {THREATS}") and logged.captured_queries[1]["sql"].startswith(f"UPDATE {THREATS}")
+
+
+def test_database_errors_surface_as_djangos_own(customer):
+    import django.db
+    from django.db import transaction
+
+    with pytest.raises(django.db.DatabaseError) as refused, transaction.atomic():
+        sql.execute("UPDATE no_such_table SET x = %s", [1])
+    assert type(refused.value).__module__ == "django.db.utils"  # ProgrammingError / OperationalError, wrapped
+    with pytest.raises(django.db.IntegrityError), transaction.atomic():
+        sql.insert(Customer(name="Twin", slug=customer.slug))
+
+
+def test_postgresql_prepares_the_statements_it_runs_again(customer):
+    """What the server-binding cursor is for: psycopg prepares a statement after `prepare_threshold`
+    runs (the ORM's client-binding cursors never do)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    threshold = connection.settings_dict["OPTIONS"].get("prepare_threshold")
+    if threshold is None:
+        pytest.skip("prepare_threshold is off in this configuration")
+    columns = sql.Columns(Customer, ["id"])
+    statement = f"SELECT {columns} FROM threats_customer WHERE id = %s /* prepared by psycopg */"
+    for _ in range(threshold + 1):
+        assert columns.rows(statement, [customer.pk]) == [[customer.pk]]
+    for _ in range(threshold + 1):
+        list(Customer.objects.filter(pk=customer.pk, name__startswith="not prepared"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert [text for text in prepared if "/* prepared by psycopg */" in text]
+    assert not [text for text in prepared if "LIKE" in text and "threats_customer" in text]  # the ORM's query

@@ -1,14 +1,19 @@
 """SQL written by hand for the per-threat analysis path, with the ORM's types going in and out.
 
-Why: building and compiling an ORM query costs 0.2-0.8 ms of CPU per statement, against about
-0.03 ms to run it on SQLite (measured with bench/bench_analysis.py, docs/benchmarks.md); one
-analysis makes about ten statements, so compiling them was most of its time. The few statements
-on that path are written here once, in the SQL that SQLite (3.35+) and PostgreSQL both run:
-`->>`, `RETURNING`, `INSERT ... ON CONFLICT ... DO UPDATE`.
+Why: these statements run for every analysed threat, and building and compiling their ORM
+queries cost more CPU than running the statements (docs/performance.md, "Where the time goes":
+Analysis, which has the measurements); so the few statements on that path are written here once,
+in the SQL that SQLite (3.35+) and PostgreSQL both run: `->>`, `RETURNING`,
+`INSERT ... ON CONFLICT ... DO UPDATE`. Each function that runs a statement says in one line why
+not the ORM. Everywhere else, use the ORM.
 
 Values go in through each model field's own `get_db_prep_value`, and rows come back through the
 converters the ORM itself applies, so callers get exactly what a queryset would give them: aware
-datetimes, UUIDs, decoded JSON, booleans, model instances. Everywhere else, use the ORM.
+datetimes, UUIDs, decoded JSON, booleans, model instances.
+
+Statements run on Django's own cursor (`connection.cursor()`): Django's database errors, query
+logging (`connection.queries`) and `execute_wrapper` hooks as for any query. Nothing here calls
+Django's private cursor internals (`_cursor` says what it touches; tests/test_sql.py checks).
 """
 
 import weakref
@@ -21,20 +26,30 @@ def _connection():
 
 
 def _cursor(connection):
-    """A Django cursor (error wrapping, query logging and execute wrappers as usual). On PostgreSQL
-    it wraps a server-binding psycopg cursor, which prepares a statement it has run
-    `prepare_threshold` times (settings.py sets it; the ORM's client-binding cursors never
-    prepare): each statement here is then parsed and planned once per connection instead of on
-    every run (planning the historical look-up took 0.3-0.8 ms, more than running it)."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    import psycopg
+    """`connection.cursor()`, Django's cursor, whose DB-API cursor (its `.cursor`) is, on
+    PostgreSQL, a server-binding psycopg `Cursor` on the same psycopg connection instead of
+    Django's client-binding `ClientCursor`. psycopg prepares a statement a server-binding cursor
+    has run `prepare_threshold` times (settings.py sets it; client-binding cursors never prepare,
+    and would inline the binary `%b` arrays of `_rows` as escaped text), so each statement here is
+    parsed and planned once per connection (docs/performance.md: prepared statements on PostgreSQL).
 
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        connection.validate_thread_sharing()
-        cursor = psycopg.Cursor(connection.connection)
-    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+    Django's documented `connection.cursor()` opens the connection, checks thread sharing, and
+    wraps errors (django.db's), logging and execute wrappers around whatever DB-API cursor it holds;
+    the one undocumented contact is that attribute, `.cursor`, replaced here (set by the wrapper's
+    constructor, read by Django's own backends: the PostgreSQL debug wrapper's `copy`). The rest
+    is psycopg's public API: the DB-API cursor's `.connection`, `Cursor(connection)`, its prepare."""
+    cursor = connection.cursor()
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        if isinstance(cursor.cursor, psycopg.ClientCursor):  # not when OPTIONS has server_side_binding
+            try:
+                client, cursor.cursor = cursor.cursor, psycopg.Cursor(cursor.connection)
+                client.close()
+            except BaseException:
+                cursor.close()
+                raise
+    return cursor
 
 
 class Columns:
@@ -60,7 +75,8 @@ class Columns:
         return self._sql
 
     def rows(self, sql, params):
-        """Run `sql` (whose result columns are these) and return its rows as lists of Python values."""
+        """Run `sql` (whose result columns are these) and return its rows as lists of Python values.
+        Why not the ORM: the queryset for each such read costs more to build and compile than to run (docs/performance.md)."""
         connection = _connection()
         with _cursor(connection) as cursor:
             cursor.execute(sql, params)
@@ -75,7 +91,8 @@ class Columns:
         return rows
 
     def instances(self, sql, params):
-        """The rows of `sql` as model instances (fields not selected are deferred, as with `.only()`)."""
+        """The rows of `sql` as model instances (fields not selected are deferred, as with `.only()`).
+        Why not the ORM: `rows` says; `from_db` is what a queryset calls for each row."""
         return [self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, row) for row in self.rows(sql, params)]
 
     def _converters_for(self, connection):
@@ -106,12 +123,14 @@ def column(model, name):
 
 def insert(instance):
     """Save a new model instance with one INSERT ... RETURNING its database-generated key: what
-    `Model.objects.create` does (pre_save hooks such as auto_now_add run; no signals are sent)."""
+    `Model.objects.create` does (pre_save hooks such as auto_now_add run; no signals are sent).
+    Why not the ORM: `insert_all` says."""
     return insert_all([instance])[0]
 
 
 def insert_all(instances):
-    """`insert` for new instances of one model: one INSERT of every row, keys handed out in list order."""
+    """`insert` for new instances of one model: one INSERT of every row, keys handed out in list order.
+    Why not the ORM: `bulk_create` compiles a statement per call and, on PostgreSQL, per number of rows (docs/performance.md)."""
     model, connection = type(instances[0]), _connection()
     generated = [f for f in model._meta.concrete_fields if f.db_returning]
     fields = [f for f in model._meta.concrete_fields if not f.db_returning]
@@ -133,7 +152,8 @@ def insert_all(instances):
 def upsert(model, rows, unique, update):
     """Insert `rows` ({field name: value} dicts); a field a row leaves out gets the model's default,
     as with `Model(**row)` (no `pre_save` hooks such as auto_now run). Where a row collides with a
-    stored one on the `unique` fields, that row's `update` fields are updated instead. One statement."""
+    stored one on the `unique` fields, that row's `update` fields are updated instead. One statement.
+    Why not the ORM: `bulk_create(update_conflicts=True)` compiles per call and per number of rows (docs/performance.md)."""
     fields = [f for f in model._meta.concrete_fields if not f.auto_created and not (f.primary_key and f.db_returning)]
     known = {f.name for f in fields} | {f.attname for f in fields}
     for row in rows:
@@ -155,7 +175,8 @@ def update_each(model, changes, where, where_params, returning):
 
     One statement, not one per row: on PostgreSQL the threats' statement trigger takes the running
     totals' row locks in key order (threats/stats.py), and only within one statement; a
-    transaction of several UPDATEs could take them in an order another writer's does not."""
+    transaction of several UPDATEs could take them in an order another writer's does not.
+    Why not the ORM: `bulk_update` is a CASE per field and row, compiled per call (docs/performance.md)."""
     connection, table, key = _connection(), model._meta.db_table, model._meta.pk
     names = list(next(iter(changes.values())))
     fields = [key, *(model._meta.get_field(name) for name in names)]
@@ -174,7 +195,7 @@ def _rows(fields, rows, connection):
 
     SQLite: a VALUES list. PostgreSQL: unnest() of one array per column, so the statement has a
     parameter per column whatever the number of rows; psycopg parses a statement of more than 50
-    parameters anew on every run (about 5 ms for a batch's agent runs, measured), and PostgreSQL
+    parameters anew on every run (docs/agents.md has the measurement), and PostgreSQL
     would prepare and plan each number of rows as a statement of its own. The arrays go in binary
     (`%b`): in text, every JSON value would be escaped into the array literal, character by character."""
     if connection.vendor != "postgresql":
@@ -200,7 +221,8 @@ def _given(row, field):
 
 
 def execute(sql, values):
-    """Run a statement that returns no rows; the number of rows it changed."""
+    """Run a statement that returns no rows; the number of rows it changed.
+    Why not the ORM: only for the statements above, which the ORM would compile each time (docs/performance.md)."""
     with _cursor(_connection()) as cursor:
         cursor.execute(sql, values)
         return cursor.rowcount
