@@ -11,7 +11,7 @@ import urllib.parse
 
 from threats.importers.signal import direction
 
-from . import signal
+from . import signal_model
 from .priority import attack
 from .priority.behaviours import CLOUD_CREDENTIALS, POLICIES, behaviour_of_technique
 
@@ -220,9 +220,9 @@ def add(found, name, field, detail, tagged=False):
 def _commands(threat, model, found):
     """Rule `command_line_technique`: ttprism's command-line rules over the process and command
     line; a high- or medium-confidence hit shows the technique's behaviour."""
-    lines = [(f"observables.{name}", line) for name in ("command_line", "process") for line in signal.values(threat, name)]
-    if model.get("process") and not signal.values(threat, "process"):
-        lines.append((model["fields"].get("process", "process"), model["process"][: signal.MAX_TEXT]))
+    lines = [(f"observables.{name}", line) for name in ("command_line", "process") for line in signal_model.values(threat, name)]
+    if model.get("process") and not signal_model.values(threat, "process"):
+        lines.append((model["fields"].get("process", "process"), model["process"][: signal_model.MAX_TEXT]))
     hits = []
     for field, line in lines:
         matched = attack.techniques_in_commands([line])
@@ -241,7 +241,7 @@ def _commands(threat, model, found):
 
 def _user_agent(threat, found):
     """Rule `attack_tool_user_agent`: an exploitation tool is a web attack, a scanner is a scan."""
-    agent, field = signal.text(threat, "user_agent"), "observables.user_agent"
+    agent, field = signal_model.text(threat, "user_agent"), "observables.user_agent"
     if EXPLOIT_TOOLS.search(agent):
         add(found, "web_attack", field, f"exploitation tool {EXPLOIT_TOOLS.search(agent).group(0)}")
     elif SCANNER_TOOLS.search(agent):
@@ -252,7 +252,7 @@ def _urls(threat, found):
     """Rule `attack_payload_in_url`: the requested URL carries an attack payload. Returns the kinds of
     payload found (the policy reads them: a coarse rule's match with none is words, not an attack)."""
     for name in ("urls", "endpoint"):
-        for url in signal.values(threat, name):
+        for url in signal_model.values(threat, name):
             decoded = urllib.parse.unquote_plus(url)  # as the server reads it
             for label, pattern in URL_PAYLOAD_RES:
                 if pattern.search(url) or pattern.search(decoded):
@@ -264,13 +264,13 @@ def _urls(threat, found):
 def socket_without_shell(threat):
     """Command lines that open /dev/tcp or /dev/udp, none of them wiring a shell's input and output to
     the socket (`>&`, `<&`, `<>`, `0>&1`, `-i`): `echo > /dev/tcp/db/5432` probes a port."""
-    lines = [line for line in signal.values(threat, "command_line") if DEV_SOCKET.search(line)]
+    lines = [line for line in signal_model.values(threat, "command_line") if DEV_SOCKET.search(line)]
     return bool(lines) and not any(SHELL_ON_SOCKET.search(line) for line in lines)
 
 
 def short_registry_data(threat):
     """`reg add ... /d VALUE` whose every value is too short to be Base64 payload (a DWORD, a flag)."""
-    values = [m.group(3) for line in signal.values(threat, "command_line") for m in REG_DATA.finditer(line)]
+    values = [m.group(3) for line in signal_model.values(threat, "command_line") for m in REG_DATA.finditer(line)]
     return bool(values) and all(len(v) < MIN_ENCODED for v in values)
 
 
@@ -279,7 +279,7 @@ def sql_words_only(threat):
     select cushions'): no quote, comment, parenthesis, operator or statement a query needs."""
     words = False
     for name in ("urls", "endpoint"):
-        for url in signal.values(threat, name):
+        for url in signal_model.values(threat, name):
             query = urllib.parse.urlsplit(url[:8_192]).query
             for _key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
                 if SQL_SYNTAX.search(value):
@@ -303,7 +303,7 @@ def command_words_only(threat):
     command is never followed by arguments."""
     named = False
     for name in ("urls", "endpoint"):
-        for url in signal.values(threat, name):
+        for url in signal_model.values(threat, name):
             decoded = urllib.parse.unquote_plus(url[:8_192])
             if SHELL_SYNTAX.search(decoded) or COMMAND_ARGUMENTS.search(decoded):
                 return False
@@ -318,7 +318,7 @@ def _answered_urls(threat, model):
     if not (isinstance(status, int) and 200 <= status < 300):
         return
     for name in ("urls", "endpoint"):
-        for url in signal.values(threat, name):
+        for url in signal_model.values(threat, name):
             yield name, urllib.parse.unquote_plus(url[:8_192]), status
 
 
@@ -359,7 +359,7 @@ def _injection_answered(threat, model, found):
     if not (isinstance(status, int) and 200 <= status < 300 and isinstance(size, (int, float)) and size >= DUMP_BYTES):
         return
     for name in ("urls", "endpoint"):
-        if any(UNION_SELECT.search(urllib.parse.unquote_plus(url)) for url in signal.values(threat, name)):
+        if any(UNION_SELECT.search(urllib.parse.unquote_plus(url)) for url in signal_model.values(threat, name)):
             add(found, "exploit_success", model["fields"].get("measures.response_bytes", "measures.response_bytes"),
                 f"a UNION query answered {status} with {size:,.0f} bytes")
             return
@@ -394,7 +394,7 @@ def recovery_kept(threat):
     """The size a `vssadmin resize shadowstorage` command keeps when it is a working one (UNBOUNDED,
     at least KEPT_PERCENT of the volume or KEPT_BYTES), else "": resized, no copy evicted."""
     kept = ""
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         if re.search(r"\bdelete\b|shadowcopy", line, re.I):
             return ""  # copies deleted in the same command: nothing here is a plain resize
         for match in SHADOW_RESIZE.finditer(line):  # every resize in the line must keep a working size
@@ -409,16 +409,16 @@ def recovery_kept(threat):
 def switches_protection_on(threat, lines=None):
     """A command line setting -Disable* parameters to $false or 0 (and nothing else that disables):
     rules matching the parameter names read it as tampering; it turns the protection on."""
-    lines = signal.values(threat, "command_line") if lines is None else lines
+    lines = signal_model.values(threat, "command_line") if lines is None else lines
     return any(SWITCHED_ON.search(line) for line in lines) and not any(TAMPERING.search(line) for line in lines)
 
 
 def _tampering(threat, model, found):
     """Rule `security_tool_tampering`: a command line or registry value that switches off or blinds a
     security control (Defender's policies and exclusions, EDR/audit services, SELinux, the firewall)."""
-    places = [(f"observables.{name}", value) for name in ("command_line",) for value in signal.values(threat, name)]
+    places = [(f"observables.{name}", value) for name in ("command_line",) for value in signal_model.values(threat, name)]
     if model.get("registry"):
-        places.append((model["fields"].get("registry", "registry"), model["registry"][: signal.MAX_TEXT]))
+        places.append((model["fields"].get("registry", "registry"), model["registry"][: signal_model.MAX_TEXT]))
     for field, value in places:
         match = TAMPERING.search(value)
         if match:
@@ -453,7 +453,7 @@ def _only_changed(model):
 def _sudoers_edit(threat, found):
     """Rule `sudoers_written`: a command that writes sudo's own rules (`>> /etc/sudoers`, `tee
     /etc/sudoers.d/…`, a NOPASSWD grant): someone granting themselves root (T1548.003)."""
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         if SUDOERS_WRITE.search(line[:8_192]):
             add(found, "privilege_escalation", "observables.command_line", "sudoers written by a command")
             return
@@ -462,7 +462,7 @@ def _sudoers_edit(threat, found):
 def _shell_escape(threat, found):
     """Rule `privileged_shell_escape`: a command run with elevated rights that escapes to a shell (find
     -exec sh, vi :!sh, awk system(), python pty, less !sh, bash -p): root taken, not a task done."""
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         match = SHELL_ESCAPE.search(line)
         if match:
             add(found, "privilege_escalation", "observables.command_line", f"shell escape: {match.group(0)[:60]}")
@@ -499,7 +499,7 @@ def _credentials_for_another(model, found):
 def _automated_login(threat, found):
     """Rule `automated_login`: automated traffic against an authentication endpoint is credential stuffing."""
     names = {b["name"] for b in found}
-    endpoint = signal.text(threat, "endpoint") or next(iter(signal.values(threat, "urls")), "")
+    endpoint = signal_model.text(threat, "endpoint") or next(iter(signal_model.values(threat, "urls")), "")
     if names & {"automation", "rate_abuse", "anonymising_proxy"} and LOGIN_PATHS.search(endpoint):
         add(found, "credential_stuffing", "observables.endpoint", "automated requests on a login endpoint")
 
@@ -508,7 +508,7 @@ def _refused_logins(threat, model, found):
     """Rule `refused_logins`: a frequency rule counting REPEATED_FAILURES or more HTTP requests refused
     401/403 on a login endpoint is credentials being tried (stuffing), not paths being scanned."""
     count, status = model["measures"].get("events"), model["measures"].get("http_status")
-    endpoint = signal.text(threat, "endpoint") or next(iter(signal.values(threat, "urls")), "")
+    endpoint = signal_model.text(threat, "endpoint") or next(iter(signal_model.values(threat, "urls")), "")
     if status in (401, 403) and isinstance(count, (int, float)) and count >= REPEATED_FAILURES \
             and LOGIN_PATHS.search(endpoint):
         add(found, "credential_stuffing", model["fields"].get("measures.events", "measures.events"),
@@ -539,7 +539,7 @@ def sent_out(model):
 def _masquerading(threat, model, found):
     """Rule `deceptive_name`: an account, process or file name holding a character that hides itself
     (DECEPTIVE): 'Invoice<U+202E>fdp.exe' reads 'Invoiceexe.pdf', 'adm<U+200B>in' reads 'admin'."""
-    names = [(f"observables.{name}", value) for name in ("user", "process") for value in signal.values(threat, name)]
+    names = [(f"observables.{name}", value) for name in ("user", "process") for value in signal_model.values(threat, name)]
     names += [(model["fields"].get(f"account.{key}", f"account.{key}"), model["account"][key])
               for key in ACCOUNT_NAMES if isinstance(model["account"].get(key), str)]
     names += [(model["fields"].get(key, key), str(model.get(key) or "")[:2000]) for key in ("process", "file")]
@@ -555,8 +555,8 @@ def _masquerading(threat, model, found):
 def _system_name_elsewhere(threat, model, found):
     """Rule `system_name_elsewhere`: a program file named like a kernel thread, or like a Windows core
     process outside its system folder ('/var/tmp/.x/kthreadd', 'C:\\Users\\Public\\svchost.exe')."""
-    paths = [("observables.process", value) for value in signal.values(threat, "process")]
-    paths += [("observables.command_line", program(line)) for line in signal.values(threat, "command_line")]
+    paths = [("observables.process", value) for value in signal_model.values(threat, "process")]
+    paths += [("observables.command_line", program(line)) for line in signal_model.values(threat, "command_line")]
     paths.append((model["fields"].get("process", "process"), str(model.get("process") or "")[:2000]))
     for field, path in paths:
         folder, _sep, name = path.replace("/", "\\").rpartition("\\")
@@ -582,7 +582,7 @@ def _remote_service(threat, found):
     dropped straight into the Windows folder is run from another host: lateral movement."""
     if not any(b["name"] == "persistence" and NEW_SERVICE.search(str(b.get("detail"))) for b in found):
         return False
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         if REMOTE_SERVICE.search(line.strip()):
             add(found, "lateral_movement", "observables.command_line", "a service run from another host")
             return True
@@ -597,7 +597,7 @@ def _service_account_desktop(threat, model, found):
         return
     if is_inbound(threat, model):
         return
-    names = signal.values(threat, "user") + [model["account"][k] for k in ACCOUNT_NAMES
+    names = signal_model.values(threat, "user") + [model["account"][k] for k in ACCOUNT_NAMES
                                              if isinstance(model["account"].get(k), str)]
     for name in names:
         if SERVICE_ACCOUNT.search(name.split("\\")[-1].split("@")[0].strip()):
@@ -610,11 +610,11 @@ def _wmi_execution(threat, model, found):
     (WmiPrvSE.exe) is code run through WMI (T1047); its output written to this host's own admin share
     is a remote caller reading it back over SMB (wmiexec): lateral movement."""
     parent = str(model.get("parent_process") or "").lower()
-    programs = [program(line) for line in signal.values(threat, "command_line")] + signal.values(threat, "process")
+    programs = [program(line) for line in signal_model.values(threat, "command_line")] + signal_model.values(threat, "process")
     if parent.endswith("wmiprvse.exe") and any(SHELLS.search(p.strip()) for p in programs):
         add(found, "suspicious_execution", model["fields"].get("parent_process", "parent_process"),
             "a shell started by WMI (WmiPrvSE.exe)")
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         if SHARE_OUTPUT.search(line):
             add(found, "lateral_movement", "observables.command_line", "output written to the host's own admin "
                 "share for a remote caller" + (" (WMI)" if parent.endswith("wmiprvse.exe") else ""))
@@ -628,7 +628,7 @@ def _office_child(threat, model, found):
     T1204.002)."""
     parent = str(model.get("parent_process") or "").replace("/", "\\").rsplit("\\", 1)[-1].lower()
     programs = [program(v).replace("/", "\\").rsplit("\\", 1)[-1].lower()
-                for name in ("process", "command_line") for v in signal.values(threat, name)]
+                for name in ("process", "command_line") for v in signal_model.values(threat, name)]
     opened = parent in OFFICE_APPS or parent in SCRIPT_HOSTS and USER_SCRIPT.search(str(model.get("parent_command") or ""))
     if opened and any(p in OFFICE_CHILDREN for p in programs):
         add(found, "phishing", model["fields"].get("parent_process", "parent_process"),
@@ -668,7 +668,7 @@ def _hidden_autostart(model, found):
 def _kernel_module(threat, found):
     """Rule `kernel_module_loaded`: insmod/modprobe of a .ko file from outside the kernel's own module
     tree (/lib/modules, /usr/lib/modules): code loaded into the kernel from a user's folder (T1547.006)."""
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         match = KERNEL_LOAD.search(line[:4_096])
         if match and not re.match(r"/(usr/)?lib/modules/", match.group(2)):
             add(found, "persistence", "observables.command_line", f"kernel module loaded from {match.group(2)[:100]}")
@@ -684,7 +684,7 @@ def _reverse_shell(threat, found):
     """Rule `reverse_shell`: a command that wires a shell's input and output to a network socket
     (`bash -i >& /dev/tcp/host/port 0>&1`, `nc -e /bin/sh`, a fifo through netcat, socat exec): someone
     outside types commands on this host (T1059.004 over a raw socket, T1095)."""
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         if REVERSE_SHELL.search(line[:8_192]):
             add(found, "command_and_control", "observables.command_line",
                 "a shell wired to a network socket: a reverse shell (T1059.004) (T1095)")
@@ -695,7 +695,7 @@ def _fetch_from_address(threat, found):
     """Rule `fetch_from_address`: a command that downloads from a bare IP address (curl, wget,
     certutil, bitsadmin, PowerShell's web cmdlets): a tool brought in from outside (T1105); piped
     into a shell, code from outside ran (the policy's `fetched_script_ran`)."""
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         text = line[:8_192]
         # The URL may come first, in a variable the download call then uses ($u='http://…'; …DownloadFile($u…)).
         fetched = BARE_FETCH.search(text) or (FETCH_VERB.search(text) and ADDRESS_URL.search(text))
@@ -712,13 +712,13 @@ def _hidden_staging(threat, model, found):
     /dev/shm or a web tree (/dev/shm/.x, /var/tmp/.font-unix, /var/www/data/.pk): an intruder's
     staging place (T1564.001)."""
     places = [(f"observables.{name}", program(value)) for name in ("process", "command_line")
-              for value in signal.values(threat, name)]
+              for value in signal_model.values(threat, name)]
     places += [(model["fields"].get(key, key), str(model.get(key) or "")) for key in ("process", "workdir")]
     for field, path in places:
         if HIDDEN_STAGING.match(path.strip()):
             add(found, "hidden_artifact", field, f"runs in a hidden temporary folder: {path[:120]}")
             return
-    for line in signal.values(threat, "command_line"):  # or writes there (curl -o /tmp/.x, > /dev/shm/.y)
+    for line in signal_model.values(threat, "command_line"):  # or writes there (curl -o /tmp/.x, > /dev/shm/.y)
         for token in re.split(r"[\s'\"=><]+", line[:4_096]):
             if HIDDEN_STAGING.match(token):
                 add(found, "hidden_artifact", "observables.command_line", f"writes to a hidden temporary folder: "
@@ -737,14 +737,14 @@ def is_inbound(threat, model=None):
 
 
 def _direction(threat, model):
-    stated = (model if model is not None else signal.model(threat)).get("direction")
-    return stated or direction(signal.text(threat, "src_ip"), signal.text(threat, "dst_ip"))
+    stated = (model if model is not None else signal_model.model(threat)).get("direction")
+    return stated or direction(signal_model.text(threat, "src_ip"), signal_model.text(threat, "dst_ip"))
 
 
 def _hidden_powershell(threat, model, found):
     """Rule `hidden_powershell`: PowerShell, as this process or as the one that started it, run with a
     hidden window and the execution policy bypassed or an encoded command (T1059.001)."""
-    lines = [("observables.command_line", line) for line in signal.values(threat, "command_line")]
+    lines = [("observables.command_line", line) for line in signal_model.values(threat, "command_line")]
     lines.append((model["fields"].get("parent_command", "parent_command"), str(model.get("parent_command") or "")))
     for field, line in lines:
         text = line[:8_192]
@@ -760,7 +760,7 @@ NSENTER_HOST = re.compile(r"\bnsenter\b.*?(\s-t\s*1\b|\s--target[=\s]+1\b)")
 def _host_namespaces(threat, found):
     """Rule `host_namespaces_entered`: nsenter into PID 1's namespaces — from a container, the node
     itself (T1611 Escape to Host)."""
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         if NSENTER_HOST.search(line[:8_192]):
             add(found, "privilege_escalation", "observables.command_line",
                 "enters the namespaces of PID 1: the node itself (T1611)")
@@ -782,7 +782,7 @@ def web_app_tool(threat, model):
     parent = str(model.get("parent_process") or "")
     if not WEB_SERVERS.search(parent.strip().strip('"')):
         return ""
-    for line in signal.values(threat, "command_line"):
+    for line in signal_model.values(threat, "command_line"):
         found = SHELL_RUNS_ONE.match(line[:4_096])
         if not found or SYSTEM_PROGRAMS.match(found.group("program")):
             continue

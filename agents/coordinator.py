@@ -20,7 +20,7 @@ from socproject import telemetry
 from threats import events, services
 from threats.models import Threat
 
-from . import llm, signal
+from . import llm, signal_model, tracing
 from . import verdict as rules
 from .analyzers import adversarial, false_positive, response, timeline
 from .priority import attack
@@ -88,7 +88,7 @@ def analyze_many(threat_ids, extras=0, running_before=None, on_claim=None):
     if on_claim is not None:
         on_claim(taken)
     threat_ids += taken  # the extras, after
-    traces = {threat_id: telemetry.Analysis(threat_id) for threat_id in threat_ids}
+    traces = {threat_id: tracing.Analysis(threat_id) for threat_id in threat_ids}
     batch = [claimed[threat_id] for threat_id in threat_ids if threat_id in claimed]
     ahead = _gather_batch(batch)
     ran = _run_batch([threat for threat in batch if threat.pk in ahead], ahead, traces)
@@ -142,7 +142,7 @@ def _run_batch(threats, ahead, traces):
     agents = _load()
     for threat in threats:
         events.push_progress(threat.pk, *({"agent": agent.kind, "state": "running"} for agent in agents))
-    since, runs = telemetry.mark(), {agent.kind: [] for agent in agents}
+    since, runs = tracing.mark(), {agent.kind: [] for agent in agents}
     jobs = [_executor().submit(_run_agent_over, agent, [(threat, ahead[threat.pk].records[agent.kind], traces[threat.pk])
                                                         for threat in threats], runs[agent.kind])
             for agent in agents]
@@ -154,7 +154,7 @@ def _run_batch(threats, ahead, traces):
     if late:
         log.warning("%d agent(s) did not finish %d threats within %d s; the rest run on their own", len(late),
                     len(threats), AGENT_TIMEOUT_SECONDS)
-    marks, finished = (since, telemetry.mark()), min(len(made) for made in runs.values())
+    marks, finished = (since, tracing.mark()), min(len(made) for made in runs.values())
     return {threat.pk: Ran({kind: made[index] for kind, made in runs.items()}, marks, len(threats))
             for index, threat in enumerate(threats[:finished])}
 
@@ -172,7 +172,7 @@ def _store(decided, stored):
     own threat. Returns the errors."""
     if not decided:
         return []
-    since = telemetry.mark()
+    since = tracing.mark()
     try:
         threats = services.do_record_analyses([(threat, verdict) for threat, verdict, _trace in decided])
     except Exception as exc:
@@ -180,7 +180,7 @@ def _store(decided, stored):
             return [_failed(decided[0][0], decided[0][2], exc)]
         log.warning("storing %d verdicts together failed (%s); storing them one by one", len(decided), exc)
         return [error for one in decided for error in _store([one], stored)]
-    store = (since, telemetry.mark())
+    store = (since, tracing.mark())
     for (_threat, _verdict, trace), threat in zip(decided, threats, strict=True):
         trace.finish(threat, store)
         if threat is not None:
@@ -207,7 +207,7 @@ class Gathered:
     records: dict
     started_at: object
     finished_at: object
-    marks: tuple  # telemetry.mark() at start and end
+    marks: tuple  # tracing.mark() at start and end
     share: int = 1
 
 
@@ -222,11 +222,11 @@ class Ran:
 
 def gather(threats):
     """Every agent's stored records for each of `threats`, in order: the database part of an analysis."""
-    started_at, since = timezone.now(), telemetry.mark()
+    started_at, since = timezone.now(), tracing.mark()
     for threat in threats:
-        signal.model(threat)  # once, here: the agents' threads then share it
+        signal_model.model(threat)  # once, here: the agents' threads then share it
     found = {agent.kind: agent.gather_many(threats) for agent in _load()}
-    finished_at, until = timezone.now(), telemetry.mark()
+    finished_at, until = timezone.now(), tracing.mark()
     return [Gathered({kind: records[index] for kind, records in found.items()}, started_at, finished_at,
                      (since, until), len(threats)) for index in range(len(threats))]
 
@@ -240,23 +240,23 @@ def decide(threat, found=None, ran=None):
     clock.mark(found.started_at, "analysis_started", "Analysis started")
     clock.mark(found.finished_at, "context_gathered", _gathered_title(gathered)
                + (f"; one read for a batch of {found.share}" if found.share > 1 else ""))
-    telemetry.step("gather", since, until)
+    tracing.step("gather", since, until)
     if ran is None:
         events.push_progress(threat.pk, *({"agent": agent.kind, "state": "running"} for agent in agents))
         futures = {agent.kind: _executor().submit(_run_agent, agent, threat, gathered[agent.kind]) for agent in agents}
         runs, ran_for = _collect(threat, futures), 0
-        telemetry.step("agents")
+        tracing.step("agents")
     else:
         runs, ran_for = ran.runs, (ran.marks[1][0] - ran.marks[0][0]) / ran.share
         _push_finished(threat, list(runs.values()))
-        telemetry.step("agents", *ran.marks)
+        tracing.step("agents", *ran.marks)
     results = {kind: run.pop("result") for kind, run in runs.items() if run["status"] == "succeeded"}
 
     scan = adversarial.scan(threat, results)
-    telemetry.step("adversarial")
+    tracing.step("adversarial")
     clock.mark(timezone.now(), "adversarial_scanned", scan["summary"])
     fp = false_positive.assess(threat, results, scan)
-    telemetry.step("false_positive")
+    tracing.step("false_positive")
     clock.mark(timezone.now(), "false_positive_assessed",
                f"False-positive assessment: {fp['recommendation'].replace('_', ' ')} ({fp['score']:.0%} FP, "
                f"{fp['benign_score']:.0%} benign)")
@@ -272,7 +272,7 @@ def decide(threat, found=None, ran=None):
     reasons = rules.review_reasons(threat, severity, fp, scan, runs, attack_evidence, priority.get("techniques", []),
                                      results["historical"].data if "historical" in results else {}, moves)
     plan = response.plan(threat, severity, fp, scan)
-    telemetry.step("response")
+    tracing.step("response")
     clock.mark(timezone.now(), "response_planned",
                f"Response planned: {len(plan['actions'])} action(s), SLA {plan['sla_minutes']} min")
     decided_at = timezone.now()
@@ -287,15 +287,15 @@ def decide(threat, found=None, ran=None):
     )
     if llm.enabled():
         _narrate(threat, verdict, clock)
-        telemetry.step("narrative")
+        tracing.step("narrative")
     verdict.timeline = timeline.build(threat, verdict.agent_runs, clock)
-    telemetry.step("timeline")
+    tracing.step("timeline")
     # Its share of the batch's reads and agent runs, then the rest.
     verdict.processing_ms = round(((until[0] - since[0]) / found.share + ran_for + time.perf_counter() - tick) * 1000)
     return verdict
 
 
-@telemetry.traced_agent
+@tracing.traced_agent
 def _run_agent(agent, threat, gathered):
     started_at, clock = timezone.now(), time.perf_counter()
     run = {"kind": agent.kind, "started_at": started_at}
@@ -392,7 +392,7 @@ def _mitre(results):
 
 
 def _summary(threat, severity, risk, confidence, factors, fp, results, reasons):
-    family = signal.family(threat)
+    family = signal_model.family(threat)
     label = threat.type_label if family == threat.threat_type else f"{threat.threat_type} ({family.replace('_', ' ')})"
     moves = [f for f in factors if f.get("kind") in ("prior", "cap", "floor", "step")]
     raised = sorted((f for f in factors if f.get("kind") == "adjustment" and f["points"] > 0), key=lambda f: -f["points"])

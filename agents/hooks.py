@@ -46,7 +46,7 @@ def agent_kinds():
 
 
 def family(threat):
-    from . import signal
+    from . import signal_model
 
-    return signal.family(threat)
+    return signal_model.family(threat)
 

@@ -21,7 +21,7 @@ import urllib.request
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import signal
+from . import signal_model
 from .registry import AGENT_KINDS
 
 MAX_ATTEMPTS = 2
@@ -135,7 +135,7 @@ def _validate(raw, verdict):
 def _prompt_data(threat, verdict):
     """The verdict as trusted data, and the alert's own text as bounded, quoted, untrusted data."""
     untrusted = [{"field": path, "value": text[:MAX_UNTRUSTED_CHARS]}
-                 for path, text in signal.untrusted_texts(threat)[:MAX_UNTRUSTED_FIELDS]]
+                 for path, text in signal_model.untrusted_texts(threat)[:MAX_UNTRUSTED_FIELDS]]
     runs = {run["kind"]: {"summary": run["summary"], "confidence": run["confidence"],
                           "findings": [f["text"] for f in run["findings"][:6]]}
             for run in verdict.agent_runs if run["status"] == "succeeded"}
@@ -147,7 +147,7 @@ def _prompt_data(threat, verdict):
                     "techniques": [t["technique_id"] + " " + t["name"] for t in verdict.mitre["techniques"][:5]],
                     "adversarial_input_detected": verdict.adversarial["detected"]},
         "customer": threat.customer.name,
-        "family": signal.family(threat),
+        "family": signal_model.family(threat),
         "agents": runs,
         "untrusted": untrusted,
     }

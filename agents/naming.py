@@ -8,7 +8,7 @@ names (db, ws1) occur in any text.
 
 import re
 
-from . import signal
+from . import signal_model
 from .base import field_ref
 
 MIN_NAME = 4
@@ -37,10 +37,10 @@ def names(threat, text, fields=("host",), accounts=True, addresses=ADDRESS_FIELD
     """The signal field whose value `text` names (an address in `addresses` written whole, the acting
     account when the alert has no host of its own, a host in `fields` whole or in a range), or None."""
     text = text.lower()
-    networks = [signal.network(cidr) for cidr in CIDR.findall(text)]
+    networks = [signal_model.network(cidr) for cidr in CIDR.findall(text)]
     for name in addresses:
-        for value in signal.values(threat, name):
-            address = signal.ip(value)
+        for value in signal_model.values(threat, name):
+            address = signal_model.ip(value)
             if address is not None and re.search(rf"(?<![\d.]){re.escape(value.strip())}(?![\d.]*\d)", text):
                 return field_ref(name)
             if address is not None and any(n is not None and address.version == n.version and address in n
@@ -48,17 +48,17 @@ def names(threat, text, fields=("host",), accounts=True, addresses=ADDRESS_FIELD
                 return field_ref(name)  # inside a range the text names (10.12.0.0/16)
     # An account for an alert with no host of its own (a cloud identity's action): where there is a
     # host, the text must name it.
-    for value in [] if not accounts or signal.text(threat, "host") else signal.values(threat, "user"):
+    for value in [] if not accounts or signal_model.text(threat, "host") else signal_model.values(threat, "user"):
         account = value.strip().lower().split("@")[0].rsplit("\\", 1)[-1]
         if len(account) >= MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(account)}(?![\w-]|\.\w)", text):
             return field_ref("user")
     # A cloud call made through an assumed role (a pipeline's session name changes every run; its role does not).
-    role = str(signal.model(threat)["account"].get("role") or "").lower()
+    role = str(signal_model.model(threat)["account"].get("role") or "").lower()
     if accounts and len(role) >= MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(role)}(?![\w-]|\.\w)", text):
         return "signal.account.role"
     found = {part for name in NAME.findall(text) for part in (name, name.split(".")[0])}
     for name in fields:
-        for value in signal.values(threat, name):
+        for value in signal_model.values(threat, name):
             if names_host(value.strip().lower(), found, text):
                 return field_ref(name)
     return None
@@ -90,16 +90,16 @@ def names_artifact(threat, text):
     None. Addresses and host names are left to names()."""
     lowered = text.lower()
     for name in ARTIFACT_FIELDS:
-        for value in signal.values(threat, name):
+        for value in signal_model.values(threat, name):
             product = PRODUCT_FOLDER.search(value)
             if product and len(product.group(1)) >= MIN_PRODUCT and _whole(product.group(1).lower(), lowered):
                 return field_ref(name)
-    config = CONFIG_FOLDER.match(str(signal.model(threat).get("file") or ""))
+    config = CONFIG_FOLDER.match(str(signal_model.model(threat).get("file") or ""))
     if config and len(config.group(1)) >= MIN_NAME and _whole(config.group(1).lower(), lowered):
         return "signal.file"
-    wanted = [a for a in ARTIFACT.findall(lowered) if len(a) >= 12 and signal.ip(a) is None]
+    wanted = [a for a in ARTIFACT.findall(lowered) if len(a) >= 12 and signal_model.ip(a) is None]
     for name in ARTIFACT_FIELDS:
-        for value in signal.values(threat, name):
+        for value in signal_model.values(threat, name):
             # Whole, or followed by a suffix the text leaves out (the label's .plist, the package's .msi).
             if any(re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", value.lower()) for a in wanted):
                 return field_ref(name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.utils.dateparse import parse_datetime
 
-from . import content, signal
+from . import content, signal_model
 from .analyzers import evidence
 from .historical import agent as historical
 from .priority.behaviours import (ADMINISTRATION, BANDS, FOOTHOLD, IMPACT, POLICIES, RANK, behaviour_of_technique,
@@ -49,7 +49,7 @@ class Band:
 
 def severity(threat, fp, attack_evidence, results, scan):
     """(band, moves) for an analysed threat: prior, caps, explanation, floors, then steps."""
-    model, found = signal.model(threat), signal.behaviours(threat)
+    model, found = signal_model.model(threat), signal_model.behaviours(threat)
     state = _prior(model, found)
     _caps(state, threat, model, found)
     _declared_crawler(state, threat, found, results.get("config", {}))
@@ -191,7 +191,7 @@ def _floors(state, threat, model, found, explained, authorised, priority):
     sent = content.sent_out(model)
     if "exfiltration" in found and sent and sent >= EXFIL_CRITICAL_BYTES and content.is_outbound(threat):
         state.move(higher(state.band, "CRITICAL"), "exfiltration_volume", f"{sent / 1e9:.1f} GB left the network",
-                   [_ref(found["exfiltration"]), f"signal.{signal.field_of(threat, 'measures.src_bytes')}"], "floor")
+                   [_ref(found["exfiltration"]), f"signal.{signal_model.field_of(threat, 'measures.src_bytes')}"], "floor")
     failures = {"brute_force", "password_spraying", "credential_stuffing", "login_failure"}
     earlier = priority.get("recent_failures", [])
     if "login_success" in found and (failures & set(found) or earlier):
@@ -209,7 +209,7 @@ def _exposed_service(state, threat, found, explained):
     """`exposed_service`: an internet probe of a database, cache or remote-administration port that the
     service answered (more than a reset or a handshake came back) is MEDIUM: it is reachable from the
     internet, whatever the prober meant."""
-    port, back = (threat.observables or {}).get("dst_port"), signal.measure(threat, "dst_bytes")
+    port, back = (threat.observables or {}).get("dst_port"), signal_model.measure(threat, "dst_bytes")
     if explained or "network_scan" not in found or not content.is_inbound(threat) or port not in INTERNAL_SERVICES:
         return
     if isinstance(back, (int, float)) and back >= ANSWERED_BYTES:
@@ -224,13 +224,13 @@ def _disallowed_login(state, threat, found, config, priority):
     (`impossible_travel`). Any other cloud audit action that did not fail, by an identity from such a
     country, is at least MEDIUM too (`cloud_action_from_disallowed_country`: a token or key at work from
     where the customer has nobody). A private address has no country: its geolocation proves nothing."""
-    model = signal.model(threat)
-    acted = model.get("cloud") and not _failed(model) and (model["account"] or signal.text(threat, "user"))
+    model = signal_model.model(threat)
+    acted = model.get("cloud") and not _failed(model) and (model["account"] or signal_model.text(threat, "user"))
     if not config.get("outside_allowed_countries") or "login_success" not in found and not acted:
         return
-    if signal.is_internal(signal.ip(signal.text(threat, "src_ip"))):
+    if signal_model.is_internal(signal_model.ip(signal_model.text(threat, "src_ip"))):
         return
-    country = signal.text(threat, "country")
+    country = signal_model.text(threat, "country")
     if "login_success" not in found:  # `cloud_action_from_disallowed_country`: an identity at work, from there
         state.move(higher(state.band, "MEDIUM"), "cloud_action_from_disallowed_country",
                    f"a cloud identity acting from {country}, outside the customer's allowed countries",
@@ -260,7 +260,7 @@ def _document_ran_code(state, model, found):
 def _web_account_persistence(state, threat, model, found):
     """`web_account_persistence`: persistence (a key, unit, task, cron entry) written by a web server's
     own account is at least HIGH: the web server runs code someone sent it (a web shell)."""
-    names = [model["account"].get(k) for k in ("writer", "actor")] + signal.values(threat, "user")
+    names = [model["account"].get(k) for k in ("writer", "actor")] + signal_model.values(threat, "user")
     writer = next((n for n in names if isinstance(n, str) and content.WEB_ACCOUNTS.match(n.strip())), None)
     if "persistence" in found and writer:
         state.move(higher(state.band, "HIGH"), "web_account_persistence", f"the web server's account {writer[:40]} "
@@ -281,12 +281,12 @@ def _reflected_flood(state, threat, model, found):
     """`reflected_flood`: a denial of service whose packets come from a reflector's service port (NTP,
     memcached, DNS, SSDP, CLDAP, chargen) and that delivered FLOOD_BYTES or more to one of ours, not
     blocked, is HIGH: the flood is reaching the service, not only detected."""
-    arrived = signal.measure(threat, "src_bytes")
-    if "denial_of_service" in found and signal.measure(threat, "service_port") and content.is_inbound(threat, model) \
+    arrived = signal_model.measure(threat, "src_bytes")
+    if "denial_of_service" in found and signal_model.measure(threat, "service_port") and content.is_inbound(threat, model) \
             and isinstance(arrived, (int, float)) and arrived >= FLOOD_BYTES and model.get("prevented") is not True:
         state.move(higher(state.band, "HIGH"), "reflected_flood", f"{arrived / 1e6:,.0f} MB of reflected traffic "
                    "reached the host in one flow", [_ref(found["denial_of_service"]),
-                                                   f"signal.{signal.field_of(threat, 'measures.src_bytes')}"], "floor")
+                                                   f"signal.{signal_model.field_of(threat, 'measures.src_bytes')}"], "floor")
 
 
 def _dual_use(state, threat, model, found, priority):
@@ -295,7 +295,7 @@ def _dual_use(state, threat, model, found, priority):
     perimeter's controls, legitimate only when someone approved it (an approval explains it)."""
     named = [t for t in priority.get("techniques", []) if "signature" in (t.get("source"), *t.get("sources", []))
              and str(t.get("technique_id")) in DUAL_USE_TECHNIQUES]
-    if any(signal.ip(d) is None for d in signal.values(threat, "domains")):
+    if any(signal_model.ip(d) is None for d in signal_model.values(threat, "domains")):
         named = [t for t in named if t["technique_id"] != "T1105"]  # a program from a named site, not a bare address
     shown = [found[n] for n in ("remote_access_tool", "tunnel", "anonymising_proxy") if n in found]
     # A lookup of a tunnelling service goes to the internal resolver: anything not from outside counts.
@@ -358,7 +358,7 @@ def _domain_credential_theft(state, threat, model, found, priority):
     """`domain_credential_theft`: credential dumping by DCSync or of NTDS.dit is CRITICAL: every
     domain password is to be treated as stolen (docs/verdicts.md, the CRITICAL band's examples)."""
     named = {t.get("technique_id") for t in priority.get("techniques") or [] if isinstance(t, dict)}
-    ntds = any(NTDS_FILE.search(value) for value in [*signal.values(threat, "command_line"), str(model.get("file") or "")])
+    ntds = any(NTDS_FILE.search(value) for value in [*signal_model.values(threat, "command_line"), str(model.get("file") or "")])
     how = "DCSync" if "T1003.006" in named else "a copy of NTDS.dit" if "T1003.003" in named and ntds else ""
     if "credential_dumping" in found and how and not _failed(model) and model.get("prevented") is not True:
         state.move(higher(state.band, "CRITICAL"), "domain_credential_theft",
@@ -389,8 +389,8 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
     if name == "malware" and not failed and model.get("prevented") is False:
         return "HIGH"  # the endpoint saw it and let it run
     if name == "exploit_success" and _attack_response(threat):
-        sender = signal.ip(signal.text(threat, "src_ip"))  # the packet that carried the output
-        if sender is None or not signal.is_internal(sender):
+        sender = signal_model.ip(signal_model.text(threat, "src_ip"))  # the packet that carried the output
+        if sender is None or not signal_model.is_internal(sender):
             return ""  # output sent to one of ours from outside: a page that shows it (`output_from_outside`)
         if model.get("direction") == "internal":
             return "MEDIUM"  # command output between two of ours: a host attacked, or a page that documents it
@@ -401,7 +401,7 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
         return "" if explained else "HIGH"  # one of ours scanning the internet: it is compromised or misused
     if name in ("network_scan", "vulnerability_scan", "recon_probe") and not content.is_inbound(threat):
         return "" if explained else "MEDIUM"  # an internal host scanning: discovery from a foothold
-    detail = str(signal.behaviours(threat).get(name, {}).get("detail"))
+    detail = str(signal_model.behaviours(threat).get(name, {}).get("detail"))
     if name == "oauth_consent" and detail.startswith("a user granted an app standing access") and not explained:
         return "HIGH"  # `illicit_consent_grant`: the app reads the mailbox whatever the password becomes
     if name == "suspicious_execution" and "runs a script it downloads" in detail and not explained:
@@ -423,18 +423,18 @@ def _floor(name, policy, threat, model, failed, explained, authorised):
 
 def _attack_response(threat):
     """An IDS attack-response signature: command output seen in traffic (ET/GPL ATTACK_RESPONSE)."""
-    entry = signal.behaviours(threat).get("exploit_success") or {}
+    entry = signal_model.behaviours(threat).get("exploit_success") or {}
     return "ATTACK_RESPONSE" in str(entry.get("detail")) or "ATTACK_RESPONSE" in (threat.title or "")
 
 
 def _page_quotes_output(threat, model):
     """A whole HTML page (PAGE_BYTES or more) answering a request with no attack payload in its URL (no
     shell syntax either) or user agent: a shell's answer to an injected command is a few hundred bytes."""
-    size = signal.measure(threat, "response_bytes")
-    urls = [urllib.parse.unquote_plus(url) for name in ("urls", "endpoint") for url in signal.values(threat, name)]
+    size = signal_model.measure(threat, "response_bytes")
+    urls = [urllib.parse.unquote_plus(url) for name in ("urls", "endpoint") for url in signal_model.values(threat, name)]
     return str(model.get("content_type") or "").startswith("text/html") and isinstance(size, (int, float)) \
         and size >= PAGE_BYTES and not model.get("url_payloads") and not any(SHELL_SYNTAX.search(u) for u in urls) \
-        and not SHELLSHOCK.search(signal.text(threat, "user_agent"))
+        and not SHELLSHOCK.search(signal_model.text(threat, "user_agent"))
 
 
 # Domain-scope discovery (ATT&CK T1087.002 domain accounts, T1069.002 domain groups, T1482 trusts,
@@ -452,19 +452,19 @@ SECOND_ROOT = re.compile(r"\b(useradd|usermod|adduser)\b[^\n;|&]*\s-(o\s+-u\s*0|
 def _second_root(threat, model):
     account = model["account"]
     created = account.get("uid") == "0" and str(account.get("target", "")).lower() not in ("", "root")
-    return created or any(SECOND_ROOT.search(line[:8_192]) for line in signal.values(threat, "command_line"))
+    return created or any(SECOND_ROOT.search(line[:8_192]) for line in signal_model.values(threat, "command_line"))
 
 
 def _domain_discovery(threat):
     tagged = any(isinstance(h, str) and h.upper().startswith(DOMAIN_DISCOVERY_TECHNIQUES) for h in threat.mitre_hints or [])
-    return tagged or any(DOMAIN_DISCOVERY.search(line[:8_192]) for line in signal.values(threat, "command_line"))
+    return tagged or any(DOMAIN_DISCOVERY.search(line[:8_192]) for line in signal_model.values(threat, "command_line"))
 
 
 def _words_only(name, threat, model):
     """A web attack only a coarse rule states (Wazuh's stock rules match words such as 'select' and
     'union' in a URL), whose URL we read and found no payload in: a match, not an attempt shown."""
     return (name == "web_attack" and model.get("trust") == "coarse" and not model.get("url_payloads")
-            and bool(signal.values(threat, "urls") or signal.text(threat, "endpoint")))
+            and bool(signal_model.values(threat, "urls") or signal_model.text(threat, "endpoint")))
 
 
 LOCATION_CLAIMS = {"login_success", "impossible_travel", "unusual_location"}
@@ -493,12 +493,12 @@ COMMAND_RULE = re.compile(r"\b(chmod|chown|wget|curl|uname|whoami|netcat|nc|cmd\
 def _few_engines(state, threat, model, found):
     """`few_engines`: malware known only from a multi-engine scan in which at most FEW_ENGINES of
     MANY_ENGINES or more engines flag the file: one engine's heuristic, not a verdict."""
-    flagged, engines = signal.measure(threat, "detections"), signal.measure(threat, "engines")
+    flagged, engines = signal_model.measure(threat, "detections"), signal_model.measure(threat, "engines")
     if set(found) == {"malware"} and isinstance(flagged, (int, float)) and isinstance(engines, (int, float)) \
             and flagged <= FEW_ENGINES and engines >= MANY_ENGINES:
         state.move(lower(state.band, "LOW"), "few_engines", f"{flagged:.0f} of {engines:.0f} engines flag the file",
-                   [f"signal.{signal.field_of(threat, 'measures.detections')}",
-                    f"signal.{signal.field_of(threat, 'measures.engines')}"], "cap", keep=True)
+                   [f"signal.{signal_model.field_of(threat, 'measures.detections')}",
+                    f"signal.{signal_model.field_of(threat, 'measures.engines')}"], "cap", keep=True)
 
 
 def _stale_indicator(state, threat, model, found):
@@ -567,27 +567,27 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
     if found and set(found) <= LOCATION_CLAIMS and any(f.get("kind") == "geo_mismatch" for f in scan.get("findings", [])):
         state.move(lower(state.band, "LOW"), "location_disproven", "the location the alert rests on is one a private "
                    "address cannot have", ["signal.observables.src_ip"], "cap", keep=True)
-    sent, came = signal.measure(threat, "src_bytes"), signal.measure(threat, "dst_bytes")
+    sent, came = signal_model.measure(threat, "src_bytes"), signal_model.measure(threat, "dst_bytes")
     if set(found) == {"exfiltration"} and isinstance(sent, (int, float)) and isinstance(came, (int, float)) and \
             sent < content.EXFIL_BYTES and came >= INBOUND_RATIO * max(sent, 1):
         state.move(lower(state.band, "LOW"), "volume_came_in", f"{sent / 1e6:,.0f} MB went out and {came / 1e6:,.0f} MB "
-                   "came in: the volume is a download", [f"signal.{signal.field_of(threat, 'measures.src_bytes')}",
-                                                         f"signal.{signal.field_of(threat, 'measures.dst_bytes')}"], "cap", keep=True)
+                   "came in: the volume is a download", [f"signal.{signal_model.field_of(threat, 'measures.src_bytes')}",
+                                                         f"signal.{signal_model.field_of(threat, 'measures.dst_bytes')}"], "cap", keep=True)
     _recovery_kept(state, threat, found, devops)
     _stale_indicator(state, threat, model, found)
     _few_engines(state, threat, model, found)
-    sender = signal.ip(signal.text(threat, "src_ip"))
+    sender = signal_model.ip(signal_model.text(threat, "src_ip"))
     if set(found) <= {"exploit_success", "web_attack"} and "exploit_success" in found and _attack_response(threat) \
-            and sender is not None and not signal.is_internal(sender) and content.is_outbound(threat, model):
+            and sender is not None and not signal_model.is_internal(sender) and content.is_outbound(threat, model):
         state.move(lower(state.band, "LOW"), "output_from_outside", "the command output came from a server outside to "
                    "one of ours that asked for the page: it shows the output, nothing ran here",
                    ["signal.observables.src_ip", "signal.title"], "cap", keep=True)
     if set(found) <= {"exploit_success", "web_attack"} and "exploit_success" in found and _attack_response(threat) \
             and _page_quotes_output(threat, model):
         state.move(lower(state.band, "LOW"), "page_quotes_output", "the command output is inside a "
-                   f"{signal.measure(threat, 'response_bytes') // 1024:,} KB HTML page answering a request that carried "
+                   f"{signal_model.measure(threat, 'response_bytes') // 1024:,} KB HTML page answering a request that carried "
                    "no attack: a page that quotes it (documentation, an article), not a shell's answer",
-                   [f"signal.{signal.field_of(threat, 'measures.response_bytes')}", "signal.content_type"], "cap", keep=True)
+                   [f"signal.{signal_model.field_of(threat, 'measures.response_bytes')}", "signal.content_type"], "cap", keep=True)
     if set(found) <= {"credential_dumping"} and model.get("lsass_reader") and \
             all(entry.get("tagged") for entry in found.values()):
         state.move(lower(state.band, "LOW"), "guard_reads_lsass", "the process reading LSASS is the antivirus, EDR or "
@@ -611,7 +611,7 @@ def _contradicted(state, threat, model, found, scan, devops, priority):
                    f"web server's shell only started {tool.rsplit(chr(92), 1)[-1]} from the application's own "
                    "folder, nothing chained or redirected: the application running a program it ships",
                    ["signal.observables.command_line"], "cap", keep=True)
-    carried = max(signal.measure(threat, "src_bytes") or 0, signal.measure(threat, "dst_bytes") or 0)
+    carried = max(signal_model.measure(threat, "src_bytes") or 0, signal_model.measure(threat, "dst_bytes") or 0)
     if NOOP_RULE.search(title) and carried >= BULK_BYTES and set(found) <= {"exploit_attempt"}:
         state.move(lower(state.band, "LOW"), "nop_run_in_bulk_data", f"the rule looks for a run of NOP bytes, "
                    f"and the flow carried {carried / 1e6:.0f} MB of data: a large binary transfer holds such runs "
@@ -647,7 +647,7 @@ def _declared_crawler(state, threat, found, config):
     """Automated traffic that declares a search-engine crawler, within the customer's limit and doing
     nothing else, is indexing noise (a forged crawler abusing the site shows more: rate, attacks)."""
     ratio = config.get("rate_ratio")
-    if set(found) == {"automation"} and content.CRAWLERS.search(signal.text(threat, "user_agent")) and \
+    if set(found) == {"automation"} and content.CRAWLERS.search(signal_model.text(threat, "user_agent")) and \
             (ratio is None or ratio <= 1):
         state.move(lower(state.band, "LOW"), "declared_crawler", "a declared search-engine crawler within the "
                    "customer's rate limit", ["signal.observables.user_agent"], "cap")
@@ -655,11 +655,11 @@ def _declared_crawler(state, threat, found, config):
 
 def _distributed_step(state, threat, found):
     """Hundreds of rotating source addresses: an organised campaign built to evade per-source limits."""
-    addresses = signal.measure(threat, "distinct_ips")
+    addresses = signal_model.measure(threat, "distinct_ips")
     if addresses and addresses >= DISTRIBUTED_ADDRESSES and {"automation", "rate_abuse", "credential_stuffing",
                                                              "anonymising_proxy", "brute_force"} & set(found):
         _step(state, "distributed_campaign", f"{addresses:.0f} rotating source addresses",
-              [f"signal.{signal.field_of(threat, 'measures.distinct_ips') or 'measures.distinct_ips'}"])
+              [f"signal.{signal_model.field_of(threat, 'measures.distinct_ips') or 'measures.distinct_ips'}"])
 
 
 def _step(state, rule, reason, evidence):
@@ -678,7 +678,7 @@ def _advisory_step(state, context):
 
 def _failed(model):
     status = model["measures"].get("http_status")
-    return model.get("outcome") == "failure" or model.get("prevented") is True or signal.rejected(status)
+    return model.get("outcome") == "failure" or model.get("prevented") is True or signal_model.rejected(status)
 
 
 def _failure_refs(model, failed):
@@ -711,7 +711,7 @@ def risk_score(band, adjustments):
 
 def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, history, moves=()):
     """The review rules that fire, each as "rule: why"."""
-    model, reasons = signal.model(threat), []
+    model, reasons = signal_model.model(threat), []
     prior = (model.get("severity") or {}).get("level")
     dismissed = fp["recommendation"] in EXPLAINED
 

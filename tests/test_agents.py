@@ -7,10 +7,9 @@ import pytest
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from agents import coordinator, tasks
+from agents import coordinator, tasks, tracing
 from agents.models import AgentRun
 from agents.registry import AGENT_KINDS
-from socproject import telemetry
 from tests import factories
 from threats import services
 from threats.choices import AnalysisStatus, EventType
@@ -225,7 +224,7 @@ def test_a_batch_is_decided_as_each_threat_would_be_on_its_own(customer):
     recent = len(claimed)  # the priority agent's read of the last hour's alerts on the same source or user
     assert len(statements) <= historical + recent + 2  # the DevOps and context agents read once for the batch
     ahead = {threat.pk: found for threat, found in zip(claimed, gathered, strict=True)}
-    ran = coordinator._run_batch(claimed, ahead, {threat.pk: telemetry.Analysis(threat.pk) for threat in claimed})
+    ran = coordinator._run_batch(claimed, ahead, {threat.pk: tracing.Analysis(threat.pk) for threat in claimed})
     assert set(ran) == set(ahead)  # every threat got its five runs from the batch's five jobs
     for threat, found in zip(claimed, gathered, strict=True):
         verdict = coordinator.decide(threat, found, ran[threat.pk])

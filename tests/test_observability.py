@@ -16,13 +16,14 @@ from channels.testing import WebsocketCommunicator
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
+from agents import tracing
 from agents.registry import AGENT_KINDS
-from socproject import logformat, telemetry
+from socproject import logformat
 from socproject.asgi import application
 from threats.models import Threat
 
 AGENT_SPANS = {f"agent.{kind}" for kind in AGENT_KINDS}
-ANALYZER_SPANS = {f"analyzer.{name}" for name in telemetry.ANALYZERS}
+ANALYZER_SPANS = {f"analyzer.{name}" for name in tracing.ANALYZERS}
 PHASES = {"gather", "agents", "adversarial", "false_positive", "response", "timeline", "store", "total"}
 TIMEOUT = 3
 

@@ -14,7 +14,7 @@ import urllib.parse
 
 from threats import hidden_text
 
-from .. import signal
+from .. import signal_model
 from ..content import EXPLOIT_TOOLS, SCANNER_TOOLS
 from ..priority.behaviours import ADMINISTRATION
 from .evidence import attack_evidence, authorised, hostile_attempts
@@ -83,7 +83,7 @@ def scan(threat, results):
 
 def _text_findings(threat):
     findings = []
-    for path, value in signal.untrusted_texts(threat):
+    for path, value in signal_model.untrusted_texts(threat):
         for kind, severity, pattern in COMPILED:
             for text in dict.fromkeys((value, _readable(value))):  # as written, and as a reader takes it
                 match = pattern.search(text)
@@ -111,7 +111,7 @@ def _readable(value):
 
 def _tool_findings(threat):
     """Attack-tool user agents: shown here, scored by the priority agent (not twice)."""
-    agent = signal.text(threat, "user_agent")
+    agent = signal_model.text(threat, "user_agent")
     match = EXPLOIT_TOOLS.search(agent) or SCANNER_TOOLS.search(agent)
     if not match:
         return []
@@ -121,11 +121,11 @@ def _tool_findings(threat):
 
 def _geo_findings(threat):
     """A private address that an enrichment places in a country: the enrichment, or the alert, lies."""
-    address = signal.ip(signal.text(threat, "src_ip"))
-    country, field = signal.text(threat, "country"), "signal.observables.country"
-    if signal.model(threat).get("geo"):  # the enrichment's own words, cited by its own field
-        country, field = str(signal.model(threat)["geo"]), f"signal.{signal.field_of(threat, 'geo') or 'geo'}"
-    if not signal.is_internal(address) or not country:
+    address = signal_model.ip(signal_model.text(threat, "src_ip"))
+    country, field = signal_model.text(threat, "country"), "signal.observables.country"
+    if signal_model.model(threat).get("geo"):  # the enrichment's own words, cited by its own field
+        country, field = str(signal_model.model(threat)["geo"]), f"signal.{signal_model.field_of(threat, 'geo') or 'geo'}"
+    if not signal_model.is_internal(address) or not country:
         return []
     return [{"kind": "geo_mismatch", "severity": "high", "field": field,
              "excerpt": f"{address} -> {country[:EXCERPT]}",
@@ -135,16 +135,16 @@ def _geo_findings(threat):
 def _forwarding_findings(threat):
     """A forwarding header (X-Forwarded-For) that claims an internal or allow-listed client while the
     connection came from outside: the client wrote it to borrow trust (docs/security.md)."""
-    peer = signal.ip(signal.text(threat, "src_ip"))
-    if peer is None or signal.is_internal(peer):
+    peer = signal_model.ip(signal_model.text(threat, "src_ip"))
+    if peer is None or signal_model.is_internal(peer):
         return []
-    trusted = [signal.network(entry) for entry in threat.customer.allow_listed_ips or []]
-    claimed = [signal.ip(value) for value in signal.model(threat)["forwarded_for"]]
-    spoofed = [a for a in claimed if a is not None and (signal.is_internal(a) or any(
+    trusted = [signal_model.network(entry) for entry in threat.customer.allow_listed_ips or []]
+    claimed = [signal_model.ip(value) for value in signal_model.model(threat)["forwarded_for"]]
+    spoofed = [a for a in claimed if a is not None and (signal_model.is_internal(a) or any(
         n is not None and a.version == n.version and a in n for n in trusted))]
     if not spoofed:
         return []
-    field = f"signal.{signal.field_of(threat, 'forwarded_for') or 'forwarded_for'}"
+    field = f"signal.{signal_model.field_of(threat, 'forwarded_for') or 'forwarded_for'}"
     return [{"kind": "spoofed_forwarding_header", "severity": "high", "field": field,
              "excerpt": f"{peer} claims {', '.join(map(str, spoofed[:3]))}",
              "reason": f"the connection came from {peer} outside, but a forwarding header claims the trusted "

@@ -15,7 +15,7 @@ disagreement goes to a human, agents/analyzers/adversarial.py). Other customers'
 an indicator (opt-in shared reputation) only ever lower both.
 """
 
-from .. import signal
+from .. import signal_model
 from .evidence import attack_evidence, authorised, host_actions, hostile_attempts
 
 # Base rates, all below POSSIBLE: a prior alone never sends a threat to review, evidence must.
@@ -39,7 +39,7 @@ LOCATION_FAMILIES = {"geo_anomaly"}
 
 
 def assess(threat, results, adversarial):
-    family = signal.family(threat)
+    family = signal_model.family(threat)
     state = {"score": PRIOR.get(family, PRIOR["other"]), "benign_score": BENIGN_PRIOR, "indicators": []}
 
     def weigh(kind, weight, text, source, evidence=()):
@@ -136,7 +136,7 @@ def routine(fp, threat, band, attack, manipulated, denied=False):
     """`fp` after the policy: a LOW alert that shows only ROUTINE behaviours and no attack evidence,
     with no call yet, is a benign true positive (`routine_activity`) — unless the customer's note on
     this entity says it is not allowed there (`denied`): then it is the violation the note forbids."""
-    found = set(signal.behaviours(threat))
+    found = set(signal_model.behaviours(threat))
     if band != "LOW" or attack or manipulated or denied or not found or not found <= ROUTINE \
             or fp["recommendation"] != "likely_real_threat":
         return fp
@@ -144,7 +144,7 @@ def routine(fp, threat, band, attack, manipulated, denied=False):
     fp["indicators"].append({"kind": "benign_true_positive", "weight": round(raised - fp["benign_score"], 3),
                              "indicator": "routine activity: only " + ", ".join(sorted(found)).replace("_", " ")
                              + " at LOW, nothing that shows an attack", "source": "policy",
-                             "evidence": [f"signal.{signal.behaviours(threat)[name]['field']}" for name in sorted(found)]})
+                             "evidence": [f"signal.{signal_model.behaviours(threat)[name]['field']}" for name in sorted(found)]})
     fp["benign_score"] = round(raised, 3)
     fp["recommendation"] = _recommendation(fp["score"], fp["benign_score"], manipulated)
     return fp

@@ -8,7 +8,7 @@ alert and an external target (an attacker who can forge an alert must not get a 
 
 from threats.choices import SLA_MINUTES
 
-from .. import signal
+from .. import signal_model
 
 URGENCY = {"CRITICAL": "immediate", "HIGH": "urgent", "MEDIUM": "normal", "LOW": "low"}
 ESCALATION = {
@@ -29,7 +29,7 @@ AUTO_BLOCK_MAX_FP = 0.4
 
 
 def plan(threat, severity, fp, adversarial):
-    customer, family = threat.customer, signal.family(threat)
+    customer, family = threat.customer, signal_model.family(threat)
     notes = []
     if fp["recommendation"] == "likely_false_positive":
         actions = [_action("monitor", _target(threat), f"likely false positive ({fp['score']:.0%}): watch for "
@@ -67,11 +67,11 @@ def plan(threat, severity, fp, adversarial):
 
 def _actions(threat, family, severity):
     severe = severity in SEVERE
-    target, user, host = _target(threat), signal.text(threat, "user"), signal.text(threat, "host")
+    target, user, host = _target(threat), signal_model.text(threat, "user"), signal_model.text(threat, "host")
     if family in HOST:
         steps = [_action("isolate_host", host or target, "contain the device")] if severe else []
         steps.append(_action("collect_forensics", host or target, "preserve memory, disk and process evidence"))
-        indicators = signal.values(threat, "domains") + signal.values(threat, "dst_ip")
+        indicators = signal_model.values(threat, "domains") + signal_model.values(threat, "dst_ip")
         if indicators:
             steps.append(_action("block_indicator", ", ".join(indicators[:3]), "cut the command-and-control or "
                                                                                "exfiltration channel"))
@@ -102,7 +102,7 @@ def _automation(action, customer, fp, adversarial, notes):
     action["requires_approval"] = blocking
     if not blocking:
         return
-    internal = signal.is_internal(signal.ip(action["target"])) if action["action"] == "block_ip" else False
+    internal = signal_model.is_internal(signal_model.ip(action["target"])) if action["action"] == "block_ip" else False
     if not customer.auto_block:
         notes.append(f"Automatic blocking is not allowed by the customer (customer:{customer.slug}.auto_block).")
     elif adversarial["detected"]:
@@ -117,8 +117,8 @@ def _automation(action, customer, fp, adversarial, notes):
 
 def _target(threat):
     for name in ("src_ip", "host", "user", "dst_ip"):
-        if signal.text(threat, name):
-            return signal.text(threat, name)
+        if signal_model.text(threat, name):
+            return signal_model.text(threat, name)
     return None
 
 

@@ -1,6 +1,6 @@
 """Configuration agent: does the signal break the customer's own rules? Each rule is cited."""
 
-from .. import signal
+from .. import signal_model
 from ..base import Agent, AgentResult, customer_ref, field_ref
 
 SENSITIVITY_POINTS = {"low": -5, "medium": 0, "high": 5}
@@ -20,7 +20,7 @@ class ConfigAgent(Agent):
         self._rate_limit(result, threat, customer)
         self._geo(result, threat, customer)
         self._allow_list(result, threat, customer)
-        if signal.family(threat) in TRAFFIC and SENSITIVITY_POINTS[customer.bot_sensitivity]:
+        if signal_model.family(threat) in TRAFFIC and SENSITIVITY_POINTS[customer.bot_sensitivity]:
             result.score(SENSITIVITY_POINTS[customer.bot_sensitivity],
                          f"customer's bot sensitivity is {customer.bot_sensitivity}",
                          customer_ref(customer, "bot_sensitivity"))
@@ -35,7 +35,7 @@ class ConfigAgent(Agent):
         return result
 
     def _rate_limit(self, result, threat, customer):
-        rpm = signal.measure(threat, "requests_per_minute")
+        rpm = signal_model.measure(threat, "requests_per_minute")
         if rpm is None:
             return
         limit = max(customer.rate_limit_per_minute, 1)
@@ -50,7 +50,7 @@ class ConfigAgent(Agent):
             result.score(-10, f"observed rate {rpm:g} req/min is within this customer's limit of {limit}", *evidence)
 
     def _geo(self, result, threat, customer):
-        country = signal.text(threat, "country").upper()
+        country = signal_model.text(threat, "country").upper()
         if not customer.allowed_countries or not country:
             return
         evidence = (field_ref("country"), customer_ref(customer, "allowed_countries"))
@@ -63,12 +63,12 @@ class ConfigAgent(Agent):
             result.find(f"Country {country} is on the allowed list.", *evidence)
 
     def _allow_list(self, result, threat, customer):
-        address = signal.ip(signal.text(threat, "src_ip"))
+        address = signal_model.ip(signal_model.text(threat, "src_ip"))
         if address is None or not customer.allow_listed_ips:
             return
         result.data["allow_listed"] = False
         for entry in customer.allow_listed_ips:
-            network = signal.network(entry)
+            network = signal_model.network(entry)
             if network is not None and address in network:
                 result.data["allow_listed"] = True
                 result.score(-25, f"source {address} is allow-listed ({entry})", field_ref("src_ip"),

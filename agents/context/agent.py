@@ -19,7 +19,7 @@ from threats import sql
 from threats.choices import ContextKind, Tier
 from threats.models import ContextItem
 
-from .. import content, naming, signal
+from .. import content, naming, signal_model
 from ..base import Agent, AgentResult, customer_ref, field_ref, read_for_batch
 
 TIER_POINTS = {Tier.ENTERPRISE: 5, Tier.BUSINESS: 2, Tier.STARTER: 0}
@@ -138,7 +138,7 @@ class ContextAgent(Agent):
             self._apply(result, item, matched, reads[item.pk])
         # Deleting every recovery point is no backup job's work (`recovery_never_explained`): a note saying
         # "vssadmin on file servers is the backup job" does not explain `delete shadows /all`.
-        explainable = not UNEXPLAINABLE & set(signal.behaviours(threat))
+        explainable = not UNEXPLAINABLE & set(signal_model.behaviours(threat))
         explaining = [pk for pk, how in reads.items() if how == "explains" and explainable]
         denying = [pk for pk, how in reads.items() if how == "denies"]
         by_entity = [i.pk for i in applied if i.pk in explaining and i.pk in named_items]
@@ -163,7 +163,7 @@ class ContextAgent(Agent):
         hours_text = f"{local:%a %H:%M} {customer.timezone}"
         evidence = ("signal.occurred_at", customer_ref(customer, "business_hours"))
         result.find(f"Signal at {hours_text}, {'inside' if in_hours else 'outside'} business hours.", *evidence)
-        if not in_hours and signal.family(threat) in OFF_HOURS_FAMILIES:
+        if not in_hours and signal_model.family(threat) in OFF_HOURS_FAMILIES:
             result.score(5, f"human-driven activity outside business hours ({hours_text})", *evidence)
         return in_hours, hours_text
 
@@ -191,7 +191,7 @@ def _about(types, threat):
     behaviour it shows, also by a whole word of one ("scan" for network_scan, as an analyst writes it)."""
     if not types:
         return True
-    names = {threat.threat_type, signal.family(threat), *signal.behaviours(threat)}
+    names = {threat.threat_type, signal_model.family(threat), *signal_model.behaviours(threat)}
     words = {word for name in names for word in str(name).replace(":", "_").split("_")}
     return any(isinstance(t, str) and (t in names or t.strip().lower() in words) for t in types)
 
@@ -242,10 +242,10 @@ def _only_from(sentence, threat):
     shows sign-ins or guessing: whether its source is among them (True/False); None when the sentence is
     no such rule, the alert no such activity, or it names no source address."""
     if threat is None or not ONLY_FROM.search(sentence) or not LOGIN_WORDS.search(sentence) \
-            or not LOGINS & set(signal.behaviours(threat)):
+            or not LOGINS & set(signal_model.behaviours(threat)):
         return None
     networks = [network for network in (_network(text) for text in NETWORKS.findall(sentence)) if network]
-    sources = [ip for ip in (_address(text) for text in signal.values(threat, "src_ip")) if ip]
+    sources = [ip for ip in (_address(text) for text in signal_model.values(threat, "src_ip")) if ip]
     if not networks or not sources:
         return None
     return any(ip in network for ip in sources for network in networks if ip.version == network.version)
@@ -310,18 +310,18 @@ def _entities(threat):
     C:\\Program Files\\RMMAgent\\RMMAgentService.exe), never by its arguments."""
     found = {}
     for name in KEYWORD_FIELDS:
-        for value in signal.values(threat, name):
+        for value in signal_model.values(threat, name):
             found.setdefault(value.strip().lower(), field_ref(name))
             if name == "user" and "@" in value:  # an account is also named without its domain (adm.kbrennan)
                 found.setdefault(value.strip().lower().split("@")[0], field_ref(name))
-    account = signal.model(threat)["account"]  # whom an account change is for, the group or role it gives
+    account = signal_model.model(threat)["account"]  # whom an account change is for, the group or role it gives
     for key in ACCOUNT_KEYS:
         value = account.get(key)
         if isinstance(value, str) and value.strip():
             found.setdefault(value.strip().lower(), f"signal.account.{key}")
             found.setdefault(value.strip().lower().split("@")[0], f"signal.account.{key}")
     for name in PROGRAM_FIELDS:
-        for value in signal.values(threat, name):
+        for value in signal_model.values(threat, name):
             parts = content.program(value).replace("\\", "/").lower().split("/")
             for part in parts[1:] if parts[0].endswith(":") else parts:
                 if part.strip():

@@ -11,7 +11,7 @@ from datetime import timedelta
 from threats import sql
 from threats.models import InfraEvent
 
-from .. import naming, signal
+from .. import naming, signal_model
 from ..base import Agent, AgentResult, field_ref, read_for_batch, with_article
 
 WINDOW_BEFORE = timedelta(minutes=60)
@@ -54,7 +54,7 @@ class DevOpsAgent(Agent):
         return read_for_batch(threats, _read_events, _in_window, MAX_EVENTS)
 
     def analyze(self, threat, infra):
-        family = signal.family(threat)
+        family = signal_model.family(threat)
         result = AgentResult(summary="", confidence=0.6)
         result.data = {"infra_events": [e.pk for e in infra], "explaining": []}
         if not infra:
@@ -131,7 +131,7 @@ def _tool_named(threat, text):
     """The field showing a deployment tool that the change's description also names, or None."""
     tools = {found.lower() for found in DEPLOY_TOOLS.findall(text)}
     for name in TOOL_FIELDS if tools else ():
-        for value in signal.values(threat, name):
+        for value in signal_model.values(threat, name):
             if tools & {found.lower() for found in DEPLOY_TOOLS.findall(value[:2_000])}:
                 return field_ref(name)
     return None
@@ -148,7 +148,7 @@ def _same_service(threat, event):
         return named
     words = set(TOKEN.findall(event.service.lower()))
     for name in SERVICE_FIELDS:
-        for value in signal.values(threat, name):
+        for value in signal_model.values(threat, name):
             if words and words <= set(TOKEN.findall(value.strip().lower())):
                 return field_ref(name)
     return None

@@ -31,7 +31,7 @@ from threats.pivots import ENTITY_FIELDS, KEY_CHARS, entity_key  # the entity in
 from threats.choices import ClosedByKind, Disposition
 from threats.models import Threat
 
-from .. import signal
+from .. import signal_model
 from ..base import Agent, AgentResult, counted, field_ref, read_for_batch, threat_ref
 
 MAX_ROWS = 100
@@ -185,7 +185,7 @@ def _match(threat, row):
     observables = row.get("observables") if isinstance(row.get("observables"), dict) else {}
     for name in INDICATOR_FIELDS:
         theirs = observables.get(name) if isinstance(observables.get(name), list) else []
-        if set(signal.values(threat, name)) & {v for v in theirs if isinstance(v, str)}:
+        if set(signal_model.values(threat, name)) & {v for v in theirs if isinstance(v, str)}:
             shared.append(name)
     same_rule = row["same_rule"]
     if shared:
@@ -215,8 +215,8 @@ def _weigh(threat, closures):
 def _confirmed_attacker(threat, closures):
     """The threats an analyst confirmed as true positives in the last CONFIRMED_ATTACKER_DAYS that
     came from this threat's public source address: the attacker is back (docs/verdicts.md)."""
-    address = signal.ip(signal.text(threat, "src_ip"))
-    if address is None or signal.is_internal(address):
+    address = signal_model.ip(signal_model.text(threat, "src_ip"))
+    if address is None or signal_model.is_internal(address):
         return []
     return [str(p["id"]) for p in closures if p["disposition"] == Disposition.TRUE_POSITIVE
             and "src_ip" in p["shared"] and _age_days(threat, p) <= CONFIRMED_ATTACKER_DAYS]
@@ -358,7 +358,7 @@ def _listed(value):
         except ValueError:
             return []
     items = value if isinstance(value, list) else [value]
-    return [item[:signal.MAX_TEXT] for item in items[:50] if isinstance(item, str) and item]
+    return [item[:signal_model.MAX_TEXT] for item in items[:50] if isinstance(item, str) and item]
 
 
 def _confirmed_for(row, threat):
@@ -370,7 +370,7 @@ def _confirmed_for(row, threat):
 def _reputation(threat, rows):
     """[{indicator, value, customers}] for this threat's indicators that at least
     REPUTATION_MIN_CUSTOMERS other customers confirmed: counts leave here, customer ids do not."""
-    mine = {name: set(signal.values(threat, name)) for name in REPUTATION_FIELDS}
+    mine = {name: set(signal_model.values(threat, name)) for name in REPUTATION_FIELDS}
     customers = {}
     for row in rows:
         for name in REPUTATION_FIELDS:
@@ -418,7 +418,7 @@ def _branches(threat):
     branches = [("threat_type = %s", [threat.threat_type])]
     if threat.rule:
         branches.append(("rule = %s", [threat.rule]))
-    return branches + [_same_entity(threat, name) for name in ENTITY_FIELDS if signal.text(threat, name)]
+    return branches + [_same_entity(threat, name) for name in ENTITY_FIELDS if signal_model.text(threat, name)]
 
 
 def _similar(threat):
@@ -438,8 +438,8 @@ def _similar(threat):
                      f"received_at >= %s AND received_at <= %s AND id <> %s AND customer_id = %s"
                      f" ORDER BY received_at DESC LIMIT {MAX_ROWS}) AS branch{index}")
         params += [*values, *window]
-    tests = [(f"(observables ->> '{name}') = %s", name, signal.text(threat, name))
-             for name in ENTITY_FIELDS if signal.text(threat, name)]
+    tests = [(f"(observables ->> '{name}') = %s", name, signal_model.text(threat, name))
+             for name in ENTITY_FIELDS if signal_model.text(threat, name)]
     tests += [("rule = %s", "rule", threat.rule)] if threat.rule else []
     tests += [("threat_type = %s", "type", threat.threat_type)]
     times = ", ".join(epoch(f"{name}_at") for name in TIMES)
@@ -481,7 +481,7 @@ def _similar_for_batch(threats):
         rows.append({"k": index, "id": sql.param(Threat, "id", threat.pk), "customer_id": threat.customer_id,
                      "threat_type": threat.threat_type, "rule": threat.rule or None,
                      "since": threat.received_at - lookback(), "until": threat.received_at,
-                     "indicators": indicators[index], **{f"{name}_value": signal.text(threat, name) or None
+                     "indicators": indicators[index], **{f"{name}_value": signal_model.text(threat, name) or None
                                                          for name in entities}})
 
     def branch(condition):
@@ -515,13 +515,13 @@ def _similar_for_batch(threats):
 
 def _same_entity(threat, name):
     """"Observable `name` equals this threat's", as a branch: the indexed prefix narrows, the whole text decides."""
-    value = signal.text(threat, name)
+    value = signal_model.text(threat, name)
     return f"{entity_key(name)} = %s AND (observables ->> '{name}') = %s", [value[:KEY_CHARS], value]
 
 
 def _has_indicators(threat):
-    return any(signal.values(threat, name) for name in INDICATOR_FIELDS)
+    return any(signal_model.values(threat, name) for name in INDICATOR_FIELDS)
 
 
 def _entity_refs(threat):
-    return [field_ref(name) for name in ENTITY_FIELDS + INDICATOR_FIELDS if signal.values(threat, name)]
+    return [field_ref(name) for name in ENTITY_FIELDS + INDICATOR_FIELDS if signal_model.values(threat, name)]

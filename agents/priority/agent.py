@@ -1,6 +1,6 @@
 """Priority agent: what does this alert show, and which ATT&CK techniques, with what reason?
 
-It reads the signal model (agents/signal.py): the behaviours the source's structure states and the
+It reads the signal model (agents/signal_model.py): the behaviours the source's structure states and the
 ones its content shows. Techniques come from those behaviours (agents/priority/behaviours.py), the
 source's own mapping, command-line rules and the anomaly's metric — each with a reason, its tactic
 and the ATT&CK version; revoked ids resolve to their replacement and both are shown. A coarse
@@ -16,7 +16,7 @@ from datetime import timedelta
 from threats import sql
 from threats.models import Threat
 
-from .. import content, signal
+from .. import content, signal_model
 from ..historical.agent import _same_entity
 from ..base import Agent, AgentResult
 from . import attack
@@ -50,7 +50,7 @@ class PriorityAgent(Agent):
     def gather(self, threat):
         """What the customer's alerts on this source or user showed in the last hour: a success after
         them reads differently (a brute force that got in)."""
-        branches = [_same_entity(threat, name) for name in RECENT_ENTITIES if signal.text(threat, name)]
+        branches = [_same_entity(threat, name) for name in RECENT_ENTITIES if signal_model.text(threat, name)]
         if not branches:
             return []
         since = sql.param(Threat, "received_at", threat.received_at - RECENT_WINDOW)
@@ -74,7 +74,7 @@ class _Analysis:
     """One analysis: agents are shared by threads, so what accumulates lives here, not on the agent."""
 
     def __init__(self, threat, recent):
-        self.threat, self.model, self.found = threat, signal.model(threat), signal.behaviours(threat)
+        self.threat, self.model, self.found = threat, signal_model.model(threat), signal_model.behaviours(threat)
         self.recent = recent
         self.techniques, self.dismissed, self.tactic_hints = {}, [], []
 
@@ -104,7 +104,7 @@ class _Analysis:
 
     def _behaviour_techniques(self, name, entry):
         inbound = content.is_inbound(self.threat)
-        if name == "vulnerability_scan" and signal.measure(self.threat, "http_status") == 404:
+        if name == "vulnerability_scan" and signal_model.measure(self.threat, "http_status") == 404:
             return ["T1595.002", "T1595.003"]  # paths probed and not found: content discovery (wordlist)
         if name == "network_scan":
             return ["T1595.001"] if inbound else ["T1046"]
@@ -120,11 +120,11 @@ class _Analysis:
             return ["T1133", "T1078"]  # in from outside through the VPN gateway: External Remote Services
         if name == "brute_force":
             return ["T1110.003" if "password_spraying" in self.found else "T1110.001"]
-        if name == "denial_of_service" and signal.measure(self.threat, "service_port"):
+        if name == "denial_of_service" and signal_model.measure(self.threat, "service_port"):
             return ["T1498.002"]  # a UDP service reflecting and amplifying the flood
         if name == "denial_of_service" and self.model.get("protocol") in WEB_PROTOCOLS:
             return ["T1499.002"]  # requests that exhaust the application: Service Exhaustion Flood
-        if name in ("exploit_attempt",) and not inbound and signal.is_internal(signal.ip(signal.text(self.threat,
+        if name in ("exploit_attempt",) and not inbound and signal_model.is_internal(signal_model.ip(signal_model.text(self.threat,
                                                                                                       "dst_ip"))):
             return ["T1210"]
         if name == "log_cleared" and self.model.get("cloud"):
@@ -138,8 +138,8 @@ class _Analysis:
         if name == "persistence" and str(entry.get("detail", "")).startswith("kernel module") and \
                 "hidden_artifact" in self.found:
             return ["T1547.006", "T1014"]  # a kernel module from a hidden folder: a rootkit
-        if name == "login_failure" and inbound and signal.ip(signal.text(self.threat, "src_ip")) is not None and \
-                not signal.is_internal(signal.ip(signal.text(self.threat, "src_ip"))):
+        if name == "login_failure" and inbound and signal_model.ip(signal_model.text(self.threat, "src_ip")) is not None and \
+                not signal_model.is_internal(signal_model.ip(signal_model.text(self.threat, "src_ip"))):
             return ["T1110.001"]  # an outsider's failed login is a password guess
         if name == "suspicious_execution" and "in a container" in str(entry.get("detail", "")):
             return ["T1609"]  # Container Administration Command
@@ -150,7 +150,7 @@ class _Analysis:
             return ["T1047"]  # Windows Management Instrumentation ran it
         if name == "lateral_movement" and str(entry.get("detail", "")).startswith("output written"):
             return ["T1021.002"]  # read back over SMB from the admin share
-        if name == "lateral_movement" and signal.measure(self.threat, "logon_type") == RDP_LOGON:
+        if name == "lateral_movement" and signal_model.measure(self.threat, "logon_type") == RDP_LOGON:
             return ["T1021.001", *self._account_kind()]
         if name == "lateral_movement" and self.model.get("remote_service"):
             return ["T1021.002", "T1569.002"]  # over an admin share (SMB), run as a service
@@ -199,7 +199,7 @@ class _Analysis:
         if name == "anonymising_proxy":
             words = str(entry.get("detail", "")).lower().split()
             return [next((PROXY_TECHNIQUES[w] for w in words if w in PROXY_TECHNIQUES), "T1090")]
-        if name == "login_success" and signal.measure(self.threat, "logon_type") == RDP_LOGON and not inbound:
+        if name == "login_success" and signal_model.measure(self.threat, "logon_type") == RDP_LOGON and not inbound:
             return ["T1021.001", *self._account_kind()]  # a remote desktop logon from inside: a hop between hosts
         if name == "denial_of_service" and not inbound:
             return ["T1499"]
@@ -248,7 +248,7 @@ class _Analysis:
     def _account_kind(self):
         """T1078.002 when the account that logged on is a domain's (its domain is not the host's name)."""
         domain = str(self.model["account"].get("domain") or "").strip().lower()
-        host = signal.text(self.threat, "host").lower().split(".")[0]
+        host = signal_model.text(self.threat, "host").lower().split(".")[0]
         return ["T1078.002"] if domain and host and domain != host and domain not in LOCAL_DOMAINS else []
 
     def _scanner_explains(self, name, entry):
@@ -262,13 +262,13 @@ class _Analysis:
         """A download made by the Background Intelligent Transfer Service (its HTTP user agent is
         "Microsoft BITS/<version>"): a BITS job fetched it (T1197), the way malware hides a download
         in a Windows service."""
-        agent = signal.text(self.threat, "user_agent")
+        agent = signal_model.text(self.threat, "user_agent")
         if BITS_AGENT.match(agent) and "T1105" in self.techniques:
             self._add("T1197", "behaviour", 0.8, "signal.observables.user_agent", "the download was a BITS job")
 
     def _names_lsass(self, entry):
         """LSASS's memory is where the credentials are (T1003.001): the detail, process or command says so."""
-        texts = [str(entry.get("detail", ""))] + signal.values(self.threat, "command_line") + signal.values(
+        texts = [str(entry.get("detail", ""))] + signal_model.values(self.threat, "command_line") + signal_model.values(
             self.threat, "process") + [str(self.model.get("process") or "")]
         return any("lsass" in text.lower() for text in texts)
 
@@ -282,7 +282,7 @@ class _Analysis:
         if action in ("createuser", "createloginprofile", "user.lifecycle.create", "add user."):
             return "T1136.003"
         domain = str(self.model["account"].get("domain") or "").lower()
-        host = signal.text(self.threat, "host").lower().split(".")[0]
+        host = signal_model.text(self.threat, "host").lower().split(".")[0]
         return "T1136.002" if domain and host and domain != host else "T1136.001"
 
     def _vendor_hints(self, result):
@@ -370,16 +370,16 @@ class _Analysis:
     # --- within-band contributions and attack evidence --------------------------------------------
 
     def _within_band(self, result):
-        requests = signal.measure(self.threat, "request_count")
+        requests = signal_model.measure(self.threat, "request_count")
         if requests is not None and requests >= VOLUME_REQUESTS:
             result.score(5, f"high volume ({requests:,.0f} requests)", "signal.measures.request_count")
-        addresses = signal.measure(self.threat, "distinct_ips")
+        addresses = signal_model.measure(self.threat, "distinct_ips")
         if addresses is not None and addresses >= ROTATING_ADDRESSES:
             result.score(3, f"{addresses:.0f} rotating source addresses", "signal.measures.distinct_ips")
-        speed = signal.measure(self.threat, "speed_kmh")
+        speed = signal_model.measure(self.threat, "speed_kmh")
         if speed is not None and speed > 1000:
             result.score(5, f"impossible travel ({speed:,.0f} km/h needed)", "signal.measures.speed_kmh")
-        sigma = signal.measure(self.threat, "deviation_sigma")
+        sigma = signal_model.measure(self.threat, "deviation_sigma")
         if sigma is not None and sigma >= 4:
             result.score(5 if sigma >= 10 else 3, f"{sigma:g} sigma above the baseline", "signal.measures.deviation_sigma")
 
@@ -393,7 +393,7 @@ class _Analysis:
     def travel(self):
         """The last hour's successful logins of this user from another country: this one is far from
         that one in less time than travel takes (the country is the source's geolocation)."""
-        user, country = signal.text(self.threat, "user"), signal.text(self.threat, "country")
+        user, country = signal_model.text(self.threat, "user"), signal_model.text(self.threat, "country")
         if "login_success" not in self.found or not user or not country:
             return []
         return [r["id"] for r in self.recent if "login_success" in r["behaviours"] and r.get("user") == user
@@ -403,8 +403,8 @@ class _Analysis:
         """Attacks attempted that did not fail (a scan is not one): an allow-listed source does not make them.
         Failed logons are how password guessing is attempted, so only a block stops that being one."""
         prevented = self.model.get("prevented") is True
-        failed = prevented or self.model.get("outcome") == "failure" or signal.rejected(
-            signal.measure(self.threat, "http_status"))
+        failed = prevented or self.model.get("outcome") == "failure" or signal_model.rejected(
+            signal_model.measure(self.threat, "http_status"))
         return [name.replace("_", " ") for name, entry in self.found.items()
                 if name in HOSTILE and not entry.get("tagged")
                 and not (prevented if name in FAILURES else failed)]
@@ -447,7 +447,7 @@ class _Analysis:
         for technique_id, found in context.items():
             for mitigation in found["mitigations"][:2]:
                 result.recommendations.append(f"{mitigation['id']} {mitigation['name']} (mitigates {technique_id})")
-        family = signal.family(self.threat)
+        family = signal_model.family(self.threat)
         result.data = {
             "family": family, "attack_version": attack.version(), "techniques": techniques,
             "dismissed_hints": self.dismissed, "tactic_hints": self.tactic_hints, "context": context, "attack_evidence": evidence, "hostile_attempts": self.hostile_attempts(),

@@ -2,7 +2,7 @@
 
 Each importer maps its vendor's *structured* fields (Wazuh rule groups and Windows event ids,
 Suricata classtypes and rule-set categories, ECS event.kind/category/type/action/outcome, ...) into a
-`Signal`; the agents read only this model (agents/signal.py), never vendor or generator key names.
+`Signal`; the agents read only this model (agents/signal_model.py), never vendor or generator key names.
 Every value remembers the vendor field it came from (`fields`), so a finding can cite the source's
 own words. docs/signals.md documents the mapping per format.
 """
