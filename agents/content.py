@@ -647,8 +647,9 @@ def _web_account_writes(model, found):
     """Rule `web_account_writes`: persistence written by a web server's own account is its code doing
     what it was sent: a web shell at work (T1505.003)."""
     writer = model["account"].get("writer") or model["account"].get("actor") or ""
-    if not WEB_ACCOUNTS.match(str(writer).strip()):
-        return
+    session = str(model["account"].get("session") or "").strip()
+    if not WEB_ACCOUNTS.match(str(writer).strip()) or session and not WEB_ACCOUNTS.match(session):
+        return  # a login session (a deploy job, an administrator) wrote as the web account: not its own code
     if any(b["name"] == "persistence" for b in found):
         add(found, "web_shell", "account.writer", f"persistence written by the web server's account {writer[:40]}")
     elif any(b["name"] == "integrity_change" for b in found) and SERVED_CODE.search(str(model.get("file") or "")):

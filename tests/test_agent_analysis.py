@@ -2693,3 +2693,36 @@ def test_homebrew_s_own_launch_agent_for_the_formula_it_starts_is_a_developer_s_
     threat, = factories.ingest_records("ecs", [alert], customer)
     assert (threat.severity == "LOW") is benign
     assert (threat.false_positive["recommendation"] == "likely_benign_true_positive") is benign
+
+
+@pytest.mark.parametrize("description,explained", [
+    ("Quarterly password rotation of MERIDIAN\\svc_hhscan; MobiControl pushes the new credential to the fleet.", True),
+    ("Quarterly password rotation of MERIDIAN\\svc_backup; MobiControl pushes the new credential to the fleet.", False),
+    ("MobiControl agent upgrade on the handheld fleet (svc_hhscan unchanged).", False),
+])
+def test_a_credential_rotation_naming_the_account_explains_its_failed_logons(customer, description, explained):
+    """`rotation_explains_failures`: devices still holding the old password fail to log on until they get
+    the new one; a rotation of another account, or a change that rotates nothing, explains nothing."""
+    factories.make_infra_event(customer=customer, kind="maintenance", service="handheld-scanners",
+                               description=description, minutes_ago=30)
+    alert = _failures_rule(["svc_hhscan"] * 6, f"rot-{len(description)}")
+    alert["timestamp"] = timezone.now().strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    threat, = factories.ingest_records("wazuh", [alert], customer)
+    assert (threat.severity == "LOW") is explained
+
+
+@pytest.mark.parametrize("session,web_shell", [("gitlab-runner", False), ("", True)])
+def test_served_code_written_as_the_web_account_by_a_login_session_is_a_deploy(session, web_shell):
+    """who-data's login user (auid) says whose session wrote the file: a deploy job writing wp-config.php
+    as www-data is not the web server's own code at work; with no session (a daemon's), it is."""
+    audit = {"effective_user": {"id": "33", "name": "www-data"}, "user": {"id": "33", "name": "www-data"},
+             "process": {"name": "/usr/bin/rsync" if session else "/usr/sbin/php-fpm8.2"}}
+    if session:
+        audit["login_user"] = {"id": "997", "name": session}
+    alert = _wazuh_alert(f"1.fim.{session}", "550", 7, "Integrity checksum changed.",
+                         ["ossec", "syscheck", "syscheck_entry_modified", "syscheck_file"], agent="web-01",
+                         syscheck={"path": "/var/www/site/wp-config.php", "event": "modified", "mode": "whodata",
+                                   "audit": audit})
+    threat, = _ingest("wazuh", alert)
+    assert ("web_shell" in {b["name"] for b in AgentRun.objects.get(threat=threat, kind="priority").data["behaviours"]
+                            if isinstance(b, dict)}) is web_shell

@@ -127,6 +127,26 @@ DEPLOY_TOOLS = re.compile(r"\b(terraform|pulumi|cloudformation|ansible|puppet|ch
 TOOL_FIELDS = ("user_agent", "process", "command_line")
 
 
+# A change of an account's credential: devices still holding the old one fail to log on until they get
+# the new one (`rotation_explains_failures`).
+ROTATION = re.compile(r"\b(password|credential|secret|key)s?\b[^.;]{0,60}\b(rotat\w*|chang\w*|reset\w*|updat\w*)\b|"
+                      r"\brotat\w*\b[^.;]{0,60}\b(password|credential|secret)s?\b", re.I)
+FAILED_LOGONS = {"login_failure", "brute_force"}
+
+
+def _rotated_account(threat, text):
+    """The account field whose failed logons a credential rotation naming that account explains, or None."""
+    if not FAILED_LOGONS & set(signal_model.behaviours(threat)) or not ROTATION.search(text):
+        return None
+    account = signal_model.model(threat)["account"]
+    for field, value in (("signal.observables.user", signal_model.text(threat, "user")),
+                         ("signal.account.target", account.get("target"))):
+        name = str(value or "").strip().lower().rsplit("\\", 1)[-1].split("@")[0]
+        if len(name) >= naming.MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text.lower()):
+            return field
+    return None
+
+
 def _tool_named(threat, text):
     """The field showing a deployment tool that the change's description also names, or None."""
     tools = {found.lower() for found in DEPLOY_TOOLS.findall(text)}
@@ -143,7 +163,7 @@ def _same_service(threat, event):
     or a field holding every word of the changed service."""
     text = f"{event.service} {event.description}"
     named = naming.names(threat, text, fields=("host",)) or naming.names_artifact(threat, text) \
-        or _tool_named(threat, text)
+        or _tool_named(threat, text) or _rotated_account(threat, text)
     if named:
         return named
     words = set(TOKEN.findall(event.service.lower()))

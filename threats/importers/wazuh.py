@@ -234,6 +234,10 @@ def signal(doc, level):
               "data.win.eventdata.parentCommandLine")
     for path in ("syscheck.audit.effective_user.name", "syscheck.audit.user.name"):  # who-data: who wrote it
         built.account("writer", dig(doc, path) if isinstance(dig(doc, path), str) else "", path)
+    # The audit login user (auid): whose session it was. A daemon started at boot (a web server) has none.
+    login = dig(doc, "syscheck.audit.login_user.name")
+    if isinstance(login, str) and login.strip().lower() not in ("", "-", "unset", "(unset)", "4294967295"):
+        built.account("session", login, "syscheck.audit.login_user.name")
     docker = str(dig(data, "docker.Action") or dig(data, "docker.status") or "")
     if docker.startswith("exec_start"):
         built.behaviour("suspicious_execution", "data.docker.Action", f"a shell opened in a container ({docker[:40]})")
