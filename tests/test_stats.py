@@ -88,18 +88,59 @@ def test_retention_keeps_the_totals_exact(settings, customer):
     assert sum(row.n for row in ThreatCount.objects.all()) == 5
 
 
-def test_install_restores_lost_triggers_and_rebuilds_the_totals(customer):
+def _migration():
+    import importlib
+
+    return importlib.import_module(f"threats.migrations.{stats.MIGRATION[1]}")
+
+
+def test_the_migration_installs_the_triggers_this_code_generates():
+    """The triggers' SQL is frozen in a migration: a change to the totals or to SLA_MINUTES fails
+    here until a new migration installs the new SQL (copy the last one; stats.MIGRATION names it)."""
+    migration = _migration()
+    assert migration.POSTGRESQL == stats.install_statements("postgresql")
+    assert migration.SQLITE == stats.install_statements("sqlite")
+    assert migration.POSTGRESQL_UNDO == stats.uninstall_statements("postgresql")
+    assert migration.SQLITE_UNDO == stats.uninstall_statements("sqlite")
+    assert stats.installed()  # the test database was migrated: the migration put them there
+    stats.check_after_migrate(sender=None)  # and the post_migrate check is satisfied
+
+
+def test_the_migration_can_be_undone_and_done_again(customer):
+    migration = _migration()
+    undo, do = ((migration.POSTGRESQL_UNDO, migration.POSTGRESQL) if connection.vendor == "postgresql"
+                else (migration.SQLITE_UNDO, migration.SQLITE))
+    factories.make_threat(customer=customer, analyse=False)
+    with connection.cursor() as cursor:
+        for statement in undo:
+            cursor.execute(statement)
+    assert not stats.installed()
+    factories.make_threat(customer=customer, analyse=False)  # not counted: no triggers
+    assert stats.stored() != stats.recount()
+    with connection.cursor() as cursor:
+        for statement in do:
+            cursor.execute(statement)
+    assert stats.installed()
+    assert_exact()  # rebuilt from the threats
+    factories.make_threat(customer=customer, analyse=False)
+    assert_exact()
+
+
+def test_a_lost_trigger_fails_the_post_migrate_check_and_install_repairs_it(customer):
     factories.make_threat(customer=customer, analyse=False)
     with connection.cursor() as cursor:  # what a SQLite table rebuild in a later migration does
         if connection.vendor == "postgresql":
             cursor.execute("DROP TRIGGER threats_count_insert ON threats_threat")
         else:
             cursor.execute("DROP TRIGGER threats_count_insert")
+    with pytest.raises(stats.TotalsTriggersMissing, match="RunPython"):
+        stats.check_after_migrate(sender=None)
     factories.make_threat(customer=customer, analyse=False)
     assert stats.stored() != stats.recount()
 
     assert stats.install() is True
     assert stats.install() is False  # already current: nothing to do
+    stats.check_after_migrate(sender=None)
     assert_exact()
     factories.make_threat(customer=customer, analyse=False)
     assert_exact()

@@ -11,5 +11,6 @@ class ThreatsConfig(AppConfig):
         from . import access, indexes, stats
 
         access.connect_signals()  # audit lines for logins; sockets closed when a session ends
-        post_migrate.connect(stats.install_after_migrate, sender=self)  # the analytics' exact totals
+        # Migrations install the totals' triggers; this only checks: a SQLite table rebuild drops them silently.
+        post_migrate.connect(stats.check_after_migrate, sender=self)
         post_migrate.connect(indexes.restore_after_migrate, sender=self)  # SQLite table rebuilds drop them

@@ -3,9 +3,10 @@
 They are raw SQL, not model state (threats migration 0007 says why). SQLite alters most columns
 by rebuilding the table (create, copy, drop, rename), and Django re-creates only the indexes in
 model state: migration 0009 (JSON and text columns with a default) dropped all five, and every
-historical look-up walked the customer's whole window again. Like the totals' triggers
-(threats/stats.py), they are put back after every `migrate`, with 0007's own statements;
-PostgreSQL alters tables in place and keeps them.
+historical look-up walked the customer's whole window again. They are put back after every
+`migrate`, with 0007's own statements (the totals' triggers, which the same rebuilds drop, are
+installed by a migration and only checked after `migrate`: threats/stats.py); PostgreSQL alters
+tables in place and keeps them.
 """
 
 import importlib

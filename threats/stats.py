@@ -8,10 +8,14 @@ totals in the same transaction, so they are exact whenever the threats are. Post
 statement triggers with transition tables (one grouped upsert per statement, so a bulk insert of
 1,000 alerts costs one upsert per bucket); SQLite uses row triggers.
 
-The triggers are generated here, with the SLA minutes of `agents.analyzers.response`, and installed
-after every `migrate` (`install`, from the app's post_migrate): when the installed ones differ —
-new table, a changed SLA, or SQLite rebuilding the threats table in a later migration, which drops
-its triggers — they are replaced and the totals rebuilt from the threats (`rebuild`).
+The triggers' SQL is generated here, with the SLA minutes of `threats.choices`, and a migration
+runs it, frozen (`MIGRATION`, threats/migrations/0020_threat_count_triggers.py: the triggers, then
+the totals rebuilt from the threats). tests/test_stats.py fails when this code would generate other
+SQL than that migration holds: a changed SLA or total needs a migration of its own. After every
+`migrate`, `check_after_migrate` only verifies they are there and current, and raises if not: SQLite
+rebuilds the threats table for most column changes, which drops its triggers without a word, so a
+later migration that does that must run `MIGRATION`'s `install` again (tests would fail otherwise).
+`install` and `rebuild` repair a database by hand.
 
 Time-dependent figures (an open threat that passes its SLA deadline) cannot be kept by triggers;
 the analytics count them as "unacknowledged open threats" (exact here) minus the ones still within
@@ -19,6 +23,7 @@ their deadline (a small index range of recent threats).
 """
 
 from django.db import connections, transaction
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Sum
 
 from .choices import SLA_MINUTES
@@ -29,6 +34,7 @@ THREATS = "threats_threat"
 KEY = ("customer_id", "threat_type", "severity", "status")
 SUMS = ("n", "analyzed", "processing_ms", "review", "acknowledged", "acknowledge_us", "closed", "resolve_us",
         "within_sla")
+MIGRATION = ("threats", "0020_threat_count_triggers")  # the migration that installs the current triggers
 PG_FUNCTION = "threats_count_changes"
 PG_TRIGGERS = {"INSERT": "REFERENCING NEW TABLE AS new_rows", "UPDATE": "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
                "DELETE": "REFERENCING OLD TABLE AS old_rows"}
@@ -124,13 +130,14 @@ def _pg_installed(cursor):
     return found is not None and found[0] == pg_function() and cursor.fetchone()[0] == len(PG_TRIGGERS)
 
 
-def _pg_install(cursor):
-    cursor.execute(f"CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $body${pg_function()}$body$")
+def _pg_install():
+    statements = [f"CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $body${pg_function()}$body$"]
     for operation, referencing in PG_TRIGGERS.items():
         name = f"threats_count_{operation.lower()}"
-        cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {THREATS}")
-        cursor.execute(f"CREATE TRIGGER {name} AFTER {operation} ON {THREATS} {referencing} "
-                       f"FOR EACH STATEMENT EXECUTE FUNCTION {PG_FUNCTION}()")
+        statements += [f"DROP TRIGGER IF EXISTS {name} ON {THREATS}",
+                       f"CREATE TRIGGER {name} AFTER {operation} ON {THREATS} {referencing} "
+                       f"FOR EACH STATEMENT EXECUTE FUNCTION {PG_FUNCTION}()"]
+    return statements
 
 
 # --- SQLite: row triggers ---------------------------------------------------------------------------
@@ -160,31 +167,63 @@ def _sqlite_installed(cursor):
     return found == sqlite_triggers()
 
 
-def _sqlite_install(cursor):
-    for name, sql in sqlite_triggers().items():
-        cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
-        cursor.execute(sql)
+def _sqlite_install():
+    return [statement for name, sql in sqlite_triggers().items() for statement in (f"DROP TRIGGER IF EXISTS {name}", sql)]
 
 
-# --- Install, rebuild, read ---------------------------------------------------------------------------
+# --- Install (a migration), check, repair ----------------------------------------------------------------
 
 
-def install_after_migrate(sender, using="default", **kwargs):
-    """post_migrate receiver: (re)install when the table exists (it does from migration 0006 on)."""
-    if TABLE in connections[using].introspection.table_names():
-        install(using)
+def install_statements(vendor):
+    """Every statement that installs the current triggers and rebuilds the totals, in order: what
+    `MIGRATION` runs, frozen. Run them in one transaction (PostgreSQL: the lock keeps writers out
+    until it commits, so no threat is counted twice or lost while the totals are recounted)."""
+    if vendor == "postgresql":
+        return [*_lock(vendor), *_pg_install(), *_rebuild(vendor)]
+    return [*_sqlite_install(), *_rebuild(vendor)]
+
+
+def uninstall_statements(vendor):
+    """What undoes `install_statements` (the totals stay as they were)."""
+    if vendor == "postgresql":
+        return [*(f"DROP TRIGGER IF EXISTS threats_count_{operation.lower()} ON {THREATS}" for operation in PG_TRIGGERS),
+                f"DROP FUNCTION IF EXISTS {PG_FUNCTION}()"]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in SQLITE_TRIGGERS]
+
+
+class TotalsTriggersMissing(RuntimeError):
+    """The threats table lacks the current totals triggers although `MIGRATION` is applied."""
+
+
+def check_after_migrate(sender, using="default", **kwargs):
+    """post_migrate receiver: a check, not an installer (migrations install the triggers). Raises
+    when `MIGRATION` is applied but the triggers are missing or not what this code generates: the
+    totals would drift from the threats without a word."""
+    connection = connections[using]
+    if MIGRATION not in MigrationRecorder(connection).applied_migrations() or installed(using):
+        return
+    raise TotalsTriggersMissing(
+        f"{THREATS} lacks the analytics totals' triggers, or they are not the ones threats/stats.py generates. "
+        f"A migration that rebuilds {THREATS} on SQLite (most column changes) drops them: end it with "
+        f"migrations.RunPython({MIGRATION[1]}.install) (import it with importlib). A changed SLA or total needs a "
+        f"migration of its own, like {MIGRATION[1]}. threats.stats.install() repairs a database by hand.")
+
+
+def installed(using="default"):
+    """Whether the threats table has the triggers this code generates."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        return _pg_installed(cursor) if connection.vendor == "postgresql" else _sqlite_installed(cursor)
 
 
 def install(using="default", force=False):
-    """Install the triggers (when missing or different) and rebuild the totals; returns True if it did."""
+    """Repair by hand: install the triggers (when missing or different) and rebuild the totals; True if it did."""
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        pg = connection.vendor == "postgresql"
-        if not force and (_pg_installed(cursor) if pg else _sqlite_installed(cursor)):
+        if not force and (_pg_installed(cursor) if connection.vendor == "postgresql" else _sqlite_installed(cursor)):
             return False
-        _lock_threats(connection, cursor)
-        _pg_install(cursor) if pg else _sqlite_install(cursor)
-        _rebuild(connection, cursor)
+        for statement in install_statements(connection.vendor):
+            cursor.execute(statement)
     return True
 
 
@@ -192,21 +231,22 @@ def rebuild(using="default"):
     """Recount every total from the threats (after a bulk load with triggers off, or to repair)."""
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        _lock_threats(connection, cursor)
-        _rebuild(connection, cursor)
+        for statement in [*_lock(connection.vendor), *_rebuild(connection.vendor)]:
+            cursor.execute(statement)
 
 
-def _lock_threats(connection, cursor):
-    if connection.vendor == "postgresql":
-        # Writers wait (readers do not) while the totals are recounted, so none is counted twice or lost.
-        cursor.execute(f"LOCK TABLE {THREATS} IN SHARE ROW EXCLUSIVE MODE")
+def _lock(vendor):
+    # Writers wait (readers do not) while the totals are recounted, so none is counted twice or lost.
+    return [f"LOCK TABLE {THREATS} IN SHARE ROW EXCLUSIVE MODE"] if vendor == "postgresql" else []
 
 
-def _rebuild(connection, cursor):
+def _rebuild(vendor):
     key = ", ".join(f"t.{k}" for k in KEY)
-    sums = ", ".join(f"sum({expr})" for expr in contribution(connection.vendor, "t"))
-    cursor.execute(f"DELETE FROM {TABLE}")
-    cursor.execute(f"INSERT INTO {TABLE} ({_columns()}) SELECT {key}, {sums} FROM {THREATS} t GROUP BY {key}")
+    sums = ", ".join(f"sum({expr})" for expr in contribution(vendor, "t"))
+    return [f"DELETE FROM {TABLE}", f"INSERT INTO {TABLE} ({_columns()}) SELECT {key}, {sums} FROM {THREATS} t GROUP BY {key}"]
+
+
+# --- Read ----------------------------------------------------------------------------------------------
 
 
 def totals(customer_ids=None):
