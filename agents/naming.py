@@ -49,8 +49,7 @@ def names(threat, text, fields=("host",), accounts=True, addresses=ADDRESS_FIELD
     # An account for an alert with no host of its own (a cloud identity's action): where there is a
     # host, the text must name it.
     for value in [] if not accounts or signal_model.text(threat, "host") else signal_model.values(threat, "user"):
-        account = value.strip().lower().split("@")[0].rsplit("\\", 1)[-1]
-        if len(account) >= MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(account)}(?![\w-]|\.\w)", text):
+        if names_account(value, text):
             return field_ref("user")
     # A cloud call made through an assumed role (a pipeline's session name changes every run; its role does not).
     role = str(signal_model.model(threat)["account"].get("role") or "").lower()
@@ -62,6 +61,12 @@ def names(threat, text, fields=("host",), accounts=True, addresses=ADDRESS_FIELD
             if names_host(value.strip().lower(), found, text):
                 return field_ref(name)
     return None
+
+
+def names_account(value, text):
+    """The account (without its domain or NetBIOS prefix) is a whole name in the lower-cased text."""
+    account = str(value or "").strip().lower().split("@")[0].rsplit("\\", 1)[-1]
+    return len(account) >= MIN_NAME and bool(re.search(rf"(?<![\w.-]){re.escape(account)}(?![\w-]|\.\w)", text))
 
 
 def names_host(host, found, text):

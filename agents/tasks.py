@@ -181,14 +181,9 @@ def requeue_stale_analyses(older_than=STALE_AFTER):
     return len(stale)
 
 
-def enqueue_analysis(threat_id):
-    """Queue the analysis once the caller's transaction commits (never before: the worker would
-    not find the row, or analyse one that is rolled back)."""
-    enqueue_analyses([threat_id])
-
-
 def enqueue_analyses(threat_ids):
-    """`enqueue_analysis` for many threats (an ingest batch): after commit, they go out in tasks of
+    """Queue the analyses once the caller's transaction commits (never before: the worker would not
+    find the rows, or analyse ones that are rolled back). They go out in tasks of
     up to AGENTS_BATCH_SIZE threats (`agents.analyze_threats`; a lone threat: `agents.analyze_threat`),
     all through one broker connection."""
     threat_ids = [str(threat_id) for threat_id in threat_ids]

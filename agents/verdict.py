@@ -747,9 +747,8 @@ def review_reasons(threat, band, fp, scan, runs, attack_evidence, techniques, hi
                                            f"it {prior}")
     # `failed_on_record`: held at LOW because the alert itself shows the attempt failed (a 4xx answer, an
     # IPS drop): the source rated the attempt, the alert shows its outcome; nothing is left to confirm.
-    failed_here = band == "LOW" and not dismissed and any(
-        move.get("rule") == "behaviour_cap" and move.get("to") == "LOW" and "failed or was prevented" in move.get("reason", "")
-        for move in moves)
+    failed_here = band == "LOW" and not dismissed and _failed(model) and any(
+        move.get("rule") == "behaviour_cap" and move.get("to") == "LOW" for move in moves)
     if prior in RANK and abs(RANK[prior] - RANK[band]) >= 2 and not on_record and not failed_here:
         fire("severity_disagreement", f"the source rated it {prior}, the policy {band}")
     # Left at LOW, explained or as the source itself rated it: nothing was overruled, normal triage will do.

@@ -141,8 +141,7 @@ def _rotated_account(threat, text):
     account = signal_model.model(threat)["account"]
     for field, value in (("signal.observables.user", signal_model.text(threat, "user")),
                          ("signal.account.target", account.get("target"))):
-        name = str(value or "").strip().lower().rsplit("\\", 1)[-1].split("@")[0]
-        if len(name) >= naming.MIN_NAME and re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text.lower()):
+        if naming.names_account(value, text.lower()):
             return field
     return None
 
